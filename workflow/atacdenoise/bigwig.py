@@ -1,0 +1,142 @@
+"""bigWig reading and streaming, atomic writing (pyBigWig)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyBigWig
+
+from .atomic import temp_path_for
+from .errors import InputError
+from .genome import check_chrom_lengths, check_chrom_names
+from .intervals import run_lengths
+
+log = logging.getLogger(__name__)
+
+#: bases per addEntries call: bounds memory of the Python lists pyBigWig needs
+CHUNK = 1_000_000
+
+
+def open_bigwig(path: str | Path):
+    """Open a bigWig for reading, with a clear error when it is missing or not a bigWig."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: bigWig not found")
+    try:
+        bw = pyBigWig.open(str(path))
+    except RuntimeError:
+        bw = None
+    if bw is None or not bw.isBigWig():
+        raise InputError(f"{path}: not a readable bigWig file (truncated or another format); re-create it")
+    return bw
+
+
+def bigwig_chrom_sizes(path: str | Path) -> dict[str, int]:
+    """Chromosome lengths stored in a bigWig's header."""
+    bw = open_bigwig(path)
+    try:
+        return dict(bw.chroms())
+    finally:
+        bw.close()
+
+
+def check_bigwig(path: str | Path, sizes: dict[str, int]) -> None:
+    """Raise when the bigWig lacks a chromosome of ``sizes`` or has a different length for one."""
+    found = bigwig_chrom_sizes(path)
+    check_chrom_names(found, sizes, path)
+    check_chrom_lengths(found, sizes, path)
+    missing = [c for c in sizes if c not in found]
+    if missing:
+        raise InputError(
+            f"{path}: chromosomes {missing[:5]} of the genome sizes file are missing from this bigWig; "
+            "re-create it over the whole genome or restrict genome.chroms in the config"
+        )
+
+
+def read_bigwig(path: str | Path, chrom: str, start: int = 0, end: int | None = None, bw=None) -> np.ndarray:
+    """float32[end - start] of per-base values; bases with no data read as 0."""
+    own = bw is None
+    bw = open_bigwig(path) if own else bw
+    try:
+        length = bw.chroms(chrom)
+        if length is None:
+            raise InputError(f"{path}: chromosome {chrom} not in this bigWig")
+        end = length if end is None else end
+        out = np.zeros(end - start, dtype=np.float32)
+        ivals = bw.intervals(chrom, start, end)
+        if ivals:
+            arr = np.asarray(ivals, dtype=np.float64)
+            s = np.clip(arr[:, 0].astype(np.int64) - start, 0, end - start)
+            e = np.clip(arr[:, 1].astype(np.int64) - start, 0, end - start)
+            lengths = e - s
+            # paint the (sorted, non-overlapping) runs: positions of every base of every run
+            first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            pos = np.repeat(s - first, lengths) + np.arange(int(lengths.sum()))
+            out[pos] = np.repeat(arr[:, 2].astype(np.float32), lengths)
+        return out
+    finally:
+        if own:
+            bw.close()
+
+
+class BigWigWriter:
+    """Stream per-base arrays into a bigWig, atomically.
+
+    Chromosomes must be added in the order of ``sizes`` (a bigWig requirement);
+    consecutive equal values are collapsed into one entry and zeros are skipped,
+    so smoothed integer tracks stay small. The file appears under its final name
+    only when the ``with`` block ends without an error.
+    """
+
+    def __init__(self, path: str | Path, sizes: dict[str, int], skip_zeros: bool = True):
+        self.path = Path(path)
+        self.sizes = dict(sizes)
+        self.skip_zeros = skip_zeros
+        self.tmp = temp_path_for(self.path)
+        self._order = {c: i for i, c in enumerate(self.sizes)}
+        self._last = (-1, 0)
+
+    def __enter__(self) -> "BigWigWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.bw = pyBigWig.open(str(self.tmp), "w")
+        self.bw.addHeader(list(self.sizes.items()), maxZooms=10)
+        return self
+
+    def add(self, chrom: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` (per base) at ``chrom:start``; calls must move forward along the genome."""
+        idx = self._order[chrom]
+        if (idx, start) < self._last:
+            raise ValueError(f"bigWig entries out of order at {chrom}:{start}")
+        values = np.asarray(values, dtype=np.float32)
+        if start + values.size > self.sizes[chrom]:
+            raise ValueError(f"values run past the end of {chrom}")
+        for off in range(0, values.size, CHUNK):
+            part = values[off : off + CHUNK]
+            s, e, v = run_lengths(part)
+            if self.skip_zeros:
+                keep = v != 0
+                s, e, v = s[keep], e[keep], v[keep]
+            if s.size:
+                base = start + off
+                self.bw.addEntries(
+                    [chrom] * s.size, (s + base).tolist(), ends=(e + base).tolist(), values=v.astype(np.float64).tolist()
+                )
+        self._last = (idx, start + values.size)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.bw.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_bigwig(path: str | Path, sizes: dict[str, int], tracks: dict[str, np.ndarray], skip_zeros: bool = True) -> None:
+    """Write whole-chromosome arrays (``tracks[chrom]``, in sizes order; absent chromosomes stay empty)."""
+    with BigWigWriter(path, sizes, skip_zeros=skip_zeros) as w:
+        for chrom in sizes:
+            if chrom in tracks:
+                w.add(chrom, 0, tracks[chrom])

@@ -1,0 +1,70 @@
+"""The ``atacdenoise`` command line: one entry point, one subcommand per workflow step.
+
+Each subcommand lives in ``atacdenoise/commands/<name>.py`` with a module
+docstring (its help), ``add_arguments(parser)`` and ``run(args)``; modules are
+imported only when their subcommand runs, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import InputError
+
+#: subcommand -> (module under atacdenoise.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "subsample": ("subsample", "subsample a BAM (pair-aware, seeded) or a fragments file to a target depth"),
+    "cells": ("cells", "pseudobulk fragments of one cell type, optionally N cells drawn with a seed"),
+    "coverage": ("coverage", "Tn5 cut-site coverage bigWig from a BAM or fragments file"),
+    "peaks": ("peaks", "MACS3 bdgcmp/bdgpeakcall peaks and -log10 p track from a coverage bigWig"),
+    "callpeak": ("callpeak", "MACS3 callpeak baseline on Tn5 cut sites (ATAC settings)"),
+    "fit-lambda": ("fit_lambda", "fit the flat per-chromosome lambda that reproduces a published peak set"),
+    "dataset": ("dataset", "per-chromosome training arrays (noisy, clean, labels) from bigWigs and peaks"),
+    "model-info": ("model_info", "parameter count and receptive field of a model configuration"),
+    "train": ("train", "train the denoising ResNet (GPU if present, else CPU); resumes from checkpoints"),
+    "infer": ("infer", "denoise a coverage bigWig: track, peak-probability bigWig and narrowPeak"),
+    "metrics": ("metrics", "benchmark metrics of model, noisy input and MACS3 against the clean data"),
+    "plots": ("plots", "figures for the report: PR curves, metric vs depth, track snapshots"),
+    "summary": ("summary", "headline table (summary.tsv) from metrics.tsv files"),
+    "check": ("check", "validate the config, the sample sheet and every input file before a run"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atacdenoise", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"atacdenoise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        g = p.add_argument_group("logging")
+        g.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug)")
+        g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+        if name == only:
+            importlib.import_module(f"atacdenoise.commands.{module}").add_arguments(p)
+        else:
+            p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(only=chosen)
+    args = parser.parse_args(argv)
+    from .log import setup_logging
+
+    setup_logging(-1 if args.quiet else args.verbose)
+    module = importlib.import_module(f"atacdenoise.commands.{COMMANDS[args.command][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except InputError as exc:
+        logging.getLogger("atacdenoise").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
