@@ -1,0 +1,55 @@
+# atac-denoise: `make demo` runs the whole workflow on the bundled real data; `make test` runs the tests.
+# Both create .venv and install everything on first use (MACS3 compiles from source: ~6-8 min).
+
+PYTHON ?= python3
+VENV ?= .venv
+# The PyTorch build to install. The default is a CPU/CUDA-agnostic pin; on a GPU node any recent CUDA
+# build works, e.g. `make venv TORCH="torch --index-url https://download.pytorch.org/whl/cu124"`.
+TORCH ?= torch==2.13.0
+CORES ?= 2
+PROFILE ?= profiles/local
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv demo report test test-fast lint install-profile clean
+
+help:
+	@echo "make demo            install (first time) and run the whole workflow on the demo data"
+	@echo "make test            install (first time) and run the test suite"
+	@echo "make test-fast       the test suite without the slow end-to-end tests"
+	@echo "make install-profile link profiles/slurm-gpu into ~/.config/snakemake/ (snakemake --profile slurm-gpu)"
+	@echo "make lint            snakemake --lint"
+	@echo "make clean           remove results/ and .snakemake/ (keeps .venv)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "atac-denoise needs Python >= 3.11 (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[workflow,test]"
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --profile $(PROFILE) --cores $(CORES)
+	$(BIN)/snakemake --profile $(PROFILE) --cores $(CORES) --report results/report.html
+	@echo "Report: $(CURDIR)/results/report.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+install-profile:
+	bash profiles/install.sh
+
+clean:
+	rm -rf results .snakemake

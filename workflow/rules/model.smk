@@ -1,0 +1,68 @@
+# Stages 5-7: train the ResNet (GPU rule, CPU works) and denoise every noisy track with it.
+
+
+rule train:
+    input:
+        datasets=lambda w: [f"results/dataset/{s}/{d}.rep{r}" for s, d, r in training_pairs()],
+        sizes=config["genome"]["sizes"],
+    output:
+        model="results/models/{model}/model.pt",
+        history=report(
+            "results/models/{model}/history.tsv",
+            caption="../report/history.rst",
+            category="Training",
+        ),
+    params:
+        settings=model_settings(),
+        val=region_args("val_chroms"),
+        holdout=region_args("holdout_chroms"),
+        out_dir="results/models/{model}",
+        gpus=config["model"]["gpus"],
+    log:
+        "results/logs/train/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{model}.tsv"
+    threads: config["model"]["threads"]
+    resources:
+        gpu=config["model"]["gpus"],
+        mem_mb=16000,
+        runtime=24 * 60,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise train --datasets {input.datasets:q} --sizes {input.sizes:q} --val {params.val}"
+        " --holdout {params.holdout} --settings {params.settings:q} --out-dir {params.out_dir:q}"
+        " --gpus {params.gpus} --threads {threads} 2> {log:q}"
+
+
+rule infer:
+    input:
+        model=model_path,
+        bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
+        sizes=config["genome"]["sizes"],
+    output:
+        track="results/denoised/{model}/{sample}/{depth}.rep{rep}.track.bw",
+        prob="results/denoised/{model}/{sample}/{depth}.rep{rep}.peakprob.bw",
+        peaks="results/denoised/{model}/{sample}/{depth}.rep{rep}.peaks.narrowPeak",
+    params:
+        prefix="results/denoised/{model}/{sample}/{depth}.rep{rep}",
+        batch=config["model"]["infer_batch_size"],
+        chroms=(
+            ("--chroms " + " ".join(config["model"]["infer_chroms"]))
+            if config["model"]["infer_chroms"]
+            else chroms_arg()
+        ),
+    log:
+        "results/logs/infer/{model}/{sample}/{depth}.rep{rep}.log",
+    benchmark:
+        "results/benchmarks/infer/{model}/{sample}/{depth}.rep{rep}.tsv"
+    threads: config["model"]["threads"]
+    resources:
+        gpu=min(config["model"]["gpus"], 1),
+        mem_mb=8000,
+        runtime=12 * 60,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise infer --model {input.model:q} --input {input.bw:q} --sizes {input.sizes:q} {params.chroms}"
+        " --batch-size {params.batch} --threads {threads} --out-prefix {params.prefix:q} 2> {log:q}"

@@ -1,0 +1,51 @@
+# Stage 1: seeded, pair-aware subsampling of the clean reads to the configured depths.
+
+
+rule subsample_bam:
+    input:
+        reads=subsample_source,
+    output:
+        bam="results/subsample/{sample}/{depth}.rep{rep}.bam",
+        bai="results/subsample/{sample}/{depth}.rep{rep}.bam.bai",
+    params:
+        seed=lambda w: config["seed"] * 1000 + int(w.rep),
+        sizes=config["genome"]["sizes"],
+        min_mapq=config["reads"]["min_mapq"],
+    log:
+        "results/logs/subsample/{sample}/{depth}.rep{rep}.log",
+    benchmark:
+        "results/benchmarks/subsample/{sample}/{depth}.rep{rep}.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise subsample --input {input.reads:q} --fragments {wildcards.depth} --seed {params.seed}"
+        " --sizes {params.sizes:q} --min-mapq {params.min_mapq} --threads {threads} --out {output.bam:q} 2> {log:q}"
+
+
+rule subsample_fragments:
+    input:
+        reads=subsample_source,
+    output:
+        frags="results/subsample/{sample}/{depth}.rep{rep}.tsv.gz",
+    params:
+        seed=lambda w: config["seed"] * 1000 + int(w.rep),
+    log:
+        "results/logs/subsample/{sample}/{depth}.rep{rep}.log",
+    benchmark:
+        "results/benchmarks/subsample/{sample}/{depth}.rep{rep}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise subsample --input {input.reads:q} --fragments {wildcards.depth} --seed {params.seed}"
+        " --out {output.frags:q} 2> {log:q}"
+
+
+ruleorder: subsample_bam > subsample_fragments

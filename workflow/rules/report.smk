@@ -1,0 +1,1 @@
+# Snakemake HTML report wiring (figures are report()-tagged in benchmark.smk).
