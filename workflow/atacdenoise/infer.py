@@ -1,0 +1,383 @@
+"""Inference: tile a chromosome, run the model batch by batch, stitch the outputs, call peaks as it streams.
+
+A chromosome of ``length`` bases is cut into output tiles of ``interval`` bases
+(the last one may be shorter); each tile is run with ``pad`` bases of context on
+both sides, zeros beyond the chromosome ends, and only its central ``interval``
+bases are kept. With ``pad`` at least half the model's receptive field, the
+stitched result equals one forward pass over the whole chromosome (padded with
+zeros), so tiling leaves no seams and every base, the tail included, is denoised.
+
+Memory stays bounded whatever the genome size: the input is read one chunk of
+``batch_size`` tiles at a time (the next chunk is read and windowed in a
+background thread while the current one computes), outputs are handed on chunk by
+chunk, and peak calling (:class:`PeakStream`) keeps only the bases since the last
+point where no peak can straddle (a run of more than ``max_gap`` sub-threshold
+bases), so it holds about one chunk plus the longest peak region.
+
+Pure array code and torch; file handling lives in ``commands/infer.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: preprocessing keys that must agree between a coverage track's sidecar and the model
+PREPROCESSING_KEYS = ("smooth_bp", "shift_plus", "shift_minus", "cpm")
+
+#: a reader returns float32 coverage of bases [start, end) of the chromosome being denoised
+Reader = Callable[[int, int], np.ndarray]
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def plan_tiles(length: int, interval: int, pad: int) -> np.ndarray:
+    """Start of every output tile of a chromosome.
+
+    Parameters
+    ----------
+    length : chromosome length (bases, > 0).
+    interval : bases of output per tile (> 0).
+    pad : bases of context on each side of a tile (>= 0); checked here, used by
+        :func:`tile_windows`.
+
+    Returns
+    -------
+    starts : int64[n_tiles], ``0, interval, 2·interval, ...`` with
+        ``n_tiles = ceil(length / interval)``: tile ``i`` covers
+        ``[starts[i], min(starts[i] + interval, length))``, so together the tiles
+        cover every base once, the last partial tile (the chromosome tail) included.
+    """
+    if length <= 0:
+        raise ValueError(f"chromosome length must be positive, got {length}")
+    if interval <= 0 or pad < 0:
+        raise ValueError(f"need interval > 0 and pad >= 0, got interval={interval}, pad={pad}")
+    return np.arange(0, length, interval, dtype=np.int64)
+
+
+def plan_chunks(length: int, interval: int, tiles_per_chunk: int) -> list[tuple[int, int]]:
+    """Output ranges ``(start, end)`` of consecutive chunks of ``tiles_per_chunk`` tiles covering ``[0, length)``."""
+    if tiles_per_chunk <= 0:
+        raise ValueError(f"tiles_per_chunk must be positive, got {tiles_per_chunk}")
+    step = interval * tiles_per_chunk
+    starts = np.arange(0, length, step, dtype=np.int64)
+    ends = np.minimum(starts + step, length)
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def read_range(start: int, end: int, length: int, pad: int) -> tuple[int, int]:
+    """Bases ``[max(0, start - pad), min(length, end + pad))`` that a chunk's windows need from the input."""
+    return max(0, start - pad), min(length, end + pad)
+
+
+def tile_windows(
+    values: np.ndarray, start: int, end: int, length: int, interval: int, pad: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Input windows of the tiles of one chunk.
+
+    Parameters
+    ----------
+    values : float32[m], input coverage of the bases given by :func:`read_range`
+        ``(start, end, length, pad)``.
+    start, end : output range of the chunk; ``start`` a multiple of ``interval``.
+    length : chromosome length; bases outside ``[0, length)`` read as zero.
+    out : optional float32[n_tiles, interval + 2·pad] to fill (e.g. pinned memory).
+
+    Returns
+    -------
+    windows : float32[n_tiles, interval + 2·pad]; row ``i`` holds bases
+        ``start + i·interval - pad .. start + (i+1)·interval + pad``.
+    """
+    n_tiles = -(-(end - start) // interval)
+    width = interval + 2 * pad
+    lo, hi = read_range(start, end, length, pad)
+    if values.shape != (hi - lo,):
+        raise ValueError(f"expected {hi - lo} input values for [{lo}, {hi}), got shape {values.shape}")
+    buf = np.zeros(n_tiles * interval + 2 * pad, dtype=np.float32)
+    offset = lo - (start - pad)
+    buf[offset : offset + values.size] = values
+    view = np.lib.stride_tricks.sliding_window_view(buf, width)[::interval][:n_tiles]
+    if out is None:
+        return view.copy()
+    out[:n_tiles] = view
+    return out[:n_tiles]
+
+
+def stitch(outputs: np.ndarray, interval: int, pad: int, n_bases: int) -> np.ndarray:
+    """Central ``interval`` bases of each tile's output, concatenated: ``float32[n_bases]`` of one chunk.
+
+    ``outputs`` is ``[n_tiles, interval + 2·pad]`` (or already cropped to
+    ``[n_tiles, interval]`` when ``pad`` is 0); the last tile is cut at ``n_bases``.
+    """
+    central = outputs[:, pad : pad + interval]
+    return np.ascontiguousarray(central).reshape(-1)[:n_bases]
+
+
+# --------------------------------------------------------------------------- settings checks
+
+
+def check_preprocessing(track: dict, model: dict, source: str) -> None:
+    """Raise when a coverage track was made with other settings than the model's training data.
+
+    ``track`` is the track's sidecar (``X.bw.json``), ``model`` the checkpoint's
+    ``preprocessing``; keys of :data:`PREPROCESSING_KEYS` missing from either are
+    not compared.
+    """
+    for key in PREPROCESSING_KEYS:
+        if key in track and key in model and track[key] != model[key]:
+            raise InputError(
+                f"{source}: preprocessing setting {key} is {track[key]!r} for this coverage track but the model was "
+                f"trained on tracks made with {key}={model[key]!r}; re-make the coverage with the model's settings "
+                f"({key}={model[key]!r}) or train a new model on tracks like this one"
+            )
+
+
+def check_context(receptive_field: int, pad: int) -> None:
+    """Warn when the context ``pad`` is less than half the receptive field (tiles would then show seams)."""
+    if pad < receptive_field // 2:
+        log.warning(
+            "the model's receptive field (%d bp) is wider than the tile context allows (pad %d bp < %d): "
+            "outputs near tile edges will differ slightly from a single pass",
+            receptive_field,
+            pad,
+            receptive_field // 2,
+        )
+
+
+# --------------------------------------------------------------------------- device
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """``cuda`` when asked for or available (``auto``), else ``cpu``; asking for ``cuda`` without one is an error."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise InputError(f"--device {requested!r}: expected auto, cpu or cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver), or use --device cpu")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        if requested == "auto":
+            log.info("no CUDA device: running on CPU")
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def select_amp(requested: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 for ``bf16``, and for ``auto`` on a GPU that supports it; None (fp32) otherwise."""
+    if requested not in ("auto", "bf16", "off"):
+        raise InputError(f"--amp {requested!r}: expected auto, bf16 or off")
+    if requested == "off":
+        return None
+    if requested == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+# --------------------------------------------------------------------------- running the model
+
+
+@dataclass
+class RunStats:
+    """What a run did: tiles, bases, seconds of model time (GPU time measured with CUDA events)."""
+
+    tiles: int = 0
+    bases: int = 0
+    chunks: int = 0
+    compute_s: float = 0.0
+    gpu_events: list = field(default_factory=list)
+
+    def gpu_seconds(self) -> float:
+        """Sum of the GPU time between recorded event pairs (synchronises)."""
+        if not self.gpu_events:
+            return 0.0
+        torch.cuda.synchronize()
+        return sum(a.elapsed_time(b) for a, b in self.gpu_events) / 1000.0
+
+
+class TileRunner:
+    """Runs the model on batches of tile windows and returns the stitched outputs.
+
+    Parameters
+    ----------
+    model : a module mapping float32[B, L] to (track float32[B, L], peak logits float32[B, L]).
+    device : where to run it.
+    interval, pad : tile geometry (bases).
+    batch_size : tiles per forward pass (and per input read).
+    transform : applied to each input batch (a tensor on ``device``) before the model,
+        e.g. :func:`atacdenoise.model.transform_input` with the checkpoint's settings.
+    amp : autocast dtype (``torch.bfloat16``) or None for fp32.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        interval: int,
+        pad: int,
+        batch_size: int = 16,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        amp: torch.dtype | None = None,
+    ):
+        if batch_size <= 0:
+            raise InputError(f"--batch-size {batch_size}: expected a positive number of tiles")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.interval = interval
+        self.pad = pad
+        self.batch_size = batch_size
+        self.transform = transform
+        self.amp = amp
+        self.width = interval + 2 * pad
+        self.stats = RunStats()
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def new_buffer(self) -> torch.Tensor:
+        """A host buffer for one batch of windows (pinned on CUDA so the copy is asynchronous)."""
+        return torch.zeros((self.batch_size, self.width), dtype=torch.float32, pin_memory=self.device.type == "cuda")
+
+    def prepare(self, read: Reader, start: int, end: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
+        """Read and window one chunk into ``buffer``; returns the filled rows (runs in the prefetch thread)."""
+        lo, hi = read_range(start, end, length, self.pad)
+        values = np.asarray(read(lo, hi), dtype=np.float32)
+        windows = tile_windows(values, start, end, length, self.interval, self.pad, out=buffer.numpy())
+        return buffer[: windows.shape[0]]
+
+    def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray]:
+        """Denoised track and peak probability, float32[n_bases] each, of one chunk's windows."""
+        t0 = time.perf_counter()
+        cuda = self.device.type == "cuda"
+        x = windows.to(self.device, non_blocking=cuda)
+        if cuda:
+            begin, finish = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None):
+            if self.transform is not None:
+                x = self.transform(x)
+            track, logits = self.model(x)
+        # crop on the device: only the central bases travel back
+        sl = slice(self.pad, self.pad + self.interval)
+        track = track[:, sl].float().reshape(-1)[:n_bases]
+        prob = torch.sigmoid(logits[:, sl].float()).reshape(-1)[:n_bases]
+        if cuda:
+            finish.record()
+            self.stats.gpu_events.append((begin, finish))
+        track_np, prob_np = track.cpu().numpy(), prob.cpu().numpy()
+        self.stats.compute_s += time.perf_counter() - t0
+        self.stats.tiles += windows.shape[0]
+        self.stats.bases += n_bases
+        self.stats.chunks += 1
+        return track_np, prob_np
+
+    def run_chromosome(self, read: Reader, length: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Denoise one chromosome chunk by chunk, in order.
+
+        ``read(lo, hi)`` is called once per chunk, for at most
+        ``batch_size·interval + 2·pad`` bases, in a background thread one chunk
+        ahead of the model. Yields ``(start, track float32[n], prob float32[n])``
+        for consecutive chunks that together cover ``[0, length)``.
+        """
+        chunks = plan_chunks(length, self.interval, self.batch_size)
+        buffers = [self.new_buffer(), self.new_buffer()]  # one being filled while the other is computed
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+            pending = pool.submit(self.prepare, read, *chunks[0], length, buffers[0])
+            for i, (start, end) in enumerate(chunks):
+                windows = pending.result()
+                if i + 1 < len(chunks):
+                    pending = pool.submit(self.prepare, read, *chunks[i + 1], length, buffers[(i + 1) % 2])
+                # forward() ends with a synchronous copy back, so the buffer it read is free
+                # again before the prefetch thread refills it (two chunks later)
+                track, prob = self.forward(windows, end - start)
+                yield start, track, prob
+
+
+# --------------------------------------------------------------------------- streaming peak calls
+
+
+class PeakStream:
+    """Call peaks on one chromosome from chunks that arrive in order, holding few bases.
+
+    Peaks are called by :func:`atacdenoise.callpeaks.call_peaks` on the peak
+    probability (``>= threshold`` regions, gaps of at most ``max_gap`` bases merged,
+    shorter than ``min_length`` dropped) and described by
+    :func:`atacdenoise.callpeaks.peak_table` (summit at the denoised track's
+    maximum, score from the probability). The buffer is cut after every run of
+    ``max_gap + 2`` bases below the threshold: no peak, merged or not, can
+    straddle such a run, so calling the pieces separately gives exactly the peaks
+    of the whole chromosome. Memory: the bases since the last cut, i.e. at most
+    one chunk plus the longest stretch without such a run (8 bytes per base).
+    """
+
+    def __init__(self, chrom: str, threshold: float, min_length: int = 200, max_gap: int = 30):
+        self.chrom = chrom
+        self.threshold = float(threshold)
+        self.min_length = int(min_length)
+        self.max_gap = int(max_gap)
+        self.quiet = self.max_gap + 2
+        self._start = 0
+        self._prob: list[np.ndarray] = []
+        self._track: list[np.ndarray] = []
+        self._tables: list[pd.DataFrame] = []
+        self.max_buffered = 0
+
+    def add(self, start: int, prob: np.ndarray, track: np.ndarray) -> None:
+        """Append the next chunk (``start`` must follow the previous chunk) and call the peaks that are final."""
+        buffered = sum(p.size for p in self._prob)
+        if start != self._start + buffered:
+            raise ValueError(f"{self.chrom}: chunk at {start} does not follow the previous one (expected {self._start + buffered})")
+        self._prob.append(np.asarray(prob, dtype=np.float32))
+        self._track.append(np.asarray(track, dtype=np.float32))
+        prob_all = np.concatenate(self._prob) if len(self._prob) > 1 else self._prob[0]
+        self.max_buffered = max(self.max_buffered, prob_all.size)
+        cut = self._last_cut(prob_all)
+        if cut > 0:
+            track_all = np.concatenate(self._track) if len(self._track) > 1 else self._track[0]
+            self._call(prob_all[:cut], track_all[:cut])
+            self._prob, self._track = [prob_all[cut:].copy()], [track_all[cut:].copy()]
+            self._start += cut
+        else:
+            self._prob = [prob_all]
+            self._track = [np.concatenate(self._track) if len(self._track) > 1 else self._track[0]]
+
+    def _last_cut(self, prob: np.ndarray) -> int:
+        """End of the last run of at least ``quiet`` bases below the threshold, 0 when there is none."""
+        below = prob < self.threshold
+        if below.size < self.quiet:
+            return 0
+        # a window of `quiet` bases all below: count via cumulative sum
+        c = np.concatenate(([0], np.cumsum(below, dtype=np.int64)))
+        full = np.flatnonzero(c[self.quiet :] - c[: -self.quiet] == self.quiet)
+        return int(full[-1] + self.quiet) if full.size else 0
+
+    def _call(self, prob: np.ndarray, track: np.ndarray) -> None:
+        from .callpeaks import call_peaks, peak_table
+
+        starts, ends = call_peaks(prob, self.threshold, min_length=self.min_length, max_gap=self.max_gap)
+        if len(starts):
+            table = peak_table(self.chrom, np.asarray(starts), np.asarray(ends), prob, track=track)
+            table["start"] += self._start
+            table["end"] += self._start
+            self._tables.append(table)
+
+    def finish(self) -> pd.DataFrame:
+        """Call the peaks left in the buffer; returns all peaks of the chromosome in narrowPeak columns."""
+        if self._prob and self._prob[0].size:
+            self._call(self._prob[0], self._track[0])
+        self._prob, self._track = [], []
+        from .intervals import NARROWPEAK_COLUMNS
+
+        if not self._tables:
+            return pd.DataFrame({c: pd.Series(dtype=object if c in ("chrom", "name", "strand") else float) for c in NARROWPEAK_COLUMNS})
+        return pd.concat(self._tables, ignore_index=True)
