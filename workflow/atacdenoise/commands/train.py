@@ -1,0 +1,78 @@
+"""Train the denoising ResNet on one or more datasets; resumes from OUT_DIR/checkpoints/last.pt.
+
+Writes OUT_DIR/model.pt (the best epoch by validation AUPRC, or by validation
+loss when the validation regions hold no peak) and OUT_DIR/history.tsv. With
+--gpus N > 1 the command re-launches itself under torchrun (one process per GPU,
+DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..dataset import open_dataset
+from ..errors import InputError
+from ..genome import parse_region, read_chrom_sizes
+from ..train import load_settings, train
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--datasets", nargs="+", required=True, type=Path, help="dataset directories made by 'atacdenoise dataset'")
+    parser.add_argument("--sizes", required=True, type=Path, help="genome chromosome sizes file")
+    parser.add_argument("--val", nargs="+", required=True, help="validation regions: chrom or chrom:start-end (0-based, half-open)")
+    parser.add_argument("--holdout", nargs="*", default=[], help="holdout regions (never trained or validated on)")
+    parser.add_argument("--settings", default=None, help="model and training settings: a JSON object, or a .json/.yaml file")
+    parser.add_argument("--out-dir", required=True, type=Path, help="output directory (model.pt, history.tsv, checkpoints/)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present, else CPU")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) to train on; > 1 launches torchrun with DDP")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+
+
+def _torchrun_command(args: argparse.Namespace) -> list[str]:
+    """The same command under ``torchrun --standalone --nproc_per_node N``."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
+           "-m", "atacdenoise.cli", "train", "--datasets", *map(str, args.datasets), "--sizes", str(args.sizes),
+           "--val", *args.val, "--out-dir", str(args.out_dir), "--device", args.device, "--gpus", str(args.gpus)]  # fmt: skip
+    if args.holdout:
+        cmd += ["--holdout", *args.holdout]
+    if args.settings is not None:
+        cmd += ["--settings", args.settings]
+    if args.threads:
+        cmd += ["--threads", str(max(1, args.threads // args.gpus))]
+    cmd += ["-q"] if args.quiet else ["-v"] * args.verbose
+    return cmd
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.gpus < 1:
+        raise InputError(f"--gpus {args.gpus}: expected at least 1")
+    if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
+        if args.device != "cpu" and torch.cuda.device_count() < args.gpus:
+            raise InputError(f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) visible; ask the scheduler for more or lower --gpus")
+        cmd = _torchrun_command(args)
+        log.info("launching %d processes: %s", args.gpus, " ".join(cmd))
+        return subprocess.call(cmd)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = read_chrom_sizes(args.sizes)
+    pairs = [open_dataset(d, sizes) for d in args.datasets]
+    val = [parse_region(r, sizes) for r in args.val]
+    holdout = [parse_region(r, sizes) for r in args.holdout]
+    try:
+        train(pairs, val, holdout, load_settings(args.settings), args.out_dir, device=args.device)
+    finally:
+        if "LOCAL_RANK" in os.environ:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return 0
