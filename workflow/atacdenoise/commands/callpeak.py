@@ -1,0 +1,119 @@
+"""MACS3 callpeak baseline on Tn5 cut sites (ENCODE ATAC settings) and its -log10 p track.
+
+The cut sites of a BAM (reads filtered as by ``atacdenoise coverage``: MAPQ,
+duplicates, secondary, supplementary, QC-fail, improper pairs; ``+`` read:
+start + 4, ``-`` read: end - 1 - 5) or of a fragments file (``start`` and
+``end - 1``) are written as 1-bp BED reads and given to ``macs3 callpeak -f BED
+--nomodel --shift -75 --extsize 150 --keep-dup all -p 0.01 --call-summits -B``
+(BAMPE mode would ignore the shift and pile up whole fragments). The per-base
+-log10 p track is ``macs3 bdgcmp -m ppois`` of callpeak's treatment pileup
+against its local λ. Writes callpeak's narrowPeak (clipped to the chromosomes,
+sorted in sizes order) and the p bigWig, both atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from .. import cutsites as cs
+from .. import peaks as pk
+from ..bam import check_bam, open_bam
+from ..errors import InputError
+from ..fragments import fragment_cut_sites_by_chrom
+from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from ..intervals import write_narrowpeak
+from ..log import progress
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, type=Path, help="BAM (indexed, coordinate-sorted) or fragments file")
+    parser.add_argument("--kind", required=True, choices=["bam", "fragments"], help="input type")
+    parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
+    parser.add_argument("--out-peaks", required=True, type=Path, help="output narrowPeak")
+    parser.add_argument("--out-pval", required=True, type=Path, help="output bigWig of the per-base -log10 p")
+    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in --sizes)")
+    parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
+    parser.add_argument(
+        "--genome-size", default=None,
+        help="macs3 -g: effective genome size, a number or hs/mm/ce/dm (default: total length of the selected chromosomes)",
+    )  # fmt: skip
+    parser.add_argument("--pvalue", type=float, default=0.01, help="macs3 -p: p-value cutoff")
+    parser.add_argument("--shift", type=int, default=-75, help="macs3 --shift (bp)")
+    parser.add_argument("--extsize", type=int, default=150, help="macs3 --extsize (bp)")
+    parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read (BAM)")
+    parser.add_argument(
+        "--keep-duplicates", action="store_true",
+        help="keep reads flagged as duplicates (BAM); weight fragments by their count column (fragments file)",
+    )  # fmt: skip
+    parser.add_argument("--name", default="callpeak", help="macs3 -n: prefix of the peak names")
+    parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for MACS3's files (default: $TMPDIR)")
+    parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads (BAM)")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 0 < args.pvalue < 1:
+        raise InputError(f"--pvalue {args.pvalue}: expected 0 < p < 1")
+    if args.extsize < 1:
+        raise InputError(f"--extsize {args.extsize}: expected >= 1")
+    if args.min_mapq < 0:
+        raise InputError(f"--min-mapq {args.min_mapq}: expected >= 0")
+    if not args.name or any(ch in args.name for ch in "/ \t"):
+        raise InputError(f"--name {args.name!r}: expected a non-empty name without slashes or spaces")
+
+
+def write_bam_cuts(args: argparse.Namespace, sizes: dict[str, int], bed: Path) -> int:
+    """Cut sites of the BAM's filtered reads, chromosome by chromosome, into ``bed``; returns how many."""
+    bam = open_bam(args.input, threads=args.threads)
+    total = 0
+    try:
+        info = check_bam(bam, sizes, args.input)
+        with open(bed, "w") as fh:
+            for chrom in progress(info.chroms, total=len(info.chroms), desc="cut sites", unit="chrom"):
+                pos, stats = cs.bam_cut_sites(bam, chrom, sizes[chrom], args.min_mapq, args.keep_duplicates, source=args.input)
+                total += pk.write_cut_bed(fh, chrom, pos)
+                log.debug("%s %s: %s; %d cut sites", args.input, chrom, stats.summary(), pos.size)
+    finally:
+        bam.close()
+    return total
+
+
+def write_fragment_cuts(args: argparse.Namespace, sizes: dict[str, int], bed: Path) -> int:
+    """Both cut sites of every fragment on the selected chromosomes into ``bed``; returns how many."""
+    positions, stats = fragment_cut_sites_by_chrom(args.input, sizes, use_count=args.keep_duplicates)
+    log.info("%s: %s fragment lines, %s used", args.input, f"{stats.lines:,}", f"{stats.used:,}")
+    total = 0
+    with open(bed, "w") as fh:
+        for chrom in sizes:
+            if chrom in positions:
+                total += pk.write_cut_bed(fh, chrom, positions.pop(chrom))
+    return total
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    header = read_chrom_sizes(args.sizes)
+    sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
+    genome_size = pk.parse_genome_size(args.genome_size, sizes)
+    pk.macs3_executable()
+    if args.tmpdir is not None:
+        args.tmpdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="atacdenoise-callpeak-", dir=args.tmpdir) as work:
+        bed = Path(work) / "cutsites.bed"
+        n = write_bam_cuts(args, sizes, bed) if args.kind == "bam" else write_fragment_cuts(args, sizes, bed)
+        if n == 0:
+            raise InputError(f"{args.input}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call")
+        log.info("%s: %s cut sites; macs3 callpeak with genome size %.4g", args.input, f"{n:,}", genome_size)
+        peaks = pk.callpeak_route(
+            bed, sizes, args.out_pval, work, genome_size, args.name, args.pvalue, args.shift, args.extsize, header=header
+        )
+        write_narrowpeak(peaks, args.out_peaks)
+    per_chrom = peaks.groupby("chrom").size().to_dict() if len(peaks) else {}
+    for chrom in sizes:
+        log.info("%s: %d peaks", chrom, per_chrom.get(chrom, 0))
+    log.info("%s: %d peaks -> %s, %s", args.input, len(peaks), args.out_peaks, args.out_pval)
+    return 0
