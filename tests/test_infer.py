@@ -26,8 +26,9 @@ from atacdenoise.infer import (
     stitch,
     tile_windows,
 )
-from atacdenoise.intervals import mask_from_intervals, read_narrowpeak, run_lengths
+from atacdenoise.intervals import mask_from_intervals, read_narrowpeak
 from atacdenoise.model import DenoiseResNet, save_model, transform_input
+from atacdenoise.peaks import write_bedgraph
 
 CPU = torch.device("cpu")
 #: a tiny real model: receptive field 1 + 2·(2·4·2) + 1·(2·4·2) = 49 bp, so pad >= 24 makes tiling exact
@@ -182,7 +183,7 @@ def whole_chromosome_peaks(prob: np.ndarray, track: np.ndarray, threshold: float
     from atacdenoise.callpeaks import call_peaks, peak_table
 
     starts, ends = call_peaks(prob, threshold, min_length=200, max_gap=30)
-    return peak_table("chrT", starts, ends, prob, track=track)
+    return peak_table("chrT", starts, ends, prob, track=track, name_prefix="chrT_peak")
 
 
 def streamed_peaks(prob: np.ndarray, track: np.ndarray, threshold: float, cuts: list[int]) -> tuple[pd.DataFrame, PeakStream]:
@@ -316,9 +317,7 @@ def test_cli_peaks_equal_macs3_bdgpeakcall_on_the_written_probability_track(geno
     bedgraph = tmp_path / "peakprob.bdg"
     with open(bedgraph, "w") as fh:
         for chrom in SIZES:
-            s, e, v = run_lengths(read_bigwig(f"{prefix}.peakprob.bw", chrom))
-            for row in zip(s, e, v):
-                fh.write(f"{chrom}\t{row[0]}\t{row[1]}\t{row[2]:.9g}\n")
+            write_bedgraph(fh, chrom, read_bigwig(f"{prefix}.peakprob.bw", chrom))  # exact float32 text
     subprocess.run(["macs3", "bdgpeakcall", "-i", bedgraph, "-c", "0.5", "-l", "200", "-g", "30", "-o", tmp_path / "macs3.narrowPeak"],
                    check=True, capture_output=True)  # fmt: skip
     macs3 = read_narrowpeak(tmp_path / "macs3.narrowPeak")

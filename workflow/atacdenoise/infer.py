@@ -366,7 +366,9 @@ class PeakStream:
 
         starts, ends = call_peaks(prob, self.threshold, min_length=self.min_length, max_gap=self.max_gap)
         if len(starts):
-            table = peak_table(self.chrom, np.asarray(starts), np.asarray(ends), prob, track=track)
+            # positions are relative to the buffer; names count on from the pieces already called
+            first = 1 + sum(len(t) for t in self._tables)
+            table = peak_table(self.chrom, starts, ends, prob, track=track, name_prefix=f"{self.chrom}_peak", first_number=first)
             table["start"] += self._start
             table["end"] += self._start
             self._tables.append(table)
@@ -376,8 +378,9 @@ class PeakStream:
         if self._prob and self._prob[0].size:
             self._call(self._prob[0], self._track[0])
         self._prob, self._track = [], []
-        from .intervals import NARROWPEAK_COLUMNS
-
         if not self._tables:
-            return pd.DataFrame({c: pd.Series(dtype=object if c in ("chrom", "name", "strand") else float) for c in NARROWPEAK_COLUMNS})
+            from .callpeaks import peak_table
+
+            empty = np.zeros(0, dtype=np.int64)
+            return peak_table(self.chrom, empty, empty, np.zeros(0, dtype=np.float32))
         return pd.concat(self._tables, ignore_index=True)
