@@ -28,7 +28,6 @@ therefore exactly the runs where ``floor(track) >= k_min(λ)``, which
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import shutil
 import subprocess

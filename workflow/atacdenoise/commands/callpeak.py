@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--out-peaks", required=True, type=Path, help="output narrowPeak")
     parser.add_argument("--out-pval", required=True, type=Path, help="output bigWig of the per-base -log10 p")
-    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in --sizes)")
+    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument(
         "--genome-size", default=None,
-        help="macs3 -g: effective genome size, a number or hs/mm/ce/dm (default: total length of the selected chromosomes)",
+        help="macs3 -g: effective genome size, a number or hs/mm/ce/dm (None: total length of the selected chromosomes)",
     )  # fmt: skip
     parser.add_argument("--pvalue", type=float, default=0.01, help="macs3 -p: p-value cutoff")
     parser.add_argument("--shift", type=int, default=-75, help="macs3 --shift (bp)")
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep reads flagged as duplicates (BAM); weight fragments by their count column (fragments file)",
     )  # fmt: skip
     parser.add_argument("--name", default="callpeak", help="macs3 -n: prefix of the peak names")
-    parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for MACS3's files (default: $TMPDIR)")
+    parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for MACS3's files (None: $TMPDIR)")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads (BAM)")
 
 

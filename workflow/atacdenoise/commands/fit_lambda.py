@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peaks", required=True, type=Path, help="published peaks (BED or narrowPeak)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--out", required=True, type=Path, help="output TSV")
-    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in --sizes)")
+    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument("--cutoff", type=float, default=3.0, help="bdgpeakcall -c of the route")
     parser.add_argument("--min-length", type=int, default=200, help="bdgpeakcall -l of the route")

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--out-peaks", required=True, type=Path, help="output narrowPeak")
     parser.add_argument("--out-pval", required=True, type=Path, help="output bigWig of the per-base -log10 p")
-    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in --sizes)")
+    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument(
         "--lambda", dest="lambdas", nargs="+", default=[], metavar="CHR=VALUE",
@@ -49,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cutoff", type=float, default=3.0, help="bdgpeakcall -c: minimum -log10 p of a peak base")
     parser.add_argument("--min-length", type=int, default=200, help="bdgpeakcall -l: minimum peak length (bp)")
     parser.add_argument("--max-gap", type=int, default=30, help="bdgpeakcall -g: merge peaks this close (bp)")
-    parser.add_argument("--name", default=None, help="peak name prefix (default: the output's file name)")
-    parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for bedGraphs (default: $TMPDIR)")
+    parser.add_argument("--name", default=None, help="peak name prefix (None: the output file name)")
+    parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for bedGraphs (None: $TMPDIR)")
     parser.add_argument("--threads", type=int, default=1, help="chromosomes run through MACS3 at once")
 
 
