@@ -19,6 +19,7 @@ from .errors import InputError
 COMMANDS: dict[str, tuple[str, str]] = {
     "subsample": ("subsample", "subsample a BAM (pair-aware, seeded) or a fragments file to a target depth"),
     "cells": ("cells", "pseudobulk fragments of one cell type, optionally N cells drawn with a seed"),
+    "simulate-cells": ("simulate_cells", "test fixture: single-cell fragments and barcodes simulated from a real bulk BAM's cut sites"),
     "coverage": ("coverage", "Tn5 cut-site coverage bigWig from a BAM or fragments file"),
     "peaks": ("peaks", "MACS3 bdgcmp/bdgpeakcall peaks and -log10 p track from a coverage bigWig"),
     "callpeak": ("callpeak", "MACS3 callpeak baseline on Tn5 cut sites (ATAC settings)"),
