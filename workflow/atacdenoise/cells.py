@@ -310,7 +310,7 @@ def check_pseudobulk(stats: PseudobulkStats, fragments: str | Path, table: str |
     example_frag = f" (e.g. the fragments file has {stats.example_unknown!r})" if stats.example_unknown else ""
     msg = (
         f"{fragments}: {missing.size:,} of the {len(stats.selected):,} selected cells of type {cell_type!r} in {table} "
-        f"have no fragment, e.g. {', '.join(repr(b) for b in missing[:SHOW])}{example_frag}. "
+        f"have no fragment, e.g. {', '.join(repr(str(b)) for b in missing[:SHOW])}{example_frag}. "
     )
     if missing.size == len(stats.selected):
         raise InputError(
