@@ -387,3 +387,27 @@ def test_mask_of_the_tiles_is_the_whole_chromosome():
     chunks = plan_chunks(10_037, 1000, 3)
     mask = mask_from_intervals(np.array([s for s, _ in chunks]), np.array([e for _, e in chunks]), 10_037)
     assert mask.all() and sum(e - s for s, e in chunks) == 10_037
+
+
+@pytest.mark.parametrize("max_zooms", [0, 10])
+def test_float_track_writer_stores_dense_and_sparse_chunks_exactly(tmp_path, max_zooms):
+    from atacdenoise.commands.infer import FloatTrackWriter
+
+    rng = np.random.default_rng(8)
+    dense = rng.random(50_000, dtype=np.float32)
+    dense[1000:5000] = 0  # a long zero run (left out) and a short one (written)
+    dense[7000:7010] = 0
+    steps = np.repeat(np.arange(10, dtype=np.float32), 1000)  # run-length friendly
+    sizes = {"chrA": 80_000, "chrB": 10_000}
+    path = tmp_path / "t.bw"
+    with FloatTrackWriter(path, sizes, max_zooms=max_zooms) as w:
+        w.add("chrA", 0, dense)
+        w.add("chrA", 50_000, np.r_[steps, np.zeros(10_000, np.float32)])
+        w.add("chrB", 0, steps)
+    with pyBigWig.open(str(path)) as bw:
+        assert (bw.header()["nLevels"] > 0) == (max_zooms > 0)
+        a = np.nan_to_num(bw.values("chrA", 0, 80_000, numpy=True))
+        b = np.nan_to_num(bw.values("chrB", 0, 10_000, numpy=True))
+        assert np.isnan(bw.values("chrA", 2000, 2001, numpy=True)[0])  # long zero run not stored
+    assert np.array_equal(a[:50_000], dense) and np.array_equal(a[50_000:60_000], steps) and not a[60_000:].any()
+    assert np.array_equal(b, steps)
