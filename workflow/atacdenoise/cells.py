@@ -323,3 +323,47 @@ def check_pseudobulk(stats: PseudobulkStats, fragments: str | Path, table: str |
             "(or pass --allow-missing to keep going without them)"
         )
     log.warning("%s Going on without them (--allow-missing).", msg)
+
+
+def equivalent_cells(n_cells: np.ndarray, baseline: np.ndarray, target: float) -> tuple[float, str]:
+    """Cells a baseline needs to reach a target score: the "cells needed by MACS3 to match the model" figure.
+
+    The baseline's score is interpolated linearly in ``log(n_cells)`` between
+    the measured numbers of cells, and the first crossing of ``target`` is
+    returned.
+
+    Parameters
+    ----------
+    n_cells : int[k]
+        Numbers of cells measured (any order).
+    baseline : float[k]
+        The baseline's score at each (e.g. MACS3 AUPRC; higher is better).
+    target : float
+        The score to reach (e.g. the model's AUPRC at 10 cells).
+
+    Returns
+    -------
+    cells : float
+        Interpolated number of cells.
+    qualifier : str
+        ``"="`` when reached within the measured range; ``"<="`` when the
+        smallest number already reaches it (``cells`` is that number); ``">"``
+        when even the largest does not (``cells`` is the largest).
+    """
+    n = np.asarray(n_cells, dtype=np.float64)
+    b = np.asarray(baseline, dtype=np.float64)
+    ok = np.isfinite(b)
+    n, b = n[ok], b[ok]
+    if n.size == 0:
+        raise ValueError("equivalent_cells: no finite baseline score")
+    order = np.argsort(n)
+    n, b = n[order], b[order]
+    if b[0] >= target:
+        return float(n[0]), "<="
+    reached = np.flatnonzero(b >= target)
+    if reached.size == 0:
+        return float(n[-1]), ">"
+    j = int(reached[0])
+    x0, x1 = np.log(n[j - 1]), np.log(n[j])
+    frac = (target - b[j - 1]) / (b[j] - b[j - 1])
+    return float(np.exp(x0 + frac * (x1 - x0))), "="
