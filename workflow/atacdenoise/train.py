@@ -280,7 +280,7 @@ def evaluate(model: nn.Module, loader, s: dict, device: torch.device, dtype: tor
         probs.append(torch.sigmoid(logits[keep]).cpu().numpy())
         labels.append(tgt["labels"][keep].to(torch.uint8).cpu().numpy())
     n_bases = sums[0]
-    out = {f"val_{k}": (v / n_bases if n_bases else float("nan")) for k, v in terms.items()}
+    out = {f"val_{k}": (float(v / n_bases) if n_bases else float("nan")) for k, v in terms.items()}
     out["val_pearson"] = pearson_from_sums(*sums)
     p = np.concatenate(probs) if probs else np.zeros(0, np.float32)
     y = np.concatenate(labels) if labels else np.zeros(0, np.uint8)
@@ -553,7 +553,7 @@ def train(
                 row["gpu_seconds"] = ev_start.elapsed_time(ev_end) / 1000
                 row["gpu_peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
                 gpu_total += row["gpu_seconds"]
-            history.append(row)
+            history.append(_plain(row))
             stop = s["patience"] is not None and epoch - best["epoch"] >= s["patience"]
             log.info(
                 "epoch %d/%d: train loss %.4f (mse %.4g, 1-r %.4f, bce %.4f) | val loss %.4f, Pearson %.4f, AUROC %.4f, AUPRC %.4f%s | %.1f s, %s bases/s%s",
@@ -606,6 +606,11 @@ def train(
 
         dist.barrier()
     return TrainResult(net, optimizer, history, best["epoch"], best["metrics"], best["state_dict"])
+
+
+def _plain(row: dict) -> dict:
+    """Python scalars only (numpy scalars would make the checkpoint unloadable with weights_only=True)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
 
 
 def _metrics(row: dict) -> dict[str, float]:
