@@ -42,10 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fragments", required=True, type=Path, help="fragments file (chrom, start, end, barcode, count)")
     parser.add_argument("--barcodes", required=True, type=Path, help="barcode -> cell type table (TSV)")
     parser.add_argument("--cell-type", required=True, help="cell type whose cells make the pseudobulk")
-    parser.add_argument("--n-cells", type=int, default=None, help="draw this many cells (default: all cells of the type)")
+    parser.add_argument("--n-cells", type=int, default=None, help="draw this many cells (None: all cells of the type)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the cell draw (ignored without --n-cells)")
     parser.add_argument("--out", required=True, type=Path, help="output fragments .tsv.gz (bgzipped; OUT.tbi beside it)")
-    parser.add_argument("--out-barcodes", type=Path, default=None, help="also write the chosen barcodes here, one per line")
+    parser.add_argument("--out-barcodes", type=Path, default=None, help="also write the chosen barcodes here, one per line (None: do not)")
     parser.add_argument(
         "--allow-missing", action="store_true",
         help="warn instead of failing when some chosen cells have no fragment (never when none has)",

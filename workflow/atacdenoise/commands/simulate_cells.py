@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell-types", nargs="+", default=["A"], help="names of the cell types the cells are split into")
     parser.add_argument("--sdlog", type=float, default=0.5, help="standard deviation of log cell depth (log-normal)")
     parser.add_argument("--max-fragment", type=int, default=1000, help="largest distance (bp) between a fragment's two cut sites")
-    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in --sizes)")
+    parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads")
