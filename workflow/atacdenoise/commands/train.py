@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         cmd = _torchrun_command(args)
         log.info("launching %d processes: %s", args.gpus, " ".join(cmd))
         return subprocess.call(cmd)
+    if int(os.environ.get("RANK", 0)) > 0:  # under torchrun only rank 0 reports
+        logging.getLogger().setLevel(logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
     sizes = read_chrom_sizes(args.sizes)
