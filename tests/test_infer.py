@@ -290,14 +290,15 @@ def genome(tmp_path_factory) -> dict:
 def inferred(genome, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("infer") / "sample"
     res = run_cli("--model", genome["model"], "--input", genome["noisy"], "--sizes", genome["sizes"],
-                  "--out-prefix", out, "--batch-size", "2", "--threads", "1")  # fmt: skip
+                  "--out-prefix", out, "--batch-size", "2", "--threads", "1", "--device", "auto" if not torch.cuda.is_available() else "cpu")  # fmt: skip
     assert res.returncode == 0, res.stderr
     return {"prefix": out, "stderr": res.stderr}
 
 
 def test_cli_writes_float_tracks_equal_to_one_pass_of_the_model(genome, inferred):
     prefix = inferred["prefix"]
-    assert "running on CPU" in inferred["stderr"]
+    assert "device: cpu" in inferred["stderr"]
+    assert torch.cuda.is_available() or "no CUDA device: running on CPU" in inferred["stderr"]
     for chrom, x in genome["x"].items():
         ref_track, ref_prob = single_pass(genome["net"], x, WINDOW["pad"], TRANSFORM)
         track = read_bigwig(f"{prefix}.track.bw", chrom)
@@ -372,7 +373,7 @@ def test_cli_without_sidecar_warns_and_denoises_the_chosen_chromosomes(genome, t
     shutil.copy(genome["noisy"], noisy)  # no sidecar beside it
     prefix = tmp_path / "s"
     res = run_cli("--model", genome["model"], "--input", noisy, "--sizes", genome["sizes"], "--chroms", "chr2",
-                  "--out-prefix", prefix, "--threads", "1", "--threshold", "0.9")  # fmt: skip
+                  "--out-prefix", prefix, "--threads", "1", "--threshold", "0.9", "--device", "cpu")  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert "no preprocessing sidecar" in res.stderr
     with pyBigWig.open(f"{prefix}.track.bw") as bw:
@@ -391,7 +392,7 @@ def test_mask_of_the_tiles_is_the_whole_chromosome():
 
 @pytest.mark.parametrize("max_zooms", [0, 10])
 def test_float_track_writer_stores_dense_and_sparse_chunks_exactly(tmp_path, max_zooms):
-    from atacdenoise.commands.infer import FloatTrackWriter
+    from atacdenoise.trackwriter import FloatTrackWriter
 
     rng = np.random.default_rng(8)
     dense = rng.random(50_000, dtype=np.float32)
@@ -411,3 +412,71 @@ def test_float_track_writer_stores_dense_and_sparse_chunks_exactly(tmp_path, max
         assert np.isnan(bw.values("chrA", 2000, 2001, numpy=True)[0])  # long zero run not stored
     assert np.array_equal(a[:50_000], dense) and np.array_equal(a[50_000:60_000], steps) and not a[60_000:].any()
     assert np.array_equal(b, steps)
+
+
+# --------------------------------------------------------------------------- GPU (skipped without CUDA)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_tiled_inference_matches_the_cpu_single_pass():
+    model = tiny_model()
+    x = coverage(10_037, seed=1)
+    ref_track, ref_prob = single_pass(model, x, 30)
+    track, prob, _ = run_tiled(TileRunner(model, torch.device("cuda"), 1000, 30, 4), x)
+    np.testing.assert_allclose(track, ref_track, rtol=1e-4, atol=1e-4)  # fp32 (TF32 off for convs by default)
+    np.testing.assert_allclose(prob, ref_prob, rtol=1e-4, atol=1e-4)
+    track16, prob16, _ = run_tiled(TileRunner(model, torch.device("cuda"), 1000, 30, 4, amp=torch.bfloat16), x)
+    assert np.abs(prob16 - ref_prob).max() < 0.05 and np.corrcoef(track16, ref_track)[0, 1] > 0.99
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_cli_picks_cuda_and_logs_gpu_time_and_memory(genome, tmp_path):
+    prefix = tmp_path / "s"
+    res = run_cli("--model", genome["model"], "--input", genome["noisy"], "--sizes", genome["sizes"], "--out-prefix", prefix,
+                  "--amp", "off")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "device: cuda" in res.stderr and "GPU time" in res.stderr and "peak GPU memory" in res.stderr
+    ref_track, _ = single_pass(genome["net"], genome["x"]["chr1"], WINDOW["pad"], TRANSFORM)
+    np.testing.assert_allclose(read_bigwig(f"{prefix}.track.bw", "chr1"), ref_track, rtol=1e-4, atol=1e-4)
+
+
+def test_track_writer_process_writes_exactly_and_abort_leaves_no_file(tmp_path):
+    from atacdenoise.trackwriter import TrackWriterProcess
+
+    values = np.random.default_rng(9).random(30_000, dtype=np.float32)
+    w = TrackWriterProcess(tmp_path / "kept.bw", {"chrA": 30_000}, max_zooms=0)
+    w.add("chrA", 0, values[:20_000])
+    w.add("chrA", 20_000, values[20_000:])
+    w.close()
+    assert np.array_equal(read_bigwig(tmp_path / "kept.bw", "chrA"), values)
+    w = TrackWriterProcess(tmp_path / "dropped.bw", {"chrA": 30_000}, max_zooms=0)
+    w.add("chrA", 0, values[:20_000])
+    w.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bw"]
+
+
+class FailingModel(torch.nn.Module):
+    """The tiny model, failing on its third batch: an error in the middle of a chromosome."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.calls = tiny_model(), 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("simulated failure in the middle of a run")
+        return self.net(x)
+
+
+def test_a_failure_mid_run_leaves_no_output_and_no_temporary_file(genome, tmp_path):
+    from atacdenoise.commands.infer import denoise_genome, output_paths
+
+    runner = TileRunner(FailingModel(), CPU, WINDOW["interval"], WINDOW["pad"], batch_size=2)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        denoise_genome(runner, genome["noisy"], SIZES, output_paths(str(tmp_path / "s")), 0.5)
+    assert list(tmp_path.iterdir()) == []

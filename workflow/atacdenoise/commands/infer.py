@@ -31,12 +31,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..bigwig import BigWigWriter, check_bigwig, open_bigwig, read_bigwig
+from ..atomic import temp_path_for
+from ..bigwig import check_bigwig, open_bigwig
 from ..errors import InputError
 from ..genome import read_chrom_sizes, select_chroms
 from ..infer import PeakStream, TileRunner, check_context, check_preprocessing, select_amp, select_device
-from ..intervals import NARROWPEAK_COLUMNS, intervals_from_mask, write_narrowpeak
+from ..intervals import NARROWPEAK_COLUMNS, write_narrowpeak
 from ..log import progress
+from ..trackwriter import TrackWriterProcess
 
 log = logging.getLogger(__name__)
 
@@ -48,48 +50,6 @@ MAX_GAP = 30
 #: so larger genomes are written without them: bounded memory, and every tool that reads
 #: values (pyBigWig, deepTools, IGV at gene scale) works; only genome-wide browser views are slower.
 ZOOM_MAX_BASES = 100_000_000
-#: in a dense chunk, runs of zeros at least this long are left out (shorter ones are written)
-DENSE_SKIP_ZEROS = 1024
-
-
-class FloatTrackWriter(BigWigWriter):
-    """:class:`BigWigWriter` for per-base float tracks: dense chunks as fixed-step entries, zoom levels optional.
-
-    Chunks that run-length encoding shrinks at least 4-fold go the parent's way
-    (bedGraph-like entries, zeros skipped). Others, where nearly every base has its
-    own value, are written as fixed-step entries (4 bytes a base, numpy straight
-    to libBigWig: ~8x faster than entry lists), split only at long runs of zeros.
-    """
-
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10):
-        super().__init__(path, sizes, skip_zeros=True)
-        self.max_zooms = max_zooms
-
-    def __enter__(self) -> "FloatTrackWriter":
-        import pyBigWig
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.bw = pyBigWig.open(str(self.tmp), "w")
-        self.bw.addHeader(list(self.sizes.items()), maxZooms=self.max_zooms)
-        return self
-
-    def add(self, chrom: str, start: int, values: np.ndarray) -> None:
-        values = np.asarray(values, dtype=np.float32)
-        runs = np.count_nonzero(values[1:] != values[:-1]) + 1 if values.size else 0
-        if runs * 4 <= values.size:
-            return super().add(chrom, start, values)
-        idx = self._order[chrom]
-        if (idx, start) < self._last:
-            raise ValueError(f"bigWig entries out of order at {chrom}:{start}")
-        if start + values.size > self.sizes[chrom]:
-            raise ValueError(f"values run past the end of {chrom}")
-        starts, ends = intervals_from_mask(values != 0)
-        if starts.size:
-            opens = np.concatenate(([True], starts[1:] - ends[:-1] >= DENSE_SKIP_ZEROS))
-            closes = np.concatenate((opens[1:], [True]))
-            for a, b in zip(starts[opens].tolist(), ends[closes].tolist()):  # one call per segment, not per base
-                self.bw.addEntries(chrom, start + a, values=values[a:b], span=1, step=1)
-        self._last = (idx, start + values.size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -174,39 +134,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
+    """float32[hi - lo] of an open bigWig, bases without data as 0 (filled in C: fast for dense and sparse tracks)."""
+    return np.nan_to_num(np.asarray(bw.values(chrom, lo, hi, numpy=True), dtype=np.float32), copy=False)
+
+
 def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], paths: dict[str, Path], threshold: float) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
-    Chromosomes go in ``sizes`` order (the bigWig order). Writing and peak calling
-    of a chunk run in a background thread while the model computes the next one;
-    at most two chunks wait to be written. On any error no output is left behind.
+    Chromosomes go in ``sizes`` order (the bigWig order). The input is read one
+    chunk ahead in a thread (:meth:`TileRunner.run_chromosome`); each bigWig is
+    written by its own child process (:class:`TrackWriterProcess`: zlib runs on
+    other cores, not under this process's GIL); peaks are called in a thread while
+    the model computes the next chunk. The three files appear together at the end,
+    renamed from temporary names; on any error none is left behind.
     """
     bw = open_bigwig(input_path)
-    tables: list[pd.DataFrame] = []
     max_zooms = 10 if sum(sizes.values()) <= ZOOM_MAX_BASES else 0
     if not max_zooms:
         log.info("genome over %s bp: output bigWigs without zoom levels (bounded memory)", f"{ZOOM_MAX_BASES:,}")
+    tmp = {key: temp_path_for(path) for key, path in paths.items()}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    writers = {key: TrackWriterProcess(tmp[key], sizes, max_zooms) for key in ("track", "peakprob")}
+    tables: list[pd.DataFrame] = []
     try:
-        with (
-            FloatTrackWriter(paths["track"], sizes, max_zooms) as track_out,
-            FloatTrackWriter(paths["peakprob"], sizes, max_zooms) as prob_out,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as writer,
-        ):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:
             pending: list[Future] = []
 
-            def write(chrom: str, start: int, track, prob, peaks: PeakStream) -> None:
-                track_out.add(chrom, start, track)
-                prob_out.add(chrom, start, prob)
+            def hand_on(chrom: str, start: int, track: np.ndarray, prob: np.ndarray, peaks: PeakStream) -> None:
+                writers["track"].add(chrom, start, track)
+                writers["peakprob"].add(chrom, start, prob)
                 peaks.add(start, prob, track)
 
             for chrom, length in progress(sizes.items(), total=len(sizes), desc="denoise", unit="chrom"):
                 peaks = PeakStream(chrom, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
 
-                def read(lo: int, hi: int, chrom: str = chrom):
-                    return read_bigwig(input_path, chrom, lo, hi, bw=bw)
+                def read(lo: int, hi: int, chrom: str = chrom) -> np.ndarray:
+                    return read_values(bw, chrom, lo, hi)
 
                 for start, track, prob in runner.run_chromosome(read, length):
-                    pending.append(writer.submit(write, chrom, start, track, prob, peaks))
+                    pending.append(pool.submit(hand_on, chrom, start, track, prob, peaks))
                     while len(pending) > 2:
                         pending.pop(0).result()
                 while pending:
@@ -214,10 +182,17 @@ def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], 
                 table = peaks.finish()
                 log.debug("%s: %d peaks (peak caller held at most %s bases)", chrom, len(table), f"{peaks.max_buffered:,}")
                 tables.append(table)
-            peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
-            write_narrowpeak(peaks_df, paths["peaks"])
+        for writer in writers.values():
+            writer.close()
+        peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
+        write_narrowpeak(peaks_df, tmp["peaks"])
+        for key, path in paths.items():
+            os.replace(tmp[key], path)
     except BaseException:
-        paths["peaks"].unlink(missing_ok=True)  # written just before the bigWigs were renamed
+        for writer in writers.values():
+            writer.abort()
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
         raise
     finally:
         bw.close()
@@ -244,4 +219,8 @@ def _log_summary(runner: TileRunner, device: torch.device, wall: float, n_peaks:
             "GPU %s: %.2f s of GPU time, peak GPU memory %.2f GiB",
             torch.cuda.get_device_name(device), s.gpu_seconds(), torch.cuda.max_memory_allocated(device) / 2**30,
         )  # fmt: skip
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    log.info("peak memory (RSS) of the main process: %.2f GiB", rss)
     log.info("%d peaks; wrote %s", n_peaks, ", ".join(str(p) for p in paths.values()))
