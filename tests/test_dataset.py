@@ -247,3 +247,11 @@ def test_open_dataset_rejects_other_assembly(tmp_path):
         open_dataset(path, {"chr1": 600})
     with pytest.raises(InputError, match="meta.json"):
         open_dataset(tmp_path)
+
+
+def test_dataset_of_a_chromosome_without_peaks_has_all_zero_labels(inputs, caplog):
+    d = inputs["dir"]
+    (d / "peaks.narrowPeak").write_text("chrA\t100\t300\tp1\t10\t.\t5\t4\t3\t50\n")
+    _run_dataset(_argv(d, d / "ds") + ["--chroms", "chrB"])
+    assert not np.load(d / "ds" / "chrB.labels.npy").any()
+    assert "no peaks" in caplog.text

@@ -75,7 +75,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "threshold": 0.5,  # peak-probability threshold stored in model.pt
 }
 #: settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size")
+RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold")
 
 HISTORY_COLUMNS = [
     "epoch", "train_loss", "train_mse", "train_pearson_loss", "train_bce",

@@ -74,7 +74,7 @@ def _blacklist(path: Path | None, sizes: dict[str, int]):
         return None
     df = read_bed(path)
     if len(df) and not set(df["chrom"]) & set(sizes):
-        log.warning("%s: no blacklisted interval on the selected chromosomes %s.%s", path, list(sizes)[:5], naming_hint(set(df["chrom"]), sizes))
+        log.warning("%s: no blacklisted interval on the genome's chromosomes %s.%s", path, list(sizes)[:5], naming_hint(set(df["chrom"]), sizes))
     return df
 
 
@@ -84,14 +84,16 @@ def _chrom_intervals(df, chrom: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
-    sizes = select_chroms(read_chrom_sizes(args.sizes), include=args.chroms)
+    genome = read_chrom_sizes(args.sizes)
+    sizes = select_chroms(genome, include=args.chroms)
     for bw in (args.noisy, args.clean):
         check_bigwig(bw, sizes)
     preprocessing, source = pair_preprocessing(args.noisy, args.clean)
-    peaks = read_narrowpeak(args.labels, sizes)
+    peaks = read_narrowpeak(args.labels, genome)  # names checked against the genome, not only the selection
+    peaks = peaks[peaks["chrom"].isin(list(sizes))]
     if len(peaks) == 0:
-        log.warning("%s: no peaks: every label is 0", args.labels)
-    blacklist = _blacklist(args.blacklist, sizes)
+        log.warning("%s: no peaks on %s: every label is 0", args.labels, list(sizes)[:5])
+    blacklist = _blacklist(args.blacklist, genome)
     meta = {
         "sample": args.sample,
         "depth": args.depth,
