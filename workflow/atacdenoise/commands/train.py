@@ -20,7 +20,8 @@ import torch
 from ..dataset import open_dataset
 from ..errors import InputError
 from ..genome import parse_region, read_chrom_sizes
-from ..train import load_settings, train
+from ..model import MODEL_KEYS
+from ..train import TRAIN_DEFAULTS, load_settings, train
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", required=True, type=Path, help="genome chromosome sizes file")
     parser.add_argument("--val", nargs="+", required=True, help="validation regions: chrom or chrom:start-end (0-based, half-open)")
     parser.add_argument("--holdout", nargs="*", default=[], help="holdout regions (never trained or validated on)")
-    parser.add_argument("--settings", default=None, help="model and training settings: a JSON object, or a .json/.yaml file")
+    parser.add_argument(
+        "--settings",
+        default=None,
+        help="model and training settings: a JSON object, or a .json/.yaml file. Model keys: " + ", ".join(MODEL_KEYS)
+        + "; training keys (default): " + ", ".join(f"{k} ({v})" for k, v in TRAIN_DEFAULTS.items()),
+    )
     parser.add_argument("--out-dir", required=True, type=Path, help="output directory (model.pt, history.tsv, checkpoints/)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present, else CPU")
-    parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) to train on; > 1 launches torchrun with DDP")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) to train on; > 1 re-launches under torchrun with DDP (with --device cpu: that many CPU processes, gloo)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch; unset: torch's own choice")
 
 
 def _torchrun_command(args: argparse.Namespace) -> list[str]:
