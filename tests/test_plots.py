@@ -144,7 +144,7 @@ def test_plots_depth_writes_png_and_svg_with_effective_depth(tmp_path):
 def test_plots_tracks_picks_the_planted_gain_and_loss_loci(data, tmp_path, capsys):
     out = tmp_path / "tracks.png"
     argv = ["plots", "tracks", *_common(data), "--regions", "chr1", "chr2", "--baseline", f"macs3_callpeak={data / 'macs.narrowPeak'}",
-            "--n-loci", "2", "--width", "5000", "--window-bp", "12000", "--out", str(out)]  # fmt: skip
+            "--n-loci", "2", "--width", "5000", "--window-bp", "12000", "--sample", "HSC", "--depth", "5000", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert f"locus chr1:{GAIN_TILE[0]}-{GAIN_TILE[1]} (gain" in err

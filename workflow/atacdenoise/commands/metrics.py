@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     if bench.n_bases == 0:
         log.warning("no base left to evaluate: the regions %s are entirely blacklisted", [str(r) for r in regions])
     scale = args.depth_scale if args.depth_scale is not None else bench.depth_scale("noisy")
-    log.info("depth scale of the noisy track for mse_scaled: %.6g (%s)", scale, "given" if args.depth_scale else "clean/noisy totals")
+    log.info("depth scale of the noisy track for mse_scaled: %.6g (%s)", scale, "given" if args.depth_scale is not None else "clean/noisy totals")
     table = bench.results({"noisy": {"mse_scaled": scale}})
     evaluated = evaluated_intervals(regions, blacklist)
     extra = [(name, metric, "all", v) for name, peaks in called.items() for metric, v in peak_level(clean_peaks, peaks, evaluated, name)]

@@ -76,6 +76,8 @@ def _add_inputs(k: argparse.ArgumentParser) -> None:
     k.add_argument("--sizes", required=True, type=Path, help="chromosome sizes")
     k.add_argument("--regions", required=True, nargs="+", help="regions to draw from: 'chr10' or 'chr10:0-5000000'")
     k.add_argument("--blacklist", type=Path, help="BED(.gz) of bases to avoid")
+    k.add_argument("--sample", default="", help="sample name for the default title")
+    k.add_argument("--depth", default="", help="depth label for the default title (number of fragments, 'given')")
 
 
 def _add_tracks(k: argparse.ArgumentParser) -> None:
@@ -207,12 +209,24 @@ def _run_tracks(args: argparse.Namespace) -> int:
     finally:
         for s_ in src.values():
             s_.close()
-    title = args.title or f"Coverage at the loci where the model gains and loses most (vs noisy x {scale:.3g})"
+    title = args.title or _sentence(f"{_what(args)}coverage at the loci where the model gains and loses most (vs noisy x {scale:.3g})")
     plot_track_snapshots(loci, args.out, title)
     return 0
 
 
 # --------------------------------------------------------------------------- heatmap
+
+
+def _what(args: argparse.Namespace) -> str:
+    """'HSC, 30,000 fragments: ' from --sample/--depth, or ''."""
+    from ..plots import depth_label
+
+    parts = [p for p in (args.sample, depth_label(args.depth) if args.depth else "") if p]
+    return ", ".join(parts) + ": " if parts else ""
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _tool(name: str) -> str:
@@ -257,7 +271,7 @@ def _run_heatmap(args: argparse.Namespace) -> int:
 
         plot_track_snapshots([], args.out, args.title)
         return 0
-    title = args.title or f"Coverage around {len(summits):,} clean-peak summits"
+    title = args.title or _sentence(f"{_what(args)}coverage around {len(summits):,} clean-peak summits")
     with tempfile.TemporaryDirectory(prefix="atacdenoise-heatmap-") as tmpdir:
         bed = Path(tmpdir) / "summits.bed"
         summits = summits.sort_values(["chrom", "pos"])
