@@ -1,0 +1,146 @@
+"""Opening and validating BAM files; counting usable fragments with htslib.
+
+Every check raises ``InputError`` naming the file and the fix, before any
+output is written: a missing index, a file not sorted by coordinate, no
+reads, chromosome names or lengths that do not match the genome's sizes file.
+
+A *usable fragment* is what the coverage step turns into cut sites, counted
+once per fragment: for paired-end reads a proper pair whose first read
+(flag 0x40) passes the filters; for single-end reads one read. The filters are
+those of ``cutsites.read_filter``: mapped, primary, not QC-fail, not duplicate
+(unless kept), MAPQ >= ``min_mapq``, on the selected chromosomes. Counting uses
+``samtools view -c`` through pysam, so htslib does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pysam
+
+from .cutsites import (
+    DUPLICATE,
+    MATE_UNMAPPED,
+    MIN_MAPQ,
+    PAIRED,
+    PROPER_PAIR,
+    QCFAIL,
+    READ1,
+    SECONDARY,
+    SUPPLEMENTARY,
+    UNMAPPED,
+)
+from .errors import InputError
+from .genome import check_chrom_lengths, check_chrom_names
+
+log = logging.getLogger(__name__)
+
+#: reads looked at to decide whether a BAM is paired-end
+SNIFF_READS = 10_000
+
+
+@dataclass
+class BamInfo:
+    """What the checks learnt about a BAM."""
+
+    path: Path
+    chrom_sizes: dict[str, int]  #: @SQ lengths, header order
+    mapped: dict[str, int]  #: mapped reads per chromosome (index statistics)
+    chroms: list[str]  #: chromosomes shared with the genome (sizes order)
+    paired: bool  #: first mapped reads include paired ones
+
+
+def _index_hint(path: Path) -> str:
+    return f"index it with `samtools index {path}` (or python -c \"import pysam; pysam.index('{path}')\")"
+
+
+def open_bam(path: str | Path, threads: int = 1) -> pysam.AlignmentFile:
+    """Open an indexed, coordinate-sorted BAM for reading; raise ``InputError`` otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: BAM file not found")
+    try:
+        bam = pysam.AlignmentFile(str(path), "rb", threads=max(1, threads))
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable BAM file ({exc}); check the path and the file (samtools quickcheck)") from None
+    so = bam.header.to_dict().get("HD", {}).get("SO")
+    if so is not None and so != "coordinate":
+        bam.close()
+        raise InputError(
+            f"{path}: header says it is sorted by {so!r}, expected 'coordinate'; "
+            f"sort it (samtools sort -o sorted.bam {path}) and {_index_hint(Path('sorted.bam'))}"
+        )
+    if not bam.has_index():
+        bam.close()
+        raise InputError(f"{path}: BAM has no index (.bai/.csi beside it); {_index_hint(path)}")
+    return bam
+
+
+def bam_chrom_sizes(bam: pysam.AlignmentFile) -> dict[str, int]:
+    """@SQ names and lengths, header order."""
+    return dict(zip(bam.references, bam.lengths))
+
+
+def mapped_per_chrom(bam: pysam.AlignmentFile) -> dict[str, int]:
+    """Mapped reads per chromosome from the index (samtools idxstats), no decompression."""
+    return {s.contig: int(s.mapped) for s in bam.get_index_statistics()}
+
+
+def is_paired(bam: pysam.AlignmentFile, n: int = SNIFF_READS) -> bool:
+    """True when any of the first ``n`` reads is paired (flag 0x1)."""
+    for i, read in enumerate(bam.fetch(until_eof=True)):
+        if read.is_paired:
+            return True
+        if i >= n:
+            break
+    return False
+
+
+def check_bam(bam: pysam.AlignmentFile, sizes: dict[str, int], path: str | Path) -> BamInfo:
+    """Validate an open BAM against the genome's (selected) chromosome sizes.
+
+    Raises ``InputError`` when no chromosome name matches (with a ``1`` vs
+    ``chr1`` hint), when a shared chromosome has another length (another
+    assembly), or when no read is mapped to the shared chromosomes.
+    """
+    path = Path(path)
+    found = bam_chrom_sizes(bam)
+    if not found:
+        raise InputError(f"{path}: BAM header lists no chromosomes (@SQ lines); it is not an aligned BAM")
+    chroms = check_chrom_names(found, sizes, path)
+    check_chrom_lengths(found, sizes, path)
+    mapped = mapped_per_chrom(bam)
+    if sum(mapped.get(c, 0) for c in chroms) == 0:
+        raise InputError(
+            f"{path}: no mapped reads on the genome's chromosomes ({', '.join(chroms[:5])}"
+            f"{', ...' if len(chroms) > 5 else ''}); the BAM is empty or holds only other contigs: check the input"
+        )
+    return BamInfo(path=path, chrom_sizes=found, mapped=mapped, chroms=chroms, paired=is_paired(bam))
+
+
+def usable_filter_args(min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False) -> tuple[list[str], list[str]]:
+    """``samtools view`` flag arguments selecting usable fragments: (paired-end, single-end).
+
+    Paired-end: paired, proper pair, first read, and none of unmapped, mate
+    unmapped, secondary, QC-fail, supplementary (and duplicate). Single-end: not
+    paired and none of those. Both with ``-q min_mapq``.
+    """
+    off = UNMAPPED | SECONDARY | QCFAIL | SUPPLEMENTARY | (0 if keep_duplicates else DUPLICATE)
+    q = ["-q", str(min_mapq)]
+    pe = ["-f", str(PAIRED | PROPER_PAIR | READ1), "-F", str(off | MATE_UNMAPPED)] + q
+    se = ["-F", str(off | PAIRED)] + q
+    return pe, se
+
+
+def count_usable_fragments(
+    path: str | Path, chroms: list[str], min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False, threads: int = 1
+) -> int:
+    """Usable fragments (see the module docstring) on ``chroms`` of an indexed BAM, counted by htslib."""
+    pe, se = usable_filter_args(min_mapq, keep_duplicates)
+    total = 0
+    for args in (pe, se):
+        out = pysam.view("-c", "-@", str(max(0, threads - 1)), *args, str(path), *chroms)
+        total += int(out.strip() or 0)
+    return total
