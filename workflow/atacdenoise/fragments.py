@@ -62,8 +62,21 @@ def _locate_row(path: Path, row: int) -> tuple[int, str]:
     return -1, ""
 
 
+def _first_wrong_width(path: Path) -> tuple[int, str]:
+    """1-based line number and text of the first data line without exactly 5 fields; (-1, '') if none."""
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip() and not line.startswith("#") and line.rstrip("\n").count("\t") != len(COLUMNS) - 1:
+                return lineno, line.rstrip("\n")
+    return -1, ""
+
+
 def _bad_row(path: Path, row: int, what: str) -> InputError:
     lineno, text = _locate_row(path, row)
+    return _bad_line(path, lineno, text, what)
+
+
+def _bad_line(path: Path, lineno: int, text: str, what: str) -> InputError:
     shown = text.replace("\t", "<TAB>")
     if len(shown) > 120:
         shown = shown[:120] + "..."
@@ -120,13 +133,12 @@ def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: boo
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: fragments file not found")
-    usecols = [c for c in _NAMES if barcodes or c != "barcode"]
+    # no usecols: with it pandas rejects files whose lines all have fewer fields than names
     reader = pd.read_csv(
         path,
         sep="\t",
         header=None,
         names=_NAMES,
-        usecols=usecols,
         comment="#",
         dtype={"chrom": str, "barcode": str, "_extra": str},
         compression="gzip" if is_gzip(path) else None,
@@ -136,9 +148,14 @@ def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: boo
     first_row = 0
     try:
         for chunk in reader:
-            yield _check_chunk(chunk, path, first_row)
-            first_row += len(chunk)
+            n = len(chunk)
+            chunk = _check_chunk(chunk, path, first_row)
+            yield chunk if barcodes else chunk.drop(columns="barcode")
+            first_row += n
     except pd.errors.ParserError as exc:
+        lineno, text = _first_wrong_width(path)
+        if lineno > 0:
+            raise _bad_line(path, lineno, text, "wrong number of columns") from None
         raise InputError(f"{path}: cannot parse as a 5-column fragments file ({exc}); fix or regenerate the file") from None
     except (EOFError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc}); the file is truncated or not a fragments file") from None
