@@ -245,3 +245,14 @@ def test_coverage_cli_on_fragments_file_smooths_cut_sites(tmp_path: Path) -> Non
     assert chr1[99:102].tolist() == [1, 1, 1] and chr1[298:301].tolist() == [1, 1, 1] and chr1.sum() == 12
     meta = json.loads(Path(str(out) + ".json").read_text())
     assert meta["kind"] == "fragments" and meta["n_cut_sites"] == {"chr1": 4, "chr2": 2}
+
+
+@pytest.mark.parametrize("smooth_bp, window", [(200, 37), (200, 1000), (7, 5), (0, 64), (200, 100_000)])
+def test_smoothed_windows_join_to_the_whole_chromosome_result(smooth_bp: int, window: int) -> None:
+    rng = np.random.default_rng(1)
+    length = 2_345
+    pos = np.concatenate([rng.integers(0, length, size=300), [0, 0, length - 1]])
+    whole = cs.smooth(cs.cut_counts(pos, length), smooth_bp)
+    parts = list(cs.smoothed_windows(pos, length, smooth_bp, window))
+    assert [start for start, _ in parts] == list(range(0, length, window))
+    assert np.concatenate([values for _, values in parts]).tolist() == whole.tolist()

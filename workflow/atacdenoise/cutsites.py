@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -60,6 +61,8 @@ FILTERS = ("unmapped", "secondary", "supplementary", "qcfail", "duplicate", "imp
 
 #: reads copied from pysam per batch (bounds the Python lists)
 BATCH = 1 << 18
+#: bases per window when smoothing a chromosome piecewise (bounds memory: ~3 x 4 bytes per base)
+WINDOW = 8_000_000
 
 
 @dataclass
@@ -200,14 +203,49 @@ def smooth(counts: np.ndarray, smooth_bp: int = SMOOTH_BP) -> np.ndarray:
     return out.astype(np.int32, copy=False)
 
 
+def smoothed_windows(
+    pos: np.ndarray, length: int, smooth_bp: int = SMOOTH_BP, window: int = WINDOW
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``smooth(cut_counts(pos, length), smooth_bp)`` in consecutive windows, with memory bounded by ``window``.
+
+    Each window ``[a, b)`` is computed from the cut sites in ``[a - right, b + left)``
+    (every cut site whose box reaches the window), so the concatenated
+    windows equal the whole-chromosome result exactly.
+
+    Parameters
+    ----------
+    pos : int[n_cut_sites]
+        Cut sites in ``[0, length)``, any order.
+    length : int
+        Chromosome length (bases).
+    window : int
+        Bases per yielded array.
+
+    Yields
+    ------
+    start : int
+        0-based start of the window.
+    values : int32[min(window, length - start)]
+    """
+    pos = np.sort(np.asarray(pos, dtype=np.int64))
+    left = smooth_bp // 2
+    right = smooth_bp - left
+    for a in range(0, length, window):
+        b = min(a + window, length)
+        lo, hi = max(a - right, 0), min(b + left, length)
+        i, j = np.searchsorted(pos, [lo, hi])
+        counts = cut_counts(pos[i:j] - lo, hi - lo)
+        yield a, smooth(counts, smooth_bp)[a - lo : b - lo]
+
+
 def cpm_factor(n_cut_sites: int) -> float:
     """Scale turning cut-site counts into counts per million cut sites."""
     return 1e6 / n_cut_sites if n_cut_sites else 0.0
 
 
 def _bam_read_arrays(bam, chrom: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """flag, mapq, reference_start, reference_end (0 when unmapped): int64[n_reads] each, for one chromosome."""
-    parts = []
+    """flag (uint16), mapq (uint8), reference_start, reference_end (int64; end 0 when unmapped) of one chromosome's reads."""
+    flags, mapqs, starts, ends = [], [], [], []
     it = bam.fetch(chrom, multiple_iterators=False)
     while True:
         flag, mapq, start, end = [], [], [], []
@@ -218,11 +256,13 @@ def _bam_read_arrays(bam, chrom: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
             end.append(r.reference_end or 0)
         if not flag:
             break
-        parts.append(np.array([flag, mapq, start, end], dtype=np.int64))
-    if not parts:
-        return tuple(np.zeros(0, dtype=np.int64) for _ in range(4))  # type: ignore[return-value]
-    arr = np.concatenate(parts, axis=1)
-    return arr[0], arr[1], arr[2], arr[3]
+        flags.append(np.array(flag, dtype=np.uint16))
+        mapqs.append(np.array(mapq, dtype=np.uint8))
+        starts.append(np.array(start, dtype=np.int64))
+        ends.append(np.array(end, dtype=np.int64))
+    if not flags:
+        return np.zeros(0, np.uint16), np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(flags), np.concatenate(mapqs), np.concatenate(starts), np.concatenate(ends)
 
 
 def bam_cut_sites(

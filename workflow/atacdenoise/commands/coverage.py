@@ -31,10 +31,6 @@ from ..subsample import sidecar_path, write_json
 
 log = logging.getLogger(__name__)
 
-#: bases converted to float32 and handed to the bigWig writer at a time
-WRITE_CHUNK = 8_000_000
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, help="BAM (indexed, coordinate-sorted), fragments file, or bigWig")
     parser.add_argument("--kind", required=True, choices=["bam", "fragments", "bigwig"], help="input type")
@@ -133,11 +129,9 @@ def write_coverage(
         for chrom in progress(list(sizes), total=len(sizes), desc="coverage", unit="chrom"):
             if not n_cut[chrom]:
                 continue
-            track = cs.smooth(cs.cut_counts(positions.pop(chrom), sizes[chrom]), smooth_bp)
-            for off in range(0, track.size, WRITE_CHUNK):
-                part = track[off : off + WRITE_CHUNK].astype(np.float32)
-                writer.add(chrom, off, part * np.float32(scale) if cpm else part)
-            del track
+            for start, values in cs.smoothed_windows(positions.pop(chrom), sizes[chrom], smooth_bp):
+                part = values.astype(np.float32)
+                writer.add(chrom, start, part * np.float32(scale) if cpm else part)
     return n_cut
 
 
