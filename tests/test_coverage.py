@@ -195,3 +195,15 @@ def test_cli_exits_2_and_leaves_no_output_on_bad_input(tmp_path: Path, capsys) -
     assert "noidx.bam" in capsys.readouterr().err
     assert not out.exists() and not Path(str(out) + ".json").exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_chroms_and_exclude_options_choose_the_chromosomes_with_data(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "tiny.bam", READS)
+    sizes = write_sizes(tmp_path / "g.sizes")
+    only2 = tmp_path / "only2.bw"
+    run_coverage("--input", str(bam), "--kind", "bam", "--sizes", str(sizes), "--out", str(only2), "--chroms", "chr2")
+    assert not read_bigwig(only2, "chr1").any() and read_bigwig(only2, "chr2").sum() == (4 + 101) + (14 + 101)  # boxes of cuts 4 and 14 clipped at 0
+    keep_m = tmp_path / "with_chrM.bw"
+    run_coverage("--input", str(bam), "--kind", "bam", "--sizes", str(sizes), "--out", str(keep_m), "--exclude", "")
+    assert read_bigwig(keep_m, "chrM").any() and read_bigwig(keep_m, "chrUn_gl000220").any()
+    assert json.loads(Path(str(keep_m) + ".json").read_text())["n_cut_sites"]["chrM"] == 1
