@@ -36,8 +36,9 @@ if [[ $need_install -eq 1 ]]; then
     command -v apt-get >/dev/null 2>&1 || die "slurmctld/slurmd/munged missing and no apt-get to install them"
     echo "slurm_up: installing slurm-wlm and munge with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2
+    # Exit status 3 tells the tests that installation (not the cluster) failed.
+    apt-get update -qq >&2 || exit 3
+    apt-get install -y -qq --no-install-recommends slurm-wlm munge >&2 || exit 3
 fi
 
 # Stop a previous instance in the same state dir, if one is left over.
@@ -50,15 +51,18 @@ chmod 0700 "$state/munge"
 # `srun`, so client commands inside a job read the default /etc/slurm/slurm.conf. Point that at
 # this cluster with a symlink, unless the machine already has its own SLURM configuration.
 etc_conf=/etc/slurm/slurm.conf
-if [[ -L $etc_conf && $(readlink "$etc_conf") == "$state/slurm.conf" ]]; then
-    :
-elif [[ -e $etc_conf || -L $etc_conf ]]; then
+ours_or_stale() {  # a link left by this script: dangling, or to a test cluster's slurm.conf
+    [[ -L $etc_conf ]] || return 1
+    local target
+    target=$(readlink "$etc_conf")
+    [[ ! -e $target ]] || grep -qx 'ClusterName=atacdenoise-test' "$target"
+}
+if [[ -e $etc_conf || -L $etc_conf ]] && ! ours_or_stale; then
     die "$etc_conf exists and is not ours; refusing to replace this machine's SLURM configuration"
-else
-    mkdir -p /etc/slurm
-    ln -s "$state/slurm.conf" "$etc_conf"
-    touch "$state/run/etc_link"   # tells slurm_down.sh to remove the link
 fi
+mkdir -p /etc/slurm
+ln -sfn "$state/slurm.conf" "$etc_conf"
+touch "$state/run/etc_link"   # tells slurm_down.sh to remove the link
 
 # --- munge: private key and socket -------------------------------------------------------------
 key="$state/munge/munge.key"
