@@ -226,12 +226,22 @@ def _table(path: Path):
     return df[keep]
 
 
+def _content(path: Path) -> bytes | list[str]:
+    """A file's bytes, or for text its lines without '#' comments (MACS3 writes the command and date there)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
 def differences(a: Path, b: Path) -> list[str]:
     """Where the results under ``a`` and ``b`` differ (empty when equal).
 
     bigWigs are compared value for value, .npy arrays and models' weights exactly, TSV tables
-    without their timing columns, JSON as data, everything else byte for byte; plots and HTML
-    (which embed dates) only by presence.
+    without their timing columns, JSON as data, text without '#' comment lines, anything else
+    byte for byte; plots and HTML (which embed dates) only by presence.
     """
     files_a, files_b = result_files(a), result_files(b)
     diffs = [f"only in {a}: {p}" for p in sorted(files_a - files_b)]
@@ -260,6 +270,6 @@ def differences(a: Path, b: Path) -> list[str]:
         elif suffix == ".json":
             if json.loads(pa.read_text()) != json.loads(pb.read_text()):
                 diffs.append(f"{rel}: JSON differs")
-        elif pa.read_bytes() != pb.read_bytes():
+        elif _content(pa) != _content(pb):
             diffs.append(f"{rel}: contents differ")
     return diffs

@@ -60,6 +60,11 @@ ours_or_stale() {  # a link left by this script: dangling, or to a test cluster'
 if [[ -e $etc_conf || -L $etc_conf ]] && ! ours_or_stale; then
     die "$etc_conf exists and is not ours; refusing to replace this machine's SLURM configuration"
 fi
+# A cluster of ours left running (e.g. by a killed test session) holds the ports: stop it first.
+if [[ -L $etc_conf && -e $etc_conf ]]; then
+    prev_state=$(dirname "$(readlink "$etc_conf")")
+    [[ $prev_state == "$state" ]] || "$here/slurm_down.sh" "$prev_state" >/dev/null 2>&1 || true
+fi
 mkdir -p /etc/slurm
 ln -sfn "$state/slurm.conf" "$etc_conf"
 touch "$state/run/etc_link"   # tells slurm_down.sh to remove the link
