@@ -139,7 +139,13 @@ class TrackWriterProcess:
             message = self._result.get(timeout=5)
         except queue.Empty:
             message = f"exit status {self._proc.exitcode}"
+        self._drop_queue()
         raise RuntimeError(f"{self.path}: bigWig writer failed: {message}")
+
+    def _drop_queue(self) -> None:
+        """Discard chunks not yet sent: with no reader left, the queue's feeder thread would block exit forever."""
+        self._chunks.cancel_join_thread()
+        self._chunks.close()
 
     def add(self, chrom: str, start: int, values: np.ndarray) -> None:
         """Queue ``values`` (float32[n]) for ``chrom:start``; calls must move forward along the genome."""
@@ -156,6 +162,7 @@ class TrackWriterProcess:
                 if not self._proc.is_alive():
                     self._raise_failure()
         self._proc.join()
+        self._chunks.close()
         if message is not None:
             raise RuntimeError(f"{self.path}: bigWig writer failed: {message}")
 
@@ -172,4 +179,5 @@ class TrackWriterProcess:
                 self._proc.join()
                 # the child's own temporary file (BigWigWriter names it after the child's pid)
                 self.path.with_name(f".{self.path.stem}.tmp-{self._proc.pid}{self.path.suffix}").unlink(missing_ok=True)
+        self._drop_queue()
         self.path.unlink(missing_ok=True)
