@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/reads.smk"
+include: "workflow/rules/cells.smk"
 include: "workflow/rules/coverage.smk"
 include: "workflow/rules/peaks.smk"
 include: "workflow/rules/dataset.smk"

@@ -14,6 +14,16 @@ SAMPLES.columns = SAMPLES.columns.str.strip()
 validate(SAMPLES, "../schemas/samples.schema.yaml")
 
 
+#: the simulated single-cell fixture (rule simulate_cells), which sample sheet rows may name before it exists
+FIXTURE_FRAGMENTS = "results/fixture/cells.fragments.tsv.gz"
+FIXTURE_BARCODES = "results/fixture/cells.barcodes.tsv"
+
+
+def made_by_workflow(path):
+    """True for input paths that a rule of this workflow makes (the simulated fixture, when configured)."""
+    return bool(config.get("simulate_cells")) and path in (FIXTURE_FRAGMENTS, FIXTURE_BARCODES)
+
+
 def _sheet_error(msg):
     raise WorkflowError(f"{config['samples']}: {msg}")
 
@@ -25,7 +35,7 @@ def _check_sheet(df):
     for row in df.itertuples():
         for col in ("path", "noisy", "peaks", "barcodes"):
             value = getattr(row, col)
-            if value and not Path(value).exists():
+            if value and not made_by_workflow(value) and not Path(value).exists():
                 _sheet_error(f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory snakemake runs in)")
         if row.barcodes and row.kind != "fragments":
             _sheet_error(f"sample {row.sample}: `barcodes` applies to kind fragments only (kind is {row.kind})")
@@ -39,12 +49,13 @@ _check_sheet(SAMPLES)
 SAMPLES = SAMPLES.set_index("sample", drop=False)
 MODEL = config["model"]["name"]
 DEPTHS = [str(d) for d in config["depths"]]
+CELLS = [f"c{n}" for n in config["cells"]]
 REPS = [str(r) for r in range(1, config["replicates"] + 1)]
 
 
 wildcard_constraints:
     sample="[A-Za-z0-9._-]+",
-    depth=r"full|given|\d+",
+    depth=r"full|given|c\d+|\d+",
     rep=r"\d+",
     caller="bdgpeakcall|callpeak",
     model="[A-Za-z0-9._-]+",
@@ -62,6 +73,8 @@ def noisy_targets(sample):
         out.append(("given", "1"))
     if row.role != "apply":
         out += [(d, r) for d in DEPTHS for r in REPS]
+        if row.barcodes:
+            out += [(c, r) for c in CELLS for r in REPS]
     return out
 
 
@@ -77,19 +90,24 @@ def training_pairs():
 def reads_input(wildcards):
     """The reads (BAM or fragments) behind coverage/{sample}/{depth}.rep{rep}."""
     row = sample_row(wildcards)
-    if wildcards.depth == "full":
-        return row.path
+    if wildcards.depth == "full" or (wildcards.depth == "given" and row.role == "apply"):
+        return pseudobulk_path(row) if row.barcodes else row.path
     if wildcards.depth == "given":
-        return row.path if row.role == "apply" else row.noisy
+        return row.noisy
     ext = "bam" if row.kind == "bam" else "tsv.gz"
     return f"results/subsample/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}.{ext}"
+
+
+def pseudobulk_path(row):
+    """All cells of a fragments sample's cell type (rule pseudobulk in cells.smk)."""
+    return f"results/cells/{row.name}/full.tsv.gz"
 
 
 def subsample_source(wildcards):
     row = sample_row(wildcards)
     if row.kind == "bigwig":
         raise WorkflowError(f"sample {row.sample}: depths cannot be subsampled from a bigWig; set depths: [] or give a BAM/fragments file")
-    return row.path
+    return pseudobulk_path(row) if row.barcodes else row.path
 
 
 def labels_path(wildcards):

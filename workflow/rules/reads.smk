@@ -7,6 +7,8 @@ rule subsample_bam:
     output:
         bam="results/subsample/{sample}/{depth}.rep{rep}.bam",
         bai="results/subsample/{sample}/{depth}.rep{rep}.bam.bai",
+    wildcard_constraints:
+        depth=r"\d+",
     params:
         seed=lambda w: config["seed"] * 1000 + int(w.rep),
         sizes=config["genome"]["sizes"],
@@ -31,6 +33,8 @@ rule subsample_fragments:
         reads=subsample_source,
     output:
         frags="results/subsample/{sample}/{depth}.rep{rep}.tsv.gz",
+    wildcard_constraints:
+        depth=r"\d+",
     params:
         seed=lambda w: config["seed"] * 1000 + int(w.rep),
     log:
