@@ -490,3 +490,18 @@ def test_summary_rejects_a_table_with_wrong_columns(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("a\tb\n1\t2\n")
     assert main(["summary", "--metrics", str(bad), "--out-metrics", str(tmp_path / "o.tsv"), "--out-summary", str(tmp_path / "s.tsv")]) == 2
+
+
+def test_effective_cells_for_few_cell_profiles_are_not_mixed_with_fragment_depths():
+    """'c10'/'c100' are numbers of cells: MACS3 needs 100 cells where the model has 10; fragment depths are a separate curve."""
+    rows = []
+    for depth, model, macs in (("c10", 0.5, 0.2), ("c100", 0.7, 0.5), ("10", 0.9, 0.9), ("100", 0.95, 0.95)):
+        rows.append(("m", "S", depth, "1", "model", "auprc", "all", model))
+        rows.append(("m", "S", depth, "1", "macs3_callpeak", "auprc", "all", macs))
+    df = pd.DataFrame(rows, columns=["model", "sample", "depth", "rep", "method", "metric", "region", "value"])
+    table = effective_depths(df, targets=(("auprc", ("macs3_callpeak",)),))
+    r = table.set_index("depth").loc["c10"]
+    assert r["qualifier"] == "=" and r["effective_depth"] == pytest.approx(100) and r["fold"] == pytest.approx(10)
+    assert table.set_index("depth").loc["c100", "qualifier"] == ">"
+    # the fragment depths only see each other: at 10 fragments MACS3 already matches (<=), never 'c' points
+    assert table.set_index("depth").loc["10", "effective_depth"] == 10

@@ -5,7 +5,9 @@ by Pearson r, 4.2x by AUPRC"): for a model's score at depth ``d``, the depth at
 which a baseline (the noisy track, a MACS3 caller) reaches the same score,
 interpolated linearly in ``log(depth)`` between measured depths, and the fold
 ``effective_depth / d``. Scores are averaged over replicates first; only
-numeric depths (numbers of fragments) take part.
+numeric depths take part: numbers of fragments (``30000``) or, for few-cell
+profiles, numbers of cells (``c50``; the effective depth is then the number of
+cells a baseline needs to match the model). The two units are never mixed.
 """
 
 from __future__ import annotations
@@ -64,8 +66,18 @@ def depth_reaching(depths: np.ndarray, values: np.ndarray, target: float) -> tup
 
 
 def numeric_depth(depth: pd.Series) -> pd.Series:
-    """Depth labels as numbers (NaN for 'given', 'full' and other labels)."""
-    return pd.to_numeric(depth, errors="coerce")
+    """Depth labels as numbers: fragments ('30000') or cells ('c50' -> 50); NaN for 'given', 'full' and others."""
+    s = pd.Series(depth).astype(str)
+    cells = s.str.fullmatch(r"c\d+")
+    out = pd.to_numeric(s.where(~cells, s.str[1:]), errors="coerce")
+    return out.set_axis(pd.Series(depth).index)
+
+
+def depth_unit(depth: pd.Series) -> pd.Series:
+    """'cells' for few-cell labels ('c50'), 'fragments' for numbers, '' for 'given', 'full' and others."""
+    s = pd.Series(depth).astype(str)
+    unit = np.where(s.str.fullmatch(r"c\d+"), "cells", np.where(pd.to_numeric(s, errors="coerce").notna(), "fragments", ""))
+    return pd.Series(unit, index=pd.Series(depth).index)
 
 
 def effective_depths(
@@ -78,10 +90,11 @@ def effective_depths(
     """
     df = metrics[metrics["region"] == region].copy()
     df["depth_n"] = numeric_depth(df["depth"])
+    df["unit"] = depth_unit(df["depth"])
     df = df[df["depth_n"] > 0]
-    means = df.groupby(["model", "sample", "depth", "depth_n", "method", "metric"], as_index=False)["value"].mean()
+    means = df.groupby(["model", "sample", "unit", "depth", "depth_n", "method", "metric"], as_index=False)["value"].mean()
     rows = []
-    for (model, sample), g in means.groupby(["model", "sample"], sort=False):
+    for (model, sample, _unit), g in means.groupby(["model", "sample", "unit"], sort=False):
         for metric, baselines in targets:
             mine = g[(g["method"] == "model") & (g["metric"] == metric)].sort_values("depth_n")
             for baseline in baselines:

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .atomic import atomic_output  # noqa: E402
-from .effective_depth import numeric_depth  # noqa: E402
+from .effective_depth import depth_unit, numeric_depth  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,11 @@ def _label(name: str) -> str:
 
 
 def depth_label(depth: str) -> str:
-    """'30000' -> '30,000 fragments'; labels such as 'given' stay as they are."""
-    n = pd.to_numeric(pd.Series([depth]), errors="coerce").iloc[0]
-    return f"{int(n):,} fragments" if pd.notna(n) else f"depth {depth}"
+    """'30000' -> '30,000 fragments', 'c50' -> '50 cells'; labels such as 'given' stay as they are."""
+    n = numeric_depth(pd.Series([str(depth)])).iloc[0]
+    if pd.isna(n):
+        return f"depth {depth}"
+    return f"{int(n):,} cells" if str(depth).startswith("c") else f"{int(n):,} fragments"
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> None:
@@ -165,8 +167,10 @@ def plot_metric_vs_depth(
     df["depth_n"] = numeric_depth(df["depth"])
     skipped = sorted(set(df.loc[df["depth_n"].isna(), "depth"]))
     if skipped:
-        log.info("metric vs depth: depth labels %s are not numbers of fragments and are not drawn", skipped)
+        log.info("metric vs depth: depth labels %s are not numbers of fragments or cells and are not drawn", skipped)
     df = df[df["depth_n"] > 0]
+    # one row of panels per (sample, unit): fragments for bulk depths, cells for few-cell profiles ('c50')
+    df["sample"] = df["sample"].where(depth_unit(df["depth"]) != "cells", df["sample"] + " (cells)")
     metric_names = [m for m in metric_names if m in set(df["metric"])]
     samples = list(dict.fromkeys(df["sample"]))
     if not samples or not metric_names:
@@ -188,16 +192,26 @@ def plot_metric_vs_depth(
                 ax.errorbar(s["depth_n"], s["mean"], yerr=[s["mean"] - s["min"], s["max"] - s["mean"]], marker="o",
                             ms=4, capsize=2, color=_color(method), label=_label(method))
             ax.set_xscale("log")
-            ax.set_xlabel("input depth (fragments, log scale)")
+            cells = sample.endswith(" (cells)")
+            ax.set_xlabel("cells in the profile (log scale)" if cells else "input depth (fragments, log scale)")
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
             ax.set_title(f"{sample}: {metric}", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             if effective is not None and metric in ("pearson", "auprc"):
-                e = effective[(effective["sample"] == sample) & (effective["metric"] == metric) & (effective["baseline"] == "noisy")]
-                if len(e):
-                    text = "\n".join(f"{depth_label(r.depth)}: {'' if r.qualifier == '=' else r.qualifier}{r.fold:.2g}x"
-                                     for r in e.itertuples())
-                    ax.text(0.02, 0.98, "model worth (vs noisy):\n" + text, transform=ax.transAxes, va="top", fontsize=6,
+                name = sample.removesuffix(" (cells)")
+                e = effective[(effective["sample"] == name) & (effective["metric"] == metric)]
+                e = e[(depth_unit(e["depth"]) == "cells") == cells]
+                if cells:  # the few-cell figure: how many cells MACS3 needs to match the model
+                    e = e[e["baseline"] == ("macs3_callpeak" if (e["baseline"] == "macs3_callpeak").any() else "noisy")]
+                    head = f"cells {_label(e['baseline'].iloc[0]) if len(e) else ''} needs to match the model:"
+                    lines = [f"{depth_label(r.depth)}: {'' if r.qualifier == '=' else r.qualifier}{r.effective_depth:,.0f}"
+                             for r in e.itertuples()]
+                else:
+                    e = e[e["baseline"] == "noisy"]
+                    head = "model worth (vs noisy):"
+                    lines = [f"{depth_label(r.depth)}: {'' if r.qualifier == '=' else r.qualifier}{r.fold:.2g}x" for r in e.itertuples()]
+                if lines:
+                    ax.text(0.02, 0.98, head + "\n" + "\n".join(lines), transform=ax.transAxes, va="top", fontsize=6,
                             bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
             if i == 0 and j == len(metric_names) - 1:
                 ax.legend(fontsize=7, loc="lower right")
