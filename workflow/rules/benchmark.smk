@@ -1,5 +1,244 @@
-# Stage 8: benchmark of model vs noisy input vs MACS3 against the clean data (filled in below).
+# Stage 8: benchmark of model vs noisy input vs MACS3 against the clean data (holdout regions,
+# blacklist masked), the summary tables and the figures of the Snakemake report.
+
+
+def benchmark_pairs():
+    """(sample, depth, rep) of every noisy track that has clean data to compare with."""
+    return [(s, d, r) for s in reference_samples() for d, r in noisy_targets(s)]
+
+
+def figure_depths(sample):
+    """Depths drawn as track snapshots / heatmaps of a sample: every noisy depth, replicate 1."""
+    return list(dict.fromkeys(d for d, _ in noisy_targets(sample)))
+
+
+def holdout_mb():
+    """Megabases of the holdout regions (for the memory request of the metrics rule)."""
+    from atacdenoise.genome import parse_region, read_chrom_sizes
+
+    sizes = read_chrom_sizes(config["genome"]["sizes"])
+    return sum((r.end - r.start) for r in (parse_region(x, sizes) for x in config["split"]["holdout_chroms"])) / 1e6
+
+
+def baseline_args(wildcards):
+    """MACS3 baselines of one noisy track: bdgpeakcall always, callpeak where there are reads (not for bigWig input)."""
+    callers = ["bdgpeakcall"] + (["callpeak"] if sample_row(wildcards).kind != "bigwig" else [])
+    prefix = f"results/peaks/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}"
+    return " ".join(
+        f"--baseline macs3_{c}={shlex.quote(f'{prefix}.{c}.narrowPeak')},{shlex.quote(f'{prefix}.{c}.pval.bw')}" for c in callers
+    )
+
+
+def baseline_inputs(wildcards):
+    callers = ["bdgpeakcall"] + (["callpeak"] if sample_row(wildcards).kind != "bigwig" else [])
+    prefix = f"results/peaks/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}"
+    return [f"{prefix}.{c}.{x}" for c in callers for x in ("narrowPeak", "pval.bw")]
+
+
+def denoised_inputs(wildcards):
+    return [denoised(wildcards.sample, wildcards.depth, wildcards.rep, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak")]
+
+
+def bench(model, *parts):
+    return f"results/benchmark/{model}/" + "/".join(parts)
 
 
 def benchmark_targets():
-    return []
+    targets = [bench(MODEL, x) for x in ("metrics.tsv", "summary.tsv", "effective_depth.tsv")]
+    targets.append(bench(MODEL, "plots", "depth.png"))
+    for s in reference_samples():
+        targets.append(bench(MODEL, "plots", "pr", f"{s}.png"))
+        for d in figure_depths(s):
+            targets += [bench(MODEL, "plots", kind, s, f"{d}.rep1.png") for kind in ("tracks", "heatmap")]
+    return targets
+
+
+rule metrics:
+    input:
+        clean="results/coverage/{sample}/full.rep1.bw",
+        labels=labels_path,
+        noisy="results/coverage/{sample}/{depth}.rep{rep}.bw",
+        denoised=denoised_inputs,
+        baselines=baseline_inputs,
+        sizes=config["genome"]["sizes"],
+    output:
+        tsv="results/benchmark/{model}/per_track/{sample}/{depth}.rep{rep}.tsv",
+        curves="results/benchmark/{model}/per_track/{sample}/{depth}.rep{rep}.pr.npz",
+    params:
+        prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
+        baselines=baseline_args,
+        regions=region_args("holdout_chroms"),
+        blacklist=blacklist_arg(),
+    log:
+        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.metrics.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.metrics.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda w: int(1000 + 65 * holdout_mb()),
+        runtime=120,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise metrics --clean {input.clean:q} --labels {input.labels:q} --noisy {input.noisy:q}"
+        " --denoised-prefix {params.prefix:q} {params.baselines} --sizes {input.sizes:q} --regions {params.regions}"
+        " {params.blacklist} --model {wildcards.model:q} --sample {wildcards.sample:q} --depth {wildcards.depth}"
+        " --rep {wildcards.rep} --out {output.tsv:q} --pr-curves {output.curves:q} 2> {log:q}"
+
+
+rule benchmark_summary:
+    input:
+        lambda w: [bench(w.model, "per_track", s, f"{d}.rep{r}.tsv") for s, d, r in benchmark_pairs()],
+    output:
+        metrics=report(
+            "results/benchmark/{model}/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Benchmark",
+            subcategory="Tables",
+            labels={"table": "metrics (long format)"},
+        ),
+        summary=report(
+            "results/benchmark/{model}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Benchmark",
+            subcategory="Tables",
+            labels={"table": "summary (headline numbers)"},
+        ),
+        effective="results/benchmark/{model}/effective_depth.tsv",
+    log:
+        "results/logs/benchmark/{model}/summary.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise summary --metrics {input:q} --out-metrics {output.metrics:q} --out-summary {output.summary:q}"
+        " --out-effective-depth {output.effective:q} 2> {log:q}"
+
+
+rule plot_pr:
+    input:
+        lambda w: [bench(w.model, "per_track", w.sample, f"{d}.rep{r}.pr.npz") for d, r in noisy_targets(w.sample)],
+    output:
+        report(
+            "results/benchmark/{model}/plots/pr/{sample}.png",
+            caption="../report/pr.rst",
+            category="Benchmark",
+            subcategory="Precision-recall",
+            labels={"sample": "{sample}", "figure": "PR curves"},
+        ),
+    log:
+        "results/logs/benchmark/{model}/{sample}.plot_pr.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}.plot_pr.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise plots pr --curves {input:q} --out {output:q} 2> {log:q}"
+
+
+rule plot_depth:
+    input:
+        metrics="results/benchmark/{model}/metrics.tsv",
+        effective="results/benchmark/{model}/effective_depth.tsv",
+    output:
+        report(
+            "results/benchmark/{model}/plots/depth.png",
+            caption="../report/depth.rst",
+            category="Benchmark",
+            subcategory="Quality vs depth",
+            labels={"figure": "metrics vs depth / cells"},
+        ),
+    log:
+        "results/logs/benchmark/{model}/plot_depth.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/plot_depth.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise plots depth --metrics {input.metrics:q} --effective-depth {input.effective:q} --out {output:q} 2> {log:q}"
+
+
+rule plot_tracks:
+    input:
+        clean="results/coverage/{sample}/full.rep1.bw",
+        noisy="results/coverage/{sample}/{depth}.rep{rep}.bw",
+        labels=labels_path,
+        denoised=denoised_inputs,
+        baselines=baseline_inputs,
+        sizes=config["genome"]["sizes"],
+    output:
+        report(
+            "results/benchmark/{model}/plots/tracks/{sample}/{depth}.rep{rep}.png",
+            caption="../report/tracks.rst",
+            category="Benchmark",
+            subcategory="Track snapshots",
+            labels={"sample": "{sample}", "depth": "{depth}", "figure": "tracks"},
+        ),
+    params:
+        prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
+        baselines=baseline_args,
+        regions=region_args("holdout_chroms"),
+        blacklist=blacklist_arg(),
+        loci=config["benchmark"]["snapshot_loci"],
+    log:
+        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_tracks.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_tracks.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda w: int(1000 + 40 * holdout_mb()),
+        runtime=30,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise plots tracks --clean {input.clean:q} --noisy {input.noisy:q} --denoised-prefix {params.prefix:q}"
+        " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.blacklist} {params.baselines}"
+        " --n-loci {params.loci} --sample {wildcards.sample:q} --depth {wildcards.depth} --out {output:q} 2> {log:q}"
+
+
+rule plot_heatmap:
+    input:
+        clean="results/coverage/{sample}/full.rep1.bw",
+        noisy="results/coverage/{sample}/{depth}.rep{rep}.bw",
+        labels=labels_path,
+        denoised=denoised_inputs,
+        sizes=config["genome"]["sizes"],
+    output:
+        report(
+            "results/benchmark/{model}/plots/heatmap/{sample}/{depth}.rep{rep}.png",
+            caption="../report/heatmap.rst",
+            category="Benchmark",
+            subcategory="Summit heatmaps",
+            labels={"sample": "{sample}", "depth": "{depth}", "figure": "heatmap"},
+        ),
+    params:
+        prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
+        regions=region_args("holdout_chroms"),
+        blacklist=blacklist_arg(),
+    log:
+        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_heatmap.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_heatmap.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise plots heatmap --clean {input.clean:q} --noisy {input.noisy:q} --denoised-prefix {params.prefix:q}"
+        " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.blacklist}"
+        " --sample {wildcards.sample:q} --depth {wildcards.depth} --threads {threads} --out {output:q} 2> {log:q}"

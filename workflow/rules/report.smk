@@ -1,1 +1,5 @@
-# Snakemake HTML report wiring (figures are report()-tagged in benchmark.smk).
+# Snakemake HTML report: the workflow description below; figures and tables are report()-tagged in
+# benchmark.smk and model.smk (captions in workflow/report/). Built by `make demo` with `snakemake --report`.
+
+
+report: "../report/workflow.rst"
