@@ -75,7 +75,68 @@ def open_bam(path: str | Path, threads: int = 1) -> pysam.AlignmentFile:
     if not bam.has_index():
         bam.close()
         raise InputError(f"{path}: BAM has no index (.bai/.csi beside it); {_index_hint(path)}")
+    try:
+        check_index_fresh(path)
+        check_sorted_sample(path)
+    except InputError:
+        bam.close()
+        raise
     return bam
+
+
+def index_path(path: str | Path) -> Path | None:
+    """The index file htslib would use for ``path`` (X.bam.bai, X.bai, X.bam.csi), or None."""
+    path = Path(path)
+    for cand in (Path(f"{path}.bai"), path.with_suffix(".bai"), Path(f"{path}.csi")):
+        if cand.exists():
+            return cand
+    return None
+
+
+def check_index_fresh(path: str | Path) -> None:
+    """Raise when the BAM's index is older than the BAM (whole seconds, as htslib compares them).
+
+    A stale index (the BAM was re-made or replaced after indexing) makes
+    region queries return wrong or missing reads without any error.
+    """
+    path = Path(path)
+    idx = index_path(path)
+    if idx is not None and int(idx.stat().st_mtime) < int(path.stat().st_mtime):
+        raise InputError(
+            f"{path}: its index {idx.name} is older than the BAM (the BAM changed after it was indexed), so region "
+            f"queries may return wrong reads; re-index it: {_index_hint(path)}"
+        )
+
+
+def sniff_reads(path: str | Path, n: int = SNIFF_READS) -> tuple[int, int, int, str | None]:
+    """Look at the first ``n`` records: (mapped, paired, proper pairs, first out-of-order position or None)."""
+    mapped = paired = proper = 0
+    last = (-1, -1)
+    disorder = None
+    with pysam.AlignmentFile(str(path), "rb") as bam:
+        for i, read in enumerate(bam.fetch(until_eof=True)):
+            if i >= n:
+                break
+            if read.is_unmapped:
+                continue
+            mapped += 1
+            paired += read.is_paired
+            proper += read.is_proper_pair
+            key = (read.reference_id, read.reference_start)
+            if disorder is None and key < last:
+                disorder = f"{read.reference_name}:{read.reference_start + 1:,} (read {read.query_name}) follows a read at a later position"
+            last = max(last, key)
+    return mapped, paired, proper, disorder
+
+
+def check_sorted_sample(path: str | Path, n: int = 1000) -> None:
+    """Raise when the first ``n`` records are not in coordinate order (a header without SO, or a wrong one)."""
+    disorder = sniff_reads(path, n)[3]
+    if disorder is not None:
+        raise InputError(
+            f"{path}: reads are not sorted by coordinate ({disorder}); "
+            f"sort it (samtools sort -o sorted.bam {path}) and {_index_hint(Path('sorted.bam'))}"
+        )
 
 
 def bam_chrom_sizes(bam: pysam.AlignmentFile) -> dict[str, int]:
@@ -116,6 +177,13 @@ def check_bam(bam: pysam.AlignmentFile, sizes: dict[str, int], path: str | Path)
         raise InputError(
             f"{path}: no mapped reads on the genome's chromosomes ({', '.join(chroms[:5])}"
             f"{', ...' if len(chroms) > 5 else ''}); the BAM is empty or holds only other contigs: check the input"
+        )
+    _, n_paired, n_proper, _ = sniff_reads(path)
+    if n_paired and not n_proper:
+        raise InputError(
+            f"{path}: reads are flagged paired-end but none of the first {SNIFF_READS:,} mapped reads is in a proper pair "
+            "(flag 0x2), and only proper pairs give cut sites; fix the mate information (samtools fixmate -m after "
+            "sorting by name) or re-align the reads as pairs"
         )
     return BamInfo(path=path, chrom_sizes=found, mapped=mapped, chroms=chroms, paired=is_paired(bam))
 

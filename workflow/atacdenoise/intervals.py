@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pandas as pd
 
 from .atomic import atomic_output
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 NARROWPEAK_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "signal", "pval", "qval", "summit"]
 
@@ -53,7 +56,14 @@ def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns:
         from .genome import check_chrom_names
 
         check_chrom_names(df["chrom"].unique(), sizes, path)
-        df = df[df["chrom"].isin(list(sizes))]
+        on_genome = df["chrom"].isin(list(sizes))
+        if not on_genome.all():
+            other = df.loc[~on_genome, "chrom"].unique()
+            log.warning(
+                "%s: %d of %d intervals are on chromosomes not in the genome sizes file (%s) and are left out",
+                path, int((~on_genome).sum()), len(df), ", ".join(map(str, other[:5])) + (", ..." if len(other) > 5 else ""),
+            )  # fmt: skip
+        df = df[on_genome]
         length = df["chrom"].map(sizes)
         if (df["end"] > length).any():
             bad = df[df["end"] > length].iloc[0]

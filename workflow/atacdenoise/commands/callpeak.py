@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import cutsites as cs
 from .. import peaks as pk
 from ..bam import check_bam, open_bam
+from ..checks import check_writable
 from ..errors import InputError
 from ..fragments import fragment_cut_sites_by_chrom
 from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
@@ -96,6 +97,8 @@ def write_fragment_cuts(args: argparse.Namespace, sizes: dict[str, int], bed: Pa
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    check_writable(args.out_peaks)
+    check_writable(args.out_pval)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
     genome_size = pk.parse_genome_size(args.genome_size, sizes)

@@ -32,6 +32,7 @@ from ..cells import (
     read_barcode_table,
     select_barcodes,
 )
+from ..checks import check_writable
 from ..errors import InputError
 from ..fragments import CHUNK_ROWS, iter_fragments, write_fragments
 
@@ -67,6 +68,9 @@ def write_barcode_list(path: Path, barcodes: np.ndarray) -> None:
 def run(args: argparse.Namespace) -> int:
     if not str(args.out).endswith(".gz"):
         raise InputError(f"--out {args.out}: the pseudobulk is written bgzipped; give a name ending in .gz (e.g. X.tsv.gz)")
+    for out in (args.out, args.out_barcodes):
+        if out is not None:
+            check_writable(out)
     table = read_barcode_table(args.barcodes)
     of_type = barcodes_of_type(table, args.cell_type, args.barcodes)
     chosen = select_barcodes(of_type, args.n_cells, args.seed, args.cell_type, args.barcodes)

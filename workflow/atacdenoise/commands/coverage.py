@@ -23,6 +23,7 @@ from .. import cutsites as cs
 from ..atomic import atomic_output
 from ..bam import check_bam, open_bam
 from ..bigwig import BigWigWriter, check_bigwig
+from ..checks import check_writable
 from ..errors import InputError
 from ..fragments import fragment_cut_sites_by_chrom
 from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
@@ -147,6 +148,7 @@ def adopt_bigwig(args: argparse.Namespace, sizes: dict[str, int]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    check_writable(args.out)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
     if args.kind == "bigwig":

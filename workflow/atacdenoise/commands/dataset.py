@@ -16,6 +16,7 @@ import numpy as np
 
 from ..bigwig import check_bigwig, open_bigwig, read_bigwig
 from ..dataset import DEFAULT_PREPROCESSING, MUST_MATCH, PREPROCESSING_KEYS, chrom_arrays, write_dataset
+from ..checks import check_writable
 from ..errors import InputError
 from ..genome import naming_hint, read_chrom_sizes, select_chroms
 from ..intervals import read_bed, read_narrowpeak
@@ -84,6 +85,7 @@ def _chrom_intervals(df, chrom: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.out / "meta.json")
     genome = read_chrom_sizes(args.sizes)
     sizes = select_chroms(genome, include=args.chroms)
     for bw in (args.noisy, args.clean):

@@ -33,6 +33,7 @@ import torch
 
 from ..atomic import temp_path_for
 from ..bigwig import check_bigwig, open_bigwig
+from ..checks import check_writable
 from ..errors import InputError
 from ..genome import read_chrom_sizes, select_chroms
 from ..infer import PeakStream, TileRunner, check_context, check_preprocessing, select_amp, select_device
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from ..model import load_model, transform_input
 
     _check_args(args)
+    for out in output_paths(args.out_prefix).values():
+        check_writable(out)
     sizes = select_chroms(read_chrom_sizes(args.sizes), include=args.chroms)
     check_bigwig(args.input, sizes)
     device = select_device(args.device)

@@ -25,6 +25,7 @@ import pandas as pd
 from .. import peaks as pk
 from ..bigwig import BigWigWriter, check_bigwig, read_bigwig
 from ..callpeaks import segment_max
+from ..checks import check_writable
 from ..errors import InputError
 from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
 from ..intervals import NARROWPEAK_COLUMNS, write_narrowpeak
@@ -117,6 +118,8 @@ def call_chrom(args: argparse.Namespace, chrom: str, fixed: float | None, workdi
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    check_writable(args.out_peaks)
+    check_writable(args.out_pval)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
     check_bigwig(args.track, sizes)

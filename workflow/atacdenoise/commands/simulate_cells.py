@@ -23,6 +23,7 @@ import pandas as pd
 from .. import cutsites as cs
 from ..atomic import atomic_output
 from ..bam import check_bam, open_bam
+from ..checks import check_writable
 from ..errors import InputError
 from ..fragments import write_fragments
 from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
@@ -85,6 +86,8 @@ def bulk_cut_sites(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str,
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    check_writable(args.out_fragments)
+    check_writable(args.out_barcodes)
     sizes = select_chroms(read_chrom_sizes(args.sizes), include=args.chroms, exclude_regex=args.exclude or None)
     positions = bulk_cut_sites(args, sizes)
     rng = np.random.default_rng(args.seed)

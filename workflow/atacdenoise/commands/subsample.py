@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import cutsites as cs
 from ..bam import bam_chrom_sizes, check_bam, count_usable_fragments, open_bam
+from ..checks import check_writable
 from ..errors import InputError
 from ..fragments import count_fragments, is_gzip, subsample_fragments
 from ..genome import read_chrom_sizes, select_chroms
@@ -127,6 +128,7 @@ def run_fragments(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise InputError(f"{args.input}: input file not found")
+    check_writable(args.out)
     if args.fragments is not None and args.fragments <= 0:
         raise InputError(f"--fragments {args.fragments}: expected a positive number of fragments")
     if args.fraction is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..dataset import open_dataset
+from ..checks import check_writable
 from ..errors import InputError
 from ..genome import parse_region, read_chrom_sizes
 from ..model import MODEL_KEYS
@@ -61,6 +62,7 @@ def _torchrun_command(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.gpus < 1:
         raise InputError(f"--gpus {args.gpus}: expected at least 1")
+    check_writable(args.out_dir / "model.pt")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         if args.device != "cpu" and torch.cuda.device_count() < args.gpus:
             raise InputError(f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) visible; ask the scheduler for more or lower --gpus")

@@ -1,0 +1,299 @@
+"""Up-front input checks: every bad input ends in one early, clear error, never deep in a rule.
+
+The functions here are cheap (file headers, indexes, ``idxstats``, the first
+lines of text files) so that ``atacdenoise check`` and the workflow's parse
+step can run them on every input before any work starts. Each raises
+:class:`~atacdenoise.errors.InputError` whose message names the file, the
+problem and the fix. :func:`check_inputs` runs them for every row of a sample
+sheet and reports *all* problems at once.
+
+The subcommands repeat the relevant checks on their own inputs (see ``bam.py``,
+``bigwig.py``, ``intervals.py``, ``fragments.py``, ``cells.py``), so a
+subcommand run by hand is protected too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: sample names become parts of paths and of shell commands: only these characters
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+#: data lines of a fragments file looked at by the quick check
+FRAGMENT_HEAD_LINES = 1000
+#: sheet columns that name input files
+PATH_COLUMNS = ("path", "noisy", "peaks", "barcodes")
+
+
+# --------------------------------------------------------------------------- outputs
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """Raise unless ``path`` (a file to be written) can be created: its nearest existing ancestor is a writable directory.
+
+    Catches an output path under an existing regular file (``out.bw/sub/x.bw``),
+    and a read-only results directory, before any work is done.
+    """
+    path = Path(path)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(
+            f"{path}: cannot create the {what}: {parent} is a file, not a directory; "
+            "choose another output path or move that file away"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{path}: cannot create the {what}: directory {parent} is not writable; "
+            "fix its permissions or choose another results directory"
+        )
+    if path.is_dir():
+        raise InputError(f"{path}: the {what} path is an existing directory; remove it or choose another name")
+
+
+# --------------------------------------------------------------------------- single files
+def _exists(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found; fix the path (relative paths are from the directory the workflow runs in)")
+    if path.is_dir():
+        raise InputError(f"{path}: {what} is a directory, expected a file")
+
+
+def check_bam_file(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
+    """Sorted, indexed (index not stale), names and lengths match ``sizes``, reads mapped, proper pairs if paired.
+
+    Returns the mapped reads per chromosome of ``sizes`` (from the index: an
+    upper bound on the fragments a depth can ask for).
+    """
+    from .bam import check_bam, mapped_per_chrom, open_bam
+
+    path = Path(path)
+    _exists(path, "BAM file")
+    bam = open_bam(path)
+    try:
+        check_bam(bam, sizes, path)
+        mapped = mapped_per_chrom(bam)
+    finally:
+        bam.close()
+    return {c: mapped.get(c, 0) for c in sizes}
+
+
+def check_bigwig_file(path: str | Path, sizes: dict[str, int]) -> None:
+    """A readable bigWig holding every chromosome of ``sizes`` with the same lengths."""
+    from .bigwig import check_bigwig
+
+    path = Path(path)
+    _exists(path, "bigWig")
+    check_bigwig(path, sizes)
+
+
+def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
+    """A BED/narrowPeak (plain or gzip, with or without a track line) whose intervals lie on ``genome``; returns the count."""
+    from .intervals import read_narrowpeak
+
+    path = Path(path)
+    _exists(path, "peak file")
+    return len(read_narrowpeak(path, genome))
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path, "rt")
+
+
+def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAGMENT_HEAD_LINES) -> None:
+    """The first ``n`` data lines of a fragments file: 5 tab-separated columns, integers, names of ``genome``.
+
+    The full validation (every line, chromosome ends) runs in the subcommands
+    that read the whole file; this catches the usual mistakes (a BED, a wrong
+    genome) in milliseconds.
+    """
+    from .fragments import _bad_line
+    from .genome import check_chrom_names
+
+    path = Path(path)
+    _exists(path, "fragments file")
+    chroms: set[str] = set()
+    seen = 0
+    try:
+        with _open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip() or line.startswith("#"):
+                    continue
+                fields = line.rstrip("\n\r").split("\t")
+                if len(fields) != 5:
+                    raise _bad_line(path, lineno, line.rstrip("\n"), f"wrong number of columns ({len(fields)})")
+                if not (fields[1].isdigit() and fields[2].isdigit() and fields[4].isdigit()):
+                    raise _bad_line(path, lineno, line.rstrip("\n"), "start, end and count must be integers")
+                if int(fields[2]) <= int(fields[1]):
+                    raise _bad_line(path, lineno, line.rstrip("\n"), "expected start < end")
+                chroms.add(fields[0])
+                seen += 1
+                if seen >= n:
+                    break
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc}); the file is truncated or not a fragments file") from None
+    if not seen:
+        raise InputError(f"{path}: no fragments (only comments or blank lines); expected chrom, start, end, barcode, count lines")
+    check_chrom_names(chroms, genome, path)
+
+
+def check_barcode_table(path: str | Path, cell_type: str, n_cells: Iterable[int] = ()) -> int:
+    """Valid table (no duplicates), has ``cell_type``, and at least max(``n_cells``) cells of it; returns its cell count."""
+    from .cells import barcodes_of_type, read_barcode_table
+
+    path = Path(path)
+    table = read_barcode_table(path)
+    n = int(barcodes_of_type(table, cell_type, path).size)
+    wanted = max(n_cells, default=0)
+    if wanted > n:
+        raise InputError(
+            f"{path}: config `cells` asks for {wanted:,} cells of type {cell_type!r} but the table has only {n:,}; "
+            "lower `cells` in the config or use a table with more cells"
+        )
+    return n
+
+
+# --------------------------------------------------------------------------- the sample sheet
+def _sheet_problems(samples: pd.DataFrame, sheet: str) -> list[str]:
+    problems = []
+    missing = [c for c in ("sample", "cell_type", "kind", "path") if c not in samples.columns]
+    if missing:
+        return [f"{sheet}: missing column(s) {missing}; expected sample, cell_type, kind, path [, noisy, peaks, barcodes, role]"]
+    names = samples["sample"].astype(str)
+    dup = sorted(names[names.duplicated()].unique())
+    if dup:
+        problems.append(f"{sheet}: duplicate sample names {dup}; every row needs a unique `sample`")
+    for name in names:
+        if not SAFE_NAME.match(name):
+            problems.append(
+                f"{sheet}: sample name {name!r} is unsafe in file paths and shell commands; "
+                "use letters, digits, '.', '_' and '-' only"
+            )
+    return problems
+
+
+def check_inputs(
+    samples: pd.DataFrame,
+    config: dict,
+    made_by_workflow: Callable[[str], bool] | None = None,
+    results: str | Path | None = "results",
+) -> None:
+    """Run the cheap checks on every input of a sample sheet; raise one ``InputError`` listing all problems.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        The sample sheet (columns sample, cell_type, kind, path and optional
+        noisy, peaks, barcodes, role; empty cells as "" or NaN).
+    config : dict
+        The workflow config (``genome.sizes`` required; ``genome.chroms``,
+        ``genome.exclude``, ``genome.blacklist``, ``depths``, ``cells``,
+        ``model.pretrained`` used when present).
+    made_by_workflow : callable or None
+        Paths for which it returns True are made by a rule (the simulated
+        fixture) and are not checked.
+    results : str, Path or None
+        The results directory, checked to be creatable and writable (None: not checked).
+
+    Raises
+    ------
+    InputError
+        One message, one line per problem, each naming the file and the fix.
+    """
+    from .genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+
+    sheet = str(config.get("samples", "sample sheet"))
+    made = made_by_workflow or (lambda p: False)
+    problems: list[str] = []
+
+    def attempt(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            problems.append(str(exc))
+        return None
+
+    gconf = config.get("genome") or {}
+    genome = attempt(read_chrom_sizes, gconf.get("sizes", "<genome.sizes not set>"))
+    sizes = None
+    if genome is not None:
+        exclude = gconf.get("exclude", DEFAULT_EXCLUDE)
+        sizes = attempt(select_chroms, genome, include=gconf.get("chroms"), exclude_regex=exclude or None)
+        if gconf.get("blacklist"):
+            attempt(check_peak_file, gconf["blacklist"], genome)
+    pretrained = (config.get("model") or {}).get("pretrained")
+    if pretrained and not Path(pretrained).is_file():
+        problems.append(f"{pretrained}: model.pretrained file not found; fix the path or set model.pretrained: null to train a model")
+
+    samples = samples.copy()
+    samples.columns = [str(c).strip() for c in samples.columns]
+    problems += _sheet_problems(samples, sheet)
+    if "path" in samples.columns and "kind" in samples.columns:
+        depths = [int(d) for d in config.get("depths") or []]
+        cells = [int(c) for c in config.get("cells") or []]
+        for _, row in samples.fillna("").astype(str).iterrows():
+            problems += _row_problems(row, sheet, genome, sizes, depths, cells, made)
+    if results is not None:
+        attempt(check_writable, Path(results) / "any-output", "results")
+    if problems:
+        raise InputError(
+            f"{len(problems)} problem(s) with the inputs of {sheet}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    log.info("%s: %d sample(s) checked", sheet, len(samples))
+
+
+def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
+    problems: list[str] = []
+    sample, kind, role = row.get("sample", "?"), row.get("kind", ""), row.get("role", "") or "train"
+
+    def attempt(fn, *args):
+        try:
+            return fn(*args)
+        except InputError as exc:
+            problems.append(f"sample {sample}: {exc}")
+        return None
+
+    for col in PATH_COLUMNS:
+        value = row.get(col, "")
+        if value and not made(value) and not Path(value).exists():
+            problems.append(f"sample {sample}: {col} file {value!r} not found (paths are relative to the directory the workflow runs in); fix {sheet}")
+    if kind not in ("bam", "fragments", "bigwig"):
+        problems.append(f"sample {sample}: kind {kind!r} is not one of bam, fragments, bigwig; fix {sheet}")
+        return problems
+    if genome is None or sizes is None:
+        return problems  # already reported: no genome to check against
+    for col in ("path", "noisy"):
+        value = row.get(col, "")
+        if not value or made(value) or not Path(value).exists():
+            continue
+        if kind == "bam":
+            mapped = attempt(check_bam_file, value, sizes)
+            if mapped is not None and col == "path" and role != "apply" and depths:
+                total = sum(mapped.values())
+                if max(depths) > total:
+                    problems.append(
+                        f"sample {sample}: {value}: config `depths` asks for {max(depths):,} fragments but the BAM has only "
+                        f"{total:,} mapped reads on the selected chromosomes; lower `depths` or use a deeper input"
+                    )
+        elif kind == "fragments":
+            attempt(check_fragments_head, value, genome)
+        else:
+            attempt(check_bigwig_file, value, sizes)
+    peaks = row.get("peaks", "")
+    if peaks and not made(peaks) and Path(peaks).exists():
+        attempt(check_peak_file, peaks, genome)
+    barcodes = row.get("barcodes", "")
+    if barcodes and not made(barcodes) and Path(barcodes).exists():
+        attempt(check_barcode_table, barcodes, row.get("cell_type", ""), cells)
+    return problems
