@@ -387,3 +387,25 @@ def test_inference_output_prefix_under_a_file(tmp_path, sizes_file, infer_inputs
     blocker = tmp_path / "results"
     blocker.write_text("")
     assert_refused(infer(model, bw, sizes_file, blocker / "S"), "results/S.track.bw", "is a file, not a directory")
+
+
+# --------------------------------------------------------------------------- shell quoting
+def test_paths_with_spaces_and_shell_characters_reach_the_coverage_rule_quoted(tmp_path, demo_config):
+    """A working directory with a space and a BAM named with spaces and `$(...)`: the rule runs, nothing else does."""
+    _, config = demo_config
+    work = tmp_path / "work dir"
+    data = work / "my data"
+    data.mkdir(parents=True)
+    bam = make_bam(data / "reads $(touch pwned) x.bam", READS)
+    sizes = write_sizes(data / "genome sizes.txt", SIZES)
+    (work / "samples.tsv").write_text(f"sample\tcell_type\tkind\tpath\nS\tX\tbam\tmy data/{bam.name}\n")
+    config.update(samples="samples.tsv", depths=[])
+    config["genome"]["sizes"] = str(sizes.relative_to(work))
+    cfg = _write_config(work / "config.yaml", config)
+    target = "results/coverage/S/full.rep1.bw"
+    res = snakemake(target, "--configfile", cfg, "--cores", "2", cwd=work)
+    assert res.returncode == 0, res.stderr
+    side = json.loads((work / f"{target}.json").read_text())
+    assert side["source"] == f"my data/{bam.name}"
+    assert sum(side["n_cut_sites"].values()) > 0
+    assert not (work / "pwned").exists() and not (data / "pwned").exists() and not (REPO / "pwned").exists()
