@@ -33,6 +33,8 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 FRAGMENT_HEAD_LINES = 1000
 #: sheet columns that name input files
 PATH_COLUMNS = ("path", "noisy", "peaks", "barcodes")
+#: inputs the workflow itself makes when `simulate_cells` is configured (rule simulate_cells; same paths as common.smk)
+FIXTURE_PATHS = ("results/fixture/cells.fragments.tsv.gz", "results/fixture/cells.barcodes.tsv")
 
 
 # --------------------------------------------------------------------------- outputs
@@ -201,8 +203,9 @@ def check_inputs(
         ``genome.exclude``, ``genome.blacklist``, ``depths``, ``cells``,
         ``model.pretrained`` used when present).
     made_by_workflow : callable or None
-        Paths for which it returns True are made by a rule (the simulated
-        fixture) and are not checked.
+        Paths for which it returns True are made by a rule and are not
+        checked; default: the simulated fixture's paths (``FIXTURE_PATHS``)
+        when ``simulate_cells`` is configured.
     results : str, Path or None
         The results directory, checked to be creatable and writable (None: not checked).
 
@@ -214,7 +217,8 @@ def check_inputs(
     from .genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
 
     sheet = str(config.get("samples", "sample sheet"))
-    made = made_by_workflow or (lambda p: False)
+    simulate = config.get("simulate_cells") or {}
+    made = made_by_workflow or (lambda p: bool(simulate) and p in FIXTURE_PATHS)
     problems: list[str] = []
 
     def attempt(fn, *args, **kwargs):
@@ -232,6 +236,8 @@ def check_inputs(
         sizes = attempt(select_chroms, genome, include=gconf.get("chroms"), exclude_regex=exclude or None)
         if gconf.get("blacklist"):
             attempt(check_peak_file, gconf["blacklist"], genome)
+    if simulate.get("bam") and sizes is not None:
+        attempt(check_bam_file, simulate["bam"], sizes)
     pretrained = (config.get("model") or {}).get("pretrained")
     if pretrained and not Path(pretrained).is_file():
         problems.append(f"{pretrained}: model.pretrained file not found; fix the path or set model.pretrained: null to train a model")
