@@ -104,7 +104,7 @@ def check_index_fresh(path: str | Path) -> None:
     if idx is not None and int(idx.stat().st_mtime) < int(path.stat().st_mtime):
         raise InputError(
             f"{path}: its index {idx.name} is older than the BAM (the BAM changed after it was indexed), so region "
-            f"queries may return wrong reads; re-index it: {_index_hint(path)}"
+            f"queries may return wrong reads; {_index_hint(path)} again"
         )
 
 
