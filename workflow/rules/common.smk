@@ -46,6 +46,16 @@ def _check_sheet(df):
 
 
 _check_sheet(SAMPLES)
+
+# Cheap up-front checks of every input (indexes, sort order, chromosome names, peak coordinates, depths,
+# cell counts, writable results/): one error listing every problem before any job starts.
+from atacdenoise.checks import check_inputs
+from atacdenoise.errors import InputError
+
+try:
+    check_inputs(SAMPLES, config, made_by_workflow=made_by_workflow)
+except InputError as exc:
+    raise WorkflowError(str(exc)) from None
 SAMPLES = SAMPLES.set_index("sample", drop=False)
 MODEL = config["model"]["name"]
 DEPTHS = [str(d) for d in config["depths"]]
