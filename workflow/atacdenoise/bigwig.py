@@ -56,6 +56,24 @@ def check_bigwig(path: str | Path, sizes: dict[str, int]) -> None:
         )
 
 
+def bigwig_total(path: str | Path, chroms: dict[str, int] | None = None) -> float:
+    """Sum of a bigWig's values over its chromosomes (those also in ``chroms`` when given), exact.
+
+    Used for depth normalisation: the same total as summing the per-base arrays of a dataset.
+    """
+    bw = open_bigwig(path)
+    try:
+        total = 0.0
+        for chrom, length in bw.chroms().items():
+            if chroms is not None and chrom not in chroms:
+                continue
+            value = bw.stats(chrom, 0, length, type="sum", exact=True)[0]
+            total += float(value or 0.0)
+        return total
+    finally:
+        bw.close()
+
+
 def read_bigwig(path: str | Path, chrom: str, start: int = 0, end: int | None = None, bw=None) -> np.ndarray:
     """float32[end - start] of per-base values; bases with no data read as 0."""
     own = bw is None

@@ -111,6 +111,8 @@ class PairData:
     path: Path
     meta: dict
     _cache: dict = field(default_factory=dict, repr=False)
+    #: factors applied to the noisy and clean arrays of every window (depth normalisation; 1 = as stored)
+    scale: dict = field(default_factory=lambda: {"noisy": 1.0, "clean": 1.0})
 
     @property
     def chroms(self) -> dict[str, int]:
@@ -126,8 +128,12 @@ class PairData:
             self._cache[chrom] = {name: np.load(self.path / f"{chrom}.{name}.npy", mmap_mode="r") for name in ARRAYS}
         return self._cache[chrom]
 
+    def total(self, name: str) -> float:
+        """Total signal of the ``noisy`` or ``clean`` track over all the dataset's chromosomes (float64 sum)."""
+        return float(sum(np.sum(self.arrays(c)[name], dtype=np.float64) for c in self.chroms))
+
     def __getstate__(self) -> dict:  # DataLoader workers re-open the memory maps themselves
-        return {"path": self.path, "meta": self.meta, "_cache": {}}
+        return {"path": self.path, "meta": self.meta, "_cache": {}, "scale": dict(self.scale)}
 
 
 def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairData:
@@ -286,6 +292,9 @@ def read_window(pair: PairData, chrom: str, start: int, stop: int, interval: int
     arrays = pair.arrays(chrom)
     w = interval + 2 * pad
     out = {name: extract(arrays[name], start - pad, w).astype(np.float32) for name in ARRAYS}
+    for name, factor in pair.scale.items():
+        if factor != 1.0:
+            out[name] *= np.float32(factor)
     out["mask"][: pad] = 0
     out["mask"][pad + (stop - start) :] = 0
     if flip:

@@ -47,7 +47,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "atacworks"
 
 #: input transforms applied to the noisy coverage before the network sees it
-INPUT_TRANSFORMS = ("none", "log1p")
+INPUT_TRANSFORMS = ("none", "log1p", "depth")
 
 
 class ResBlock(nn.Module):
@@ -172,14 +172,36 @@ def build_model(hparams: dict | None = None) -> DenoiseResNet:
     return DenoiseResNet(**resolve_hparams(hparams))
 
 
-def transform_input(x: Tensor | np.ndarray, input_transform: dict | None) -> Tensor | np.ndarray:
-    """Noisy coverage -> network input: ``{"kind": "none"}`` (identity) or ``{"kind": "log1p"}``."""
+def transform_input(x: Tensor | np.ndarray, input_transform: dict | None, scale: float = 1.0) -> Tensor | np.ndarray:
+    """Noisy coverage -> network input.
+
+    ``{"kind": "none"}`` (identity), ``{"kind": "log1p"}``, or ``{"kind": "depth", "reference": R}``:
+    the track times ``scale`` = R / (its total signal), so that inputs of any sequencing depth reach the
+    network at the depth of the training data's clean tracks (see :func:`depth_scale`). The caller
+    computes ``scale`` where the track's total is known (dataset windows in training, the input bigWig
+    in inference).
+    """
     kind = (input_transform or {}).get("kind", "none")
     if kind == "none":
         return x
     if kind == "log1p":
         return torch.log1p(x) if isinstance(x, Tensor) else np.log1p(x)
+    if kind == "depth":
+        return x * scale if scale != 1.0 else x
     raise InputError(f"input_transform kind {kind!r} is unknown; choose one of {list(INPUT_TRANSFORMS)}")
+
+
+def depth_scale(input_transform: dict | None, total: float, source: str = "input track") -> float:
+    """Factor that brings a track with total signal ``total`` to the reference depth (1.0 unless kind "depth")."""
+    t = input_transform or {}
+    if t.get("kind") != "depth":
+        return 1.0
+    if not total > 0:
+        raise InputError(f"{source}: the track is empty (total signal {total}); depth normalisation needs some coverage")
+    reference = t.get("reference")
+    if not reference or reference <= 0:
+        raise InputError(f"{source}: input_transform {t} has no positive 'reference' total; the model file is incomplete, re-train it")
+    return float(reference) / float(total)
 
 
 def save_model(

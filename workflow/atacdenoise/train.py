@@ -47,7 +47,7 @@ from .dataset import PairData, WindowSet, check_same_preprocessing, sample_windo
 from .errors import InputError
 from .genome import Region
 from .log import progress
-from .model import MODEL_KEYS, build_model, resolve_hparams, save_model, transform_input
+from .model import MODEL_KEYS, build_model, depth_scale, resolve_hparams, save_model, transform_input
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "flip": True,  # random strand flips of training windows
     "input_transform": {"kind": "none"},
     "threshold": 0.5,  # peak-probability threshold stored in model.pt
+    "prior_init": True,  # start the peak logits at the label base rate (not at p = 0.5)
 }
 #: settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold")
@@ -170,6 +171,45 @@ def settings_hash(hparams: dict, settings: dict, pairs: list[PairData], val: lis
         "holdout": [str(r) for r in holdout],
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- depth normalisation
+def normalise_depths(pairs: list[PairData], input_transform: dict) -> dict:
+    """Set each pair's window scale factors for ``{"kind": "depth"}`` and return the transform to store in model.pt.
+
+    Every noisy track is brought to the reference total R and so is its clean track: the network
+    sees inputs of one nominal depth whatever the pair's depth, and learns one mapping instead of
+    guessing the depth from local coverage. R is the setting's ``reference`` or else the mean total of
+    the distinct clean tracks; the denoised track comes out at that depth (inference scales each input
+    by R / its own total). Other kinds leave the pairs as stored.
+    """
+    if input_transform.get("kind") != "depth":
+        return dict(input_transform)
+    clean_totals = {str(p.meta.get("clean", p.path)): p.total("clean") for p in pairs}
+    reference = float(input_transform.get("reference") or np.mean(list(clean_totals.values())))
+    for p in pairs:
+        p.scale = {
+            "noisy": depth_scale(input_transform | {"reference": reference}, p.total("noisy"), f"{p.path} (noisy)"),
+            "clean": depth_scale(input_transform | {"reference": reference}, clean_totals[str(p.meta.get("clean", p.path))], f"{p.path} (clean)"),
+        }
+        log.info("depth normalisation: %s noisy x %.4g, clean x %.4g (reference total %.6g)", p.name, p.scale["noisy"], p.scale["clean"], reference)
+    return {"kind": "depth", "reference": reference}
+
+
+def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:
+    """Set the peak head's bias to the logit of the fraction of peak bases in the training data.
+
+    Peaks cover a few per cent of the genome: started at p = 0.5 the classifier spends its first
+    thousands of steps learning only the base rate (the BCE of a constant at the prior is far below
+    log 2), which a short run never finishes. Returns the prior.
+    """
+    n_peak = sum(int(np.count_nonzero(p.arrays(c)["labels"])) for p in pairs for c in p.chroms)
+    n_all = sum(int(length) for p in pairs for length in p.chroms.values())
+    prior = min(max(n_peak / max(n_all, 1), 1e-4), 0.5)
+    with torch.no_grad():
+        model.cls_out.bias.fill_(math.log(prior / (1.0 - prior)))
+    log.info("peak head starts at the label base rate %.4f (logit %.3f)", prior, math.log(prior / (1.0 - prior)))
+    return prior
 
 
 # --------------------------------------------------------------------------- device and precision
@@ -437,6 +477,7 @@ def train(
         raise InputError("no validation region given: set split.val_chroms (a chromosome or chrom:start-end)")
     _check_disjoint(val, holdout)
     preprocessing = check_same_preprocessing(pairs)
+    input_transform = normalise_depths(pairs, s["input_transform"])
     interval, pad = s["interval"], s["pad"]
 
     dist_info = dist_from_env()
@@ -477,7 +518,10 @@ def train(
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
     torch.manual_seed(s["seed"])
-    model = build_model(hparams).to(dev)
+    model = build_model(hparams)
+    if s["prior_init"]:
+        init_peak_prior(model, pairs)
+    model = model.to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     log.info("model: %s parameters, receptive field %d bp (track) / %d bp (peaks); %s",
@@ -584,7 +628,7 @@ def train(
             best_model,
             preprocessing=preprocessing,
             window={"interval": interval, "pad": pad},
-            input_transform=s["input_transform"],
+            input_transform=input_transform,
             threshold=s["threshold"],
             extra={
                 "epoch": best["epoch"],

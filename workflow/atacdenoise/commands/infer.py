@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from ..atomic import temp_path_for
-from ..bigwig import check_bigwig, open_bigwig
+from ..bigwig import bigwig_total, check_bigwig, open_bigwig
 from ..checks import check_writable
 from ..errors import InputError
 from ..genome import read_chrom_sizes, select_chroms
@@ -99,7 +99,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import load_model, transform_input
+    from ..model import depth_scale, load_model, transform_input
 
     _check_args(args)
     for out in output_paths(args.out_prefix).values():
@@ -120,8 +120,15 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     input_transform = meta.get("input_transform", {"kind": "none"})
+    scale = 1.0
+    if input_transform.get("kind") == "depth":
+        # the total over every chromosome of the genome selection (not only --chroms), as in training
+        total = bigwig_total(args.input, select_chroms(read_chrom_sizes(args.sizes)))
+        scale = depth_scale(input_transform, total, str(args.input))
+        log.info("depth normalisation: %s has total signal %.6g; input x %.4g to the model's reference %.6g",
+                 args.input, total, scale, input_transform["reference"])  # fmt: skip
     runner = TileRunner(
-        model, device, interval, pad, args.batch_size, transform=lambda x: transform_input(x, input_transform), amp=amp
+        model, device, interval, pad, args.batch_size, transform=lambda x: transform_input(x, input_transform, scale), amp=amp
     )
     _log_device(device, amp, args.threads)
     log.info(
