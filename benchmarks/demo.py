@@ -1,0 +1,103 @@
+#!/usr/bin/env python
+"""Whole demo: ``snakemake --profile profiles/local`` on the default demo config, timed from a fresh results directory.
+
+Target (issue 9): ``make demo`` in at most 10 minutes on 2 cores after set-up
+(the virtual environment already installed).
+
+The working tree's tracked and untracked-but-not-ignored files (Snakefile,
+workflow/, config/, resources/, profiles/ ...) are copied into a temporary
+directory, so the run starts with no ``results/`` and no ``.snakemake/`` and
+leaves the repository's own results alone; the project's venv is first on PATH.
+Timed: the workflow itself (``make demo``'s first command), then the HTML report
+(its second command). The per-rule times come from the rules' own ``benchmark:``
+files (``results/benchmarks/**.tsv``): the slowest rules show where the time goes.
+
+Usage: ``.venv/bin/python benchmarks/demo.py [--cores 2] [--keep DIR] [--no-report]``
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+TARGET_S = 600.0
+
+
+def copy_tree(dest: Path) -> int:
+    """Copy the working tree's tracked and untracked-not-ignored files to ``dest``; returns the number of files."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=C.REPO, check=True, capture_output=True).stdout
+    n = 0
+    for rel in files.decode().split("\0"):
+        if not rel:
+            continue
+        src = C.REPO / rel
+        if not src.is_file():
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / rel)
+        n += 1
+    return n
+
+
+def rule_times(results: Path) -> list[tuple[str, float, float]]:
+    """(rule/job, seconds, max RSS MB) from Snakemake benchmark files, slowest first."""
+    out = []
+    for f in (results / "benchmarks").rglob("*.tsv") if (results / "benchmarks").exists() else []:
+        with open(f) as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if rows:
+            rss = rows[0].get("max_rss", "NA")
+            out.append((str(f.relative_to(results / "benchmarks").with_suffix("")), float(rows[0]["s"]),
+                        float(rss) if rss not in ("NA", "-", "") else float("nan")))
+    return sorted(out, key=lambda r: -r[1])
+
+
+def main() -> None:
+    p = C.base_parser(__doc__.splitlines()[0])
+    p.set_defaults(runs=1)
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--keep", type=Path, default=None, help="run in this (new) directory and keep it")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report step")
+    args = p.parse_args()
+    snakemake = C.tool("snakemake", "install the workflow extras: .venv/bin/pip install -e '.[workflow]'")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if (work / "results").exists():
+        sys.exit(f"{work}/results exists: give a fresh --keep directory")
+    n = copy_tree(work)
+    C.log(f"copied {n} files to {work}")
+    env = {"PATH": f"{C.VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    rows = []
+    try:
+        s, _ = C.run_cmd([snakemake, "--profile", "profiles/local", "--cores", str(args.cores)], env=env, cwd=work)
+        C.log(f"workflow: {s.wall:.0f} s, peak RSS {C.fmt_bytes(s.rss)}")
+        rows.append(["snakemake --profile profiles/local (the workflow)", f"{s.wall:.0f}", f"{s.wall / 60:.1f}", C.fmt_bytes(s.rss)])
+        total = s.wall
+        if not args.no_report:
+            r, _ = C.run_cmd([snakemake, "--profile", "profiles/local", "--cores", str(args.cores), "--report", "results/report.html"],
+                             env=env, cwd=work)
+            rows.append(["snakemake --report results/report.html", f"{r.wall:.0f}", f"{r.wall / 60:.1f}", C.fmt_bytes(r.rss)])
+            total += r.wall
+        rows.append(["**make demo after set-up (sum)**", f"{total:.0f}", f"{total / 60:.1f}", ""])
+        slow = rule_times(work / "results")
+        notes = [f"Target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'missed'} ({total / TARGET_S:.2f} of the target).",
+                 f"{len(slow)} jobs with benchmark files; their summed time {sum(t for _, t, _ in slow):.0f} s (jobs run "
+                 f"{args.cores} at a time). Slowest jobs: "
+                 + "; ".join(f"{name} {t:.0f} s ({rss:.0f} MB)" for name, t, rss in slow[:8]) + "."]
+        C.report("Whole demo: make demo (snakemake --profile profiles/local) after set-up",
+                 ["step", "wall s", "min", "peak RSS (tree)"], rows, notes, args, {"jobs": slow, "work": str(work)})
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""CPU inference (``atacdenoise infer``, reference shape) against the machine's fp32 roofline, measured in the same run.
+
+Target (issue 9): at least 75 % of roofline bp/s; peak RSS under 4 GB for a
+whole hg38-size genome.
+
+Roofline: the best of ten 2048x2048x2048 fp32 matrix products (``torch.mm``, the
+same thread count as inference) in a fresh process, measured right before every
+timed run (the machine is shared, so its speed drifts; each run is judged against
+the roofline of its own moment). ``roofline bp/s = matmul FLOP/s / model FLOPs
+per output base`` where the model's FLOPs per position are 2 x the multiply-adds
+of its convs (bias and ReLU left out) and a tile computes ``interval + 2 pad``
+positions for ``interval`` output bases (1.2x for 50 kb + 2 x 5 kb). Both
+figures are printed: "% roofline" per output base (what a user gets) and per
+computed position (how well the convs use the cores).
+
+Rows:
+
+* ``--levers``: a forward pass of the reference shape on random windows in a
+  fresh process for several batch sizes and threads, fp32 vs bf16 autocast,
+  eager vs ``torch.compile`` (levers measured to choose the defaults);
+* the real command, bigWig in (synthetic coverage over the leading hg38
+  chromosomes, ``--sizes``), track/peakprob bigWigs and narrowPeak out, with a
+  random-weight model of the preset (speed does not depend on the weights):
+  wall time of the whole process, the command's own denoise time, peak RSS of
+  the process tree (the two bigWig writer processes included) and of the main
+  process;
+* ``--hg38``: one run over a whole hg38-size genome (chr1-22, X, Y; 3.09 Gb)
+  with a tiny model (``--hg38-preset``, default ``tiny``: next to no arithmetic),
+  to measure peak memory for real where it could grow with the genome (reads,
+  peak tables, the writer processes); slow: ~15-20 min on 2 cores, bound by zlib
+  in the two writer processes.
+
+Usage: ``.venv/bin/python benchmarks/infer_cpu.py [--quick] [--sizes 1M 2M 5M] [--levers] [--hg38] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+INTERVAL, PAD = 50_000, 5_000
+
+ROOFLINE = """
+import json, time, torch
+torch.set_num_threads({threads})
+n = 2048
+a, b = torch.randn(n, n), torch.randn(n, n)
+a @ b
+best = 0.0
+for _ in range(10):
+    t = time.perf_counter(); a @ b; best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+print(json.dumps({{"seconds": 0.0, "flops": best}}))
+"""
+
+FORWARD = """
+import json, time, torch
+from atacdenoise.model import build_model
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+model = build_model({{"preset": {preset!r}}}).eval()
+x = (torch.rand({batch}, {width}) * 8).floor()
+amp = {amp!r}
+if {compile}:
+    t = time.perf_counter()
+    model = torch.compile(model)
+    with torch.inference_mode():
+        model(x)
+    compile_s = time.perf_counter() - t
+else:
+    compile_s = 0.0
+with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+    model(x)
+    best = float("inf")
+    for _ in range({reps}):
+        t = time.perf_counter(); model(x); best = min(best, time.perf_counter() - t)
+print(json.dumps({{"seconds": best, "compile_s": compile_s}}))
+"""
+
+
+def flops_per_position(preset: str) -> int:
+    import torch
+    from atacdenoise.model import build_model
+
+    model = build_model(MODELS[preset])
+    return 2 * sum(m.in_channels * m.out_channels * m.kernel_size[0] for m in model.modules() if isinstance(m, torch.nn.Conv1d))
+
+
+def roofline(threads: int) -> float:
+    """fp32 FLOP/s of a large matrix product on ``threads`` threads, now."""
+    return float(C.run_python(ROOFLINE.format(threads=threads)).extra["flops"])
+
+
+#: models by name: the presets, and "tiny" (light with 2 filters and 3 taps: next to no arithmetic, so the
+#: whole-genome memory run is bound by bigWig I/O, where memory could grow with the genome)
+MODELS = {"atacworks": {"preset": "atacworks"}, "light": {"preset": "light"},
+          "tiny": {"preset": "light", "filters": 2, "kernel_size": 3}}
+
+
+def make_model(path: Path, preset: str) -> Path:
+    if path.exists():
+        return path
+    import torch
+    from atacdenoise.model import build_model, save_model
+
+    torch.manual_seed(0)
+    save_model(path, build_model(MODELS[preset]), preprocessing={"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5,
+               "min_mapq": 30, "keep_duplicates": False, "cpm": False}, window={"interval": INTERVAL, "pad": PAD},
+               input_transform={"kind": "none"}, threshold=0.5)
+    return path
+
+
+def levers(args, fpp: int) -> list[list]:
+    width = INTERVAL + 2 * PAD
+    configs = [(b, args.threads, "fp32", False) for b in (1, 2, 4, 8, 16)]
+    configs += [(4, 1, "fp32", False), (1, args.threads, "bf16", False), (4, args.threads, "fp32", True)]
+    if args.quick:
+        configs = [(1, args.threads, "fp32", False), (4, args.threads, "fp32", False)]
+    rows = []
+    for batch, threads, amp, comp in configs:
+        roof = roofline(threads)
+        s = C.run_python(FORWARD.format(threads=threads, preset="atacworks", batch=batch, width=width, amp=amp, compile=comp,
+                                        reps=1 if amp == "bf16" else 2))
+        pos = batch * width / s.inner
+        what = f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}, {amp}" + (", torch.compile" if comp else "")
+        C.log(f"  lever {what}: {pos / 1e3:.1f} k positions/s, {pos * fpp / roof:.0%} of roofline ({roof / 1e9:.0f} GFLOP/s)")
+        rows.append([what, f"{pos / 1e3:.1f}", f"{roof / 1e9:.0f}", f"{pos * fpp / roof:.0%}",
+                     f"{s.extra['compile_s']:.0f} s compile" if comp else ""])
+    return rows
+
+
+def run_infer(model: Path, bw: Path, sizes_file: Path, out: Path, threads: int, batch: int | None,
+              forward_batch: int | None = None) -> tuple[C.Sample, dict]:
+    """The real command; ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run."""
+    entry = ["-m", "atacdenoise.cli"] if not forward_batch else [
+        "-c", f"import sys, atacdenoise.infer as i; i.CPU_FORWARD_BATCH = {forward_batch}; from atacdenoise.cli import main; sys.exit(main())"]
+    cmd = [C.python_exe(), *entry, "infer", "--model", str(model), "--input", str(bw), "--sizes", str(sizes_file),
+           "--out-prefix", str(out), "--device", "cpu", "--threads", str(threads)]
+    if batch:
+        cmd += ["--batch-size", str(batch)]
+    sample, text = C.run_cmd(cmd, capture=False)
+    m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s: .* model time ([\d.]+) s", text)
+    rss = re.search(r"peak memory \(RSS\) of the main process: ([\d.]+) GiB", text)
+    bs = re.search(r"tiles of \d+ bp with \d+ bp context, (\d+) per batch", text)
+    parsed = {"bases": int(m.group(1).replace(",", "")), "denoise_s": float(m.group(4)), "model_s": float(m.group(5)),
+              "main_rss_gib": float(rss.group(1)) if rss else float("nan"), "batch": int(bs.group(1)) if bs else batch}
+    return sample, parsed
+
+
+def main() -> None:
+    p = C.base_parser(__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="*", type=C.parse_size, default=None, help="input sizes (default 0.5M 1M 2M; --quick 0.5M)")
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[0], help="--batch-size values to run (0 = the command's default)")
+    p.add_argument("--forward-batches", nargs="+", type=int, default=[0],
+                   help="tiles per forward pass to compare (infer.CPU_FORWARD_BATCH; 0 = the code's default)")
+    p.add_argument("--preset", default="atacworks", choices=sorted(MODELS))
+    p.add_argument("--levers", action="store_true", help="also time forward-pass levers (batch, threads, bf16, torch.compile)")
+    p.add_argument("--hg38", action="store_true", help="also run a whole hg38-size genome with the light preset (peak memory)")
+    p.add_argument("--hg38-preset", default="tiny", choices=sorted(MODELS))
+    args = p.parse_args()
+    sizes_list = args.sizes if args.sizes is not None else ([500_000] if args.quick else [500_000, 1_000_000, 2_000_000])
+    from atacdenoise.genome import read_chrom_sizes, select_chroms
+
+    hg38 = select_chroms(read_chrom_sizes(C.chrom_sizes_file("hg38.chrom.sizes")))
+    fpp = flops_per_position(args.preset)
+    from atacdenoise.infer import CPU_FORWARD_BATCH as default_fwd
+    overhead = (INTERVAL + 2 * PAD) / INTERVAL
+    args.cache.mkdir(parents=True, exist_ok=True)
+    model = make_model(args.cache / f"model_{args.preset}.pt", args.preset)
+    data: dict = {"flops_per_position": fpp, "runs": []}
+    lever_rows = levers(args, flops_per_position("atacworks")) if args.levers else []
+    rows, scale_n, scale_t = [], [], []
+    with tempfile.TemporaryDirectory(prefix="bench-infer-") as work:
+        work = Path(work)
+        for n in sizes_list:
+            genome = C.genome_prefix(hg38, n)
+            bw = C.synthetic_coverage_bigwig(args.cache / f"cov_{n}.bw", genome)
+            sizes_file = C.write_sizes(genome, args.cache / f"cov_{n}.sizes")
+            for batch, fwd in [(b, f) for b in args.batch_sizes for f in args.forward_batches]:
+                samples = []
+                for i in range(args.runs):
+                    roof = roofline(args.threads)
+                    s, parsed = run_infer(model, bw, sizes_file, work / "out", args.threads, batch or None, fwd or None)
+                    s.extra = {**parsed, "roofline_flops": roof, "forward_batch": fwd or default_fwd}
+                    samples.append(s)
+                    C.log(f"  {n:,} bp batch {parsed['batch']}/{fwd or default_fwd} run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
+                          f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = {n / parsed['denoise_s'] * fpp * overhead / roof:.0%} of roofline "
+                          f"({roof / 1e9:.0f} GFLOP/s), tree RSS {C.fmt_bytes(s.rss)}")
+                ratios = [n / s.extra["denoise_s"] * fpp * overhead / s.extra["roofline_flops"] for s in samples]
+                den = float(np.median([s.extra["denoise_s"] for s in samples]))
+                roof_med = float(np.median([s.extra["roofline_flops"] for s in samples]))
+                ratio = float(np.median(ratios))
+                rows.append([f"{n / 1e6:g}", args.preset, f"{samples[0].extra['batch']} / {fwd or default_fwd}", f"{C.med(samples):.1f}", f"{den:.1f}",
+                             f"{n / den / 1e3:.1f}", f"{roof_med / fpp / overhead / 1e3:.1f}", f"{ratio:.0%}", f"{ratio * overhead:.0%}",
+                             C.fmt_bytes(C.peak_rss(samples)), f"{max(s.extra['main_rss_gib'] for s in samples):.2f} GiB"])
+                if batch == args.batch_sizes[0] and fwd == args.forward_batches[0]:
+                    scale_n.append(n)
+                    scale_t.append(den)
+                data["runs"].append({"bases": n, "batch": samples[0].extra["batch"], "forward_batch": fwd or default_fwd, "samples": [vars(s) for s in samples]})
+        if args.hg38:
+            light = make_model(args.cache / f"model_{args.hg38_preset}.pt", args.hg38_preset)
+            bw = C.synthetic_coverage_bigwig(args.cache / "cov_hg38.bw", hg38, cuts_per_kb=1.0)
+            sizes_file = C.write_sizes(hg38, args.cache / "cov_hg38.sizes")
+            s, parsed = run_infer(light, bw, sizes_file, work / "hg38", args.threads, None)
+            n = sum(hg38.values())
+            C.log(f"  hg38 ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB")
+            rows.append([f"{n / 1e6:.0f} (hg38)", args.hg38_preset, f"{parsed['batch']} / {default_fwd}", f"{s.wall:.0f}", f"{parsed['denoise_s']:.0f}",
+                         f"{n / parsed['denoise_s'] / 1e3:.1f}", "", "", "", C.fmt_bytes(s.rss), f"{parsed['main_rss_gib']:.2f} GiB"])
+            data["hg38"] = {"bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed}
+    notes = [
+        f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; tiles of {INTERVAL:,} bases with {PAD:,} bases of "
+        f"context on each side, so {overhead:.2f} positions per output base. Random weights (no peaks called).",
+        "Roofline: best of ten 2048^3 fp32 matrix products on the same threads, measured right before each run; the % columns are "
+        "medians of the per-run ratios. 'denoise s' is the command's own figure (model loaded to outputs renamed); 'wall' adds "
+        "Python start-up and imports.",
+        "Peak RSS (tree): the largest summed RSS of the command and its two bigWig writer processes; 'main' is the main process's "
+        "own ru_maxrss as the command logs it.",
+        C.scaling_note(scale_n, scale_t, "denoise time"),
+    ]
+    if lever_rows:
+        print("\n### Forward-pass levers (reference shape, windows of 60,000 positions, fresh process each)\n")
+        print(C.table(["configuration", "k positions/s", "roofline GFLOP/s", "% roofline (per position)", "note"], lever_rows))
+        data["levers"] = lever_rows
+    C.report("CPU inference: atacdenoise infer vs the fp32 roofline",
+             ["input (Mb)", "preset", "tiles per read / per forward", "wall s", "denoise s", "k output bp/s", "roofline k bp/s", "% roofline (output)",
+              "% roofline (positions)", "peak RSS (tree)", "peak RSS (main)"], rows, notes, args, data)
+    if args.json:
+        json.loads(args.json.read_text())  # written by report; checked readable
+
+
+if __name__ == "__main__":
+    main()
