@@ -13,7 +13,7 @@ from atacdenoise.dataset import chrom_arrays, open_dataset, write_dataset
 from atacdenoise.errors import InputError
 from atacdenoise.genome import Region
 from atacdenoise.intervals import mask_from_intervals
-from atacdenoise.model import FORMAT, DenoiseResNet, build_model, load_model, save_model, transform_input
+from atacdenoise.model import FORMAT, DenoiseResNet, build_model, depth_scale, load_model, save_model, transform_input
 from atacdenoise.train import ranking_metrics, train
 
 TINY = dict(filters=4, kernel_size=3, dilation=2, reg_blocks=2, cls_blocks=1, convs_per_block=2)
@@ -188,11 +188,14 @@ def test_model_learns_to_beat_the_noisy_input_on_planted_peaks(tmp_path: Path):
                     pad=500, windows_per_epoch=320, batch_size=8, epochs=8, lr=2e-3, seed=1)  # 320 Adam steps  # fmt: skip
     torch.set_num_threads(1)
     train([open_dataset(tmp_path / "ds")], [Region("chr2", 0, 100_000)], [Region("chr2", 100_000, n)], settings, tmp_path / "m")
-    model, _ = load_model(tmp_path / "m" / "model.pt")
+    model, meta = load_model(tmp_path / "m" / "model.pt")
     noisy, clean, (starts, ends) = data["chr2"]
     held = slice(100_000, n)
+    # the input at the model's reference depth, as inference does (total over the whole "genome")
+    scale = depth_scale(meta["input_transform"], float(sum(d[0].sum(dtype=np.float64) for d in data.values())))
     with torch.no_grad():
-        track, logits = (t[0].numpy() for t in model(torch.from_numpy(noisy[held])[None]))
+        x = transform_input(torch.from_numpy(noisy[held])[None], meta["input_transform"], scale)
+        track, logits = (t[0].numpy() for t in model(x))
     labels = mask_from_intervals(starts, ends, n).astype(np.uint8)
     r_noisy, r_model = np.corrcoef(noisy[held], clean[held])[0, 1], np.corrcoef(track, clean[held])[0, 1]
     ap_noisy, ap_model = ranking_metrics(noisy[held], labels[held])[1], ranking_metrics(logits, labels[held])[1]

@@ -142,7 +142,8 @@ def test_best_epoch_is_the_highest_validation_auprc_and_model_file_follows_the_c
     assert meta["val_metrics"]["val_auprc"] == pytest.approx(hist["val_auprc"].max(), rel=1e-5)
     assert meta["preprocessing"] == PRE
     assert meta["window"] == {"interval": 1000, "pad": 100}
-    assert meta["input_transform"] == {"kind": "none"} and meta["threshold"] == 0.5
+    assert meta["input_transform"]["kind"] == "depth" and meta["input_transform"]["reference"] > 0  # the default
+    assert meta["threshold"] == 0.5
     assert meta["hparams"]["filters"] == 4 and meta["hparams"]["cls_sees_features"] is False
     assert meta["holdout_regions"] == ["chr2:6000-12000"]
     for a, b in zip(model.state_dict().values(), result.best_state.values()):

@@ -71,7 +71,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "patience": None,  # stop after this many epochs without a better validation score; None: never
     "val_batch_size": None,  # None: batch_size
     "flip": True,  # random strand flips of training windows
-    "input_transform": {"kind": "none"},
+    "input_transform": {"kind": "depth"},  # scale every track to one reference depth ({"kind": "none"}: as stored)
     "threshold": 0.5,  # peak-probability threshold stored in model.pt
     "prior_init": True,  # start the peak logits at the label base rate (not at p = 0.5)
 }
