@@ -201,3 +201,15 @@ def test_model_learns_to_beat_the_noisy_input_on_planted_peaks(tmp_path: Path):
     ap_noisy, ap_model = ranking_metrics(noisy[held], labels[held])[1], ranking_metrics(logits, labels[held])[1]
     assert r_model > r_noisy + 0.03, (r_noisy, r_model)
     assert ap_model > ap_noisy + 0.03, (ap_noisy, ap_model)
+
+
+def test_input_skip_starts_the_track_from_the_input():
+    """With input_skip and a zeroed regression output the track is ReLU(input): a correction of the input."""
+    model = build_model({"preset": "light", "input_skip": True})
+    assert model.hparams["input_skip"] is True and build_model({"preset": "light"}).hparams["input_skip"] is False
+    with torch.no_grad():
+        model.reg_out.weight.zero_()
+        model.reg_out.bias.zero_()
+        x = torch.rand(2, 3000) * 10
+        track, _ = model(x)
+    assert torch.equal(track, x)

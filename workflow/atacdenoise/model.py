@@ -86,6 +86,8 @@ class DenoiseResNet(nn.Module):
     convs_per_block : convs per residual block (>= 1)
     cls_sees_features : the classification branch also takes the regression branch's last hidden features
         (``filters`` channels) besides the 1-channel track; off in the reference shape
+    input_skip : the track is ReLU(input + the regression branch's output): a learned correction of the (depth-
+        normalised) input rather than a track built from nothing; off in the reference shape
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class DenoiseResNet(nn.Module):
         cls_blocks: int = 2,
         convs_per_block: int = 3,
         cls_sees_features: bool = False,
+        input_skip: bool = False,
     ):
         super().__init__()
         _check_hparams(filters, kernel_size, dilation, reg_blocks, cls_blocks, convs_per_block)
@@ -108,6 +111,7 @@ class DenoiseResNet(nn.Module):
             cls_blocks=cls_blocks,
             convs_per_block=convs_per_block,
             cls_sees_features=bool(cls_sees_features),
+            input_skip=bool(input_skip),
         )
         block = dict(filters=filters, kernel_size=kernel_size, dilation=dilation, convs=convs_per_block)
         self.reg_blocks = nn.Sequential(*(ResBlock(1 if i == 0 else filters, **block) for i in range(reg_blocks)))
@@ -119,7 +123,9 @@ class DenoiseResNet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: float32[B, L] noisy coverage (input-transformed) -> (track float[B, L] >= 0, peak logits float[B, L])."""
         h = self.reg_blocks(x.unsqueeze(1))
-        track = torch.relu(self.reg_out(h))
+        r = self.reg_out(h)
+        # input_skip: the network learns a correction of its (depth-normalised) input, starting from it
+        track = torch.relu(r + x.unsqueeze(1) if self.hparams["input_skip"] else r)
         c = torch.cat([track, h], dim=1) if self.hparams["cls_sees_features"] else track
         logits = self.cls_out(self.cls_blocks(c))
         return track.squeeze(1), logits.squeeze(1)
@@ -150,7 +156,9 @@ def _check_hparams(filters: int, kernel_size: int, dilation: int, reg_blocks: in
         raise InputError(f"model setting kernel_size={kernel_size!r}: expected a positive odd integer ('same' padding)")
 
 
-MODEL_KEYS = ("preset", "filters", "kernel_size", "dilation", "reg_blocks", "cls_blocks", "convs_per_block", "cls_sees_features")
+MODEL_KEYS = (
+    "preset", "filters", "kernel_size", "dilation", "reg_blocks", "cls_blocks", "convs_per_block", "cls_sees_features", "input_skip",
+)  # fmt: skip
 
 
 def resolve_hparams(hparams: dict | None) -> dict[str, Any]:
@@ -162,7 +170,7 @@ def resolve_hparams(hparams: dict | None) -> dict[str, Any]:
     unknown = sorted(set(hparams) - set(MODEL_KEYS))
     if unknown:
         raise InputError(f"model settings {unknown} are unknown; expected some of {list(MODEL_KEYS)}")
-    out = {**PRESETS[preset], "cls_sees_features": False}
+    out = {"cls_sees_features": False, "input_skip": False, **PRESETS[preset]}
     out.update(hparams)
     return out
 
