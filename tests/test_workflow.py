@@ -101,3 +101,23 @@ def test_report_builds(demo_run):
     assert res.returncode == 0, res.stderr[-4000:]
     html = (demo_run / "results" / "report.html").read_text(errors="replace")
     assert "metrics.tsv" in html
+
+
+def test_pretrained_model_denoises_new_samples_without_training(demo_run, tmp_path):
+    """model.pretrained + role apply: only coverage and inference run (the rerun-one-rule use case)."""
+    sheet = tmp_path / "apply.tsv"
+    sheet.write_text(
+        "sample\tcell_type\tkind\tpath\tnoisy\tpeaks\tbarcodes\trole\n"
+        f"NEW\tHSC\tbam\t{REPO / 'resources/demo/HSC_5M.chr1_chr2.bam'}\t\t\t\tapply\n"
+    )
+    model = demo_run / "results/models/e2e/model.pt"
+    overlay = {**FAST, "samples": str(sheet), "model": {**FAST["model"], "name": "applied", "pretrained": str(model), "infer_chroms": ["chr2"]}}
+    res = run_workflow(demo_run, overlay, extra=["-n", "--quiet", "rules"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    planned = res.stdout + res.stderr
+    assert "infer" in planned and "train" not in planned and "dataset" not in planned and "metrics" not in planned
+    res = run_workflow(demo_run, overlay)
+    assert res.returncode == 0, res.stderr[-4000:]
+    out = demo_run / "results/denoised/applied/NEW/given.rep1"
+    _assert_bigwig(Path(f"{out}.track.bw"), {"chr2"})
+    assert len(_assert_narrowpeak(Path(f"{out}.peaks.narrowPeak"))) > 0
