@@ -25,13 +25,14 @@ Rows:
   wall time of the whole process, the command's own denoise time, peak RSS of
   the process tree (the two bigWig writer processes included) and of the main
   process;
-* ``--hg38``: one run over a whole hg38-size genome (chr1-22, X, Y; 3.09 Gb)
-  with a tiny model (``--hg38-preset``, default ``tiny``: next to no arithmetic),
-  to measure peak memory for real where it could grow with the genome (reads,
-  peak tables, the writer processes); slow: ~15-20 min on 2 cores, bound by zlib
-  in the two writer processes.
+* ``--memory-chroms``: runs over groups of whole hg38 chromosomes (synthetic
+  coverage, 1 cut site per kb) with a tiny model (``--hg38-preset``, default
+  ``tiny``: next to no arithmetic), to measure peak memory where it could grow
+  with the genome or the longest chromosome (reads, peak buffers and tables, the
+  writer processes; zoom levels are off above 100 Mb). A group of all 24
+  chromosomes is a whole hg38-size run (~1 h on 2 busy cores).
 
-Usage: ``.venv/bin/python benchmarks/infer_cpu.py [--quick] [--sizes 1M 2M 5M] [--levers] [--hg38] [--runs 3]``
+Usage: ``.venv/bin/python benchmarks/infer_cpu.py [--quick] [--sizes 0.5M 1M 2M] [--levers] [--memory-chroms chr21,chr22,chrY chr1] [--runs 3]``
 """
 
 from __future__ import annotations
@@ -99,10 +100,12 @@ def roofline(threads: int) -> float:
     return float(C.run_python(ROOFLINE.format(threads=threads)).extra["flops"])
 
 
-#: models by name: the presets, and "tiny" (light with 2 filters and 3 taps: next to no arithmetic, so the
-#: whole-genome memory run is bound by bigWig I/O, where memory could grow with the genome)
+#: models by name: the presets, and "tiny" (light with 2 filters and 1 tap: next to no arithmetic, so the
+#: memory runs are bound by bigWig I/O and the Python around the model, where memory could grow with the
+#: genome). oneDNN is ~9x slower than PyTorch's plain kernels on such 1-tap, 2-channel convs (measured),
+#: so the memory runs turn it off (for the real presets oneDNN is 4-8x faster and stays on).
 MODELS = {"atacworks": {"preset": "atacworks"}, "light": {"preset": "light"},
-          "tiny": {"preset": "light", "filters": 2, "kernel_size": 3}}
+          "tiny": {"preset": "light", "filters": 2, "kernel_size": 1}}
 
 
 def make_model(path: Path, preset: str) -> Path:
@@ -120,7 +123,7 @@ def make_model(path: Path, preset: str) -> Path:
 
 def levers(args, fpp: int) -> list[list]:
     width = INTERVAL + 2 * PAD
-    configs = [(b, args.threads, "fp32", False) for b in (1, 2, 4, 8, 16)]
+    configs = [(b, args.threads, "fp32", False) for b in (1, 4, 16)]
     configs += [(4, 1, "fp32", False), (1, args.threads, "bf16", False), (4, args.threads, "fp32", True)]
     if args.quick:
         configs = [(1, args.threads, "fp32", False), (4, args.threads, "fp32", False)]
@@ -138,12 +141,18 @@ def levers(args, fpp: int) -> list[list]:
 
 
 def run_infer(model: Path, bw: Path, sizes_file: Path, out: Path, threads: int, batch: int | None,
-              forward_batch: int | None = None) -> tuple[C.Sample, dict]:
+              forward_batch: int | None = None, no_mkldnn: bool = False, chroms: list[str] | None = None) -> tuple[C.Sample, dict]:
     """The real command; ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run."""
-    entry = ["-m", "atacdenoise.cli"] if not forward_batch else [
-        "-c", f"import sys, atacdenoise.infer as i; i.CPU_FORWARD_BATCH = {forward_batch}; from atacdenoise.cli import main; sys.exit(main())"]
+    setup = ""
+    if forward_batch:
+        setup += f"import atacdenoise.infer as i; i.CPU_FORWARD_BATCH = {forward_batch}; "
+    if no_mkldnn:
+        setup += "import torch; torch.backends.mkldnn.enabled = False; "
+    entry = ["-c", f"import sys; {setup}from atacdenoise.cli import main; sys.exit(main())"] if setup else ["-m", "atacdenoise.cli"]
     cmd = [C.python_exe(), *entry, "infer", "--model", str(model), "--input", str(bw), "--sizes", str(sizes_file),
            "--out-prefix", str(out), "--device", "cpu", "--threads", str(threads)]
+    if chroms:
+        cmd += ["--chroms", *chroms]
     if batch:
         cmd += ["--batch-size", str(batch)]
     sample, text = C.run_cmd(cmd, capture=False)
@@ -163,8 +172,10 @@ def main() -> None:
                    help="tiles per forward pass to compare (infer.CPU_FORWARD_BATCH; 0 = the code's default)")
     p.add_argument("--preset", default="atacworks", choices=sorted(MODELS))
     p.add_argument("--levers", action="store_true", help="also time forward-pass levers (batch, threads, bf16, torch.compile)")
-    p.add_argument("--hg38", action="store_true", help="also run a whole hg38-size genome with the light preset (peak memory)")
-    p.add_argument("--hg38-preset", default="tiny", choices=sorted(MODELS))
+    p.add_argument("--memory-chroms", nargs="*", default=[],
+                   help="comma-separated hg38 chromosome groups run with a tiny model for peak memory at genome scale, "
+                        "e.g. chr21,chr22,chrY chr1 (add a group of all chromosomes for a whole hg38-size run)")
+    p.add_argument("--hg38-preset", default="tiny", choices=sorted(MODELS), help="model of the --memory-chroms runs")
     args = p.parse_args()
     sizes_list = args.sizes if args.sizes is not None else ([500_000] if args.quick else [500_000, 1_000_000, 2_000_000])
     from atacdenoise.genome import read_chrom_sizes, select_chroms
@@ -205,16 +216,20 @@ def main() -> None:
                     scale_n.append(n)
                     scale_t.append(den)
                 data["runs"].append({"bases": n, "batch": samples[0].extra["batch"], "forward_batch": fwd or default_fwd, "samples": [vars(s) for s in samples]})
-        if args.hg38:
+        if args.memory_chroms:
             light = make_model(args.cache / f"model_{args.hg38_preset}.pt", args.hg38_preset)
             bw = C.synthetic_coverage_bigwig(args.cache / "cov_hg38.bw", hg38, cuts_per_kb=1.0)
             sizes_file = C.write_sizes(hg38, args.cache / "cov_hg38.sizes")
-            s, parsed = run_infer(light, bw, sizes_file, work / "hg38", args.threads, None)
-            n = sum(hg38.values())
-            C.log(f"  hg38 ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB")
-            rows.append([f"{n / 1e6:.0f} (hg38)", args.hg38_preset, f"{parsed['batch']} / {default_fwd}", f"{s.wall:.0f}", f"{parsed['denoise_s']:.0f}",
-                         f"{n / parsed['denoise_s'] / 1e3:.1f}", "", "", "", C.fmt_bytes(s.rss), f"{parsed['main_rss_gib']:.2f} GiB"])
-            data["hg38"] = {"bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed}
+            for group in args.memory_chroms:
+                chroms = group.split(",")
+                s, parsed = run_infer(light, bw, sizes_file, work / "mem", args.threads, None, no_mkldnn=args.hg38_preset == "tiny",
+                                      chroms=chroms)
+                n = sum(hg38[c] for c in chroms)
+                C.log(f"  {group} ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB")
+                rows.append([f"{n / 1e6:.0f} ({'+'.join(chroms)})", args.hg38_preset, f"{parsed['batch']} / {default_fwd}", f"{s.wall:.0f}",
+                             f"{parsed['denoise_s']:.0f}", f"{n / parsed['denoise_s'] / 1e3:.1f}", "", "", "", C.fmt_bytes(s.rss),
+                             f"{parsed['main_rss_gib']:.2f} GiB"])
+                data.setdefault("memory", []).append({"chroms": chroms, "bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed})
     notes = [
         f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; tiles of {INTERVAL:,} bases with {PAD:,} bases of "
         f"context on each side, so {overhead:.2f} positions per output base. Random weights (no peaks called).",
