@@ -350,20 +350,9 @@ def equivalent_cells(n_cells: np.ndarray, baseline: np.ndarray, target: float) -
         smallest number already reaches it (``cells`` is that number); ``">"``
         when even the largest does not (``cells`` is the largest).
     """
-    n = np.asarray(n_cells, dtype=np.float64)
+    from .effective_depth import depth_reaching  # the same log interpolation as effective depth (cells = 'c50' depths)
+
     b = np.asarray(baseline, dtype=np.float64)
-    ok = np.isfinite(b)
-    n, b = n[ok], b[ok]
-    if n.size == 0:
+    if not np.isfinite(b).any():
         raise ValueError("equivalent_cells: no finite baseline score")
-    order = np.argsort(n)
-    n, b = n[order], b[order]
-    if b[0] >= target:
-        return float(n[0]), "<="
-    reached = np.flatnonzero(b >= target)
-    if reached.size == 0:
-        return float(n[-1]), ">"
-    j = int(reached[0])
-    x0, x1 = np.log(n[j - 1]), np.log(n[j])
-    frac = (target - b[j - 1]) / (b[j] - b[j - 1])
-    return float(np.exp(x0 + frac * (x1 - x0))), "="
+    return depth_reaching(np.asarray(n_cells, dtype=np.float64), b, target)
