@@ -185,15 +185,22 @@ def normalise_depths(pairs: list[PairData], input_transform: dict) -> dict:
     """
     if input_transform.get("kind") != "depth":
         return dict(input_transform)
-    clean_totals = {str(p.meta.get("clean", p.path)): p.total("clean") for p in pairs}
+    def clean_key(p: PairData) -> str:
+        return str(p.meta.get("clean", p.path))
+
+    clean_totals: dict[str, float] = {}
+    for p in pairs:  # one pass over each distinct clean track (pairs of several depths share one)
+        if clean_key(p) not in clean_totals:
+            clean_totals[clean_key(p)] = p.total("clean")
     reference = float(input_transform.get("reference") or np.mean(list(clean_totals.values())))
+    resolved = {"kind": "depth", "reference": reference}
     for p in pairs:
         p.scale = {
-            "noisy": depth_scale(input_transform | {"reference": reference}, p.total("noisy"), f"{p.path} (noisy)"),
-            "clean": depth_scale(input_transform | {"reference": reference}, clean_totals[str(p.meta.get("clean", p.path))], f"{p.path} (clean)"),
+            "noisy": depth_scale(resolved, p.total("noisy"), f"{p.path} (noisy)"),
+            "clean": depth_scale(resolved, clean_totals[clean_key(p)], f"{p.path} (clean)"),
         }
         log.info("depth normalisation: %s noisy x %.4g, clean x %.4g (reference total %.6g)", p.name, p.scale["noisy"], p.scale["clean"], reference)
-    return {"kind": "depth", "reference": reference}
+    return resolved
 
 
 def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:

@@ -1,5 +1,6 @@
 # Stage 8: benchmark of model vs noisy input vs MACS3 against the clean data (holdout regions,
 # blacklist masked), the summary tables and the figures of the Snakemake report.
+import functools
 
 
 def benchmark_pairs():
@@ -12,27 +13,30 @@ def figure_depths(sample):
     return list(dict.fromkeys(d for d, _ in noisy_targets(sample)))
 
 
+@functools.cache
 def holdout_mb():
-    """Megabases of the holdout regions (for the memory request of the metrics rule)."""
+    """Megabases of the holdout regions (memory requests of the metrics and plot rules; read once, when a job needs it)."""
     from atacdenoise.genome import parse_region, read_chrom_sizes
 
     sizes = read_chrom_sizes(config["genome"]["sizes"])
     return sum((r.end - r.start) for r in (parse_region(x, sizes) for x in config["split"]["holdout_chroms"])) / 1e6
 
 
-def baseline_args(wildcards):
-    """MACS3 baselines of one noisy track: bdgpeakcall always, callpeak where there are reads (not for bigWig input)."""
+
+def baselines(wildcards):
+    """(name, narrowPeak, pval bigWig) of the MACS3 baselines of one noisy track: bdgpeakcall always,
+    callpeak where there are reads (not for bigWig input)."""
     callers = ["bdgpeakcall"] + (["callpeak"] if sample_row(wildcards).kind != "bigwig" else [])
     prefix = f"results/peaks/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}"
-    return " ".join(
-        f"--baseline macs3_{c}={shlex.quote(f'{prefix}.{c}.narrowPeak')},{shlex.quote(f'{prefix}.{c}.pval.bw')}" for c in callers
-    )
+    return [(f"macs3_{c}", f"{prefix}.{c}.narrowPeak", f"{prefix}.{c}.pval.bw") for c in callers]
+
+
+def baseline_args(wildcards):
+    return " ".join(f"--baseline {name}={shlex.quote(peaks)},{shlex.quote(pval)}" for name, peaks, pval in baselines(wildcards))
 
 
 def baseline_inputs(wildcards):
-    callers = ["bdgpeakcall"] + (["callpeak"] if sample_row(wildcards).kind != "bigwig" else [])
-    prefix = f"results/peaks/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}"
-    return [f"{prefix}.{c}.{x}" for c in callers for x in ("narrowPeak", "pval.bw")]
+    return [path for _, peaks, pval in baselines(wildcards) for path in (peaks, pval)]
 
 
 def denoised_inputs(wildcards):
