@@ -107,9 +107,13 @@ def test_inference_killed_midway_leaves_no_final_output_and_a_rerun_succeeds(tmp
     leftovers = sorted(p.name for p in out.iterdir())
     assert leftovers and all(name.startswith(".") and ".tmp-" in name for name in leftovers), leftovers  # hidden temp names only
 
+    assert all(name.count(".tmp-") == 1 for name in leftovers), leftovers  # one temporary name each, no temp of a temp
+
     res = subprocess.run([str(BIN / "atacdenoise"), *map(str, argv)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert all(p.exists() for p in finals)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in finals)  # the killed run's temporaries are gone
+    assert "a temporary file left by a killed run" in res.stderr
     for path in finals[:2]:
         with pyBigWig.open(str(path)) as bwf:
             assert bwf.chroms() == sizes

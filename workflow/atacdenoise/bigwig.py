@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 
-from .atomic import temp_path_for
+from .atomic import remove_stale_temps, temp_path_for
 from .errors import InputError
 from .genome import check_chrom_lengths, check_chrom_names
 from .intervals import run_lengths
@@ -106,19 +106,24 @@ class BigWigWriter:
     Chromosomes must be added in the order of ``sizes`` (a bigWig requirement);
     consecutive equal values are collapsed into one entry and zeros are skipped,
     so smoothed integer tracks stay small. The file appears under its final name
-    only when the ``with`` block ends without an error.
+    only when the ``with`` block ends without an error. ``in_place``: write
+    straight to ``path`` (for a caller that already chose a temporary name and
+    renames it itself); it is still deleted on an error.
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], skip_zeros: bool = True):
+    def __init__(self, path: str | Path, sizes: dict[str, int], skip_zeros: bool = True, in_place: bool = False):
         self.path = Path(path)
         self.sizes = dict(sizes)
         self.skip_zeros = skip_zeros
-        self.tmp = temp_path_for(self.path)
+        self.in_place = in_place
+        self.tmp = self.path if in_place else temp_path_for(self.path)
         self._order = {c: i for i, c in enumerate(self.sizes)}
         self._last = (-1, 0)
 
     def __enter__(self) -> "BigWigWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.in_place:
+            remove_stale_temps(self.path)
         self.bw = pyBigWig.open(str(self.tmp), "w")
         self.bw.addHeader(list(self.sizes.items()), maxZooms=10)
         return self
@@ -147,7 +152,8 @@ class BigWigWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.bw.close()
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            if not self.in_place:
+                os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
 

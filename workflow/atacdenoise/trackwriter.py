@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import remove_stale_temps
 from .bigwig import BigWigWriter
 from .intervals import intervals_from_mask
 
@@ -47,14 +48,16 @@ class FloatTrackWriter(BigWigWriter):
     a missing base reads as 0). Values are stored as float32, exactly.
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10):
-        super().__init__(path, sizes, skip_zeros=True)
+    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, in_place: bool = False):
+        super().__init__(path, sizes, skip_zeros=True, in_place=in_place)
         self.max_zooms = max_zooms
 
     def __enter__(self) -> "FloatTrackWriter":
         import pyBigWig
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.in_place:
+            remove_stale_temps(self.path)
         self.bw = pyBigWig.open(str(self.tmp), "w")
         self.bw.addHeader(list(self.sizes.items()), maxZooms=self.max_zooms)
         return self
@@ -86,7 +89,7 @@ class _Abort(Exception):
 def _write_loop(path: str, sizes: dict[str, int], max_zooms: int, chunks: mp.Queue, result: mp.Queue, parent: int) -> None:
     """Child process: write the chunks that arrive until ``None`` (keep the file) or ``"abort"`` (delete it)."""
     try:
-        with FloatTrackWriter(path, sizes, max_zooms) as writer:
+        with FloatTrackWriter(path, sizes, max_zooms, in_place=True) as writer:  # the parent named it and renames it
             while True:
                 try:
                     item = chunks.get(timeout=5)
@@ -177,7 +180,5 @@ class TrackWriterProcess:
             if self._proc.is_alive():
                 self._proc.terminate()
                 self._proc.join()
-                # the child's own temporary file (BigWigWriter names it after the child's pid)
-                self.path.with_name(f".{self.path.stem}.tmp-{self._proc.pid}{self.path.suffix}").unlink(missing_ok=True)
         self._drop_queue()
         self.path.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..atomic import temp_path_for
+from ..atomic import remove_stale_temps, temp_path_for
 from ..bigwig import bigwig_total, check_bigwig, open_bigwig
 from ..checks import check_writable
 from ..errors import InputError
@@ -166,6 +166,7 @@ def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], 
     tmp = {key: temp_path_for(path) for key, path in paths.items()}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
     writers = {key: TrackWriterProcess(tmp[key], sizes, max_zooms) for key in ("track", "peakprob")}
     tables: list[pd.DataFrame] = []
     try:
