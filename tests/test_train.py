@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from atacdenoise import cli
 from atacdenoise.dataset import chrom_arrays, open_dataset, write_dataset
 from atacdenoise.errors import InputError
 from atacdenoise.genome import Region
 from atacdenoise.model import load_model
-from atacdenoise.train import HISTORY_COLUMNS, load_settings, loss_terms, masked_pearson, resolve_settings, train
+from atacdenoise.train import HISTORY_COLUMNS, f1_metrics, load_settings, loss_terms, lr_at, masked_pearson, resolve_settings, train
 
 SIZES = {"chr1": 30_000, "chr2": 12_000}
 SETTINGS = dict(filters=4, kernel_size=5, dilation=4, reg_blocks=1, cls_blocks=1, convs_per_block=2,
@@ -143,7 +144,10 @@ def test_best_epoch_is_the_highest_validation_auprc_and_model_file_follows_the_c
     assert meta["preprocessing"] == PRE
     assert meta["window"] == {"interval": 1000, "pad": 100}
     assert meta["input_transform"]["kind"] == "depth" and meta["input_transform"]["reference"] > 0  # the default
-    assert meta["threshold"] == 0.5
+    # default threshold: the best epoch's max-F1 cut on validation, and its F1 is at least the F1 at 0.5
+    assert meta["threshold_source"] == "val_f1"
+    assert meta["threshold"] == pytest.approx(meta["val_metrics"]["val_best_threshold"]) and 0 < meta["threshold"] < 1
+    assert meta["val_metrics"]["val_best_f1"] >= meta["val_metrics"]["val_f1_at_0.5"] - 1e-9
     assert meta["hparams"]["filters"] == 4 and meta["hparams"]["cls_sees_features"] is False
     assert meta["holdout_regions"] == ["chr2:6000-12000"]
     for a, b in zip(model.state_dict().values(), result.best_state.values()):
@@ -179,6 +183,59 @@ def test_changed_settings_start_fresh_but_more_epochs_resume(ds, tmp_path, caplo
     assert state["epoch"] == 1 and len(state["history"]) == 1
 
 
+def test_fixed_threshold_setting_is_stored_as_given(ds, tmp_path):
+    _run(ds, tmp_path / "m", epochs=1, threshold=0.3)
+    _, meta = load_model(tmp_path / "m" / "model.pt")
+    assert meta["threshold"] == 0.3 and meta["threshold_source"] == "setting"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_f1_metrics_equal_brute_force_over_every_cut(seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(500) < 0.2).astype(np.uint8)
+    p = np.round(np.clip(rng.random(500) * 0.6 + 0.4 * y, 0, 1), 2).astype(np.float32)  # ties on purpose
+
+    def f1(cut):
+        called = p >= cut
+        return 2 * np.sum(called & (y == 1)) / (called.sum() + y.sum())
+
+    at_half, best, cut = f1_metrics(p, y, 0.5)
+    assert at_half == pytest.approx(f1(np.float32(0.5)))
+    brute = max(f1(c) for c in np.unique(p))
+    assert best == pytest.approx(brute) and f1(np.float32(cut)) == pytest.approx(brute)
+    assert all(np.isnan(v) for v in f1_metrics(p, np.zeros_like(y), 0.5))
+
+
+def test_cosine_lr_runs_from_lr_to_a_twentieth_and_constant_stays():
+    s = {"lr": 1e-3, "epochs": 5, "lr_schedule": "cosine"}
+    lrs = [lr_at(e, s) for e in range(1, 6)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-3 / 20) and lrs[2] == pytest.approx((1e-3 + 5e-5) / 2)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert {lr_at(e, {**s, "lr_schedule": "constant"}) for e in range(1, 6)} == {1e-3}
+
+
+def test_cosine_schedule_and_auto_pos_weight_train_and_log(ds, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="atacdenoise")
+    result = _run(ds, tmp_path / "m", epochs=2, lr_schedule="cosine", pos_weight="auto")
+    assert [row["lr"] for row in result.history] == pytest.approx([SETTINGS["lr"], SETTINGS["lr"] / 20])
+    assert "pos_weight auto: peak bases weighted" in caplog.text
+    _, meta = load_model(tmp_path / "m" / "model.pt")
+    assert meta["settings"]["pos_weight"] == "auto" and "_pos_weight" not in meta["settings"]
+
+
+def test_pos_weight_scales_the_bce_of_peak_bases():
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0]])
+    mask = torch.ones_like(labels)
+    track = clean = torch.zeros_like(labels)
+    base = {"w_mse": 0.0, "w_pearson": 0.0, "w_bce": 1.0, "pearson": "batch"}
+    plain = loss_terms(track, logits, clean, labels, mask, base)["bce"]
+    weighted = loss_terms(track, logits, clean, labels, mask, {**base, "_pos_weight": 3.0})["bce"]
+    per_base = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")[0]
+    assert float(plain) == pytest.approx(float(per_base.mean()), rel=1e-6)
+    assert float(weighted) == pytest.approx(float((3 * per_base[0] + per_base[1] + 3 * per_base[2]) / 3), rel=1e-6)
+
+
 def test_early_stopping_with_patience(ds, tmp_path):
     result = _run(ds, tmp_path / "m", epochs=6, lr=0.0, patience=1)  # lr 0: nothing improves after epoch 1
     assert [row["epoch"] for row in result.history] == [1, 2]
@@ -206,6 +263,10 @@ def test_settings_from_json_string_yaml_file_and_errors(tmp_path):
         resolve_settings({"epoch": 3})
     with pytest.raises(InputError, match="amp"):
         resolve_settings({"amp": "fp8"})
+    for bad, key in (({"threshold": 1.5}, "threshold"), ({"threshold": "max"}, "threshold"), ({"pos_weight": 0}, "pos_weight"),
+                     ({"pos_weight": "balanced"}, "pos_weight"), ({"lr_schedule": "step"}, "lr_schedule")):  # fmt: skip
+        with pytest.raises(InputError, match=key):
+            resolve_settings(bad)
     with pytest.raises(InputError, match="JSON"):
         load_settings("{not json")
 

@@ -6,9 +6,18 @@ Loss (on the central ``interval`` bases of each window, where mask == 1)::
 
 ``r`` is one Pearson correlation over all loss bases of the batch (``pearson:
 "batch"``, the reference's choice) or the mean of per-window correlations
-(``pearson: "window"``). The best epoch is the one with the highest validation
-AUPRC (per-base peak probabilities vs labels); when the validation regions hold
-no peak it is the one with the lowest validation loss.
+(``pearson: "window"``). The BCE may weight peak bases (``pos_weight``: a
+number, or ``"auto"`` for the training labels' negative/positive ratio). The
+learning rate is constant or follows a cosine from ``lr`` down to ``lr / 20``
+over ``epochs`` (``lr_schedule: "cosine"``, a pure function of the epoch, so a
+resumed run follows the same curve). The best epoch is the one with the highest
+validation AUPRC (per-base peak probabilities vs labels); when the validation
+regions hold no peak it is the one with the lowest validation loss.
+
+Peak threshold: ``threshold: "val_f1"`` (the default) stores in model.pt the
+probability cut that maximises the best epoch's per-base F1 on the validation
+regions; a number fixes it. Both the chosen cut's F1 and the F1 at 0.5 are in
+``history.tsv``.
 
 Resumable: after every epoch the full state (model, optimizer, scaler, RNG,
 history, best model so far, settings hash) goes atomically to
@@ -72,16 +81,22 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "val_batch_size": None,  # None: batch_size
     "flip": True,  # random strand flips of training windows
     "input_transform": {"kind": "depth"},  # scale every track to one reference depth ({"kind": "none"}: as stored)
-    "threshold": 0.5,  # peak-probability threshold stored in model.pt
+    "threshold": "val_f1",  # peak-probability threshold stored in model.pt: a number, or "val_f1" (max F1 on validation)
     "prior_init": True,  # start the peak logits at the label base rate (not at p = 0.5)
+    "pos_weight": None,  # BCE weight of peak bases: None (1), a number, or "auto" (negatives / positives of the training labels)
+    "lr_schedule": "constant",  # "constant" | "cosine" (lr -> lr / 20 over the epochs)
 }
+#: F1 of thresholded validation probabilities is computed at this fixed cut too, for comparison
+FIXED_THRESHOLD = 0.5
+#: the cosine schedule ends at lr / LR_FLOOR_DIVISOR
+LR_FLOOR_DIVISOR = 20.0
 #: settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold")
 
 HISTORY_COLUMNS = [
     "epoch", "train_loss", "train_mse", "train_pearson_loss", "train_bce",
     "val_loss", "val_mse", "val_pearson_loss", "val_bce", "val_pearson", "val_auroc", "val_auprc",
-    "best", "seconds", "train_bases_per_s", "gpu_seconds", "gpu_peak_mem_gib",
+    "val_f1_at_0.5", "val_best_f1", "val_best_threshold", "lr", "best", "seconds", "train_bases_per_s", "gpu_seconds", "gpu_peak_mem_gib",
 ]  # fmt: skip
 
 
@@ -149,9 +164,17 @@ def _check_settings(s: dict) -> None:
     for key in ("pad", "seed", "num_workers"):
         if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 0:
             raise InputError(f"setting {key}={s[key]!r}: expected an integer >= 0")
-    for key in ("lr", "w_mse", "w_pearson", "w_bce", "threshold"):
+    for key in ("lr", "w_mse", "w_pearson", "w_bce"):
         if isinstance(s[key], bool) or not isinstance(s[key], (int, float)) or s[key] < 0:
             raise InputError(f"setting {key}={s[key]!r}: expected a number >= 0")
+    t = s["threshold"]
+    if t != "val_f1" and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1):
+        raise InputError(f"setting threshold={t!r}: expected 'val_f1' or a probability between 0 and 1")
+    w = s["pos_weight"]
+    if w is not None and w != "auto" and (isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0):
+        raise InputError(f"setting pos_weight={w!r}: expected null, 'auto' or a number > 0")
+    if s["lr_schedule"] not in ("constant", "cosine"):
+        raise InputError(f"setting lr_schedule={s['lr_schedule']!r}: expected 'constant' or 'cosine'")
     if s["pearson"] not in ("batch", "window"):
         raise InputError(f"setting pearson={s['pearson']!r}: expected 'batch' or 'window'")
     if s["amp"] not in ("auto", "bf16", "fp16", "off"):
@@ -203,6 +226,31 @@ def normalise_depths(pairs: list[PairData], input_transform: dict) -> dict:
     return resolved
 
 
+def label_fraction(pairs: list[PairData]) -> float:
+    """Fraction of peak bases over every chromosome of the datasets."""
+    n_peak = sum(int(np.count_nonzero(p.arrays(c)["labels"])) for p in pairs for c in p.chroms)
+    n_all = sum(int(length) for p in pairs for length in p.chroms.values())
+    return n_peak / max(n_all, 1)
+
+
+def resolve_pos_weight(setting: float | str | None, pairs: list[PairData]) -> float | None:
+    """The BCE weight of peak bases: None (unweighted), the number given, or for "auto" negatives / positives."""
+    if setting != "auto":
+        return None if setting is None else float(setting)
+    frac = min(max(label_fraction(pairs), 1e-4), 0.5)
+    weight = (1.0 - frac) / frac
+    log.info("pos_weight auto: peak bases weighted %.3g (label base rate %.4f)", weight, frac)
+    return weight
+
+
+def lr_at(epoch: int, s: dict) -> float:
+    """Learning rate of ``epoch`` (1-based): constant, or a cosine from lr to lr / LR_FLOOR_DIVISOR over the epochs."""
+    if s["lr_schedule"] == "constant" or s["epochs"] <= 1:
+        return float(s["lr"])
+    floor = s["lr"] / LR_FLOOR_DIVISOR
+    return float(floor + 0.5 * (s["lr"] - floor) * (1.0 + math.cos(math.pi * (epoch - 1) / (s["epochs"] - 1))))
+
+
 def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:
     """Set the peak head's bias to the logit of the fraction of peak bases in the training data.
 
@@ -210,9 +258,7 @@ def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:
     thousands of steps learning only the base rate (the BCE of a constant at the prior is far below
     log 2), which a short run never finishes. Returns the prior.
     """
-    n_peak = sum(int(np.count_nonzero(p.arrays(c)["labels"])) for p in pairs for c in p.chroms)
-    n_all = sum(int(length) for p in pairs for length in p.chroms.values())
-    prior = min(max(n_peak / max(n_all, 1), 1e-4), 0.5)
+    prior = min(max(label_fraction(pairs), 1e-4), 0.5)
     with torch.no_grad():
         model.cls_out.bias.fill_(math.log(prior / (1.0 - prior)))
     log.info("peak head starts at the label base rate %.4f (logit %.3f)", prior, math.log(prior / (1.0 - prior)))
@@ -267,7 +313,9 @@ def loss_terms(track: Tensor, logits: Tensor, clean: Tensor, labels: Tensor, mas
     n = mask.sum().clamp_min(1.0)
     mse = ((track - clean) ** 2 * mask).sum() / n
     pearson_loss = 1.0 - masked_pearson(track, clean, mask, per_window=s["pearson"] == "window")
-    bce = F.binary_cross_entropy_with_logits(logits, labels, weight=mask, reduction="sum") / n
+    pos_weight = s.get("_pos_weight")
+    pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits, labels, weight=mask, pos_weight=pw, reduction="sum") / n
     total = s["w_mse"] * mse + s["w_pearson"] * pearson_loss + s["w_bce"] * bce
     return {"loss": total, "mse": mse, "pearson_loss": pearson_loss, "bce": bce}
 
@@ -332,7 +380,28 @@ def evaluate(model: nn.Module, loader, s: dict, device: torch.device, dtype: tor
     p = np.concatenate(probs) if probs else np.zeros(0, np.float32)
     y = np.concatenate(labels) if labels else np.zeros(0, np.uint8)
     out["val_auroc"], out["val_auprc"] = ranking_metrics(p, y)
+    out["val_f1_at_0.5"], out["val_best_f1"], out["val_best_threshold"] = f1_metrics(p, y, FIXED_THRESHOLD)
     return out
+
+
+def f1_metrics(probs: np.ndarray, labels: np.ndarray, fixed: float) -> tuple[float, float, float]:
+    """(F1 at ``fixed``, the best F1 over every cut, the cut giving it) of per-base probabilities vs 0/1 labels.
+
+    Calling bases with ``prob >= cut``; the best cut is the smallest of the tied best ones, kept within
+    (0, 1) so that it can serve as a peak threshold. NaN when there is no positive label.
+    """
+    from sklearn.metrics import precision_recall_curve
+
+    n_pos = int(labels.sum()) if labels.size else 0
+    if n_pos == 0:
+        return float("nan"), float("nan"), float("nan")
+    called = probs >= np.float32(fixed)
+    tp = int(np.count_nonzero(called & (labels > 0)))
+    f1_fixed = 2 * tp / (int(called.sum()) + n_pos)
+    precision, recall, cuts = precision_recall_curve(labels, probs)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    k = int(np.argmax(f1))
+    return float(f1_fixed), float(f1[k]), float(min(max(cuts[k], 1e-6), 1 - 1e-6))
 
 
 def noisy_baseline(loader, s: dict) -> dict[str, float]:
@@ -524,6 +593,7 @@ def train(
             log.warning(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
+    s["_pos_weight"] = resolve_pos_weight(s["pos_weight"], pairs)  # runtime value, not a setting
     torch.manual_seed(s["seed"])
     model = build_model(hparams)
     if s["prior_init"]:
@@ -569,6 +639,8 @@ def train(
             per_rank = math.ceil(n_windows / dist_info.world)
             windows = np.resize(windows, per_rank * dist_info.world)[dist_info.rank :: dist_info.world]
         loader = _loader(WindowSet(pairs, windows, interval, pad), s["batch_size"], s["num_workers"], dev)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch, s)
 
         net.train()
         sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, mse, pearson_loss, bce, batches
@@ -584,7 +656,7 @@ def train(
             sums[4] += 1
         sums = _all_sum(sums, dist_info, dev)
         train_seconds = time.perf_counter() - t0
-        row: dict[str, Any] = {"epoch": epoch}
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr_at(epoch, s)}
         for i, k in enumerate(("loss", "mse", "pearson_loss", "bce")):
             row[f"train_{k}"] = sums[i] / max(sums[4], 1)
 
@@ -607,9 +679,11 @@ def train(
             history.append(_plain(row))
             stop = s["patience"] is not None and epoch - best["epoch"] >= s["patience"]
             log.info(
-                "epoch %d/%d: train loss %.4f (mse %.4g, 1-r %.4f, bce %.4f) | val loss %.4f, Pearson %.4f, AUROC %.4f, AUPRC %.4f%s | %.1f s, %s bases/s%s",
+                "epoch %d/%d: train loss %.4f (mse %.4g, 1-r %.4f, bce %.4f) | val loss %.4f, Pearson %.4f, AUROC %.4f, AUPRC %.4f, "
+                "F1 %.4f at 0.5 / %.4f at %.3f%s | %.1f s, %s bases/s%s",
                 epoch, s["epochs"], row["train_loss"], row["train_mse"], row["train_pearson_loss"], row["train_bce"],
-                row["val_loss"], row["val_pearson"], row["val_auroc"], row["val_auprc"], " (best)" if row["best"] else "",
+                row["val_loss"], row["val_pearson"], row["val_auroc"], row["val_auprc"],
+                row["val_f1_at_0.5"], row["val_best_f1"], row["val_best_threshold"], " (best)" if row["best"] else "",
                 row["seconds"], f"{row['train_bases_per_s']:,.0f}",
                 f" | GPU {row['gpu_seconds']:.1f} s, peak {row['gpu_peak_mem_gib']:.2f} GiB" if dev.type == "cuda" else "",
             )  # fmt: skip
@@ -630,25 +704,28 @@ def train(
             raise InputError(f"{out_dir}: no finished epoch to select a model from (epochs={s['epochs']})")
         best_model = build_model(hparams)
         best_model.load_state_dict(best["state_dict"])
+        threshold = chosen_threshold(s["threshold"], best["metrics"])
         save_model(
             out_dir / "model.pt",
             best_model,
             preprocessing=preprocessing,
             window={"interval": interval, "pad": pad},
             input_transform=input_transform,
-            threshold=s["threshold"],
+            threshold=threshold,
             extra={
                 "epoch": best["epoch"],
                 "val_metrics": best["metrics"],
                 "selected_by": "val_auprc" if by_auprc else "val_loss",
-                "settings": {**hparams, **s},
+                "settings": {**hparams, **{k: v for k, v in s.items() if not k.startswith("_")}},
+                "threshold_source": "val_f1" if s["threshold"] == "val_f1" else "setting",
                 "datasets": [{"path": str(p.path), **{k: p.meta.get(k) for k in ("sample", "depth", "rep")}} for p in pairs],
                 "val_regions": [str(r) for r in val],
                 "holdout_regions": [str(r) for r in holdout],
             },
         )
         _write_history(out_dir / "history.tsv", history)
-        log.info("best epoch %s (%s %.4f): wrote %s", best["epoch"], "val AUPRC" if by_auprc else "-val loss", best["score"], out_dir / "model.pt")
+        log.info("best epoch %s (%s %.4f), peak threshold %.4f (%s): wrote %s", best["epoch"], "val AUPRC" if by_auprc else "-val loss",
+                 best["score"], threshold, "max validation F1" if s["threshold"] == "val_f1" else "setting", out_dir / "model.pt")  # fmt: skip
         if dev.type == "cuda":
             log.info("GPU %s: %.1f s of GPU time in this run, peak memory %.2f GiB", torch.cuda.get_device_name(dev), gpu_total,
                      torch.cuda.max_memory_allocated(dev) / 2**30)  # fmt: skip
@@ -657,6 +734,17 @@ def train(
 
         dist.barrier()
     return TrainResult(net, optimizer, history, best["epoch"], best["metrics"], best["state_dict"])
+
+
+def chosen_threshold(setting: float | str, best_metrics: dict) -> float:
+    """The peak threshold to store: the setting, or the best epoch's max-F1 validation cut (0.5 when undefined)."""
+    if setting != "val_f1":
+        return float(setting)
+    cut = best_metrics.get("val_best_threshold", float("nan"))
+    if cut is None or math.isnan(cut):
+        log.warning("no validation peak base to choose a threshold on: using %.2f", FIXED_THRESHOLD)
+        return FIXED_THRESHOLD
+    return float(cut)
 
 
 def _plain(row: dict) -> dict:
