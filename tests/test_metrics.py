@@ -20,6 +20,7 @@ from sklearn.metrics import (
 
 from atacdenoise import metrics as M
 from atacdenoise.bigwig import write_bigwig
+from atacdenoise.callpeaks import call_peaks
 from atacdenoise.cli import main
 from atacdenoise.effective_depth import depth_reaching, effective_depths
 from atacdenoise.intervals import write_narrowpeak
@@ -330,7 +331,7 @@ def _expected_arrays(synthetic):
 def test_metrics_cli_writes_long_format_equal_to_sklearn_on_the_concatenated_holdout(synthetic, tmp_path):
     df = _run_metrics(synthetic, tmp_path / "m.tsv")
     assert list(df.columns) == ["model", "sample", "depth", "rep", "method", "metric", "region", "value"]
-    assert df["method"].unique().tolist() == ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"]
+    assert df["method"].unique().tolist() == ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model", "model_t0.5"]
     assert set(df["region"]) == {"all", "peaks", "nonpeaks"}
     assert (df[["model", "sample", "depth", "rep"]].drop_duplicates().values.tolist()) == [["m1", "S", "5000", "1"]]
     assert not df.duplicated(["method", "metric", "region"]).any()
@@ -339,6 +340,7 @@ def test_metrics_cli_writes_long_format_equal_to_sklearn_on_the_concatenated_hol
     assert metrics_of["noisy"] == {"pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc"}
     assert metrics_of["macs3_callpeak"] == {"auroc", "auprc", "precision", "recall", "f1", "specificity", "jaccard", "peak_recall", "peak_precision"}
     assert metrics_of["model"] == metrics_of["noisy"] - {"mse_scaled"} | metrics_of["macs3_callpeak"]
+    assert metrics_of["model_t0.5"] == metrics_of["macs3_callpeak"] - {"auroc", "auprc"}
 
     cat, paint = _expected_arrays(synthetic)
     clean, labels = cat("clean"), paint(synthetic["clean_peaks"])
@@ -359,6 +361,13 @@ def test_metrics_cli_writes_long_format_equal_to_sklearn_on_the_concatenated_hol
         assert got[method, "f1", "all"] == pytest.approx(f1_score(labels, calls))
         assert got[method, "jaccard", "all"] == pytest.approx(jaccard_score(labels, calls))
         assert got[method, "specificity", "all"] == pytest.approx(recall_score(~labels, ~calls))
+    # model_t0.5: the infer peak caller at 0.5 on the probability of each merged region (chr1:0-110000, chr2)
+    fixed = {}
+    for c, (r0, r1) in (("chr1", (0, 110_000)), ("chr2", (0, SIZES["chr2"]))):
+        st, en = call_peaks(synthetic["arrays"]["prob"][c][r0:r1], 0.5, min_length=200, max_gap=30)
+        fixed[c] = list(zip(st + r0, en + r0))
+    assert got["model_t0.5", "f1", "all"] == pytest.approx(f1_score(labels, paint(fixed)))
+    assert got["model_t0.5", "precision", "all"] == pytest.approx(precision_score(labels, paint(fixed)))
     # macs3_bdgpeakcall called every other clean peak exactly: half of them found, all calls true
     n_clean = sum(1 for c in ("chr1", "chr2") for s, e in synthetic["clean_peaks"][c] if c == "chr2" or s < 110_000)
     assert got["macs3_bdgpeakcall", "peak_precision", "all"] == 1.0

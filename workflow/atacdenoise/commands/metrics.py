@@ -15,7 +15,11 @@ On the holdout regions, blacklisted bases removed, for the methods ``noisy``
   probability);
 - ``precision``, ``recall``, ``f1``, ``specificity``, ``jaccard`` of the binary
   calls (MACS3 and model narrowPeaks painted per base) and the peak-level
-  ``peak_recall`` / ``peak_precision``.
+  ``peak_recall`` / ``peak_precision``. The model's narrowPeaks use the threshold
+  stored in model.pt (by default the cut of maximum F1 on the validation
+  regions); for comparison the method ``model_t0.5`` holds the calls of the same
+  peak caller on the peak probability at the fixed cut ``--fixed-threshold``
+  (0.5), made here over the evaluated regions.
 
 Classification metrics are under region ``all``. ``--pr-curves`` saves thinned
 PR curves for ``atacdenoise plots pr``.
@@ -80,6 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="factor applied to the noisy track for mse_scaled (default: total clean / total noisy signal over the regions)",
     )
+    s.add_argument("--fixed-threshold", type=float, default=0.5,
+                   help="peak-probability cut of the comparison method model_t<cut> (default 0.5)")  # fmt: skip
     s.add_argument("--window-bp", type=int, default=4_000_000, help="bases read at a time (memory bound)")
     s.add_argument("--pr-points", type=int, default=1000, help="points kept per PR curve in --pr-curves")
     m = p.add_argument_group("labels of the output rows")
@@ -164,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
     blacklist = intervals_by_chrom(read_bed(_need(args.blacklist, "blacklist"), sizes) if args.blacklist else None)
     sources = {"clean": BigWigSource(_need(args.clean, "clean bigWig"), sizes, chroms)}
     sources["noisy"] = BigWigSource(_need(args.noisy, "noisy bigWig"), sizes, chroms)
+    if not 0.0 < args.fixed_threshold < 1.0:
+        raise InputError(f"--fixed-threshold {args.fixed_threshold}: expected a probability between 0 and 1")
     methods = [Method("noisy", track=True, scores=True)]
     called: dict[str, dict] = {}
     for b in baselines:
@@ -176,6 +184,9 @@ def run(args: argparse.Namespace) -> int:
         sources["model.prob"] = BigWigSource(_need(Path(prefix + ".peakprob.bw"), "peak probability bigWig"), sizes, chroms)
         called["model"] = intervals_by_chrom(read_narrowpeak(_need(Path(prefix + ".peaks.narrowPeak"), "denoised peaks"), sizes))
         methods.append(Method("model", track=True, scores=True, calls=True))
+        fixed = f"model_t{args.fixed_threshold:g}"
+        called[fixed] = calls_at(sources["model.prob"], sources["model.track"], regions, args.fixed_threshold, args.window_bp)
+        methods.append(Method(fixed, calls=True))
 
     bench = Benchmark(methods)
     windows = region_windows(regions, args.window_bp)
@@ -212,6 +223,27 @@ def run(args: argparse.Namespace) -> int:
             np.savez_compressed(fh, **curves, **meta)
         log.info("wrote PR curves to %s", args.pr_curves)
     return 0
+
+
+def calls_at(prob: "BigWigSource", track: "BigWigSource", regions: list[Region], threshold: float, window_bp: int) -> dict:
+    """Peaks called on ``prob`` >= ``threshold`` over each region (read in ``window_bp`` chunks), by chromosome.
+
+    The same caller as ``atacdenoise infer`` (min length, gap merging), run on the evaluated regions only,
+    so a peak crossing a region's edge is cut there: those bases are outside the evaluation anyway.
+    """
+    from ..infer import PeakStream
+    from .infer import MAX_GAP, MIN_LENGTH
+
+    tables = []
+    for r in regions:
+        stream = PeakStream(r.chrom, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
+        for w in region_windows([r], window_bp):
+            stream.add(w.start - r.start, prob.read(w.chrom, w.start, w.end), track.read(w.chrom, w.start, w.end))
+        t = stream.finish()
+        t["start"] += r.start
+        t["end"] += r.start
+        tables.append(t)
+    return intervals_by_chrom(pd.concat(tables, ignore_index=True) if tables else None)
 
 
 def _window(
