@@ -31,6 +31,7 @@ COLORS = {
     "macs3_bdgpeakcall": "#1f77b4",
     "macs3_callpeak": "#ff7f0e",
     "model": "#d62728",
+    "model_t0.5": "#f08080",
 }
 LABELS = {
     "clean": "clean (deep)",
@@ -38,6 +39,7 @@ LABELS = {
     "macs3_bdgpeakcall": "MACS3 bdgpeakcall",
     "macs3_callpeak": "MACS3 callpeak",
     "model": "denoised (model)",
+    "model_t0.5": "model, peaks at p >= 0.5",
 }
 METRIC_LABELS = {
     "pearson": "Pearson r (per base)",
