@@ -183,6 +183,17 @@ def test_changed_settings_start_fresh_but_more_epochs_resume(ds, tmp_path, caplo
     assert state["epoch"] == 1 and len(state["history"]) == 1
 
 
+def test_preset_atacworks_brings_the_reference_recipe_and_user_keys_still_win():
+    hparams, s = resolve_settings({"preset": "atacworks"})
+    assert hparams["filters"] == 15 and hparams["kernel_size"] == 51
+    assert s["input_transform"] == {"kind": "none"} and s["prior_init"] is False and s["threshold"] == 0.5
+    assert (s["lr"], s["batch_size"], s["epochs"], s["pearson"]) == (2e-4, 64, 25, "batch")
+    _, s = resolve_settings({"preset": "atacworks", "batch_size": 4, "threshold": "val_f1"})
+    assert s["batch_size"] == 4 and s["threshold"] == "val_f1" and s["prior_init"] is False
+    std_h, std = resolve_settings({})  # the default preset: the same shape, this project's recipe
+    assert std_h == hparams and std["input_transform"] == {"kind": "depth"} and std["prior_init"] and std["threshold"] == "val_f1"
+
+
 def test_fixed_threshold_setting_is_stored_as_given(ds, tmp_path):
     _run(ds, tmp_path / "m", epochs=1, threshold=0.3)
     _, meta = load_model(tmp_path / "m" / "model.pt")

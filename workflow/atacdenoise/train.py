@@ -56,7 +56,7 @@ from .dataset import PairData, WindowSet, check_same_preprocessing, sample_windo
 from .errors import InputError
 from .genome import Region
 from .log import progress
-from .model import MODEL_KEYS, build_model, depth_scale, resolve_hparams, save_model, transform_input
+from .model import DEFAULT_PRESET, MODEL_KEYS, PRESET_TRAINING, build_model, depth_scale, resolve_hparams, save_model, transform_input
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def resolve_settings(raw: dict) -> tuple[dict, dict]:
             f"settings {unknown} are unknown; model settings are {list(MODEL_KEYS)}, training settings {list(TRAIN_DEFAULTS)}"
         )
     hparams = resolve_hparams(model_raw)
-    s = {**copy.deepcopy(TRAIN_DEFAULTS), **raw}
+    preset = model_raw.get("preset") or DEFAULT_PRESET
+    s = {**copy.deepcopy(TRAIN_DEFAULTS), **copy.deepcopy(PRESET_TRAINING.get(preset, {})), **raw}
     _check_settings(s)
     return hparams, s
 
