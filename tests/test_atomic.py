@@ -35,3 +35,4 @@ def test_atomic_output_cleans_up_before_writing(tmp_path):
         tmp.write_text("done\n")
     assert target.read_text() == "done\n" and not left.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tsv"]
+

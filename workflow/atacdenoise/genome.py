@@ -10,7 +10,7 @@ from typing import Iterable
 from .errors import InputError
 
 #: chromosomes dropped by default: mitochondria and unplaced/alt/random contigs
-DEFAULT_EXCLUDE = r"^(chrM|chrMT|M|MT)$|_|^chrUn|^Un|^EBV$|^GL|^KI|^JH"
+DEFAULT_EXCLUDE = r"^(chrM|chrMT|M|MT)$|_|^chrUn|^Un|^(chr)?EBV$|^GL|^KI|^JH"
 
 
 @dataclass(frozen=True)
