@@ -45,7 +45,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         return []
     pattern = re.compile(r"^\.+" + re.escape(path.stem) + r"\.tmp-(\d+)(?:\.tmp-\d+)*" + re.escape(path.suffix) + "$")
     removed = []
-    for cand in glob.glob(os.path.join(glob.escape(str(path.parent)), "." + "*" + glob.escape(path.stem) + ".tmp-*")):
+    for cand in glob.glob(os.path.join(glob.escape(str(path.parent)), ".*" + glob.escape(path.stem) + ".tmp-*")):
         m = pattern.match(os.path.basename(cand))
         if m and not _alive(int(m.group(1))):
             with contextlib.suppress(FileNotFoundError):
