@@ -116,6 +116,7 @@ class BigWigWriter:
         self.sizes = dict(sizes)
         self.skip_zeros = skip_zeros
         self.in_place = in_place
+        self.max_zooms = 10
         self.tmp = self.path if in_place else temp_path_for(self.path)
         self._order = {c: i for i, c in enumerate(self.sizes)}
         self._last = (-1, 0)
@@ -125,7 +126,7 @@ class BigWigWriter:
         if not self.in_place:
             remove_stale_temps(self.path)
         self.bw = pyBigWig.open(str(self.tmp), "w")
-        self.bw.addHeader(list(self.sizes.items()), maxZooms=10)
+        self.bw.addHeader(list(self.sizes.items()), maxZooms=self.max_zooms)
         return self
 
     def add(self, chrom: str, start: int, values: np.ndarray) -> None:

@@ -347,13 +347,24 @@ def pearson_from_sums(n: float, sx: float, sy: float, sxx: float, syy: float, sx
     return float(cov / math.sqrt(vx * vy)) if vx > 0 and vy > 0 else float("nan")
 
 
-def ranking_metrics(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def score_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, true positives, false positives) at every distinct score, highest first: one sort serves
+    AUROC, AUPRC and the F1 curve (:func:`atacdenoise.metrics.curve_counts`)."""
+    from .metrics import CountTable, curve_counts
+
+    table = CountTable()
+    table.add(scores, labels > 0)
+    return curve_counts(table)
+
+
+def ranking_metrics(scores: np.ndarray, labels: np.ndarray, curve=None) -> tuple[float, float]:
     """(AUROC, AUPRC) of per-base scores vs 0/1 labels; NaN when only one class is present."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from .metrics import auprc_from_counts, auroc_from_counts
 
     if labels.size == 0 or labels.min() == labels.max():
         return float("nan"), float("nan")
-    return float(roc_auc_score(labels, scores)), float(average_precision_score(labels, scores))
+    _, tps, fps = curve if curve is not None else score_curve(scores, labels)
+    return auroc_from_counts(tps, fps), auprc_from_counts(tps, fps)
 
 
 @torch.no_grad()
@@ -380,29 +391,27 @@ def evaluate(model: nn.Module, loader, s: dict, device: torch.device, dtype: tor
     out["val_pearson"] = pearson_from_sums(*sums)
     p = np.concatenate(probs) if probs else np.zeros(0, np.float32)
     y = np.concatenate(labels) if labels else np.zeros(0, np.uint8)
-    out["val_auroc"], out["val_auprc"] = ranking_metrics(p, y)
-    out["val_f1_at_0.5"], out["val_best_f1"], out["val_best_threshold"] = f1_metrics(p, y, FIXED_THRESHOLD)
+    curve = score_curve(p, y) if p.size else None
+    out["val_auroc"], out["val_auprc"] = ranking_metrics(p, y, curve)
+    out["val_f1_at_0.5"], out["val_best_f1"], out["val_best_threshold"] = f1_metrics(p, y, FIXED_THRESHOLD, curve)
     return out
 
 
-def f1_metrics(probs: np.ndarray, labels: np.ndarray, fixed: float) -> tuple[float, float, float]:
+def f1_metrics(probs: np.ndarray, labels: np.ndarray, fixed: float, curve=None) -> tuple[float, float, float]:
     """(F1 at ``fixed``, the best F1 over every cut, the cut giving it) of per-base probabilities vs 0/1 labels.
 
     Calling bases with ``prob >= cut``; the best cut is the smallest of the tied best ones, kept within
     (0, 1) so that it can serve as a peak threshold. NaN when there is no positive label.
     """
-    from sklearn.metrics import precision_recall_curve
-
-    n_pos = int(labels.sum()) if labels.size else 0
+    cuts, tps, fps = curve if curve is not None else score_curve(probs, labels)
+    n_pos = int(tps[-1]) if tps.size else 0
     if n_pos == 0:
         return float("nan"), float("nan"), float("nan")
-    called = probs >= np.float32(fixed)
-    tp = int(np.count_nonzero(called & (labels > 0)))
-    f1_fixed = 2 * tp / (int(called.sum()) + n_pos)
-    precision, recall, cuts = precision_recall_curve(labels, probs)
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    k = int(np.argmax(f1))
-    return float(f1_fixed), float(f1[k]), float(min(max(cuts[k], 1e-6), 1 - 1e-6))
+    f1 = 2.0 * tps / (tps + fps + n_pos)  # cuts descend, so tps + fps = bases called at each cut
+    n_at_fixed = int(np.count_nonzero(cuts >= np.float32(fixed)))  # distinct cuts >= fixed
+    f1_fixed = float(f1[n_at_fixed - 1]) if n_at_fixed else 0.0
+    k = f1.size - 1 - int(np.argmax(f1[::-1]))  # the lowest of the tied best cuts
+    return f1_fixed, float(f1[k]), float(min(max(cuts[k], 1e-6), 1 - 1e-6))
 
 
 def noisy_baseline(loader, s: dict) -> dict[str, float]:
