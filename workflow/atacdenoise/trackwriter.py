@@ -1,20 +1,13 @@
 """Writing per-base float tracks (denoised coverage, peak probability) to bigWig, fast and in bounded memory.
 
-Two things make the generic :class:`~atacdenoise.bigwig.BigWigWriter` slow or
-memory-hungry for such tracks, where nearly every base has its own value:
-
-* entry lists (chrom, start, end, value per base) cost Python objects per base;
-  fixed-step entries take a numpy array straight to libBigWig, ~8x faster and
-  4 bytes a base on disk instead of 12;
-* libBigWig builds zoom levels in memory when the file is closed, about 14 bytes
-  per base of per-base data (some 40 GB for hg38). :class:`FloatTrackWriter`
-  therefore takes ``max_zooms``; inference turns zoom levels off above a genome
-  size (see ``commands/infer.py``).
-
-libBigWig compresses every block with zlib while holding the GIL, ~8 million
-bases a second: :class:`TrackWriterProcess` runs one writer in a child process,
-so two tracks are compressed in parallel and the process feeding the GPU is not
-held up.
+:class:`FloatTrackWriter` is the atomic front of the native writer
+(:class:`~atacdenoise.bbiwrite.BigWigFileWriter`): blocks are deflated on a
+thread pool and zoom levels are streamed to disk, so whole-genome tracks get
+zoom levels too (libBigWig built them in memory, ~14 bytes a base, and wrote
+~9 M bases/s in one thread; see ``benchmarks/bigwig_write.py``).
+:class:`TrackWriterProcess` runs one writer in a child process, so the two
+tracks of inference are written in parallel and the process feeding the GPU
+is not held up by the writers' Python work.
 """
 
 from __future__ import annotations
@@ -27,69 +20,74 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import remove_stale_temps
-from .bigwig import BigWigWriter
-from .intervals import intervals_from_mask
+from .atomic import remove_stale_temps, temp_path_for
+from .bbiwrite import BigWigFileWriter
 
 log = logging.getLogger(__name__)
 
-#: in a dense chunk, runs of zeros at least this long are left out (shorter ones are written)
-DENSE_SKIP_ZEROS = 1024
 #: chunks waiting for a writer process (each up to batch_size·interval floats)
 QUEUE_CHUNKS = 4
 
 
-class FloatTrackWriter(BigWigWriter):
-    """:class:`BigWigWriter` for per-base float tracks: dense chunks as fixed-step entries, zoom levels optional.
+def default_write_threads() -> int:
+    """Deflate threads per track writer: half the usable cores (two tracks are written at once), 1 to 8."""
+    return max(1, min(8, len(os.sched_getaffinity(0)) // 2))
 
-    Chunks that run-length encoding shrinks at least 4-fold go the parent's way
-    (bedGraph-like entries, zeros skipped). Others are written as fixed-step
-    entries, split only at runs of at least :data:`DENSE_SKIP_ZEROS` zeros (left out;
-    a missing base reads as 0). Values are stored as float32, exactly.
+
+class FloatTrackWriter:
+    """Write a per-base float track to ``path`` atomically (see :class:`~atacdenoise.bbiwrite.BigWigFileWriter`).
+
+    Chunks that run-length encoding shrinks at least 4-fold are stored as
+    bedGraph items (zero runs left out); others as fixed-step values, split only
+    at long runs of zeros (left out; a missing base reads as 0). Values are
+    stored as float32, exactly. ``max_zooms``: zoom levels (0 for none).
+    ``in_place``: write straight to ``path`` (the caller chose a temporary
+    name and renames it); it is still deleted on an error.
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, in_place: bool = False):
-        super().__init__(path, sizes, skip_zeros=True, in_place=in_place)
+    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, in_place: bool = False,
+                 threads: int = 1):  # fmt: skip
+        self.path = Path(path)
+        self.sizes = dict(sizes)
         self.max_zooms = max_zooms
+        self.in_place = in_place
+        self.threads = threads
+        self.tmp = self.path if in_place else temp_path_for(self.path)
 
     def __enter__(self) -> "FloatTrackWriter":
-        import pyBigWig
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.in_place:
             remove_stale_temps(self.path)
-        self.bw = pyBigWig.open(str(self.tmp), "w")
-        self.bw.addHeader(list(self.sizes.items()), maxZooms=self.max_zooms)
+        self.writer = BigWigFileWriter(self.tmp, self.sizes, zoom_levels=self.max_zooms, threads=self.threads)
         return self
 
     def add(self, chrom: str, start: int, values: np.ndarray) -> None:
         """Write ``values`` (float32[n], per base) at ``chrom:start``; calls must move forward along the genome."""
-        values = np.asarray(values, dtype=np.float32)
-        runs = np.count_nonzero(values[1:] != values[:-1]) + 1 if values.size else 0
-        if runs * 4 <= values.size:
-            return super().add(chrom, start, values)
-        idx = self._order[chrom]
-        if (idx, start) < self._last:
-            raise ValueError(f"bigWig entries out of order at {chrom}:{start}")
-        if start + values.size > self.sizes[chrom]:
-            raise ValueError(f"values run past the end of {chrom}")
-        starts, ends = intervals_from_mask(values != 0)
-        if starts.size:
-            opens = np.concatenate(([True], starts[1:] - ends[:-1] >= DENSE_SKIP_ZEROS))
-            closes = np.concatenate((opens[1:], [True]))
-            for a, b in zip(starts[opens].tolist(), ends[closes].tolist()):  # one call per segment, not per base
-                self.bw.addEntries(chrom, start + a, values=values[a:b], span=1, step=1)
-        self._last = (idx, start + values.size)
+        self.writer.add(chrom, start, values)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.writer.close()
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
+            if not self.in_place:
+                os.replace(self.tmp, self.path)
+        else:
+            self.writer.abort()
+            self.tmp.unlink(missing_ok=True)
 
 
 class _Abort(Exception):
     """The parent asked the writer to stop without keeping the file."""
 
 
-def _write_loop(path: str, sizes: dict[str, int], max_zooms: int, chunks: mp.Queue, result: mp.Queue, parent: int) -> None:
+def _write_loop(path: str, sizes: dict[str, int], max_zooms: int, threads: int, chunks: mp.Queue, result: mp.Queue,
+                parent: int) -> None:  # fmt: skip
     """Child process: write the chunks that arrive until ``None`` (keep the file) or ``"abort"`` (delete it)."""
     try:
-        with FloatTrackWriter(path, sizes, max_zooms, in_place=True) as writer:  # the parent named it and renames it
+        with FloatTrackWriter(path, sizes, max_zooms, in_place=True, threads=threads) as writer:  # the parent named it and renames it
             while True:
                 try:
                     item = chunks.get(timeout=5)
@@ -115,14 +113,14 @@ class TrackWriterProcess:
     failed); ``abort`` stops the child and leaves no file.
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10):
+    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, threads: int | None = None):
         ctx = mp.get_context("spawn")  # no fork of a process that holds CUDA / OpenMP threads
         self.path = Path(path)
         self._chunks = ctx.Queue(maxsize=QUEUE_CHUNKS)
         self._result = ctx.Queue()
         self._proc = ctx.Process(
             target=_write_loop,
-            args=(str(path), dict(sizes), max_zooms, self._chunks, self._result, os.getpid()),
+            args=(str(path), dict(sizes), max_zooms, threads or default_write_threads(), self._chunks, self._result, os.getpid()),
             name=f"write {self.path.name}",
             daemon=True,
         )
@@ -181,4 +179,36 @@ class TrackWriterProcess:
                 self._proc.terminate()
                 self._proc.join()
         self._drop_queue()
+        self.path.unlink(missing_ok=True)
+
+
+class TrackWriterInProcess:
+    """The native writer used from the calling thread, with :class:`TrackWriterProcess`'s ``add``/``close``/``abort``.
+
+    Deflating runs on the writer's own pool threads with the GIL released, so
+    no child process is needed, and no chunk is copied through a pipe (8 bytes
+    a base for the two tracks of inference: ~25 GB for hg38). ``path`` is
+    written in place (the caller chose a temporary name) and deleted on
+    ``abort`` or a failed ``close``.
+    """
+
+    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, threads: int | None = None):
+        self.path = Path(path)
+        self._writer = BigWigFileWriter(self.path, sizes, zoom_levels=max_zooms, threads=threads or default_write_threads())
+
+    def add(self, chrom: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` (float32[n]) at ``chrom:start``; calls must move forward along the genome."""
+        self._writer.add(chrom, start, values)
+
+    def close(self) -> None:
+        """Finish the file; deletes it and raises when that fails."""
+        try:
+            self._writer.close()
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+
+    def abort(self) -> None:
+        """Stop without keeping the file (used on errors)."""
+        self._writer.abort()
         self.path.unlink(missing_ok=True)

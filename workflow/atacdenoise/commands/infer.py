@@ -46,11 +46,6 @@ log = logging.getLogger(__name__)
 #: peak-call settings of the output contract (as ``macs3 bdgpeakcall -l 200 -g 30``)
 MIN_LENGTH = 200
 MAX_GAP = 30
-#: genomes up to this size get zoom levels in the float tracks. libBigWig builds zoom levels in
-#: memory when the file is closed, ~14 bytes per base of per-base data (about 40 GB for hg38),
-#: so larger genomes are written without them: bounded memory, and every tool that reads
-#: values (pyBigWig, deepTools, IGV at gene scale) works; only genome-wide browser views are slower.
-ZOOM_MAX_BASES = 100_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -154,20 +149,18 @@ def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], 
 
     Chromosomes go in ``sizes`` order (the bigWig order). The input is read one
     chunk ahead in a thread (:meth:`TileRunner.run_chromosome`); each bigWig is
-    written by its own child process (:class:`TrackWriterProcess`: zlib runs on
-    other cores, not under this process's GIL); peaks are called in a thread while
+    written by its own child process (:class:`TrackWriterProcess`, which deflates
+    blocks on a thread pool and streams zoom levels to disk, so memory stays
+    bounded for any genome); peaks are called in a thread while
     the model computes the next chunk. The three files appear together at the end,
     renamed from temporary names; on any error none is left behind.
     """
     bw = open_bigwig(input_path)
-    max_zooms = 10 if sum(sizes.values()) <= ZOOM_MAX_BASES else 0
-    if not max_zooms:
-        log.info("genome over %s bp: output bigWigs without zoom levels (bounded memory)", f"{ZOOM_MAX_BASES:,}")
     tmp = {key: temp_path_for(path) for key, path in paths.items()}
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
-    writers = {key: TrackWriterProcess(tmp[key], sizes, max_zooms) for key in ("track", "peakprob")}
+    writers = {key: TrackWriterProcess(tmp[key], sizes) for key in ("track", "peakprob")}
     tables: list[pd.DataFrame] = []
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Writing per-base float tracks to bigWig: ``atacdenoise.bbiwrite`` against pyBigWig (libBigWig) on the same track.
+
+Why (issue 9): inference writes two per-base float tracks (denoised signal,
+peak probability) of the whole genome; the GPU target (whole hg38-size genome
+in 60 s, bigWig writing included) needs ~100 M bases/s per track, and
+libBigWig writes ~9 M/s in one thread and builds zoom levels in memory.
+
+Input: a per-base float32 track over the first N bases of hg38 (``--bases``;
+real chromosome names, sizes and order), the kind a model writes: ``--kind
+prob`` (default) a peak probability (logistic of smoothed noise: ~0 in the
+background, near 1 in ~2 % of the genome; random mantissas), or ``--kind
+signal`` a denoised coverage (smoothed synthetic cut-site coverage times
+1 + small noise). The track is made once and cached as ``.npy``; each writer
+runs in a fresh Python process that reads it from the page cache and writes it
+in chunks of 800 kb (16 tiles of 50 kb, as inference does), timed from the
+first chunk to the closed file (reading included); peak RSS is the whole
+process's.
+
+Rows: pyBigWig with 10 zoom levels (libBigWig builds them at close), pyBigWig
+without zoom levels (what inference wrote above 100 Mb before), and ours with
+10 zoom levels at 1 thread and at ``--threads``. Every output is read back
+with pyBigWig and compared with the track (identical float32 values).
+
+Usage: ``.venv/bin/python benchmarks/bigwig_write.py [--quick] [--bases 20M 80M 250M] [--kind prob|signal] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+CHUNK = 800_000
+
+WRITE = """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, {workflow!r})
+fh = open({npy!r}, "rb")
+np.lib.format.read_magic(fh)
+np.lib.format.read_array_header_1_0(fh)
+data_start = fh.tell()
+sizes = {sizes!r}
+writer, zooms, threads, out = {writer!r}, {zooms!r}, {threads!r}, {out!r}
+t0 = time.perf_counter()
+if writer == "ours":
+    from atacdenoise.bbiwrite import BigWigFileWriter, DEFLATE
+    w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads)
+    add, close = w.add, w.close
+else:
+    import pyBigWig
+    from atacdenoise.bbiwrite import dense_segments
+    DEFLATE = "zlib (libBigWig)"
+    bw = pyBigWig.open(out, "w")
+    bw.addHeader(list(sizes.items()), maxZooms=zooms)
+    def add(chrom, start, values):
+        for a, b in dense_segments(values):
+            bw.addEntries(chrom, start + a, values=np.ascontiguousarray(values[a:b]), span=1, step=1)
+    close = bw.close
+t1 = time.perf_counter()
+off = 0
+for chrom, n in sizes.items():
+    for s in range(0, n, {chunk}):
+        e = min(n, s + {chunk})
+        fh.seek(data_start + 4 * (off + s))
+        add(chrom, s, np.fromfile(fh, dtype="<f4", count=e - s))
+    off += n
+close()
+print(json.dumps({{"seconds": time.perf_counter() - t1, "deflate": DEFLATE}}))
+"""
+
+
+def make_track(path: Path, n: int, kind: str, seed: int = 3) -> Path:
+    """The benchmark's per-base track (see the module docstring), cached."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = np.lib.format.open_memmap(path.with_suffix(".tmp.npy"), mode="w+", dtype=np.float32, shape=(n,))
+    step = 50_000_000
+    for a in range(0, n, step):
+        m = min(step, n - a)
+        if kind == "signal":
+            cov = C.synthetic_coverage(m, rng)
+            out[a : a + m] = cov * (1 + 0.05 * rng.standard_normal(m).astype(np.float32))
+        else:
+            z = rng.standard_normal(m // 100 + 2)
+            z = np.repeat(z, 100)[:m] + 0.3 * rng.standard_normal(m)  # ~100-bp correlated, per-base jitter
+            out[a : a + m] = (1 / (1 + np.exp(-(3 * z - 7)))).astype(np.float32)
+    out.flush()
+    del out
+    path.with_suffix(".tmp.npy").replace(path)
+    return path
+
+
+def check_output(path: Path, npy: Path, sizes: dict[str, int], step: int = 10_000_000) -> None:
+    """Every base of ``path`` (read with pyBigWig, missing as 0) equals the track."""
+    import pyBigWig
+
+    track = np.load(npy, mmap_mode="r")
+    off = 0
+    with pyBigWig.open(str(path)) as bw:
+        for chrom, n in sizes.items():
+            for a in range(0, n, step):
+                b = min(n, a + step)
+                got = np.nan_to_num(np.asarray(bw.values(chrom, a, b, numpy=True), dtype=np.float32))
+                if not np.array_equal(got, track[off + a : off + b]):
+                    raise AssertionError(f"{path}: {chrom}:{a}-{b} differs from the input track")
+            off += n
+
+
+def main() -> None:
+    p = C.base_parser(__doc__.splitlines()[1])
+    p.add_argument("--bases", nargs="+", type=C.parse_size, default=None, help="track sizes (first N bases of hg38)")
+    p.add_argument("--kind", choices=["prob", "signal"], default="prob")
+    p.add_argument("--no-check", action="store_true", help="skip reading every output back")
+    args = p.parse_args()
+    bases = args.bases or ([5_000_000] if args.quick else [20_000_000, 80_000_000, 250_000_000])
+    genome = C.read_sizes(C.chrom_sizes_file())
+    work = args.cache / "bigwig_write"
+    work.mkdir(parents=True, exist_ok=True)
+    writers = [("pyBigWig", 10, 1), ("pyBigWig", 0, 1), ("ours", 10, 1)]
+    if args.threads > 1:
+        writers.append(("ours", 10, args.threads))
+    rows, data, times = [], {"samples": []}, {w: [] for w in writers}
+    for n in bases:
+        sizes = C.genome_prefix(genome, n)
+        npy = make_track(work / f"{args.kind}-{n}.npy", n, args.kind)
+        base_rate = None
+        for writer, zooms, threads in writers:
+            out = work / f"out-{writer}-{zooms}-{threads}.bw"
+            code = WRITE.format(workflow=str(C.REPO / "workflow"), npy=str(npy), sizes=sizes, writer=writer, zooms=zooms,
+                                threads=threads, out=str(out), chunk=CHUNK)
+            label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}"
+            samples = C.repeat(lambda: C.run_python(code), args.runs, label)
+            if not args.no_check:
+                check_output(out, npy, sizes)
+            secs = C.med(samples, "inner")
+            rate = n / secs
+            if base_rate is None:
+                base_rate = rate
+            times[(writer, zooms, threads)].append(secs)
+            size = out.stat().st_size
+            rows.append([C.fmt_num(n), f"{writer} ({samples[0].extra['deflate']})", zooms, threads, f"{secs:.2f}",
+                         f"{rate / 1e6:.1f}", f"{rate / base_rate:.2f}x", C.fmt_bytes(C.peak_rss(samples)),
+                         f"{size / n:.2f}"])
+            data["samples"].append({"bases": n, "writer": writer, "zooms": zooms, "threads": threads,
+                                    "wall": [s.wall for s in samples], "inner": [s.inner for s in samples],
+                                    "rss": [s.rss for s in samples], "file_bytes": size})
+            out.unlink()
+    notes = [f"Track: {args.kind}; chunks of {CHUNK:,} bases; 'write s' is the time inside the process from the first "
+             "chunk to the closed file (imports excluded; reading the chunks from the page cache included); ratio against pyBigWig with "
+             "zoom levels on the same size."]
+    for w, t in times.items():
+        if len(t) >= 2:
+            notes.append(C.scaling_note(bases, t, f"{w[0]} zooms={w[1]} threads={w[2]}"))
+    if not args.no_check:
+        notes.append("Every output was read back with pyBigWig: identical float32 values at every base.")
+    C.report(f"bigWig writing of a per-base float track ({args.kind})",
+             ["bases", "writer", "zoom levels", "threads", "write s", "M bases/s", "vs pyBigWig", "peak RSS", "bytes/base"],
+             rows, notes, args, data)
+
+
+if __name__ == "__main__":
+    main()
