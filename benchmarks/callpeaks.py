@@ -69,7 +69,7 @@ def make_inputs(path_bw: Path, path_bdg: Path, sizes: dict[str, int], mean_run: 
 
     rng = np.random.default_rng(seed)
     tmp_bdg = path_bdg.with_suffix(".tmp")
-    with BigWigWriter(path_bw, sizes, skip_zeros=False) as w, open(tmp_bdg, "w") as fh:
+    with BigWigWriter(path_bw, sizes) as w, open(tmp_bdg, "w") as fh:
         for chrom, n in sizes.items():
             track = probability_track(n, rng, mean_run)
             w.add(chrom, 0, track)

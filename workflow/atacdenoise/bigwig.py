@@ -1,4 +1,4 @@
-"""bigWig reading and streaming, atomic writing (pyBigWig)."""
+"""bigWig reading (pyBigWig) and atomic, streamed writing (the native writer of :mod:`atacdenoise.bbiwrite`)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ import numpy as np
 import pyBigWig
 
 from .atomic import remove_stale_temps, temp_path_for
+from .bbiwrite import BigWigFileWriter
 from .errors import InputError
 from .genome import check_chrom_lengths, check_chrom_names
-from .intervals import run_lengths
 
 log = logging.getLogger(__name__)
-
-#: bases per addEntries call: bounds memory of the Python lists pyBigWig needs
-CHUNK = 1_000_000
 
 
 def open_bigwig(path: str | Path):
@@ -101,67 +98,57 @@ def read_bigwig(path: str | Path, chrom: str, start: int = 0, end: int | None = 
 
 
 class BigWigWriter:
-    """Stream per-base arrays into a bigWig, atomically.
+    """Stream per-base arrays into a bigWig, atomically (the native writer, :mod:`atacdenoise.bbiwrite`).
 
-    Chromosomes must be added in the order of ``sizes`` (a bigWig requirement);
-    consecutive equal values are collapsed into one entry and zeros are skipped,
-    so smoothed integer tracks stay small. The file appears under its final name
-    only when the ``with`` block ends without an error. ``in_place``: write
-    straight to ``path`` (for a caller that already chose a temporary name and
-    renames it itself); it is still deleted on an error.
+    Chromosomes must be added in the order of ``sizes`` (a bigWig requirement).
+    Step-like chunks (smoothed integer coverage) are stored as runs of equal
+    values with zero runs left out; chunks with a new value at most bases
+    (model outputs, p-values) as per-base values, leaving out only long runs of
+    zeros. A missing base reads as 0. Values are stored as float32, exactly.
+    Zoom levels (``max_zooms``, 0 for none) are built as the data streams in,
+    in bounded memory; ``threads`` deflate blocks in parallel. The file appears
+    under its final name only when the ``with`` block ends without an error.
+    ``in_place``: write straight to ``path`` (for a caller that already chose a
+    temporary name and renames it itself); it is still deleted on an error.
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], skip_zeros: bool = True, in_place: bool = False):
+    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, in_place: bool = False,
+                 threads: int = 1):  # fmt: skip
         self.path = Path(path)
         self.sizes = dict(sizes)
-        self.skip_zeros = skip_zeros
+        self.max_zooms = max_zooms
         self.in_place = in_place
-        self.max_zooms = 10
+        self.threads = threads
         self.tmp = self.path if in_place else temp_path_for(self.path)
-        self._order = {c: i for i, c in enumerate(self.sizes)}
-        self._last = (-1, 0)
 
     def __enter__(self) -> "BigWigWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.in_place:
             remove_stale_temps(self.path)
-        self.bw = pyBigWig.open(str(self.tmp), "w")
-        self.bw.addHeader(list(self.sizes.items()), maxZooms=self.max_zooms)
+        self.writer = BigWigFileWriter(self.tmp, self.sizes, zoom_levels=self.max_zooms, threads=self.threads)
         return self
 
     def add(self, chrom: str, start: int, values: np.ndarray) -> None:
         """Write ``values`` (per base) at ``chrom:start``; calls must move forward along the genome."""
-        idx = self._order[chrom]
-        if (idx, start) < self._last:
-            raise ValueError(f"bigWig entries out of order at {chrom}:{start}")
-        values = np.asarray(values, dtype=np.float32)
-        if start + values.size > self.sizes[chrom]:
-            raise ValueError(f"values run past the end of {chrom}")
-        for off in range(0, values.size, CHUNK):
-            part = values[off : off + CHUNK]
-            s, e, v = run_lengths(part)
-            if self.skip_zeros:
-                keep = v != 0
-                s, e, v = s[keep], e[keep], v[keep]
-            if s.size:
-                base = start + off
-                self.bw.addEntries(
-                    [chrom] * s.size, (s + base).tolist(), ends=(e + base).tolist(), values=v.astype(np.float64).tolist()
-                )
-        self._last = (idx, start + values.size)
+        self.writer.add(chrom, start, values)
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.bw.close()
         if exc_type is None:
+            try:
+                self.writer.close()
+            except BaseException:
+                self.tmp.unlink(missing_ok=True)
+                raise
             if not self.in_place:
                 os.replace(self.tmp, self.path)
         else:
+            self.writer.abort()
             self.tmp.unlink(missing_ok=True)
 
 
-def write_bigwig(path: str | Path, sizes: dict[str, int], tracks: dict[str, np.ndarray], skip_zeros: bool = True) -> None:
+def write_bigwig(path: str | Path, sizes: dict[str, int], tracks: dict[str, np.ndarray]) -> None:
     """Write whole-chromosome arrays (``tracks[chrom]``, in sizes order; absent chromosomes stay empty)."""
-    with BigWigWriter(path, sizes, skip_zeros=skip_zeros) as w:
+    with BigWigWriter(path, sizes) as w:
         for chrom in sizes:
             if chrom in tracks:
                 w.add(chrom, 0, tracks[chrom])

@@ -1,13 +1,16 @@
 """Writing per-base float tracks (denoised coverage, peak probability) to bigWig, fast and in bounded memory.
 
-:class:`FloatTrackWriter` is the atomic front of the native writer
-(:class:`~atacdenoise.bbiwrite.BigWigFileWriter`): blocks are deflated on a
-thread pool and zoom levels are streamed to disk, so whole-genome tracks get
-zoom levels too (libBigWig built them in memory, ~14 bytes a base, and wrote
-~9 M bases/s in one thread; see ``benchmarks/bigwig_write.py``).
+:class:`FloatTrackWriter` is :class:`~atacdenoise.bigwig.BigWigWriter`, the
+atomic front of the native writer (:mod:`atacdenoise.bbiwrite`): blocks are
+deflated on a thread pool and zoom levels are streamed to disk, so
+whole-genome tracks get zoom levels too (libBigWig built them in memory,
+~14 bytes a base, and wrote ~9 M bases/s in one thread; see
+``benchmarks/bigwig_write.py``).
 :class:`TrackWriterProcess` runs one writer in a child process, so the two
 tracks of inference are written in parallel and the process feeding the GPU
-is not held up by the writers' Python work.
+is not held up by the writers' Python work under its GIL (whole genome, tiny
+model, 2 cores: 238-271 s this way, 257-294 s with the writers as threads of
+the main process; ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import remove_stale_temps, temp_path_for
-from .bbiwrite import BigWigFileWriter
+from .bigwig import BigWigWriter
 
 log = logging.getLogger(__name__)
 
@@ -34,49 +36,8 @@ def default_write_threads() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) // 2))
 
 
-class FloatTrackWriter:
-    """Write a per-base float track to ``path`` atomically (see :class:`~atacdenoise.bbiwrite.BigWigFileWriter`).
-
-    Chunks that run-length encoding shrinks at least 4-fold are stored as
-    bedGraph items (zero runs left out); others as fixed-step values, split only
-    at long runs of zeros (left out; a missing base reads as 0). Values are
-    stored as float32, exactly. ``max_zooms``: zoom levels (0 for none).
-    ``in_place``: write straight to ``path`` (the caller chose a temporary
-    name and renames it); it is still deleted on an error.
-    """
-
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, in_place: bool = False,
-                 threads: int = 1):  # fmt: skip
-        self.path = Path(path)
-        self.sizes = dict(sizes)
-        self.max_zooms = max_zooms
-        self.in_place = in_place
-        self.threads = threads
-        self.tmp = self.path if in_place else temp_path_for(self.path)
-
-    def __enter__(self) -> "FloatTrackWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.in_place:
-            remove_stale_temps(self.path)
-        self.writer = BigWigFileWriter(self.tmp, self.sizes, zoom_levels=self.max_zooms, threads=self.threads)
-        return self
-
-    def add(self, chrom: str, start: int, values: np.ndarray) -> None:
-        """Write ``values`` (float32[n], per base) at ``chrom:start``; calls must move forward along the genome."""
-        self.writer.add(chrom, start, values)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                self.writer.close()
-            except BaseException:
-                self.tmp.unlink(missing_ok=True)
-                raise
-            if not self.in_place:
-                os.replace(self.tmp, self.path)
-        else:
-            self.writer.abort()
-            self.tmp.unlink(missing_ok=True)
+#: a per-base float track writer is the project's bigWig writer (the name says what the tracks are)
+FloatTrackWriter = BigWigWriter
 
 
 class _Abort(Exception):
@@ -181,34 +142,3 @@ class TrackWriterProcess:
         self._drop_queue()
         self.path.unlink(missing_ok=True)
 
-
-class TrackWriterInProcess:
-    """The native writer used from the calling thread, with :class:`TrackWriterProcess`'s ``add``/``close``/``abort``.
-
-    Deflating runs on the writer's own pool threads with the GIL released, so
-    no child process is needed, and no chunk is copied through a pipe (8 bytes
-    a base for the two tracks of inference: ~25 GB for hg38). ``path`` is
-    written in place (the caller chose a temporary name) and deleted on
-    ``abort`` or a failed ``close``.
-    """
-
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, threads: int | None = None):
-        self.path = Path(path)
-        self._writer = BigWigFileWriter(self.path, sizes, zoom_levels=max_zooms, threads=threads or default_write_threads())
-
-    def add(self, chrom: str, start: int, values: np.ndarray) -> None:
-        """Write ``values`` (float32[n]) at ``chrom:start``; calls must move forward along the genome."""
-        self._writer.add(chrom, start, values)
-
-    def close(self) -> None:
-        """Finish the file; deletes it and raises when that fails."""
-        try:
-            self._writer.close()
-        except BaseException:
-            self.path.unlink(missing_ok=True)
-            raise
-
-    def abort(self) -> None:
-        """Stop without keeping the file (used on errors)."""
-        self._writer.abort()
-        self.path.unlink(missing_ok=True)
