@@ -29,8 +29,8 @@ Rows:
   coverage, 1 cut site per kb) with a tiny model (``--hg38-preset``, default
   ``tiny``: next to no arithmetic), to measure peak memory where it could grow
   with the genome or the longest chromosome (reads, peak buffers and tables, the
-  writer processes; zoom levels are off above 100 Mb). A group of all 24
-  chromosomes is a whole hg38-size run (~1 h on 2 busy cores).
+  writer processes and their zoom levels). A group of all 24 chromosomes is a
+  whole hg38-size run (~4-5 min on 2 idle cores).
 
 Usage: ``.venv/bin/python benchmarks/infer_cpu.py [--quick] [--sizes 0.5M 1M 2M] [--levers] [--memory-chroms chr21,chr22,chrY chr1] [--runs 3]``
 """
