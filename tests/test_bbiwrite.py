@@ -177,3 +177,23 @@ def test_zoom_records_of_runs_and_dense_agree():
         assert np.array_equal(dense[name], runs[name]), name
     np.testing.assert_allclose(dense["sum"], runs["sum"])
     np.testing.assert_allclose(dense["sumsq"], runs["sumsq"])
+
+
+def test_zoom_records_of_a_chunk_match_brute_force():
+    """Per-bin count, min, max, sums and extent of the written bases, for random chunks, starts, gaps and bin sizes."""
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        n, start, reduction = int(rng.integers(1, 3000)), int(rng.integers(0, 1000)), int(rng.choice([4, 32, 128]))
+        values = (rng.random(n) - 0.3).astype(np.float32)
+        written = np.ones(n, bool) if rng.random() < 0.3 else rng.random(n) < 0.7
+        values[~written] = 0  # the writer leaves out only zeros
+        rec = bbiwrite.zoom_from_mask(0, start, values, written, reduction)
+        pos, vals = start + np.flatnonzero(written), values[written]
+        bins = pos // reduction
+        assert rec.size == np.unique(bins).size
+        for r, b in zip(rec, np.unique(bins)):
+            m = bins == b
+            assert (r["start"], r["end"], r["count"]) == (pos[m][0], pos[m][-1] + 1, m.sum())
+            assert (r["min"], r["max"]) == (vals[m].min(), vals[m].max())
+            assert r["sum"] == pytest.approx(vals[m].astype(np.float64).sum(), abs=1e-5)
+            assert r["sumsq"] == pytest.approx((vals[m].astype(np.float64) ** 2).sum(), abs=1e-5)

@@ -110,35 +110,55 @@ def dense_segments(values: np.ndarray, skip: int = DENSE_SKIP_ZEROS) -> list[tup
 
 
 def zoom_from_dense(chrom_id: int, pos: int, values: np.ndarray, reduction: int) -> np.ndarray:
-    """Zoom records (one per ``reduction``-base bin) of per-base ``values`` written from ``pos`` on.
+    """Zoom records (one per ``reduction``-base bin) of per-base ``values``, all written, from ``pos`` on."""
+    return zoom_from_mask(chrom_id, pos, values, np.ones(values.size, dtype=bool), reduction)
 
-    Whole bins are reduced as rows of a reshaped view (contiguous, SIMD-friendly);
-    the partial bins at either end separately.
+
+def zoom_from_segments(chrom_id: int, start: int, values: np.ndarray, segments: list[tuple[int, int]],
+                       reduction: int) -> np.ndarray:  # fmt: skip
+    """Zoom records of the ``[a, b)`` ranges of ``values`` (a chunk at ``start``) that are written."""
+    written = np.zeros(values.size, dtype=bool)
+    for a, b in segments:
+        written[a:b] = True
+    return zoom_from_mask(chrom_id, start, values, written, reduction)
+
+
+def zoom_from_mask(chrom_id: int, start: int, values: np.ndarray, written: np.ndarray, reduction: int) -> np.ndarray:
+    """Zoom records of the ``written`` bases of a chunk at ``start``: count, min, max, sum, sum of squares per bin.
+
+    Bases not written must be 0 (the writer leaves out only runs of zeros), so
+    sums need no mask. The chunk is padded to whole bins and reduced as rows of
+    a reshaped view (contiguous, SIMD-friendly, no integer division per base);
+    only the few bins partly written are reduced again under the mask for
+    their min, max and extent. Bins without a written base give no record;
+    start and end are the first and last written base of the bin.
     """
-    n = values.size
-    head = min(n, (-pos) % reduction)
-    body = (n - head) // reduction * reduction
-    parts = [(0, head)] if head else []
-    edges = np.arange(head, head + body + 1, reduction)
-    tail = (head + body, n) if head + body < n else None
-    nrec = len(parts) + body // reduction + (1 if tail else 0)
-    rec = np.empty(nrec, dtype=_REC)
+    head = start % reduction
+    nbins = -(-(head + values.size) // reduction)
+    shape = (nbins, reduction)
+    v = np.zeros(nbins * reduction, dtype=np.float32)
+    v[head : head + values.size] = values
+    mask = np.zeros(nbins * reduction, dtype=bool)
+    mask[head : head + values.size] = written
+    m2, v2 = mask.reshape(shape), v.reshape(shape)
+    count = m2.sum(axis=1)
+    base = start - head + np.arange(nbins, dtype=np.int64) * reduction
+    starts, ends = base.copy(), base + reduction
+    mins, maxs = v2.min(axis=1), v2.max(axis=1)
+    partial = np.flatnonzero((count > 0) & (count < reduction))
+    if partial.size:
+        pm, pv = m2[partial], v2[partial]
+        mins[partial] = np.where(pm, pv, np.inf).min(axis=1)
+        maxs[partial] = np.where(pm, pv, -np.inf).max(axis=1)
+        starts[partial] += pm.argmax(axis=1)
+        ends[partial] = base[partial] + reduction - pm[:, ::-1].argmax(axis=1)
+    keep = np.flatnonzero(count)
+    rec = np.empty(keep.size, dtype=_REC)
     rec["chrom"] = chrom_id
-    starts = np.concatenate(([0] if head else [], edges[:-1], [head + body] if tail else [])).astype(np.int64)
-    ends = np.concatenate(([head] if head else [], edges[1:], [n] if tail else [])).astype(np.int64)
-    rec["start"], rec["end"], rec["count"] = pos + starts, pos + ends, ends - starts
-    mins, maxs = np.empty(nrec, np.float32), np.empty(nrec, np.float32)
-    sums, squares = np.empty(nrec, np.float64), np.empty(nrec, np.float64)
-    i = 0
-    for a, b in parts + ([] if not body else [(head, head + body)]) + ([tail] if tail else []):
-        rows = values[a:b].reshape(-1, reduction) if (a, b) == (head, head + body) else values[a:b].reshape(1, -1)
-        k = rows.shape[0]
-        mins[i : i + k] = rows.min(axis=1)
-        maxs[i : i + k] = rows.max(axis=1)
-        sums[i : i + k] = rows.sum(axis=1, dtype=np.float64)
-        squares[i : i + k] = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
-        i += k
-    rec["min"], rec["max"], rec["sum"], rec["sumsq"] = mins, maxs, sums, squares
+    rec["start"], rec["end"], rec["count"] = starts[keep], ends[keep], count[keep]
+    rec["min"], rec["max"] = mins[keep], maxs[keep]
+    rec["sum"] = v2.sum(axis=1, dtype=np.float64)[keep]
+    rec["sumsq"] = np.einsum("ij,ij->i", v2, v2, dtype=np.float64)[keep]
     return rec
 
 
@@ -208,16 +228,17 @@ def encode_chunk(chrom_id: int, start: int, values: np.ndarray, reduction: int) 
             blocks.starts.append(b0)
             blocks.ends.append(b1)
         return blocks, zoom_from_runs(chrom_id, s, e, v, reduction)
-    zooms = []
-    for a, b in dense_segments(values):
+    segments = dense_segments(values)
+    for a, b in segments:
         for c in range(a, b, DENSE_PER_BLOCK):
             d = min(b, c + DENSE_PER_BLOCK)
             head = SECTION_HEADER.pack(chrom_id, start + c, start + d, 1, 1, 3, 0, d - c)
             blocks.payloads.append(deflate(head + values[c:d].tobytes()))
             blocks.starts.append(start + c)
             blocks.ends.append(start + d)
-        zooms.append(zoom_from_dense(chrom_id, start + a, values[a:b], reduction))
-    return blocks, (np.concatenate(zooms) if zooms else np.empty(0, dtype=_REC))
+    if not segments:
+        return blocks, np.empty(0, dtype=_REC)
+    return blocks, zoom_from_segments(chrom_id, start, values, segments, reduction)
 
 
 def _deflate_zoom(rec: np.ndarray) -> bytes:
