@@ -160,3 +160,45 @@ def test_fraction_for_target_divides_by_available() -> None:
     assert fraction_for(250, 1000, "x.bam") == 0.25
     with pytest.raises(InputError, match=r"x\.bam: asked for 1,001 fragments but only 1,000"):
         fraction_for(1001, 1000, "x.bam")
+
+
+def run_count(*argv: str) -> int:
+    args = build_parser(only="count").parse_args(["count", *argv])
+    from atacdenoise.commands import count as count_cmd
+
+    return count_cmd.run(args)
+
+
+@needs_data
+def test_counts_made_once_are_reused_and_give_the_same_subsample(tmp_path: Path, caplog) -> None:
+    counts = tmp_path / "usable.json"
+    assert run_count("--input", str(PE_BAM), "--sizes", str(HG38), "--out", str(counts)) == 0
+    rec = json.loads(counts.read_text())
+    assert rec["paired_end"] == usable_by_python(PE_BAM, "chr19") == rec["available"] and rec["single_end"] == 0
+    assert rec["chroms"] == ["chr19"] and rec["min_mapq"] == 30 and rec["source"]["bytes"] == PE_BAM.stat().st_size
+    common = ("--input", str(PE_BAM), "--fragments", "3000", "--seed", "7", "--sizes", str(HG38))
+    assert run_subsample(*common, "--out", str(tmp_path / "fresh.bam")) == 0
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert run_subsample(*common, "--counts", str(counts), "--out", str(tmp_path / "reused.bam")) == 0
+    assert "fragment counts reused" in caplog.text
+    fresh = json.loads((tmp_path / "fresh.bam.json").read_text())
+    reused = json.loads((tmp_path / "reused.bam.json").read_text())
+    assert fresh == reused  # same fraction, reads, achieved count (its single-end pass skipped: the input has none)
+    assert (tmp_path / "fresh.bam").read_bytes() == (tmp_path / "reused.bam").read_bytes()
+
+
+@needs_data
+def test_counts_for_other_settings_are_not_reused(tmp_path: Path, caplog) -> None:
+    counts = tmp_path / "usable.json"
+    assert run_count("--input", str(PE_BAM), "--sizes", str(HG38), "--min-mapq", "10", "--out", str(counts)) == 0
+    with caplog.at_level("WARNING"):
+        assert run_subsample("--input", str(PE_BAM), "--fragments", "3000", "--seed", "7", "--sizes", str(HG38),
+                             "--counts", str(counts), "--out", str(tmp_path / "x.bam")) == 0  # fmt: skip
+    assert "made for another min_mapq" in caplog.text
+    assert json.loads((tmp_path / "x.bam.json").read_text())["available"] == usable_by_python(PE_BAM, "chr19")
+    counts.write_text("{not json")
+    with caplog.at_level("WARNING"):
+        assert run_subsample("--input", str(PE_BAM), "--fragments", "3000", "--seed", "7", "--sizes", str(HG38),
+                             "--counts", str(counts), "--out", str(tmp_path / "y.bam")) == 0  # fmt: skip
+    assert "unreadable fragment counts" in caplog.text

@@ -202,13 +202,26 @@ def usable_filter_args(min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False) 
     return pe, se
 
 
+def count_usable_by_kind(
+    path: str | Path, chroms: list[str], min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False, threads: int = 1,
+    kinds: tuple[str, ...] = ("paired_end", "single_end"),
+) -> dict[str, int]:
+    """Usable fragments on ``chroms`` of an indexed BAM, per kind (one htslib pass each): proper pairs, single-end reads.
+
+    A kind left out of ``kinds`` is not counted (0): e.g. a subsample of a BAM
+    without single-end reads has none either, so its second pass can be skipped.
+    """
+    pe, se = usable_filter_args(min_mapq, keep_duplicates)
+    counts = {"paired_end": 0, "single_end": 0}
+    for kind, args in (("paired_end", pe), ("single_end", se)):
+        if kind in kinds:
+            out = pysam.view("-c", "-@", str(max(0, threads - 1)), *args, str(path), *chroms)
+            counts[kind] = int(out.strip() or 0)
+    return counts
+
+
 def count_usable_fragments(
     path: str | Path, chroms: list[str], min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False, threads: int = 1
 ) -> int:
     """Usable fragments (see the module docstring) on ``chroms`` of an indexed BAM, counted by htslib."""
-    pe, se = usable_filter_args(min_mapq, keep_duplicates)
-    total = 0
-    for args in (pe, se):
-        out = pysam.view("-c", "-@", str(max(0, threads - 1)), *args, str(path), *chroms)
-        total += int(out.strip() or 0)
-    return total
+    return sum(count_usable_by_kind(path, chroms, min_mapq, keep_duplicates, threads).values())

@@ -17,6 +17,7 @@ from .errors import InputError
 
 #: subcommand -> (module under atacdenoise.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "count": ("count", "count a BAM's usable fragments once, for all its subsamples (subsample --counts)"),
     "subsample": ("subsample", "subsample a BAM (pair-aware, seeded) or a fragments file to a target depth"),
     "cells": ("cells", "pseudobulk fragments of one cell type, optionally N cells drawn with a seed"),
     "simulate-cells": ("simulate_cells", "test fixture: single-cell fragments and barcodes simulated from a real bulk BAM's cut sites"),

@@ -115,6 +115,34 @@ def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, 
         tmp_bai.unlink(missing_ok=True)
 
 
+def input_identity(path: str | Path) -> dict:
+    """What identifies an input file's contents cheaply: resolved path, size, modification time."""
+    st = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def counts_record(path: str | Path, chroms: list[str], min_mapq: int, counts: dict[str, int]) -> dict:
+    """JSON record of a BAM's usable-fragment counts, with what they depend on (see :func:`reusable_counts`)."""
+    return {"source": input_identity(path), "chroms": list(chroms), "min_mapq": int(min_mapq), **counts,
+            "available": int(sum(counts.values()))}  # fmt: skip
+
+
+def reusable_counts(record_path: str | Path, path: str | Path, chroms: list[str], min_mapq: int) -> dict[str, int] | None:
+    """The counts stored in ``record_path`` if they were made from this very file with these settings, else None (logged)."""
+    try:
+        rec = json.loads(Path(record_path).read_text())
+        stale = [k for k, want in (("source", input_identity(path)), ("chroms", list(chroms)), ("min_mapq", int(min_mapq)))
+                 if rec.get(k) != want]  # fmt: skip
+        counts = {"paired_end": int(rec["paired_end"]), "single_end": int(rec["single_end"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s: unreadable fragment counts (%s); counting %s again", record_path, exc, path)
+        return None
+    if stale:
+        log.warning("%s: made for another %s than %s now has; counting again", record_path, "/".join(stale), path)
+        return None
+    return counts
+
+
 def sidecar_path(out: str | Path) -> Path:
     """``out.json`` beside an output file."""
     return Path(str(out) + ".json")

@@ -1,9 +1,33 @@
 # Stage 1: seeded, pair-aware subsampling of the clean reads to the configured depths.
 
 
+rule count_fragments:
+    input:
+        reads=subsample_source,
+    output:
+        counts="results/subsample/{sample}/usable_fragments.json",
+    params:
+        sizes=config["genome"]["sizes"],
+        min_mapq=config["reads"]["min_mapq"],
+    log:
+        "results/logs/subsample/{sample}/usable_fragments.log",
+    benchmark:
+        "results/benchmarks/subsample/{sample}/usable_fragments.tsv"
+    threads: config["threads"]
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../../envs/atacdenoise.yaml"
+    shell:
+        "atacdenoise count --input {input.reads:q} --sizes {params.sizes:q} --min-mapq {params.min_mapq}"
+        " --threads {threads} --out {output.counts:q} 2> {log:q}"
+
+
 rule subsample_bam:
     input:
         reads=subsample_source,
+        counts="results/subsample/{sample}/usable_fragments.json",
     output:
         bam="results/subsample/{sample}/{depth}.rep{rep}.bam",
         bai="results/subsample/{sample}/{depth}.rep{rep}.bam.bai",
@@ -25,7 +49,8 @@ rule subsample_bam:
         "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise subsample --input {input.reads:q} --fragments {wildcards.depth} --seed {params.seed}"
-        " --sizes {params.sizes:q} --min-mapq {params.min_mapq} --threads {threads} --out {output.bam:q} 2> {log:q}"
+        " --sizes {params.sizes:q} --min-mapq {params.min_mapq} --counts {input.counts:q} --threads {threads}"
+        " --out {output.bam:q} 2> {log:q}"
 
 
 rule subsample_fragments:

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from .. import cutsites as cs
-from ..bam import bam_chrom_sizes, check_bam, count_usable_fragments, open_bam
+from ..bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
 from ..checks import check_writable
 from ..errors import InputError
 from ..fragments import count_fragments, is_gzip, subsample_fragments
@@ -28,6 +28,7 @@ from ..subsample import (
     check_fraction,
     fraction_for,
     report_depth,
+    reusable_counts,
     sidecar_path,
     subsample_bam,
     write_json,
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", type=Path, default=None, help="genome sizes: count fragments on its chromosomes only")
     parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="MAPQ filter used to count usable fragments (BAM)")
     parser.add_argument("--threads", type=int, default=1, help="htslib threads")
+    parser.add_argument("--counts", type=Path, default=None,
+                        help="usable-fragment counts of the BAM input made by `atacdenoise count` (reused when they match the "
+                             "file and settings, so one count serves every depth and replicate; else counted again)")  # fmt: skip
 
 
 def _is_bam(path: Path) -> bool:
@@ -72,7 +76,12 @@ def run_bam(args: argparse.Namespace) -> dict:
         info = check_bam(bam, sizes, args.input)
     finally:
         bam.close()
-    available = count_usable_fragments(args.input, info.chroms, args.min_mapq, threads=args.threads)
+    counts = reusable_counts(args.counts, args.input, info.chroms, args.min_mapq) if args.counts else None
+    if counts is None:
+        counts = count_usable_by_kind(args.input, info.chroms, args.min_mapq, threads=args.threads)
+    else:
+        log.info("%s: fragment counts reused from %s", args.input, args.counts)
+    available = sum(counts.values())
     log.info("%s: %s usable fragments (%s, MAPQ >= %d) on %d chromosome(s)", args.input, f"{available:,}",
              "proper pairs" if info.paired else "single-end reads", args.min_mapq, len(info.chroms))  # fmt: skip
     if args.fragments is not None:
@@ -84,7 +93,9 @@ def run_bam(args: argparse.Namespace) -> dict:
             fraction_for(1, 0, args.input)  # raises the no-usable-fragments error
         target = fraction * available
     subsample_bam(args.input, args.out, fraction, args.seed, args.threads)
-    achieved = count_usable_fragments(args.out, info.chroms, args.min_mapq, threads=args.threads)
+    # a subsample holds no kind of fragment its input lacks: skip that counting pass
+    present = tuple(kind for kind, n in counts.items() if n > 0)
+    achieved = sum(count_usable_by_kind(args.out, info.chroms, args.min_mapq, threads=args.threads, kinds=present).values())
     z = report_depth(target, achieved, available, fraction, args.out)
     return {
         "target": args.fragments if args.fragments is not None else round(target),
