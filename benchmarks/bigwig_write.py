@@ -50,7 +50,7 @@ writer, zooms, threads, out = {writer!r}, {zooms!r}, {threads!r}, {out!r}
 t0 = time.perf_counter()
 if writer == "ours":
     from atacdenoise.bbiwrite import BigWigFileWriter, DEFLATE
-    w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads)
+    w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads, fast=True)  # as inference writes its tracks
     add, close = w.add, w.close
 else:
     import pyBigWig

@@ -273,7 +273,7 @@ def writer_throughput(n: int = 16_000_000) -> float:
     values = (1 / (1 + np.exp(-rng.normal(-3, 2, n)))).astype(np.float32)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        with FloatTrackWriter(Path(d) / "w.bw", {"chr1": n}, 10, threads=default_write_threads()) as w:
+        with FloatTrackWriter(Path(d) / "w.bw", {"chr1": n}, 10, threads=default_write_threads(), fast=True) as w:
             for s in range(0, n, 800_000):
                 w.add("chr1", s, values[s : s + 800_000])
         return n / (time.perf_counter() - t0)

@@ -197,3 +197,33 @@ def test_zoom_records_of_a_chunk_match_brute_force():
             assert (r["min"], r["max"]) == (vals[m].min(), vals[m].max())
             assert r["sum"] == pytest.approx(vals[m].astype(np.float64).sum(), abs=1e-5)
             assert r["sumsq"] == pytest.approx((vals[m].astype(np.float64) ** 2).sum(), abs=1e-5)
+
+
+def test_fast_deflate_reads_back_the_same_values(tmp_path, written):
+    """ISA-L (inference's tracks): other bytes, the same values, header and zoom summaries."""
+    path, tracks = written
+    fast = tmp_path / "fast.bw"
+    write(fast, tracks, threads=2, fast=True)
+    for c, v in tracks.items():
+        assert np.array_equal(read_bigwig(fast, c), v)
+        assert np.array_equal(bbi.fetch(str(fast), c, 0, SIZES[c], missing=0.0).astype(np.float32), v)
+    with pyBigWig.open(str(fast)) as a, pyBigWig.open(str(path)) as b:
+        assert a.header() == b.header()
+        assert a.stats("chr2", 0, SIZES["chr2"], nBins=50) == b.stats("chr2", 0, SIZES["chr2"], nBins=50)
+
+
+def test_same_bytes_in_fresh_processes(tmp_path):
+    """The default (zlib) writer gives the same file from run to run, not only within one process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from atacdenoise.bbiwrite import BigWigFileWriter\n"
+        "rng = np.random.default_rng(0); sizes = {f's{i}': 1000 + i for i in range(200)}; sizes['big'] = 600_000\n"
+        "with BigWigFileWriter(sys.argv[1], sizes, threads=2) as w:\n"
+        "    for c, n in sizes.items():\n"
+        "        v = rng.random(n).astype(np.float32); v[v < 0.2] = 0; w.add(c, 0, v)\n"
+    )
+    for name in ("a.bw", "b.bw"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True)
+    assert (tmp_path / "a.bw").read_bytes() == (tmp_path / "b.bw").read_bytes()

@@ -6,13 +6,14 @@ compresses every block with zlib at the default level in the calling thread
 data into memory (~14 bytes a base, some 40 GB for hg38), so whole-genome
 tracks had to be written without zoom levels. Here:
 
-* each chunk is encoded (fixed-step or bedGraph items), deflated (ISA-L's
-  zlib-compatible ``isal_zlib`` when installed, else zlib level 1: per-base
-  floats barely compress, so higher levels cost time for ~5 % of size) and
-  summarised for the first zoom level by a worker thread; those calls release
-  the GIL, so ``threads`` workers use ``threads`` cores;
-* the caller's thread writes the results strictly in order, so the file is
-  the same for any number of threads;
+* each chunk is encoded (fixed-step or bedGraph items), deflated at level 1
+  (per-base floats barely compress, so higher levels cost time for ~5 % of
+  size; zlib, or with ``fast`` ISA-L's 4-10x faster ``isal_zlib``, whose
+  bytes are not reproducible) and summarised for the first zoom level by a
+  worker thread; those calls release the GIL, so ``threads`` workers use
+  ``threads`` cores;
+* the caller's thread writes the results strictly in order, so with zlib the
+  file is the same bytes for any number of threads;
 * zoom records are built incrementally from each chunk's first-level summary
   (every level is a multiple of the first), compressed, and spilled to
   anonymous temporary files (nothing left behind if the process is killed),
@@ -41,7 +42,7 @@ import numpy as np
 
 from .intervals import intervals_from_mask, run_lengths
 
-try:  # ISA-L deflate: zlib-format streams, 4-5x faster than zlib level 1 at the same size
+try:  # ISA-L deflate: zlib-format streams, 4-10x faster than zlib level 1 at the same size
     from isal import isal_zlib as _deflate_mod
 
     DEFLATE = "isal"
@@ -82,9 +83,17 @@ _LEAF_ITEM = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"
 _NODE_ITEM = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"), ("offset", "<u8")])
 
 
-def deflate(data: bytes) -> bytes:
-    """zlib-format stream of ``data`` (releases the GIL)."""
-    return _deflate_mod.compress(data, DEFLATE_LEVEL)
+def deflate(data: bytes, fast: bool = False) -> bytes:
+    """zlib-format stream of ``data`` (both compressors release the GIL).
+
+    ``fast``: ISA-L, 4-10x faster than zlib at the same level and size, but its
+    streams are not reproducible byte for byte (the same input gave different,
+    equally valid streams from run to run, 1-5 blocks in 3,000); the values
+    read back are always the same. Otherwise zlib: the same bytes every run.
+    """
+    if fast and DEFLATE == "isal":
+        return _deflate_mod.compress(data, DEFLATE_LEVEL)
+    return zlib.compress(data, DEFLATE_LEVEL)
 
 
 @dataclass
@@ -209,7 +218,7 @@ def _merge_two(a: np.void, b: np.void) -> tuple:
             max(a["max"], b["max"]), a["sum"] + b["sum"], a["sumsq"] + b["sumsq"])
 
 
-def encode_chunk(chrom_id: int, start: int, values: np.ndarray, reduction: int) -> tuple[_Blocks, np.ndarray]:
+def encode_chunk(chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False) -> tuple[_Blocks, np.ndarray]:
     """Blocks and first-level zoom records of per-base ``values`` at ``start`` (zeros left out, see the writer)."""
     blocks = _Blocks()
     n = values.size
@@ -224,7 +233,7 @@ def encode_chunk(chrom_id: int, start: int, values: np.ndarray, reduction: int) 
             part = items[a : a + RUNS_PER_BLOCK]
             b0, b1 = int(part["start"][0]), int(part["end"][-1])
             head = SECTION_HEADER.pack(chrom_id, b0, b1, 0, 0, 1, 0, part.size)
-            blocks.payloads.append(deflate(head + part.tobytes()))
+            blocks.payloads.append(deflate(head + part.tobytes(), fast))
             blocks.starts.append(b0)
             blocks.ends.append(b1)
         return blocks, zoom_from_runs(chrom_id, s, e, v, reduction)
@@ -233,7 +242,7 @@ def encode_chunk(chrom_id: int, start: int, values: np.ndarray, reduction: int) 
         for c in range(a, b, DENSE_PER_BLOCK):
             d = min(b, c + DENSE_PER_BLOCK)
             head = SECTION_HEADER.pack(chrom_id, start + c, start + d, 1, 1, 3, 0, d - c)
-            blocks.payloads.append(deflate(head + values[c:d].tobytes()))
+            blocks.payloads.append(deflate(head + values[c:d].tobytes(), fast))
             blocks.starts.append(start + c)
             blocks.ends.append(start + d)
     if not segments:
@@ -241,11 +250,11 @@ def encode_chunk(chrom_id: int, start: int, values: np.ndarray, reduction: int) 
     return blocks, zoom_from_segments(chrom_id, start, values, segments, reduction)
 
 
-def _deflate_zoom(rec: np.ndarray) -> bytes:
+def _deflate_zoom(rec: np.ndarray, fast: bool = False) -> bytes:
     disk = np.empty(rec.size, dtype=_DISK_REC)
     for name in _DISK_REC.names:
         disk[name] = rec[name]
-    return deflate(disk.tobytes())
+    return deflate(disk.tobytes(), fast)
 
 
 # --- index trees ---------------------------------------------------------------------------------------------------
@@ -267,36 +276,21 @@ def rtree_bytes(leaves: np.ndarray, offset: int, end_of_data: int, items_per_slo
         up["c0"], up["s0"] = below["c0"][idx], below["s0"][idx]
         up["c1"], up["e1"] = below["c1"][last], below["e1"][last]
         levels.append(up)
-    head_size = 48
-    # node sizes per level, top-down
-    sizes_top_down = []
+    # items per node, node sizes and node offsets, level by level from the root down (an empty tree: one empty leaf)
+    plan, pos = [], offset + 48
     for depth, items in enumerate(reversed(levels)):
         is_leaf = depth == len(levels) - 1
-        item_size = _LEAF_ITEM.itemsize if is_leaf else _NODE_ITEM.itemsize
-        counts = np.diff(np.append(np.arange(0, max(items.size, 1), FANOUT), max(items.size, 1)))
-        if items.size == 0:
-            counts = np.array([0])
-        sizes_top_down.append((is_leaf, counts, 4 + counts * item_size))
-    # start offset of every node
-    node_offsets = []
-    pos = offset + head_size
-    for _, _, sizes in sizes_top_down:
-        starts = pos + np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        node_offsets.append(starts)
+        counts = np.array([min(FANOUT, items.size - a) for a in range(0, items.size, FANOUT)] or [0])
+        sizes = 4 + counts * (_LEAF_ITEM.itemsize if is_leaf else _NODE_ITEM.itemsize)
+        plan.append((is_leaf, counts, pos + np.concatenate(([0], np.cumsum(sizes)[:-1]))))
         pos += int(sizes.sum())
-    out = bytearray()
-    first = leaves[0] if n else None
-    lastleaf = leaves[-1] if n else None
-    out += struct.pack(
-        "<IIQIIIIQII", RTREE_MAGIC, FANOUT, n,
-        int(first["c0"]) if n else 0, int(first["s0"]) if n else 0,
-        int(lastleaf["c1"]) if n else 0, int(lastleaf["e1"]) if n else 0,
-        end_of_data, items_per_slot, 0,
-    )  # fmt: skip
-    for depth, (is_leaf, counts, _) in enumerate(sizes_top_down):
+    first, last = (leaves[0], leaves[-1]) if n else (np.zeros(1, _LEAF_ITEM)[0],) * 2
+    out = bytearray(struct.pack("<IIQIIIIQII", RTREE_MAGIC, FANOUT, n, int(first["c0"]), int(first["s0"]), int(last["c1"]),
+                                int(last["e1"]), end_of_data, items_per_slot, 0))  # fmt: skip
+    for depth, (is_leaf, counts, _) in enumerate(plan):
         items = levels[len(levels) - 1 - depth].copy()
         if not is_leaf:  # point each item at its child node on the next level down
-            items["offset"] = node_offsets[depth + 1]
+            items["offset"] = plan[depth + 1][2]
         a = 0
         for count in counts.tolist():
             out += struct.pack("<BBH", 1 if is_leaf else 0, 0, count)
@@ -427,17 +421,22 @@ class BigWigFileWriter:
     zeros (left out; a missing base reads as 0). Values are stored exactly as
     float32. ``zoom_levels``: at most this many zoom levels (0: none), the first
     at :data:`FIRST_ZOOM` bases, each :data:`ZOOM_FACTOR` times the last, none
-    coarser than the longest chromosome. ``close()`` finishes the file;
-    ``abort()`` closes it unfinished (the caller deletes it).
+    coarser than the longest chromosome. ``fast``: deflate with ISA-L (see
+    :func:`deflate`: faster, values identical, bytes not reproducible);
+    otherwise zlib, and the same input gives the same file for any number of
+    threads. ``close()`` finishes the file; ``abort()`` closes it unfinished
+    (the caller deletes it).
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], zoom_levels: int = 10, threads: int = 1):
+    def __init__(self, path: str | Path, sizes: dict[str, int], zoom_levels: int = 10, threads: int = 1,
+                 fast: bool = False):  # fmt: skip
         self.path = Path(path)
         self.sizes = {c: int(n) for c, n in sizes.items()}
         for c, n in self.sizes.items():
             if n >= 2**32:
                 raise ValueError(f"{c}: {n} bases, more than a bigWig can address")
         self.ids = {c: i for i, c in enumerate(self.sizes)}
+        self.fast = fast
         longest = max(self.sizes.values(), default=0)
         self.reductions = [FIRST_ZOOM * ZOOM_FACTOR**k for k in range(max(0, zoom_levels))]
         self.reductions = [r for r in self.reductions if r <= max(longest, FIRST_ZOOM)]
@@ -473,7 +472,7 @@ class BigWigFileWriter:
             raise ValueError(f"values run past the end of {chrom}")
         self._last = (idx, start + values.size)
         if values.size:
-            self._data.submit(encode_chunk, idx, int(start), values, FIRST_ZOOM, meta=idx)
+            self._data.submit(encode_chunk, idx, int(start), values, FIRST_ZOOM, self.fast, meta=idx)
 
     # -- results, in order, on the caller's thread
 
@@ -502,7 +501,7 @@ class BigWigFileWriter:
             for level in self._zooms:  # each level from the one below: 4x fewer records each time
                 records = reduce_records(records, level.reduction)
                 for rec in level.add(records):
-                    self._zoom_out.submit(_deflate_zoom, rec, meta=(level, rec))
+                    self._zoom_out.submit(_deflate_zoom, rec, self.fast, meta=(level, rec))
 
     def _consume_zoom(self, payload: bytes, meta) -> None:
         level, rec = meta
@@ -516,7 +515,7 @@ class BigWigFileWriter:
             self._data.drain(everything=True)
             for level in self._zooms:
                 for rec in level.finish():
-                    self._zoom_out.submit(_deflate_zoom, rec, meta=(level, rec))
+                    self._zoom_out.submit(_deflate_zoom, rec, self.fast, meta=(level, rec))
             self._zoom_out.drain(everything=True)
             self._finish_file()
         finally:

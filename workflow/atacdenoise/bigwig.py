@@ -106,26 +106,29 @@ class BigWigWriter:
     (model outputs, p-values) as per-base values, leaving out only long runs of
     zeros. A missing base reads as 0. Values are stored as float32, exactly.
     Zoom levels (``max_zooms``, 0 for none) are built as the data streams in,
-    in bounded memory; ``threads`` deflate blocks in parallel. The file appears
+    in bounded memory; ``threads`` deflate blocks in parallel; ``fast`` uses
+    ISA-L (values identical, bytes not reproducible run to run; the default,
+    zlib, gives the same bytes every run). The file appears
     under its final name only when the ``with`` block ends without an error.
     ``in_place``: write straight to ``path`` (for a caller that already chose a
     temporary name and renames it itself); it is still deleted on an error.
     """
 
     def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, in_place: bool = False,
-                 threads: int = 1):  # fmt: skip
+                 threads: int = 1, fast: bool = False):  # fmt: skip
         self.path = Path(path)
         self.sizes = dict(sizes)
         self.max_zooms = max_zooms
         self.in_place = in_place
         self.threads = threads
+        self.fast = fast
         self.tmp = self.path if in_place else temp_path_for(self.path)
 
     def __enter__(self) -> "BigWigWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.in_place:
             remove_stale_temps(self.path)
-        self.writer = BigWigFileWriter(self.tmp, self.sizes, zoom_levels=self.max_zooms, threads=self.threads)
+        self.writer = BigWigFileWriter(self.tmp, self.sizes, zoom_levels=self.max_zooms, threads=self.threads, fast=self.fast)
         return self
 
     def add(self, chrom: str, start: int, values: np.ndarray) -> None:

@@ -6,7 +6,8 @@ deflated on a thread pool and zoom levels are streamed to disk, so
 whole-genome tracks get zoom levels too (libBigWig built them in memory,
 ~14 bytes a base, and wrote ~9 M bases/s in one thread; see
 ``benchmarks/bigwig_write.py``).
-:class:`TrackWriterProcess` runs one writer in a child process, so the two
+:class:`TrackWriterProcess` runs one writer in a child process (deflating with
+ISA-L: model outputs are not bit-reproducible across devices anyway), so the two
 tracks of inference are written in parallel and the process feeding the GPU
 is not held up by the writers' Python work under its GIL (whole genome, tiny
 model, 2 cores: 238-271 s this way, 257-294 s with the writers as threads of
@@ -48,7 +49,7 @@ def _write_loop(path: str, sizes: dict[str, int], max_zooms: int, threads: int, 
                 parent: int) -> None:  # fmt: skip
     """Child process: write the chunks that arrive until ``None`` (keep the file) or ``"abort"`` (delete it)."""
     try:
-        with FloatTrackWriter(path, sizes, max_zooms, in_place=True, threads=threads) as writer:  # the parent named it and renames it
+        with FloatTrackWriter(path, sizes, max_zooms, in_place=True, threads=threads, fast=True) as writer:  # the parent named it and renames it
             while True:
                 try:
                     item = chunks.get(timeout=5)
