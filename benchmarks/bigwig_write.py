@@ -19,7 +19,9 @@ process's.
 
 Rows: pyBigWig with 10 zoom levels (libBigWig builds them at close), pyBigWig
 without zoom levels (what inference wrote above 100 Mb before), and ours with
-10 zoom levels at 1 thread and at ``--threads``. Every output is read back
+10 zoom levels: with ISA-L (``fast``, as inference writes its tracks) at 1
+thread and at ``--threads``, and with zlib (reproducible bytes, as coverage and
+p-value tracks are written) at ``--threads``. Every output is read back
 with pyBigWig and compared with the track (identical float32 values).
 
 Usage: ``.venv/bin/python benchmarks/bigwig_write.py [--quick] [--bases 20M 80M 250M] [--kind prob|signal] [--runs 3]``
@@ -46,11 +48,12 @@ np.lib.format.read_magic(fh)
 np.lib.format.read_array_header_1_0(fh)
 data_start = fh.tell()
 sizes = {sizes!r}
-writer, zooms, threads, out = {writer!r}, {zooms!r}, {threads!r}, {out!r}
+writer, zooms, threads, out, fast = {writer!r}, {zooms!r}, {threads!r}, {out!r}, {fast!r}
 t0 = time.perf_counter()
 if writer == "ours":
     from atacdenoise.bbiwrite import BigWigFileWriter, DEFLATE
-    w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads, fast=True)  # as inference writes its tracks
+    w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads, fast=fast)
+    DEFLATE = DEFLATE if fast else "zlib"
     add, close = w.add, w.close
 else:
     import pyBigWig
@@ -124,19 +127,21 @@ def main() -> None:
     genome = C.read_sizes(C.chrom_sizes_file())
     work = args.cache / "bigwig_write"
     work.mkdir(parents=True, exist_ok=True)
-    writers = [("pyBigWig", 10, 1), ("pyBigWig", 0, 1), ("ours", 10, 1)]
+    # ours as inference writes its tracks (ISA-L, 1 and N threads), and as every other bigWig is written (zlib: reproducible bytes)
+    writers = [("pyBigWig", 10, 1, False), ("pyBigWig", 0, 1, False), ("ours", 10, 1, True)]
     if args.threads > 1:
-        writers.append(("ours", 10, args.threads))
+        writers.append(("ours", 10, args.threads, True))
+    writers.append(("ours", 10, args.threads, False))
     rows, data, times = [], {"samples": []}, {w: [] for w in writers}
     for n in bases:
         sizes = C.genome_prefix(genome, n)
         npy = make_track(work / f"{args.kind}-{n}.npy", n, args.kind)
         base_rate = None
-        for writer, zooms, threads in writers:
-            out = work / f"out-{writer}-{zooms}-{threads}.bw"
+        for writer, zooms, threads, fast in writers:
+            out = work / f"out-{writer}-{zooms}-{threads}-{fast}.bw"
             code = WRITE.format(workflow=str(C.REPO / "workflow"), npy=str(npy), sizes=sizes, writer=writer, zooms=zooms,
-                                threads=threads, out=str(out), chunk=CHUNK)
-            label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}"
+                                threads=threads, out=str(out), chunk=CHUNK, fast=fast)
+            label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}{' isal' if fast else ''}"
             samples = C.repeat(lambda: C.run_python(code), args.runs, label)
             if not args.no_check:
                 check_output(out, npy, sizes)
@@ -144,12 +149,12 @@ def main() -> None:
             rate = n / secs
             if base_rate is None:
                 base_rate = rate
-            times[(writer, zooms, threads)].append(secs)
+            times[(writer, zooms, threads, fast)].append(secs)
             size = out.stat().st_size
             rows.append([C.fmt_num(n), f"{writer} ({samples[0].extra['deflate']})", zooms, threads, f"{secs:.2f}",
                          f"{rate / 1e6:.1f}", f"{rate / base_rate:.2f}x", C.fmt_bytes(C.peak_rss(samples)),
                          f"{size / n:.2f}"])
-            data["samples"].append({"bases": n, "writer": writer, "zooms": zooms, "threads": threads,
+            data["samples"].append({"bases": n, "writer": writer, "zooms": zooms, "threads": threads, "fast": fast,
                                     "wall": [s.wall for s in samples], "inner": [s.inner for s in samples],
                                     "rss": [s.rss for s in samples], "file_bytes": size})
             out.unlink()
@@ -158,7 +163,7 @@ def main() -> None:
              "zoom levels on the same size."]
     for w, t in times.items():
         if len(t) >= 2:
-            notes.append(C.scaling_note(bases, t, f"{w[0]} zooms={w[1]} threads={w[2]}"))
+            notes.append(C.scaling_note(bases, t, f"{w[0]} zooms={w[1]} threads={w[2]}{' isal' if w[3] else ''}"))
     if not args.no_check:
         notes.append("Every output was read back with pyBigWig: identical float32 values at every base.")
     C.report(f"bigWig writing of a per-base float track ({args.kind})",

@@ -65,8 +65,8 @@ ZOOM_PER_BLOCK = BUF_SIZE // 32
 #: children per R-tree / B+ tree node (as the UCSC tools)
 FANOUT = 256
 #: reduction of the first zoom level (bases) and the factor between levels. 128 bp: a browser view of
-#: >= 100 kb reads zoom records; narrower views read the raw blocks (fast). Finer levels cost 4 bytes a base
-#: of raw zoom data per 32 bp/level: a quarter of the data itself at 32 bp.
+#: >= 100 kb reads zoom records; narrower views read the raw blocks (fast). A zoom record is 32 bytes: at
+#: 32 bp that is 1 byte a base before compression (a quarter of the data itself), at 128 bp a quarter byte.
 FIRST_ZOOM = 128
 ZOOM_FACTOR = 4
 #: in a dense chunk, runs of zeros at least this long are left out (shorter ones are written)
