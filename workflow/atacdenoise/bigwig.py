@@ -1,4 +1,4 @@
-"""bigWig reading (pyBigWig) and atomic, streamed writing (the native writer of :mod:`atacdenoise.bbiwrite`)."""
+"""bigWig reading and atomic, streamed writing: the native reader and writer (:mod:`atacdenoise.bbiread`, :mod:`atacdenoise.bbiwrite`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pyBigWig
 
 from .atomic import remove_stale_temps, temp_path_for
+from .bbiread import BigWigFileReader, BigWigReadError
 from .bbiwrite import BigWigFileWriter
 from .errors import InputError
 from .genome import check_chrom_lengths, check_chrom_names
@@ -17,18 +17,18 @@ from .genome import check_chrom_lengths, check_chrom_names
 log = logging.getLogger(__name__)
 
 
-def open_bigwig(path: str | Path):
-    """Open a bigWig for reading, with a clear error when it is missing or not a bigWig."""
+def open_bigwig(path: str | Path, threads: int = 1) -> BigWigFileReader:
+    """Open a bigWig for reading (the native reader), with a clear error when it is missing or not a bigWig.
+
+    ``threads``: workers that inflate data blocks (1: the calling thread).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: bigWig not found")
     try:
-        bw = pyBigWig.open(str(path))
-    except RuntimeError:
-        bw = None
-    if bw is None or not bw.isBigWig():
-        raise InputError(f"{path}: not a readable bigWig file (truncated or another format); re-create it")
-    return bw
+        return BigWigFileReader(path, threads=threads)
+    except (BigWigReadError, OSError) as exc:
+        raise InputError(f"{path}: not a readable bigWig file ({exc}); re-create it") from exc
 
 
 def bigwig_chrom_sizes(path: str | Path) -> dict[str, int]:
@@ -76,22 +76,12 @@ def read_bigwig(path: str | Path, chrom: str, start: int = 0, end: int | None = 
     own = bw is None
     bw = open_bigwig(path) if own else bw
     try:
-        length = bw.chroms(chrom)
-        if length is None:
+        if bw.chroms(chrom) is None:
             raise InputError(f"{path}: chromosome {chrom} not in this bigWig")
-        end = length if end is None else end
-        out = np.zeros(end - start, dtype=np.float32)
-        ivals = bw.intervals(chrom, start, end)
-        if ivals:
-            arr = np.asarray(ivals, dtype=np.float64)
-            s = np.clip(arr[:, 0].astype(np.int64) - start, 0, end - start)
-            e = np.clip(arr[:, 1].astype(np.int64) - start, 0, end - start)
-            lengths = e - s
-            # paint the (sorted, non-overlapping) runs: positions of every base of every run
-            first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-            pos = np.repeat(s - first, lengths) + np.arange(int(lengths.sum()))
-            out[pos] = np.repeat(arr[:, 2].astype(np.float32), lengths)
-        return out
+        try:
+            return bw.values(chrom, start, end, fill=0.0)
+        except BigWigReadError as exc:
+            raise InputError(f"{exc}; re-create it") from exc
     finally:
         if own:
             bw.close()

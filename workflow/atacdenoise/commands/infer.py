@@ -140,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
-    """float32[hi - lo] of an open bigWig, bases without data as 0 (filled in C: fast for dense and sparse tracks)."""
-    return np.nan_to_num(np.asarray(bw.values(chrom, lo, hi, numpy=True), dtype=np.float32), copy=False)
+    """float32[hi - lo] of an open bigWig (:func:`atacdenoise.bigwig.open_bigwig`), bases without data or NaN as 0."""
+    return np.nan_to_num(bw.values(chrom, lo, hi, fill=0.0), copy=False)
 
 
 def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], paths: dict[str, Path], threshold: float) -> int:

@@ -122,8 +122,8 @@ class BigWigSource:
 
     def read(self, chrom: str, start: int, end: int) -> np.ndarray:
         """float32[end - start]."""
-        values = np.asarray(self.bw.values(chrom, start, end, numpy=True), dtype=np.float32)
-        return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        values = self.bw.values(chrom, start, end, fill=0.0)
+        return np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def close(self) -> None:
         self.bw.close()
