@@ -16,9 +16,12 @@ bedGraph (MACS3).
 Rows:
 
 * ``macs3 bdgpeakcall`` (CLI on the bedGraph; start-up included);
-* ours from the bigWig file: read each chromosome (pyBigWig), ``call_peaks`` +
-  ``peak_table`` (summits, scores), write the narrowPeak; timed in a fresh
-  Python process (wall = whole process incl. imports; "in-process" = the work);
+* ours from the bigWig file, as ``atacdenoise threshold`` runs it: the native
+  reader gives each chromosome as runs (smooth track) or per base; the runs or
+  per-base caller + narrowPeak table (summits, scores); write the narrowPeak;
+  timed in a fresh Python process (wall = whole process incl. imports;
+  "in-process" = the work);
+* the same with pyBigWig reading per base (the previous path, for comparison);
 * ours on the in-memory array (``call_peaks`` + ``peak_table``, what inference
   does on each chunk it has just computed).
 
@@ -80,6 +83,33 @@ def make_inputs(path_bw: Path, path_bdg: Path, sizes: dict[str, int], mean_run: 
 OURS_FROM_FILE = """
 import json, time
 t0 = time.perf_counter()
+import numpy as np, pandas as pd
+from atacdenoise.bigwig import open_bigwig
+from atacdenoise.callpeaks import peaks_of_track
+from atacdenoise.intervals import write_narrowpeak
+t1 = time.perf_counter()
+bw = open_bigwig({bw!r}, threads={threads})
+tables, read_s, call_s, runs = [], 0.0, 0.0, 0
+for chrom, n in bw.chroms().items():
+    a = time.perf_counter()
+    data = bw.track(chrom, fill=0.0)  # runs for a smooth track, per-base values otherwise
+    b = time.perf_counter()
+    runs += isinstance(data, tuple)
+    tables.append(peaks_of_track(chrom, data, n, {cutoff}, {min_length}, {max_gap}, name_prefix=chrom + "_peak"))
+    call_s += time.perf_counter() - b
+    read_s += b - a
+bw.close()
+a = time.perf_counter()
+df = pd.concat(tables, ignore_index=True)
+write_narrowpeak(df, {out!r})
+write_s = time.perf_counter() - a
+print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "read_s": read_s, "call_s": call_s,
+                  "write_s": write_s, "peaks": len(df), "chroms_as_runs": runs}}))
+"""
+
+OURS_PYBIGWIG = """
+import json, time
+t0 = time.perf_counter()
 import numpy as np, pandas as pd, pyBigWig
 from atacdenoise.callpeaks import call_peaks, peak_table
 from atacdenoise.intervals import write_narrowpeak
@@ -106,10 +136,11 @@ print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "re
 
 OURS_IN_MEMORY = """
 import json, time
-import numpy as np, pyBigWig
+import numpy as np
+from atacdenoise.bigwig import open_bigwig
 from atacdenoise.callpeaks import call_peaks, peak_table
-bw = pyBigWig.open({bw!r})
-arrays = {{c: np.nan_to_num(bw.values(c, 0, n, numpy=True).astype(np.float32, copy=False), copy=False) for c, n in bw.chroms().items()}}
+bw = open_bigwig({bw!r})
+arrays = {{c: bw.values(c, fill=0.0) for c, n in bw.chroms().items()}}
 bw.close()
 t0 = time.perf_counter()
 n_peaks = 0
@@ -133,6 +164,7 @@ def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
     p.add_argument("--bases", nargs="+", type=C.parse_size, default=None,
                    help="sizes of tracks with ~25-bp runs (default 10M 50M 250M; --quick 2M 10M)")
+    p.add_argument("--skip-pybigwig", action="store_true", help="leave out the row that reads the bigWig with pyBigWig")
     p.add_argument("--dense-bases", nargs="*", type=C.parse_size, default=None,
                    help="sizes of tracks with a new value at nearly every base, like a model's output (default 2M 10M; --quick none)")
     args = p.parse_args()
@@ -156,14 +188,16 @@ def main() -> None:
             peer_out, our_out = work / "macs3.narrowPeak", work / "ours.narrowPeak"
             peer_cmd = [macs3, "bdgpeakcall", "-i", str(bdg), "-c", str(CUTOFF), "-l", str(MIN_LENGTH), "-g", str(MAX_GAP),
                         "--no-trackline", "--outdir", str(work), "-o", peer_out.name]
-            kw = dict(bw=str(bw), cutoff=CUTOFF, min_length=MIN_LENGTH, max_gap=MAX_GAP, out=str(our_out))
-            res = {
-                "macs3 bdgpeakcall (bedGraph)": C.repeat(lambda: C.run_cmd(peer_cmd)[0], args.runs, "macs3"),
-                "ours, from the bigWig": C.repeat(lambda: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file"),
-                "ours, in memory": C.repeat(lambda: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory"),
-            }
+            kw = dict(bw=str(bw), cutoff=CUTOFF, min_length=MIN_LENGTH, max_gap=MAX_GAP, out=str(our_out), threads=args.threads)
+            res = {"macs3 bdgpeakcall (bedGraph)": C.repeat(lambda: C.run_cmd(peer_cmd)[0], args.runs, "macs3")}
+            res["ours, from the bigWig"] = C.repeat(lambda: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file")
             a, b = read_intervals(peer_out), read_intervals(our_out)
             identical = a.shape == b.shape and bool((a == b).all())
+            if not args.skip_pybigwig:
+                res["ours, from the bigWig read by pyBigWig"] = C.repeat(
+                    lambda: C.run_python(OURS_PYBIGWIG.format(**kw)), args.runs, "ours file (pyBigWig)")
+                identical_pybw = np.array_equal(read_intervals(our_out), a)
+            res["ours, in memory"] = C.repeat(lambda: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory")
             peer = C.med(res["macs3 bdgpeakcall (bedGraph)"])
             for name, samples in res.items():
                 wall, inner = C.med(samples), C.med(samples, "inner")
@@ -172,7 +206,8 @@ def main() -> None:
                 rows.append([f"{n / 1e6:g}", f"{lines / 1e6:.2f}", "~25 bp" if mean_run > 1 else "per base", name,
                              f"{wall:.2f}" if inner != inner or "memory" in name else f"{wall:.2f} ({inner:.2f} in-process)",
                              f"{n / t_judged / 1e6:.1f}", f"{peer / t_judged:.1f}x" if "macs3" not in name else "1.0x",
-                             C.fmt_bytes(C.peak_rss(samples)), ("yes" if identical else "NO") if "bigWig" in name else ""])
+                             C.fmt_bytes(C.peak_rss(samples)),
+                             ("yes" if (identical_pybw if "pyBigWig" in name else identical) else "NO") if "bigWig" in name else ""])
             ours_file = res["ours, from the bigWig"]
             if mean_run > 1:
                 scale["n"].append(n)
@@ -193,8 +228,11 @@ def main() -> None:
         "identical = the same (chrom, start, end) intervals, in the same order, as MACS3's narrowPeak.",
         "Tracks: '~25 bp' = runs of equal value ~25 bp long on average (a smooth track); 'per base' = a new value at nearly every "
         "base, as a model's peak probability is (one bedGraph line per base for MACS3).",
-        "Ours from the bigWig reads each chromosome with pyBigWig `values(numpy=True)` and sets missing bases to 0 with "
-        "`np.copyto(where=isnan)`; the split of its time (read / call / write) is in the JSON output and the log.",
+        f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
+        "(`atacdenoise.bbiread`, blocks inflated on threads) gives a smooth track as runs and a per-base one as an array; "
+        "`peaks_of_track` calls the runs without painting them base by base (`call_peaks_runs` + `peak_table_runs`). "
+        "The split of its time (read / call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
+        "previous path (pyBigWig `values(numpy=True)` per chromosome, then the per-base caller), kept for comparison.",
         C.scaling_note(scale["n"], scale["ours"], "ours (from the bigWig)"),
         C.scaling_note(scale["n"], scale["mem"], "ours (in memory)"),
         C.scaling_note(scale["n"], scale["peer"], "macs3 bdgpeakcall"),

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atacdenoise.callpeaks import call_peaks, peak_summits, peak_table
+from atacdenoise.callpeaks import call_peaks, call_peaks_runs, peak_summits, peak_table, peak_table_runs
+from atacdenoise.intervals import run_lengths
 from atacdenoise.intervals import NARROWPEAK_COLUMNS
 from atacdenoise.peaks import write_bedgraph
 
@@ -142,3 +143,56 @@ def test_peak_table_columns_score_and_summit_offsets():
 def test_peak_table_of_no_peaks_is_empty_with_narrowpeak_columns():
     df = peak_table("chr1", np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(100, np.float32))
     assert df.empty and list(df.columns) == NARROWPEAK_COLUMNS
+
+
+# --- the run-length path (smooth tracks read from a bigWig as runs) gives what the per-base path gives ---------------
+
+
+def smooth_probability(length: int, seed: int, with_gaps: bool, negative: bool = False) -> np.ndarray:
+    """Runs of equal values (~25 bp), plateaus of tied maxima, runs exactly at the cutoff; optional zero stretches."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.geometric(1 / 25, length // 10)
+    vals = np.round(rng.uniform(-0.3 if negative else 0.0, 1.0, lengths.size) * 8) / 8  # few levels: many ties
+    track = np.repeat(vals.astype(np.float32), lengths)[:length]
+    track = np.pad(track, (0, max(0, length - track.size)))
+    if with_gaps:
+        for a in rng.integers(0, length, 40):
+            track[a : a + int(rng.integers(1, 400))] = 0
+    return track
+
+
+def as_runs(track: np.ndarray, drop_zeros: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The track as runs of equal values (zero runs left out when ``drop_zeros``, as a bigWig writer does)."""
+    starts, ends, values = run_lengths(track)
+    keep = values != 0 if drop_zeros else np.ones(values.size, bool)
+    return starts[keep], ends[keep], values[keep]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("cutoff,min_length,max_gap", [(0.5, 200, 30), (0.75, 50, 0), (0.25, 1, 100), (0.0, 100, 10), (-0.1, 50, 5)])
+def test_runs_path_equals_per_base_path(seed, cutoff, min_length, max_gap):
+    track = smooth_probability(200_000, seed, with_gaps=seed % 2 == 0, negative=seed >= 4)
+    want_s, want_e = call_peaks(track, cutoff, min_length, max_gap)
+    want = peak_table("chrA", want_s, want_e, track, name_prefix="p", first_number=7)
+    for drop_zeros in (True, False):
+        rs, re_, rv = as_runs(track, drop_zeros)
+        s, e = call_peaks_runs(rs, re_, rv, track.size, cutoff, min_length, max_gap)
+        assert s.tolist() == want_s.tolist() and e.tolist() == want_e.tolist()
+        for given in (None, cutoff):
+            got = peak_table_runs("chrA", s, e, rs, re_, rv, name_prefix="p", first_number=7, cutoff=given)
+            pd.testing.assert_frame_equal(got, want)
+    assert want_s.size > 5 or cutoff <= 0
+
+
+def test_runs_path_nan_reads_as_zero_and_no_runs():
+    track = np.zeros(1000, np.float32)
+    track[100:400] = 0.9
+    rs, re_, rv = np.array([100, 400]), np.array([400, 500]), np.array([0.9, np.nan], np.float32)
+    s, e = call_peaks_runs(rs, re_, rv, 1000, 0.5)
+    assert (s.tolist(), e.tolist()) == ([100], [400])
+    table = peak_table_runs("c", s, e, rs, re_, rv)
+    assert table["summit"].tolist() == [150] and table["signal"].tolist() == pytest.approx([0.9])
+    empty = np.zeros(0, np.int64)
+    s, e = call_peaks_runs(empty, empty, np.zeros(0, np.float32), 1000, 0.5)
+    assert s.size == e.size == 0
+    assert list(peak_table_runs("c", s, e, empty, empty, np.zeros(0)).columns) == NARROWPEAK_COLUMNS

@@ -333,6 +333,17 @@ def test_cli_peaks_equal_macs3_bdgpeakcall_on_the_written_probability_track(geno
     assert any((p.start // 1000) != ((p.end - 1) // 1000) for p in ours.itertuples())
 
 
+def test_threshold_command_reproduces_inference_peaks(inferred, tmp_path):
+    """`atacdenoise threshold` at the model's threshold, summits on the track: inference's narrowPeak, byte for byte."""
+    prefix = inferred["prefix"]
+    out = tmp_path / "again.narrowPeak"
+    res = subprocess.run([sys.executable, "-m", "atacdenoise.cli", "threshold", "--prob", f"{prefix}.peakprob.bw",
+                          "--track", f"{prefix}.track.bw", "--threshold", "0.5", "--out", out],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert out.read_text() == open(f"{prefix}.peaks.narrowPeak").read()
+
+
 def _no_outputs(prefix: Path) -> bool:
     return not [p.name for p in prefix.parent.iterdir() if p.name.startswith(prefix.name) or p.name.startswith(f".{prefix.name}")]
 

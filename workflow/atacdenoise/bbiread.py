@@ -326,32 +326,62 @@ class BigWigFileReader:
             raise BigWigReadError(f"{self.path}: a data block does not inflate ({exc}); the file is damaged") from exc
 
 
+_SECTION = np.dtype([("chrom", "<u4"), ("start", "<u4"), ("end", "<u4"), ("step", "<u4"), ("span", "<u4"),
+                     ("type", "u1"), ("reserved", "u1"), ("count", "<u2")])  # fmt: skip
+_RUN_ITEM = np.dtype([("start", "<u4"), ("end", "<u4"), ("value", "<f4")])
+
+
 def _decode_blocks(blocks: list[bytes], cid: int, path: Path):
-    """Decode inflated blocks (sections) in order; yields ``(kind, decoded)`` for runs of blocks of one kind."""
+    """Decode inflated blocks (sections) in order; yields ``(kind, decoded)`` for runs of blocks of one kind.
+
+    Only the 24-byte section headers are gathered; items are viewed in place
+    (fixed step) or joined and viewed as records (bedGraph), never indexed item by item.
+    """
     lengths = np.fromiter((len(b) for b in blocks), dtype=np.int64, count=len(blocks))
-    if np.any(lengths % 4) or np.any(lengths < 24):
+    if np.any(lengths < _SECTION.itemsize):
         raise BigWigReadError(f"{path}: a data block has an impossible size; the file is damaged")
-    words = np.frombuffer(b"".join(blocks), dtype="<u4")
-    floats = words.view("<f4")
-    off = np.cumsum(lengths // 4) - lengths // 4
-    head = words[off[:, None] + np.arange(6)]
-    chrom, s, e, step, span = (head[:, i].astype(np.int64) for i in range(5))
-    kind = (head[:, 5] & 0xFF).astype(np.int64)
-    count = (head[:, 5] >> 16).astype(np.int64)
-    item_words = np.select([kind == BEDGRAPH, kind == VARSTEP, kind == FIXEDSTEP], [3, 2, 1], 0)
-    if np.any(item_words == 0) or np.any(6 + count * item_words > lengths // 4):
+    head = np.frombuffer(b"".join([blk[: _SECTION.itemsize] for blk in blocks]), dtype=_SECTION)
+    chrom, s, step, span = (head[k].astype(np.int64) for k in ("chrom", "start", "step", "span"))
+    kind = head["type"].astype(np.int64)
+    count = head["count"].astype(np.int64)
+    item_size = np.select([kind == BEDGRAPH, kind == VARSTEP, kind == FIXEDSTEP], [12, 8, 4], 0)
+    if np.any(item_size == 0) or np.any(_SECTION.itemsize + count * item_size > lengths):
         raise BigWigReadError(f"{path}: a data block has an unknown section type or too many items; the file is damaged")
-    mine = chrom == cid
-    # contiguous fixed step (span == step): per-base values copied as slices; everything else as runs
-    dense = mine & (kind == FIXEDSTEP) & (span == step) & (count > 0)
-    other = mine & ~dense & (count > 0)
-    cut = np.flatnonzero(np.diff(dense.astype(np.int8))) + 1
-    for a, b in zip(np.concatenate(([0], cut)).tolist(), np.concatenate((cut, [dense.size])).tolist()):
-        if dense[a]:
-            yield FIXEDSTEP, _fixed_segments(floats, off[a:b], s[a:b], span[a:b], count[a:b])
-        elif other[a:b].any():
-            sel = np.flatnonzero(other[a:b]) + a
-            yield BEDGRAPH, _runs(words, floats, off[sel], kind[sel], s[sel], step[sel], span[sel], count[sel])
+    mine = (chrom == cid) & (count > 0)
+    # contiguous fixed step (span == step): per-base values viewed in place; everything else as runs
+    group = np.where(mine & (kind == FIXEDSTEP) & (span == step), 1, np.where(mine & (kind == BEDGRAPH), 2, np.where(mine, 3, 0)))
+    cut = np.flatnonzero(np.diff(group)) + 1
+    for a, b in zip(np.concatenate(([0], cut)).tolist(), np.concatenate((cut, [group.size])).tolist()):
+        g = int(group[a])
+        if g == 1:
+            yield FIXEDSTEP, [
+                (st, st + sp * n, _floats(blocks[j], n) if sp == 1 else np.repeat(_floats(blocks[j], n), sp))
+                for j, st, sp, n in zip(range(a, b), s[a:b].tolist(), span[a:b].tolist(), count[a:b].tolist())
+            ]
+        elif g == 2:
+            rec = np.frombuffer(b"".join([memoryview(blocks[j])[24 : 24 + 12 * n] for j, n in zip(range(a, b), count[a:b].tolist())]),
+                                dtype=_RUN_ITEM)  # fmt: skip
+            yield BEDGRAPH, _Decoded(rec["start"], rec["end"], rec["value"])  # views; _join_runs copies
+        elif g == 3:
+            yield BEDGRAPH, _other_runs(blocks[a:b], kind[a:b], s[a:b], step[a:b], span[a:b], count[a:b])
+
+
+def _floats(block: bytes, n: int) -> np.ndarray:
+    return np.frombuffer(block, dtype="<f4", count=n, offset=_SECTION.itemsize)
+
+
+def _other_runs(blocks: list[bytes], kind, s, step, span, count) -> _Decoded:
+    """Items of variable-step and gapped fixed-step blocks as runs."""
+    parts = []
+    for blk, k, st, sp_step, sp, n in zip(blocks, kind.tolist(), s.tolist(), step.tolist(), span.tolist(), count.tolist()):
+        if k == VARSTEP:
+            rec = np.frombuffer(blk, dtype=[("start", "<u4"), ("value", "<f4")], count=n, offset=_SECTION.itemsize)
+            starts = rec["start"].astype(np.int64)
+            parts.append((starts, starts + sp, rec["value"].copy()))
+        else:
+            starts = st + sp_step * np.arange(n, dtype=np.int64)
+            parts.append((starts, starts + sp, _floats(blk, n).copy()))
+    return _Decoded(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
 
 
 def _paint(out: np.ndarray, start: int, kind: int, decoded) -> None:
@@ -378,50 +408,32 @@ def _as_runs(kind: int, decoded) -> _Decoded:
 
 
 def _join_runs(parts: list[_Decoded], start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate runs of several batches, sorted by start and clipped to ``[start, end)``."""
+    """Concatenate runs of several batches, sorted by start and clipped to ``[start, end)`` (int64 positions)."""
     if not parts:
         z = np.zeros(0, dtype=np.int64)
         return z, z.copy(), np.zeros(0, dtype=np.float32)
-    starts = np.concatenate([p.starts for p in parts])
-    ends = np.concatenate([p.ends for p in parts])
-    vals = np.concatenate([p.values for p in parts])
+    starts = np.concatenate([p.starts for p in parts]).astype(np.int64, copy=False)
+    ends = np.concatenate([p.ends for p in parts]).astype(np.int64, copy=False)
+    vals = np.concatenate([p.values for p in parts]) if len(parts) > 1 else parts[0].values.copy()
     if starts.size > 1 and np.any(starts[1:] < starts[:-1]):
         order = np.argsort(starts, kind="stable")
         starts, ends, vals = starts[order], ends[order], vals[order]
-    starts, ends = np.maximum(starts, start), np.minimum(ends, end)
-    keep = ends > starts
-    return starts[keep], ends[keep], vals[keep]
-
-
-def _fixed_segments(floats: np.ndarray, off: np.ndarray, s: np.ndarray, span: np.ndarray, count: np.ndarray) -> list:
-    """``(start, end, per-base values)`` of each contiguous fixed-step block (views into the inflated batch when span is 1)."""
-    out = []
-    for o, st, sp, n in zip(off.tolist(), s.tolist(), span.tolist(), count.tolist()):
-        vals = floats[o + 6 : o + 6 + n]
-        out.append((st, st + sp * n, vals if sp == 1 else np.repeat(vals, sp)))
-    return out
-
-
-def _runs(words, floats, off, kind, s, step, span, count) -> _Decoded:
-    """Items of bedGraph, variable-step and non-contiguous fixed-step blocks as runs (vectorised over all items)."""
-    total = int(count.sum())
-    first = np.cumsum(count) - count
-    i = np.arange(total) - np.repeat(first, count)
-    k = np.repeat(kind, count)
-    w = np.repeat(off + 6, count) + i * np.repeat(np.select([kind == BEDGRAPH, kind == VARSTEP], [3, 2], 1), count)
-    if np.all(kind == BEDGRAPH):  # the common case (smooth tracks): no per-item selects
-        return _Decoded(words[w].astype(np.int64), words[w + 1].astype(np.int64), floats[w + 2])
-    sec_start, sec_step, sec_span = (np.repeat(x, count) for x in (s, step, span))
-    starts = np.where(k == FIXEDSTEP, sec_start + i * sec_step, words[w].astype(np.int64))
-    ends = np.where(k == BEDGRAPH, words[np.minimum(w + 1, words.size - 1)].astype(np.int64), starts + sec_span)
-    values = floats[w + np.select([k == BEDGRAPH, k == VARSTEP], [2, 1], 0)]
-    return _Decoded(starts, ends, values)
+    # sorted, non-overlapping: the runs inside lie between two cut points; only the end runs need clipping
+    lo, hi = int(np.searchsorted(ends, start, side="right")), int(np.searchsorted(starts, end, side="left"))
+    starts, ends, vals = starts[lo:hi], ends[lo:hi], vals[lo:hi]
+    if starts.size:
+        starts[0] = max(starts[0], start)
+        ends[-1] = min(ends[-1], end)
+        if ends[0] <= starts[0] or ends[-1] <= starts[-1]:  # an empty range cut a run to nothing
+            keep = ends > starts
+            starts, ends, vals = starts[keep], ends[keep], vals[keep]
+    return starts, ends, vals
 
 
 def _paint_runs(out: np.ndarray, start: int, runs: _Decoded) -> None:
     """Write runs into ``out`` (covering ``[start, start + out.size)``); bases between runs keep their values."""
-    lo = np.clip(runs.starts - start, 0, out.size)
-    hi = np.clip(runs.ends - start, 0, out.size)
+    lo = np.clip(runs.starts.astype(np.int64) - start, 0, out.size)
+    hi = np.clip(runs.ends.astype(np.int64) - start, 0, out.size)
     keep = hi > lo
     lo, hi, vals = lo[keep], hi[keep], runs.values[keep]
     if not lo.size:

@@ -162,7 +162,21 @@ def peak_table(
         raise ValueError(f"track and score differ in length: {track.shape} vs {score.shape}")
     summits, _ = peak_summits(starts, ends, track)
     best = segment_max(score, starts, ends).astype(np.float64) if starts.size else np.zeros(0)
-    best = np.nan_to_num(best)
+    return narrowpeak_frame(chrom, starts, ends, best, summits, name_prefix, first_number, score_scale)
+
+
+def narrowpeak_frame(
+    chrom: str,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    best: np.ndarray,
+    summits: np.ndarray,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+    score_scale: float = 1000.0,
+) -> pd.DataFrame:
+    """The narrowPeak rows of :func:`peak_table` from each peak's maximum score and absolute summit."""
+    best = np.nan_to_num(np.asarray(best, dtype=np.float64))
     if best.size and (best.min() < 0 or best.max() > 1):
         pval = np.full(best.size, -1.0)
     else:
@@ -178,7 +192,127 @@ def peak_table(
             "signal": best,
             "pval": pval + 0.0,
             "qval": -1.0,
-            "summit": summits - starts,
+            "summit": np.asarray(summits, dtype=np.int64) - starts,
         },
         columns=NARROWPEAK_COLUMNS,
     )
+
+
+# --- the same on a run-length track (a bigWig's bedGraph items), without painting it base by base ----------------
+
+
+def fill_gaps(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, length: int, fill: float = 0.0):
+    """Runs covering ``[0, length)``: the given sorted, non-overlapping runs plus ``fill`` runs between them."""
+    bounds_lo = np.concatenate(([0], ends))
+    bounds_hi = np.concatenate((starts, [length]))
+    n = starts.size
+    s = np.empty(2 * n + 1, dtype=np.int64)
+    e = np.empty(2 * n + 1, dtype=np.int64)
+    v = np.empty(2 * n + 1, dtype=np.float32)
+    s[0::2], e[0::2], v[0::2] = bounds_lo, bounds_hi, fill
+    s[1::2], e[1::2], v[1::2] = starts, ends, values
+    keep = e > s
+    return s[keep], e[keep], v[keep]
+
+
+def call_peaks_runs(
+    starts: np.ndarray, ends: np.ndarray, values: np.ndarray, length: int, cutoff: float, min_length: int = 200, max_gap: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`call_peaks` on a track given as runs (bases outside every run read as 0; NaN as 0).
+
+    Returns the intervals ``call_peaks`` returns on the painted per-base track,
+    in time proportional to the number of runs, not of bases.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float32)
+    cut = np.float32(cutoff)
+    if np.float32(0) >= cut:  # missing bases and NaN (0) pass the cutoff too
+        starts, ends, values = fill_gaps(starts, ends, np.nan_to_num(values), length, 0.0)
+    above = values >= cut  # NaN is not
+    s, e = starts[above], ends[above]
+    empty = np.zeros(0, dtype=np.int64)
+    if not s.size:
+        return empty, empty.copy()
+    opens = np.concatenate(([True], s[1:] - e[:-1] > max_gap))
+    closes = np.concatenate((opens[1:], [True]))
+    s, e = s[opens], e[closes]
+    keep = e - s >= min_length
+    return s[keep], e[keep]
+
+
+def peak_table_runs(
+    chrom: str,
+    peak_starts: np.ndarray,
+    peak_ends: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    values: np.ndarray,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+    score_scale: float = 1000.0,
+    cutoff: float | None = None,
+) -> pd.DataFrame:
+    """:func:`peak_table` (summit on the score itself) for peaks of :func:`call_peaks_runs` on the same runs.
+
+    Peaks begin and end at run boundaries, so every run lies wholly inside a
+    peak or outside all; the summit is the middle base of the tied maxima, as
+    :func:`peak_summits`. ``cutoff`` (the one the peaks were called with)
+    lets only the runs that pass it be looked at: a peak's maximum always does.
+    """
+    ps = np.asarray(peak_starts, dtype=np.int64)
+    pe = np.asarray(peak_ends, dtype=np.int64)
+    if not ps.size:
+        return narrowpeak_frame(chrom, ps, pe, np.zeros(0), ps, name_prefix, first_number, score_scale)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float32)
+    if cutoff is not None and np.float32(cutoff) > 0:
+        above = values >= np.float32(cutoff)
+        starts, ends, values = starts[above], ends[above], values[above]
+    else:
+        values = np.nan_to_num(values)
+        if values.size and values.min() <= 0:  # missing bases (0) could then be, or tie with, a peak's maximum
+            starts, ends, values = fill_gaps(starts, ends, values, int(pe[-1]), 0.0)
+    idx = np.searchsorted(pe, starts, side="right")
+    inside = idx < ps.size
+    inside[inside] &= starts[inside] >= ps[idx[inside]]
+    pid, s, e, v = idx[inside], starts[inside], ends[inside], values[inside]
+    best = np.maximum.reduceat(v, np.searchsorted(pid, np.arange(ps.size)))
+    tied = v == best[pid]
+    tp, ts, tl = pid[tied], s[tied], (e - s)[tied]
+    cum = np.cumsum(tl)
+    before = (cum - tl)[np.searchsorted(tp, np.arange(ps.size))]
+    count = np.bincount(tp, weights=tl, minlength=ps.size).astype(np.int64)
+    target = before + count // 2
+    j = np.searchsorted(cum, target, side="right")
+    summits = ts[j] + (target - (cum[j] - tl[j]))
+    return narrowpeak_frame(chrom, ps, pe, best.astype(np.float64), summits, name_prefix, first_number, score_scale)
+
+
+def peaks_of_track(
+    chrom: str,
+    data: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
+    length: int,
+    cutoff: float,
+    min_length: int = 200,
+    max_gap: int = 30,
+    track: np.ndarray | None = None,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+) -> pd.DataFrame:
+    """narrowPeak rows of one chromosome's score given per base (an array) or as runs (``starts, ends, values``).
+
+    Runs (a smooth track read from a bigWig) are called without painting them
+    base by base; both forms give the same rows. ``track`` (per base) places
+    the summits; it needs the per-base form.
+    """
+    if isinstance(data, tuple):
+        if track is not None:
+            raise ValueError("a summit track needs the score per base, not as runs")
+        starts, ends, values = data
+        ps, pe = call_peaks_runs(starts, ends, values, length, cutoff, min_length, max_gap)
+        return peak_table_runs(chrom, ps, pe, starts, ends, values, name_prefix, first_number, cutoff=cutoff)
+    score = np.nan_to_num(np.asarray(data, dtype=np.float32))
+    ps, pe = call_peaks(score, cutoff, min_length, max_gap)
+    return peak_table(chrom, ps, pe, score, track=track, name_prefix=name_prefix, first_number=first_number)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model-info": ("model_info", "parameter count and receptive field of a model configuration"),
     "train": ("train", "train the denoising ResNet (GPU if present, else CPU); resumes from checkpoints"),
     "infer": ("infer", "denoise a coverage bigWig: track, peak-probability bigWig and narrowPeak"),
+    "threshold": ("threshold", "peaks from a peak-probability bigWig at another threshold (no model run)"),
     "metrics": ("metrics", "benchmark metrics of model, noisy input and MACS3 against the clean data"),
     "plots": ("plots", "figures for the report: PR curves, metric vs depth, track snapshots"),
     "summary": ("summary", "headline table (summary.tsv) from metrics.tsv files"),
