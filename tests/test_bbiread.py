@@ -178,6 +178,8 @@ def test_track_gives_runs_for_smooth_and_an_array_for_per_base(tmp_path):
         runs = r.track("smooth", fill=0.0)
         assert isinstance(runs, tuple)
         s, e, v = runs
+        assert s.dtype.kind in "iu" and e.dtype.kind in "iu"  # positions as stored (uint32 for bedGraph items)
+        s, e = s.astype(np.int64), e.astype(np.int64)
         painted = np.zeros(n, np.float32)
         painted[np.repeat(s - (np.cumsum(e - s) - (e - s)), e - s) + np.arange(int((e - s).sum()))] = np.repeat(v, e - s)
         assert np.array_equal(painted, smooth)

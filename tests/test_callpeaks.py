@@ -196,3 +196,26 @@ def test_runs_path_nan_reads_as_zero_and_no_runs():
     s, e = call_peaks_runs(empty, empty, np.zeros(0, np.float32), 1000, 0.5)
     assert s.size == e.size == 0
     assert list(peak_table_runs("c", s, e, empty, empty, np.zeros(0)).columns) == NARROWPEAK_COLUMNS
+
+
+def test_narrowpeak_text_equals_pandas_to_csv(tmp_path):
+    """The fast narrowPeak writer writes what pandas' to_csv(float_format='%.5g') wrote before it."""
+    from atacdenoise.intervals import format_narrowpeak, write_narrowpeak
+
+    rng = np.random.default_rng(0)
+    n = 500
+    df = pd.DataFrame({
+        "chrom": rng.choice(["chr1", "chr2", "chrUn_gl000220"], n), "start": rng.integers(0, 10**9, n),
+        "end": rng.integers(0, 10**9, n), "name": [f"p_{i}" for i in range(n)], "score": rng.integers(0, 1001, n),
+        "strand": ".", "signal": rng.random(n) * 10.0 ** rng.integers(-6, 6, n), "pval": rng.random(n).astype(np.float32),
+        "qval": -1.0, "summit": rng.integers(-1, 500, n),
+    })  # fmt: skip
+    df.loc[3, "signal"] = np.nan
+    mixed = df.astype({"pval": object})  # floats inside an object column (after concatenating an empty frame)
+    for frame in (df, mixed, df.iloc[:0]):
+        want = frame[NARROWPEAK_COLUMNS].to_csv(sep="\t", header=False, index=False, float_format="%.5g")
+        if frame is mixed:  # pandas leaves floats of object columns unformatted; we format them as the float columns
+            want = df[NARROWPEAK_COLUMNS].to_csv(sep="\t", header=False, index=False, float_format="%.5g")
+        assert format_narrowpeak(frame) == want
+    write_narrowpeak(df, tmp_path / "x.narrowPeak")
+    assert (tmp_path / "x.narrowPeak").read_text() == format_narrowpeak(df)

@@ -211,14 +211,17 @@ class BigWigFileReader:
         :meth:`track`) for those.
         """
         cid, start, end = self._range(chrom, start, end)
-        return _join_runs([_as_runs(kind, d) for kind, d in self._batches(cid, start, end)], start, end)
+        starts, ends, values = _join_runs([_as_runs(kind, d) for kind, d in self._batches(cid, start, end)], start, end)
+        return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False), values
 
     def track(self, chrom: str, start: int = 0, end: int | None = None, fill: float = np.nan, max_density: float = 0.25):
         """:meth:`runs` when the stored items are sparse (a smooth track), else :meth:`values` with ``fill``.
 
         Decides on the data as it is decoded: once the items so far exceed
         ``max_density`` per base (and 100,000), the rest is painted per base.
-        Returns a tuple ``(starts, ends, values)`` or a float32 array.
+        Returns a tuple ``(starts, ends, values)`` or a float32 array. Run
+        positions keep the file's integer type (uint32 for bedGraph items):
+        half the memory of int64, which a caller converts after selecting.
         """
         cid, start, end = self._range(chrom, start, end)
         parts: list[tuple[int, object]] = []
@@ -408,12 +411,12 @@ def _as_runs(kind: int, decoded) -> _Decoded:
 
 
 def _join_runs(parts: list[_Decoded], start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenate runs of several batches, sorted by start and clipped to ``[start, end)`` (int64 positions)."""
+    """Concatenate runs of several batches, sorted by start and clipped to ``[start, end)`` (positions as stored)."""
     if not parts:
         z = np.zeros(0, dtype=np.int64)
         return z, z.copy(), np.zeros(0, dtype=np.float32)
-    starts = np.concatenate([p.starts for p in parts]).astype(np.int64, copy=False)
-    ends = np.concatenate([p.ends for p in parts]).astype(np.int64, copy=False)
+    starts = np.concatenate([p.starts for p in parts])
+    ends = np.concatenate([p.ends for p in parts])
     vals = np.concatenate([p.values for p in parts]) if len(parts) > 1 else parts[0].values.copy()
     if starts.size > 1 and np.any(starts[1:] < starts[:-1]):
         order = np.argsort(starts, kind="stable")

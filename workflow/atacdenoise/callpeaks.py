@@ -223,14 +223,13 @@ def call_peaks_runs(
     Returns the intervals ``call_peaks`` returns on the painted per-base track,
     in time proportional to the number of runs, not of bases.
     """
-    starts = np.asarray(starts, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
     values = np.asarray(values, dtype=np.float32)
     cut = np.float32(cutoff)
     if np.float32(0) >= cut:  # missing bases and NaN (0) pass the cutoff too
-        starts, ends, values = fill_gaps(starts, ends, np.nan_to_num(values), length, 0.0)
+        starts, ends, values = fill_gaps(np.asarray(starts, np.int64), np.asarray(ends, np.int64), np.nan_to_num(values), length, 0.0)
     above = values >= cut  # NaN is not
-    s, e = starts[above], ends[above]
+    # positions may come as stored (uint32): select first, then widen only the selected runs
+    s, e = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64)
     empty = np.zeros(0, dtype=np.int64)
     if not s.size:
         return empty, empty.copy()
@@ -264,13 +263,13 @@ def peak_table_runs(
     pe = np.asarray(peak_ends, dtype=np.int64)
     if not ps.size:
         return narrowpeak_frame(chrom, ps, pe, np.zeros(0), ps, name_prefix, first_number, score_scale)
-    starts = np.asarray(starts, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
     values = np.asarray(values, dtype=np.float32)
     if cutoff is not None and np.float32(cutoff) > 0:
         above = values >= np.float32(cutoff)
-        starts, ends, values = starts[above], ends[above], values[above]
+        starts, ends, values = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64), values[above]
     else:
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
         values = np.nan_to_num(values)
         if values.size and values.min() <= 0:  # missing bases (0) could then be, or tie with, a peak's maximum
             starts, ends, values = fill_gaps(starts, ends, values, int(pe[-1]), 0.0)
