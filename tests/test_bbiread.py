@@ -187,3 +187,19 @@ def test_track_gives_runs_for_smooth_and_an_array_for_per_base(tmp_path):
         assert isinstance(dense, np.ndarray) and np.array_equal(dense, per_base)
         part = r.track("dense", 1234, 5678, fill=0.0)  # too few items to switch: runs of one base
         assert isinstance(part, tuple) and np.array_equal(part[2], per_base[1234:5678])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_damaged_block_is_a_clear_error(tmp_path, threads):
+    path = tmp_path / "ok.bw"
+    write_bigwig(path, SIZES, mixed_tracks(SIZES))
+    with BigWigFileReader(path) as r:
+        leaves = r._leaves(r._chrom_ids["chr1"])
+    raw = bytearray(path.read_bytes())
+    for leaf in leaves[: min(16, leaves.size)]:  # overwrite the middle of several compressed blocks
+        mid = int(leaf["offset"]) + int(leaf["size"]) // 2
+        raw[mid : mid + 8] = b"\xff" * 8
+    bad = tmp_path / "bad.bw"
+    bad.write_bytes(bytes(raw))
+    with BigWigFileReader(bad, threads=threads) as r, pytest.raises(BigWigReadError, match="damaged"):
+        r.values("chr1")

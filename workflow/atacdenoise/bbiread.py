@@ -28,6 +28,7 @@ import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ _RTREE_HEADER = struct.Struct("<IIQIIIIQII")
 _LEAF = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"), ("offset", "<u8"), ("size", "<u8")])
 _NODE = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"), ("offset", "<u8")])
 BEDGRAPH, VARSTEP, FIXEDSTEP = 1, 2, 3
-#: inflated bytes decoded at a time (bounds the reader's memory beside the output)
-BATCH_BYTES = 32 << 20
+#: inflated bytes decoded at a time (bounds the reader's memory beside the output; the next batch inflates meanwhile)
+BATCH_BYTES = 8 << 20
 #: neighbouring blocks closer than this in the file are read with one pread
 _READ_GAP = 1 << 16
 
@@ -248,13 +249,29 @@ class BigWigFileReader:
         return _join_runs([_as_runs(k, d) for k, d in parts], start, end)
 
     def stats(self, chrom: str, start: int = 0, end: int | None = None, type: str = "sum", exact: bool = True) -> list:  # noqa: A002
-        """``[sum]`` of the values over the range (exact, float64), as pyBigWig's ``stats(type="sum", exact=True)``."""
+        """``[sum]`` of the values over the range (exact, float64; None without data), as pyBigWig's ``stats(type="sum", exact=True)``.
+
+        Summed a batch at a time: memory stays bounded for per-base tracks too.
+        """
         if type != "sum":
             raise ValueError("only type='sum' is supported")
-        starts, ends, vals = self.runs(chrom, start, end)
-        if not starts.size:
-            return [None]
-        return [float(np.dot((ends - starts).astype(np.float64), vals.astype(np.float64)))]
+        cid, start, end = self._range(chrom, start, end)
+        total, seen = 0.0, False
+        for kind, decoded in self._batches(cid, start, end):
+            if kind == FIXEDSTEP:
+                for s, e, vals in decoded:
+                    a, b = max(s, start), min(e, end)
+                    if a < b:
+                        total += float(vals[a - s : b - s].sum(dtype=np.float64))
+                        seen = True
+            else:
+                lo = np.maximum(decoded.starts.astype(np.int64), start)
+                hi = np.minimum(decoded.ends.astype(np.int64), end)
+                keep = hi > lo
+                if keep.any():
+                    total += float(np.dot((hi - lo)[keep].astype(np.float64), decoded.values[keep].astype(np.float64)))
+                    seen = True
+        return [total if seen else None]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -295,10 +312,14 @@ class BigWigFileReader:
         # batches of blocks whose inflated size is bounded (a block inflates to at most uncompress_buf_size)
         per_block = max(self.uncompress_buf_size, 1)
         per_batch = max(1, BATCH_BYTES // per_block) if self.uncompress_buf_size else max(1, BATCH_BYTES // max(int(sizes.max()), 1))
-        for lo in range(0, hit.size, per_batch):
-            hi = min(hit.size, lo + per_batch)
-            payloads = self._read_blocks(offsets[lo:hi], sizes[lo:hi])
-            blocks = self._inflate(payloads)
+        # the next batch is read and handed to the inflating threads before this one is decoded
+        lows = list(range(0, hit.size, per_batch))
+        pending = self._inflate(self._read_blocks(offsets[: per_batch], sizes[: per_batch]))
+        for i in range(len(lows)):
+            blocks = pending()
+            if i + 1 < len(lows):
+                lo, hi = lows[i + 1], min(hit.size, lows[i + 1] + per_batch)
+                pending = self._inflate(self._read_blocks(offsets[lo:hi], sizes[lo:hi]))
             yield from _decode_blocks(blocks, cid, self.path)
 
     def _read_blocks(self, offsets: np.ndarray, sizes: np.ndarray) -> list[memoryview]:
@@ -314,19 +335,27 @@ class BigWigFileReader:
             out += [raw[int(o) - base : int(e) - base] for o, e in zip(offsets[a:b], ends[a:b])]
         return out
 
-    def _inflate(self, payloads: list[memoryview]) -> list[bytes]:
+    def _inflate(self, payloads: list[memoryview]) -> Callable[[], list[bytes]]:
+        """Start inflating ``payloads`` on the worker threads; the returned call waits for and returns the blocks."""
         compressed = self.uncompress_buf_size > 0
-        try:
-            if self.threads == 1 or len(payloads) < 8 or not compressed:
-                return _inflate_all(payloads, compressed)
+        if self.threads == 1 or len(payloads) < 8 or not compressed:
+            parts = None
+        else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bigwig-inflate")
             step = -(-len(payloads) // (4 * self.threads))
-            parts = self._pool.map(_inflate_all, [payloads[i : i + step] for i in range(0, len(payloads), step)],
-                                   [compressed] * len(range(0, len(payloads), step)))  # fmt: skip
-            return [b for part in parts for b in part]
-        except zlib.error as exc:
-            raise BigWigReadError(f"{self.path}: a data block does not inflate ({exc}); the file is damaged") from exc
+            chunks = [payloads[i : i + step] for i in range(0, len(payloads), step)]
+            parts = [self._pool.submit(_inflate_all, chunk, compressed) for chunk in chunks]
+
+        def collect() -> list[bytes]:
+            try:
+                if parts is None:
+                    return _inflate_all(payloads, compressed)
+                return [b for part in parts for b in part.result()]
+            except (zlib.error, _inflate_mod.error) as exc:
+                raise BigWigReadError(f"{self.path}: a data block does not inflate ({exc}); the file is damaged") from exc
+
+        return collect
 
 
 _SECTION = np.dtype([("chrom", "<u4"), ("start", "<u4"), ("end", "<u4"), ("step", "<u4"), ("span", "<u4"),
