@@ -8,11 +8,13 @@ Roofline: the best of ten 2048x2048x2048 fp32 matrix products (``torch.mm``, the
 same thread count as inference) in a fresh process, measured right before every
 timed run (the machine is shared, so its speed drifts; each run is judged against
 the roofline of its own moment). ``roofline bp/s = matmul FLOP/s / model FLOPs
-per output base`` where the model's FLOPs per position are 2 x the multiply-adds
-of its convs (bias and ReLU left out) and a tile computes ``interval + 2 pad``
-positions for ``interval`` output bases (1.2x for 50 kb + 2 x 5 kb). Both
-figures are printed: "% roofline" per output base (what a user gets) and per
-computed position (how well the convs use the cores).
+per base`` where the model's FLOPs per base are 2 x the multiply-adds of its
+convs at one position (bias and ReLU left out). A tile computes ``interval + 2
+pad`` positions for ``interval`` output bases (1.2x for the model's 50 kb + 2 x
+5 kb, 1.1x with ``--interval 100000``): that context is our overhead and counts
+against us. Both figures are printed: "% roofline (per base)", output bases/s
+against the roofline (what a user gets, the issue's figure), and "(positions)",
+computed positions/s against it (how well the convs use the cores).
 
 Rows:
 
@@ -20,7 +22,9 @@ Rows:
   fresh process for several batch sizes and threads, fp32 vs bf16 autocast,
   eager vs ``torch.compile`` (levers measured to choose the defaults);
 * the real command, bigWig in (synthetic coverage over the leading hg38
-  chromosomes, ``--sizes``), track/peakprob bigWigs and narrowPeak out, with a
+  chromosomes, ``--sizes``), once with each of ``--convs`` (``native``: the
+  compiled kernel of ``atacdenoise.cpuconv``, what the command uses on a CPU;
+  ``torch``: PyTorch's oneDNN convolutions, ``ATACDENOISE_NATIVE_CONV=0``), track/peakprob bigWigs and narrowPeak out, with a
   random-weight model of the preset (speed does not depend on the weights):
   wall time of the whole process, the command's own denoise time, peak RSS of
   the process tree (the two bigWig writer processes included) and of the main
@@ -141,8 +145,10 @@ def levers(args, fpp: int) -> list[list]:
 
 
 def run_infer(model: Path, bw: Path, sizes_file: Path, out: Path, threads: int, batch: int | None,
-              forward_batch: int | None = None, no_mkldnn: bool = False, chroms: list[str] | None = None) -> tuple[C.Sample, dict]:
-    """The real command; ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run."""
+              forward_batch: int | None = None, no_mkldnn: bool = False, chroms: list[str] | None = None,
+              conv: str = "native", interval: int | None = None) -> tuple[C.Sample, dict]:
+    """The real command; ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run;
+    ``conv``: "native" (the compiled kernel of ``atacdenoise.cpuconv``, the default) or "torch" (PyTorch/oneDNN)."""
     setup = ""
     if forward_batch:
         setup += f"import atacdenoise.infer as i; i.CPU_FORWARD_BATCH = {forward_batch}; "
@@ -155,7 +161,12 @@ def run_infer(model: Path, bw: Path, sizes_file: Path, out: Path, threads: int, 
         cmd += ["--chroms", *chroms]
     if batch:
         cmd += ["--batch-size", str(batch)]
-    sample, text = C.run_cmd(cmd, capture=False)
+    if interval:
+        cmd += ["--interval", str(interval)]
+    sample, text = C.run_cmd(cmd, capture=False, env={"ATACDENOISE_NATIVE_CONV": "1" if conv == "native" else "0"})
+    native = re.search(r"(\d+) convolutions on the native kernel", text)
+    if conv == "native" and not native:
+        C.log("  warning: the native convolution was not used (no C compiler?); this row is PyTorch's")
     m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s: .* model time ([\d.]+) s", text)
     rss = re.search(r"peak memory \(RSS\) of the main process: ([\d.]+) GiB", text)
     bs = re.search(r"tiles of \d+ bp with \d+ bp context, (\d+) per batch", text)
@@ -171,6 +182,10 @@ def main() -> None:
     p.add_argument("--forward-batches", nargs="+", type=int, default=[0],
                    help="tiles per forward pass to compare (infer.CPU_FORWARD_BATCH; 0 = the code's default)")
     p.add_argument("--preset", default="atacworks", choices=sorted(MODELS))
+    p.add_argument("--intervals", nargs="+", type=int, default=[0, 100_000],
+                   help="infer --interval values (output bases per tile; 0 = the model's) run with the native convolution")
+    p.add_argument("--convs", nargs="+", default=["native", "torch"], choices=["native", "torch"],
+                   help="convolution implementations to run the command with (native: atacdenoise.cpuconv; torch: oneDNN)")
     p.add_argument("--levers", action="store_true", help="also time forward-pass levers (batch, threads, bf16, torch.compile)")
     p.add_argument("--memory-chroms", nargs="*", default=[],
                    help="comma-separated hg38 chromosome groups run with a tiny model for peak memory at genome scale, "
@@ -195,27 +210,33 @@ def main() -> None:
             genome = C.genome_prefix(hg38, n)
             bw = C.synthetic_coverage_bigwig(args.cache / f"cov_{n}.bw", genome)
             sizes_file = C.write_sizes(genome, args.cache / f"cov_{n}.sizes")
-            for batch, fwd in [(b, f) for b in args.batch_sizes for f in args.forward_batches]:
+            combos = [(b, f, c, iv) for b in args.batch_sizes for f in args.forward_batches for c in args.convs
+                      for iv in (args.intervals if c == "native" else [0])]
+            for batch, fwd, conv, iv in combos:
+                tile = iv or INTERVAL
+                tile_overhead = (tile + 2 * PAD) / tile
                 samples = []
                 for i in range(args.runs):
                     roof = roofline(args.threads)
-                    s, parsed = run_infer(model, bw, sizes_file, work / "out", args.threads, batch or None, fwd or None)
+                    s, parsed = run_infer(model, bw, sizes_file, work / "out", args.threads, batch or None, fwd or None, conv=conv,
+                                          interval=iv or None)
                     s.extra = {**parsed, "roofline_flops": roof, "forward_batch": fwd or default_fwd}
                     samples.append(s)
-                    C.log(f"  {n:,} bp batch {parsed['batch']}/{fwd or default_fwd} run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
-                          f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = {n / parsed['denoise_s'] * fpp * overhead / roof:.0%} of roofline "
+                    C.log(f"  {n:,} bp {conv} tiles {tile:,} batch {parsed['batch']}/{fwd or default_fwd} run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
+                          f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = {n / parsed['denoise_s'] * fpp / roof:.0%} of roofline "
                           f"({roof / 1e9:.0f} GFLOP/s), tree RSS {C.fmt_bytes(s.rss)}")
-                ratios = [n / s.extra["denoise_s"] * fpp * overhead / s.extra["roofline_flops"] for s in samples]
+                # per output base against the model's FLOPs per base (context not counted: it is our overhead)
+                ratios = [n / s.extra["denoise_s"] * fpp / s.extra["roofline_flops"] for s in samples]
                 den = float(np.median([s.extra["denoise_s"] for s in samples]))
                 roof_med = float(np.median([s.extra["roofline_flops"] for s in samples]))
                 ratio = float(np.median(ratios))
-                rows.append([f"{n / 1e6:g}", args.preset, f"{samples[0].extra['batch']} / {fwd or default_fwd}", f"{C.med(samples):.1f}", f"{den:.1f}",
-                             f"{n / den / 1e3:.1f}", f"{roof_med / fpp / overhead / 1e3:.1f}", f"{ratio:.0%}", f"{ratio * overhead:.0%}",
+                rows.append([f"{n / 1e6:g}", args.preset, conv, f"{tile // 1000} kb", f"{samples[0].extra['batch']} / {fwd or default_fwd}", f"{C.med(samples):.1f}", f"{den:.1f}",
+                             f"{n / den / 1e3:.1f}", f"{roof_med / fpp / 1e3:.1f}", f"{ratio:.0%}", f"{ratio * tile_overhead:.0%}",
                              C.fmt_bytes(C.peak_rss(samples)), f"{max(s.extra['main_rss_gib'] for s in samples):.2f} GiB"])
-                if batch == args.batch_sizes[0] and fwd == args.forward_batches[0]:
+                if (batch, fwd, conv, iv) == combos[0]:
                     scale_n.append(n)
                     scale_t.append(den)
-                data["runs"].append({"bases": n, "batch": samples[0].extra["batch"], "forward_batch": fwd or default_fwd, "samples": [vars(s) for s in samples]})
+                data["runs"].append({"bases": n, "conv": conv, "interval": tile, "batch": samples[0].extra["batch"], "forward_batch": fwd or default_fwd, "samples": [vars(s) for s in samples]})
         if args.memory_chroms:
             light = make_model(args.cache / f"model_{args.hg38_preset}.pt", args.hg38_preset)
             bw = C.synthetic_coverage_bigwig(args.cache / "cov_hg38.bw", hg38, cuts_per_kb=1.0)
@@ -223,16 +244,22 @@ def main() -> None:
             for group in args.memory_chroms:
                 chroms = group.split(",")
                 s, parsed = run_infer(light, bw, sizes_file, work / "mem", args.threads, None, no_mkldnn=args.hg38_preset == "tiny",
+                                      conv="torch" if args.hg38_preset == "tiny" else "native",
                                       chroms=chroms)
                 n = sum(hg38[c] for c in chroms)
                 C.log(f"  {group} ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB")
-                rows.append([f"{n / 1e6:.0f} ({'+'.join(chroms)})", args.hg38_preset, f"{parsed['batch']} / {default_fwd}", f"{s.wall:.0f}",
+                rows.append([f"{n / 1e6:.0f} ({'+'.join(chroms)})", args.hg38_preset, "torch (oneDNN off)" if args.hg38_preset == "tiny" else "native", "",
+                             f"{parsed['batch']} / {default_fwd}", f"{s.wall:.0f}",
                              f"{parsed['denoise_s']:.0f}", f"{n / parsed['denoise_s'] / 1e3:.1f}", "", "", "", C.fmt_bytes(s.rss),
                              f"{parsed['main_rss_gib']:.2f} GiB"])
                 data.setdefault("memory", []).append({"chroms": chroms, "bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed})
     notes = [
-        f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; tiles of {INTERVAL:,} bases with {PAD:,} bases of "
-        f"context on each side, so {overhead:.2f} positions per output base. Random weights (no peaks called).",
+        f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; the model's tiles are {INTERVAL:,} bases with {PAD:,} "
+        f"bases of context on each side, so {overhead:.2f} positions are computed per output base ({(100_000 + 2 * PAD) / 100_000:.2f} "
+        "with `--interval 100000`). Random weights (no peaks called).",
+        "roofline k bp/s = matmul FLOP/s / the model's FLOPs per base (context not counted); '% roofline (per base)' = output "
+        "bases/s against it, the issue's figure; '% roofline (positions)' = computed positions/s (context included) against "
+        "the same rate, i.e. how well the convolutions use the cores.",
         "Roofline: best of ten 2048^3 fp32 matrix products on the same threads, measured right before each run; the % columns are "
         "medians of the per-run ratios. 'denoise s' is the command's own figure (model loaded to outputs renamed); 'wall' adds "
         "Python start-up and imports.",
@@ -245,7 +272,7 @@ def main() -> None:
         print(C.table(["configuration", "k positions/s", "roofline GFLOP/s", "% roofline (per position)", "note"], lever_rows))
         data["levers"] = lever_rows
     C.report("CPU inference: atacdenoise infer vs the fp32 roofline",
-             ["input (Mb)", "preset", "tiles per read / per forward", "wall s", "denoise s", "k output bp/s", "roofline k bp/s", "% roofline (output)",
+             ["input (Mb)", "preset", "convolutions", "tile (output)", "tiles per read / per forward", "wall s", "denoise s", "k output bp/s", "roofline k bp/s", "% roofline (per base)",
               "% roofline (positions)", "peak RSS (tree)", "peak RSS (main)"], rows, notes, args, data)
     if args.json:
         json.loads(args.json.read_text())  # written by report; checked readable

@@ -298,6 +298,10 @@ def inferred(genome, tmp_path_factory) -> dict:
 def test_cli_writes_float_tracks_equal_to_one_pass_of_the_model(genome, inferred):
     prefix = inferred["prefix"]
     assert "device: cpu" in inferred["stderr"]
+    from atacdenoise.cpuconv import load_kernel
+
+    if load_kernel() is not None:  # the outputs below come from the native CPU convolution
+        assert "convolutions on the native kernel" in inferred["stderr"]
     assert torch.cuda.is_available() or "no CUDA device: running on CPU" in inferred["stderr"]
     for chrom, x in genome["x"].items():
         ref_track, ref_prob = single_pass(genome["net"], x, WINDOW["pad"], TRANSFORM)
@@ -331,6 +335,22 @@ def test_cli_peaks_equal_macs3_bdgpeakcall_on_the_written_probability_track(geno
         assert track[p.start + p.summit] == track[p.start : p.end].max()
     # peaks span tile boundaries (tiles of 1,000 bp, chunks of 2 tiles) and come out whole
     assert any((p.start // 1000) != ((p.end - 1) // 1000) for p in ours.itertuples())
+
+
+def test_larger_tiles_give_the_same_outputs(genome, inferred, tmp_path):
+    """--interval changes only how much context is computed per output base, not the outputs."""
+    out = tmp_path / "big"
+    res = run_cli("--model", genome["model"], "--input", genome["noisy"], "--sizes", genome["sizes"], "--out-prefix", out,
+                  "--batch-size", "2", "--threads", "1", "--device", "cpu", "--interval", "2500")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "tiles of 2500 bp" in res.stderr
+    for chrom in SIZES:
+        for kind in ("track", "peakprob"):
+            np.testing.assert_allclose(read_bigwig(f"{out}.{kind}.bw", chrom), read_bigwig(f"{inferred['prefix']}.{kind}.bw", chrom),
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+    assert open(f"{out}.peaks.narrowPeak").read() == open(f"{inferred['prefix']}.peaks.narrowPeak").read()
+    bad = run_cli("--model", genome["model"], "--input", genome["noisy"], "--sizes", genome["sizes"], "--out-prefix", out, "--interval", "0")
+    assert bad.returncode == 2 and "--interval 0" in bad.stderr
 
 
 def test_threshold_command_reproduces_inference_peaks(inferred, tmp_path):

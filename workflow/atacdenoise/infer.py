@@ -227,6 +227,8 @@ class TileRunner:
     forward_batch : tiles per forward pass (a chunk of ``batch_size`` tiles is run in slices of this
         many); default :data:`CPU_FORWARD_BATCH` on a CPU, ``batch_size`` on a GPU. Outputs do not
         depend on it (tiles are independent).
+    native_conv : on a CPU in fp32, run the dilated convolutions on :mod:`atacdenoise.cpuconv`'s
+        compiled kernel (~3x oneDNN; falls back to PyTorch when it cannot be built).
     """
 
     def __init__(
@@ -239,6 +241,7 @@ class TileRunner:
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         amp: torch.dtype | None = None,
         forward_batch: int | None = None,
+        native_conv: bool = True,
     ):
         if batch_size <= 0:
             raise InputError(f"--batch-size {batch_size}: expected a positive number of tiles")
@@ -246,6 +249,13 @@ class TileRunner:
             forward_batch = min(batch_size, CPU_FORWARD_BATCH) if device.type == "cpu" else batch_size
         self.forward_batch = max(1, int(forward_batch))
         self.model = model.to(device).eval()
+        self.native_convs = 0
+        if device.type == "cpu" and amp is None and native_conv:
+            from .cpuconv import with_native_convs
+
+            self.model, self.native_convs = with_native_convs(self.model)
+            if self.native_convs:
+                log.info("CPU inference: %d convolutions on the native kernel (atacdenoise.cpuconv)", self.native_convs)
         self.device = device
         self.interval = interval
         self.pad = pad

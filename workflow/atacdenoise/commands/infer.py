@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads for the model on CPU")
     parser.add_argument("--threshold", type=float, default=None, help="peak-probability threshold (default: the model's, normally 0.5)")
     parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast; auto: bf16 on a GPU, fp32 on CPU")
+    parser.add_argument(
+        "--interval", type=int, default=None,
+        help="output bases per tile (default: the model's). Each tile also computes the model's context on both sides, "
+             "so larger tiles waste less (e.g. 100000 on a CPU: ~15%% faster, more memory); outputs do not depend on it",
+    )  # fmt: skip
 
 
 def output_paths(prefix: str) -> dict[str, Path]:
@@ -91,6 +96,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--threads {args.threads}: expected at least 1")
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold {args.threshold}: expected a probability between 0 and 1")
+    if args.interval is not None and args.interval < 1:
+        raise InputError(f"--interval {args.interval}: expected a positive number of bases per tile")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("%s: no preprocessing sidecar (%s.json): cannot check it was made like the model's training data", args.input, args.input.name)
     else:
         check_preprocessing(sidecar, meta.get("preprocessing", {}), str(args.input))
-    interval, pad = int(meta["window"]["interval"]), int(meta["window"]["pad"])
+    interval, pad = int(args.interval or meta["window"]["interval"]), int(meta["window"]["pad"])
     threshold = float(meta.get("threshold", 0.5)) if args.threshold is None else args.threshold
     check_context(model.receptive_field, pad)
     amp = select_amp(args.amp, device)
