@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import shutil
 import sys
 
 from . import __version__
@@ -53,9 +55,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _native_conv_possible() -> bool:
+    """Whether :func:`atacdenoise.cpuconv.load_kernel` can build its kernel (checked without importing torch)."""
+    if os.environ.get("ATACDENOISE_NATIVE_CONV", "1").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    return bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if a in COMMANDS), None)
+    if chosen == "infer" and _native_conv_possible():
+        # PyTorch's OpenMP threads otherwise spin after each of its small ops (ReLU, adds, 1x1 convs) and take the
+        # cores the native convolution's threads need next: 5-10 % of CPU inference (it costs PyTorch's own
+        # convolutions as much, hence only when the native one can run). Read once, when torch loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(only=chosen)
     args = parser.parse_args(argv)
     from .log import setup_logging
