@@ -28,8 +28,8 @@ import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -67,6 +67,7 @@ class _Decoded:
 
 
 def _inflate_all(payloads: list[memoryview], compressed: bool) -> list[bytes]:
+    """Inflated blocks, in order (ISA-L when installed; it and zlib release the GIL)."""
     if not compressed:
         return [bytes(p) for p in payloads]
     return [_inflate_mod.decompress(p) for p in payloads]
@@ -299,8 +300,8 @@ class BigWigFileReader:
     def _batches(self, cid: int, start: int, end: int):
         """Yield ``(kind, decoded)`` per batch of the blocks overlapping the range, in genome order.
 
-        ``kind`` FIXEDSTEP: a list of ``(seg_start, seg_end, values_per_base)``
-        (adjacent blocks joined); otherwise a :class:`_Decoded` of runs.
+        ``kind`` FIXEDSTEP: a list of ``(seg_start, seg_end, values_per_base)``,
+        one per contiguous fixed-step block; otherwise a :class:`_Decoded` of runs.
         """
         leaves = self._leaves(cid)
         hit = leaves[(leaves["e1"] > start) & (leaves["s0"] < end) & (leaves["c0"] == cid)]
