@@ -84,20 +84,18 @@ OURS_FROM_FILE = """
 import json, time
 t0 = time.perf_counter()
 import numpy as np, pandas as pd
+from argparse import Namespace
 from atacdenoise.bigwig import open_bigwig
-from atacdenoise.callpeaks import peaks_of_track
+from atacdenoise.commands.threshold import call_chrom
 from atacdenoise.intervals import write_narrowpeak
 t1 = time.perf_counter()
 bw = open_bigwig({bw!r}, threads={threads})
+args = Namespace(threshold={cutoff}, min_length={min_length}, max_gap={max_gap})
 tables, read_s, call_s, runs = [], 0.0, 0.0, 0
 for chrom, n in bw.chroms().items():
     a = time.perf_counter()
-    data = bw.track(chrom, fill=0.0)  # runs for a smooth track, per-base values otherwise
-    b = time.perf_counter()
-    runs += isinstance(data, tuple)
-    tables.append(peaks_of_track(chrom, data, n, {cutoff}, {min_length}, {max_gap}, name_prefix=chrom + "_peak"))
-    call_s += time.perf_counter() - b
-    read_s += b - a
+    tables.append(call_chrom(args, bw, None, chrom, n))  # atacdenoise threshold's own per-chromosome step
+    read_s += time.perf_counter() - a  # reading and calling together (they interleave for per-base tracks)
 bw.close()
 a = time.perf_counter()
 df = pd.concat(tables, ignore_index=True)
@@ -231,7 +229,8 @@ def main() -> None:
         f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
         "(`atacdenoise.bbiread`, blocks inflated on threads) gives a smooth track as runs and a per-base one as an array; "
         "`peaks_of_track` calls the runs without painting them base by base (`call_peaks_runs` + `peak_table_runs`). "
-        "The split of its time (read / call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
+        "It runs `threshold.call_chrom`, the command's own step (per-base tracks go through `PeakStream` in 8-Mb windows); "
+        "its split (read + call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
         "previous path (pyBigWig `values(numpy=True)` per chromosome, then the per-base caller), kept for comparison.",
         C.scaling_note(scale["n"], scale["ours"], "ours (from the bigWig)"),
         C.scaling_note(scale["n"], scale["mem"], "ours (in memory)"),

@@ -81,3 +81,13 @@ def test_bad_arguments(tracks, tmp_path):
     assert cli.main(["threshold", "--prob", str(d / "s.peakprob.bw"), "--out", str(tmp_path / "x"), "--threshold", "0.5", "--chroms", "chrZ"]) == 2
     assert cli.main(["threshold", "--prob", str(tmp_path / "none.bw"), "--out", str(tmp_path / "x"), "--threshold", "0.5"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_windows_give_the_same_peaks(tracks, monkeypatch):
+    """Per-base chromosomes are read in windows (bounded memory): peaks across window edges come out whole."""
+    from atacdenoise.commands import threshold
+
+    monkeypatch.setattr(threshold, "WINDOW", 7_777)
+    d = tracks["dir"]
+    same(run(d, "--threshold", 0.5, "--track", d / "s.track.bw"), expected(tracks["prob"], 0.5, tracks["track"]))
+    same(run(d, "--threshold", 0.5), expected(tracks["prob"], 0.5))

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .callpeaks import PeakStream  # noqa: F401 - re-exported: inference streams its peak calls through it
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -328,86 +329,3 @@ class TileRunner:
                 # again before the prefetch thread refills it (two chunks later)
                 track, prob = self.forward(windows, end - start)
                 yield start, track, prob
-
-
-# --------------------------------------------------------------------------- streaming peak calls
-
-
-class PeakStream:
-    """Call peaks on one chromosome from chunks that arrive in order, holding few bases.
-
-    Peaks are called by :func:`atacdenoise.callpeaks.call_peaks` on the peak
-    probability (``>= threshold`` regions, gaps of at most ``max_gap`` bases merged,
-    shorter than ``min_length`` dropped) and described by
-    :func:`atacdenoise.callpeaks.peak_table` (summit at the denoised track's
-    maximum, score from the probability). The buffer is cut after every run of
-    ``max_gap + 2`` bases below the threshold: no peak, merged or not, can
-    straddle such a run, so calling the pieces separately gives exactly the peaks
-    of the whole chromosome. Memory: the bases since the last cut, i.e. at most
-    one chunk plus the longest stretch without such a run (8 bytes per base).
-    """
-
-    def __init__(self, chrom: str, threshold: float, min_length: int = 200, max_gap: int = 30):
-        self.chrom = chrom
-        self.threshold = float(threshold)
-        self.min_length = int(min_length)
-        self.max_gap = int(max_gap)
-        self.quiet = self.max_gap + 2
-        self._start = 0
-        self._prob: list[np.ndarray] = []
-        self._track: list[np.ndarray] = []
-        self._tables: list[pd.DataFrame] = []
-        self.max_buffered = 0
-
-    def add(self, start: int, prob: np.ndarray, track: np.ndarray) -> None:
-        """Append the next chunk (``start`` must follow the previous chunk) and call the peaks that are final."""
-        buffered = sum(p.size for p in self._prob)
-        if start != self._start + buffered:
-            raise ValueError(f"{self.chrom}: chunk at {start} does not follow the previous one (expected {self._start + buffered})")
-        self._prob.append(np.asarray(prob, dtype=np.float32))
-        self._track.append(np.asarray(track, dtype=np.float32))
-        prob_all = np.concatenate(self._prob) if len(self._prob) > 1 else self._prob[0]
-        self.max_buffered = max(self.max_buffered, prob_all.size)
-        cut = self._last_cut(prob_all)
-        if cut > 0:
-            track_all = np.concatenate(self._track) if len(self._track) > 1 else self._track[0]
-            self._call(prob_all[:cut], track_all[:cut])
-            self._prob, self._track = [prob_all[cut:].copy()], [track_all[cut:].copy()]
-            self._start += cut
-        else:
-            self._prob = [prob_all]
-            self._track = [np.concatenate(self._track) if len(self._track) > 1 else self._track[0]]
-
-    def _last_cut(self, prob: np.ndarray) -> int:
-        """End of the last run of at least ``quiet`` bases below the threshold, 0 when there is none."""
-        below = prob < self.threshold
-        if below.size < self.quiet:
-            return 0
-        # a window of `quiet` bases all below: count via cumulative sum
-        c = np.concatenate(([0], np.cumsum(below, dtype=np.int64)))
-        full = np.flatnonzero(c[self.quiet :] - c[: -self.quiet] == self.quiet)
-        return int(full[-1] + self.quiet) if full.size else 0
-
-    def _call(self, prob: np.ndarray, track: np.ndarray) -> None:
-        from .callpeaks import call_peaks, peak_table
-
-        starts, ends = call_peaks(prob, self.threshold, min_length=self.min_length, max_gap=self.max_gap)
-        if len(starts):
-            # positions are relative to the buffer; names count on from the pieces already called
-            first = 1 + sum(len(t) for t in self._tables)
-            table = peak_table(self.chrom, starts, ends, prob, track=track, name_prefix=f"{self.chrom}_peak", first_number=first)
-            table["start"] += self._start
-            table["end"] += self._start
-            self._tables.append(table)
-
-    def finish(self) -> pd.DataFrame:
-        """Call the peaks left in the buffer; returns all peaks of the chromosome in narrowPeak columns."""
-        if self._prob and self._prob[0].size:
-            self._call(self._prob[0], self._track[0])
-        self._prob, self._track = [], []
-        if not self._tables:
-            from .callpeaks import peak_table
-
-            empty = np.zeros(0, dtype=np.int64)
-            return peak_table(self.chrom, empty, empty, np.zeros(0, dtype=np.float32))
-        return pd.concat(self._tables, ignore_index=True)

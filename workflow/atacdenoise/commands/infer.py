@@ -33,6 +33,7 @@ import torch
 
 from ..atomic import remove_stale_temps, temp_path_for
 from ..bigwig import bigwig_total, check_bigwig, open_bigwig
+from ..callpeaks import MAX_GAP, MIN_LENGTH  # the peak rules of the output contract, shared with `threshold`
 from ..checks import check_writable
 from ..errors import InputError
 from ..genome import read_chrom_sizes, select_chroms
@@ -42,10 +43,6 @@ from ..log import progress
 from ..trackwriter import TrackWriterProcess
 
 log = logging.getLogger(__name__)
-
-#: peak-call settings of the output contract (as ``macs3 bdgpeakcall -l 200 -g 30``)
-MIN_LENGTH = 200
-MAX_GAP = 30
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

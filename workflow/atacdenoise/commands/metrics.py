@@ -231,8 +231,7 @@ def calls_at(prob: "BigWigSource", track: "BigWigSource", regions: list[Region],
     The same caller as ``atacdenoise infer`` (min length, gap merging), run on the evaluated regions only,
     so a peak crossing a region's edge is cut there: those bases are outside the evaluation anyway.
     """
-    from ..infer import PeakStream
-    from .infer import MAX_GAP, MIN_LENGTH
+    from ..callpeaks import MAX_GAP, MIN_LENGTH, PeakStream
 
     tables = []
     for r in regions:

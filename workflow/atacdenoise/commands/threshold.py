@@ -22,14 +22,18 @@ import numpy as np
 import pandas as pd
 
 from ..bigwig import open_bigwig
-from ..callpeaks import peaks_of_track
+from ..callpeaks import MAX_GAP, MIN_LENGTH, PeakStream, peaks_of_track
 from ..checks import check_writable
 from ..errors import InputError
 from ..intervals import NARROWPEAK_COLUMNS, write_narrowpeak
 from ..log import progress
-from .infer import MAX_GAP, MIN_LENGTH
 
 log = logging.getLogger(__name__)
+
+#: bases read at a time when a chromosome is called per base (two float32 tracks of this many bases in memory)
+WINDOW = 8_000_000
+#: bases read first to tell a smooth track (called on its runs) from a per-base one
+PROBE = 1_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +58,23 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--threads {args.threads}: expected >= 1")
 
 
+def call_chrom(args: argparse.Namespace, prob, track, chrom: str, length: int) -> pd.DataFrame:
+    """Peaks of one chromosome: from its runs when the probability is a smooth track (and no summit track),
+    else window by window through :class:`atacdenoise.callpeaks.PeakStream` (bounded memory, the same rows)."""
+    first = min(length, PROBE)
+    if track is None and length and isinstance(prob.track(chrom, 0, first, fill=0.0), tuple):
+        data = prob.track(chrom, fill=0.0)  # smooth: the runs of the whole chromosome are small
+        if isinstance(data, tuple):
+            log.debug("%s: called on %s runs", chrom, f"{data[0].size:,}")
+            return peaks_of_track(chrom, data, length, args.threshold, args.min_length, args.max_gap, name_prefix=f"{chrom}_peak")
+    stream = PeakStream(chrom, args.threshold, min_length=args.min_length, max_gap=args.max_gap)
+    for lo in range(0, length, WINDOW):
+        hi = min(length, lo + WINDOW)
+        p = np.nan_to_num(prob.values(chrom, lo, hi, fill=0.0), copy=False)
+        stream.add(lo, p, p if track is None else np.nan_to_num(track.values(chrom, lo, hi, fill=0.0), copy=False))
+    return stream.finish()
+
+
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
     check_writable(args.out)
@@ -72,16 +93,8 @@ def run(args: argparse.Namespace) -> int:
             if wrong:
                 raise InputError(f"{args.track}: {wrong[0]} is missing or has another length than in {args.prob}; "
                                  "give the track written by the same infer run")  # fmt: skip
-        tables = []
-        for chrom, length in progress(sizes.items(), total=len(sizes), desc="peaks", unit="chrom"):
-            if track is not None:
-                data, summit = prob.values(chrom, fill=0.0), np.nan_to_num(track.values(chrom, fill=0.0), copy=False)
-            else:
-                data, summit = prob.track(chrom, fill=0.0), None
-            table = peaks_of_track(chrom, data, length, args.threshold, args.min_length, args.max_gap, track=summit,
-                                   name_prefix=f"{chrom}_peak")  # fmt: skip
-            log.debug("%s: %d peaks (%s)", chrom, len(table), "runs" if isinstance(data, tuple) else "per base")
-            tables.append(table)
+        tables = [call_chrom(args, prob, track, chrom, length)
+                  for chrom, length in progress(sizes.items(), total=len(sizes), desc="peaks", unit="chrom")]  # fmt: skip
     finally:
         prob.close()
         if track is not None:
