@@ -91,18 +91,18 @@ from atacdenoise.intervals import write_narrowpeak
 t1 = time.perf_counter()
 bw = open_bigwig({bw!r}, threads={threads})
 args = Namespace(threshold={cutoff}, min_length={min_length}, max_gap={max_gap})
-tables, read_s, call_s, runs = [], 0.0, 0.0, 0
+tables, read_call_s = [], 0.0
 for chrom, n in bw.chroms().items():
     a = time.perf_counter()
     tables.append(call_chrom(args, bw, None, chrom, n))  # atacdenoise threshold's own per-chromosome step
-    read_s += time.perf_counter() - a  # reading and calling together (they interleave for per-base tracks)
+    read_call_s += time.perf_counter() - a  # they interleave for per-base tracks
 bw.close()
 a = time.perf_counter()
 df = pd.concat(tables, ignore_index=True)
 write_narrowpeak(df, {out!r})
 write_s = time.perf_counter() - a
-print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "read_s": read_s, "call_s": call_s,
-                  "write_s": write_s, "peaks": len(df), "chroms_as_runs": runs}}))
+print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "read_call_s": read_call_s,
+                  "write_s": write_s, "peaks": len(df)}}))
 """
 
 OURS_PYBIGWIG = """
@@ -212,7 +212,7 @@ def main() -> None:
                 scale["ours"].append(C.med(ours_file, "inner"))
                 scale["mem"].append(C.med(res["ours, in memory"], "inner"))
                 scale["peer"].append(peer)
-            parts = {k: float(np.median([s.extra[k] for s in ours_file])) for k in ("read_s", "call_s", "write_s", "import_s")}
+            parts = {k: float(np.median([s.extra[k] for s in ours_file])) for k in ("read_call_s", "write_s", "import_s")}
             data["sizes"].append({"bases": n, "mean_run": mean_run, "bedgraph_lines": lines, "peaks_macs3": int(a.shape[0]), "peaks_ours": int(b.shape[0]),
                                   "identical": identical, "ours_parts_s": parts,
                                   "samples": {k: [vars(s) for s in v] for k, v in res.items()}})
@@ -228,9 +228,9 @@ def main() -> None:
         "base, as a model's peak probability is (one bedGraph line per base for MACS3).",
         f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
         "(`atacdenoise.bbiread`, blocks inflated on threads) gives a smooth track as runs and a per-base one as an array; "
-        "`peaks_of_track` calls the runs without painting them base by base (`call_peaks_runs` + `peak_table_runs`). "
+        "`peaks_of_runs` calls the runs without painting them base by base (`call_peaks_runs` + `peak_table_runs`). "
         "It runs `threshold.call_chrom`, the command's own step (per-base tracks go through `PeakStream` in 8-Mb windows); "
-        "its split (read + call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
+        "its split (read and call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
         "previous path (pyBigWig `values(numpy=True)` per chromosome, then the per-base caller), kept for comparison.",
         C.scaling_note(scale["n"], scale["ours"], "ours (from the bigWig)"),
         C.scaling_note(scale["n"], scale["mem"], "ours (in memory)"),

@@ -293,32 +293,15 @@ def peak_table_runs(
     return narrowpeak_frame(chrom, ps, pe, best.astype(np.float64), summits, name_prefix, first_number, score_scale)
 
 
-def peaks_of_track(
-    chrom: str,
-    data: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
-    length: int,
-    cutoff: float,
-    min_length: int = 200,
-    max_gap: int = 30,
-    track: np.ndarray | None = None,
-    name_prefix: str = "peak",
-    first_number: int = 1,
+def peaks_of_runs(
+    chrom: str, runs: tuple[np.ndarray, np.ndarray, np.ndarray], length: int, cutoff: float, min_length: int = 200,
+    max_gap: int = 30, name_prefix: str = "peak", first_number: int = 1,
 ) -> pd.DataFrame:
-    """narrowPeak rows of one chromosome's score given per base (an array) or as runs (``starts, ends, values``).
-
-    Runs (a smooth track read from a bigWig) are called without painting them
-    base by base; both forms give the same rows. ``track`` (per base) places
-    the summits; it needs the per-base form.
-    """
-    if isinstance(data, tuple):
-        if track is not None:
-            raise ValueError("a summit track needs the score per base, not as runs")
-        starts, ends, values = data
-        ps, pe = call_peaks_runs(starts, ends, values, length, cutoff, min_length, max_gap)
-        return peak_table_runs(chrom, ps, pe, starts, ends, values, name_prefix, first_number, cutoff=cutoff)
-    score = np.nan_to_num(np.asarray(data, dtype=np.float32))
-    ps, pe = call_peaks(score, cutoff, min_length, max_gap)
-    return peak_table(chrom, ps, pe, score, track=track, name_prefix=name_prefix, first_number=first_number)
+    """narrowPeak rows of one chromosome's score given as runs (``starts, ends, values``, e.g. a smooth
+    bigWig's items): :func:`call_peaks_runs` + :func:`peak_table_runs`, never painting the runs base by base."""
+    starts, ends, values = runs
+    ps, pe = call_peaks_runs(starts, ends, values, length, cutoff, min_length, max_gap)
+    return peak_table_runs(chrom, ps, pe, starts, ends, values, name_prefix, first_number, cutoff=cutoff)
 
 
 class PeakStream:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..bigwig import open_bigwig
-from ..callpeaks import MAX_GAP, MIN_LENGTH, PeakStream, peaks_of_track
+from ..callpeaks import MAX_GAP, MIN_LENGTH, PeakStream, peaks_of_runs
 from ..checks import check_writable
 from ..errors import InputError
 from ..intervals import NARROWPEAK_COLUMNS, write_narrowpeak
@@ -66,7 +66,7 @@ def call_chrom(args: argparse.Namespace, prob, track, chrom: str, length: int) -
         data = prob.track(chrom, fill=0.0)  # smooth: the runs of the whole chromosome are small
         if isinstance(data, tuple):
             log.debug("%s: called on %s runs", chrom, f"{data[0].size:,}")
-            return peaks_of_track(chrom, data, length, args.threshold, args.min_length, args.max_gap, name_prefix=f"{chrom}_peak")
+            return peaks_of_runs(chrom, data, length, args.threshold, args.min_length, args.max_gap, name_prefix=f"{chrom}_peak")
     stream = PeakStream(chrom, args.threshold, min_length=args.min_length, max_gap=args.max_gap)
     for lo in range(0, length, WINDOW):
         hi = min(length, lo + WINDOW)
