@@ -228,8 +228,9 @@ class TileRunner:
     forward_batch : tiles per forward pass (a chunk of ``batch_size`` tiles is run in slices of this
         many); default :data:`CPU_FORWARD_BATCH` on a CPU, ``batch_size`` on a GPU. Outputs do not
         depend on it (tiles are independent).
-    native_conv : on a CPU in fp32, run the dilated convolutions on :mod:`atacdenoise.cpuconv`'s
-        compiled kernel (~3x oneDNN; falls back to PyTorch when it cannot be built).
+    native_conv : on a CPU in fp32, run the convolutions on :mod:`atacdenoise.cpuconv`'s compiled kernels
+        (FFT or direct, ReLU and residual fused; ~8x oneDNN for the reference shape; falls back to
+        PyTorch when they cannot be built).
     """
 
     def __init__(
