@@ -8,8 +8,9 @@ A *usable fragment* is what the coverage step turns into cut sites, counted
 once per fragment: for paired-end reads a proper pair whose first read
 (flag 0x40) passes the filters; for single-end reads one read. The filters are
 those of ``cutsites.read_filter``: mapped, primary, not QC-fail, not duplicate
-(unless kept), MAPQ >= ``min_mapq``, on the selected chromosomes. Counting uses
-``samtools view -c`` through pysam, so htslib does the work.
+(unless kept), MAPQ >= ``min_mapq``, on the selected chromosomes. Counting is
+one pass of the native record scan (:mod:`atacdenoise.bamscan`), or
+``samtools view -c`` through pysam where that cannot be built.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pysam
 
+from . import bamscan
 from .cutsites import (
     DUPLICATE,
     MATE_UNMAPPED,
@@ -206,11 +208,16 @@ def count_usable_by_kind(
     path: str | Path, chroms: list[str], min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False, threads: int = 1,
     kinds: tuple[str, ...] = ("paired_end", "single_end"),
 ) -> dict[str, int]:
-    """Usable fragments on ``chroms`` of an indexed BAM, per kind (one htslib pass each): proper pairs, single-end reads.
+    """Usable fragments on ``chroms`` of an indexed BAM, per kind: proper pairs, single-end reads.
 
-    A kind left out of ``kinds`` is not counted (0): e.g. a subsample of a BAM
-    without single-end reads has none either, so its second pass can be skipped.
+    Counted in one pass by the native record scan (:mod:`atacdenoise.bamscan`)
+    where it runs, else by htslib (``samtools view -c``, one pass per kind). A
+    kind left out of ``kinds`` is reported as 0 (htslib skips its pass: e.g. a
+    subsample of a BAM without single-end reads has none either).
     """
+    if bamscan.available():
+        found = bamscan.scan_bam(path, list(chroms), min_mapq, keep_duplicates, threads)
+        return {kind: (n if kind in kinds else 0) for kind, n in found.items()}
     pe, se = usable_filter_args(min_mapq, keep_duplicates)
     counts = {"paired_end": 0, "single_end": 0}
     for kind, args in (("paired_end", pe), ("single_end", se)):

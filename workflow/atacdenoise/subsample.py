@@ -33,7 +33,9 @@ from pathlib import Path
 
 import pysam
 
+from . import bamscan
 from .atomic import atomic_output, temp_path_for
+from .cutsites import MIN_MAPQ
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -89,30 +91,44 @@ def report_depth(target: float, achieved: int, available: int, fraction: float, 
     return z
 
 
-def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, threads: int = 1) -> None:
+def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, threads: int = 1,
+                  chroms: list[str] | None = None, min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False) -> dict[str, int] | None:  # fmt: skip
     """Write the reads of ``src`` whose names hash below ``fraction`` (see module docstring) to ``dst``, indexed.
 
+    The same reads as ``samtools view --subsample fraction --subsample-seed
+    seed``, found by the native record scan (one pass; inflating and
+    deflating on ``threads`` threads) where it can be built, else by samtools
+    through pysam. Returns the kept usable fragments per kind on ``chroms``
+    (all of the BAM's references when None) with ``min_mapq``, as
+    :func:`atacdenoise.bam.count_usable_by_kind` counts them, when the native
+    scan ran; None otherwise (the caller counts).
+
     ``dst`` and ``dst.bai`` appear atomically (index first, BAM last). The
-    output has no new @PG line, so the same input, fraction and seed give a
-    byte-identical file.
+    output has no new @PG line and its blocks do not depend on the thread
+    count, so the same input, fraction and seed give a byte-identical file.
     """
     dst = Path(dst)
     check_fraction(fraction)
     tmp = temp_path_for(dst)
     tmp_bai = Path(str(tmp) + ".bai")
     dst.parent.mkdir(parents=True, exist_ok=True)
+    counts = None
     try:
-        pysam.view(
-            "-b", "--no-PG", "-@", str(max(0, threads - 1)),
-            "--subsample", repr(float(fraction)), "--subsample-seed", str(int(seed)),
-            "-o", str(tmp), str(src), catch_stdout=False,
-        )  # fmt: skip
+        if bamscan.available():
+            counts = bamscan.scan_bam(src, chroms, min_mapq, keep_duplicates, threads, fraction=fraction, seed=seed, out=tmp)
+        else:
+            pysam.view(
+                "-b", "--no-PG", "-@", str(max(0, threads - 1)),
+                "--subsample", repr(float(fraction)), "--subsample-seed", str(int(seed)),
+                "-o", str(tmp), str(src), catch_stdout=False,
+            )  # fmt: skip
         pysam.index("-@", str(max(0, threads - 1)), str(tmp), str(tmp_bai))
         os.replace(tmp_bai, Path(str(dst) + ".bai"))
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
         tmp_bai.unlink(missing_ok=True)
+    return counts
 
 
 def input_identity(path: str | Path) -> dict:

@@ -92,10 +92,11 @@ def run_bam(args: argparse.Namespace) -> dict:
         if available == 0:
             fraction_for(1, 0, args.input)  # raises the no-usable-fragments error
         target = fraction * available
-    subsample_bam(args.input, args.out, fraction, args.seed, args.threads)
-    # a subsample holds no kind of fragment its input lacks: skip that counting pass
-    present = tuple(kind for kind, n in counts.items() if n > 0)
-    achieved = sum(count_usable_by_kind(args.out, info.chroms, args.min_mapq, threads=args.threads, kinds=present).values())
+    kept = subsample_bam(args.input, args.out, fraction, args.seed, args.threads, chroms=info.chroms, min_mapq=args.min_mapq)
+    if kept is None:  # samtools did the subsampling: count its output (a kind the input lacks is not counted)
+        present = tuple(kind for kind, n in counts.items() if n > 0)
+        kept = count_usable_by_kind(args.out, info.chroms, args.min_mapq, threads=args.threads, kinds=present)
+    achieved = sum(kept.values())
     z = report_depth(target, achieved, available, fraction, args.out)
     return {
         "target": args.fragments if args.fragments is not None else round(target),
