@@ -73,14 +73,19 @@ def test_counts_equal_htslib_for_any_filter(chroms, min_mapq, keep_duplicates):
 @needs_scan
 def test_output_bytes_do_not_depend_on_threads_or_chunking(tmp_path, monkeypatch):
     outs = []
-    for threads, chunk in ((1, bgzf.CHUNK_BYTES), (2, bgzf.CHUNK_BYTES), (3, 100_000)):
+    # small chunks: many records span two; no head room: the carried record is copied in front of the chunk
+    for threads, chunk, room in ((1, bgzf.CHUNK_BYTES, bamscan.HEAD_ROOM), (2, bgzf.CHUNK_BYTES, bamscan.HEAD_ROOM),
+                                 (3, 100_000, bamscan.HEAD_ROOM), (2, 70_000, 0)):  # fmt: skip
         monkeypatch.setattr(bgzf, "CHUNK_BYTES", chunk)
-        out = tmp_path / f"t{threads}.bam"
+        monkeypatch.setattr(bamscan, "HEAD_ROOM", room)
+        out = tmp_path / f"t{len(outs)}.bam"
         subsample_bam(PE_BAM, out, 0.4, 5, threads=threads)
         outs.append(out.read_bytes())
         assert Path(str(out) + ".bai").exists()
-    assert outs[0] == outs[1] == outs[2]
+    assert outs[0] == outs[1] == outs[2] == outs[3]
     assert pysam.quickcheck(str(tmp_path / "t1.bam")) == ""
+    samtools_subsample(PE_BAM, tmp_path / "theirs.bam", 0.4, 5)
+    assert sam_text(tmp_path / "t3.bam") == sam_text(tmp_path / "theirs.bam")
 
 
 @needs_data
@@ -135,7 +140,8 @@ def test_bgzf_round_trip_and_gzip_compatible(tmp_path):
             writer.write(b"tail")
             writer.close()
         data = b"".join(pieces) + b"tail"
-        assert b"".join(bgzf.read_chunks(path, pool, chunk_bytes=50_000)) == data
+        got = b"".join(buf[start:end].tobytes() for buf, start, end in bgzf.read_chunks(path, pool, chunk_bytes=50_000, head_room=7))
+        assert got == data
     assert gzip.decompress(path.read_bytes()) == data  # every block is a gzip member
     assert path.read_bytes().endswith(bgzf.EOF_BLOCK)
 

@@ -29,6 +29,9 @@ from .errors import InputError
 
 log = logging.getLogger(__name__)
 
+#: bytes kept free in front of every inflated chunk for the previous chunk's unfinished record
+HEAD_ROOM = 1 << 20
+
 #: the record loop
 SCAN_SOURCE = r"""
 #include <stdint.h>
@@ -172,33 +175,46 @@ def scan_bam(src: str | Path, chroms: list[str] | None, min_mapq: int = MIN_MAPQ
     with ThreadPoolExecutor(max(1, threads), thread_name_prefix="bgzf") as pool, \
             (open(out, "wb") if out is not None else contextlib.nullcontext()) as fh:  # fmt: skip
         writer = BgzfWriter(fh, pool) if fh is not None else None
-        pending, header, chrom_ok = b"", None, None
-        for chunk in bgzf.read_chunks(src, pool):
-            data = pending + chunk if pending else chunk
+        kept_bufs, marks = [np.empty(0, np.uint8), np.empty(0, np.uint8)], [0, 0]  # reused in turn (see bgzf.read_chunks)
+        pending = np.empty(0, np.uint8)  # the unfinished record (or header) at the end of the previous chunk
+        header, chrom_ok, turn = None, None, 0
+        for buf, start, end in bgzf.read_chunks(src, pool, head_room=HEAD_ROOM):
+            if len(pending) <= start:  # the carried bytes go right before the chunk: no copy of the chunk
+                buf[start - len(pending) : start] = pending
+                data = buf[start - len(pending) : end]
+            else:  # a record longer than the head room
+                data = np.concatenate([pending, buf[start:end]])
             if header is None:
-                header = _bam_header(data, src)
+                header = _bam_header(memoryview(data), src)
                 if header is None:
-                    pending = data
+                    pending = data.copy()
                     continue
                 size, names = header
                 if writer is not None:
-                    writer.write(_with_subsample_comment(data[:size], fraction, seed) if fraction <= 1 else data[:size])
+                    head = data[:size].tobytes()
+                    writer.write(_with_subsample_comment(head, fraction, seed) if fraction <= 1 else head)
                     writer.flush()  # the header in blocks of its own, as htslib writes it
                 wanted = set(names if chroms is None else chroms)
                 chrom_ok = np.array([name in wanted for name in names] or [False], np.uint8)
                 data = data[size:]
-            kept = np.empty(len(data), np.uint8) if writer is not None else None
+            kept = None
+            if writer is not None:
+                writer.wait(marks[turn])  # the blocks made from this buffer last time are written out
+                if kept_bufs[turn].size < len(data):
+                    kept_bufs[turn] = np.empty(int(len(data) * 1.25) + 1, np.uint8)
+                kept = kept_bufs[turn]
             out_len.value = 0
-            used = scan(data, len(data), s, float(fraction), chrom_ok.ctypes.data, len(header[1]), int(min_mapq),
+            used = scan(data.ctypes.data, len(data), s, float(fraction), chrom_ok.ctypes.data, len(header[1]), int(min_mapq),
                         pe_need, pe_off, se_off, None if kept is None else kept.ctypes.data, ctypes.byref(out_len), counts)  # fmt: skip
             if used < 0:
                 raise InputError(f"{src}: malformed BAM record after the header; is the file a whole BAM?")
-            if writer is not None and out_len.value:
+            if writer is not None:
                 writer.write(kept[: out_len.value])
-            pending = data[used:]
+                marks[turn], turn = writer.mark(), 1 - turn
+            pending = data[used:].copy()
         if header is None:
             raise InputError(f"{src}: no complete BAM header; is the file a whole BAM?")
-        if pending:
+        if len(pending):
             raise InputError(f"{src}: truncated BAM (a partial record at the end); is the file whole?")
         if writer is not None:
             writer.close()

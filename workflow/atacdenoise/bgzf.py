@@ -21,6 +21,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+import numpy as np
+
 from .errors import InputError
 
 try:
@@ -29,7 +31,7 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps the r
     _fast = zlib
 
 #: raw bytes read per chunk (a chunk's blocks inflate together on the pool)
-CHUNK_BYTES = 4 << 20
+CHUNK_BYTES = 2 << 20
 #: data bytes per output block (htslib's BGZF_BLOCK_SIZE: a block and its header always fit in 64 KiB)
 BLOCK_DATA = 0xFF00
 #: blocks per pool task (one task per block would cost more in scheduling than a small block takes to inflate)
@@ -69,49 +71,68 @@ def _blocks(raw: memoryview, base: int, path: str | Path) -> tuple[list[tuple[in
     return out, pos
 
 
-def _inflate(raw: memoryview, block: tuple[int, int, int], base: int, path: str | Path) -> bytes:
-    start, end, stop = block
-    crc, size = struct.unpack_from("<II", raw, end)
-    try:
-        data = _fast.decompress(raw[start:end], -15, size or 1)
-    except Exception as exc:  # isal and zlib raise their own error types
-        raise BgzfError(f"{path}: damaged BGZF block at byte {base + start - 18:,} ({exc}); is the file whole?") from exc
-    if len(data) != size or _fast.crc32(data) != crc:
-        raise BgzfError(f"{path}: damaged BGZF block at byte {base + start - 18:,} (size or CRC32 mismatch)")
-    return data
+def _inflate_into(raw: memoryview, blocks: list[tuple[int, int, int]], out: memoryview, offsets: list[int],
+                  base: int, path: str | Path) -> None:  # fmt: skip
+    """Inflate ``blocks`` of ``raw`` into ``out`` at ``offsets``, checking each block's size and CRC32."""
+    for (start, end, _), off in zip(blocks, offsets):
+        crc, size = struct.unpack_from("<II", raw, end)
+        try:
+            data = _fast.decompress(raw[start:end], -15, size or 1)
+        except Exception as exc:  # isal and zlib raise their own error types
+            raise BgzfError(f"{path}: damaged BGZF block at byte {base + start - 18:,} ({exc}); is the file whole?") from exc
+        if len(data) != size or _fast.crc32(data) != crc:
+            raise BgzfError(f"{path}: damaged BGZF block at byte {base + start - 18:,} (size or CRC32 mismatch)")
+        out[off : off + size] = data
 
 
-def _inflate_many(raw: memoryview, blocks: list[tuple[int, int, int]], base: int, path: str | Path) -> bytes:
-    return b"".join([_inflate(raw, b, base, path) for b in blocks])
+def read_chunks(path: str | Path, pool: ThreadPoolExecutor, chunk_bytes: int | None = None,
+                head_room: int = 0) -> Iterator[tuple[np.ndarray, int, int]]:  # fmt: skip
+    """The file's data, decompressed, a chunk of blocks at a time: ``(buffer, start, end)``, the data in ``buffer[start:end]``.
 
-
-def read_chunks(path: str | Path, pool: ThreadPoolExecutor, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The file's data, decompressed, a chunk of blocks at a time (the next chunk inflates while this one is used).
-
-    Raises :class:`BgzfError` (an ``InputError``) naming the file for anything
-    that is not a whole, undamaged BGZF file; a missing end-of-file block is
-    allowed (htslib warns about it and reads on).
+    The next chunk inflates on ``pool`` while the caller uses this one. Two
+    buffers are reused in turn (fresh memory costs a page fault per 4 KiB, as
+    much as inflating it), so a chunk's buffer is valid only until the caller
+    asks for the next chunk; ``buffer[:start]`` (``head_room`` bytes) is
+    the caller's, e.g. to put the unfinished end of the previous chunk in front
+    of this one. Raises :class:`BgzfError` (an ``InputError``) naming the file
+    for anything that is not a whole, undamaged BGZF file; a missing
+    end-of-file block is allowed (htslib warns about it and reads on).
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    raws = [bytearray(chunk_bytes + (1 << 16)) for _ in range(2)]
+    outs = [np.empty(0, np.uint8) for _ in range(2)]
 
-    def load(fh: BinaryIO, carry: bytes, base: int) -> tuple[list[Future], bytes, int, bool]:
-        raw = carry + fh.read(chunk_bytes)
-        at_end = len(raw) == len(carry)
-        view = memoryview(raw)
+    def load(fh: BinaryIO, carry: bytes, base: int, slot: int) -> tuple[list[Future], int, int, bytes, int, bool]:
+        raw = raws[slot]
+        raw[: len(carry)] = carry
+        got = fh.readinto(memoryview(raw)[len(carry) : len(carry) + chunk_bytes])
+        n = len(carry) + got
+        view = memoryview(raw)[:n]
         blocks, used = _blocks(view, base, path)
-        if at_end and used < len(raw):
+        at_end = got == 0
+        if at_end and used < n:
             raise BgzfError(f"{path}: truncated BGZF file (a partial block at byte {base + used:,}); is the file whole?")
-        futures = [pool.submit(_inflate_many, view, blocks[i : i + TASK_BLOCKS], base, path)
+        sizes = [struct.unpack_from("<I", view, b[1] + 4)[0] for b in blocks]
+        offsets = np.cumsum([head_room] + sizes).tolist()
+        if outs[slot].size < offsets[-1]:
+            outs[slot] = np.empty(int(offsets[-1] * 1.25) + 1, np.uint8)
+        out = memoryview(outs[slot])
+        futures = [pool.submit(_inflate_into, view, blocks[i : i + TASK_BLOCKS], out, offsets[i : i + TASK_BLOCKS], base, path)
                    for i in range(0, len(blocks), TASK_BLOCKS)]  # fmt: skip
-        return futures, raw[used:], base + used, at_end
+        return futures, head_room, offsets[-1], bytes(view[used:]), base + used, at_end
 
     with open(path, "rb") as fh:
-        futures, carry, base, at_end = load(fh, b"", 0)
+        slot = 0
+        futures, start, end, carry, base, at_end = load(fh, b"", 0, slot)
         while True:
-            nxt = None if at_end else load(fh, carry, base)
-            yield b"".join(f.result() for f in futures)
+            nxt = None if at_end else load(fh, carry, base, 1 - slot)
+            for f in futures:
+                f.result()
+            yield outs[slot], start, end
             if nxt is None:
                 return
-            futures, carry, base, at_end = nxt
+            slot = 1 - slot
+            futures, start, end, carry, base, at_end = nxt
 
 
 def _deflate(data: bytes | memoryview) -> bytes:
@@ -129,17 +150,20 @@ def _deflate_many(data: memoryview) -> bytes:
 class BgzfWriter:
     """Write data as BGZF blocks of :data:`BLOCK_DATA` bytes, deflated on ``pool``, in order; ``close()`` adds the EOF block.
 
-    Block boundaries depend only on the bytes written and on :meth:`flush`
-    calls, so the same data gives the same file for any thread count.
+    :meth:`write` does not copy whole blocks: the caller keeps the data
+    unchanged until :meth:`wait` for the :meth:`mark` taken after it returns
+    (or until ``close``). Block boundaries depend only on the bytes written and
+    on :meth:`flush` calls, so the same data gives the same file for any
+    thread count.
     """
 
-    def __init__(self, fh: BinaryIO, pool: ThreadPoolExecutor, max_pending: int = 16):
+    def __init__(self, fh: BinaryIO, pool: ThreadPoolExecutor, max_pending: int = 64):
         self.fh, self.pool, self.max_pending = fh, pool, max_pending
         self.buffer = bytearray()
         self.pending: list[Future] = []
+        self.written = 0  # tasks whose blocks are in the file
 
-    def write(self, data: bytes | memoryview) -> None:
-        """Queue ``data`` (not copied beyond a block's remainder: the caller must not change it afterwards)."""
+    def write(self, data: bytes | memoryview | np.ndarray) -> None:
         data = memoryview(data).cast("B")
         if self.buffer:
             fill = min(len(data), BLOCK_DATA - len(self.buffer))
@@ -159,6 +183,14 @@ class BgzfWriter:
             self._submit(memoryview(bytes(self.buffer)))
             self.buffer.clear()
 
+    def mark(self) -> int:
+        """A point in the stream: :meth:`wait` on it returns once everything written before it is deflated."""
+        return self.written + len(self.pending)
+
+    def wait(self, mark: int) -> None:
+        """Write out every block up to ``mark`` (so their data may change)."""
+        self._drain(max(0, mark - self.written))
+
     def _submit(self, data: memoryview) -> None:
         step = BLOCK_DATA * TASK_BLOCKS
         for i in range(0, len(data), step):
@@ -167,10 +199,11 @@ class BgzfWriter:
             self._drain(len(self.pending) - self.max_pending // 2)
 
     def _drain(self, n: int | None = None) -> None:
-        n = len(self.pending) if n is None else n
+        n = len(self.pending) if n is None else min(n, len(self.pending))
         for f in self.pending[:n]:
             self.fh.write(f.result())
         del self.pending[:n]
+        self.written += n
 
     def close(self) -> None:
         self.flush()

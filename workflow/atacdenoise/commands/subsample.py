@@ -21,7 +21,6 @@ from .. import cutsites as cs
 from ..bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
 from ..checks import check_writable
 from ..errors import InputError
-from ..fragments import count_fragments, is_gzip, subsample_fragments
 from ..genome import read_chrom_sizes, select_chroms
 from ..subsample import (
     binomial_sd,
@@ -54,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _is_bam(path: Path) -> bool:
     """BAM files are BGZF whose payload starts with 'BAM\\1'."""
-    if not is_gzip(path):
-        return False
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":  # not gzip
+            return False
     import gzip
 
     with gzip.open(path, "rb") as fh:
@@ -113,6 +113,8 @@ def run_bam(args: argparse.Namespace) -> dict:
 
 
 def run_fragments(args: argparse.Namespace) -> dict:
+    from ..fragments import count_fragments, subsample_fragments  # pandas: imported only for fragments files
+
     chroms = _chroms(args, None)
     stats = count_fragments(args.input, chroms)
     available = stats.used
