@@ -476,7 +476,7 @@ class FFTConv1d(nn.Module):
         y = np.empty((batch, self.cout, length), np.float32)
         nblk = -(-length // self.hop)
         pairs = batch * -(-nblk // 2)  # blocks are transformed in pairs, within a tile
-        per = -(-pairs // self.threads)
+        per = max(1, -(-pairs // self.threads))
         items = [(i, lo, min(pairs, lo + per)) for i, lo in enumerate(range(0, pairs, per))]
         works = [self._workspace(i) for i, _, _ in items]
 
