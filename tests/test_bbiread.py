@@ -58,6 +58,13 @@ def check_file(path: Path, sizes: dict[str, int], threads: int = 1, seed: int = 
                 painted = np.full(b - a, np.nan, dtype=np.float32)
                 painted[np.repeat(s - a - (np.cumsum(e - s) - (e - s)), e - s) + np.arange(int((e - s).sum()))] = np.repeat(v, e - s)
                 assert_same(painted, want)
+                # the runs at or above a cutoff are those runs, selected
+                for cut in (0.5, np.float32(v.max()) if v.size else 1.0):
+                    keep = v >= np.float32(cut)
+                    got = r.runs_at_least(chrom, cut, a, b)
+                    for x, y in zip(got, (s[keep], e[keep], v[keep])):
+                        np.testing.assert_array_equal(x, y)
+                assert r.runs_at_least(chrom, -1.0, a, b, max_runs=-1) is None or not s.size
             ref = pyBigWig.open(str(path))
             want_sum = ref.stats(chrom, 0, length, type="sum", exact=True)[0]
             ref.close()

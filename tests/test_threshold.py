@@ -91,3 +91,12 @@ def test_windows_give_the_same_peaks(tracks, monkeypatch):
     d = tracks["dir"]
     same(run(d, "--threshold", 0.5, "--track", d / "s.track.bw"), expected(tracks["prob"], 0.5, tracks["track"]))
     same(run(d, "--threshold", 0.5), expected(tracks["prob"], 0.5))
+
+
+def test_smooth_track_with_too_many_runs_above_is_called_per_base(tracks, monkeypatch):
+    """A track that looked smooth but holds more runs above the threshold than MAX_RUNS: the same peaks, per base."""
+    from atacdenoise.commands import threshold
+
+    monkeypatch.setattr(threshold, "MAX_RUNS", 10)
+    monkeypatch.setattr(threshold, "WINDOW", 50_000)
+    same(run(tracks["dir"], "--threshold", 0.5), expected(tracks["prob"], 0.5))

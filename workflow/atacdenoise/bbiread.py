@@ -216,6 +216,36 @@ class BigWigFileReader:
         starts, ends, values = _join_runs([_as_runs(kind, d) for kind, d in self._batches(cid, start, end)], start, end)
         return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False), values
 
+    def runs_at_least(self, chrom: str, cutoff: float, start: int = 0, end: int | None = None,
+                      max_runs: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:  # fmt: skip
+        """The runs of :meth:`runs` whose value is ``>= cutoff`` (compared in float32; NaN never is).
+
+        Selected a batch at a time, so memory follows the selected runs, not
+        the track: what peaks at a positive cutoff need (bases outside these
+        runs can neither be in a peak nor be its summit). None once more than
+        ``max_runs`` are selected (e.g. a per-base track mostly above the cutoff).
+        """
+        cid, start, end = self._range(chrom, start, end)
+        cut = np.float32(cutoff)
+        parts: list[_Decoded] = []
+        selected = 0
+        for kind, decoded in self._batches(cid, start, end):
+            if kind == FIXEDSTEP:
+                for s, _, vals in decoded:
+                    idx = np.flatnonzero(vals >= cut)
+                    if idx.size:
+                        parts.append(_Decoded(s + idx, s + idx + 1, vals[idx].astype(np.float32)))
+                        selected += idx.size
+            else:
+                keep = decoded.values >= cut
+                if keep.any():
+                    parts.append(_Decoded(decoded.starts[keep], decoded.ends[keep], decoded.values[keep]))
+                    selected += parts[-1].starts.size
+            if max_runs is not None and selected > max_runs:
+                return None
+        starts, ends, values = _join_runs(parts, start, end)
+        return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False), values
+
     def track(self, chrom: str, start: int = 0, end: int | None = None, fill: float = np.nan, max_density: float = 0.25):
         """:meth:`runs` when the stored items are sparse (a smooth track), else :meth:`values` with ``fill``.
 

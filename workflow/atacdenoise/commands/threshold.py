@@ -9,7 +9,8 @@ bases merged, peaks shorter than ``--min-length`` dropped; the intervals
 columns. With ``--track PREFIX.track.bw`` the summits sit at the denoised
 track's maximum, so at the model's threshold the output equals inference's
 ``PREFIX.peaks.narrowPeak``; without it, at the probability's maximum.
-Smooth tracks are called from the bigWig's runs, per-base tracks per base.
+Smooth tracks are called from the bigWig's runs at or above the threshold (selected as
+the blocks are decoded), per-base tracks per base in windows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 WINDOW = 8_000_000
 #: bases read first to tell a smooth track (called on its runs) from a per-base one
 PROBE = 1_000_000
+#: runs at or above the threshold held at most (~20 bytes each) before a chromosome is called per base instead
+MAX_RUNS = 5_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +66,9 @@ def call_chrom(args: argparse.Namespace, prob, track, chrom: str, length: int) -
     else window by window through :class:`atacdenoise.callpeaks.PeakStream` (bounded memory, the same rows)."""
     first = min(length, PROBE)
     if track is None and length and isinstance(prob.track(chrom, 0, first, fill=0.0), tuple):
-        data = prob.track(chrom, fill=0.0)  # smooth: the runs of the whole chromosome are small
-        if isinstance(data, tuple):
+        # smooth: only the runs at or above the threshold matter (it is > 0), selected as the blocks are decoded
+        data = prob.runs_at_least(chrom, args.threshold, max_runs=MAX_RUNS)
+        if data is not None:
             log.debug("%s: called on %s runs", chrom, f"{data[0].size:,}")
             return peaks_of_runs(chrom, data, length, args.threshold, args.min_length, args.max_gap, name_prefix=f"{chrom}_peak")
     stream = PeakStream(chrom, args.threshold, min_length=args.min_length, max_gap=args.max_gap)
