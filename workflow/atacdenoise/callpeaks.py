@@ -232,8 +232,10 @@ def call_peaks_runs(
     if np.float32(0) >= cut:  # missing bases and NaN (0) pass the cutoff too
         starts, ends, values = fill_gaps(np.asarray(starts, np.int64), np.asarray(ends, np.int64), np.nan_to_num(values), length, 0.0)
     above = values >= cut  # NaN is not
-    # positions may come as stored (uint32): select first, then widen only the selected runs
-    s, e = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64)
+    if above.all():  # e.g. runs already selected at this cutoff (BigWigFileReader.runs_at_least): no copies
+        s, e = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    else:  # positions may come as stored (uint32): select first, then widen only the selected runs
+        s, e = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64)
     empty = np.zeros(0, dtype=np.int64)
     if not s.size:
         return empty, empty.copy()
@@ -270,7 +272,10 @@ def peak_table_runs(
     values = np.asarray(values, dtype=np.float32)
     if cutoff is not None and np.float32(cutoff) > 0:
         above = values >= np.float32(cutoff)
-        starts, ends, values = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64), values[above]
+        if above.all():  # already selected at this cutoff: no copies
+            starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        else:
+            starts, ends, values = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64), values[above]
     else:
         starts = np.asarray(starts, dtype=np.int64)
         ends = np.asarray(ends, dtype=np.int64)

@@ -95,8 +95,11 @@ def _column_text(values: np.ndarray) -> list[str]:
         return list(map(str, values.astype(np.int64).tolist()))
     if values.dtype.kind == "f":
         return ["" if x != x else "%.5g" % x for x in values.tolist()]
+    items = values.tolist()
+    if set(map(type, items)) <= {str}:  # the usual object column (names, '.'): the strings themselves
+        return items
     missing = pd.isna(values).tolist()
-    return ["" if na else "%.5g" % x if isinstance(x, float) else str(x) for x, na in zip(values.tolist(), missing)]
+    return ["" if na else "%.5g" % x if isinstance(x, float) else str(x) for x, na in zip(items, missing)]
 
 
 def format_narrowpeak(df: pd.DataFrame) -> str:
