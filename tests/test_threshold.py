@@ -93,8 +93,8 @@ def test_windows_give_the_same_peaks(tracks, monkeypatch):
     same(run(d, "--threshold", 0.5), expected(tracks["prob"], 0.5))
 
 
-def test_smooth_track_with_too_many_runs_above_is_called_per_base(tracks, monkeypatch):
-    """A track that looked smooth but holds more runs above the threshold than MAX_RUNS: the same peaks, per base."""
+def test_too_many_runs_above_the_threshold_are_called_per_base(tracks, monkeypatch):
+    """More runs (or bases) above the threshold than MAX_RUNS: the chromosome is called per base, with the same peaks."""
     from atacdenoise.commands import threshold
 
     monkeypatch.setattr(threshold, "MAX_RUNS", 10)

@@ -9,8 +9,8 @@ bases merged, peaks shorter than ``--min-length`` dropped; the intervals
 columns. With ``--track PREFIX.track.bw`` the summits sit at the denoised
 track's maximum, so at the model's threshold the output equals inference's
 ``PREFIX.peaks.narrowPeak``; without it, at the probability's maximum.
-Smooth tracks are called from the bigWig's runs at or above the threshold (selected as
-the blocks are decoded), per-base tracks per base in windows.
+Without ``--track``, peaks are called from the runs (or bases) at or above the threshold,
+selected as the blocks are decoded; with it, or past MAX_RUNS of those, per base in windows.
 """
 
 from __future__ import annotations
@@ -33,9 +33,7 @@ log = logging.getLogger(__name__)
 
 #: bases read at a time when a chromosome is called per base (two float32 tracks of this many bases in memory)
 WINDOW = 8_000_000
-#: bases read first to tell a smooth track (called on its runs) from a per-base one
-PROBE = 1_000_000
-#: runs at or above the threshold held at most (~20 bytes each) before a chromosome is called per base instead
+#: runs (or bases) at or above the threshold held at most (~20 bytes each) before a chromosome is called per base instead
 MAX_RUNS = 5_000_000
 
 
@@ -62,11 +60,11 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def call_chrom(args: argparse.Namespace, prob, track, chrom: str, length: int) -> pd.DataFrame:
-    """Peaks of one chromosome: from its runs when the probability is a smooth track (and no summit track),
-    else window by window through :class:`atacdenoise.callpeaks.PeakStream` (bounded memory, the same rows)."""
-    first = min(length, PROBE)
-    if track is None and length and isinstance(prob.track(chrom, 0, first, fill=0.0), tuple):
-        # smooth: only the runs at or above the threshold matter (it is > 0), selected as the blocks are decoded
+    """Peaks of one chromosome: from the runs at or above the threshold (without a summit track, and unless there
+    are more than :data:`MAX_RUNS`), else window by window through :class:`atacdenoise.callpeaks.PeakStream`
+    (bounded memory); the same rows either way."""
+    if track is None:
+        # only the runs (or bases) at or above the threshold matter (it is > 0), selected as the blocks are decoded
         data = prob.runs_at_least(chrom, args.threshold, max_runs=MAX_RUNS)
         if data is not None:
             log.debug("%s: called on %s runs", chrom, f"{data[0].size:,}")
