@@ -17,8 +17,8 @@ Rows:
 
 * ``macs3 bdgpeakcall`` (CLI on the bedGraph; start-up included);
 * ours from the bigWig file, as ``atacdenoise threshold`` runs it: the native
-  reader gives each chromosome as runs (smooth track) or per base; the runs or
-  per-base caller + narrowPeak table (summits, scores); write the narrowPeak;
+  reader keeps each chromosome's runs (or bases) at or above the threshold as
+  it decodes; the runs caller + narrowPeak table (summits, scores); write the narrowPeak;
   timed in a fresh Python process (wall = whole process incl. imports;
   "in-process" = the work);
 * the same with pyBigWig reading per base (the previous path, for comparison);
@@ -227,9 +227,9 @@ def main() -> None:
         "Tracks: '~25 bp' = runs of equal value ~25 bp long on average (a smooth track); 'per base' = a new value at nearly every "
         "base, as a model's peak probability is (one bedGraph line per base for MACS3).",
         f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
-        "(`atacdenoise.bbiread`, blocks inflated on threads) gives a smooth track as runs and a per-base one as an array; "
-        "`peaks_of_runs` calls the runs without painting them base by base (`call_peaks_runs` + `peak_table_runs`). "
-        "It runs `threshold.call_chrom`, the command's own step (per-base tracks go through `PeakStream` in 8-Mb windows); "
+        "(`atacdenoise.bbiread`, blocks inflated on threads) keeps the runs (or bases) at or above the threshold as it "
+        "decodes (`runs_at_least`), and `peaks_of_runs` calls them without painting a track base by base "
+        "(`call_peaks_runs` + `peak_table_runs`). It runs `threshold.call_chrom`, the command's own step; "
         "its split (read and call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
         "previous path (pyBigWig `values(numpy=True)` per chromosome, then the per-base caller), kept for comparison.",
         C.scaling_note(scale["n"], scale["ours"], "ours (from the bigWig)"),
