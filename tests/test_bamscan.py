@@ -158,3 +158,19 @@ def test_counts_equal_htslib_on_every_kind_of_flag(tmp_path, min_mapq, keep_dupl
     for chroms in (["chr1"], ["chr1", "chr2"], ["chrM", "chr2"]):
         got = bamscan.scan_bam(bam, chroms, min_mapq, keep_duplicates)
         assert got == htslib_counts(bam, chroms, min_mapq, keep_duplicates), chroms
+
+
+@needs_data
+@needs_scan
+def test_impossible_record_size_is_a_clear_error(tmp_path):
+    data = bytearray(gzip.decompress(SE_BAM.read_bytes()))  # BGZF is a series of gzip members
+    size, _ = bamscan._bam_header(bytes(data), SE_BAM)
+    second = size + 4 + int.from_bytes(data[size : size + 4], "little")
+    data[second : second + 4] = (1 << 30).to_bytes(4, "little")  # the second record claims 1 GiB
+    path = tmp_path / "bad_record.bam"
+    with ThreadPoolExecutor(2) as pool, open(path, "wb") as fh:
+        writer = bgzf.BgzfWriter(fh, pool)
+        writer.write(bytes(data))
+        writer.close()
+    with pytest.raises(InputError, match="bad_record.bam: malformed BAM record"):
+        bamscan.scan_bam(path, None)

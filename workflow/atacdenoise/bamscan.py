@@ -48,19 +48,21 @@ static inline uint32_t name_hash(const uint8_t *name, int n, uint32_t seed) {
     return key;
 }
 /* Copies the records of buf[0, len) that samtools would keep for (seed, frac) to out (unless out is NULL; frac > 1
-   keeps every record); stops before a record that does not fit whole. counts[0] += records kept, counts[1] += kept usable proper pairs (first reads), counts[2] +=
-   kept usable single-end reads (usable: tid with chrom_ok[tid], MAPQ >= min_mapq, flags as bam.usable_filter_args).
-   Returns the bytes consumed, or -(1 + offset) of a malformed record. */
+   keeps every record); stops before a record that does not fit whole. counts[0] += records kept, counts[1] += kept
+   usable proper pairs (first reads), counts[2] += kept usable single-end reads (usable: tid with chrom_ok[tid],
+   MAPQ >= min_mapq, flags as bam.usable_filter_args). Returns the bytes consumed, or -(1 + offset) of a malformed
+   record (a record size under 32 bytes or over 256 MiB, a read name that does not fit). */
 long long bam_subsample(const uint8_t *buf, long long len, uint32_t seed, double frac, const uint8_t *chrom_ok,
                         int n_ref, int min_mapq, int pe_need, int pe_off, int se_off, uint8_t *out, long long *out_len,
                         long long *counts) {
     long long p = 0, o = *out_len;
     while (p + 4 <= len) {
         uint32_t bs = rd32(buf + p);
+        if (bs < 32 || bs > (1u << 28)) return -1 - p; /* damaged: do not wait for a record that cannot be */
         if (p + 4 + (long long)bs > len) break;
         const uint8_t *r = buf + p;
         int l_name = r[12];
-        if (bs < 32 || 36 + l_name > 4 + (long long)bs || l_name < 1) return -1 - p;
+        if (36 + l_name > 4 + (long long)bs || l_name < 1) return -1 - p;
         uint32_t k = name_hash(r + 36, l_name, seed);
         if ((double)(k & 0xffffff) / 0x1000000 < frac) {
             if (out) { memcpy(out + o, r, 4 + (size_t)bs); o += 4 + bs; }
