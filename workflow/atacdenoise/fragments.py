@@ -29,6 +29,7 @@ import pandas as pd
 import pysam
 
 from .atomic import temp_path_for
+from .bgzf import is_gzip
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,6 @@ COLUMNS = ("chrom", "start", "end", "barcode", "count")
 #: rows parsed per chunk (about 100-200 MB of pandas memory with barcodes)
 CHUNK_ROWS = 2_000_000
 _NAMES = list(COLUMNS) + ["_extra"]
-
-
-def is_gzip(path: str | Path) -> bool:
-    """True when the file starts with the gzip magic bytes (gzip and bgzip alike)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
 
 
 def _open_text(path: Path):

@@ -1,4 +1,4 @@
-"""Pair-aware, seeded BAM subsampling done by htslib (``samtools view --subsample``).
+"""Pair-aware, seeded BAM subsampling: the reads ``samtools view --subsample`` keeps (native scan, or htslib).
 
 How samtools decides (samtools 1.24, ``sam_view.c``, as wrapped by pysam):
 a read is kept when ``(WangHash(X31Hash(read_name) ^ s) & 0xFFFFFF) / 2**24 < fraction``.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .. import cutsites as cs
 from ..bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
+from ..bgzf import is_gzip
 from ..checks import check_writable
 from ..errors import InputError
 from ..genome import read_chrom_sizes, select_chroms
@@ -53,9 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _is_bam(path: Path) -> bool:
     """BAM files are BGZF whose payload starts with 'BAM\\1'."""
-    with open(path, "rb") as fh:
-        if fh.read(2) != b"\x1f\x8b":  # not gzip
-            return False
+    if not is_gzip(path):
+        return False
     import gzip
 
     with gzip.open(path, "rb") as fh:
