@@ -174,28 +174,6 @@ def test_errors(tmp_path):
             r.values("chr1", 10, SIZES["chr1"] + 1)
 
 
-def test_track_gives_runs_for_smooth_and_an_array_for_per_base(tmp_path):
-    rng = np.random.default_rng(4)
-    n = 600_000
-    smooth = np.repeat(rng.integers(0, 4, n // 30).astype(np.float32), 30)
-    per_base = rng.random(n).astype(np.float32)
-    path = tmp_path / "two.bw"
-    write_bigwig(path, {"smooth": n, "dense": n}, {"smooth": smooth, "dense": per_base})
-    with BigWigFileReader(path) as r:
-        runs = r.track("smooth", fill=0.0)
-        assert isinstance(runs, tuple)
-        s, e, v = runs
-        assert s.dtype.kind in "iu" and e.dtype.kind in "iu"  # positions as stored (uint32 for bedGraph items)
-        s, e = s.astype(np.int64), e.astype(np.int64)
-        painted = np.zeros(n, np.float32)
-        painted[np.repeat(s - (np.cumsum(e - s) - (e - s)), e - s) + np.arange(int((e - s).sum()))] = np.repeat(v, e - s)
-        assert np.array_equal(painted, smooth)
-        dense = r.track("dense", fill=0.0)
-        assert isinstance(dense, np.ndarray) and np.array_equal(dense, per_base)
-        part = r.track("dense", 1234, 5678, fill=0.0)  # too few items to switch: runs of one base
-        assert isinstance(part, tuple) and np.array_equal(part[2], per_base[1234:5678])
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_damaged_block_is_a_clear_error(tmp_path, threads):
     path = tmp_path / "ok.bw"

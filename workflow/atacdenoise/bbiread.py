@@ -16,7 +16,8 @@ on a per-base track), and ``intervals()`` builds a Python tuple per item. Here:
 Two views of the same data: :meth:`BigWigFileReader.values` (per-base float32
 array, missing bases as NaN or ``fill``) and :meth:`BigWigFileReader.runs`
 (``starts, ends, values`` of the stored items, what a run-length consumer such
-as peak calling on a smooth track wants). Layout: bigWig versions 1-4,
+as peak calling on a smooth track wants), and :meth:`BigWigFileReader.runs_at_least`
+(only the runs at or above a cutoff, selected as the blocks decode). Layout: bigWig versions 1-4,
 little-endian (every UCSC, libBigWig and :mod:`atacdenoise.bbiwrite` file);
 zoom levels are not read (every query is exact).
 """
@@ -209,8 +210,7 @@ class BigWigFileReader:
         """The stored items over ``[start, end)`` as runs: ``starts, ends`` (int64, clipped) and ``values`` (float32).
 
         Sorted and non-overlapping; bases without data lie between runs. A
-        per-base track gives one run per base: use :meth:`values` (or
-        :meth:`track`) for those.
+        per-base track gives one run per base: use :meth:`values` for those.
         """
         cid, start, end = self._range(chrom, start, end)
         starts, ends, values = _join_runs([_as_runs(kind, d) for kind, d in self._batches(cid, start, end)], start, end)
@@ -245,39 +245,6 @@ class BigWigFileReader:
                 return None
         starts, ends, values = _join_runs(parts, start, end)
         return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False), values
-
-    def track(self, chrom: str, start: int = 0, end: int | None = None, fill: float = np.nan, max_density: float = 0.25):
-        """:meth:`runs` when the stored items are sparse (a smooth track), else :meth:`values` with ``fill``.
-
-        Decides on the data as it is decoded: once the items so far exceed
-        ``max_density`` per base (and 100,000), the rest is painted per base.
-        Returns a tuple ``(starts, ends, values)`` or a float32 array. Run
-        positions keep the file's integer type (uint32 for bedGraph items):
-        half the memory of int64, which a caller converts after selecting.
-        """
-        cid, start, end = self._range(chrom, start, end)
-        parts: list[tuple[int, object]] = []
-        items = 0
-        out = None
-        for kind, decoded in self._batches(cid, start, end):
-            if out is not None:
-                _paint(out, start, kind, decoded)
-                continue
-            if kind == FIXEDSTEP:
-                items += sum(v.size for _, _, v in decoded)
-                reach = decoded[-1][1] if decoded else start
-            else:
-                items += decoded.starts.size
-                reach = int(decoded.ends[-1]) if decoded.ends.size else start
-            parts.append((kind, decoded))
-            if items > 100_000 and items > max_density * max(min(reach, end) - start, 1):
-                out = np.full(end - start, fill, dtype=np.float32)
-                for k, d in parts:
-                    _paint(out, start, k, d)
-                parts = []
-        if out is not None:
-            return out
-        return _join_runs([_as_runs(k, d) for k, d in parts], start, end)
 
     def stats(self, chrom: str, start: int = 0, end: int | None = None, type: str = "sum", exact: bool = True) -> list:  # noqa: A002
         """``[sum]`` of the values over the range (exact, float64; None without data), as pyBigWig's ``stats(type="sum", exact=True)``.

@@ -42,7 +42,6 @@ import functools
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -60,11 +59,7 @@ COB, VW = 5, 8
 
 def _default_r() -> int:
     """Vectors of positions per block: 3 where AVX-512 gives 32 vector registers (15 accumulators fit), else 2 (16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return 2
-    return 3 if " avx512f" in flags else 2
+    return 3 if "avx512f" in native.cpu_flags().split() else 2
 
 
 R = int(os.environ.get("ATACDENOISE_CONV_R", 0)) or _default_r()
@@ -311,6 +306,15 @@ def eligible(conv: nn.Module) -> bool:
     return k > 1 and k % 2 == 1 and conv.stride[0] == 1 and conv.groups == 1 and conv.padding_mode == "zeros" and same
 
 
+def _run_all(pool: ThreadPoolExecutor | None, run, items: list) -> None:
+    """``run(item)`` for every item: on ``pool`` when there is one and more than one item, else here."""
+    if pool is None or len(items) == 1:
+        for item in items:
+            run(item)
+    else:
+        list(pool.map(run, items))
+
+
 def _check_input(conv: nn.Module, x: torch.Tensor, residual: torch.Tensor | None) -> None:
     if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 3 or x.shape[1] != conv.cin:
         raise ValueError(f"{type(conv).__name__} expects float32 CPU input [B, {conv.cin}, L], got {tuple(x.shape)} {x.dtype}")
@@ -358,11 +362,7 @@ class NativeConv1d(nn.Module):
                         self.k, self.dil, y[b].ctypes.data, length, lo, hi, int(relu),
                         None if res is None else res[b].ctypes.data, self.cout)  # fmt: skip
 
-        if self._pool is None or len(items) == 1:
-            for item in items:
-                run(item)
-        else:
-            list(self._pool.map(run, items))
+        _run_all(self._pool, run, items)
         out = torch.from_numpy(y)
         return out if self.padded == self.cout else out[:, : self.cout]
 
@@ -486,11 +486,7 @@ class FFTConv1d(nn.Module):
                     self.hop, self.pad, y.ctypes.data, nblk, lo, hi, int(relu), None if res is None else res.ctypes.data,
                     self.twr.ctypes.data, self.twi.ctypes.data, self.twi_inv.ctypes.data, works[i].ctypes.data)  # fmt: skip
 
-        if self._pool is None or len(items) == 1:
-            for item in items:
-                run(item)
-        else:
-            list(self._pool.map(run, items))
+        _run_all(self._pool, run, items)
         return torch.from_numpy(y)
 
 
