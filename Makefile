@@ -14,14 +14,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv demo report test test-fast lint install-profile clean
+.PHONY: help venv demo report test test-fast lint format docs install-profile clean
 
 help:
 	@echo "make demo            install (first time) and run the whole workflow on the demo data"
 	@echo "make test            install (first time) and run the test suite"
 	@echo "make test-fast       the test suite without the slow end-to-end tests"
 	@echo "make install-profile link profiles/slurm-gpu into ~/.config/snakemake/ (snakemake --profile slurm-gpu)"
-	@echo "make lint            snakemake --lint"
+	@echo "make lint            ruff (lint + format check), snakefmt --check, snakemake --lint"
+	@echo "make format          ruff format + snakefmt: rewrite the files in place"
+	@echo "make docs            regenerate the config-key tables of README.md and config/README.md from the schema"
 	@echo "make clean           remove results/ and .snakemake/ (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -29,7 +31,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip setuptools wheel
 	$(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[workflow,test]"
+	$(BIN)/pip install -e ".[workflow,test,lint]"
 	@touch $@
 
 venv: $(STAMP)
@@ -46,7 +48,18 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+docs: $(STAMP)
+	$(BIN)/python docs/configdoc.py --write
 
 install-profile:
 	bash profiles/install.sh

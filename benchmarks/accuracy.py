@@ -62,7 +62,10 @@ SIZES = "resources/demo/hg19_first10mb.chr1_chr2.sizes"
 CLEAN = "results/coverage/HSC/full.rep1.bw"
 NOISY = "results/coverage/HSC/given.rep1.bw"
 LABELS = "resources/demo/HSC_80M.macs2_peaks.chr1_chr2.bed"
-BASELINES = [f"macs3_{k}=results/peaks/HSC/given.rep1.{k}.narrowPeak,results/peaks/HSC/given.rep1.{k}.pval.bw" for k in ("bdgpeakcall", "callpeak")]
+BASELINES = [
+    f"macs3_{k}=results/peaks/HSC/given.rep1.{k}.narrowPeak,results/peaks/HSC/given.rep1.{k}.pval.bw"
+    for k in ("bdgpeakcall", "callpeak")
+]
 NOISY_RE = re.compile(r"noisy input alone: Pearson ([0-9.]+), AUROC ([0-9.]+), AUPRC ([0-9.]+)")
 
 
@@ -84,66 +87,158 @@ def run_variant(name: str, seed: int, work: Path, threads: int, val: str, holdou
     settings = {**BASE, **spec, "seed": seed}
     py = [sys.executable, "-m", "atacdenoise.cli"]
     log.info("%s seed %d: training %s", name, seed, json.dumps(settings))
-    err = _run([*py, "train", "--datasets", *[f"{DATASET_DIR}/{d}" for d in datasets], "--sizes", SIZES, "--val", val,
-                "--holdout", holdout, "--settings", json.dumps(settings), "--out-dir", str(out), "--threads", str(threads)],
-               f"{name} seed {seed} training")  # fmt: skip
+    err = _run(
+        [
+            *py,
+            "train",
+            "--datasets",
+            *[f"{DATASET_DIR}/{d}" for d in datasets],
+            "--sizes",
+            SIZES,
+            "--val",
+            val,
+            "--holdout",
+            holdout,
+            "--settings",
+            json.dumps(settings),
+            "--out-dir",
+            str(out),
+            "--threads",
+            str(threads),
+        ],
+        f"{name} seed {seed} training",
+    )
     hist = pd.read_csv(out / "history.tsv", sep="\t")
     best = hist.loc[hist["val_auprc"].idxmax()]
     noisy = NOISY_RE.search(err)
     chrom = holdout.split(":")[0]
-    _run([*py, "infer", "--model", str(out / "model.pt"), "--input", NOISY, "--sizes", SIZES, "--chroms", chrom,
-          "--threads", str(threads), "--out-prefix", str(out / "given")], f"{name} seed {seed} inference")  # fmt: skip
-    _run([*py, "metrics", "--clean", CLEAN, "--labels", LABELS, "--noisy", NOISY, "--denoised-prefix", str(out / "given"),
-          *[a for b in BASELINES for a in ("--baseline", b)], "--sizes", SIZES, "--regions", holdout,
-          "--model", name, "--sample", "HSC", "--depth", "given", "--rep", "1", "--out", str(out / "metrics.tsv")],
-         f"{name} seed {seed} metrics")  # fmt: skip
+    _run(
+        [
+            *py,
+            "infer",
+            "--model",
+            str(out / "model.pt"),
+            "--input",
+            NOISY,
+            "--sizes",
+            SIZES,
+            "--chroms",
+            chrom,
+            "--threads",
+            str(threads),
+            "--out-prefix",
+            str(out / "given"),
+        ],
+        f"{name} seed {seed} inference",
+    )
+    _run(
+        [
+            *py,
+            "metrics",
+            "--clean",
+            CLEAN,
+            "--labels",
+            LABELS,
+            "--noisy",
+            NOISY,
+            "--denoised-prefix",
+            str(out / "given"),
+            *[a for b in BASELINES for a in ("--baseline", b)],
+            "--sizes",
+            SIZES,
+            "--regions",
+            holdout,
+            "--model",
+            name,
+            "--sample",
+            "HSC",
+            "--depth",
+            "given",
+            "--rep",
+            "1",
+            "--out",
+            str(out / "metrics.tsv"),
+        ],
+        f"{name} seed {seed} metrics",
+    )
     m = pd.read_csv(out / "metrics.tsv", sep="\t")
     m = m[m["region"] == "all"].set_index(["method", "metric"])["value"]
     import torch
 
     meta = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
     row = {
-        "variant": name, "seed": seed, "best_epoch": int(best["epoch"]), "val_pearson": float(best["val_pearson"]),
-        "val_auprc": float(best["val_auprc"]), "threshold": float(meta["threshold"]), "seconds": float(hist["seconds"].sum()),
-        "pearson": float(m["model", "pearson"]), "auprc": float(m["model", "auprc"]), "f1": float(m["model", "f1"]),
+        "variant": name,
+        "seed": seed,
+        "best_epoch": int(best["epoch"]),
+        "val_pearson": float(best["val_pearson"]),
+        "val_auprc": float(best["val_auprc"]),
+        "threshold": float(meta["threshold"]),
+        "seconds": float(hist["seconds"].sum()),
+        "pearson": float(m["model", "pearson"]),
+        "auprc": float(m["model", "auprc"]),
+        "f1": float(m["model", "f1"]),
         "f1_at_0.5": float(m["model_t0.5", "f1"]),
-        "noisy_pearson": float(m["noisy", "pearson"]), "noisy_auprc": float(m["noisy", "auprc"]),
-        "bdgpeakcall_auprc": float(m["macs3_bdgpeakcall", "auprc"]), "bdgpeakcall_f1": float(m["macs3_bdgpeakcall", "f1"]),
+        "noisy_pearson": float(m["noisy", "pearson"]),
+        "noisy_auprc": float(m["noisy", "auprc"]),
+        "bdgpeakcall_auprc": float(m["macs3_bdgpeakcall", "auprc"]),
+        "bdgpeakcall_f1": float(m["macs3_bdgpeakcall", "f1"]),
         "callpeak_f1": float(m["macs3_callpeak", "f1"]),
         "val_noisy_pearson": float(noisy.group(1)) if noisy else math.nan,
-    }  # fmt: skip
+    }
     cached.write_text(json.dumps(row, indent=1) + "\n")
-    log.info("%s seed %d: holdout Pearson %.4f, AUPRC %.4f, F1 %.4f (cut %.3f) / %.4f (0.5)", name, seed, row["pearson"],
-             row["auprc"], row["f1"], row["threshold"], row["f1_at_0.5"])  # fmt: skip
+    log.info(
+        "%s seed %d: holdout Pearson %.4f, AUPRC %.4f, F1 %.4f (cut %.3f) / %.4f (0.5)",
+        name,
+        seed,
+        row["pearson"],
+        row["auprc"],
+        row["f1"],
+        row["threshold"],
+        row["f1_at_0.5"],
+    )
     return row
 
 
 def table(rows: list[dict]) -> str:
     """Markdown: one line per variant, mean ± sd over seeds, then the input and MACS3 figures."""
     df = pd.DataFrame(rows)
-    head = ("| variant | seeds | holdout Pearson | holdout AUPRC | F1 (cut from validation) | F1 (cut 0.5) | cut | "
-            "val AUPRC (best epoch) | best epoch | train min |")  # fmt: skip
+    head = (
+        "| variant | seeds | holdout Pearson | holdout AUPRC | F1 (cut from validation) | F1 (cut 0.5) | cut | "
+        "val AUPRC (best epoch) | best epoch | train min |"
+    )
     lines = [head, "|---" * (head.count("|") - 1) + "|"]
 
     def ms(x: pd.Series, digits: int = 4) -> str:
         return f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f}" if len(x) > 1 else f"{x.iloc[0]:.{digits}f}"
 
     for name, g in df.groupby("variant", sort=False):
-        lines.append(f"| {name} | {len(g)} | {ms(g.pearson)} | {ms(g.auprc)} | {ms(g.f1)} | {ms(g['f1_at_0.5'])} | "
-                     f"{ms(g.threshold, 2)} | {ms(g.val_auprc)} | {'/'.join(str(e) for e in g.best_epoch)} | "
-                     f"{statistics.median(g.seconds) / 60:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {len(g)} | {ms(g.pearson)} | {ms(g.auprc)} | {ms(g.f1)} | {ms(g['f1_at_0.5'])} | "
+            f"{ms(g.threshold, 2)} | {ms(g.val_auprc)} | {'/'.join(str(e) for e in g.best_epoch)} | "
+            f"{statistics.median(g.seconds) / 60:.1f} |"
+        )
     r = df.iloc[0]
-    lines += ["", f"Same holdout, same input: noisy 5M coverage Pearson {r.noisy_pearson:.4f}, AUPRC {r.noisy_auprc:.4f}; "
-              f"MACS3 bdgpeakcall AUPRC {r.bdgpeakcall_auprc:.4f}, F1 {r.bdgpeakcall_f1:.4f}; MACS3 callpeak F1 {r.callpeak_f1:.4f}."]  # fmt: skip
+    lines += [
+        "",
+        f"Same holdout, same input: noisy 5M coverage Pearson {r.noisy_pearson:.4f}, AUPRC {r.noisy_auprc:.4f}; "
+        f"MACS3 bdgpeakcall AUPRC {r.bdgpeakcall_auprc:.4f}, F1 {r.bdgpeakcall_f1:.4f}; MACS3 callpeak F1 {r.callpeak_f1:.4f}.",
+    ]
     return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
-                   help="default: all but standard-size (the reference shape; run it on a GPU machine)")  # fmt: skip
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=DEFAULT_VARIANTS,
+        choices=list(VARIANTS),
+        help="default: all but standard-size (the reference shape; run it on a GPU machine)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    p.add_argument("--work", type=Path, default=Path("/tmp/atacdenoise-accuracy"), help="run directories and cached results")
+    p.add_argument(
+        "--work", type=Path, default=Path("/tmp/atacdenoise-accuracy"), help="run directories and cached results"
+    )
     p.add_argument("--threads", type=int, default=1, help="CPU threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--val", default="chr2:3000000-5000000")
@@ -151,7 +246,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    missing = [f for f in [*(f"{DATASET_DIR}/{d}/meta.json" for d in DATASETS), CLEAN, NOISY] if not (REPO / f).exists()]
+    missing = [
+        f for f in [*(f"{DATASET_DIR}/{d}/meta.json" for d in DATASETS), CLEAN, NOISY] if not (REPO / f).exists()
+    ]
     if missing:
         raise SystemExit(f"{missing} are missing: run `make demo` first (the workflow makes them)")
     args.work.mkdir(parents=True, exist_ok=True)

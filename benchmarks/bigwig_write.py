@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Writing per-base float tracks to bigWig: ``atacdenoise.bbiwrite`` against pyBigWig (libBigWig) on the same track.
+"""Writing per-base float tracks to bigWig: ``atacdenoise.io.bbiwrite`` against pyBigWig (libBigWig) on the same track.
 
 Why (issue 9): inference writes two per-base float tracks (denoised signal,
 peak probability) of the whole genome; the GPU target (whole hg38-size genome
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 CHUNK = 800_000
 
@@ -51,13 +51,13 @@ sizes = {sizes!r}
 writer, zooms, threads, out, fast = {writer!r}, {zooms!r}, {threads!r}, {out!r}, {fast!r}
 t0 = time.perf_counter()
 if writer == "ours":
-    from atacdenoise.bbiwrite import BigWigFileWriter, DEFLATE
+    from atacdenoise.io.bbiwrite import BigWigFileWriter, DEFLATE
     w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads, fast=fast)
     DEFLATE = DEFLATE if fast else "zlib"
     add, close = w.add, w.close
 else:
     import pyBigWig
-    from atacdenoise.bbiwrite import dense_segments
+    from atacdenoise.io.bbiwrite import dense_segments
     DEFLATE = "zlib (libBigWig)"
     bw = pyBigWig.open(out, "w")
     bw.addHeader(list(sizes.items()), maxZooms=zooms)
@@ -139,8 +139,17 @@ def main() -> None:
         base_rate = None
         for writer, zooms, threads, fast in writers:
             out = work / f"out-{writer}-{zooms}-{threads}-{fast}.bw"
-            code = WRITE.format(workflow=str(C.REPO / "workflow"), npy=str(npy), sizes=sizes, writer=writer, zooms=zooms,
-                                threads=threads, out=str(out), chunk=CHUNK, fast=fast)
+            code = WRITE.format(
+                workflow=str(C.REPO / "workflow"),
+                npy=str(npy),
+                sizes=sizes,
+                writer=writer,
+                zooms=zooms,
+                threads=threads,
+                out=str(out),
+                chunk=CHUNK,
+                fast=fast,
+            )
             label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}{' isal' if fast else ''}"
             samples = C.repeat(lambda: C.run_python(code), args.runs, label)
             if not args.no_check:
@@ -151,24 +160,51 @@ def main() -> None:
                 base_rate = rate
             times[(writer, zooms, threads, fast)].append(secs)
             size = out.stat().st_size
-            rows.append([C.fmt_num(n), f"{writer} ({samples[0].extra['deflate']})", zooms, threads, f"{secs:.2f}",
-                         f"{rate / 1e6:.1f}", f"{rate / base_rate:.2f}x", C.fmt_bytes(C.peak_rss(samples)),
-                         f"{size / n:.2f}"])
-            data["samples"].append({"bases": n, "writer": writer, "zooms": zooms, "threads": threads, "fast": fast,
-                                    "wall": [s.wall for s in samples], "inner": [s.inner for s in samples],
-                                    "rss": [s.rss for s in samples], "file_bytes": size})
+            rows.append(
+                [
+                    C.fmt_num(n),
+                    f"{writer} ({samples[0].extra['deflate']})",
+                    zooms,
+                    threads,
+                    f"{secs:.2f}",
+                    f"{rate / 1e6:.1f}",
+                    f"{rate / base_rate:.2f}x",
+                    C.fmt_bytes(C.peak_rss(samples)),
+                    f"{size / n:.2f}",
+                ]
+            )
+            data["samples"].append(
+                {
+                    "bases": n,
+                    "writer": writer,
+                    "zooms": zooms,
+                    "threads": threads,
+                    "fast": fast,
+                    "wall": [s.wall for s in samples],
+                    "inner": [s.inner for s in samples],
+                    "rss": [s.rss for s in samples],
+                    "file_bytes": size,
+                }
+            )
             out.unlink()
-    notes = [f"Track: {args.kind}; chunks of {CHUNK:,} bases; 'write s' is the time inside the process from the first "
-             "chunk to the closed file (imports excluded; reading the chunks from the page cache included); ratio against pyBigWig with "
-             "zoom levels on the same size."]
+    notes = [
+        f"Track: {args.kind}; chunks of {CHUNK:,} bases; 'write s' is the time inside the process from the first "
+        "chunk to the closed file (imports excluded; reading the chunks from the page cache included); ratio against pyBigWig with "
+        "zoom levels on the same size."
+    ]
     for w, t in times.items():
         if len(t) >= 2:
             notes.append(C.scaling_note(bases, t, f"{w[0]} zooms={w[1]} threads={w[2]}{' isal' if w[3] else ''}"))
     if not args.no_check:
         notes.append("Every output was read back with pyBigWig: identical float32 values at every base.")
-    C.report(f"bigWig writing of a per-base float track ({args.kind})",
-             ["bases", "writer", "zoom levels", "threads", "write s", "M bases/s", "vs pyBigWig", "peak RSS", "bytes/base"],
-             rows, notes, args, data)
+    C.report(
+        f"bigWig writing of a per-base float track ({args.kind})",
+        ["bases", "writer", "zoom levels", "threads", "write s", "M bases/s", "vs pyBigWig", "peak RSS", "bytes/base"],
+        rows,
+        notes,
+        args,
+        data,
+    )
 
 
 if __name__ == "__main__":

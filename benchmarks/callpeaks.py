@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peak calls from probabilities: ``atacdenoise.callpeaks`` against ``macs3 bdgpeakcall -c 0.5 -l 200 -g 30`` on the same track.
+"""Peak calls from probabilities: ``atacdenoise.peaks.threshold`` against ``macs3 bdgpeakcall -c 0.5 -l 200 -g 30`` on the same track.
 
 Target (issue 9): at least 10x faster, identical intervals.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 CUTOFF, MIN_LENGTH, MAX_GAP = 0.5, 200, 30
 
@@ -67,8 +67,8 @@ def make_inputs(path_bw: Path, path_bdg: Path, sizes: dict[str, int], mean_run: 
     """The same probability track as a bigWig (float32 per base) and a bedGraph (runs) for MACS3."""
     if path_bw.exists() and path_bdg.exists():
         return
-    from atacdenoise.bigwig import BigWigWriter
-    from atacdenoise.peaks import write_bedgraph
+    from atacdenoise.io.bigwig import BigWigWriter
+    from atacdenoise.peaks.macs3 import write_bedgraph
 
     rng = np.random.default_rng(seed)
     tmp_bdg = path_bdg.with_suffix(".tmp")
@@ -85,9 +85,9 @@ import json, time
 t0 = time.perf_counter()
 import numpy as np, pandas as pd
 from argparse import Namespace
-from atacdenoise.bigwig import open_bigwig
+from atacdenoise.io.bigwig import open_bigwig
 from atacdenoise.commands.threshold import call_chrom
-from atacdenoise.intervals import write_narrowpeak
+from atacdenoise.io.intervals import write_narrowpeak
 t1 = time.perf_counter()
 bw = open_bigwig({bw!r}, threads={threads})
 args = Namespace(threshold={cutoff}, min_length={min_length}, max_gap={max_gap})
@@ -109,8 +109,8 @@ OURS_PYBIGWIG = """
 import json, time
 t0 = time.perf_counter()
 import numpy as np, pandas as pd, pyBigWig
-from atacdenoise.callpeaks import call_peaks, peak_table
-from atacdenoise.intervals import write_narrowpeak
+from atacdenoise.peaks.threshold import call_peaks, peak_table
+from atacdenoise.io.intervals import write_narrowpeak
 t1 = time.perf_counter()
 bw = pyBigWig.open({bw!r})
 tables, read_s, call_s = [], 0.0, 0.0
@@ -135,8 +135,8 @@ print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "re
 OURS_IN_MEMORY = """
 import json, time
 import numpy as np
-from atacdenoise.bigwig import open_bigwig
-from atacdenoise.callpeaks import call_peaks, peak_table
+from atacdenoise.io.bigwig import open_bigwig
+from atacdenoise.peaks.threshold import call_peaks, peak_table
 bw = open_bigwig({bw!r})
 arrays = {{c: bw.values(c, fill=0.0) for c, n in bw.chroms().items()}}
 bw.close()
@@ -160,11 +160,21 @@ def read_intervals(path: Path) -> np.ndarray:
 
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--bases", nargs="+", type=C.parse_size, default=None,
-                   help="sizes of tracks with ~25-bp runs (default 10M 50M 250M; --quick 2M 10M)")
+    p.add_argument(
+        "--bases",
+        nargs="+",
+        type=C.parse_size,
+        default=None,
+        help="sizes of tracks with ~25-bp runs (default 10M 50M 250M; --quick 2M 10M)",
+    )
     p.add_argument("--skip-pybigwig", action="store_true", help="leave out the row that reads the bigWig with pyBigWig")
-    p.add_argument("--dense-bases", nargs="*", type=C.parse_size, default=None,
-                   help="sizes of tracks with a new value at nearly every base, like a model's output (default 2M 10M; --quick none)")
+    p.add_argument(
+        "--dense-bases",
+        nargs="*",
+        type=C.parse_size,
+        default=None,
+        help="sizes of tracks with a new value at nearly every base, like a model's output (default 2M 10M; --quick none)",
+    )
     args = p.parse_args()
     sizes_list = args.bases or ([2_000_000, 10_000_000] if args.quick else [10_000_000, 50_000_000, 250_000_000])
     dense = args.dense_bases if args.dense_bases is not None else ([] if args.quick else [2_000_000, 10_000_000])
@@ -184,50 +194,100 @@ def main() -> None:
             lines = sum(1 for _ in open(bdg))
             C.log(f"{n:,} bases ({lines:,} bedGraph lines): {bw}")
             peer_out, our_out = work / "macs3.narrowPeak", work / "ours.narrowPeak"
-            peer_cmd = [macs3, "bdgpeakcall", "-i", str(bdg), "-c", str(CUTOFF), "-l", str(MIN_LENGTH), "-g", str(MAX_GAP),
-                        "--no-trackline", "--outdir", str(work), "-o", peer_out.name]
-            kw = dict(bw=str(bw), cutoff=CUTOFF, min_length=MIN_LENGTH, max_gap=MAX_GAP, out=str(our_out), threads=args.threads)
+            peer_cmd = [
+                macs3,
+                "bdgpeakcall",
+                "-i",
+                str(bdg),
+                "-c",
+                str(CUTOFF),
+                "-l",
+                str(MIN_LENGTH),
+                "-g",
+                str(MAX_GAP),
+                "--no-trackline",
+                "--outdir",
+                str(work),
+                "-o",
+                peer_out.name,
+            ]
+            kw = dict(
+                bw=str(bw),
+                cutoff=CUTOFF,
+                min_length=MIN_LENGTH,
+                max_gap=MAX_GAP,
+                out=str(our_out),
+                threads=args.threads,
+            )
             res = {"macs3 bdgpeakcall (bedGraph)": C.repeat(lambda: C.run_cmd(peer_cmd)[0], args.runs, "macs3")}
-            res["ours, from the bigWig"] = C.repeat(lambda: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file")
+            res["ours, from the bigWig"] = C.repeat(
+                lambda: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file"
+            )
             a, b = read_intervals(peer_out), read_intervals(our_out)
             identical = a.shape == b.shape and bool((a == b).all())
             if not args.skip_pybigwig:
                 res["ours, from the bigWig read by pyBigWig"] = C.repeat(
-                    lambda: C.run_python(OURS_PYBIGWIG.format(**kw)), args.runs, "ours file (pyBigWig)")
+                    lambda: C.run_python(OURS_PYBIGWIG.format(**kw)), args.runs, "ours file (pyBigWig)"
+                )
                 identical_pybw = np.array_equal(read_intervals(our_out), a)
-            res["ours, in memory"] = C.repeat(lambda: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory")
+            res["ours, in memory"] = C.repeat(
+                lambda: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory"
+            )
             peer = C.med(res["macs3 bdgpeakcall (bedGraph)"])
             for name, samples in res.items():
                 wall, inner = C.med(samples), C.med(samples, "inner")
                 # the peer is judged as a command line; ours by the work itself (in-process) and as a whole process
                 t_judged = inner if inner == inner else wall
-                rows.append([f"{n / 1e6:g}", f"{lines / 1e6:.2f}", "~25 bp" if mean_run > 1 else "per base", name,
-                             f"{wall:.2f}" if inner != inner or "memory" in name else f"{wall:.2f} ({inner:.2f} in-process)",
-                             f"{n / t_judged / 1e6:.1f}", f"{peer / t_judged:.1f}x" if "macs3" not in name else "1.0x",
-                             C.fmt_bytes(C.peak_rss(samples)),
-                             ("yes" if (identical_pybw if "pyBigWig" in name else identical) else "NO") if "bigWig" in name else ""])
+                rows.append(
+                    [
+                        f"{n / 1e6:g}",
+                        f"{lines / 1e6:.2f}",
+                        "~25 bp" if mean_run > 1 else "per base",
+                        name,
+                        f"{wall:.2f}" if inner != inner or "memory" in name else f"{wall:.2f} ({inner:.2f} in-process)",
+                        f"{n / t_judged / 1e6:.1f}",
+                        f"{peer / t_judged:.1f}x" if "macs3" not in name else "1.0x",
+                        C.fmt_bytes(C.peak_rss(samples)),
+                        ("yes" if (identical_pybw if "pyBigWig" in name else identical) else "NO")
+                        if "bigWig" in name
+                        else "",
+                    ]
+                )
             ours_file = res["ours, from the bigWig"]
             if mean_run > 1:
                 scale["n"].append(n)
                 scale["ours"].append(C.med(ours_file, "inner"))
                 scale["mem"].append(C.med(res["ours, in memory"], "inner"))
                 scale["peer"].append(peer)
-            parts = {k: float(np.median([s.extra[k] for s in ours_file])) for k in ("read_call_s", "write_s", "import_s")}
-            data["sizes"].append({"bases": n, "mean_run": mean_run, "bedgraph_lines": lines, "peaks_macs3": int(a.shape[0]), "peaks_ours": int(b.shape[0]),
-                                  "identical": identical, "ours_parts_s": parts,
-                                  "samples": {k: [vars(s) for s in v] for k, v in res.items()}})
-            C.log(f"  peaks: macs3 {a.shape[0]:,}, ours {b.shape[0]:,}, identical {identical}; ours split: "
-                  + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()))
+            parts = {
+                k: float(np.median([s.extra[k] for s in ours_file])) for k in ("read_call_s", "write_s", "import_s")
+            }
+            data["sizes"].append(
+                {
+                    "bases": n,
+                    "mean_run": mean_run,
+                    "bedgraph_lines": lines,
+                    "peaks_macs3": int(a.shape[0]),
+                    "peaks_ours": int(b.shape[0]),
+                    "identical": identical,
+                    "ours_parts_s": parts,
+                    "samples": {k: [vars(s) for s in v] for k, v in res.items()},
+                }
+            )
+            C.log(
+                f"  peaks: macs3 {a.shape[0]:,}, ours {b.shape[0]:,}, identical {identical}; ours split: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
+            )
     notes = [
         f"Peer: MACS3 {_macs3_version(macs3)} `bdgpeakcall -c {CUTOFF} -l {MIN_LENGTH} -g {MAX_GAP}` on a bedGraph of the track; "
-        "ours: `atacdenoise.callpeaks.call_peaks` + `peak_table` (narrowPeak with summits and scores), as inference runs them.",
+        "ours: `atacdenoise.peaks.threshold.call_peaks` + `peak_table` (narrowPeak with summits and scores), as inference runs them.",
         "Ratio = macs3 wall time (start-up included) / our in-process time; the wall column shows our whole process too "
         "(Python + NumPy + pandas imports ~0.5 s).",
         "identical = the same (chrom, start, end) intervals, in the same order, as MACS3's narrowPeak.",
         "Tracks: '~25 bp' = runs of equal value ~25 bp long on average (a smooth track); 'per base' = a new value at nearly every "
         "base, as a model's peak probability is (one bedGraph line per base for MACS3).",
         f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
-        "(`atacdenoise.bbiread`, blocks inflated on threads) keeps the runs (or bases) at or above the threshold as it "
+        "(`atacdenoise.io.bbiread`, blocks inflated on threads) keeps the runs (or bases) at or above the threshold as it "
         "decodes (`runs_at_least`), and `peaks_of_runs` calls them without painting a track base by base "
         "(`call_peaks_runs` + `peak_table_runs`). It runs `threshold.call_chrom`, the command's own step; "
         "its split (read and call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
@@ -236,9 +296,24 @@ def main() -> None:
         C.scaling_note(scale["n"], scale["mem"], "ours (in memory)"),
         C.scaling_note(scale["n"], scale["peer"], "macs3 bdgpeakcall"),
     ]
-    C.report("Peak calls from probabilities: callpeaks vs macs3 bdgpeakcall",
-             ["bases (M)", "bedGraph lines (M)", "values", "tool", "wall s (median)", "M bases/s", "vs macs3", "peak RSS", "identical"],
-             rows, notes, args, data)
+    C.report(
+        "Peak calls from probabilities: callpeaks vs macs3 bdgpeakcall",
+        [
+            "bases (M)",
+            "bedGraph lines (M)",
+            "values",
+            "tool",
+            "wall s (median)",
+            "M bases/s",
+            "vs macs3",
+            "peak RSS",
+            "identical",
+        ],
+        rows,
+        notes,
+        args,
+        data,
+    )
 
 
 def _macs3_version(macs3: str) -> str:

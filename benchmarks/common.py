@@ -50,9 +50,16 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     """Options every benchmark script takes."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--runs", type=int, default=3, help="repetitions per measurement (the median is reported)")
-    p.add_argument("--threads", type=int, default=min(2, len(os.sched_getaffinity(0))), help="threads given to both tools")
+    p.add_argument(
+        "--threads", type=int, default=min(2, len(os.sched_getaffinity(0))), help="threads given to both tools"
+    )
     p.add_argument("--quick", action="store_true", help="small sizes only (a smoke run of the script)")
-    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "atacdenoise-bench", help="where generated inputs are kept")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "atacdenoise-bench",
+        help="where generated inputs are kept",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write all measurements to this JSON file")
     return p
 
@@ -126,7 +133,7 @@ def _tree_rss(proc) -> int:
 
     total = 0
     try:
-        procs = [proc] + proc.children(recursive=True)
+        procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return 0
     for p in procs:
@@ -137,8 +144,15 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def run_cmd(cmd: list[str] | str, *, env: dict | None = None, cwd: Path | None = None, shell: bool = False,
-            capture: bool = True, check: bool = True) -> tuple[Sample, str]:
+def run_cmd(
+    cmd: list[str] | str,
+    *,
+    env: dict | None = None,
+    cwd: Path | None = None,
+    shell: bool = False,
+    capture: bool = True,
+    check: bool = True,
+) -> tuple[Sample, str]:
     """Run one command; return its wall time and peak memory, and its stdout (stderr on failure)."""
     try:
         import psutil
@@ -169,7 +183,11 @@ def run_cmd(cmd: list[str] | str, *, env: dict | None = None, cwd: Path | None =
     wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     try:
-        peak = max(peak, int(Path(rss_file.name).read_text().split()[-1]) * 1024) if gnu_time else max(peak, usage.ru_maxrss * 1024)
+        peak = (
+            max(peak, int(Path(rss_file.name).read_text().split()[-1]) * 1024)
+            if gnu_time
+            else max(peak, usage.ru_maxrss * 1024)
+        )
     except (ValueError, IndexError):
         pass
     os.unlink(rss_file.name)
@@ -178,7 +196,9 @@ def run_cmd(cmd: list[str] | str, *, env: dict | None = None, cwd: Path | None =
     stdout = out_f.read().decode(errors="replace")
     stderr = err_f.read().decode(errors="replace")
     if check and p.returncode != 0:
-        raise RuntimeError(f"command failed ({p.returncode}): {cmd if isinstance(cmd, str) else ' '.join(map(str, cmd))}\n{stderr[-3000:]}")
+        raise RuntimeError(
+            f"command failed ({p.returncode}): {cmd if isinstance(cmd, str) else ' '.join(map(str, cmd))}\n{stderr[-3000:]}"
+        )
     return Sample(wall=wall, rss=peak), stdout + ("\n" + stderr if not capture else "")
 
 
@@ -273,7 +293,9 @@ def machine_line(info: dict | None = None) -> str:
     if info.get("gpu"):
         parts.append(f"GPU {info['gpu']}")
     parts.append(f"1-min load at start {info['load_1min']}")
-    parts.append(f"Python {info['python']}, NumPy {info['numpy']}" + (f", torch {info['torch']}" if "torch" in info else ""))
+    parts.append(
+        f"Python {info['python']}, NumPy {info['numpy']}" + (f", torch {info['torch']}" if "torch" in info else "")
+    )
     return "; ".join(parts)
 
 
@@ -318,8 +340,13 @@ def report(title: str, headers: list[str], rows: list[list], notes: list[str], a
             print(f"- {n}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"title": title, "machine": info, "headers": headers, "rows": rows, "notes": notes, **data},
-                                        indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"title": title, "machine": info, "headers": headers, "rows": rows, "notes": notes, **data},
+                indent=2,
+                default=str,
+            )
+        )
 
 
 def scaling_note(sizes: list[float], times: list[float], what: str) -> str:
@@ -368,7 +395,9 @@ def synthetic_pe_bam(path: Path, sizes: dict[str, int], n_fragments: int, seed: 
             n_open = max(1, L // 50_000)
             centres = rng.integers(1000, L - 1000, n_open)
             in_open = rng.random(n) < 0.6
-            mid = np.where(in_open, centres[rng.integers(0, n_open, n)] + rng.integers(-1000, 1000, n), rng.integers(0, L, n))
+            mid = np.where(
+                in_open, centres[rng.integers(0, n_open, n)] + rng.integers(-1000, 1000, n), rng.integers(0, L, n)
+            )
             flen = np.clip(rng.gamma(2.0, 90.0, n).astype(np.int64) + 60, 60, 600)
             start = np.clip(mid - flen // 2, 0, L - 601)
             end = start + flen
@@ -380,7 +409,7 @@ def synthetic_pe_bam(path: Path, sizes: dict[str, int], n_fragments: int, seed: 
             pos = np.concatenate([start, end - read_len])
             order = np.argsort(pos, kind="stable")
             frag = np.concatenate([np.arange(n), np.arange(n)])[order]
-            is_r2 = (order >= n)
+            is_r2 = order >= n
             pos = pos[order]
             for f, r2, p in zip(frag.tolist(), is_r2.tolist(), pos.tolist()):
                 a = pysam.AlignedSegment()
@@ -399,11 +428,15 @@ def synthetic_pe_bam(path: Path, sizes: dict[str, int], n_fragments: int, seed: 
     pysam.index(str(tmp))
     os.replace(str(tmp) + ".bai", str(path) + ".bai")
     os.replace(tmp, path)
-    log(f"  wrote {path} ({n_fragments:,} fragments, {fmt_bytes(path.stat().st_size)}) in {time.perf_counter() - t0:.0f} s")
+    log(
+        f"  wrote {path} ({n_fragments:,} fragments, {fmt_bytes(path.stat().st_size)}) in {time.perf_counter() - t0:.0f} s"
+    )
     return path
 
 
-def synthetic_coverage(n_bases: int, rng: np.random.Generator, cuts_per_kb: float = 4.0, smooth_bp: int = 200) -> np.ndarray:
+def synthetic_coverage(
+    n_bases: int, rng: np.random.Generator, cuts_per_kb: float = 4.0, smooth_bp: int = 200
+) -> np.ndarray:
     """Smoothed cut-site coverage of one chromosome: float32[n_bases], integer counts, 201-bp boxes.
 
     Cut sites: half in 2-kb open regions (one per 50 kb, 10× enriched), half
@@ -414,10 +447,12 @@ def synthetic_coverage(n_bases: int, rng: np.random.Generator, cuts_per_kb: floa
     n_open = max(1, n_bases // 50_000)
     centres = rng.integers(0, max(1, n_bases), n_open)
     half = n_cuts // 2
-    pos = np.concatenate([
-        (centres[rng.integers(0, n_open, half)] + rng.integers(-1000, 1000, half)),
-        rng.integers(0, n_bases, n_cuts - half),
-    ])
+    pos = np.concatenate(
+        [
+            (centres[rng.integers(0, n_open, half)] + rng.integers(-1000, 1000, half)),
+            rng.integers(0, n_bases, n_cuts - half),
+        ]
+    )
     pos = pos[(pos >= 0) & (pos < n_bases)]
     counts = np.bincount(pos, minlength=n_bases)
     c = np.concatenate(([0], np.cumsum(counts)))
@@ -432,7 +467,7 @@ def synthetic_coverage_bigwig(path: Path, sizes: dict[str, int], seed: int = 11,
     """A coverage bigWig (with its JSON sidecar) over ``sizes``, written with the project's BigWigWriter."""
     if path.exists() and Path(str(path) + ".json").exists():
         return path
-    from atacdenoise.bigwig import BigWigWriter
+    from atacdenoise.io.bigwig import BigWigWriter
 
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -440,15 +475,28 @@ def synthetic_coverage_bigwig(path: Path, sizes: dict[str, int], seed: int = 11,
     n_cut = {}
     with BigWigWriter(path, sizes) as w:
         for c, n in sizes.items():
-            for off in range(0, n, 50_000_000):  # chunks bound the memory; boxes do not cross chunk edges (fine for a benchmark)
+            for off in range(
+                0, n, 50_000_000
+            ):  # chunks bound the memory; boxes do not cross chunk edges (fine for a benchmark)
                 m = min(50_000_000, n - off)
                 cov = synthetic_coverage(m, rng, cuts_per_kb)
                 n_cut[c] = n_cut.get(c, 0) + int(cov.sum() // 201)
                 w.add(c, off, cov)
-    meta = {"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5, "min_mapq": 30, "keep_duplicates": False, "cpm": False,
-            "source": "synthetic (benchmarks/common.py)", "kind": "bam", "n_cut_sites": n_cut}
+    meta = {
+        "smooth_bp": 200,
+        "shift_plus": 4,
+        "shift_minus": -5,
+        "min_mapq": 30,
+        "keep_duplicates": False,
+        "cpm": False,
+        "source": "synthetic (benchmarks/common.py)",
+        "kind": "bam",
+        "n_cut_sites": n_cut,
+    }
     Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
-    log(f"  wrote {path} ({fmt_num(sum(sizes.values()))} bases, {fmt_bytes(path.stat().st_size)}) in {time.perf_counter() - t0:.0f} s")
+    log(
+        f"  wrote {path} ({fmt_num(sum(sizes.values()))} bases, {fmt_bytes(path.stat().st_size)}) in {time.perf_counter() - t0:.0f} s"
+    )
     return path
 
 

@@ -30,15 +30,25 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--genome-mb", nargs="+", type=float, default=None, help="synthetic genome spans in Mb (default 5 15 45; --quick 5)")
+    p.add_argument(
+        "--genome-mb",
+        nargs="+",
+        type=float,
+        default=None,
+        help="synthetic genome spans in Mb (default 5 15 45; --quick 5)",
+    )
     p.add_argument("--density", type=float, default=5.0, help="fragments per kb of genome in the synthetic BAMs")
-    p.add_argument("--genome-fragments", type=C.parse_size, default=4_000_000,
-                   help="fragments of the whole-genome BAM (ours only; 0 skips it; shared with subsample.py's cache)")
+    p.add_argument(
+        "--genome-fragments",
+        type=C.parse_size,
+        default=4_000_000,
+        help="fragments of the whole-genome BAM (ours only; 0 skips it; shared with subsample.py's cache)",
+    )
     p.add_argument("--no-demo", action="store_true", help="skip the real demo BAM")
     args = p.parse_args()
     spans = args.genome_mb or ([5] if args.quick else [5, 15, 45])
@@ -66,7 +76,9 @@ def main() -> None:
         n = args.genome_fragments
         bam = C.synthetic_pe_bam(args.cache / f"pe_hg38_{n}.bam", hg38, n)
         sizes = C.write_sizes(hg38, args.cache / "hg38.auto.sizes")
-        inputs.append((f"synthetic PE, hg38 autosomes ({n / 1e6:g} M fragments)", bam, sizes, 2 * n, sum(hg38.values()), False))
+        inputs.append(
+            (f"synthetic PE, hg38 autosomes ({n / 1e6:g} M fragments)", bam, sizes, 2 * n, sum(hg38.values()), False)
+        )
 
     rows, data = [], {"inputs": []}
     scale = {"bases": [], "ours": [], "peer": []}
@@ -74,10 +86,39 @@ def main() -> None:
         work = Path(work)
         for label, bam, sizes, reads, bases, run_peer in inputs:
             C.log(f"{label}: {bam}")
-            ours_cmd = [atac, "coverage", "-q", "--input", str(bam), "--kind", "bam", "--sizes", str(sizes),
-                        "--threads", str(t), "--out", str(work / "ours.bw")]
-            peer_cmd = [bamcov, "-b", str(bam), "-o", str(work / "peer.bw"), "--binSize", "1", "-p", str(t),
-                        "--minMappingQuality", "30", "--samFlagExclude", "3852", "--Offset", "1", "--verbose"]
+            ours_cmd = [
+                atac,
+                "coverage",
+                "-q",
+                "--input",
+                str(bam),
+                "--kind",
+                "bam",
+                "--sizes",
+                str(sizes),
+                "--threads",
+                str(t),
+                "--out",
+                str(work / "ours.bw"),
+            ]
+            peer_cmd = [
+                bamcov,
+                "-b",
+                str(bam),
+                "-o",
+                str(work / "peer.bw"),
+                "--binSize",
+                "1",
+                "-p",
+                str(t),
+                "--minMappingQuality",
+                "30",
+                "--samFlagExclude",
+                "3852",
+                "--Offset",
+                "1",
+                "--verbose",
+            ]
             res = {"atacdenoise coverage": C.repeat(lambda: C.run_cmd(ours_cmd)[0], args.runs, "ours")}
             if run_peer:
                 # bamCoverage only writes chromosomes of the BAM header; give it the same file
@@ -86,24 +127,49 @@ def main() -> None:
             peer = C.med(res["bamCoverage --binSize 1"]) if run_peer else float("nan")
             for name, samples in res.items():
                 wall = C.med(samples)
-                rows.append([label, f"{bases / 1e6:g}", f"{reads / 1e6:.2f}", name, f"{wall:.2f}", f"{reads / wall / 1e6:.2f}",
-                             f"{peer / wall:.2f}x" if run_peer else "not run", C.fmt_bytes(C.peak_rss(samples))])
+                rows.append(
+                    [
+                        label,
+                        f"{bases / 1e6:g}",
+                        f"{reads / 1e6:.2f}",
+                        name,
+                        f"{wall:.2f}",
+                        f"{reads / wall / 1e6:.2f}",
+                        f"{peer / wall:.2f}x" if run_peer else "not run",
+                        C.fmt_bytes(C.peak_rss(samples)),
+                    ]
+                )
             if run_peer and label.startswith("synthetic"):
                 scale["bases"].append(bases)
                 scale["ours"].append(ours)
                 scale["peer"].append(peer)
-            data["inputs"].append({"label": label, "bam": str(bam), "reads": reads, "bases": bases,
-                                   "samples": {k: [vars(s) for s in v] for k, v in res.items()}})
+            data["inputs"].append(
+                {
+                    "label": label,
+                    "bam": str(bam),
+                    "reads": reads,
+                    "bases": bases,
+                    "samples": {k: [vars(s) for s in v] for k, v in res.items()},
+                }
+            )
     notes = [
         f"Peer: deepTools bamCoverage {_deeptools_version()} `--binSize 1 -p {t} --minMappingQuality 30 --samFlagExclude 3852 --Offset 1`; "
         f"ours: `atacdenoise coverage --threads {t}` (MAPQ >= 30, no duplicates/secondary/supplementary/QC-fail, proper pairs, "
         "Tn5 +4/-5, 201-bp boxes). Same BAM, same filters; the outputs differ by design (ours is smoothed).",
         "Ratio = bamCoverage time / ours (>= 2x is the target). Peak RSS: summed over each tool's process tree (bamCoverage -p forks workers).",
-        C.scaling_note(scale["bases"], scale["ours"], "ours on the synthetic BAMs (genome span and reads grow together)"),
+        C.scaling_note(
+            scale["bases"], scale["ours"], "ours on the synthetic BAMs (genome span and reads grow together)"
+        ),
         C.scaling_note(scale["bases"], scale["peer"], "bamCoverage on the synthetic BAMs"),
     ]
-    C.report("Coverage: atacdenoise coverage vs deepTools bamCoverage --binSize 1",
-             ["input", "genome Mb", "M reads", "tool", "wall s (median)", "M reads/s", "bamCoverage / ours", "peak RSS"], rows, notes, args, data)
+    C.report(
+        "Coverage: atacdenoise coverage vs deepTools bamCoverage --binSize 1",
+        ["input", "genome Mb", "M reads", "tool", "wall s (median)", "M reads/s", "bamCoverage / ours", "peak RSS"],
+        rows,
+        notes,
+        args,
+        data,
+    )
 
 
 def _deeptools_version() -> str:

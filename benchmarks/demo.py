@@ -26,14 +26,16 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 TARGET_S = 600.0
 
 
 def copy_tree(dest: Path) -> int:
     """Copy the working tree's tracked and untracked-not-ignored files to ``dest``; returns the number of files."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=C.REPO, check=True, capture_output=True).stdout
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=C.REPO, check=True, capture_output=True
+    ).stdout
     n = 0
     for rel in files.decode().split("\0"):
         if not rel:
@@ -55,8 +57,13 @@ def rule_times(results: Path) -> list[tuple[str, float, float]]:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if rows:
             rss = rows[0].get("max_rss", "NA")
-            out.append((str(f.relative_to(results / "benchmarks").with_suffix("")), float(rows[0]["s"]),
-                        float(rss) if rss not in ("NA", "-", "") else float("nan")))
+            out.append(
+                (
+                    str(f.relative_to(results / "benchmarks").with_suffix("")),
+                    float(rows[0]["s"]),
+                    float(rss) if rss not in ("NA", "-", "") else float("nan"),
+                )
+            )
     return sorted(out, key=lambda r: -r[1])
 
 
@@ -79,21 +86,50 @@ def main() -> None:
     try:
         s, _ = C.run_cmd([snakemake, "--profile", "profiles/local", "--cores", str(args.cores)], env=env, cwd=work)
         C.log(f"workflow: {s.wall:.0f} s, peak RSS {C.fmt_bytes(s.rss)}")
-        rows.append(["snakemake --profile profiles/local (the workflow)", f"{s.wall:.0f}", f"{s.wall / 60:.1f}", C.fmt_bytes(s.rss)])
+        rows.append(
+            [
+                "snakemake --profile profiles/local (the workflow)",
+                f"{s.wall:.0f}",
+                f"{s.wall / 60:.1f}",
+                C.fmt_bytes(s.rss),
+            ]
+        )
         total = s.wall
         if not args.no_report:
-            r, _ = C.run_cmd([snakemake, "--profile", "profiles/local", "--cores", str(args.cores), "--report", "results/report.html"],
-                             env=env, cwd=work)
-            rows.append(["snakemake --report results/report.html", f"{r.wall:.0f}", f"{r.wall / 60:.1f}", C.fmt_bytes(r.rss)])
+            r, _ = C.run_cmd(
+                [
+                    snakemake,
+                    "--profile",
+                    "profiles/local",
+                    "--cores",
+                    str(args.cores),
+                    "--report",
+                    "results/report.html",
+                ],
+                env=env,
+                cwd=work,
+            )
+            rows.append(
+                ["snakemake --report results/report.html", f"{r.wall:.0f}", f"{r.wall / 60:.1f}", C.fmt_bytes(r.rss)]
+            )
             total += r.wall
         rows.append(["**make demo after set-up (sum)**", f"{total:.0f}", f"{total / 60:.1f}", ""])
         slow = rule_times(work / "results")
-        notes = [f"Target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'missed'} ({total / TARGET_S:.2f} of the target).",
-                 f"{len(slow)} jobs with benchmark files; their summed time {sum(t for _, t, _ in slow):.0f} s (jobs run "
-                 f"{args.cores} at a time). Slowest jobs: "
-                 + "; ".join(f"{name} {t:.0f} s ({rss:.0f} MB)" for name, t, rss in slow[:8]) + "."]
-        C.report("Whole demo: make demo (snakemake --profile profiles/local) after set-up",
-                 ["step", "wall s", "min", "peak RSS (tree)"], rows, notes, args, {"jobs": slow, "work": str(work)})
+        notes = [
+            f"Target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'missed'} ({total / TARGET_S:.2f} of the target).",
+            f"{len(slow)} jobs with benchmark files; their summed time {sum(t for _, t, _ in slow):.0f} s (jobs run "
+            f"{args.cores} at a time). Slowest jobs: "
+            + "; ".join(f"{name} {t:.0f} s ({rss:.0f} MB)" for name, t, rss in slow[:8])
+            + ".",
+        ]
+        C.report(
+            "Whole demo: make demo (snakemake --profile profiles/local) after set-up",
+            ["step", "wall s", "min", "peak RSS (tree)"],
+            rows,
+            notes,
+            args,
+            {"jobs": slow, "work": str(work)},
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,7 @@ C. the real ``atacdenoise infer`` command (bigWig in, two bigWigs and a
    narrowPeak out) on a subset of chromosomes, extrapolated linearly to the
    genome, plus the throughput of one bigWig track writer (``bbiwrite``, its
    default threads per track, 10 zoom levels);
-D. training: ``atacdenoise.train.train`` for one epoch of ``--train-windows``
+D. training: ``atacdenoise.model.train.train`` for one epoch of ``--train-windows``
    windows on a synthetic dataset, extrapolated to a whole-genome epoch
    (3.09 Gb / interval windows), for the default and a tuned loader.
 
@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 ATACWORKS_INFER_S = 22 * 60.0  # published: whole genome, 8x V100
 ATACWORKS_EPOCH_S = 2.7 * 60.0  # published: one epoch, 8x V100
@@ -76,7 +76,11 @@ def model_flops_per_base(model) -> int:
     """Multiply-adds x 2 of every conv per sequence position (bias and ReLUs left out)."""
     import torch
 
-    macs = sum(m.in_channels * m.out_channels * m.kernel_size[0] // m.groups for m in model.modules() if isinstance(m, torch.nn.Conv1d))
+    macs = sum(
+        m.in_channels * m.out_channels * m.kernel_size[0] // m.groups
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv1d)
+    )
     return 2 * macs
 
 
@@ -154,7 +158,8 @@ def time_forward(model, device, batch: int, width: int, amp, reps_min: int = 5, 
 
 def stage_levers(args, device, flops_base: int, interval: int, pad: int) -> dict:
     import torch
-    from atacdenoise.model import build_model
+
+    from atacdenoise.model.network import build_model
 
     torch.manual_seed(0)
     model = build_model({"preset": args.preset}).to(device).eval()
@@ -187,10 +192,18 @@ def stage_levers(args, device, flops_base: int, interval: int, pad: int) -> dict
             continue
         bps = b * interval / s
         gflops = b * width * flops_base / s / 1e9
-        rec = {"model": kind, "batch": b, "amp": "bf16" if amp is not None else "fp32", "out_bp_per_s": bps,
-               "tflops": gflops / 1e3, "ms_per_batch": s * 1e3}
+        rec = {
+            "model": kind,
+            "batch": b,
+            "amp": "bf16" if amp is not None else "fp32",
+            "out_bp_per_s": bps,
+            "tflops": gflops / 1e3,
+            "ms_per_batch": s * 1e3,
+        }
         rows.append(rec)
-        C.log(f"  levers: {kind:5s} batch {b:4d} {rec['amp']}: {bps / 1e6:8.2f} M output bp/s, {gflops / 1e3:.2f} TFLOP/s")
+        C.log(
+            f"  levers: {kind:5s} batch {b:4d} {rec['amp']}: {bps / 1e6:8.2f} M output bp/s, {gflops / 1e3:.2f} TFLOP/s"
+        )
         if best is None or bps > best["out_bp_per_s"]:
             best = rec
     return {"rows": rows, "best": best, "fold_max_abs_diff_fp32": fold_diff}
@@ -213,20 +226,33 @@ class _NullWriter:
         self.path.unlink(missing_ok=True)
 
 
-def stage_genome_compute(args, device, sizes: dict[str, int], interval: int, pad: int, batch: int, amp, fold: bool, work: Path,
-                         predicted_bps: float | None) -> dict:
+def stage_genome_compute(
+    args,
+    device,
+    sizes: dict[str, int],
+    interval: int,
+    pad: int,
+    batch: int,
+    amp,
+    fold: bool,
+    work: Path,
+    predicted_bps: float | None,
+) -> dict:
     """The whole genome through denoise_genome with bigWig I/O replaced by memory; linear extrapolation if cut."""
     import torch
+
     from atacdenoise.commands import infer as cmd
-    from atacdenoise.infer import TileRunner
-    from atacdenoise.model import build_model
+    from atacdenoise.model.infer import TileRunner
+    from atacdenoise.model.network import build_model
 
     genome_bases = sum(sizes.values())
     run_sizes = sizes
     allowed = max(20.0, args.budget * 0.27)
     if predicted_bps and genome_bases / predicted_bps > allowed:
         run_sizes = C.genome_prefix(sizes, int(predicted_bps * allowed))
-        C.log(f"  genome compute: predicted {genome_bases / predicted_bps:.0f} s > {allowed:.0f} s: running {sum(run_sizes.values()):,} bases and extrapolating")
+        C.log(
+            f"  genome compute: predicted {genome_bases / predicted_bps:.0f} s > {allowed:.0f} s: running {sum(run_sizes.values()):,} bases and extrapolating"
+        )
     run_bases = sum(run_sizes.values())
     rng = np.random.default_rng(3)
     pool = C.synthetic_coverage(min(64_000_000, run_bases + batch * interval + 2 * pad + 1), rng)
@@ -259,15 +285,25 @@ def stage_genome_compute(args, device, sizes: dict[str, int], interval: int, pad
     s = runner.stats
     gpu_s = s.gpu_seconds() if device.type == "cuda" else s.compute_s
     scale = genome_bases / run_bases
-    return {"bases": run_bases, "genome_bases": genome_bases, "wall_s": wall, "genome_s": wall * scale, "gpu_s": gpu_s,
-            "genome_gpu_s": gpu_s * scale, "peaks": n_peaks, "batch": batch, "amp": "bf16" if amp is not None else "fp32",
-            "fold": fold, "extrapolated": run_bases < genome_bases,
-            "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+    return {
+        "bases": run_bases,
+        "genome_bases": genome_bases,
+        "wall_s": wall,
+        "genome_s": wall * scale,
+        "gpu_s": gpu_s,
+        "genome_gpu_s": gpu_s * scale,
+        "peaks": n_peaks,
+        "batch": batch,
+        "amp": "bf16" if amp is not None else "fp32",
+        "fold": fold,
+        "extrapolated": run_bases < genome_bases,
+        "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+    }
 
 
 def writer_throughput(n: int = 16_000_000) -> float:
     """Bases/s of one FloatTrackWriter (native writer, default threads, zoom levels) on a per-base float track, in this process."""
-    from atacdenoise.trackwriter import FloatTrackWriter, default_write_threads
+    from atacdenoise.io.trackwriter import FloatTrackWriter, default_write_threads
 
     rng = np.random.default_rng(0)
     values = (1 / (1 + np.exp(-rng.normal(-3, 2, n)))).astype(np.float32)
@@ -281,24 +317,55 @@ def writer_throughput(n: int = 16_000_000) -> float:
 
 def make_model_file(path: Path, preset: str, interval: int, pad: int) -> Path:
     import torch
-    from atacdenoise.model import build_model, save_model
+
+    from atacdenoise.model.network import build_model, save_model
 
     torch.manual_seed(0)
-    save_model(path, build_model({"preset": preset}), preprocessing={"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5,
-               "min_mapq": 30, "keep_duplicates": False, "cpm": False}, window={"interval": interval, "pad": pad},
-               input_transform={"kind": "none"}, threshold=0.5)
+    save_model(
+        path,
+        build_model({"preset": preset}),
+        preprocessing={
+            "smooth_bp": 200,
+            "shift_plus": 4,
+            "shift_minus": -5,
+            "min_mapq": 30,
+            "keep_duplicates": False,
+            "cpm": False,
+        },
+        window={"interval": interval, "pad": pad},
+        input_transform={"kind": "none"},
+        threshold=0.5,
+    )
     return path
 
 
-def stage_cli(args, device, sizes: dict[str, int], subset: dict[str, int], interval: int, pad: int, batch: int, work: Path) -> dict:
+def stage_cli(
+    args, device, sizes: dict[str, int], subset: dict[str, int], interval: int, pad: int, batch: int, work: Path
+) -> dict:
     """The real `atacdenoise infer` on ``subset`` (input bigWig made first), extrapolated to ``sizes``."""
     t0 = time.perf_counter()
     bw = C.synthetic_coverage_bigwig(work / "subset.bw", subset)
     make_s = time.perf_counter() - t0
     sizes_file = C.write_sizes(subset, work / "subset.sizes")
     model = make_model_file(work / "model.pt", args.preset, interval, pad)
-    cmd = [C.python_exe(), "-m", "atacdenoise.cli", "infer", "--model", str(model), "--input", str(bw), "--sizes", str(sizes_file),
-           "--out-prefix", str(work / "out" / "subset"), "--batch-size", str(batch), "--device", device.type]
+    cmd = [
+        C.python_exe(),
+        "-m",
+        "atacdenoise.cli",
+        "infer",
+        "--model",
+        str(model),
+        "--input",
+        str(bw),
+        "--sizes",
+        str(sizes_file),
+        "--out-prefix",
+        str(work / "out" / "subset"),
+        "--batch-size",
+        str(batch),
+        "--device",
+        device.type,
+    ]
     sample, out = C.run_cmd(cmd, capture=False)
     log_text = out
     m = re.search(r"denoised ([\d,]+) bp in \d+ tiles \(\d+ batches\) in ([\d.]+) s", log_text)
@@ -307,14 +374,23 @@ def stage_cli(args, device, sizes: dict[str, int], subset: dict[str, int], inter
     bases = sum(subset.values())
     scale = sum(sizes.values()) / bases
     outs = {p.name: p.stat().st_size for p in (work / "out").iterdir()}
-    return {"bases": bases, "wall_s": sample.wall, "denoise_s": inner, "gpu_s": float(g.group(1)) if g else None,
-            "rss": sample.rss, "genome_s": inner * scale, "genome_wall_s": sample.wall * scale, "input_make_s": make_s,
-            "outputs": outs, "log_tail": "\n".join(log_text.strip().splitlines()[-8:])}
+    return {
+        "bases": bases,
+        "wall_s": sample.wall,
+        "denoise_s": inner,
+        "gpu_s": float(g.group(1)) if g else None,
+        "rss": sample.rss,
+        "genome_s": inner * scale,
+        "genome_wall_s": sample.wall * scale,
+        "input_make_s": make_s,
+        "outputs": outs,
+        "log_tail": "\n".join(log_text.strip().splitlines()[-8:]),
+    }
 
 
 def make_dataset(path: Path, subset: dict[str, int]) -> Path:
     """A synthetic training dataset directory (noisy = thinned clean; labels where clean is high)."""
-    from atacdenoise.dataset import DEFAULT_PREPROCESSING, chrom_arrays, write_dataset
+    from atacdenoise.model.dataset import DEFAULT_PREPROCESSING, chrom_arrays, write_dataset
 
     if (path / "meta.json").exists():
         return path
@@ -325,26 +401,38 @@ def make_dataset(path: Path, subset: dict[str, int]) -> Path:
             clean = C.synthetic_coverage(n, rng, cuts_per_kb=8.0)
             noisy = np.floor(clean * 0.1 + rng.random(n, dtype=np.float32)).astype(np.float32)
             hi = clean > np.quantile(clean[:: max(1, n // 100_000)], 0.97)
-            from atacdenoise.intervals import intervals_from_mask
+            from atacdenoise.io.intervals import intervals_from_mask
 
             yield c, chrom_arrays(noisy, clean, intervals_from_mask(hi))
 
-    write_dataset(path, {"sample": "synthetic", "depth": "1", "rep": 1, "preprocessing": dict(DEFAULT_PREPROCESSING)}, chroms())
+    write_dataset(
+        path, {"sample": "synthetic", "depth": "1", "rep": 1, "preprocessing": dict(DEFAULT_PREPROCESSING)}, chroms()
+    )
     return path
 
 
-def stage_train(args, device, genome_bases: int, dataset: Path, work: Path, batch: int, workers: int, windows: int, tag: str) -> dict:
+def stage_train(
+    args, device, genome_bases: int, dataset: Path, work: Path, batch: int, workers: int, windows: int, tag: str
+) -> dict:
     import torch
-    from atacdenoise.dataset import open_dataset
-    from atacdenoise.genome import Region
-    from atacdenoise.train import train
+
+    from atacdenoise.io.genome import Region
+    from atacdenoise.model.dataset import open_dataset
+    from atacdenoise.model.train import train
 
     pairs = [open_dataset(dataset)]
     chroms = pairs[0].chroms
     last = list(chroms)[-1]
     val = [Region(last, 0, min(chroms[last], 1_000_000))]
-    settings = {"preset": args.preset, "epochs": 1, "windows_per_epoch": windows, "batch_size": batch, "num_workers": workers,
-                "interval": args.interval, "pad": args.pad}
+    settings = {
+        "preset": args.preset,
+        "epochs": 1,
+        "windows_per_epoch": windows,
+        "batch_size": batch,
+        "num_workers": workers,
+        "interval": args.interval,
+        "pad": args.pad,
+    }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -354,71 +442,167 @@ def stage_train(args, device, genome_bases: int, dataset: Path, work: Path, batc
     bps = float(row["train_bases_per_s"])  # window bases (interval + 2 pad) per second of the training pass
     win_per_s = bps / (args.interval + 2 * args.pad)
     genome_windows = genome_bases / args.interval
-    return {"tag": tag, "batch": batch, "workers": workers, "windows": windows, "wall_s": wall, "epoch_row_s": row["seconds"],
-            "windows_per_s": win_per_s, "genome_windows": genome_windows, "genome_epoch_s": genome_windows / win_per_s,
-            "gpu_s": row.get("gpu_seconds"), "peak_gpu_mem_gib": row.get("gpu_peak_mem_gib")}
+    return {
+        "tag": tag,
+        "batch": batch,
+        "workers": workers,
+        "windows": windows,
+        "wall_s": wall,
+        "epoch_row_s": row["seconds"],
+        "windows_per_s": win_per_s,
+        "genome_windows": genome_windows,
+        "genome_epoch_s": genome_windows / win_per_s,
+        "gpu_s": row.get("gpu_seconds"),
+        "peak_gpu_mem_gib": row.get("gpu_peak_mem_gib"),
+    }
 
 
 # --------------------------------------------------------------------------- report
 
 
 def write_report(args, info: dict, res: dict) -> str:
-    lines = [f"## GPU inference and training ({args.preset} shape)", "",
-             f"Machine: {C.machine_line(info)}. Device run started {res.get('started', '')}; total script time {elapsed():.0f} s.", ""]
+    lines = [
+        f"## GPU inference and training ({args.preset} shape)",
+        "",
+        f"Machine: {C.machine_line(info)}. Device run started {res.get('started', '')}; total script time {elapsed():.0f} s.",
+        "",
+    ]
     lev = res.get("levers")
     if lev:
-        lines += ["### A. Forward-pass levers (random windows of interval + 2 pad bases; output bases/s)", "",
-                  f"fold = the dilation fold (`gpu.py: folded`); its outputs differ from the plain model's by at most "
-                  f"{lev['fold_max_abs_diff_fp32']:.1e} in fp32 on this device.", "",
-                  C.table(["model", "batch", "precision", "M output bp/s", "TFLOP/s", "ms/batch"],
-                          [[r["model"], r["batch"], r["amp"], f"{r['out_bp_per_s'] / 1e6:.2f}", f"{r['tflops']:.2f}", f"{r['ms_per_batch']:.1f}"]
-                           for r in lev["rows"]]), ""]
+        lines += [
+            "### A. Forward-pass levers (random windows of interval + 2 pad bases; output bases/s)",
+            "",
+            f"fold = the dilation fold (`gpu.py: folded`); its outputs differ from the plain model's by at most "
+            f"{lev['fold_max_abs_diff_fp32']:.1e} in fp32 on this device.",
+            "",
+            C.table(
+                ["model", "batch", "precision", "M output bp/s", "TFLOP/s", "ms/batch"],
+                [
+                    [
+                        r["model"],
+                        r["batch"],
+                        r["amp"],
+                        f"{r['out_bp_per_s'] / 1e6:.2f}",
+                        f"{r['tflops']:.2f}",
+                        f"{r['ms_per_batch']:.1f}",
+                    ]
+                    for r in lev["rows"]
+                ],
+            ),
+            "",
+        ]
     rows = []
     g = res.get("genome_compute")
     if g:
-        rows.append([f"whole genome, real loop, bigWig I/O in memory ({'fold' if g['fold'] else 'plain'}, {g['amp']}, batch {g['batch']})",
-                     f"{g['bases'] / 1e6:.0f}" + (" (extrapolated)" if g["extrapolated"] else ""), f"{g['wall_s']:.1f}",
-                     f"{g['genome_s']:.1f}", f"{g['genome_gpu_s']:.1f}", f"{ATACWORKS_INFER_S / g['genome_s']:.0f}x",
-                     f"{TARGET_INFER_S / g['genome_s']:.2f}", "yes" if g["genome_s"] <= TARGET_INFER_S else "no"])
+        rows.append(
+            [
+                f"whole genome, real loop, bigWig I/O in memory ({'fold' if g['fold'] else 'plain'}, {g['amp']}, batch {g['batch']})",
+                f"{g['bases'] / 1e6:.0f}" + (" (extrapolated)" if g["extrapolated"] else ""),
+                f"{g['wall_s']:.1f}",
+                f"{g['genome_s']:.1f}",
+                f"{g['genome_gpu_s']:.1f}",
+                f"{ATACWORKS_INFER_S / g['genome_s']:.0f}x",
+                f"{TARGET_INFER_S / g['genome_s']:.2f}",
+                "yes" if g["genome_s"] <= TARGET_INFER_S else "no",
+            ]
+        )
     c = res.get("cli")
     if c:
-        rows.append([f"`atacdenoise infer` incl. bigWig read/write (batch {args.infer_batch or 'best'})", f"{c['bases'] / 1e6:.0f}",
-                     f"{c['wall_s']:.1f}", f"{c['genome_s']:.1f} (wall {c['genome_wall_s']:.0f})", f"{(c['gpu_s'] or float('nan')) * sum(res['sizes'].values()) / c['bases']:.1f}",
-                     f"{ATACWORKS_INFER_S / c['genome_s']:.1f}x", f"{TARGET_INFER_S / c['genome_s']:.2f}", "yes" if c["genome_s"] <= TARGET_INFER_S else "no"])
+        rows.append(
+            [
+                f"`atacdenoise infer` incl. bigWig read/write (batch {args.infer_batch or 'best'})",
+                f"{c['bases'] / 1e6:.0f}",
+                f"{c['wall_s']:.1f}",
+                f"{c['genome_s']:.1f} (wall {c['genome_wall_s']:.0f})",
+                f"{(c['gpu_s'] or float('nan')) * sum(res['sizes'].values()) / c['bases']:.1f}",
+                f"{ATACWORKS_INFER_S / c['genome_s']:.1f}x",
+                f"{TARGET_INFER_S / c['genome_s']:.2f}",
+                "yes" if c["genome_s"] <= TARGET_INFER_S else "no",
+            ]
+        )
     if rows:
-        lines += ["### Inference, whole hg38-size genome (3.09 Gb; AtacWorks 22 min on 8x V100; target <= 60 s)", "",
-                  C.table(["what", "bases run (M)", "wall s", "genome s", "genome GPU s", "vs AtacWorks", "target / ours", "meets"], rows), ""]
+        lines += [
+            "### Inference, whole hg38-size genome (3.09 Gb; AtacWorks 22 min on 8x V100; target <= 60 s)",
+            "",
+            C.table(
+                [
+                    "what",
+                    "bases run (M)",
+                    "wall s",
+                    "genome s",
+                    "genome GPU s",
+                    "vs AtacWorks",
+                    "target / ours",
+                    "meets",
+                ],
+                rows,
+            ),
+            "",
+        ]
     if res.get("writer_bps"):
         w = res["writer_bps"]
-        from atacdenoise.trackwriter import default_write_threads
+        from atacdenoise.io.trackwriter import default_write_threads
 
-        lines += [f"One bigWig track writer (atacdenoise.bbiwrite, {default_write_threads()} threads, zoom levels, per-base float32): "
-                  f"{w / 1e6:.1f} M bases/s on this machine's CPU, so writing two 3.09-Gb tracks (in parallel, one process each) "
-                  f"takes at least {sum(res['sizes'].values()) / w:.0f} s.", ""]
+        lines += [
+            f"One bigWig track writer (atacdenoise.io.bbiwrite, {default_write_threads()} threads, zoom levels, per-base float32): "
+            f"{w / 1e6:.1f} M bases/s on this machine's CPU, so writing two 3.09-Gb tracks (in parallel, one process each) "
+            f"takes at least {sum(res['sizes'].values()) / w:.0f} s.",
+            "",
+        ]
     tr = res.get("train", [])
     if tr:
-        lines += ["### Training, one whole-genome epoch (3.09 Gb / 50-kb windows; AtacWorks 2.7 min on 8x V100; target <= 2.7 min)", "",
-                  C.table(["loader", "batch", "windows timed", "windows/s", "genome epoch s", "vs AtacWorks", "meets", "peak GPU GiB"],
-                          [[f"{t['tag']} ({t['workers']} workers)", t["batch"], t["windows"], f"{t['windows_per_s']:.1f}",
-                            f"{t['genome_epoch_s']:.0f}", f"{ATACWORKS_EPOCH_S / t['genome_epoch_s']:.2f}x",
-                            "yes" if t["genome_epoch_s"] <= TARGET_EPOCH_S else "no",
-                            f"{t['peak_gpu_mem_gib']:.1f}" if t.get("peak_gpu_mem_gib") else "n/a"] for t in tr]), ""]
+        lines += [
+            "### Training, one whole-genome epoch (3.09 Gb / 50-kb windows; AtacWorks 2.7 min on 8x V100; target <= 2.7 min)",
+            "",
+            C.table(
+                [
+                    "loader",
+                    "batch",
+                    "windows timed",
+                    "windows/s",
+                    "genome epoch s",
+                    "vs AtacWorks",
+                    "meets",
+                    "peak GPU GiB",
+                ],
+                [
+                    [
+                        f"{t['tag']} ({t['workers']} workers)",
+                        t["batch"],
+                        t["windows"],
+                        f"{t['windows_per_s']:.1f}",
+                        f"{t['genome_epoch_s']:.0f}",
+                        f"{ATACWORKS_EPOCH_S / t['genome_epoch_s']:.2f}x",
+                        "yes" if t["genome_epoch_s"] <= TARGET_EPOCH_S else "no",
+                        f"{t['peak_gpu_mem_gib']:.1f}" if t.get("peak_gpu_mem_gib") else "n/a",
+                    ]
+                    for t in tr
+                ],
+            ),
+            "",
+        ]
     for note in res.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for gpu.md, gpu.json and logs")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    p.add_argument("--budget", type=float, default=360.0, help="seconds; stages that would not fit are skipped or shortened")
+    p.add_argument(
+        "--budget", type=float, default=360.0, help="seconds; stages that would not fit are skipped or shortened"
+    )
     p.add_argument("--preset", default="atacworks")
     p.add_argument("--interval", type=int, default=50_000)
     p.add_argument("--pad", type=int, default=5_000)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 128])
     p.add_argument("--infer-batch", type=int, default=None, help="batch for stages B/C (default: the best of stage A)")
-    p.add_argument("--subset", nargs="+", default=["chr20", "chr21", "chr22"], help="chromosomes of the real CLI run (stage C)")
+    p.add_argument(
+        "--subset", nargs="+", default=["chr20", "chr21", "chr22"], help="chromosomes of the real CLI run (stage C)"
+    )
     p.add_argument("--train-windows", type=int, default=2048)
     p.add_argument("--train-chroms", nargs="+", default=["chr21", "chr22"])
     p.add_argument("--stages", default="ABCD")
@@ -428,7 +612,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     import torch
-    from atacdenoise.genome import read_chrom_sizes, select_chroms
+
+    from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -444,11 +629,14 @@ def main() -> None:
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": sizes, "notes": []}
 
     def save() -> None:
-        (args.out / "gpu.json").write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **res},
-                                                      indent=2, default=str))
+        (args.out / "gpu.json").write_text(
+            json.dumps(
+                {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **res}, indent=2, default=str
+            )
+        )
         (args.out / "gpu.md").write_text(write_report(args, info, res))
 
-    from atacdenoise.model import build_model
+    from atacdenoise.model.network import build_model
 
     flops = model_flops_per_base(build_model({"preset": args.preset}))
     res["flops_per_base"] = flops
@@ -467,7 +655,9 @@ def main() -> None:
             predicted = best["out_bp_per_s"]
     if "B" in args.stages and elapsed() < args.budget * 0.5:
         C.log(f"B: whole genome compute ({sum(sizes.values()):,} bases), batch {batch}, fold {fold}, amp {amp}")
-        res["genome_compute"] = stage_genome_compute(args, device, sizes, args.interval, args.pad, batch, amp, fold, work, predicted)
+        res["genome_compute"] = stage_genome_compute(
+            args, device, sizes, args.interval, args.pad, batch, amp, fold, work, predicted
+        )
         C.log(f"  {res['genome_compute']}")
         save()
     if predicted and not args.quick:  # about 25 s of training per loader: forward + backward ~3.5 forward passes
@@ -492,7 +682,9 @@ def main() -> None:
         C.log("D: training (tuned loader)")
         ds = work / "dataset"
         workers = min(8, max(2, (os.cpu_count() or 2) // 2))
-        res["train"].append(stage_train(args, device, sum(sizes.values()), ds, work, 32, workers, args.train_windows, "tuned"))
+        res["train"].append(
+            stage_train(args, device, sum(sizes.values()), ds, work, 32, workers, args.train_windows, "tuned")
+        )
         C.log(f"  {res['train'][-1]}")
         save()
     res["notes"] += [

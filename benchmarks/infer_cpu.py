@@ -25,7 +25,7 @@ Rows:
   eager vs ``torch.compile`` (levers measured to choose the defaults);
 * the real command, bigWig in (synthetic coverage over the leading hg38
   chromosomes, ``--sizes``), once with each of ``--convs`` (``native``: the
-  compiled kernels of ``atacdenoise.cpuconv`` -- FFT and direct --, what the command uses on a CPU;
+  compiled kernels of ``atacdenoise.model.cpuconv`` -- FFT and direct --, what the command uses on a CPU;
   ``torch``: PyTorch's oneDNN convolutions, ``ATACDENOISE_NATIVE_CONV=0``), track/peakprob bigWigs and narrowPeak out, with a
   random-weight model of the preset (speed does not depend on the weights):
   wall time of the whole process, the command's own denoise time, peak RSS of
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 INTERVAL, PAD = 50_000, 5_000
 
@@ -70,7 +70,7 @@ print(json.dumps({{"seconds": 0.0, "flops": best}}))
 
 FORWARD = """
 import json, time, torch
-from atacdenoise.model import build_model
+from atacdenoise.model.network import build_model
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 model = build_model({{"preset": {preset!r}}}).eval()
@@ -95,10 +95,13 @@ print(json.dumps({{"seconds": best, "compile_s": compile_s}}))
 
 def flops_per_position(preset: str) -> int:
     import torch
-    from atacdenoise.model import build_model
+
+    from atacdenoise.model.network import build_model
 
     model = build_model(MODELS[preset])
-    return 2 * sum(m.in_channels * m.out_channels * m.kernel_size[0] for m in model.modules() if isinstance(m, torch.nn.Conv1d))
+    return 2 * sum(
+        m.in_channels * m.out_channels * m.kernel_size[0] for m in model.modules() if isinstance(m, torch.nn.Conv1d)
+    )
 
 
 def roofline(threads: int) -> float:
@@ -110,20 +113,36 @@ def roofline(threads: int) -> float:
 #: memory runs are bound by bigWig I/O and the Python around the model, where memory could grow with the
 #: genome). oneDNN is ~9x slower than PyTorch's plain kernels on such 1-tap, 2-channel convs (measured),
 #: so the memory runs turn it off (for the real presets oneDNN is 4-8x faster and stays on).
-MODELS = {"atacworks": {"preset": "atacworks"}, "light": {"preset": "light"},
-          "tiny": {"preset": "light", "filters": 2, "kernel_size": 1}}
+MODELS = {
+    "atacworks": {"preset": "atacworks"},
+    "light": {"preset": "light"},
+    "tiny": {"preset": "light", "filters": 2, "kernel_size": 1},
+}
 
 
 def make_model(path: Path, preset: str) -> Path:
     if path.exists():
         return path
     import torch
-    from atacdenoise.model import build_model, save_model
+
+    from atacdenoise.model.network import build_model, save_model
 
     torch.manual_seed(0)
-    save_model(path, build_model(MODELS[preset]), preprocessing={"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5,
-               "min_mapq": 30, "keep_duplicates": False, "cpm": False}, window={"interval": INTERVAL, "pad": PAD},
-               input_transform={"kind": "none"}, threshold=0.5)
+    save_model(
+        path,
+        build_model(MODELS[preset]),
+        preprocessing={
+            "smooth_bp": 200,
+            "shift_plus": 4,
+            "shift_minus": -5,
+            "min_mapq": 30,
+            "keep_duplicates": False,
+            "cpm": False,
+        },
+        window={"interval": INTERVAL, "pad": PAD},
+        input_transform={"kind": "none"},
+        threshold=0.5,
+    )
     return path
 
 
@@ -136,29 +155,79 @@ def levers(args, fpp: int) -> list[list]:
     rows = []
     for batch, threads, amp, comp in configs:
         roof = roofline(threads)
-        s = C.run_python(FORWARD.format(threads=threads, preset="atacworks", batch=batch, width=width, amp=amp, compile=comp,
-                                        reps=1 if amp == "bf16" else 2))
+        s = C.run_python(
+            FORWARD.format(
+                threads=threads,
+                preset="atacworks",
+                batch=batch,
+                width=width,
+                amp=amp,
+                compile=comp,
+                reps=1 if amp == "bf16" else 2,
+            )
+        )
         pos = batch * width / s.inner
-        what = f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}, {amp}" + (", torch.compile" if comp else "")
-        C.log(f"  lever {what}: {pos / 1e3:.1f} k positions/s, {pos * fpp / roof:.0%} of roofline ({roof / 1e9:.0f} GFLOP/s)")
-        rows.append([what, f"{pos / 1e3:.1f}", f"{roof / 1e9:.0f}", f"{pos * fpp / roof:.0%}",
-                     f"{s.extra['compile_s']:.0f} s compile" if comp else ""])
+        what = f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}, {amp}" + (
+            ", torch.compile" if comp else ""
+        )
+        C.log(
+            f"  lever {what}: {pos / 1e3:.1f} k positions/s, {pos * fpp / roof:.0%} of roofline ({roof / 1e9:.0f} GFLOP/s)"
+        )
+        rows.append(
+            [
+                what,
+                f"{pos / 1e3:.1f}",
+                f"{roof / 1e9:.0f}",
+                f"{pos * fpp / roof:.0%}",
+                f"{s.extra['compile_s']:.0f} s compile" if comp else "",
+            ]
+        )
     return rows
 
 
-def run_infer(model: Path, bw: Path, sizes_file: Path, out: Path, threads: int, batch: int | None,
-              forward_batch: int | None = None, no_mkldnn: bool = False, chroms: list[str] | None = None,
-              conv: str = "native", interval: int | None = None) -> tuple[C.Sample, dict]:
+def run_infer(
+    model: Path,
+    bw: Path,
+    sizes_file: Path,
+    out: Path,
+    threads: int,
+    batch: int | None,
+    forward_batch: int | None = None,
+    no_mkldnn: bool = False,
+    chroms: list[str] | None = None,
+    conv: str = "native",
+    interval: int | None = None,
+) -> tuple[C.Sample, dict]:
     """The real command; ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run;
-    ``conv``: "native" (the compiled kernels of ``atacdenoise.cpuconv``, the default) or "torch" (PyTorch/oneDNN)."""
+    ``conv``: "native" (the compiled kernels of ``atacdenoise.model.cpuconv``, the default) or "torch" (PyTorch/oneDNN).
+    """
     setup = ""
     if forward_batch:
-        setup += f"import atacdenoise.infer as i; i.CPU_FORWARD_BATCH = {forward_batch}; "
+        setup += f"import atacdenoise.model.infer as i; i.CPU_FORWARD_BATCH = {forward_batch}; "
     if no_mkldnn:
         setup += "import torch; torch.backends.mkldnn.enabled = False; "
-    entry = ["-c", f"import sys; {setup}from atacdenoise.cli import main; sys.exit(main())"] if setup else ["-m", "atacdenoise.cli"]
-    cmd = [C.python_exe(), *entry, "infer", "--model", str(model), "--input", str(bw), "--sizes", str(sizes_file),
-           "--out-prefix", str(out), "--device", "cpu", "--threads", str(threads)]
+    entry = (
+        ["-c", f"import sys; {setup}from atacdenoise.cli import main; sys.exit(main())"]
+        if setup
+        else ["-m", "atacdenoise.cli"]
+    )
+    cmd = [
+        C.python_exe(),
+        *entry,
+        "infer",
+        "--model",
+        str(model),
+        "--input",
+        str(bw),
+        "--sizes",
+        str(sizes_file),
+        "--out-prefix",
+        str(out),
+        "--device",
+        "cpu",
+        "--threads",
+        str(threads),
+    ]
     if chroms:
         cmd += ["--chroms", *chroms]
     if batch:
@@ -169,37 +238,72 @@ def run_infer(model: Path, bw: Path, sizes_file: Path, out: Path, threads: int, 
     native = re.search(r"(\d+) convolutions on the native kernel", text)
     if conv == "native" and not native:
         C.log("  warning: the native convolution was not used (no C compiler?); this row is PyTorch's")
-    m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s: .* model time ([\d.]+) s", text)
+    m = re.search(
+        r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s: .* model time ([\d.]+) s", text
+    )
     rss = re.search(r"peak memory \(RSS\) of the main process: ([\d.]+) GiB", text)
     bs = re.search(r"tiles of \d+ bp with \d+ bp context, (\d+) per batch", text)
-    parsed = {"bases": int(m.group(1).replace(",", "")), "denoise_s": float(m.group(4)), "model_s": float(m.group(5)),
-              "main_rss_gib": float(rss.group(1)) if rss else float("nan"), "batch": int(bs.group(1)) if bs else batch}
+    parsed = {
+        "bases": int(m.group(1).replace(",", "")),
+        "denoise_s": float(m.group(4)),
+        "model_s": float(m.group(5)),
+        "main_rss_gib": float(rss.group(1)) if rss else float("nan"),
+        "batch": int(bs.group(1)) if bs else batch,
+    }
     return sample, parsed
 
 
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="*", type=C.parse_size, default=None, help="input sizes (default 0.5M 1M 2M; --quick 0.5M)")
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[0], help="--batch-size values to run (0 = the command's default)")
-    p.add_argument("--forward-batches", nargs="+", type=int, default=[0],
-                   help="tiles per forward pass to compare (infer.CPU_FORWARD_BATCH; 0 = the code's default)")
+    p.add_argument(
+        "--sizes", nargs="*", type=C.parse_size, default=None, help="input sizes (default 0.5M 1M 2M; --quick 0.5M)"
+    )
+    p.add_argument(
+        "--batch-sizes", nargs="+", type=int, default=[0], help="--batch-size values to run (0 = the command's default)"
+    )
+    p.add_argument(
+        "--forward-batches",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="tiles per forward pass to compare (infer.CPU_FORWARD_BATCH; 0 = the code's default)",
+    )
     p.add_argument("--preset", default="atacworks", choices=sorted(MODELS))
-    p.add_argument("--intervals", nargs="+", type=int, default=[0, 100_000],
-                   help="infer --interval values (output bases per tile; 0 = the model's) run with the native convolution")
-    p.add_argument("--convs", nargs="+", default=["native", "torch"], choices=["native", "torch"],
-                   help="convolution implementations to run the command with (native: atacdenoise.cpuconv; torch: oneDNN)")
-    p.add_argument("--levers", action="store_true", help="also time forward-pass levers (batch, threads, bf16, torch.compile)")
-    p.add_argument("--memory-chroms", nargs="*", default=[],
-                   help="comma-separated hg38 chromosome groups run with a tiny model for peak memory at genome scale, "
-                        "e.g. chr21,chr22,chrY chr1 (add a group of all chromosomes for a whole hg38-size run)")
+    p.add_argument(
+        "--intervals",
+        nargs="+",
+        type=int,
+        default=[0, 100_000],
+        help="infer --interval values (output bases per tile; 0 = the model's) run with the native convolution",
+    )
+    p.add_argument(
+        "--convs",
+        nargs="+",
+        default=["native", "torch"],
+        choices=["native", "torch"],
+        help="convolution implementations to run the command with (native: atacdenoise.model.cpuconv; torch: oneDNN)",
+    )
+    p.add_argument(
+        "--levers", action="store_true", help="also time forward-pass levers (batch, threads, bf16, torch.compile)"
+    )
+    p.add_argument(
+        "--memory-chroms",
+        nargs="*",
+        default=[],
+        help="comma-separated hg38 chromosome groups run with a tiny model for peak memory at genome scale, "
+        "e.g. chr21,chr22,chrY chr1 (add a group of all chromosomes for a whole hg38-size run)",
+    )
     p.add_argument("--hg38-preset", default="tiny", choices=sorted(MODELS), help="model of the --memory-chroms runs")
     args = p.parse_args()
-    sizes_list = args.sizes if args.sizes is not None else ([500_000] if args.quick else [500_000, 1_000_000, 2_000_000])
-    from atacdenoise.genome import read_chrom_sizes, select_chroms
+    sizes_list = (
+        args.sizes if args.sizes is not None else ([500_000] if args.quick else [500_000, 1_000_000, 2_000_000])
+    )
+    from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 
     hg38 = select_chroms(read_chrom_sizes(C.chrom_sizes_file("hg38.chrom.sizes")))
     fpp = flops_per_position(args.preset)
-    from atacdenoise.infer import CPU_FORWARD_BATCH as default_fwd
+    from atacdenoise.model.infer import CPU_FORWARD_BATCH as default_fwd
+
     overhead = (INTERVAL + 2 * PAD) / INTERVAL
     args.cache.mkdir(parents=True, exist_ok=True)
     model = make_model(args.cache / f"model_{args.preset}.pt", args.preset)
@@ -212,49 +316,113 @@ def main() -> None:
             genome = C.genome_prefix(hg38, n)
             bw = C.synthetic_coverage_bigwig(args.cache / f"cov_{n}.bw", genome)
             sizes_file = C.write_sizes(genome, args.cache / f"cov_{n}.sizes")
-            combos = [(b, f, c, iv) for b in args.batch_sizes for f in args.forward_batches for c in args.convs
-                      for iv in (args.intervals if c == "native" else [0])]
+            combos = [
+                (b, f, c, iv)
+                for b in args.batch_sizes
+                for f in args.forward_batches
+                for c in args.convs
+                for iv in (args.intervals if c == "native" else [0])
+            ]
             for batch, fwd, conv, iv in combos:
                 tile = iv or INTERVAL
                 tile_overhead = (tile + 2 * PAD) / tile
                 samples = []
                 for i in range(args.runs):
                     roof = roofline(args.threads)
-                    s, parsed = run_infer(model, bw, sizes_file, work / "out", args.threads, batch or None, fwd or None, conv=conv,
-                                          interval=iv or None)
+                    s, parsed = run_infer(
+                        model,
+                        bw,
+                        sizes_file,
+                        work / "out",
+                        args.threads,
+                        batch or None,
+                        fwd or None,
+                        conv=conv,
+                        interval=iv or None,
+                    )
                     s.extra = {**parsed, "roofline_flops": roof, "forward_batch": fwd or default_fwd}
                     samples.append(s)
-                    C.log(f"  {n:,} bp {conv} tiles {tile:,} batch {parsed['batch']}/{fwd or default_fwd} run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
-                          f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = {n / parsed['denoise_s'] * fpp / roof:.0%} of roofline "
-                          f"({roof / 1e9:.0f} GFLOP/s), tree RSS {C.fmt_bytes(s.rss)}")
+                    C.log(
+                        f"  {n:,} bp {conv} tiles {tile:,} batch {parsed['batch']}/{fwd or default_fwd} run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
+                        f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = {n / parsed['denoise_s'] * fpp / roof:.0%} of roofline "
+                        f"({roof / 1e9:.0f} GFLOP/s), tree RSS {C.fmt_bytes(s.rss)}"
+                    )
                 # per output base against the model's FLOPs per base (context not counted: it is our overhead)
                 ratios = [n / s.extra["denoise_s"] * fpp / s.extra["roofline_flops"] for s in samples]
                 den = float(np.median([s.extra["denoise_s"] for s in samples]))
                 roof_med = float(np.median([s.extra["roofline_flops"] for s in samples]))
                 ratio = float(np.median(ratios))
-                rows.append([f"{n / 1e6:g}", args.preset, conv, f"{tile // 1000} kb", f"{samples[0].extra['batch']} / {fwd or default_fwd}", f"{C.med(samples):.1f}", f"{den:.1f}",
-                             f"{n / den / 1e3:.1f}", f"{roof_med / fpp / 1e3:.1f}", f"{ratio:.0%}", f"{ratio * tile_overhead:.0%}",
-                             C.fmt_bytes(C.peak_rss(samples)), f"{max(s.extra['main_rss_gib'] for s in samples):.2f} GiB"])
+                rows.append(
+                    [
+                        f"{n / 1e6:g}",
+                        args.preset,
+                        conv,
+                        f"{tile // 1000} kb",
+                        f"{samples[0].extra['batch']} / {fwd or default_fwd}",
+                        f"{C.med(samples):.1f}",
+                        f"{den:.1f}",
+                        f"{n / den / 1e3:.1f}",
+                        f"{roof_med / fpp / 1e3:.1f}",
+                        f"{ratio:.0%}",
+                        f"{ratio * tile_overhead:.0%}",
+                        C.fmt_bytes(C.peak_rss(samples)),
+                        f"{max(s.extra['main_rss_gib'] for s in samples):.2f} GiB",
+                    ]
+                )
                 if (batch, fwd, conv, iv) == combos[0]:
                     scale_n.append(n)
                     scale_t.append(den)
-                data["runs"].append({"bases": n, "conv": conv, "interval": tile, "batch": samples[0].extra["batch"], "forward_batch": fwd or default_fwd, "samples": [vars(s) for s in samples]})
+                data["runs"].append(
+                    {
+                        "bases": n,
+                        "conv": conv,
+                        "interval": tile,
+                        "batch": samples[0].extra["batch"],
+                        "forward_batch": fwd or default_fwd,
+                        "samples": [vars(s) for s in samples],
+                    }
+                )
         if args.memory_chroms:
             light = make_model(args.cache / f"model_{args.hg38_preset}.pt", args.hg38_preset)
             bw = C.synthetic_coverage_bigwig(args.cache / "cov_hg38.bw", hg38, cuts_per_kb=1.0)
             sizes_file = C.write_sizes(hg38, args.cache / "cov_hg38.sizes")
             for group in args.memory_chroms:
                 chroms = group.split(",")
-                s, parsed = run_infer(light, bw, sizes_file, work / "mem", args.threads, None, no_mkldnn=args.hg38_preset == "tiny",
-                                      conv="torch" if args.hg38_preset == "tiny" else "native",
-                                      chroms=chroms)
+                s, parsed = run_infer(
+                    light,
+                    bw,
+                    sizes_file,
+                    work / "mem",
+                    args.threads,
+                    None,
+                    no_mkldnn=args.hg38_preset == "tiny",
+                    conv="torch" if args.hg38_preset == "tiny" else "native",
+                    chroms=chroms,
+                )
                 n = sum(hg38[c] for c in chroms)
-                C.log(f"  {group} ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB")
-                rows.append([f"{n / 1e6:.0f} ({'+'.join(chroms)})", args.hg38_preset, "torch (oneDNN off)" if args.hg38_preset == "tiny" else "native", "",
-                             f"{parsed['batch']} / {default_fwd}", f"{s.wall:.0f}",
-                             f"{parsed['denoise_s']:.0f}", f"{n / parsed['denoise_s'] / 1e3:.1f}", "", "", "", C.fmt_bytes(s.rss),
-                             f"{parsed['main_rss_gib']:.2f} GiB"])
-                data.setdefault("memory", []).append({"chroms": chroms, "bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed})
+                C.log(
+                    f"  {group} ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB"
+                )
+                rows.append(
+                    [
+                        f"{n / 1e6:.0f} ({'+'.join(chroms)})",
+                        args.hg38_preset,
+                        "torch (oneDNN off)" if args.hg38_preset == "tiny" else "native",
+                        "",
+                        f"{parsed['batch']} / {default_fwd}",
+                        f"{s.wall:.0f}",
+                        f"{parsed['denoise_s']:.0f}",
+                        f"{n / parsed['denoise_s'] / 1e3:.1f}",
+                        "",
+                        "",
+                        "",
+                        C.fmt_bytes(s.rss),
+                        f"{parsed['main_rss_gib']:.2f} GiB",
+                    ]
+                )
+                data.setdefault("memory", []).append(
+                    {"chroms": chroms, "bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed}
+                )
     notes = [
         f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; the model's tiles are {INTERVAL:,} bases with {PAD:,} "
         f"bases of context on each side, so {overhead:.2f} positions are computed per output base ({(100_000 + 2 * PAD) / 100_000:.2f} "
@@ -272,11 +440,34 @@ def main() -> None:
     ]
     if lever_rows:
         print("\n### Forward-pass levers (reference shape, windows of 60,000 positions, fresh process each)\n")
-        print(C.table(["configuration", "k positions/s", "roofline GFLOP/s", "% roofline (per position)", "note"], lever_rows))
+        print(
+            C.table(
+                ["configuration", "k positions/s", "roofline GFLOP/s", "% roofline (per position)", "note"], lever_rows
+            )
+        )
         data["levers"] = lever_rows
-    C.report("CPU inference: atacdenoise infer vs the fp32 roofline",
-             ["input (Mb)", "preset", "convolutions", "tile (output)", "tiles per read / per forward", "wall s", "denoise s", "k output bp/s", "roofline k bp/s", "% roofline (per base)",
-              "% roofline (positions)", "peak RSS (tree)", "peak RSS (main)"], rows, notes, args, data)
+    C.report(
+        "CPU inference: atacdenoise infer vs the fp32 roofline",
+        [
+            "input (Mb)",
+            "preset",
+            "convolutions",
+            "tile (output)",
+            "tiles per read / per forward",
+            "wall s",
+            "denoise s",
+            "k output bp/s",
+            "roofline k bp/s",
+            "% roofline (per base)",
+            "% roofline (positions)",
+            "peak RSS (tree)",
+            "peak RSS (main)",
+        ],
+        rows,
+        notes,
+        args,
+        data,
+    )
     if args.json:
         json.loads(args.json.read_text())  # written by report; checked readable
 

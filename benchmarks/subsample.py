@@ -12,7 +12,7 @@ Inputs: synthetic paired-end BAMs over the real hg38 autosome sizes with
 * ``atacdenoise subsample --fraction`` (CLI, start-up and its depth accounting included);
 * ``atacdenoise subsample --fragments`` (what the workflow runs: the target in fragments);
 * ``subsample_bam()`` in-process (the sampling itself: the native record scan of
-  ``atacdenoise.bamscan`` -- inflate, keep, count, deflate in one pass -- then the index);
+  ``atacdenoise.reads.bamscan`` -- inflate, keep, count, deflate in one pass -- then the index);
 * ``subsample_bam()`` via samtools: the same with ``ATACDENOISE_NATIVE_BAM=0`` (pysam's
   samtools ``view --subsample``, then the index: the path taken without a C compiler).
 
@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as C  # noqa: E402
+import common as C
 
 FRACTION = 0.1
 SEED = 42
@@ -38,19 +38,29 @@ SEED = 42
 
 def read_digest(samtools: str, bam: Path) -> str:
     """md5 of the BAM's records as SAM text (headers excluded): equal digests = identical read sets and records."""
-    out = subprocess.run(f"{samtools} view {bam} | md5sum", shell=True, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        f"{samtools} view {bam} | md5sum", shell=True, check=True, capture_output=True, text=True
+    ).stdout
     return out.split()[0]
 
 
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[0])
-    p.add_argument("--fragments", nargs="+", type=C.parse_size, default=None, help="read pairs per synthetic BAM (default 500k 1.5M 4M; --quick 100k 300k)")
+    p.add_argument(
+        "--fragments",
+        nargs="+",
+        type=C.parse_size,
+        default=None,
+        help="read pairs per synthetic BAM (default 500k 1.5M 4M; --quick 100k 300k)",
+    )
     p.add_argument("--fraction", type=float, default=FRACTION)
     p.add_argument("--seed", type=int, default=SEED)
     args = p.parse_args()
     sizes_list = args.fragments or ([100_000, 300_000] if args.quick else [500_000, 1_500_000, 4_000_000])
     samtools = C.tool("samtools", "install Debian's samtools: apt-get install -y samtools")
-    version = subprocess.run([samtools, "--version"], capture_output=True).stdout.decode(errors="replace").splitlines()[0]
+    version = (
+        subprocess.run([samtools, "--version"], capture_output=True).stdout.decode(errors="replace").splitlines()[0]
+    )
     atac = C.tool("atacdenoise", "install the package: .venv/bin/pip install -e .")
     genome = C.read_sizes(C.chrom_sizes_file("hg38.auto.sizes"))
     sizes_file = C.write_sizes(genome, args.cache / "hg38.auto.sizes")
@@ -69,32 +79,87 @@ def main() -> None:
             peer_out, our_out = work / "samtools.bam", work / "ours.bam"
             peer_cmd = f"{samtools} view -b -@ {t - 1} -s {seed_frac} -o {peer_out} {bam} && {samtools} index -@ {t - 1} {peer_out}"
             peer_view = f"{samtools} view -b -@ {t - 1} -s {seed_frac} -o {peer_out} {bam}"
-            frac_cmd = [atac, "subsample", "-q", "--input", str(bam), "--fraction", str(args.fraction), "--seed", str(args.seed),
-                        "--sizes", str(sizes_file), "--threads", str(t), "--out", str(our_out)]
-            frag_cmd = [atac, "subsample", "-q", "--input", str(bam), "--fragments", str(int(round(n * args.fraction * 0.8))),
-                        "--seed", str(args.seed), "--sizes", str(sizes_file), "--threads", str(t), "--out", str(our_out)]
+            frac_cmd = [
+                atac,
+                "subsample",
+                "-q",
+                "--input",
+                str(bam),
+                "--fraction",
+                str(args.fraction),
+                "--seed",
+                str(args.seed),
+                "--sizes",
+                str(sizes_file),
+                "--threads",
+                str(t),
+                "--out",
+                str(our_out),
+            ]
+            frag_cmd = [
+                atac,
+                "subsample",
+                "-q",
+                "--input",
+                str(bam),
+                "--fragments",
+                str(int(round(n * args.fraction * 0.8))),
+                "--seed",
+                str(args.seed),
+                "--sizes",
+                str(sizes_file),
+                "--threads",
+                str(t),
+                "--out",
+                str(our_out),
+            ]
             counts_file = work / "usable.json"
-            C.run_cmd([atac, "count", "-q", "--input", str(bam), "--sizes", str(sizes_file), "--threads", str(t),
-                       "--out", str(counts_file)])  # made once per input, as the workflow does (not timed here)
-            counted_cmd = frag_cmd + ["--counts", str(counts_file)]
+            C.run_cmd(
+                [
+                    atac,
+                    "count",
+                    "-q",
+                    "--input",
+                    str(bam),
+                    "--sizes",
+                    str(sizes_file),
+                    "--threads",
+                    str(t),
+                    "--out",
+                    str(counts_file),
+                ]
+            )  # made once per input, as the workflow does (not timed here)
+            counted_cmd = [*frag_cmd, "--counts", str(counts_file)]
             inproc = f"""
                 import json, time
-                from atacdenoise.subsample import subsample_bam
+                from atacdenoise.reads.subsample import subsample_bam
                 t0 = time.perf_counter()
-                subsample_bam({str(bam)!r}, {str(work / 'inproc.bam')!r}, {args.fraction!r}, {args.seed}, threads={t})
+                subsample_bam({str(bam)!r}, {str(work / "inproc.bam")!r}, {args.fraction!r}, {args.seed}, threads={t})
                 print(json.dumps({{"seconds": time.perf_counter() - t0}}))
             """
             fallback = inproc.replace("inproc.bam", "fallback.bam")
             res = {
-                "samtools view -s + index": C.repeat(lambda: C.run_cmd(peer_cmd, shell=True)[0], args.runs, "samtools view+index"),
-                "samtools view -s (no index)": C.repeat(lambda: C.run_cmd(peer_view, shell=True)[0], args.runs, "samtools view"),
-                "atacdenoise subsample --fraction (CLI)": C.repeat(lambda: C.run_cmd(frac_cmd)[0], args.runs, "ours --fraction"),
-                "atacdenoise subsample --fragments (CLI)": C.repeat(lambda: C.run_cmd(frag_cmd)[0], args.runs, "ours --fragments"),
+                "samtools view -s + index": C.repeat(
+                    lambda: C.run_cmd(peer_cmd, shell=True)[0], args.runs, "samtools view+index"
+                ),
+                "samtools view -s (no index)": C.repeat(
+                    lambda: C.run_cmd(peer_view, shell=True)[0], args.runs, "samtools view"
+                ),
+                "atacdenoise subsample --fraction (CLI)": C.repeat(
+                    lambda: C.run_cmd(frac_cmd)[0], args.runs, "ours --fraction"
+                ),
+                "atacdenoise subsample --fragments (CLI)": C.repeat(
+                    lambda: C.run_cmd(frag_cmd)[0], args.runs, "ours --fragments"
+                ),
                 "atacdenoise subsample --fragments --counts (CLI, input counted once)": C.repeat(
-                    lambda: C.run_cmd(counted_cmd)[0], args.runs, "ours --fragments --counts"),
+                    lambda: C.run_cmd(counted_cmd)[0], args.runs, "ours --fragments --counts"
+                ),
                 "subsample_bam() in-process": C.repeat(lambda: C.run_python(inproc), args.runs, "ours in-process"),
                 "subsample_bam() via samtools (ATACDENOISE_NATIVE_BAM=0)": C.repeat(
-                    lambda: C.run_python(fallback, env={"ATACDENOISE_NATIVE_BAM": "0"}), args.runs, "ours via pysam's samtools"),
+                    lambda: C.run_python(fallback, env={"ATACDENOISE_NATIVE_BAM": "0"}),
+                    args.runs,
+                    "ours via pysam's samtools",
+                ),
             }
             # identical read set: the same fraction and seed through the CLI vs samtools -s SEED.FRAC
             C.run_cmd(peer_cmd, shell=True)
@@ -105,15 +170,27 @@ def main() -> None:
             for name, samples in res.items():
                 wall = C.med(samples)
                 inner = C.med(samples, "inner")
-                rows.append([
-                    f"{n / 1e6:g} M", name, f"{wall:.2f}" + (f" ({inner:.2f} in-process)" if inner == inner else ""),
-                    f"{reads / wall / 1e6:.2f}", f"{base / wall:.2f}x", C.fmt_bytes(C.peak_rss(samples)),
-                    ("yes" if same else "NO") if "fraction" in name else "",
-                ])
+                rows.append(
+                    [
+                        f"{n / 1e6:g} M",
+                        name,
+                        f"{wall:.2f}" + (f" ({inner:.2f} in-process)" if inner == inner else ""),
+                        f"{reads / wall / 1e6:.2f}",
+                        f"{base / wall:.2f}x",
+                        C.fmt_bytes(C.peak_rss(samples)),
+                        ("yes" if same else "NO") if "fraction" in name else "",
+                    ]
+                )
             times["samtools"].append(base)
             times["ours"].append(C.med(res["atacdenoise subsample --fraction (CLI)"]))
-            data["sizes"].append({"fragments": n, "kept_reads": kept, "identical": same,
-                                  "samples": {k: [vars(s) for s in v] for k, v in res.items()}})
+            data["sizes"].append(
+                {
+                    "fragments": n,
+                    "kept_reads": kept,
+                    "identical": same,
+                    "samples": {k: [vars(s) for s in v] for k, v in res.items()},
+                }
+            )
     notes = [
         f"Peer: {version} (Debian), `samtools view -b -@ {t - 1} -s {seed_frac}` then `samtools index`; ours keeps fraction "
         f"{args.fraction} with `--seed {args.seed}` (samtools' `--subsample/--subsample-seed` rule; the native scan, or pysam "
@@ -127,8 +204,14 @@ def main() -> None:
         C.scaling_note([2 * n for n in sizes_list], times["samtools"], "samtools"),
         C.scaling_note([2 * n for n in sizes_list], times["ours"], "atacdenoise subsample --fraction"),
     ]
-    C.report("Subsample: atacdenoise subsample vs samtools view -s",
-             ["fragments", "tool", "wall s (median)", "M reads/s", "vs samtools", "peak RSS", "identical reads"], rows, notes, args, data)
+    C.report(
+        "Subsample: atacdenoise subsample vs samtools view -s",
+        ["fragments", "tool", "wall s (median)", "M reads/s", "vs samtools", "peak RSS", "identical reads"],
+        rows,
+        notes,
+        args,
+        data,
+    )
 
 
 if __name__ == "__main__":

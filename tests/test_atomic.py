@@ -19,8 +19,16 @@ def test_stale_temporaries_of_dead_processes_are_removed_live_ones_kept(tmp_path
     d.mkdir()
     target = d / "S [1].track.bw"
     dead, live = _dead_pid(), os.getpid()
-    stale = [d / f".S [1].track.tmp-{dead}.bw", d / f"..S [1].track.tmp-{dead}.tmp-{dead + 1}.bw"]  # incl. the old doubled name
-    keep = [d / f".S [1].track.tmp-{live}.bw", d / f".S [1].peaks.tmp-{dead}.narrowPeak", d / f".other.track.tmp-{dead}.bw", target]
+    stale = [
+        d / f".S [1].track.tmp-{dead}.bw",
+        d / f"..S [1].track.tmp-{dead}.tmp-{dead + 1}.bw",
+    ]  # incl. the old doubled name
+    keep = [
+        d / f".S [1].track.tmp-{live}.bw",
+        d / f".S [1].peaks.tmp-{dead}.narrowPeak",
+        d / f".other.track.tmp-{dead}.bw",
+        target,
+    ]
     for p in stale + keep:
         p.write_text("x")
     assert sorted(remove_stale_temps(target)) == sorted(stale)
@@ -35,4 +43,3 @@ def test_atomic_output_cleans_up_before_writing(tmp_path):
         tmp.write_text("done\n")
     assert target.read_text() == "done\n" and not left.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tsv"]
-

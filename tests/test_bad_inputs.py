@@ -21,10 +21,9 @@ import pysam
 import pytest
 import yaml
 
-from atacdenoise.bigwig import write_bigwig
-from atacdenoise.model import build_model, save_model
-
-from test_cutsites import READS, make_bam, write_sizes
+from atacdenoise.io.bigwig import write_bigwig
+from atacdenoise.model.network import build_model, save_model
+from builders import READS, make_bam, write_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,13 +32,17 @@ PRE = {"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5, "min_mapq": 30, "ke
 
 
 def atacdenoise(*argv, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "atacdenoise"), *map(str, argv)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [str(BIN / "atacdenoise"), *map(str, argv)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def snakemake(*argv, cwd: Path) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(cwd), *map(str, argv)]
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env, timeout=300)
+    res = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env, timeout=300
+    )
     res.stderr = res.stdout  # a dry run reports on stdout, a real run on stderr: look at both
     return res
 
@@ -73,7 +76,9 @@ def coverage(bam: Path, sizes: Path, out: Path, kind: str = "bam") -> subprocess
 def test_bam_not_coordinate_sorted(tmp_path, sizes_file):
     bam = make_bam(tmp_path / "unsorted.bam", READS[::-1], sort=False)
     out = tmp_path / "out"
-    err = assert_refused(coverage(bam, sizes_file, out / "x.bw"), "unsorted.bam", "sorted by 'unsorted'", "samtools sort")
+    err = assert_refused(
+        coverage(bam, sizes_file, out / "x.bw"), "unsorted.bam", "sorted by 'unsorted'", "samtools sort"
+    )
     assert "expected 'coordinate'" in err
     assert_nothing_left(out)
 
@@ -88,7 +93,9 @@ def test_bam_reads_out_of_order_without_sort_order_header(tmp_path, sizes_file):
             dst.write(pysam.AlignedSegment.from_dict(read.to_dict(), dst.header))
     shutil.copy(str(sorted_bam) + ".bai", str(bam) + ".bai")
     out = tmp_path / "out"
-    assert_refused(coverage(bam, sizes_file, out / "x.bw"), "noso.bam", "reads are not sorted by coordinate", "samtools sort")
+    assert_refused(
+        coverage(bam, sizes_file, out / "x.bw"), "noso.bam", "reads are not sorted by coordinate", "samtools sort"
+    )
     assert_nothing_left(out)
 
 
@@ -118,18 +125,27 @@ def test_empty_bam(tmp_path, sizes_file):
 def test_paired_end_bam_without_proper_pairs(tmp_path, sizes_file):
     reads = []
     for i in range(5):  # paired (0x1), mates mapped, but never flagged proper (0x2)
-        reads += [dict(name=f"p{i}", flag=97, chrom="chr1", pos=100 + 50 * i, mate_pos=600 + 50 * i),
-                  dict(name=f"p{i}", flag=145, chrom="chr1", pos=600 + 50 * i, mate_pos=100 + 50 * i)]  # fmt: skip
+        reads += [
+            dict(name=f"p{i}", flag=97, chrom="chr1", pos=100 + 50 * i, mate_pos=600 + 50 * i),
+            dict(name=f"p{i}", flag=145, chrom="chr1", pos=600 + 50 * i, mate_pos=100 + 50 * i),
+        ]
     bam = make_bam(tmp_path / "improper.bam", reads)
     out = tmp_path / "out"
-    assert_refused(coverage(bam, sizes_file, out / "x.bw"), "improper.bam", "flagged paired-end but none", "proper pair")
+    assert_refused(
+        coverage(bam, sizes_file, out / "x.bw"), "improper.bam", "flagged paired-end but none", "proper pair"
+    )
     assert_nothing_left(out)
 
 
 def test_chromosome_names_1_vs_chr1_with_hint(tmp_path, sizes_file):
     bam = make_bam(tmp_path / "ensembl.bam", [dict(name="a", flag=0, chrom="1", pos=10)], sizes={"1": 1000, "2": 500})
     out = tmp_path / "out"
-    assert_refused(coverage(bam, sizes_file, out / "x.bw"), "ensembl.bam", "are in the genome sizes file", "without the 'chr' prefix")
+    assert_refused(
+        coverage(bam, sizes_file, out / "x.bw"),
+        "ensembl.bam",
+        "are in the genome sizes file",
+        "without the 'chr' prefix",
+    )
     assert_nothing_left(out)
 
 
@@ -138,7 +154,9 @@ def test_bigwig_missing_a_chromosome_of_the_sizes_file(tmp_path, sizes_file):
     bw = tmp_path / "only_chr1.bw"
     write_bigwig(bw, {"chr1": 1000}, {"chr1": np.ones(1000, np.float32)})
     out = tmp_path / "out"
-    assert_refused(coverage(bw, sizes_file, out / "x.bw", kind="bigwig"), "only_chr1.bw", "['chr2']", "missing from this bigWig")
+    assert_refused(
+        coverage(bw, sizes_file, out / "x.bw", kind="bigwig"), "only_chr1.bw", "['chr2']", "missing from this bigWig"
+    )
     assert_nothing_left(out)
 
 
@@ -146,7 +164,9 @@ def test_bigwig_with_other_chromosome_lengths(tmp_path, sizes_file):
     bw = tmp_path / "hg_other.bw"
     write_bigwig(bw, {"chr1": 1200, "chr2": 500}, {"chr1": np.ones(1200, np.float32)})
     out = tmp_path / "out"
-    res = atacdenoise("peaks", "--track", bw, "--sizes", sizes_file, "--out-peaks", out / "p.narrowPeak", "--out-pval", out / "p.bw")
+    res = atacdenoise(
+        "peaks", "--track", bw, "--sizes", sizes_file, "--out-peaks", out / "p.narrowPeak", "--out-pval", out / "p.bw"
+    )
     assert_refused(res, "hg_other.bw", "chromosome chr1 is 1,200 bp long there but 1,000", "another assembly")
     assert_nothing_left(out)
 
@@ -162,15 +182,34 @@ def tracks(tmp_path: Path) -> tuple[Path, Path]:
 
 def dataset(tracks, labels: Path, sizes: Path, out: Path) -> subprocess.CompletedProcess:
     noisy, clean = tracks
-    return atacdenoise("dataset", "--noisy", noisy, "--clean", clean, "--labels", labels, "--sizes", sizes, "--out", out,
-                       "--sample", "S", "--depth", "10", "--rep", "1")  # fmt: skip
+    return atacdenoise(
+        "dataset",
+        "--noisy",
+        noisy,
+        "--clean",
+        clean,
+        "--labels",
+        labels,
+        "--sizes",
+        sizes,
+        "--out",
+        out,
+        "--sample",
+        "S",
+        "--depth",
+        "10",
+        "--rep",
+        "1",
+    )
 
 
 def test_peak_file_on_chromosomes_not_in_the_sizes_file(tmp_path, sizes_file, tracks):
     labels = tmp_path / "ensembl_peaks.bed"
     labels.write_text("1\t100\t300\n2\t50\t80\n")
     out = tmp_path / "out"
-    assert_refused(dataset(tracks, labels, sizes_file, out / "ds"), "ensembl_peaks.bed", "none of its chromosomes", "'chr' prefix")
+    assert_refused(
+        dataset(tracks, labels, sizes_file, out / "ds"), "ensembl_peaks.bed", "none of its chromosomes", "'chr' prefix"
+    )
     assert_nothing_left(out)
 
 
@@ -178,7 +217,11 @@ def test_peak_file_with_coordinates_past_the_chromosome_end(tmp_path, sizes_file
     labels = tmp_path / "long_peaks.bed"
     labels.write_text("chr1\t100\t300\nchr2\t450\t700\n")
     out = tmp_path / "out"
-    assert_refused(dataset(tracks, labels, sizes_file, out / "ds"), "long_peaks.bed", "chr2:450-700 extends past the chromosome end")
+    assert_refused(
+        dataset(tracks, labels, sizes_file, out / "ds"),
+        "long_peaks.bed",
+        "chr2:450-700 extends past the chromosome end",
+    )
     assert_nothing_left(out)
 
 
@@ -193,7 +236,9 @@ def test_narrowpeak_with_or_without_track_header_and_gzipped_bed_all_parse(tmp_p
         labels.write_text(NARROWPEAK)
     elif variant == "track_header":
         labels = tmp_path / "peaks.narrowPeak"
-        labels.write_text('track type=narrowPeak name="peaks" description="MACS peaks"\nbrowser position chr1:1-1000\n' + NARROWPEAK)
+        labels.write_text(
+            'track type=narrowPeak name="peaks" description="MACS peaks"\nbrowser position chr1:1-1000\n' + NARROWPEAK
+        )
     else:
         labels = tmp_path / "peaks.bed.gz"
         with gzip.open(labels, "wt") as fh:
@@ -211,7 +256,12 @@ def test_fragments_file_with_wrong_column_count(tmp_path, sizes_file):
     frags = tmp_path / "frags.bed"
     frags.write_text("chr1\t100\t300\tAAAC\t1\nchr1\t200\t400\tAAAG\n")  # line 2: 4 columns
     out = tmp_path / "out"
-    assert_refused(coverage(frags, sizes_file, out / "x.bw", kind="fragments"), "frags.bed, line 2", "wrong number of columns", "5 tab-separated")
+    assert_refused(
+        coverage(frags, sizes_file, out / "x.bw", kind="fragments"),
+        "frags.bed, line 2",
+        "wrong number of columns",
+        "5 tab-separated",
+    )
     assert_nothing_left(out)
 
 
@@ -225,7 +275,9 @@ def test_barcode_table_with_duplicates(tmp_path):
     table = tmp_path / "barcodes.tsv"
     table.write_text("AAAC\tB\nAAAG\tB\nAAAC\tT\n")
     out = tmp_path / "out"
-    res = atacdenoise("cells", "--fragments", _fragments(tmp_path), "--barcodes", table, "--cell-type", "B", "--out", out / "b.tsv.gz")
+    res = atacdenoise(
+        "cells", "--fragments", _fragments(tmp_path), "--barcodes", table, "--cell-type", "B", "--out", out / "b.tsv.gz"
+    )
     assert_refused(res, "barcodes.tsv", "listed more than once", "'AAAC' on line 1 (B), line 3 (T)")
     assert_nothing_left(out)
 
@@ -234,8 +286,19 @@ def test_cell_count_above_the_cells_of_the_type(tmp_path):
     table = tmp_path / "barcodes.tsv"
     table.write_text("AAAC\tB\nAAAG\tB\nAAAT\tT\n")
     out = tmp_path / "out"
-    res = atacdenoise("cells", "--fragments", _fragments(tmp_path), "--barcodes", table, "--cell-type", "B", "--n-cells", "5",
-                      "--out", out / "b.tsv.gz")  # fmt: skip
+    res = atacdenoise(
+        "cells",
+        "--fragments",
+        _fragments(tmp_path),
+        "--barcodes",
+        table,
+        "--cell-type",
+        "B",
+        "--n-cells",
+        "5",
+        "--out",
+        out / "b.tsv.gz",
+    )
     assert_refused(res, "barcodes.tsv", "asked for 5 cells of type 'B' but the table has only 2")
     assert_nothing_left(out)
 
@@ -243,7 +306,9 @@ def test_cell_count_above_the_cells_of_the_type(tmp_path):
 def test_depth_above_the_fragments_in_the_bam(tmp_path, sizes_file):
     bam = make_bam(tmp_path / "small.bam", READS)
     out = tmp_path / "out"
-    res = atacdenoise("subsample", "--input", bam, "--fragments", 1000, "--seed", 1, "--sizes", sizes_file, "--out", out / "s.bam")
+    res = atacdenoise(
+        "subsample", "--input", bam, "--fragments", 1000, "--seed", 1, "--sizes", sizes_file, "--out", out / "s.bam"
+    )
     assert_refused(res, "small.bam", "asked for 1,000 fragments but only", "lower the target depth")
     assert_nothing_left(out)
 
@@ -309,16 +374,27 @@ def test_unknown_config_key(demo_config, tmp_path):
     cfg, config = demo_config
     config["model"]["trainig"] = {"epochs": 2}  # typo
     _write_config(cfg, config)
-    assert_refused(atacdenoise("check", "--config", cfg), "config.yaml", "unknown key 'model.trainig'", "fix the spelling")
-    assert_refused(snakemake("-n", "--configfile", cfg, cwd=tmp_path), "Additional properties are not allowed", "'trainig' was unexpected", status=1)
+    assert_refused(
+        atacdenoise("check", "--config", cfg), "config.yaml", "unknown key 'model.trainig'", "fix the spelling"
+    )
+    assert_refused(
+        snakemake("-n", "--configfile", cfg, cwd=tmp_path),
+        "Additional properties are not allowed",
+        "'trainig' was unexpected",
+        status=1,
+    )
 
 
 def test_config_value_of_the_wrong_type(demo_config, tmp_path):
     cfg, config = demo_config
     config["replicates"] = "two"
     _write_config(cfg, config)
-    assert_refused(atacdenoise("check", "--config", cfg), "config.yaml", "key replicates: 'two' is not of type 'integer'")
-    assert_refused(snakemake("-n", "--configfile", cfg, cwd=tmp_path), "'two' is not of type 'integer'", "['replicates']", status=1)
+    assert_refused(
+        atacdenoise("check", "--config", cfg), "config.yaml", "key replicates: 'two' is not of type 'integer'"
+    )
+    assert_refused(
+        snakemake("-n", "--configfile", cfg, cwd=tmp_path), "'two' is not of type 'integer'", "['replicates']", status=1
+    )
 
 
 def test_check_lists_every_bad_input_of_a_sheet_at_once(demo_config, tmp_path, sizes_file):
@@ -332,8 +408,9 @@ def test_check_lists_every_bad_input_of_a_sheet_at_once(demo_config, tmp_path, s
     peaks = tmp_path / "ens.bed"
     peaks.write_text("1\t10\t20\n")
     sheet = Path(config["samples"])
-    sheet.write_text("sample\tcell_type\tkind\tpath\tnoisy\tpeaks\n"
-                     f"A\tX\tbam\t{stale}\t\t{peaks}\nB\tX\tbigwig\t{bw}\t\t\n")  # fmt: skip
+    sheet.write_text(
+        f"sample\tcell_type\tkind\tpath\tnoisy\tpeaks\nA\tX\tbam\t{stale}\t\t{peaks}\nB\tX\tbigwig\t{bw}\t\t\n"
+    )
     config["genome"]["sizes"] = str(sizes_file)
     config["depths"] = []
     _write_config(cfg, config)
@@ -352,13 +429,33 @@ def infer_inputs(tmp_path: Path) -> tuple[Path, Path]:
     Path(f"{bw}.json").write_text(json.dumps({**PRE, "source": "x.bam", "kind": "bam"}))
     model = build_model(dict(filters=2, kernel_size=3, dilation=1, reg_blocks=1, cls_blocks=1, convs_per_block=1))
     path = tmp_path / "other_settings.pt"
-    save_model(path, model, preprocessing={**PRE, "smooth_bp": 100}, window={"interval": 400, "pad": 50},
-               input_transform={"kind": "none"}, threshold=0.5)  # fmt: skip
+    save_model(
+        path,
+        model,
+        preprocessing={**PRE, "smooth_bp": 100},
+        window={"interval": 400, "pad": 50},
+        input_transform={"kind": "none"},
+        threshold=0.5,
+    )
     return bw, path
 
 
 def infer(model: Path, bw: Path, sizes: Path, prefix: Path) -> subprocess.CompletedProcess:
-    return atacdenoise("infer", "--model", model, "--input", bw, "--sizes", sizes, "--out-prefix", prefix, "--threads", 1, "--device", "cpu")
+    return atacdenoise(
+        "infer",
+        "--model",
+        model,
+        "--input",
+        bw,
+        "--sizes",
+        sizes,
+        "--out-prefix",
+        prefix,
+        "--threads",
+        1,
+        "--device",
+        "cpu",
+    )
 
 
 def test_model_from_other_preprocessing_settings(tmp_path, sizes_file, infer_inputs):
@@ -374,7 +471,12 @@ def test_corrupt_model_checkpoint(tmp_path, sizes_file, infer_inputs):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # truncated copy
     out = tmp_path / "out"
-    assert_refused(infer(corrupt, bw, sizes_file, out / "S"), "corrupt.pt", "not a readable atacdenoise model file", "re-train or re-copy")
+    assert_refused(
+        infer(corrupt, bw, sizes_file, out / "S"),
+        "corrupt.pt",
+        "not a readable atacdenoise model file",
+        "re-train or re-copy",
+    )
     assert_nothing_left(out)
 
 

@@ -45,7 +45,9 @@ def unavailable_reason() -> str | None:
     if missing and shutil.which("apt-get") is None:
         return f"SLURM/munge not installed ({', '.join(missing)} missing) and no apt-get to install slurm-wlm and munge"
     if (ETC_CONF.exists() or ETC_CONF.is_symlink()) and not _etc_conf_is_ours():
-        return f"{ETC_CONF} exists: this machine has its own SLURM configuration, which the test cluster does not replace"
+        return (
+            f"{ETC_CONF} exists: this machine has its own SLURM configuration, which the test cluster does not replace"
+        )
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
@@ -100,10 +102,13 @@ def start(state: Path) -> Cluster:
 
 def stop(cluster: Cluster) -> None:
     """Run slurm_down.sh: cancel jobs, stop the three daemons, remove the /etc/slurm link."""
-    subprocess.run(["bash", str(HERE / "slurm_down.sh"), str(cluster.state)], capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        ["bash", str(HERE / "slurm_down.sh"), str(cluster.state)], capture_output=True, text=True, timeout=120
+    )
 
 
 # --- the test profile ----------------------------------------------------------------------------
+
 
 def load_profile(path: Path = PROFILE / "config.yaml") -> dict:
     """The profile as Snakemake reads it (YTE templating applied: the edit-once definitions filled in)."""
@@ -146,6 +151,7 @@ def write_test_profile(dest: Path, extra: dict | None = None) -> Path:
 
 # --- SLURM's own records -------------------------------------------------------------------------
 
+
 def parse_scontrol_record(line: str) -> dict[str, str]:
     """One ``scontrol -o show job`` line as a dict (values never contain spaces except Comment's tail)."""
     out: dict[str, str] = {}
@@ -162,7 +168,9 @@ def job_records(cluster: Cluster, workdir: Path) -> list[dict[str, str]]:
     The slurm plugin puts ``rule_<name>`` (plus ``_wildcards_...``) in the job comment; the test
     cluster keeps finished jobs in slurmctld's memory for 10 minutes (MinJobAge=600).
     """
-    res = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, env=cluster.env(), check=True)
+    res = subprocess.run(
+        ["scontrol", "-o", "show", "job"], capture_output=True, text=True, env=cluster.env(), check=True
+    )
     records = []
     for line in res.stdout.splitlines():
         rec = parse_scontrol_record(line)
@@ -266,7 +274,9 @@ def differences(a: Path, b: Path) -> list[str]:
         elif suffix == ".tsv":
             ta, tb = _table(pa), _table(pb)
             if not ta.equals(tb):
-                diffs.append(f"{rel}: tables differ:\n{ta.compare(tb) if ta.shape == tb.shape else (ta.shape, tb.shape)}")
+                diffs.append(
+                    f"{rel}: tables differ:\n{ta.compare(tb) if ta.shape == tb.shape else (ta.shape, tb.shape)}"
+                )
         elif suffix == ".json":
             if json.loads(pa.read_text()) != json.loads(pb.read_text()):
                 diffs.append(f"{rel}: JSON differs")

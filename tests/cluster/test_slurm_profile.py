@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
 import slurm_cluster as sc
+import yaml
 from slurm_cluster import PROFILE, REPO
 
 GPU_RULES = {"train", "infer"}
@@ -44,8 +43,10 @@ SMALL_DEMO = {
 
 # --- helpers ---------------------------------------------------------------------------------------
 
-def snakemake(workdir: Path, *args: str, env: dict | None = None, snakefile: Path = REPO / "Snakefile",
-              timeout: int = 900) -> subprocess.CompletedProcess:
+
+def snakemake(
+    workdir: Path, *args: str, env: dict | None = None, snakefile: Path = REPO / "Snakefile", timeout: int = 900
+) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", str(workdir), *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -82,18 +83,23 @@ def planned_jobs(dry_run_output: str) -> dict[str, list[dict[str, str]]]:
 
 
 def failure_report(res: subprocess.CompletedProcess, workdir: Path, cluster: sc.Cluster | None = None) -> str:
-    logs = "\n".join(f"== {p}\n{p.read_text(errors='replace')[-2500:]}"
-                     for p in sorted(workdir.glob(".snakemake/slurm_logs/**/*.log")) + sorted(workdir.glob("results/logs/**/*.log")))
-    return f"snakemake exited {res.returncode}\n{res.stderr[-5000:]}\n{logs[-10000:]}\n{cluster.logs() if cluster else ''}"
+    logs = "\n".join(
+        f"== {p}\n{p.read_text(errors='replace')[-2500:]}"
+        for p in sorted(workdir.glob(".snakemake/slurm_logs/**/*.log")) + sorted(workdir.glob("results/logs/**/*.log"))
+    )
+    return (
+        f"snakemake exited {res.returncode}\n{res.stderr[-5000:]}\n{logs[-10000:]}\n{cluster.logs() if cluster else ''}"
+    )
 
 
 # --- the plan: no cluster needed ----------------------------------------------------------------
+
 
 def test_dry_run_of_default_config_requests_gpus_only_for_train_and_infer(tmp_path):
     res = snakemake(tmp_path, *demo_workdir(tmp_path), "--profile", str(PROFILE), "-n", "--forceall")
     assert res.returncode == 0, res.stderr[-4000:]
     jobs = planned_jobs(res.stdout + res.stderr)
-    assert GPU_RULES <= jobs.keys(), f"train/infer not in the plan: {sorted(jobs)}"
+    assert jobs.keys() >= GPU_RULES, f"train/infer not in the plan: {sorted(jobs)}"
     assert len(jobs) > 3, f"expected CPU rules besides train/infer: {sorted(jobs)}"
     for rule, resource_sets in jobs.items():
         for res_ in resource_sets:
@@ -107,24 +113,36 @@ def test_dry_run_of_default_config_requests_gpus_only_for_train_and_infer(tmp_pa
 
 def test_edit_once_keys_set_partitions_account_gpu_model_and_cpus(tmp_path):
     text = (PROFILE / "config.yaml").read_text()
-    edits = {'CPU_PARTITION = "cpu"': 'CPU_PARTITION = "short"', 'GPU_PARTITION = "gpu"': 'GPU_PARTITION = "a100q"',
-             'ACCOUNT = ""': 'ACCOUNT = "lab42"', 'GPU_MODEL = ""': 'GPU_MODEL = "a100"',
-             "GPU_JOB_CPUS = 8": "GPU_JOB_CPUS = 6", "GPU_JOB_MEM_MB = 32000": "GPU_JOB_MEM_MB = 24000"}
+    edits = {
+        'CPU_PARTITION = "cpu"': 'CPU_PARTITION = "short"',
+        'GPU_PARTITION = "gpu"': 'GPU_PARTITION = "a100q"',
+        'ACCOUNT = ""': 'ACCOUNT = "lab42"',
+        'GPU_MODEL = ""': 'GPU_MODEL = "a100"',
+        "GPU_JOB_CPUS = 8": "GPU_JOB_CPUS = 6",
+        "GPU_JOB_MEM_MB = 32000": "GPU_JOB_MEM_MB = 24000",
+    }
     for old, new in edits.items():
         assert old in text, f"profile no longer defines {old!r}"
         text = text.replace(old, new)
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(text)
     # --cores: a dry run otherwise caps every rule's threads (and so cpus_per_task) at 1
-    res = snakemake(tmp_path, *demo_workdir(tmp_path), "--profile", str(tmp_path / "profile"), "-n", "--forceall", "--cores", "64")
+    res = snakemake(
+        tmp_path, *demo_workdir(tmp_path), "--profile", str(tmp_path / "profile"), "-n", "--forceall", "--cores", "64"
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     jobs = planned_jobs(res.stdout + res.stderr)
-    assert GPU_RULES <= jobs.keys()
+    assert jobs.keys() >= GPU_RULES
     for rule, resource_sets in jobs.items():
         for res_ in resource_sets:
             assert res_["slurm_account"] == "lab42", (rule, res_)
             if rule in GPU_RULES:
-                assert (res_["slurm_partition"], res_["gpu_model"], res_["cpus_per_task"], res_["mem_mb"]) == ("a100q", "a100", "6", "24000")
+                assert (res_["slurm_partition"], res_["gpu_model"], res_["cpus_per_task"], res_["mem_mb"]) == (
+                    "a100q",
+                    "a100",
+                    "6",
+                    "24000",
+                )
             else:
                 assert res_["slurm_partition"] == "short" and "gpu_model" not in res_, (rule, res_)
 
@@ -141,6 +159,7 @@ def test_overlay_changes_only_what_the_test_cluster_needs():
 
 
 # --- real runs on the private cluster ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -222,7 +241,9 @@ def test_gpu_rules_get_gpu_partition_and_a_gpu_cpu_rules_do_not(cluster, tmp_pat
 def local_demo(tmp_path_factory):
     """The small demo run locally (the reference the SLURM run must reproduce)."""
     work = tmp_path_factory.mktemp("demo_local")
-    res = snakemake(work, *demo_workdir(work, SMALL_DEMO), "--profile", str(REPO / "profiles" / "local"), "--cores", "2")
+    res = snakemake(
+        work, *demo_workdir(work, SMALL_DEMO), "--profile", str(REPO / "profiles" / "local"), "--cores", "2"
+    )
     if res.returncode != 0:
         pytest.fail(failure_report(res, work))
     return work
@@ -237,7 +258,7 @@ def test_demo_workflow_on_slurm_uses_gpu_partition_for_gpu_rules_and_matches_loc
 
     records = sc.job_records(cluster, work)
     rules = {r["rule"] for r in records}
-    assert GPU_RULES <= rules and len(rules) > 2, f"jobs seen by SLURM: {sorted(rules)}"
+    assert rules >= GPU_RULES and len(rules) > 2, f"jobs seen by SLURM: {sorted(rules)}"
     for rec in records:
         assert rec["JobState"] == "COMPLETED", rec
         if rec["rule"] in GPU_RULES:

@@ -11,8 +11,8 @@ import glob
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(path.parent, os.W_OK):
-        from .errors import InputError
+        from atacdenoise.errors import InputError
 
-        raise InputError(f"{path.parent}: output directory is not writable; fix its permissions or choose another results directory")
+        raise InputError(
+            f"{path.parent}: output directory is not writable; fix its permissions or choose another results directory"
+        )
     remove_stale_temps(path)
     tmp = temp_path_for(path)
     try:

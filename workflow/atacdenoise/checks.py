@@ -18,13 +18,14 @@ import gzip
 import logging
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: importing pandas costs ~0.3 s of every command's start
     import pandas as pd
 
-from .errors import InputError
+from atacdenoise.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> None:
 # --------------------------------------------------------------------------- single files
 def _exists(path: Path, what: str) -> None:
     if not path.exists():
-        raise InputError(f"{path}: {what} not found; fix the path (relative paths are from the directory the workflow runs in)")
+        raise InputError(
+            f"{path}: {what} not found; fix the path (relative paths are from the directory the workflow runs in)"
+        )
     if path.is_dir():
         raise InputError(f"{path}: {what} is a directory, expected a file")
 
@@ -77,7 +80,7 @@ def check_bam_file(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
     Returns the mapped reads per chromosome of ``sizes`` (from the index: an
     upper bound on the fragments a depth can ask for).
     """
-    from .bam import check_bam, mapped_per_chrom, open_bam
+    from atacdenoise.io.bam import check_bam, mapped_per_chrom, open_bam
 
     path = Path(path)
     _exists(path, "BAM file")
@@ -92,7 +95,7 @@ def check_bam_file(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
 
 def check_bigwig_file(path: str | Path, sizes: dict[str, int]) -> None:
     """A readable bigWig holding every chromosome of ``sizes`` with the same lengths."""
-    from .bigwig import check_bigwig
+    from atacdenoise.io.bigwig import check_bigwig
 
     path = Path(path)
     _exists(path, "bigWig")
@@ -101,7 +104,7 @@ def check_bigwig_file(path: str | Path, sizes: dict[str, int]) -> None:
 
 def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
     """A BED/narrowPeak (plain or gzip, with or without a track line) whose intervals lie on ``genome``; returns the count."""
-    from .intervals import read_narrowpeak
+    from atacdenoise.io.intervals import read_narrowpeak
 
     path = Path(path)
     _exists(path, "peak file")
@@ -111,7 +114,7 @@ def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
 def _open_text(path: Path):
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path, "rt")
+    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
 
 
 def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAGMENT_HEAD_LINES) -> None:
@@ -121,8 +124,8 @@ def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAG
     that read the whole file; this catches the usual mistakes (a BED, a wrong
     genome) in milliseconds.
     """
-    from .fragments import _bad_line
-    from .genome import check_chrom_names
+    from atacdenoise.io.fragments import _bad_line
+    from atacdenoise.io.genome import check_chrom_names
 
     path = Path(path)
     _exists(path, "fragments file")
@@ -147,13 +150,15 @@ def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAG
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({exc}); the file is truncated or not a fragments file") from None
     if not seen:
-        raise InputError(f"{path}: no fragments (only comments or blank lines); expected chrom, start, end, barcode, count lines")
+        raise InputError(
+            f"{path}: no fragments (only comments or blank lines); expected chrom, start, end, barcode, count lines"
+        )
     check_chrom_names(chroms, genome, path)
 
 
 def check_barcode_table(path: str | Path, cell_type: str, n_cells: Iterable[int] = ()) -> int:
     """Valid table (no duplicates), has ``cell_type``, and at least max(``n_cells``) cells of it; returns its cell count."""
-    from .cells import barcodes_of_type, read_barcode_table
+    from atacdenoise.reads.cells import barcodes_of_type, read_barcode_table
 
     path = Path(path)
     table = read_barcode_table(path)
@@ -172,7 +177,9 @@ def _sheet_problems(samples: pd.DataFrame, sheet: str) -> list[str]:
     problems = []
     missing = [c for c in ("sample", "cell_type", "kind", "path") if c not in samples.columns]
     if missing:
-        return [f"{sheet}: missing column(s) {missing}; expected sample, cell_type, kind, path [, noisy, peaks, barcodes, role]"]
+        return [
+            f"{sheet}: missing column(s) {missing}; expected sample, cell_type, kind, path [, noisy, peaks, barcodes, role]"
+        ]
     names = samples["sample"].astype(str)
     dup = sorted(names[names.duplicated()].unique())
     if dup:
@@ -215,7 +222,7 @@ def check_inputs(
     InputError
         One message, one line per problem, each naming the file and the fix.
     """
-    from .genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+    from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
 
     sheet = str(config.get("samples", "sample sheet"))
     simulate = config.get("simulate_cells") or {}
@@ -241,7 +248,9 @@ def check_inputs(
         attempt(check_bam_file, simulate["bam"], sizes)
     pretrained = (config.get("model") or {}).get("pretrained")
     if pretrained and not Path(pretrained).is_file():
-        problems.append(f"{pretrained}: model.pretrained file not found; fix the path or set model.pretrained: null to train a model")
+        problems.append(
+            f"{pretrained}: model.pretrained file not found; fix the path or set model.pretrained: null to train a model"
+        )
 
     samples = samples.copy()
     samples.columns = [str(c).strip() for c in samples.columns]
@@ -274,7 +283,9 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
     for col in PATH_COLUMNS:
         value = row.get(col, "")
         if value and not made(value) and not Path(value).exists():
-            problems.append(f"sample {sample}: {col} file {value!r} not found (paths are relative to the directory the workflow runs in); fix {sheet}")
+            problems.append(
+                f"sample {sample}: {col} file {value!r} not found (paths are relative to the directory the workflow runs in); fix {sheet}"
+            )
     if kind not in ("bam", "fragments", "bigwig"):
         problems.append(f"sample {sample}: kind {kind!r} is not one of bam, fragments, bigwig; fix {sheet}")
         return problems

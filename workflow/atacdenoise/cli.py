@@ -14,15 +14,18 @@ import os
 import shutil
 import sys
 
-from . import __version__
-from .errors import InputError
+from atacdenoise import __version__
+from atacdenoise.errors import InputError
 
 #: subcommand -> (module under atacdenoise.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "count": ("count", "count a BAM's usable fragments once, for all its subsamples (subsample --counts)"),
     "subsample": ("subsample", "subsample a BAM (pair-aware, seeded) or a fragments file to a target depth"),
     "cells": ("cells", "pseudobulk fragments of one cell type, optionally N cells drawn with a seed"),
-    "simulate-cells": ("simulate_cells", "test fixture: single-cell fragments and barcodes simulated from a real bulk BAM's cut sites"),
+    "simulate-cells": (
+        "simulate_cells",
+        "test fixture: single-cell fragments and barcodes simulated from a real bulk BAM's cut sites",
+    ),
     "coverage": ("coverage", "Tn5 cut-site coverage bigWig from a BAM or fragments file"),
     "peaks": ("peaks", "MACS3 bdgcmp/bdgpeakcall peaks and -log10 p track from a coverage bigWig"),
     "callpeak": ("callpeak", "MACS3 callpeak baseline on Tn5 cut sites (ATAC settings)"),
@@ -44,7 +47,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"atacdenoise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
         g = p.add_argument_group("logging")
         g.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug)")
         g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -56,7 +61,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _native_conv_possible() -> bool:
-    """Whether :func:`atacdenoise.cpuconv.load_kernel` can build its kernel (checked without importing torch)."""
+    """Whether :func:`atacdenoise.model.cpuconv.load_kernel` can build its kernel (checked without importing torch)."""
     if os.environ.get("ATACDENOISE_NATIVE_CONV", "1").strip().lower() in ("0", "off", "false", "no"):
         return False
     return bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(only=chosen)
     args = parser.parse_args(argv)
-    from .log import setup_logging
+    from atacdenoise.log import setup_logging
 
     setup_logging(-1 if args.quiet else args.verbose)
     module = importlib.import_module(f"atacdenoise.commands.{COMMANDS[args.command][0]}")

@@ -44,7 +44,9 @@ def cpu_flags() -> str:
 
 def cache_dir() -> Path:
     """Where compiled libraries are kept: ``$ATACDENOISE_CACHE``, else ``$XDG_CACHE_HOME/atacdenoise`` or ``~/.cache/atacdenoise``."""
-    base = os.environ.get("ATACDENOISE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "atacdenoise")
+    base = os.environ.get("ATACDENOISE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "atacdenoise"
+    )
     return Path(base)
 
 
@@ -66,7 +68,9 @@ def build(name: str, source: str, what: str) -> ctypes.CDLL | None:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         version = ""
-    key = hashlib.sha256("\0".join([source, cc, version, " ".join(FLAGS), platform.machine(), cpu_flags()]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        "\0".join([source, cc, version, " ".join(FLAGS), platform.machine(), cpu_flags()]).encode()
+    ).hexdigest()[:16]
     path = cache_dir() / f"{name}-{key}.so"
     try:
         if not path.exists():
@@ -75,10 +79,16 @@ def build(name: str, source: str, what: str) -> ctypes.CDLL | None:
                 src = Path(tmp) / f"{name}.c"
                 src.write_text(source)
                 out = Path(tmp) / path.name
-                res = subprocess.run([cc, *FLAGS, "-o", str(out), str(src)], capture_output=True, text=True, timeout=300)
+                res = subprocess.run(
+                    [cc, *FLAGS, "-o", str(out), str(src)], capture_output=True, text=True, timeout=300
+                )
                 if res.returncode != 0:
-                    log.warning("could not compile the %s with %s (%s); using the slower fallback",
-                                what, cc, (res.stderr or res.stdout).strip().splitlines()[-1:])  # fmt: skip
+                    log.warning(
+                        "could not compile the %s with %s (%s); using the slower fallback",
+                        what,
+                        cc,
+                        (res.stderr or res.stdout).strip().splitlines()[-1:],
+                    )
                     return None
                 os.replace(out, path)  # atomic: concurrent jobs on a shared cache each see a whole file
             log.info("compiled the %s: %s", what, path)

@@ -16,7 +16,7 @@ def figure_depths(sample):
 @functools.cache
 def holdout_mb():
     """Megabases of the holdout regions (memory requests of the metrics and plot rules; read once, when a job needs it)."""
-    from atacdenoise.genome import parse_region, read_chrom_sizes
+    from atacdenoise.io.genome import parse_region, read_chrom_sizes
 
     sizes = read_chrom_sizes(config["genome"]["sizes"])
     return sum((r.end - r.start) for r in (parse_region(x, sizes) for x in config["split"]["holdout_chroms"])) / 1e6

@@ -18,15 +18,15 @@ import logging
 import tempfile
 from pathlib import Path
 
-from .. import cutsites as cs
-from .. import peaks as pk
-from ..bam import check_bam, open_bam
-from ..checks import check_writable
-from ..errors import InputError
-from ..fragments import fragment_cut_sites_by_chrom
-from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from ..intervals import write_narrowpeak
-from ..log import progress
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bam import check_bam, open_bam
+from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.io.intervals import write_narrowpeak
+from atacdenoise.log import progress
+from atacdenoise.peaks import macs3 as pk
+from atacdenoise.reads import cutsites as cs
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument(
-        "--genome-size", default=None,
+        "--genome-size",
+        default=None,
         help="macs3 -g: effective genome size, a number or hs/mm/ce/dm (None: total length of the selected chromosomes)",
-    )  # fmt: skip
+    )
     parser.add_argument("--pvalue", type=float, default=0.01, help="macs3 -p: p-value cutoff")
     parser.add_argument("--shift", type=int, default=-75, help="macs3 --shift (bp)")
     parser.add_argument("--extsize", type=int, default=150, help="macs3 --extsize (bp)")
     parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read (BAM)")
     parser.add_argument(
-        "--keep-duplicates", action="store_true",
+        "--keep-duplicates",
+        action="store_true",
         help="keep reads flagged as duplicates (BAM); weight fragments by their count column (fragments file)",
-    )  # fmt: skip
+    )
     parser.add_argument("--name", default="callpeak", help="macs3 -n: prefix of the peak names")
     parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for MACS3's files (None: $TMPDIR)")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads (BAM)")
@@ -75,7 +77,9 @@ def write_bam_cuts(args: argparse.Namespace, sizes: dict[str, int], bed: Path) -
         info = check_bam(bam, sizes, args.input)
         with open(bed, "w") as fh:
             for chrom in progress(info.chroms, total=len(info.chroms), desc="cut sites", unit="chrom"):
-                pos, stats = cs.bam_cut_sites(bam, chrom, sizes[chrom], args.min_mapq, args.keep_duplicates, source=args.input)
+                pos, stats = cs.bam_cut_sites(
+                    bam, chrom, sizes[chrom], args.min_mapq, args.keep_duplicates, source=args.input
+                )
                 total += pk.write_cut_bed(fh, chrom, pos)
                 log.debug("%s %s: %s; %d cut sites", args.input, chrom, stats.summary(), pos.size)
     finally:
@@ -109,10 +113,21 @@ def run(args: argparse.Namespace) -> int:
         bed = Path(work) / "cutsites.bed"
         n = write_bam_cuts(args, sizes, bed) if args.kind == "bam" else write_fragment_cuts(args, sizes, bed)
         if n == 0:
-            raise InputError(f"{args.input}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call")
+            raise InputError(
+                f"{args.input}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call"
+            )
         log.info("%s: %s cut sites; macs3 callpeak with genome size %.4g", args.input, f"{n:,}", genome_size)
         peaks = pk.callpeak_route(
-            bed, sizes, args.out_pval, work, genome_size, args.name, args.pvalue, args.shift, args.extsize, header=header
+            bed,
+            sizes,
+            args.out_pval,
+            work,
+            genome_size,
+            args.name,
+            args.pvalue,
+            args.shift,
+            args.extsize,
+            header=header,
         )
         write_narrowpeak(peaks, args.out_peaks)
     per_chrom = peaks.groupby("chrom").size().to_dict() if len(peaks) else {}

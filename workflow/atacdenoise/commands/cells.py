@@ -22,8 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_output
-from ..cells import (
+from atacdenoise.atomic import atomic_output
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments, write_fragments
+from atacdenoise.reads.cells import (
     BARCODE_COL,
     PseudobulkStats,
     barcodes_of_type,
@@ -32,31 +35,40 @@ from ..cells import (
     read_barcode_table,
     select_barcodes,
 )
-from ..checks import check_writable
-from ..errors import InputError
-from ..fragments import CHUNK_ROWS, iter_fragments, write_fragments
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fragments", required=True, type=Path, help="fragments file (chrom, start, end, barcode, count)")
+    parser.add_argument(
+        "--fragments", required=True, type=Path, help="fragments file (chrom, start, end, barcode, count)"
+    )
     parser.add_argument("--barcodes", required=True, type=Path, help="barcode -> cell type table (TSV)")
     parser.add_argument("--cell-type", required=True, help="cell type whose cells make the pseudobulk")
     parser.add_argument("--n-cells", type=int, default=None, help="draw this many cells (None: all cells of the type)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the cell draw (ignored without --n-cells)")
-    parser.add_argument("--out", required=True, type=Path, help="output fragments .tsv.gz (bgzipped; OUT.tbi beside it)")
-    parser.add_argument("--out-barcodes", type=Path, default=None, help="also write the chosen barcodes here, one per line (None: do not)")
     parser.add_argument(
-        "--allow-missing", action="store_true",
+        "--out", required=True, type=Path, help="output fragments .tsv.gz (bgzipped; OUT.tbi beside it)"
+    )
+    parser.add_argument(
+        "--out-barcodes",
+        type=Path,
+        default=None,
+        help="also write the chosen barcodes here, one per line (None: do not)",
+    )
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
         help="warn instead of failing when some chosen cells have no fragment (never when none has)",
-    )  # fmt: skip
+    )
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)
 
 
 def _header(args: argparse.Namespace, n_chosen: int, n_type: int) -> str:
     how = f"{n_chosen} of {n_type} cells, seed {args.seed}" if args.n_cells is not None else f"all {n_type} cells"
-    return f"# atacdenoise cells: cell type {args.cell_type}, {how}, from {args.fragments.name} and {args.barcodes.name}\n"
+    return (
+        f"# atacdenoise cells: cell type {args.cell_type}, {how}, from {args.fragments.name} and {args.barcodes.name}\n"
+    )
 
 
 def write_barcode_list(path: Path, barcodes: np.ndarray) -> None:
@@ -67,7 +79,9 @@ def write_barcode_list(path: Path, barcodes: np.ndarray) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not str(args.out).endswith(".gz"):
-        raise InputError(f"--out {args.out}: the pseudobulk is written bgzipped; give a name ending in .gz (e.g. X.tsv.gz)")
+        raise InputError(
+            f"--out {args.out}: the pseudobulk is written bgzipped; give a name ending in .gz (e.g. X.tsv.gz)"
+        )
     for out in (args.out, args.out_barcodes):
         if out is not None:
             check_writable(out)
@@ -76,9 +90,13 @@ def run(args: argparse.Namespace) -> int:
     chosen = select_barcodes(of_type, args.n_cells, args.seed, args.cell_type, args.barcodes)
     log.info(
         "%s: %s cells in %s types; cell type %r has %s; using %s",
-        args.barcodes, f"{len(table):,}", table["cell_type"].nunique(), args.cell_type, f"{of_type.size:,}",
+        args.barcodes,
+        f"{len(table):,}",
+        table["cell_type"].nunique(),
+        args.cell_type,
+        f"{of_type.size:,}",
         f"{chosen.size:,} drawn with seed {args.seed}" if args.n_cells is not None else "all of them",
-    )  # fmt: skip
+    )
     stats = PseudobulkStats(selected=chosen)
 
     def chunks():
@@ -88,9 +106,13 @@ def run(args: argparse.Namespace) -> int:
         # checked before write_fragments puts the file in place, so a bad table leaves no output
         check_pseudobulk(stats, args.fragments, args.barcodes, args.cell_type, args.allow_missing)
 
-    written = write_fragments(chunks(), args.out, header=_header(args, chosen.size, of_type.size), source=args.fragments)
+    written = write_fragments(
+        chunks(), args.out, header=_header(args, chosen.size, of_type.size), source=args.fragments
+    )
     log.info("%s: %s", args.fragments, stats.summary())
     if args.out_barcodes is not None:
         write_barcode_list(args.out_barcodes, chosen)
-    log.info("wrote %s fragments of %s cells of type %r to %s", f"{written:,}", f"{chosen.size:,}", args.cell_type, args.out)
+    log.info(
+        "wrote %s fragments of %s cells of type %r to %s", f"{written:,}", f"{chosen.size:,}", args.cell_type, args.out
+    )
     return 0

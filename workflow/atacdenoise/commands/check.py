@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..checks import check_inputs
-from ..errors import InputError
+from atacdenoise.checks import check_inputs
+from atacdenoise.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="workflow config (YAML)")
-    parser.add_argument("--samples", type=Path, default=None, help="sample sheet (TSV); default: the config's `samples`")
+    parser.add_argument(
+        "--samples", type=Path, default=None, help="sample sheet (TSV); default: the config's `samples`"
+    )
     parser.add_argument("--schemas", type=Path, default=SCHEMAS, help=argparse.SUPPRESS)
 
 
@@ -63,7 +65,9 @@ def schema_problems(data: dict, schema: dict, source: str) -> list[str]:
             allowed = sorted((err.schema.get("properties") or {}).keys())
             for key in sorted(set(err.instance) - set(allowed)):
                 full = _key_path([*err.absolute_path, key])
-                problems.append(f"{source}: unknown key {full!r} (allowed at {where}: {', '.join(allowed)}); fix the spelling or remove it")
+                problems.append(
+                    f"{source}: unknown key {full!r} (allowed at {where}: {', '.join(allowed)}); fix the spelling or remove it"
+                )
         else:
             problems.append(f"{source}: key {where}: {err.message}")
     return problems
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         lines = str(exc).splitlines()
         problems += [line.removeprefix("  - ") for line in lines[1:]] or lines
     if problems:
-        raise InputError(f"{len(problems)} problem(s) with the inputs of {sheet}:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise InputError(
+            f"{len(problems)} problem(s) with the inputs of {sheet}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     log.info("%s and %s (%d samples): all inputs look fine", args.config, sheet, len(df))
     return 0

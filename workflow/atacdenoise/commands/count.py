@@ -16,12 +16,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from .. import cutsites as cs
-from ..bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
-from ..checks import check_writable
-from ..errors import InputError
-from ..subsample import counts_record, write_json
-from .subsample import _chroms
+from atacdenoise.checks import check_writable
+from atacdenoise.commands.subsample import _chroms
+from atacdenoise.errors import InputError
+from atacdenoise.io.bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
+from atacdenoise.reads import cutsites as cs
+from atacdenoise.reads.subsample import counts_record, write_json
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, help="indexed coordinate-sorted BAM")
     parser.add_argument("--out", required=True, type=Path, help="counts (.json)")
-    parser.add_argument("--sizes", type=Path, default=None, help="genome sizes: count fragments on its chromosomes only")
+    parser.add_argument(
+        "--sizes", type=Path, default=None, help="genome sizes: count fragments on its chromosomes only"
+    )
     parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="MAPQ filter of usable fragments")
     parser.add_argument("--threads", type=int, default=1, help="htslib threads")
 
@@ -45,6 +47,13 @@ def run(args: argparse.Namespace) -> int:
         bam.close()
     counts = count_usable_by_kind(args.input, info.chroms, args.min_mapq, threads=args.threads)
     write_json(args.out, counts_record(args.input, info.chroms, args.min_mapq, counts))
-    log.info("%s: %s proper pairs and %s single-end reads usable (MAPQ >= %d) on %d chromosome(s) -> %s", args.input,
-             f"{counts['paired_end']:,}", f"{counts['single_end']:,}", args.min_mapq, len(info.chroms), args.out)  # fmt: skip
+    log.info(
+        "%s: %s proper pairs and %s single-end reads usable (MAPQ >= %d) on %d chromosome(s) -> %s",
+        args.input,
+        f"{counts['paired_end']:,}",
+        f"{counts['single_end']:,}",
+        args.min_mapq,
+        len(info.chroms),
+        args.out,
+    )
     return 0

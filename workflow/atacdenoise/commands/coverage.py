@@ -19,34 +19,40 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cutsites as cs
-from ..atomic import atomic_output
-from ..bam import check_bam, open_bam
-from ..bigwig import BigWigWriter, check_bigwig
-from ..checks import check_writable
-from ..errors import InputError
-from ..fragments import fragment_cut_sites_by_chrom
-from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from ..log import progress
-from ..subsample import sidecar_path, write_json
+from atacdenoise.atomic import atomic_output
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bam import check_bam, open_bam
+from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
+from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.log import progress
+from atacdenoise.reads import cutsites as cs
+from atacdenoise.reads.subsample import sidecar_path, write_json
 
 log = logging.getLogger(__name__)
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, help="BAM (indexed, coordinate-sorted), fragments file, or bigWig")
+    parser.add_argument(
+        "--input", required=True, type=Path, help="BAM (indexed, coordinate-sorted), fragments file, or bigWig"
+    )
     parser.add_argument("--kind", required=True, choices=["bam", "fragments", "bigwig"], help="input type")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--out", required=True, type=Path, help="output bigWig (OUT.json sidecar written beside it)")
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
-    parser.add_argument("--smooth-bp", type=int, default=cs.SMOOTH_BP, help="each cut site covers smooth_bp + 1 bases, centred")
+    parser.add_argument(
+        "--smooth-bp", type=int, default=cs.SMOOTH_BP, help="each cut site covers smooth_bp + 1 bases, centred"
+    )
     parser.add_argument("--shift-plus", type=int, default=cs.SHIFT_PLUS, help="shift of + strand 5' ends (bp)")
     parser.add_argument("--shift-minus", type=int, default=cs.SHIFT_MINUS, help="shift of - strand 5' ends (bp)")
     parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read (BAM)")
     parser.add_argument(
-        "--keep-duplicates", action="store_true",
+        "--keep-duplicates",
+        action="store_true",
         help="keep reads flagged as duplicates (BAM); weight fragments by their count column (fragments file)",
-    )  # fmt: skip
+    )
     parser.add_argument("--cpm", action="store_true", help="scale to counts per million cut sites")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads")
 
@@ -79,7 +85,12 @@ def bam_cut_sites(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[dict
         info = check_bam(bam, sizes, path)
         absent = [c for c in sizes if c not in info.chrom_sizes]
         if absent:
-            log.warning("%s: %d selected chromosome(s) not in the BAM header (e.g. %s): left empty", path, len(absent), absent[0])
+            log.warning(
+                "%s: %d selected chromosome(s) not in the BAM header (e.g. %s): left empty",
+                path,
+                len(absent),
+                absent[0],
+            )
         total = cs.FilterCounts()
         positions: dict[str, np.ndarray] = {}
         for chrom in progress(info.chroms, total=len(info.chroms), desc="cut sites", unit="chrom"):
@@ -93,15 +104,25 @@ def bam_cut_sites(args: argparse.Namespace, sizes: dict[str, int]) -> tuple[dict
         log.info(
             "%s: %s (filters: MAPQ >= %d%s); %s cut sites fell off chromosome ends; "
             "%s mapped reads on chromosomes not used (excluded or absent from the sizes file); %s reads without a position",
-            path, total.summary(), args.min_mapq, ", duplicates kept" if args.keep_duplicates else "",
-            f"{total.off_chrom:,}", f"{other:,}", f"{bam.nocoordinate:,}",
-        )  # fmt: skip
+            path,
+            total.summary(),
+            args.min_mapq,
+            ", duplicates kept" if args.keep_duplicates else "",
+            f"{total.off_chrom:,}",
+            f"{other:,}",
+            f"{bam.nocoordinate:,}",
+        )
         if total.kept == 0:
             raise InputError(
                 f"{path}: no reads passed the filters on the selected chromosomes ({total.summary()}); "
                 "check the input, or lower --min-mapq / use --keep-duplicates if that is what removed them"
             )
-        filters = {**total.as_dict(), "other_chroms": other, "no_coordinate": int(bam.nocoordinate), "paired": info.paired}
+        filters = {
+            **total.as_dict(),
+            "other_chroms": other,
+            "no_coordinate": int(bam.nocoordinate),
+            "paired": info.paired,
+        }
         return positions, filters
     finally:
         bam.close()
@@ -112,16 +133,25 @@ def fragments_cut_sites(args: argparse.Namespace, sizes: dict[str, int]) -> tupl
     positions, st = fragment_cut_sites_by_chrom(args.input, sizes, use_count=args.keep_duplicates)
     log.info(
         "%s: %s fragment lines; %s on chromosomes not used; %s used (%s read pairs by the count column%s)",
-        args.input, f"{st.lines:,}", f"{st.other_chroms:,}", f"{st.used:,}", f"{st.reads:,}",
+        args.input,
+        f"{st.lines:,}",
+        f"{st.other_chroms:,}",
+        f"{st.used:,}",
+        f"{st.reads:,}",
         ", all kept" if args.keep_duplicates else "; duplicates collapsed, one fragment per line",
-    )  # fmt: skip
+    )
     if st.used == 0:
         raise InputError(f"{args.input}: no fragments on the selected chromosomes ({', '.join(list(sizes)[:5])})")
     return positions, {"lines": st.lines, "other_chroms": st.other_chroms, "used": st.used, "reads": st.reads}
 
 
 def write_coverage(
-    out: Path, header: dict[str, int], sizes: dict[str, int], positions: dict[str, np.ndarray], smooth_bp: int, cpm: bool
+    out: Path,
+    header: dict[str, int],
+    sizes: dict[str, int],
+    positions: dict[str, np.ndarray],
+    smooth_bp: int,
+    cpm: bool,
 ) -> dict[str, int]:
     """Smooth cut sites per chromosome and stream them into ``out``; return cut sites per chromosome."""
     n_cut = {c: int(positions[c].size) if c in positions else 0 for c in sizes}
@@ -143,7 +173,12 @@ def adopt_bigwig(args: argparse.Namespace, sizes: dict[str, int]) -> None:
         shutil.copyfile(args.input, tmp)
     meta = {**_settings(args), "declared": True, "chroms": list(sizes), "n_cut_sites": None}
     write_json(sidecar_path(args.out), meta)
-    log.info("%s: bigWig checked against %d chromosome(s) and copied to %s (settings as declared)", args.input, len(sizes), args.out)
+    log.info(
+        "%s: bigWig checked against %d chromosome(s) and copied to %s (settings as declared)",
+        args.input,
+        len(sizes),
+        args.out,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,24 +14,34 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bigwig import check_bigwig, open_bigwig, read_bigwig
-from ..dataset import DEFAULT_PREPROCESSING, MUST_MATCH, PREPROCESSING_KEYS, chrom_arrays, write_dataset
-from ..checks import check_writable
-from ..errors import InputError
-from ..genome import naming_hint, read_chrom_sizes, select_chroms
-from ..intervals import read_bed, read_narrowpeak
-from ..log import progress
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import check_bigwig, open_bigwig, read_bigwig
+from atacdenoise.io.genome import naming_hint, read_chrom_sizes, select_chroms
+from atacdenoise.io.intervals import read_bed, read_narrowpeak
+from atacdenoise.log import progress
+from atacdenoise.model.dataset import DEFAULT_PREPROCESSING, MUST_MATCH, PREPROCESSING_KEYS, chrom_arrays, write_dataset
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--noisy", required=True, type=Path, help="coverage bigWig of the low-depth sample (network input)")
-    parser.add_argument("--clean", required=True, type=Path, help="coverage bigWig of the deep sample (regression target)")
-    parser.add_argument("--labels", required=True, type=Path, help="clean peaks (narrowPeak or BED): classification target")
+    parser.add_argument(
+        "--noisy", required=True, type=Path, help="coverage bigWig of the low-depth sample (network input)"
+    )
+    parser.add_argument(
+        "--clean", required=True, type=Path, help="coverage bigWig of the deep sample (regression target)"
+    )
+    parser.add_argument(
+        "--labels", required=True, type=Path, help="clean peaks (narrowPeak or BED): classification target"
+    )
     parser.add_argument("--sizes", required=True, type=Path, help="genome chromosome sizes file")
-    parser.add_argument("--chroms", nargs="+", default=None, help="chromosomes to keep (default: all but chrM and unplaced contigs)")
-    parser.add_argument("--blacklist", type=Path, default=None, help="BED(.gz) of blacklisted regions, masked out of the loss")
+    parser.add_argument(
+        "--chroms", nargs="+", default=None, help="chromosomes to keep (default: all but chrM and unplaced contigs)"
+    )
+    parser.add_argument(
+        "--blacklist", type=Path, default=None, help="BED(.gz) of blacklisted regions, masked out of the loss"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory")
     parser.add_argument("--sample", required=True, help="sample name (recorded in meta.json)")
     parser.add_argument("--depth", required=True, help="depth label of the noisy input (recorded in meta.json)")
@@ -46,7 +56,9 @@ def read_sidecar(bigwig: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: unreadable JSON sidecar ({exc}); re-make the coverage or delete the sidecar") from exc
+        raise InputError(
+            f"{path}: unreadable JSON sidecar ({exc}); re-make the coverage or delete the sidecar"
+        ) from exc
 
 
 def pair_preprocessing(noisy: Path, clean: Path) -> tuple[dict, str]:
@@ -75,7 +87,12 @@ def _blacklist(path: Path | None, sizes: dict[str, int]):
         return None
     df = read_bed(path)
     if len(df) and not set(df["chrom"]) & set(sizes):
-        log.warning("%s: no blacklisted interval on the genome's chromosomes %s.%s", path, list(sizes)[:5], naming_hint(set(df["chrom"]), sizes))
+        log.warning(
+            "%s: no blacklisted interval on the genome's chromosomes %s.%s",
+            path,
+            list(sizes)[:5],
+            naming_hint(set(df["chrom"]), sizes),
+        )
     return df
 
 
@@ -119,9 +136,13 @@ def run(args: argparse.Namespace) -> int:
             )
             log.info(
                 "%s: %s bp, %.2f%% in peaks, %.2f%% blacklisted, noisy sum %.4g, clean sum %.4g",
-                chrom, f"{sizes[chrom]:,}", 100 * arrays["labels"].mean(), 100 * (1 - arrays["mask"].mean()),
-                arrays["noisy"].sum(dtype=np.float64), arrays["clean"].sum(dtype=np.float64),
-            )  # fmt: skip
+                chrom,
+                f"{sizes[chrom]:,}",
+                100 * arrays["labels"].mean(),
+                100 * (1 - arrays["mask"].mean()),
+                arrays["noisy"].sum(dtype=np.float64),
+                arrays["clean"].sum(dtype=np.float64),
+            )
             yield chrom, arrays
 
     try:

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-from .. import peaks as pk
-from ..atomic import atomic_output
-from ..bigwig import check_bigwig, read_bigwig
-from ..errors import InputError
-from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from ..intervals import read_bed
+from atacdenoise.atomic import atomic_output
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import check_bigwig, read_bigwig
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.io.intervals import read_bed
+from atacdenoise.peaks import macs3 as pk
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-length", type=int, default=200, help="bdgpeakcall -l of the route")
     parser.add_argument("--max-gap", type=int, default=30, help="bdgpeakcall -g of the route")
     parser.add_argument(
-        "--mode", choices=["chrom", "scale"], default="chrom",
+        "--mode",
+        choices=["chrom", "scale"],
+        default="chrom",
         help="chrom: one lambda per chromosome; scale: one factor times every chromosome's mean",
-    )  # fmt: skip
-    parser.add_argument("--span", nargs=2, type=float, default=[0.25, 4.0], metavar=("LOW", "HIGH"), help="lambda / mean searched")
+    )
+    parser.add_argument(
+        "--span", nargs=2, type=float, default=[0.25, 4.0], metavar=("LOW", "HIGH"), help="lambda / mean searched"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,23 +79,51 @@ def run(args: argparse.Namespace) -> int:
     check_bigwig(args.track, sizes)
     published = read_bed(args.peaks, sizes)
     if published.empty:
-        raise InputError(f"{args.peaks}: no peaks on the selected chromosomes ({', '.join(list(sizes)[:5])}); nothing to fit")
+        raise InputError(
+            f"{args.peaks}: no peaks on the selected chromosomes ({', '.join(list(sizes)[:5])}); nothing to fit"
+        )
     chroms = [c for c in sizes if c in set(published["chrom"])]
     skipped = [c for c in sizes if c not in chroms]
     if skipped:
-        log.warning("%s: no published peaks on %d chromosome(s) (e.g. %s): left out of the fit", args.peaks, len(skipped), skipped[0])
+        log.warning(
+            "%s: no published peaks on %d chromosome(s) (e.g. %s): left out of the fit",
+            args.peaks,
+            len(skipped),
+            skipped[0],
+        )
     table, overall = pk.fit_lambda(
-        BigWigTracks(args.track, chroms), published, args.cutoff, args.min_length, args.max_gap, args.mode, tuple(args.span)
+        BigWigTracks(args.track, chroms),
+        published,
+        args.cutoff,
+        args.min_length,
+        args.max_gap,
+        args.mode,
+        tuple(args.span),
     )
     for row in table.to_dict("records"):
         log.info(
             "%s: mean %.4g, lambda %.6g (%.4g x mean; any in (%.6g, %.6g]), Jaccard %.4f at the mean, %.4f fitted",
-            row["chrom"], row["mean"], row["lambda"], row["ratio"], row["lambda_low"], row["lambda_high"],
-            row["jaccard_mean"], row["jaccard_fit"],
-        )  # fmt: skip
-    log.info("all chromosomes: Jaccard %.4f at the mean, %.4f fitted (mode %s)", overall["jaccard_mean"], overall["jaccard_fit"], args.mode)
-    total = {"chrom": "all", "length": int(table["length"].sum()), "jaccard_mean": overall["jaccard_mean"],
-             "jaccard_fit": overall["jaccard_fit"]}
+            row["chrom"],
+            row["mean"],
+            row["lambda"],
+            row["ratio"],
+            row["lambda_low"],
+            row["lambda_high"],
+            row["jaccard_mean"],
+            row["jaccard_fit"],
+        )
+    log.info(
+        "all chromosomes: Jaccard %.4f at the mean, %.4f fitted (mode %s)",
+        overall["jaccard_mean"],
+        overall["jaccard_fit"],
+        args.mode,
+    )
+    total = {
+        "chrom": "all",
+        "length": int(table["length"].sum()),
+        "jaccard_mean": overall["jaccard_mean"],
+        "jaccard_fit": overall["jaccard_fit"],
+    }
     if args.mode == "scale":
         total["ratio"] = overall["scale"]
     out = pd.concat([table, pd.DataFrame([total])], ignore_index=True)

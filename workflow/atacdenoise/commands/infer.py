@@ -31,16 +31,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..atomic import remove_stale_temps, temp_path_for
-from ..bigwig import bigwig_total, check_bigwig, open_bigwig
-from ..callpeaks import MAX_GAP, MIN_LENGTH  # the peak rules of the output contract, shared with `threshold`
-from ..checks import check_writable
-from ..errors import InputError
-from ..genome import read_chrom_sizes, select_chroms
-from ..infer import PeakStream, TileRunner, check_context, check_preprocessing, select_amp, select_device
-from ..intervals import NARROWPEAK_COLUMNS, write_narrowpeak
-from ..log import progress
-from ..trackwriter import TrackWriterProcess
+from atacdenoise.atomic import remove_stale_temps, temp_path_for
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import bigwig_total, check_bigwig, open_bigwig
+from atacdenoise.io.genome import read_chrom_sizes, select_chroms
+from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
+from atacdenoise.io.trackwriter import TrackWriterProcess
+from atacdenoise.log import progress
+from atacdenoise.model.infer import (
+    PeakStream,
+    TileRunner,
+    check_context,
+    check_preprocessing,
+    select_amp,
+    select_device,
+)
+from atacdenoise.peaks.threshold import (
+    MAX_GAP,
+    MIN_LENGTH,
+)  # the peak rules of the output contract, shared with `threshold`
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +60,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, type=Path, help="noisy coverage bigWig (with its X.bw.json sidecar)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes of the genome")
     parser.add_argument(
-        "--chroms", nargs="+", default=None, help="chromosomes to denoise (default: all of the sizes file but chrM and unplaced contigs)"
+        "--chroms",
+        nargs="+",
+        default=None,
+        help="chromosomes to denoise (default: all of the sizes file but chrM and unplaced contigs)",
     )
-    parser.add_argument("--out-prefix", required=True, help="writes PREFIX.track.bw, PREFIX.peakprob.bw, PREFIX.peaks.narrowPeak")
-    parser.add_argument("--batch-size", type=int, default=16, help="tiles per forward pass (and per input read); larger on a GPU")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if present, else CPU")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads for the model on CPU")
-    parser.add_argument("--threshold", type=float, default=None, help="peak-probability threshold (default: the model's, normally 0.5)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast; auto: bf16 on a GPU, fp32 on CPU")
     parser.add_argument(
-        "--interval", type=int, default=None,
+        "--out-prefix", required=True, help="writes PREFIX.track.bw, PREFIX.peakprob.bw, PREFIX.peaks.narrowPeak"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="tiles per forward pass (and per input read); larger on a GPU"
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if present, else CPU"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads for the model on CPU"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=None, help="peak-probability threshold (default: the model's, normally 0.5)"
+    )
+    parser.add_argument(
+        "--amp", choices=("auto", "bf16", "off"), default="auto", help="bf16 autocast; auto: bf16 on a GPU, fp32 on CPU"
+    )
+    parser.add_argument(
+        "--interval",
+        type=int,
+        default=None,
         help="output bases per tile (default: the model's). Each tile also computes the model's context on both sides, "
-             "so larger tiles waste less (e.g. 100000 on a CPU: ~15%% faster, more memory); outputs do not depend on it",
-    )  # fmt: skip
+        "so larger tiles waste less (e.g. 100000 on a CPU: ~15%% faster, more memory); outputs do not depend on it",
+    )
 
 
 def output_paths(prefix: str) -> dict[str, Path]:
@@ -82,7 +109,9 @@ def read_sidecar(path: Path) -> dict | None:
     try:
         data = json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{sidecar}: unreadable preprocessing sidecar ({exc}); re-make the coverage or delete the sidecar") from exc
+        raise InputError(
+            f"{sidecar}: unreadable preprocessing sidecar ({exc}); re-make the coverage or delete the sidecar"
+        ) from exc
     if not isinstance(data, dict):
         raise InputError(f"{sidecar}: expected a JSON object of preprocessing settings, found {type(data).__name__}")
     return data
@@ -98,7 +127,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..model import depth_scale, load_model, transform_input
+    from atacdenoise.model.network import depth_scale, load_model, transform_input
 
     _check_args(args)
     for out in output_paths(args.out_prefix).values():
@@ -109,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(args.model, map_location="cpu")
     sidecar = read_sidecar(args.input)
     if sidecar is None:
-        log.warning("%s: no preprocessing sidecar (%s.json): cannot check it was made like the model's training data", args.input, args.input.name)
+        log.warning(
+            "%s: no preprocessing sidecar (%s.json): cannot check it was made like the model's training data",
+            args.input,
+            args.input.name,
+        )
     else:
         check_preprocessing(sidecar, meta.get("preprocessing", {}), str(args.input))
     interval, pad = int(args.interval or meta["window"]["interval"]), int(meta["window"]["pad"])
@@ -124,16 +157,33 @@ def run(args: argparse.Namespace) -> int:
         # the total over every chromosome of the genome selection (not only --chroms), as in training
         total = bigwig_total(args.input, select_chroms(read_chrom_sizes(args.sizes)))
         scale = depth_scale(input_transform, total, str(args.input))
-        log.info("depth normalisation: %s has total signal %.6g; input x %.4g to the model's reference %.6g",
-                 args.input, total, scale, input_transform["reference"])  # fmt: skip
+        log.info(
+            "depth normalisation: %s has total signal %.6g; input x %.4g to the model's reference %.6g",
+            args.input,
+            total,
+            scale,
+            input_transform["reference"],
+        )
     runner = TileRunner(
-        model, device, interval, pad, args.batch_size, transform=lambda x: transform_input(x, input_transform, scale), amp=amp
+        model,
+        device,
+        interval,
+        pad,
+        args.batch_size,
+        transform=lambda x: transform_input(x, input_transform, scale),
+        amp=amp,
     )
     _log_device(device, amp, args.threads)
     log.info(
         "%s: %d chromosomes, %s bp; tiles of %d bp with %d bp context, %d per batch; peaks at probability >= %g",
-        args.input, len(sizes), f"{sum(sizes.values()):,}", interval, pad, args.batch_size, threshold,
-    )  # fmt: skip
+        args.input,
+        len(sizes),
+        f"{sum(sizes.values()):,}",
+        interval,
+        pad,
+        args.batch_size,
+        threshold,
+    )
 
     paths = output_paths(args.out_prefix)
     t0 = time.perf_counter()
@@ -144,11 +194,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
-    """float32[hi - lo] of an open bigWig (:func:`atacdenoise.bigwig.open_bigwig`), bases without data or NaN as 0."""
+    """float32[hi - lo] of an open bigWig (:func:`atacdenoise.io.bigwig.open_bigwig`), bases without data or NaN as 0."""
     return np.nan_to_num(bw.values(chrom, lo, hi, fill=0.0), copy=False)
 
 
-def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], paths: dict[str, Path], threshold: float) -> int:
+def denoise_genome(
+    runner: TileRunner, input_path: Path, sizes: dict[str, int], paths: dict[str, Path], threshold: float
+) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
     Chromosomes go in ``sizes`` order (the bigWig order). The input is read one
@@ -188,7 +240,9 @@ def denoise_genome(runner: TileRunner, input_path: Path, sizes: dict[str, int], 
                 while pending:
                     pending.pop(0).result()
                 table = peaks.finish()
-                log.debug("%s: %d peaks (peak caller held at most %s bases)", chrom, len(table), f"{peaks.max_buffered:,}")
+                log.debug(
+                    "%s: %d peaks (peak caller held at most %s bases)", chrom, len(table), f"{peaks.max_buffered:,}"
+                )
                 tables.append(table)
         for writer in writers.values():
             writer.close()
@@ -220,13 +274,20 @@ def _log_summary(runner: TileRunner, device: torch.device, wall: float, n_peaks:
     s = runner.stats
     log.info(
         "denoised %s bp in %d tiles (%d batches) in %.1f s: %s bp/s overall, model time %.1f s",
-        f"{s.bases:,}", s.tiles, s.chunks, wall, f"{s.bases / max(wall, 1e-9):,.0f}", s.compute_s,
-    )  # fmt: skip
+        f"{s.bases:,}",
+        s.tiles,
+        s.chunks,
+        wall,
+        f"{s.bases / max(wall, 1e-9):,.0f}",
+        s.compute_s,
+    )
     if device.type == "cuda":
         log.info(
             "GPU %s: %.2f s of GPU time, peak GPU memory %.2f GiB",
-            torch.cuda.get_device_name(device), s.gpu_seconds(), torch.cuda.max_memory_allocated(device) / 2**30,
-        )  # fmt: skip
+            torch.cuda.get_device_name(device),
+            s.gpu_seconds(),
+            torch.cuda.max_memory_allocated(device) / 2**30,
+        )
     import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux

@@ -36,13 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_output
-from ..bigwig import open_bigwig
-from ..errors import InputError
-from ..genome import Region, parse_region, read_chrom_sizes
-from ..intervals import read_bed, read_narrowpeak
-from ..log import progress
-from ..metrics import (
+from atacdenoise.atomic import atomic_output
+from atacdenoise.errors import InputError
+from atacdenoise.evaluate.metrics import (
     Benchmark,
     Method,
     evaluated_intervals,
@@ -52,6 +48,10 @@ from ..metrics import (
     peak_level,
     region_windows,
 )
+from atacdenoise.io.bigwig import open_bigwig
+from atacdenoise.io.genome import Region, parse_region, read_chrom_sizes
+from atacdenoise.io.intervals import read_bed, read_narrowpeak
+from atacdenoise.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", required=True, type=Path, help="clean peaks (narrowPeak/BED): the per-base truth")
     g.add_argument("--noisy", required=True, type=Path, help="noisy (shallow) coverage bigWig: method 'noisy'")
     g.add_argument(
-        "--denoised-prefix", type=Path, help="model outputs P.track.bw, P.peakprob.bw, P.peaks.narrowPeak: method 'model'"
+        "--denoised-prefix",
+        type=Path,
+        help="model outputs P.track.bw, P.peakprob.bw, P.peaks.narrowPeak: method 'model'",
     )
     g.add_argument(
         "--baseline",
@@ -76,7 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "e.g. macs3_callpeak=x.callpeak.narrowPeak,x.callpeak.pval.bw",
     )
     g.add_argument("--sizes", required=True, type=Path, help="chromosome sizes of the genome")
-    g.add_argument("--regions", required=True, nargs="+", help="holdout regions: 'chr10' or 'chr10:0-5000000' (0-based)")
+    g.add_argument(
+        "--regions", required=True, nargs="+", help="holdout regions: 'chr10' or 'chr10:0-5000000' (0-based)"
+    )
     g.add_argument("--blacklist", type=Path, help="BED(.gz) of bases to exclude from every metric")
     s = p.add_argument_group("settings")
     s.add_argument(
@@ -84,8 +88,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="factor applied to the noisy track for mse_scaled (default: total clean / total noisy signal over the regions)",
     )
-    s.add_argument("--fixed-threshold", type=float, default=0.5,
-                   help="peak-probability cut of the comparison method model_t<cut> (default 0.5)")  # fmt: skip
+    s.add_argument(
+        "--fixed-threshold",
+        type=float,
+        default=0.5,
+        help="peak-probability cut of the comparison method model_t<cut> (default 0.5)",
+    )
     s.add_argument("--window-bp", type=int, default=4_000_000, help="bases read at a time (memory bound)")
     s.add_argument("--pr-points", type=int, default=1000, help="points kept per PR curve in --pr-curves")
     m = p.add_argument_group("labels of the output rows")
@@ -95,7 +103,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--rep", required=True, help="replicate label")
     o = p.add_argument_group("outputs")
     o.add_argument("--out", required=True, type=Path, help="metrics TSV (long format)")
-    o.add_argument("--pr-curves", type=Path, help="NPZ of thinned PR curves and binary-call points, for 'atacdenoise plots pr'")
+    o.add_argument(
+        "--pr-curves", type=Path, help="NPZ of thinned PR curves and binary-call points, for 'atacdenoise plots pr'"
+    )
 
 
 # --------------------------------------------------------------------------- inputs
@@ -181,16 +191,24 @@ def run(args: argparse.Namespace) -> int:
     if args.denoised_prefix is not None:
         prefix = str(args.denoised_prefix)
         sources["model.track"] = BigWigSource(_need(Path(prefix + ".track.bw"), "denoised track"), sizes, chroms)
-        sources["model.prob"] = BigWigSource(_need(Path(prefix + ".peakprob.bw"), "peak probability bigWig"), sizes, chroms)
-        called["model"] = intervals_by_chrom(read_narrowpeak(_need(Path(prefix + ".peaks.narrowPeak"), "denoised peaks"), sizes))
+        sources["model.prob"] = BigWigSource(
+            _need(Path(prefix + ".peakprob.bw"), "peak probability bigWig"), sizes, chroms
+        )
+        called["model"] = intervals_by_chrom(
+            read_narrowpeak(_need(Path(prefix + ".peaks.narrowPeak"), "denoised peaks"), sizes)
+        )
         methods.append(Method("model", track=True, scores=True, calls=True))
         fixed = f"model_t{args.fixed_threshold:g}"
-        called[fixed] = calls_at(sources["model.prob"], sources["model.track"], regions, args.fixed_threshold, args.window_bp)
+        called[fixed] = calls_at(
+            sources["model.prob"], sources["model.track"], regions, args.fixed_threshold, args.window_bp
+        )
         methods.append(Method(fixed, calls=True))
 
     bench = Benchmark(methods)
     windows = region_windows(regions, args.window_bp)
-    log.info("evaluating %s on %d bp in %d window(s)", [m.name for m in methods], sum(len(r) for r in regions), len(windows))
+    log.info(
+        "evaluating %s on %d bp in %d window(s)", [m.name for m in methods], sum(len(r) for r in regions), len(windows)
+    )
     try:
         for w in progress(windows, total=len(windows), desc="metrics", unit="window"):
             bench.add(**_window(w, sources, clean_peaks, blacklist, called, with_scores=True))
@@ -204,17 +222,30 @@ def run(args: argparse.Namespace) -> int:
     if bench.n_bases == 0:
         log.warning("no base left to evaluate: the regions %s are entirely blacklisted", [str(r) for r in regions])
     scale = args.depth_scale if args.depth_scale is not None else bench.depth_scale("noisy")
-    log.info("depth scale of the noisy track for mse_scaled: %.6g (%s)", scale, "given" if args.depth_scale is not None else "clean/noisy totals")
+    log.info(
+        "depth scale of the noisy track for mse_scaled: %.6g (%s)",
+        scale,
+        "given" if args.depth_scale is not None else "clean/noisy totals",
+    )
     table = bench.results({"noisy": {"mse_scaled": scale}})
     evaluated = evaluated_intervals(regions, blacklist)
-    extra = [(name, metric, "all", v) for name, peaks in called.items() for metric, v in peak_level(clean_peaks, peaks, evaluated, name)]
+    extra = [
+        (name, metric, "all", v)
+        for name, peaks in called.items()
+        for metric, v in peak_level(clean_peaks, peaks, evaluated, name)
+    ]
     table = pd.concat([table, pd.DataFrame(extra, columns=table.columns)], ignore_index=True)
     table = _order(table, [m.name for m in methods])
     for col, value in (("model", args.model), ("sample", args.sample), ("depth", args.depth), ("rep", args.rep)):
         table.insert(COLUMNS.index(col), col, str(value))
     write_metrics(table, args.out)
-    log.info("wrote %d metrics to %s (%d evaluated bases, %.3g%% in clean peaks)", len(table), args.out, bench.n_bases,
-             100 * bench.n_positive / max(bench.n_bases, 1))
+    log.info(
+        "wrote %d metrics to %s (%d evaluated bases, %.3g%% in clean peaks)",
+        len(table),
+        args.out,
+        bench.n_bases,
+        100 * bench.n_positive / max(bench.n_bases, 1),
+    )
     if args.pr_curves:
         curves = bench.pr_curves(args.pr_points)
         meta = {k: np.array(str(getattr(args, k))) for k in ("model", "sample", "depth", "rep")}
@@ -225,13 +256,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def calls_at(prob: "BigWigSource", track: "BigWigSource", regions: list[Region], threshold: float, window_bp: int) -> dict:
+def calls_at(prob: BigWigSource, track: BigWigSource, regions: list[Region], threshold: float, window_bp: int) -> dict:
     """Peaks called on ``prob`` >= ``threshold`` over each region (read in ``window_bp`` chunks), by chromosome.
 
     The same caller as ``atacdenoise infer`` (min length, gap merging), run on the evaluated regions only,
     so a peak crossing a region's edge is cut there: those bases are outside the evaluation anyway.
     """
-    from ..callpeaks import MAX_GAP, MIN_LENGTH, PeakStream
+    from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
     tables = []
     for r in regions:
@@ -256,13 +287,19 @@ def _window(
     """Arrays of the evaluated (non-blacklisted) bases of window ``w`` for :class:`Benchmark`."""
     keep = ~paint_window(blacklist.get(w.chrom), w.start, w.end)
     labels = paint_window(clean_peaks.get(w.chrom), w.start, w.end)[keep]
-    read = {k: s.read(w.chrom, w.start, w.end)[keep] for k, s in sources.items() if with_scores or k in ("clean", "noisy", "model.track")}
+    read = {
+        k: s.read(w.chrom, w.start, w.end)[keep]
+        for k, s in sources.items()
+        if with_scores or k in ("clean", "noisy", "model.track")
+    }
     tracks = {"noisy": read["noisy"]}
     if "model.track" in read:
         tracks["model"] = read["model.track"]
     out = {"clean": read["clean"], "labels": labels, "tracks": tracks}
     if with_scores:
-        out["scores"] = {"noisy": read["noisy"]} | {k.removesuffix(".pval"): v for k, v in read.items() if k.endswith(".pval")}
+        out["scores"] = {"noisy": read["noisy"]} | {
+            k.removesuffix(".pval"): v for k, v in read.items() if k.endswith(".pval")
+        }
         if "model.prob" in read:
             out["scores"]["model"] = read["model.prob"]
         out["calls"] = {name: paint_window(peaks.get(w.chrom), w.start, w.end)[keep] for name, peaks in called.items()}
@@ -270,9 +307,20 @@ def _window(
 
 
 _METRIC_ORDER = [
-    "pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc",
-    "precision", "recall", "f1", "specificity", "jaccard", "peak_recall", "peak_precision",
-]  # fmt: skip
+    "pearson",
+    "spearman",
+    "mse",
+    "mse_scaled",
+    "auroc",
+    "auprc",
+    "precision",
+    "recall",
+    "f1",
+    "specificity",
+    "jaccard",
+    "peak_recall",
+    "peak_precision",
+]
 
 
 def _order(table: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
@@ -297,8 +345,12 @@ def read_metrics(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: metrics table not found")
-    df = pd.read_csv(path, sep="\t", dtype={c: str for c in COLUMNS[:-1]}, keep_default_na=False, na_values=["NaN", "nan", ""])
+    df = pd.read_csv(
+        path, sep="\t", dtype={c: str for c in COLUMNS[:-1]}, keep_default_na=False, na_values=["NaN", "nan", ""]
+    )
     if list(df.columns) != COLUMNS:
-        raise InputError(f"{path}: columns {list(df.columns)}; expected {COLUMNS} (a file written by 'atacdenoise metrics')")
+        raise InputError(
+            f"{path}: columns {list(df.columns)}; expected {COLUMNS} (a file written by 'atacdenoise metrics')"
+        )
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df

@@ -6,15 +6,19 @@ import argparse
 import logging
 import sys
 
-from ..model import build_model
-from ..train import load_settings, resolve_settings
+from atacdenoise.model.network import build_model
+from atacdenoise.model.train import load_settings, resolve_settings
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", default=None, help="model (and training) settings: a JSON object or a .json/.yaml file; "
-                        "e.g. '{\"preset\": \"light\"}' (default: the reference 'atacworks' shape)")  # fmt: skip
+    parser.add_argument(
+        "--settings",
+        default=None,
+        help="model (and training) settings: a JSON object or a .json/.yaml file; "
+        "e.g. '{\"preset\": \"light\"}' (default: the reference 'atacworks' shape)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import peaks as pk
-from ..bigwig import BigWigWriter, check_bigwig, read_bigwig
-from ..callpeaks import segment_max
-from ..checks import check_writable
-from ..errors import InputError
-from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from ..intervals import NARROWPEAK_COLUMNS, write_narrowpeak
-from ..log import progress
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import BigWigWriter, check_bigwig, read_bigwig
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
+from atacdenoise.log import progress
+from atacdenoise.peaks import macs3 as pk
+from atacdenoise.peaks.threshold import segment_max
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument(
-        "--lambda", dest="lambdas", nargs="+", default=[], metavar="CHR=VALUE",
+        "--lambda",
+        dest="lambdas",
+        nargs="+",
+        default=[],
+        metavar="CHR=VALUE",
         help="fixed flat lambda for these chromosomes (others: mean coverage x --lambda-scale)",
-    )  # fmt: skip
-    parser.add_argument("--lambda-table", type=Path, default=None, help="TSV with columns chrom, lambda (fit-lambda output)")
-    parser.add_argument("--lambda-scale", type=float, default=1.0, help="lambda = scale x the chromosome's mean coverage")
+    )
+    parser.add_argument(
+        "--lambda-table", type=Path, default=None, help="TSV with columns chrom, lambda (fit-lambda output)"
+    )
+    parser.add_argument(
+        "--lambda-scale", type=float, default=1.0, help="lambda = scale x the chromosome's mean coverage"
+    )
     parser.add_argument("--cutoff", type=float, default=3.0, help="bdgpeakcall -c: minimum -log10 p of a peak base")
     parser.add_argument("--min-length", type=int, default=200, help="bdgpeakcall -l: minimum peak length (bp)")
     parser.add_argument("--max-gap", type=int, default=30, help="bdgpeakcall -g: merge peaks this close (bp)")
@@ -63,7 +71,9 @@ def parse_lambdas(items: list[str], table: Path | None, sizes: dict[str, int]) -
             raise InputError(f"{table}: lambda table not found")
         df = pd.read_csv(table, sep="\t", dtype={"chrom": str})
         if not {"chrom", "lambda"} <= set(df.columns):
-            raise InputError(f"{table}: expected a TSV with columns chrom and lambda (atacdenoise fit-lambda --out), found {list(df.columns)}")
+            raise InputError(
+                f"{table}: expected a TSV with columns chrom and lambda (atacdenoise fit-lambda --out), found {list(df.columns)}"
+            )
         df = df[df["chrom"].isin(list(sizes))]
         fixed.update({c: float(v) for c, v in zip(df["chrom"], df["lambda"])})
     for item in items:
@@ -75,7 +85,9 @@ def parse_lambdas(items: list[str], table: Path | None, sizes: dict[str, int]) -
         if not sep or not lam > 0:
             raise InputError(f"--lambda {item!r}: expected CHR=VALUE with a positive number, e.g. chr1=7.35")
         if chrom not in sizes:
-            raise InputError(f"--lambda {item!r}: {chrom} is not among the selected chromosomes ({', '.join(list(sizes)[:5])} ...)")
+            raise InputError(
+                f"--lambda {item!r}: {chrom} is not among the selected chromosomes ({', '.join(list(sizes)[:5])} ...)"
+            )
         fixed[chrom] = lam
     return fixed
 
@@ -95,7 +107,9 @@ def call_chrom(args: argparse.Namespace, chrom: str, fixed: float | None, workdi
     """Read one chromosome of the track, run the MACS3 route, fill signal (max coverage) and pval (max -log10 p)."""
     track = read_bigwig(args.track, chrom)
     if np.any(track != np.floor(track)):
-        log.warning("%s %s: non-integer coverage; MACS3 ppois truncates each value to an integer count", args.track, chrom)
+        log.warning(
+            "%s %s: non-integer coverage; MACS3 ppois truncates each value to an integer count", args.track, chrom
+        )
     lam = pk.flat_lambda(track, fixed, args.lambda_scale)
     result = pk.bdgpeakcall_chrom(chrom, track, lam, workdir, args.cutoff, args.min_length, args.max_gap)
     df = result.peaks
@@ -110,9 +124,13 @@ def call_chrom(args: argparse.Namespace, chrom: str, fixed: float | None, workdi
     mean = pk.mean_coverage(track)
     log.info(
         "%s: mean coverage %.4g, lambda %.6g (%s), %d peaks, %s bp",
-        chrom, mean, lam, "fixed" if fixed is not None else f"{args.lambda_scale:g} x mean", len(df),
+        chrom,
+        mean,
+        lam,
+        "fixed" if fixed is not None else f"{args.lambda_scale:g} x mean",
+        len(df),
         f"{int((df['end'] - df['start']).sum()) if len(df) else 0:,}",
-    )  # fmt: skip
+    )
     return result
 
 
@@ -135,8 +153,14 @@ def run(args: argparse.Namespace) -> int:
             for result in progress(jobs, total=len(sizes), desc="peaks", unit="chrom"):
                 pk.write_runs(writer, result.chrom, sizes[result.chrom], result.pval)
                 tables.append(result.peaks)
-    peaks = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
+    peaks = (
+        pd.concat([t for t in tables if len(t)], ignore_index=True)
+        if any(len(t) for t in tables)
+        else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
+    )
     peaks["name"] = [f"{name}_peak_{i}" for i in range(1, len(peaks) + 1)]
     write_narrowpeak(peaks, args.out_peaks)
-    log.info("%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval)
+    log.info(
+        "%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval
+    )
     return 0

@@ -25,13 +25,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_output
-from ..errors import InputError
-from ..genome import parse_region, read_chrom_sizes
-from ..intervals import read_bed, read_narrowpeak
-from ..log import progress
-from ..metrics import evaluated_intervals, intervals_by_chrom, merge_regions, overlaps_any, paint_window
-from .metrics import BigWigSource, _need, read_metrics
+from atacdenoise.atomic import atomic_output
+from atacdenoise.commands.metrics import BigWigSource, _need, read_metrics
+from atacdenoise.errors import InputError
+from atacdenoise.evaluate.metrics import (
+    evaluated_intervals,
+    intervals_by_chrom,
+    merge_regions,
+    overlaps_any,
+    paint_window,
+)
+from atacdenoise.io.genome import parse_region, read_chrom_sizes
+from atacdenoise.io.intervals import read_bed, read_narrowpeak
+from atacdenoise.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +62,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_pr(k: argparse.ArgumentParser) -> None:
-    k.add_argument("--curves", required=True, nargs="+", type=Path, help="NPZ files from 'atacdenoise metrics --pr-curves'")
+    k.add_argument(
+        "--curves", required=True, nargs="+", type=Path, help="NPZ files from 'atacdenoise metrics --pr-curves'"
+    )
 
 
 def _add_depth(k: argparse.ArgumentParser) -> None:
     k.add_argument("--metrics", required=True, type=Path, help="metrics.tsv (long format)")
-    k.add_argument("--effective-depth", type=Path, help="effective-depth TSV from 'atacdenoise summary' (annotates the panels)")
     k.add_argument(
-        "--metric-names", nargs="+", default=["pearson", "spearman", "auprc", "auroc", "f1", "peak_recall"], help="metrics to draw"
+        "--effective-depth", type=Path, help="effective-depth TSV from 'atacdenoise summary' (annotates the panels)"
     )
-    k.add_argument("--region", default="all", choices=["all", "peaks", "nonpeaks"], help="bases the metrics were computed on")
+    k.add_argument(
+        "--metric-names",
+        nargs="+",
+        default=["pearson", "spearman", "auprc", "auroc", "f1", "peak_recall"],
+        help="metrics to draw",
+    )
+    k.add_argument(
+        "--region", default="all", choices=["all", "peaks", "nonpeaks"], help="bases the metrics were computed on"
+    )
 
 
 def _add_inputs(k: argparse.ArgumentParser) -> None:
@@ -82,11 +97,18 @@ def _add_inputs(k: argparse.ArgumentParser) -> None:
 
 def _add_tracks(k: argparse.ArgumentParser) -> None:
     _add_inputs(k)
-    k.add_argument("--baseline", action="append", default=[], metavar="NAME=PEAKS[,PVAL]",
-                   help="peak calls to draw too (repeatable; a PVAL bigWig is accepted and ignored)")
+    k.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        metavar="NAME=PEAKS[,PVAL]",
+        help="peak calls to draw too (repeatable; a PVAL bigWig is accepted and ignored)",
+    )
     k.add_argument("--n-loci", type=int, default=4, help="loci to show: half of largest gain, half of largest loss")
     k.add_argument("--width", type=int, default=20_000, help="width of each locus (bp)")
-    k.add_argument("--depth-scale", type=float, help="noisy x scale is compared with the model (default: clean/noisy totals)")
+    k.add_argument(
+        "--depth-scale", type=float, help="noisy x scale is compared with the model (default: clean/noisy totals)"
+    )
     k.add_argument("--window-bp", type=int, default=4_000_000, help="bases read at a time while scanning")
 
 
@@ -107,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_pr(args: argparse.Namespace) -> int:
-    from ..plots import plot_pr_curves
+    from atacdenoise.evaluate.plots import plot_pr_curves
 
     curves = []
     for path in args.curves:
@@ -124,7 +146,7 @@ def _run_pr(args: argparse.Namespace) -> int:
 
 
 def _run_depth(args: argparse.Namespace) -> int:
-    from ..plots import plot_metric_vs_depth
+    from atacdenoise.evaluate.plots import plot_metric_vs_depth
 
     metrics = read_metrics(args.metrics)
     effective = None
@@ -138,17 +160,21 @@ def _run_depth(args: argparse.Namespace) -> int:
 
 
 def _run_tracks(args: argparse.Namespace) -> int:
-    from ..plots import choose_loci, plot_track_snapshots, tile_gains
+    from atacdenoise.evaluate.plots import choose_loci, plot_track_snapshots
 
     if args.width < 10 or args.n_loci < 1:
-        raise InputError(f"--width {args.width} / --n-loci {args.n_loci}: expected width >= 10 bp and at least one locus")
+        raise InputError(
+            f"--width {args.width} / --n-loci {args.n_loci}: expected width >= 10 bp and at least one locus"
+        )
     sizes = read_chrom_sizes(args.sizes)
     regions = merge_regions([parse_region(r, sizes) for r in args.regions], list(sizes))
     chroms = list(dict.fromkeys(r.chrom for r in regions))
     blacklist = intervals_by_chrom(read_bed(_need(args.blacklist, "blacklist"), sizes) if args.blacklist else None)
     prefix = str(args.denoised_prefix)
     peaks = {"clean": intervals_by_chrom(read_narrowpeak(_need(args.labels, "clean peak file"), sizes))}
-    peaks["model"] = intervals_by_chrom(read_narrowpeak(_need(Path(prefix + ".peaks.narrowPeak"), "denoised peaks"), sizes))
+    peaks["model"] = intervals_by_chrom(
+        read_narrowpeak(_need(Path(prefix + ".peaks.narrowPeak"), "denoised peaks"), sizes)
+    )
     for text in args.baseline:
         name, sep, files = text.partition("=")
         if not sep or not files:
@@ -200,16 +226,29 @@ def _run_tracks(args: argparse.Namespace) -> int:
                 per_base = gains[i] / args.width
                 caption = f"{'gain' if gain else 'loss'}: squared error {'-' if per_base >= 0 else '+'}{abs(per_base):.3g} per base"
                 log.info("locus %s:%d-%d (%s)", chrom, start, end, caption)
-                loci.append({
-                    "chrom": chrom, "start": start, "end": end, "caption": caption,
-                    "tracks": {k: src[k].read(chrom, start, end) for k in ("noisy", "model", "clean")},
-                    "peaks": {name: iv[chrom] for name, iv in peaks.items() if chrom in iv},
-                })  # fmt: skip
-        log.info("depth scale %.4g; %d of %d tiles eligible; showing %d loci", scale, int(t[:, 4].sum()) if tiles else 0, len(tiles), len(loci))
+                loci.append(
+                    {
+                        "chrom": chrom,
+                        "start": start,
+                        "end": end,
+                        "caption": caption,
+                        "tracks": {k: src[k].read(chrom, start, end) for k in ("noisy", "model", "clean")},
+                        "peaks": {name: iv[chrom] for name, iv in peaks.items() if chrom in iv},
+                    }
+                )
+        log.info(
+            "depth scale %.4g; %d of %d tiles eligible; showing %d loci",
+            scale,
+            int(t[:, 4].sum()) if tiles else 0,
+            len(tiles),
+            len(loci),
+        )
     finally:
         for s_ in src.values():
             s_.close()
-    title = args.title or _sentence(f"{_what(args)}coverage at the loci where the model gains and loses most (vs noisy x {scale:.3g})")
+    title = args.title or _sentence(
+        f"{_what(args)}coverage at the loci where the model gains and loses most (vs noisy x {scale:.3g})"
+    )
     plot_track_snapshots(loci, args.out, title)
     return 0
 
@@ -219,7 +258,7 @@ def _run_tracks(args: argparse.Namespace) -> int:
 
 def _what(args: argparse.Namespace) -> str:
     """'HSC, 30,000 fragments: ' from --sample/--depth, or ''."""
-    from ..plots import depth_label
+    from atacdenoise.evaluate.plots import depth_label
 
     parts = [p for p in (args.sample, depth_label(args.depth) if args.depth else "") if p]
     return ", ".join(parts) + ": " if parts else ""
@@ -231,9 +270,13 @@ def _sentence(text: str) -> str:
 
 def _tool(name: str) -> str:
     """Path of a deepTools CLI: on PATH or beside this Python (the project's venv)."""
-    found = shutil.which(name) or (str(Path(sys.executable).parent / name) if (Path(sys.executable).parent / name).exists() else None)
+    found = shutil.which(name) or (
+        str(Path(sys.executable).parent / name) if (Path(sys.executable).parent / name).exists() else None
+    )
     if not found:
-        raise InputError(f"deepTools' {name} not found on PATH; install deepTools (pip install 'deeptools==3.5.6') in this environment")
+        raise InputError(
+            f"deepTools' {name} not found on PATH; install deepTools (pip install 'deeptools==3.5.6') in this environment"
+        )
     return found
 
 
@@ -249,8 +292,11 @@ def _run_heatmap(args: argparse.Namespace) -> int:
     regions = merge_regions([parse_region(r, sizes) for r in args.regions], list(sizes))
     chroms = list(dict.fromkeys(r.chrom for r in regions))
     prefix = str(args.denoised_prefix)
-    tracks = {"noisy input": _need(args.noisy, "noisy bigWig"), "denoised (model)": _need(Path(prefix + ".track.bw"), "denoised track"),
-              "clean (deep)": _need(args.clean, "clean bigWig")}  # fmt: skip
+    tracks = {
+        "noisy input": _need(args.noisy, "noisy bigWig"),
+        "denoised (model)": _need(Path(prefix + ".track.bw"), "denoised track"),
+        "clean (deep)": _need(args.clean, "clean bigWig"),
+    }
     for path in tracks.values():
         BigWigSource(path, sizes, chroms).close()  # same checks as the metrics
     blacklist = intervals_by_chrom(read_bed(_need(args.blacklist, "blacklist"), sizes) if args.blacklist else None)
@@ -267,7 +313,7 @@ def _run_heatmap(args: argparse.Namespace) -> int:
         summits = summits.sort_values("pval", ascending=False, kind="stable").head(args.max_summits)
     if summits.empty:
         log.warning("no clean-peak summit in the regions %s: writing an empty figure", [str(r) for r in regions])
-        from ..plots import plot_track_snapshots
+        from atacdenoise.evaluate.plots import plot_track_snapshots
 
         plot_track_snapshots([], args.out, args.title)
         return 0
@@ -275,21 +321,79 @@ def _run_heatmap(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="atacdenoise-heatmap-") as tmpdir:
         bed = Path(tmpdir) / "summits.bed"
         summits = summits.sort_values(["chrom", "pos"])
-        pd.DataFrame({"chrom": summits["chrom"], "s": summits["pos"], "e": summits["pos"] + 1}).to_csv(bed, sep="\t", header=False, index=False)
+        pd.DataFrame({"chrom": summits["chrom"], "s": summits["pos"], "e": summits["pos"] + 1}).to_csv(
+            bed, sep="\t", header=False, index=False
+        )
         matrix = Path(tmpdir) / "matrix.gz"
         labels = list(tracks)
-        _call([_tool("computeMatrix"), "reference-point", "-S", *map(str, tracks.values()), "--samplesLabel", *labels,
-               "-R", str(bed), "--referencePoint", "center", "-b", str(args.flank), "-a", str(args.flank),
-               "--binSize", str(args.bin_size), "--missingDataAsZero", "-p", str(args.threads), "-o", str(matrix)])  # fmt: skip
+        _call(
+            [
+                _tool("computeMatrix"),
+                "reference-point",
+                "-S",
+                *map(str, tracks.values()),
+                "--samplesLabel",
+                *labels,
+                "-R",
+                str(bed),
+                "--referencePoint",
+                "center",
+                "-b",
+                str(args.flank),
+                "-a",
+                str(args.flank),
+                "--binSize",
+                str(args.bin_size),
+                "--missingDataAsZero",
+                "-p",
+                str(args.threads),
+                "-o",
+                str(matrix),
+            ]
+        )
         z_max, y_max = matrix_scales(matrix, len(labels))
         with atomic_output(args.out) as tmp:
-            _call([_tool("plotHeatmap"), "-m", str(matrix), "-o", str(tmp), "--plotFileFormat", args.out.suffix.lstrip(".") or "png",
-                   "--sortUsingSamples", str(len(labels)), "--colorMap", "Greys", "Reds", "Greys",
-                   "--zMin", "0", "--zMax", *(f"{v:.4g}" for v in z_max), "--yMin", "0", "--yMax", *(f"{v:.4g}" for v in y_max),
-                   "--heatmapWidth", "5", "--heatmapHeight", "14", "--legendLocation", "none",
-                   "--regionsLabel", f"clean-peak summits (n={len(summits):,})", "--refPointLabel", "summit",
-                   "--xAxisLabel", "distance from summit (bp)", "--yAxisLabel", "mean coverage (cut sites)",
-                   "--plotTitle", title])  # fmt: skip
+            _call(
+                [
+                    _tool("plotHeatmap"),
+                    "-m",
+                    str(matrix),
+                    "-o",
+                    str(tmp),
+                    "--plotFileFormat",
+                    args.out.suffix.lstrip(".") or "png",
+                    "--sortUsingSamples",
+                    str(len(labels)),
+                    "--colorMap",
+                    "Greys",
+                    "Reds",
+                    "Greys",
+                    "--zMin",
+                    "0",
+                    "--zMax",
+                    *(f"{v:.4g}" for v in z_max),
+                    "--yMin",
+                    "0",
+                    "--yMax",
+                    *(f"{v:.4g}" for v in y_max),
+                    "--heatmapWidth",
+                    "5",
+                    "--heatmapHeight",
+                    "14",
+                    "--legendLocation",
+                    "none",
+                    "--regionsLabel",
+                    f"clean-peak summits (n={len(summits):,})",
+                    "--refPointLabel",
+                    "summit",
+                    "--xAxisLabel",
+                    "distance from summit (bp)",
+                    "--yAxisLabel",
+                    "mean coverage (cut sites)",
+                    "--plotTitle",
+                    title,
+                ]
+            )
         if args.matrix:
             with atomic_output(args.matrix) as tmp:
                 shutil.copyfile(matrix, tmp)

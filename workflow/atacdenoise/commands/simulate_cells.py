@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import cutsites as cs
-from ..atomic import atomic_output
-from ..bam import check_bam, open_bam
-from ..checks import check_writable
-from ..errors import InputError
-from ..fragments import write_fragments
-from ..genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from ..log import progress
-from ..simcells import cell_weights, make_barcodes, simulate_chrom, split_cell_types
+from atacdenoise.atomic import atomic_output
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bam import check_bam, open_bam
+from atacdenoise.io.fragments import write_fragments
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.log import progress
+from atacdenoise.reads import cutsites as cs
+from atacdenoise.reads.simcells import cell_weights, make_barcodes, simulate_chrom, split_cell_types
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--cells", required=True, type=int, help="number of cells")
     parser.add_argument("--seed", type=int, default=1, help="seed of every random draw")
-    parser.add_argument("--out-fragments", required=True, type=Path, help="output fragments .tsv.gz (bgzipped; .tbi beside it)")
-    parser.add_argument("--out-barcodes", required=True, type=Path, help="output barcode -> cell type table (TSV with header)")
-    parser.add_argument("--cell-types", nargs="+", default=["A"], help="names of the cell types the cells are split into")
+    parser.add_argument(
+        "--out-fragments", required=True, type=Path, help="output fragments .tsv.gz (bgzipped; .tbi beside it)"
+    )
+    parser.add_argument(
+        "--out-barcodes", required=True, type=Path, help="output barcode -> cell type table (TSV with header)"
+    )
+    parser.add_argument(
+        "--cell-types", nargs="+", default=["A"], help="names of the cell types the cells are split into"
+    )
     parser.add_argument("--sdlog", type=float, default=0.5, help="standard deviation of log cell depth (log-normal)")
-    parser.add_argument("--max-fragment", type=int, default=1000, help="largest distance (bp) between a fragment's two cut sites")
+    parser.add_argument(
+        "--max-fragment", type=int, default=1000, help="largest distance (bp) between a fragment's two cut sites"
+    )
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read")
@@ -117,9 +125,16 @@ def run(args: argparse.Namespace) -> int:
     log.info(
         "%s cut sites -> %s fragments (%s cut sites left unpaired, %.2f%%) in %s cells (fragments per cell: median %s, "
         "5-95%% %s-%s); cell types %s -> %s, %s",
-        f"{totals['cut_sites']:,}", f"{totals['fragments']:,}", f"{totals['unpaired']:,}",
-        100 * totals["unpaired"] / max(totals["cut_sites"], 1), f"{args.cells:,}", f"{int(np.median(per_cell)):,}",
-        f"{int(np.percentile(per_cell, 5)):,}", f"{int(np.percentile(per_cell, 95)):,}",
-        ", ".join(f"{t} ({n:,})" for t, n in counts.items()), args.out_fragments, args.out_barcodes,
-    )  # fmt: skip
+        f"{totals['cut_sites']:,}",
+        f"{totals['fragments']:,}",
+        f"{totals['unpaired']:,}",
+        100 * totals["unpaired"] / max(totals["cut_sites"], 1),
+        f"{args.cells:,}",
+        f"{int(np.median(per_cell)):,}",
+        f"{int(np.percentile(per_cell, 5)):,}",
+        f"{int(np.percentile(per_cell, 95)):,}",
+        ", ".join(f"{t} ({n:,})" for t, n in counts.items()),
+        args.out_fragments,
+        args.out_barcodes,
+    )
     return 0

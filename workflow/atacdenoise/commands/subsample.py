@@ -17,13 +17,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from .. import cutsites as cs
-from ..bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
-from ..bgzf import is_gzip
-from ..checks import check_writable
-from ..errors import InputError
-from ..genome import read_chrom_sizes, select_chroms
-from ..subsample import (
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
+from atacdenoise.io.bgzf import is_gzip
+from atacdenoise.io.genome import read_chrom_sizes, select_chroms
+from atacdenoise.reads import cutsites as cs
+from atacdenoise.reads.subsample import (
     binomial_sd,
     check_fraction,
     fraction_for,
@@ -38,18 +38,30 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, type=Path, help="indexed coordinate-sorted BAM, or fragments file (.tsv/.tsv.gz)")
+    parser.add_argument(
+        "--input", required=True, type=Path, help="indexed coordinate-sorted BAM, or fragments file (.tsv/.tsv.gz)"
+    )
     depth = parser.add_mutually_exclusive_group(required=True)
-    depth.add_argument("--fragments", type=int, help="target number of usable fragments (read pairs; reads if single-end)")
+    depth.add_argument(
+        "--fragments", type=int, help="target number of usable fragments (read pairs; reads if single-end)"
+    )
     depth.add_argument("--fraction", type=float, help="fraction of fragments to keep, in (0, 1]")
     parser.add_argument("--seed", type=int, required=True, help="seed; replicates use different seeds")
     parser.add_argument("--out", required=True, type=Path, help="output .bam, or .tsv.gz for a fragments input")
-    parser.add_argument("--sizes", type=Path, default=None, help="genome sizes: count fragments on its chromosomes only")
-    parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="MAPQ filter used to count usable fragments (BAM)")
+    parser.add_argument(
+        "--sizes", type=Path, default=None, help="genome sizes: count fragments on its chromosomes only"
+    )
+    parser.add_argument(
+        "--min-mapq", type=int, default=cs.MIN_MAPQ, help="MAPQ filter used to count usable fragments (BAM)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="htslib threads")
-    parser.add_argument("--counts", type=Path, default=None,
-                        help="usable-fragment counts of the BAM input made by `atacdenoise count` (reused when they match the "
-                             "file and settings, so one count serves every depth and replicate; else counted again)")  # fmt: skip
+    parser.add_argument(
+        "--counts",
+        type=Path,
+        default=None,
+        help="usable-fragment counts of the BAM input made by `atacdenoise count` (reused when they match the "
+        "file and settings, so one count serves every depth and replicate; else counted again)",
+    )
 
 
 def _is_bam(path: Path) -> bool:
@@ -82,8 +94,14 @@ def run_bam(args: argparse.Namespace) -> dict:
     else:
         log.info("%s: fragment counts reused from %s", args.input, args.counts)
     available = sum(counts.values())
-    log.info("%s: %s usable fragments (%s, MAPQ >= %d) on %d chromosome(s)", args.input, f"{available:,}",
-             "proper pairs" if info.paired else "single-end reads", args.min_mapq, len(info.chroms))  # fmt: skip
+    log.info(
+        "%s: %s usable fragments (%s, MAPQ >= %d) on %d chromosome(s)",
+        args.input,
+        f"{available:,}",
+        "proper pairs" if info.paired else "single-end reads",
+        args.min_mapq,
+        len(info.chroms),
+    )
     if args.fragments is not None:
         fraction = fraction_for(args.fragments, available, args.input)
         target = float(args.fragments)
@@ -92,7 +110,9 @@ def run_bam(args: argparse.Namespace) -> dict:
         if available == 0:
             fraction_for(1, 0, args.input)  # raises the no-usable-fragments error
         target = fraction * available
-    kept = subsample_bam(args.input, args.out, fraction, args.seed, args.threads, chroms=info.chroms, min_mapq=args.min_mapq)
+    kept = subsample_bam(
+        args.input, args.out, fraction, args.seed, args.threads, chroms=info.chroms, min_mapq=args.min_mapq
+    )
     if kept is None:  # samtools did the subsampling: count its output (a kind the input lacks is not counted)
         present = tuple(kind for kind, n in counts.items() if n > 0)
         kept = count_usable_by_kind(args.out, info.chroms, args.min_mapq, threads=args.threads, kinds=present)
@@ -113,7 +133,10 @@ def run_bam(args: argparse.Namespace) -> dict:
 
 
 def run_fragments(args: argparse.Namespace) -> dict:
-    from ..fragments import count_fragments, subsample_fragments  # pandas: imported only for fragments files
+    from atacdenoise.io.fragments import (
+        count_fragments,
+        subsample_fragments,
+    )  # pandas: imported only for fragments files
 
     chroms = _chroms(args, None)
     stats = count_fragments(args.input, chroms)
@@ -126,9 +149,13 @@ def run_fragments(args: argparse.Namespace) -> dict:
     else:
         n = round(check_fraction(args.fraction) * available)
         if n == 0:
-            raise InputError(f"--fraction {args.fraction} of {available:,} fragments in {args.input} keeps none; use a larger fraction")
+            raise InputError(
+                f"--fraction {args.fraction} of {available:,} fragments in {args.input} keeps none; use a larger fraction"
+            )
     subsample_fragments(args.input, args.out, n, args.seed, chroms, available=available)
-    log.info("%s: wrote %s of %s fragments (seed %d) to %s", args.input, f"{n:,}", f"{available:,}", args.seed, args.out)
+    log.info(
+        "%s: wrote %s of %s fragments (seed %d) to %s", args.input, f"{n:,}", f"{available:,}", args.seed, args.out
+    )
     return {
         "target": n,
         "fraction": n / available,

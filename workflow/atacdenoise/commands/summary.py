@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_output
-from ..effective_depth import effective_depths, numeric_depth
-from ..errors import InputError
-from .metrics import read_metrics, write_metrics
+from atacdenoise.atomic import atomic_output
+from atacdenoise.commands.metrics import read_metrics, write_metrics
+from atacdenoise.errors import InputError
+from atacdenoise.evaluate.effective_depth import effective_depths, numeric_depth
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ HEADLINE = ["pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc", "f1", 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", required=True, nargs="+", type=Path, help="metrics TSVs from 'atacdenoise metrics'")
     p.add_argument("--out-metrics", required=True, type=Path, help="all rows, concatenated (the model's metrics.tsv)")
-    p.add_argument("--out-summary", required=True, type=Path, help="headline table, one line per (model, sample, depth)")
+    p.add_argument(
+        "--out-summary", required=True, type=Path, help="headline table, one line per (model, sample, depth)"
+    )
     p.add_argument("--out-effective-depth", type=Path, help="effective depth of the model vs each baseline")
 
 
@@ -46,7 +48,7 @@ def summarise(metrics: pd.DataFrame, effective: pd.DataFrame | None = None) -> p
     """The headline table from the long metrics table (and the effective-depth table)."""
     keys = ["model", "sample", "depth"]
     all_region = metrics[(metrics["region"] == "all") & metrics["metric"].isin(HEADLINE)]
-    means = all_region.groupby(keys + ["method", "metric"], sort=False)["value"].mean().reset_index()
+    means = all_region.groupby([*keys, "method", "metric"], sort=False)["value"].mean().reset_index()
     means["column"] = means["method"] + "_" + means["metric"]
     wide = means.pivot(index=keys, columns="column", values="value")
     methods = list(dict.fromkeys(METHOD_ORDER + list(metrics["method"].unique())))
@@ -82,5 +84,11 @@ def run(args: argparse.Namespace) -> int:
     summary = summarise(metrics, effective)
     with atomic_output(args.out_summary) as tmp:
         summary.to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.6g")
-    log.info("wrote %d metric rows to %s and %d summary lines to %s", len(metrics), args.out_metrics, len(summary), args.out_summary)
+    log.info(
+        "wrote %d metric rows to %s and %d summary lines to %s",
+        len(metrics),
+        args.out_metrics,
+        len(summary),
+        args.out_summary,
+    )
     return 0

@@ -17,38 +17,72 @@ from pathlib import Path
 
 import torch
 
-from ..dataset import open_dataset
-from ..checks import check_writable
-from ..errors import InputError
-from ..genome import parse_region, read_chrom_sizes
-from ..model import MODEL_KEYS
-from ..train import TRAIN_DEFAULTS, load_settings, train
+from atacdenoise.checks import check_writable
+from atacdenoise.errors import InputError
+from atacdenoise.io.genome import parse_region, read_chrom_sizes
+from atacdenoise.model.dataset import open_dataset
+from atacdenoise.model.network import MODEL_KEYS
+from atacdenoise.model.train import TRAIN_DEFAULTS, load_settings, train
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--datasets", nargs="+", required=True, type=Path, help="dataset directories made by 'atacdenoise dataset'")
+    parser.add_argument(
+        "--datasets", nargs="+", required=True, type=Path, help="dataset directories made by 'atacdenoise dataset'"
+    )
     parser.add_argument("--sizes", required=True, type=Path, help="genome chromosome sizes file")
-    parser.add_argument("--val", nargs="+", required=True, help="validation regions: chrom or chrom:start-end (0-based, half-open)")
+    parser.add_argument(
+        "--val", nargs="+", required=True, help="validation regions: chrom or chrom:start-end (0-based, half-open)"
+    )
     parser.add_argument("--holdout", nargs="*", default=[], help="holdout regions (never trained or validated on)")
     parser.add_argument(
         "--settings",
         default=None,
-        help="model and training settings: a JSON object, or a .json/.yaml file. Model keys: " + ", ".join(MODEL_KEYS)
-        + "; training keys (default): " + ", ".join(f"{k} ({v})" for k, v in TRAIN_DEFAULTS.items()),
+        help="model and training settings: a JSON object, or a .json/.yaml file. Model keys: "
+        + ", ".join(MODEL_KEYS)
+        + "; training keys (default): "
+        + ", ".join(f"{k} ({v})" for k, v in TRAIN_DEFAULTS.items()),
     )
-    parser.add_argument("--out-dir", required=True, type=Path, help="output directory (model.pt, history.tsv, checkpoints/)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present, else CPU")
-    parser.add_argument("--gpus", type=int, default=1, help="GPUs (processes) to train on; > 1 re-launches under torchrun with DDP (with --device cpu: that many CPU processes, gloo)")
+    parser.add_argument(
+        "--out-dir", required=True, type=Path, help="output directory (model.pt, history.tsv, checkpoints/)"
+    )
+    parser.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present, else CPU"
+    )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="GPUs (processes) to train on; > 1 re-launches under torchrun with DDP (with --device cpu: that many CPU processes, gloo)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch; unset: torch's own choice")
 
 
 def _torchrun_command(args: argparse.Namespace) -> list[str]:
     """The same command under ``torchrun --standalone --nproc_per_node N``."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.gpus}",
-           "-m", "atacdenoise.cli", "train", "--datasets", *map(str, args.datasets), "--sizes", str(args.sizes),
-           "--val", *args.val, "--out-dir", str(args.out_dir), "--device", args.device, "--gpus", str(args.gpus)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.gpus}",
+        "-m",
+        "atacdenoise.cli",
+        "train",
+        "--datasets",
+        *map(str, args.datasets),
+        "--sizes",
+        str(args.sizes),
+        "--val",
+        *args.val,
+        "--out-dir",
+        str(args.out_dir),
+        "--device",
+        args.device,
+        "--gpus",
+        str(args.gpus),
+    ]
     if args.holdout:
         cmd += ["--holdout", *args.holdout]
     if args.settings is not None:
@@ -65,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out_dir / "model.pt")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         if args.device != "cpu" and torch.cuda.device_count() < args.gpus:
-            raise InputError(f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) visible; ask the scheduler for more or lower --gpus")
+            raise InputError(
+                f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) visible; ask the scheduler for more or lower --gpus"
+            )
         cmd = _torchrun_command(args)
         log.info("launching %d processes: %s", args.gpus, " ".join(cmd))
         return subprocess.call(cmd)

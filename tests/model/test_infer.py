@@ -1,0 +1,660 @@
+"""Inference: seamless tiling with tails, bounded streaming, peaks as MACS3 calls them, bad inputs refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyBigWig
+import pytest
+import torch
+
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import read_bigwig, write_bigwig
+from atacdenoise.io.intervals import mask_from_intervals, read_narrowpeak
+from atacdenoise.model.infer import (
+    PeakStream,
+    TileRunner,
+    check_preprocessing,
+    plan_chunks,
+    plan_tiles,
+    read_range,
+    stitch,
+    tile_windows,
+)
+from atacdenoise.model.network import DenoiseResNet, save_model, transform_input
+from atacdenoise.peaks.macs3 import write_bedgraph
+
+CPU = torch.device("cpu")
+#: a tiny real model: receptive field 1 + 2·(2·4·2) + 1·(2·4·2) = 49 bp, so pad >= 24 makes tiling exact
+TINY = dict(filters=3, kernel_size=5, dilation=2, reg_blocks=2, cls_blocks=1, convs_per_block=2)
+PREPROCESSING = {
+    "smooth_bp": 200,
+    "shift_plus": 4,
+    "shift_minus": -5,
+    "min_mapq": 30,
+    "keep_duplicates": False,
+    "cpm": False,
+}
+
+
+def tiny_model(seed: int = 1) -> DenoiseResNet:
+    """Random weights; seed 1 leaves the track non-zero on about half the bases (not a dead ReLU)."""
+    torch.manual_seed(seed)
+    return DenoiseResNet(**TINY).eval()
+
+
+def single_pass(
+    model: torch.nn.Module, x: np.ndarray, pad: int, transform: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: one forward pass over the whole chromosome with ``pad`` zeros each side (track, probability)."""
+    with torch.inference_mode():
+        inp = transform_input(torch.from_numpy(np.pad(x, pad).astype(np.float32))[None], transform)
+        track, logits = model(inp)
+    sl = slice(pad, pad + x.size)
+    return track[0, sl].numpy(), torch.sigmoid(logits[0, sl]).numpy()
+
+
+def coverage(length: int, seed: int) -> np.ndarray:
+    """Coverage like the real input: Tn5 cut sites (sparse background plus clusters at "peaks", one at the very
+    end of the chromosome) each widened to a 201-bp box, integer counts as float32.
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.r_[rng.integers(0, length, size=max(1, length // 1500)), length - 40]
+    cuts = np.r_[
+        rng.integers(0, length, size=length // 250),
+        np.concatenate([rng.normal(c, 60, size=rng.integers(10, 60)) for c in centres]).astype(np.int64),
+    ]
+    cuts = np.clip(cuts, 0, length - 1)
+    counts = np.bincount(cuts, minlength=length)
+    csum = np.concatenate(([0], np.cumsum(counts)))
+    idx = np.arange(length)
+    return (csum[np.minimum(idx + 101, length)] - csum[np.maximum(idx - 100, 0)]).astype(np.float32)
+
+
+def run_tiled(runner: TileRunner, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    calls: list[tuple[int, int]] = []
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        calls.append((lo, hi))
+        return x[lo:hi]
+
+    chunks = list(runner.run_chromosome(read, x.size))
+    assert [c[0] for c in chunks] == [s for s, _ in plan_chunks(x.size, runner.interval, runner.batch_size)]
+    return np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks]), calls
+
+
+# --------------------------------------------------------------------------- tiling (pure parts)
+
+
+@pytest.mark.parametrize("length", [1, 999, 1000, 1001, 10_037])
+def test_tiles_cover_every_base_exactly_once_tail_included(length):
+    interval = 1000
+    starts = plan_tiles(length, interval, pad=50)
+    ends = np.minimum(starts + interval, length)
+    assert starts[0] == 0 and ends[-1] == length
+    assert len(starts) == -(-length // interval)
+    assert np.array_equal(starts[1:], ends[:-1])  # contiguous, no overlap, no hole
+
+
+def test_plan_tiles_rejects_bad_geometry():
+    with pytest.raises(ValueError):
+        plan_tiles(0, 1000, 10)
+    with pytest.raises(ValueError):
+        plan_tiles(100, 0, 10)
+
+
+def test_tile_windows_hold_context_and_zeros_beyond_the_chromosome_ends():
+    length, interval, pad = 25, 10, 3
+    x = np.arange(1, length + 1, dtype=np.float32)  # value = position + 1, so 0 means "beyond the ends"
+    lo, hi = read_range(0, length, length, pad)
+    assert (lo, hi) == (0, length)
+    w = tile_windows(x[lo:hi], 0, length, length, interval, pad)
+    assert w.shape == (3, interval + 2 * pad)
+    assert np.array_equal(w[0], np.r_[[0, 0, 0], np.arange(1, 14)])  # bases -3..12
+    assert np.array_equal(w[1], np.arange(8, 24))  # bases 7..22
+    assert np.array_equal(w[2], np.r_[np.arange(18, 26), np.zeros(8)])  # bases 17..32, past the end = 0
+    # a middle chunk reads only its own bases plus context
+    lo, hi = read_range(10, 20, length, pad)
+    assert (lo, hi) == (7, 23)
+    assert np.array_equal(tile_windows(x[lo:hi], 10, 20, length, interval, pad), w[1:2])
+
+
+def test_stitch_keeps_the_central_interval_and_cuts_the_tail():
+    interval, pad = 4, 2
+    out = np.arange(3 * (interval + 2 * pad), dtype=np.float32).reshape(3, -1)
+    got = stitch(out, interval, pad, n_bases=10)
+    assert np.array_equal(got, np.r_[out[0, 2:6], out[1, 2:6], out[2, 2:4]])
+
+
+# --------------------------------------------------------------------------- tiling with the model
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_tiled_inference_equals_one_pass_over_the_whole_chromosome_tail_included(batch_size):
+    model = tiny_model()
+    assert model.receptive_field == 49
+    length, interval, pad = 10_037, 1000, 30  # not a multiple of interval: a 37-bp tail
+    x = coverage(length, seed=1)
+    track, prob, _ = run_tiled(TileRunner(model, CPU, interval, pad, batch_size), x)
+    ref_track, ref_prob = single_pass(model, x, pad)
+    assert track.shape == prob.shape == (length,)
+    np.testing.assert_allclose(track, ref_track, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(prob, ref_prob, rtol=1e-5, atol=1e-6)
+    # the tail was denoised: the strong box at the very end shows in the output's last bases
+    tail = slice(length - 37, length)
+    empty = single_pass(model, np.zeros(length, np.float32), pad)[0][tail]
+    assert not np.allclose(track[tail], empty)
+    np.testing.assert_allclose(track[tail], ref_track[tail], rtol=1e-5, atol=1e-5)
+
+
+def test_too_little_context_shows_seams_so_the_equality_test_is_sensitive():
+    model = tiny_model()
+    x = coverage(5000, seed=2)
+    track, _, _ = run_tiled(TileRunner(model, CPU, 1000, 5, 2), x)
+    ref_track, _ = single_pass(model, x, 30)
+    assert np.abs(track - ref_track).max() > 1e-3
+
+
+def test_chromosome_shorter_than_one_tile_is_denoised_whole():
+    model = tiny_model()
+    x = coverage(777, seed=3)
+    track, prob, calls = run_tiled(TileRunner(model, CPU, 1000, 30, 16), x)
+    assert calls == [(0, 777)]
+    ref_track, ref_prob = single_pass(model, x, 30)
+    np.testing.assert_allclose(track, ref_track, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(prob, ref_prob, rtol=1e-5, atol=1e-6)
+
+
+def test_long_chromosome_is_read_and_computed_in_bounded_chunks():
+    model = tiny_model()
+    length, interval, pad, batch = 2_000_003, 5000, 30, 4
+    x = coverage(length, seed=4)
+    runner = TileRunner(model, CPU, interval, pad, batch)
+    track, _, calls = run_tiled(runner, x)
+    n_tiles = -(-length // interval)
+    assert len(calls) == -(-n_tiles // batch) == runner.stats.chunks  # one read per chunk of `batch` tiles
+    assert max(hi - lo for lo, hi in calls) <= batch * interval + 2 * pad  # never more than one chunk in memory
+    assert [lo for lo, _ in calls] == sorted(lo for lo, _ in calls) and calls[-1][1] == length
+    assert runner.stats.tiles == n_tiles and runner.stats.bases == length
+    ref = single_pass(model, x[-30_000:], pad)[0]  # the end of the chromosome: zeros beyond it in both
+    np.testing.assert_allclose(track[-20_000:], ref[-20_000:], rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- streaming peak calls
+
+
+def whole_chromosome_peaks(prob: np.ndarray, track: np.ndarray, threshold: float) -> pd.DataFrame:
+    from atacdenoise.peaks.threshold import call_peaks, peak_table
+
+    starts, ends = call_peaks(prob, threshold, min_length=200, max_gap=30)
+    return peak_table("chrT", starts, ends, prob, track=track, name_prefix="chrT_peak")
+
+
+def streamed_peaks(
+    prob: np.ndarray, track: np.ndarray, threshold: float, cuts: list[int]
+) -> tuple[pd.DataFrame, PeakStream]:
+    stream = PeakStream("chrT", threshold, min_length=200, max_gap=30)
+    bounds = [0, *cuts, prob.size]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        stream.add(a, prob[a:b], track[a:b])
+    return stream.finish(), stream
+
+
+def peaky_probability(length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probability with above-threshold islands of many lengths and gaps (some <= 30, some > 30)."""
+    rng = np.random.default_rng(seed)
+    prob = rng.uniform(0, 0.45, size=length).astype(np.float32)
+    pos = 0
+    while pos < length:
+        pos += int(rng.integers(5, 400))
+        run = int(rng.integers(1, 300))
+        prob[pos : pos + run] = rng.uniform(0.5, 1.0, size=len(prob[pos : pos + run]))
+        pos += run
+    track = rng.gamma(2.0, 3.0, size=length).astype(np.float32)
+    return prob, track
+
+
+def test_streamed_peak_calls_equal_whole_chromosome_calls_across_chunk_boundaries():
+    prob, track = peaky_probability(60_000, seed=5)
+    whole = whole_chromosome_peaks(prob, track, 0.5)
+    assert len(whole) > 20
+    rng = np.random.default_rng(6)
+    for cuts in (
+        [1000 * i for i in range(1, 60)],
+        sorted(rng.choice(np.arange(1, 60_000), 80, replace=False).tolist()),
+    ):
+        got, _ = streamed_peaks(prob, track, 0.5, cuts)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), whole.reset_index(drop=True), check_dtype=False)
+
+
+def test_peak_stream_holds_only_the_bases_since_the_last_quiet_run():
+    prob, track = peaky_probability(200_000, seed=7)
+    _, stream = streamed_peaks(prob, track, 0.5, list(range(1000, 200_000, 1000)))
+    longest_region = 300 + 400  # islands up to 300 bp, joined only by sub-32-bp gaps: far below the chromosome
+    assert stream.max_buffered < 1000 + 10 * longest_region
+
+
+# --------------------------------------------------------------------------- settings checks
+
+
+def test_preprocessing_mismatch_names_the_key_and_both_values():
+    with pytest.raises(InputError, match=r"smooth_bp.*100.*smooth_bp=200"):
+        check_preprocessing({**PREPROCESSING, "smooth_bp": 100}, PREPROCESSING, "noisy.bw")
+    check_preprocessing({**PREPROCESSING, "source": "x.bam", "min_mapq": 10}, PREPROCESSING, "noisy.bw")  # not compared
+
+
+# --------------------------------------------------------------------------- the command, end to end
+
+SIZES = {"chr1": 23_456, "chr2": 777}  # chr1: 23 full tiles + a 456-bp tail; chr2: shorter than one tile
+WINDOW = {"interval": 1000, "pad": 30}
+TRANSFORM = {"kind": "log1p"}
+
+
+def calibrated_model(x: np.ndarray) -> DenoiseResNet:
+    """The tiny model set to smooth its input (averaging convs, unit skips) and to call peaks where the
+    smoothed chr1 coverage is in its top ~15 %: peaks follow the coverage boxes, with ragged edges from the
+    Poisson background (gaps to merge, short islands to drop).
+    """
+    model = tiny_model()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv1d):
+                module.weight.fill_(1.0 / (module.in_channels * module.kernel_size[0]))
+                module.bias.zero_()
+        for block in [*model.reg_blocks, *model.cls_blocks]:
+            if isinstance(block.skip, torch.nn.Conv1d):
+                block.skip.weight.fill_(1.0)
+        model.reg_out.weight.fill_(1.0 / TINY["filters"])
+        model.cls_out.weight.fill_(1.0 / TINY["filters"])
+        pad = WINDOW["pad"]
+        _, logits = model(transform_input(torch.from_numpy(np.pad(x, pad))[None], TRANSFORM))
+        logits = logits[0, pad:-pad].numpy()
+        cut, scale = np.quantile(logits, 0.85), 4.0 / logits.std()  # logit = scale·(smoothed - cut)
+        model.cls_out.weight *= scale
+        model.cls_out.bias.fill_(-scale * cut)
+    return model
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "atacdenoise.cli", "infer", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory) -> dict:
+    d = tmp_path_factory.mktemp("genome")
+    sizes = d / "genome.sizes"
+    sizes.write_text("".join(f"{c}\t{n}\n" for c, n in SIZES.items()))
+    xs = {c: coverage(n, seed=20 + i) for i, (c, n) in enumerate(SIZES.items())}
+    noisy = d / "noisy.bw"
+    write_bigwig(noisy, SIZES, xs)
+    Path(f"{noisy}.json").write_text(json.dumps({**PREPROCESSING, "source": "noisy.bam", "kind": "bam"}))
+    model = calibrated_model(xs["chr1"])
+    model_pt = d / "model.pt"
+    save_model(model_pt, model, preprocessing=PREPROCESSING, window=WINDOW, input_transform=TRANSFORM, threshold=0.5)
+    return {"dir": d, "sizes": sizes, "noisy": noisy, "model": model_pt, "net": model, "x": xs}
+
+
+@pytest.fixture(scope="module")
+def inferred(genome, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("infer") / "sample"
+    res = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        genome["noisy"],
+        "--sizes",
+        genome["sizes"],
+        "--out-prefix",
+        out,
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "auto" if not torch.cuda.is_available() else "cpu",
+    )
+    assert res.returncode == 0, res.stderr
+    return {"prefix": out, "stderr": res.stderr}
+
+
+def test_cli_writes_float_tracks_equal_to_one_pass_of_the_model(genome, inferred):
+    prefix = inferred["prefix"]
+    assert "device: cpu" in inferred["stderr"]
+    from atacdenoise.model.cpuconv import load_kernel
+
+    if load_kernel() is not None:  # the outputs below come from the native CPU convolution
+        assert "convolutions on the native kernel" in inferred["stderr"]
+    assert torch.cuda.is_available() or "no CUDA device: running on CPU" in inferred["stderr"]
+    for chrom, x in genome["x"].items():
+        ref_track, ref_prob = single_pass(genome["net"], x, WINDOW["pad"], TRANSFORM)
+        track = read_bigwig(f"{prefix}.track.bw", chrom)
+        prob = read_bigwig(f"{prefix}.peakprob.bw", chrom)
+        np.testing.assert_allclose(track, ref_track, rtol=1e-5, atol=1e-5)  # every base, tail included
+        np.testing.assert_allclose(prob, ref_prob, rtol=1e-5, atol=1e-6)
+    track = read_bigwig(f"{prefix}.track.bw", "chr1")
+    assert np.any(track != np.round(track))  # not rounded to integers
+    with pyBigWig.open(f"{prefix}.track.bw") as bw:
+        assert bw.chroms() == SIZES
+
+
+def test_cli_peaks_equal_macs3_bdgpeakcall_on_the_written_probability_track(genome, inferred, tmp_path):
+    if shutil.which("macs3") is None:
+        pytest.skip("macs3 CLI not installed")
+    prefix = inferred["prefix"]
+    bedgraph = tmp_path / "peakprob.bdg"
+    with open(bedgraph, "w") as fh:
+        for chrom in SIZES:
+            write_bedgraph(fh, chrom, read_bigwig(f"{prefix}.peakprob.bw", chrom))  # exact float32 text
+    subprocess.run(
+        [
+            "macs3",
+            "bdgpeakcall",
+            "-i",
+            bedgraph,
+            "-c",
+            "0.5",
+            "-l",
+            "200",
+            "-g",
+            "30",
+            "-o",
+            tmp_path / "macs3.narrowPeak",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    macs3 = read_narrowpeak(tmp_path / "macs3.narrowPeak")
+    ours = read_narrowpeak(f"{prefix}.peaks.narrowPeak")
+    assert len(ours) >= 5
+    assert list(zip(ours.chrom, ours.start, ours.end)) == list(zip(macs3.chrom, macs3.start, macs3.end))
+    # summits sit at the denoised track's maximum within each peak
+    track = read_bigwig(f"{prefix}.track.bw", "chr1")
+    for p in ours[ours.chrom == "chr1"].itertuples():
+        assert track[p.start + p.summit] == track[p.start : p.end].max()
+    # peaks span tile boundaries (tiles of 1,000 bp, chunks of 2 tiles) and come out whole
+    assert any((p.start // 1000) != ((p.end - 1) // 1000) for p in ours.itertuples())
+
+
+def test_larger_tiles_give_the_same_outputs(genome, inferred, tmp_path):
+    """--interval changes only how much context is computed per output base, not the outputs."""
+    out = tmp_path / "big"
+    res = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        genome["noisy"],
+        "--sizes",
+        genome["sizes"],
+        "--out-prefix",
+        out,
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--interval",
+        "2500",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "tiles of 2500 bp" in res.stderr
+    for chrom in SIZES:
+        for kind in ("track", "peakprob"):
+            np.testing.assert_allclose(
+                read_bigwig(f"{out}.{kind}.bw", chrom),
+                read_bigwig(f"{inferred['prefix']}.{kind}.bw", chrom),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+    assert open(f"{out}.peaks.narrowPeak").read() == open(f"{inferred['prefix']}.peaks.narrowPeak").read()
+    bad = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        genome["noisy"],
+        "--sizes",
+        genome["sizes"],
+        "--out-prefix",
+        out,
+        "--interval",
+        "0",
+    )
+    assert bad.returncode == 2 and "--interval 0" in bad.stderr
+
+
+def test_threshold_command_reproduces_inference_peaks(inferred, tmp_path):
+    """`atacdenoise threshold` at the model's threshold, summits on the track: inference's narrowPeak, byte for byte."""
+    prefix = inferred["prefix"]
+    out = tmp_path / "again.narrowPeak"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "atacdenoise.cli",
+            "threshold",
+            "--prob",
+            f"{prefix}.peakprob.bw",
+            "--track",
+            f"{prefix}.track.bw",
+            "--threshold",
+            "0.5",
+            "--out",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.read_text() == open(f"{prefix}.peaks.narrowPeak").read()
+
+
+def _no_outputs(prefix: Path) -> bool:
+    return not [
+        p.name
+        for p in prefix.parent.iterdir()
+        if p.name.startswith(prefix.name) or p.name.startswith(f".{prefix.name}")
+    ]
+
+
+def test_cli_refuses_a_track_made_with_other_preprocessing(genome, tmp_path):
+    noisy = tmp_path / "noisy100.bw"
+    shutil.copy(genome["noisy"], noisy)
+    Path(f"{noisy}.json").write_text(json.dumps({**PREPROCESSING, "smooth_bp": 100}))
+    prefix = tmp_path / "out" / "s"
+    res = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        noisy,
+        "--sizes",
+        genome["sizes"],
+        "--out-prefix",
+        prefix,
+        "--threads",
+        "1",
+    )
+    assert res.returncode == 2
+    assert "smooth_bp" in res.stderr and "Traceback" not in res.stderr
+    assert not prefix.parent.exists() or _no_outputs(prefix)
+
+
+def test_cli_refuses_a_corrupt_checkpoint(genome, tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(genome["model"].read_bytes()[:2000])  # truncated
+    prefix = tmp_path / "s"
+    res = run_cli(
+        "--model", bad, "--input", genome["noisy"], "--sizes", genome["sizes"], "--out-prefix", prefix, "--threads", "1"
+    )
+    assert res.returncode == 2
+    assert str(bad) in res.stderr and "Traceback" not in res.stderr
+    assert _no_outputs(prefix)
+
+
+def test_cli_refuses_a_bigwig_missing_a_chromosome_of_the_sizes_file(genome, tmp_path):
+    noisy = tmp_path / "chr1only.bw"
+    write_bigwig(noisy, {"chr1": SIZES["chr1"]}, {"chr1": genome["x"]["chr1"]})
+    prefix = tmp_path / "s"
+    res = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        noisy,
+        "--sizes",
+        genome["sizes"],
+        "--out-prefix",
+        prefix,
+        "--threads",
+        "1",
+    )
+    assert res.returncode == 2
+    assert "chr2" in res.stderr and "Traceback" not in res.stderr
+    assert _no_outputs(prefix)
+
+
+def test_cli_without_sidecar_warns_and_denoises_the_chosen_chromosomes(genome, tmp_path):
+    noisy = tmp_path / "user.bw"
+    shutil.copy(genome["noisy"], noisy)  # no sidecar beside it
+    prefix = tmp_path / "s"
+    res = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        noisy,
+        "--sizes",
+        genome["sizes"],
+        "--chroms",
+        "chr2",
+        "--out-prefix",
+        prefix,
+        "--threads",
+        "1",
+        "--threshold",
+        "0.9",
+        "--device",
+        "cpu",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "no preprocessing sidecar" in res.stderr
+    with pyBigWig.open(f"{prefix}.track.bw") as bw:
+        assert bw.chroms() == {"chr2": SIZES["chr2"]}
+    ref_track, _ = single_pass(genome["net"], genome["x"]["chr2"], WINDOW["pad"], TRANSFORM)
+    np.testing.assert_allclose(read_bigwig(f"{prefix}.track.bw", "chr2"), ref_track, rtol=1e-5, atol=1e-5)
+    assert "probability >= 0.9" in res.stderr
+
+
+def test_mask_of_the_tiles_is_the_whole_chromosome():
+    # the chunks handed to the writers tile [0, length) with no hole and no overlap
+    chunks = plan_chunks(10_037, 1000, 3)
+    mask = mask_from_intervals(np.array([s for s, _ in chunks]), np.array([e for _, e in chunks]), 10_037)
+    assert mask.all() and sum(e - s for s, e in chunks) == 10_037
+
+
+@pytest.mark.parametrize("max_zooms", [0, 10])
+def test_float_track_writer_stores_dense_and_sparse_chunks_exactly(tmp_path, max_zooms):
+    from atacdenoise.io.trackwriter import FloatTrackWriter
+
+    rng = np.random.default_rng(8)
+    dense = rng.random(50_000, dtype=np.float32)
+    dense[1000:5000] = 0  # a long zero run (left out) and a short one (written)
+    dense[7000:7010] = 0
+    steps = np.repeat(np.arange(10, dtype=np.float32), 1000)  # run-length friendly
+    sizes = {"chrA": 80_000, "chrB": 10_000}
+    path = tmp_path / "t.bw"
+    with FloatTrackWriter(path, sizes, max_zooms=max_zooms) as w:
+        w.add("chrA", 0, dense)
+        w.add("chrA", 50_000, np.r_[steps, np.zeros(10_000, np.float32)])
+        w.add("chrB", 0, steps)
+    with pyBigWig.open(str(path)) as bw:
+        assert (bw.header()["nLevels"] > 0) == (max_zooms > 0)
+        a = np.nan_to_num(bw.values("chrA", 0, 80_000, numpy=True))
+        b = np.nan_to_num(bw.values("chrB", 0, 10_000, numpy=True))
+        assert np.isnan(bw.values("chrA", 2000, 2001, numpy=True)[0])  # long zero run not stored
+    assert np.array_equal(a[:50_000], dense) and np.array_equal(a[50_000:60_000], steps) and not a[60_000:].any()
+    assert np.array_equal(b, steps)
+
+
+# --------------------------------------------------------------------------- GPU (skipped without CUDA)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_tiled_inference_matches_the_cpu_single_pass():
+    model = tiny_model()
+    x = coverage(10_037, seed=1)
+    ref_track, ref_prob = single_pass(model, x, 30)
+    track, prob, _ = run_tiled(TileRunner(model, torch.device("cuda"), 1000, 30, 4), x)
+    np.testing.assert_allclose(track, ref_track, rtol=1e-4, atol=1e-4)  # fp32 (TF32 off for convs by default)
+    np.testing.assert_allclose(prob, ref_prob, rtol=1e-4, atol=1e-4)
+    track16, prob16, _ = run_tiled(TileRunner(model, torch.device("cuda"), 1000, 30, 4, amp=torch.bfloat16), x)
+    assert np.abs(prob16 - ref_prob).max() < 0.05 and np.corrcoef(track16, ref_track)[0, 1] > 0.99
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_cli_picks_cuda_and_logs_gpu_time_and_memory(genome, tmp_path):
+    prefix = tmp_path / "s"
+    res = run_cli(
+        "--model",
+        genome["model"],
+        "--input",
+        genome["noisy"],
+        "--sizes",
+        genome["sizes"],
+        "--out-prefix",
+        prefix,
+        "--amp",
+        "off",
+    )
+    assert res.returncode == 0, res.stderr
+    assert "device: cuda" in res.stderr and "GPU time" in res.stderr and "peak GPU memory" in res.stderr
+    ref_track, _ = single_pass(genome["net"], genome["x"]["chr1"], WINDOW["pad"], TRANSFORM)
+    np.testing.assert_allclose(read_bigwig(f"{prefix}.track.bw", "chr1"), ref_track, rtol=1e-4, atol=1e-4)
+
+
+def test_track_writer_process_writes_exactly_and_abort_leaves_no_file(tmp_path):
+    from atacdenoise.io.trackwriter import TrackWriterProcess
+
+    values = np.random.default_rng(9).random(30_000, dtype=np.float32)
+    w = TrackWriterProcess(tmp_path / "kept.bw", {"chrA": 30_000}, max_zooms=0)
+    w.add("chrA", 0, values[:20_000])
+    w.add("chrA", 20_000, values[20_000:])
+    w.close()
+    assert np.array_equal(read_bigwig(tmp_path / "kept.bw", "chrA"), values)
+    w = TrackWriterProcess(tmp_path / "dropped.bw", {"chrA": 30_000}, max_zooms=0)
+    w.add("chrA", 0, values[:20_000])
+    w.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bw"]
+
+
+class FailingModel(torch.nn.Module):
+    """The tiny model, failing on its third batch: an error in the middle of a chromosome."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.calls = tiny_model(), 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("simulated failure in the middle of a run")
+        return self.net(x)
+
+
+def test_a_failure_mid_run_leaves_no_output_and_no_temporary_file(genome, tmp_path):
+    from atacdenoise.commands.infer import denoise_genome, output_paths
+
+    runner = TileRunner(FailingModel(), CPU, WINDOW["interval"], WINDOW["pad"], batch_size=2)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        denoise_genome(runner, genome["noisy"], SIZES, output_paths(str(tmp_path / "s")), 0.5)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,371 @@
+"""Training: loss, resume after an interruption, selection without peaks, the train command (atacdenoise.model.train)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atacdenoise import cli
+from atacdenoise.errors import InputError
+from atacdenoise.io.genome import Region
+from atacdenoise.model.dataset import open_dataset
+from atacdenoise.model.network import load_model
+from atacdenoise.model.train import (
+    HISTORY_COLUMNS,
+    f1_metrics,
+    load_settings,
+    loss_terms,
+    lr_at,
+    masked_pearson,
+    resolve_settings,
+    train,
+)
+from builders import PRE, make_training_dataset
+from builders import TRAIN_SIZES as SIZES
+
+SETTINGS = dict(
+    filters=4,
+    kernel_size=5,
+    dilation=4,
+    reg_blocks=1,
+    cls_blocks=1,
+    convs_per_block=2,
+    interval=1000,
+    pad=100,
+    windows_per_epoch=12,
+    batch_size=4,
+    lr=1e-3,
+    seed=7,
+)
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory) -> Path:
+    return make_training_dataset(tmp_path_factory.mktemp("data") / "ds")
+
+
+VAL, HOLDOUT = [Region("chr2", 0, 6000)], [Region("chr2", 6000, 12_000)]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def _run(ds: Path, out: Path, **over):
+    return train([open_dataset(ds)], VAL, HOLDOUT, {**SETTINGS, **over}, out)
+
+
+# --------------------------------------------------------------------------- loss
+def test_loss_ignores_masked_bases():
+    torch.manual_seed(0)
+    track, logits, clean = torch.rand(2, 50) * 5, torch.randn(2, 50), torch.rand(2, 50) * 5
+    labels = (torch.rand(2, 50) > 0.7).float()
+    mask = torch.ones(2, 50)
+    mask[:, :10] = 0
+    _, s = resolve_settings({})
+    a = loss_terms(track, logits, clean, labels, mask, s)
+    track2, logits2 = track.clone(), logits.clone()
+    track2[:, :10], logits2[:, :10] = 1e3, -1e3
+    b = loss_terms(track2, logits2, clean, labels, mask, s)
+    for k in a:
+        assert torch.allclose(a[k], b[k]), k
+    keep = mask > 0
+    assert torch.allclose(a["mse"], ((track - clean)[keep] ** 2).mean())
+    r = np.corrcoef(track[keep].numpy(), clean[keep].numpy())[0, 1]
+    assert a["pearson_loss"].item() == pytest.approx(1 - r, abs=1e-5)
+    expected = 5e-4 * a["mse"] + a["pearson_loss"] + a["bce"]
+    assert torch.allclose(a["loss"], expected)
+
+
+def test_pearson_per_window_averages_window_correlations():
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [11.0, 12.0, 13.0, 14.0]])
+    y = torch.tensor([[4.0, 3.0, 2.0, 1.0], [14.0, 13.0, 12.0, 11.0]])
+    mask = torch.ones_like(x)
+    assert masked_pearson(x, y, mask, per_window=True).item() == pytest.approx(
+        -1.0, abs=1e-6
+    )  # each window anti-correlated
+    batch_r = np.corrcoef(x.flatten().numpy(), y.flatten().numpy())[0, 1]  # the windows' offsets dominate
+    assert batch_r > 0.9
+    assert masked_pearson(x, y, mask, per_window=False).item() == pytest.approx(batch_r, abs=1e-5)
+    assert masked_pearson(x, y, torch.zeros_like(x)).item() == 0.0
+    half = mask.clone()
+    half[1] = 0  # only the first window counts
+    assert masked_pearson(x, y, half, per_window=False).item() == pytest.approx(-1.0, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- training and resume
+def test_resume_after_epoch_one_continues_like_an_uninterrupted_run(ds, tmp_path, caplog):
+    whole = _run(ds, tmp_path / "whole", epochs=2)
+    _run(ds, tmp_path / "cut", epochs=1)  # the "interrupted" run: stopped after epoch 1
+    state1 = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
+    assert state1["epoch"] == 1
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="atacdenoise")
+    resumed = _run(ds, tmp_path / "cut", epochs=2)
+    assert "resuming" in caplog.text and "after epoch 1" in caplog.text
+
+    hist = pd.read_csv(tmp_path / "cut" / "history.tsv", sep="\t")
+    assert hist["epoch"].tolist() == [1, 2] and list(hist.columns) == HISTORY_COLUMNS
+    ref = pd.read_csv(tmp_path / "whole" / "history.tsv", sep="\t")
+    cols = ["train_loss", "val_loss", "val_pearson", "val_auprc"]
+    assert np.allclose(hist[cols].to_numpy(float), ref[cols].to_numpy(float), rtol=1e-5)
+    # the resumed optimizer continued from epoch 1's state (a fresh Adam would differ in step and moments)
+    opt_w, opt_r = whole.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert opt_w.keys() == opt_r.keys()
+    for k in opt_w:
+        assert float(opt_r[k]["step"]) == float(opt_w[k]["step"]) == 2 * 3  # 12 windows / batch 4, two epochs
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch.allclose(opt_w[k][name], opt_r[k][name], rtol=1e-5, atol=1e-8)
+    for (k, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), k
+    best_w, meta_w = load_model(tmp_path / "whole" / "model.pt")
+    best_r, meta_r = load_model(tmp_path / "cut" / "model.pt")
+    assert meta_w["epoch"] == meta_r["epoch"]
+    for a, b in zip(best_w.state_dict().values(), best_r.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_best_epoch_is_the_highest_validation_auprc_and_model_file_follows_the_contract(ds, tmp_path):
+    result = _run(ds, tmp_path / "m", epochs=3)
+    hist = pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")
+    best = int(hist.loc[hist["val_auprc"].idxmax(), "epoch"])
+    model, meta = load_model(tmp_path / "m" / "model.pt")
+    assert result.best_epoch == meta["epoch"] == best and meta["selected_by"] == "val_auprc"
+    assert meta["val_metrics"]["val_auprc"] == pytest.approx(hist["val_auprc"].max(), rel=1e-5)
+    assert meta["preprocessing"] == PRE
+    assert meta["window"] == {"interval": 1000, "pad": 100}
+    assert meta["input_transform"]["kind"] == "depth" and meta["input_transform"]["reference"] > 0  # the default
+    # default threshold: the best epoch's max-F1 cut on validation, and its F1 is at least the F1 at 0.5
+    assert meta["threshold_source"] == "val_f1"
+    assert meta["threshold"] == pytest.approx(meta["val_metrics"]["val_best_threshold"]) and 0 < meta["threshold"] < 1
+    assert meta["val_metrics"]["val_best_f1"] >= meta["val_metrics"]["val_f1_at_0.5"] - 1e-9
+    assert meta["hparams"]["filters"] == 4 and meta["hparams"]["cls_sees_features"] is False
+    assert meta["holdout_regions"] == ["chr2:6000-12000"]
+    for a, b in zip(model.state_dict().values(), result.best_state.values()):
+        assert torch.equal(a, b)
+
+
+def test_validation_without_peaks_warns_and_selects_by_loss(tmp_path):
+    ds = make_training_dataset(tmp_path / "ds", peaks_on_chr2=False)
+    with pytest.warns(RuntimeWarning, match="no peak"):
+        train([open_dataset(ds)], VAL, HOLDOUT, {**SETTINGS, "epochs": 3}, tmp_path / "m")
+    hist = pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")
+    assert hist["val_auprc"].isna().all()
+    _, meta = load_model(tmp_path / "m" / "model.pt")
+    assert meta["selected_by"] == "val_loss"
+    assert meta["epoch"] == int(hist.loc[hist["val_loss"].idxmin(), "epoch"])
+
+
+def test_corrupt_checkpoint_warns_and_training_starts_fresh(ds, tmp_path, caplog):
+    ck = tmp_path / "m" / "checkpoints" / "last.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"PK\x03\x04 truncated")
+    _run(ds, tmp_path / "m", epochs=1)
+    assert "unreadable checkpoint" in caplog.text
+    assert torch.load(ck, weights_only=True)["epoch"] == 1
+    assert pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")["epoch"].tolist() == [1]
+
+
+def test_changed_settings_start_fresh_but_more_epochs_resume(ds, tmp_path, caplog):
+    _run(ds, tmp_path / "m", epochs=1)
+    _run(ds, tmp_path / "m", epochs=1, lr=5e-4)
+    assert "other settings" in caplog.text
+    state = torch.load(tmp_path / "m" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+
+
+def test_preset_atacworks_brings_the_reference_recipe_and_user_keys_still_win():
+    hparams, s = resolve_settings({"preset": "atacworks"})
+    assert hparams["filters"] == 15 and hparams["kernel_size"] == 51
+    assert s["input_transform"] == {"kind": "none"} and s["prior_init"] is False and s["threshold"] == 0.5
+    assert (s["lr"], s["batch_size"], s["epochs"], s["pearson"]) == (2e-4, 64, 25, "batch")
+    _, s = resolve_settings({"preset": "atacworks", "batch_size": 4, "threshold": "val_f1"})
+    assert s["batch_size"] == 4 and s["threshold"] == "val_f1" and s["prior_init"] is False
+    std_h, std = resolve_settings({})  # the default preset: the same shape, this project's recipe
+    assert (
+        std_h == hparams
+        and std["input_transform"] == {"kind": "depth"}
+        and std["prior_init"]
+        and std["threshold"] == "val_f1"
+    )
+
+
+def test_fixed_threshold_setting_is_stored_as_given(ds, tmp_path):
+    _run(ds, tmp_path / "m", epochs=1, threshold=0.3)
+    _, meta = load_model(tmp_path / "m" / "model.pt")
+    assert meta["threshold"] == 0.3 and meta["threshold_source"] == "setting"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_f1_metrics_equal_brute_force_over_every_cut(seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(500) < 0.2).astype(np.uint8)
+    p = np.round(np.clip(rng.random(500) * 0.6 + 0.4 * y, 0, 1), 2).astype(np.float32)  # ties on purpose
+
+    def f1(cut):
+        called = p >= cut
+        return 2 * np.sum(called & (y == 1)) / (called.sum() + y.sum())
+
+    at_half, best, cut = f1_metrics(p, y, 0.5)
+    assert at_half == pytest.approx(f1(np.float32(0.5)))
+    brute = max(f1(c) for c in np.unique(p))
+    assert best == pytest.approx(brute) and f1(np.float32(cut)) == pytest.approx(brute)
+    assert all(np.isnan(v) for v in f1_metrics(p, np.zeros_like(y), 0.5))
+
+
+def test_cosine_lr_runs_from_lr_to_a_twentieth_and_constant_stays():
+    s = {"lr": 1e-3, "epochs": 5, "lr_schedule": "cosine"}
+    lrs = [lr_at(e, s) for e in range(1, 6)]
+    assert (
+        lrs[0] == pytest.approx(1e-3)
+        and lrs[-1] == pytest.approx(1e-3 / 20)
+        and lrs[2] == pytest.approx((1e-3 + 5e-5) / 2)
+    )
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert {lr_at(e, {**s, "lr_schedule": "constant"}) for e in range(1, 6)} == {1e-3}
+
+
+def test_cosine_schedule_and_auto_pos_weight_train_and_log(ds, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="atacdenoise")
+    result = _run(ds, tmp_path / "m", epochs=2, lr_schedule="cosine", pos_weight="auto")
+    assert [row["lr"] for row in result.history] == pytest.approx([SETTINGS["lr"], SETTINGS["lr"] / 20])
+    assert "pos_weight auto: peak bases weighted" in caplog.text
+    _, meta = load_model(tmp_path / "m" / "model.pt")
+    assert meta["settings"]["pos_weight"] == "auto" and "_pos_weight" not in meta["settings"]
+
+
+def test_pos_weight_scales_the_bce_of_peak_bases():
+    logits = torch.tensor([[0.3, -1.0, 2.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0]])
+    mask = torch.ones_like(labels)
+    track = clean = torch.zeros_like(labels)
+    base = {"w_mse": 0.0, "w_pearson": 0.0, "w_bce": 1.0, "pearson": "batch"}
+    plain = loss_terms(track, logits, clean, labels, mask, base)["bce"]
+    weighted = loss_terms(track, logits, clean, labels, mask, {**base, "_pos_weight": 3.0})["bce"]
+    per_base = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")[0]
+    assert float(plain) == pytest.approx(float(per_base.mean()), rel=1e-6)
+    assert float(weighted) == pytest.approx(float((3 * per_base[0] + per_base[1] + 3 * per_base[2]) / 3), rel=1e-6)
+
+
+def test_early_stopping_with_patience(ds, tmp_path):
+    result = _run(ds, tmp_path / "m", epochs=6, lr=0.0, patience=1)  # lr 0: nothing improves after epoch 1
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert result.best_epoch == 1
+
+
+def test_datasets_with_different_smoothing_cannot_train_one_model(ds, tmp_path):
+    other = make_training_dataset(tmp_path / "other", preprocessing={**PRE, "smooth_bp": 100})
+    with pytest.raises(InputError, match="smooth_bp"):
+        train([open_dataset(ds), open_dataset(other)], VAL, HOLDOUT, SETTINGS, tmp_path / "m")
+
+
+def test_validation_overlapping_holdout_is_input_error(ds, tmp_path):
+    with pytest.raises(InputError, match="overlaps holdout"):
+        train([open_dataset(ds)], [Region("chr2", 0, 7000)], HOLDOUT, SETTINGS, tmp_path / "m")
+
+
+# --------------------------------------------------------------------------- settings and command line
+def test_settings_from_json_string_yaml_file_and_errors(tmp_path):
+    assert load_settings('{"preset": "light", "epochs": 3}') == {"preset": "light", "epochs": 3}
+    (tmp_path / "s.yaml").write_text("preset: light\nbatch_size: 2\n")
+    hparams, s = resolve_settings(load_settings(tmp_path / "s.yaml"))
+    assert hparams["filters"] == 8 and s["batch_size"] == 2 and s["lr"] == 2e-4 and s["w_mse"] == 5e-4
+    with pytest.raises(InputError, match="unknown"):
+        resolve_settings({"epoch": 3})
+    with pytest.raises(InputError, match="amp"):
+        resolve_settings({"amp": "fp8"})
+    for bad, key in (
+        ({"threshold": 1.5}, "threshold"),
+        ({"threshold": "max"}, "threshold"),
+        ({"pos_weight": 0}, "pos_weight"),
+        ({"pos_weight": "balanced"}, "pos_weight"),
+        ({"lr_schedule": "step"}, "lr_schedule"),
+    ):
+        with pytest.raises(InputError, match=key):
+            resolve_settings(bad)
+    with pytest.raises(InputError, match="JSON"):
+        load_settings("{not json")
+
+
+def test_train_command_writes_model_and_history(ds, tmp_path):
+    sizes = tmp_path / "g.sizes"
+    sizes.write_text("".join(f"{c}\t{n}\n" for c, n in SIZES.items()))
+    settings = json.dumps({**SETTINGS, "epochs": 1})
+    argv = [
+        "train",
+        "-q",
+        "--datasets",
+        str(ds),
+        "--sizes",
+        str(sizes),
+        "--val",
+        "chr2:0-6000",
+        "--holdout",
+        "chr2:6000-12000",
+        "--settings",
+        settings,
+        "--out-dir",
+        str(tmp_path / "m"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "m" / "model.pt").exists() and (tmp_path / "m" / "history.tsv").exists()
+    bad = list(argv)
+    bad[bad.index("chr2:0-6000")] = "chr9"
+    assert cli.main(bad) == 2  # a validation region on an unknown chromosome
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_on_cpu(ds, tmp_path):
+    """--gpus 2 with --device cpu runs the DDP code path under torchrun with the gloo backend."""
+    sizes = tmp_path / "g.sizes"
+    sizes.write_text("".join(f"{c}\t{n}\n" for c, n in SIZES.items()))
+    settings = json.dumps({**SETTINGS, "epochs": 2})
+    cmd = [
+        sys.executable,
+        "-m",
+        "atacdenoise.cli",
+        "train",
+        "--datasets",
+        str(ds),
+        "--sizes",
+        str(sizes),
+        "--val",
+        "chr2:0-6000",
+        "--holdout",
+        "chr2:6000-12000",
+        "--settings",
+        settings,
+        "--out-dir",
+        str(tmp_path / "m"),
+        "--device",
+        "cpu",
+        "--gpus",
+        "2",
+        "--threads",
+        "2",
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "launching 2 processes" in proc.stderr and "2 process(es)" in proc.stderr
+    hist = pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")
+    assert hist["epoch"].tolist() == [1, 2]
+    state = torch.load(tmp_path / "m" / "checkpoints" / "last.pt", weights_only=True)
+    # 12 windows split over 2 ranks: 6 each, batch 4 -> 2 steps per epoch
+    assert all(float(v["step"]) == 4 for v in state["optimizer"]["state"].values())
+    load_model(tmp_path / "m" / "model.pt")

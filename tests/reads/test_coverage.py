@@ -1,0 +1,251 @@
+"""Coverage stage: golden HSC track, real paired-end and single-end ENCODE BAMs, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+
+from atacdenoise.cli import build_parser, main
+from atacdenoise.commands import coverage
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import read_bigwig
+from atacdenoise.reads import cutsites as cs
+from builders import READS, make_bam, write_sizes
+from conftest import SHARED_DATA
+
+DATA = SHARED_DATA
+HSC_5M = DATA / "hsc" / "HSC_5M.chr1_chr2.bam"
+HSC_PUBLISHED = DATA / "hsc" / "HSC_5M.published_coverage.chr1_chr2.bw"
+HSC_SIZES = DATA / "hsc" / "hg19_first10mb.chr1_chr2.sizes"
+PE_BAM = DATA / "encode" / "ENCSR356KRQ_pe_1in400.chr19_chrM.dupmarked.bam"
+SE_BAM = DATA / "encode" / "ENCSR889WQX_se_1in400.chr19_chrM.nodup.bam"
+HG38 = DATA / "genomes" / "hg38.chrom.sizes"
+MM10 = DATA / "genomes" / "mm10_chr19_chrM.chrom.sizes"
+
+#: the HSC_5M BAM fixture holds no cut sites in the last 16,000 bp of each chromosome
+#: (the published track does: 4 on chr1, 17 on chr2); see test_hsc_bam_fixture_lacks_the_last_16kb
+HSC_TAIL = 16_000
+
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} (real data beside the checkout) not found")
+
+
+def run_coverage(*argv: str) -> int:
+    """Run the coverage command in-process without resetting logging (so caplog sees the records)."""
+    args = build_parser(only="coverage").parse_args(["coverage", *argv])
+    return coverage.run(args)
+
+
+@needs_data
+def test_hsc_5m_coverage_reproduces_published_track_base_for_base(tmp_path: Path) -> None:
+    """Default settings (MAPQ 30, +4/-5, 201 bp box) on the HSC 5M cut-site BAM give the fixture's track.
+
+    The BAM's reads are single-end, MAPQ 60, flags 0/16: the default filters keep them all. Every base is
+    compared; the last 16,100 bp of each chromosome (16,000 bp with no reads in the BAM, plus the box's
+    100-bp reach) may only be lower than published, by the missing cut sites.
+    """
+    out = tmp_path / "hsc5m.bw"
+    assert (
+        main(["coverage", "--input", str(HSC_5M), "--kind", "bam", "--sizes", str(HSC_SIZES), "--out", str(out)]) == 0
+    )
+    for chrom in ("chr1", "chr2"):
+        ours, published = read_bigwig(out, chrom), read_bigwig(HSC_PUBLISHED, chrom)
+        assert ours.size == published.size == 10_000_000
+        edge = ours.size - HSC_TAIL - 100
+        assert published[:edge].sum() > 1e6
+        np.testing.assert_array_equal(ours[:edge], published[:edge])
+        assert np.all(ours[edge:] <= published[edge:])
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert meta["n_cut_sites"] == {"chr1": 13_384, "chr2": 17_215}
+    assert meta["filters"]["kept"] == 30_599 and meta["filters"]["paired"] is False
+
+
+@needs_data
+def test_hsc_bam_fixture_lacks_the_last_16kb(tmp_path: Path) -> None:
+    """Why the golden comparison stops 16,100 bp before each end: a gap in the BAM, not in the code."""
+    bam = pysam.AlignmentFile(str(HSC_5M))
+    for chrom in ("chr1", "chr2"):
+        pos, _ = cs.bam_cut_sites(bam, chrom, 10_000_000)
+        assert pos.max() < 10_000_000 - HSC_TAIL
+        assert read_bigwig(HSC_PUBLISHED, chrom, 10_000_000 - HSC_TAIL + 100, 10_000_000).any()
+    reads = [r for r in bam.fetch() if r.mapping_quality >= 30 and not r.flag & ~0x10]
+    assert len(reads) == bam.mapped == 30_599  # all single-end, MAPQ >= 30, no filter flags
+
+
+@needs_data
+def test_paired_end_encode_bam_logs_filter_counts_and_excludes_chrM(tmp_path: Path, caplog) -> None:
+    """Real PE reads: multimappers (low MAPQ) dropped, chrM left out, counts logged at INFO."""
+    out = tmp_path / "pe.bw"
+    with caplog.at_level(logging.INFO):
+        assert run_coverage("--input", str(PE_BAM), "--kind", "bam", "--sizes", str(HG38), "--out", str(out)) == 0
+    low_mapq = int(re.search(r"low_mapq ([\d,]+)", caplog.text).group(1).replace(",", ""))
+    other = int(re.search(r"([\d,]+) mapped reads on chromosomes not used", caplog.text).group(1).replace(",", ""))
+    assert low_mapq > 1000  # bowtie2 -k 4 multimappers
+    assert other == pysam.AlignmentFile(str(PE_BAM)).count("chrM")  # every chrM read left out
+    assert "duplicate 0" in caplog.text  # this 'dupmarked' file carries no duplicate flags (checked below)
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert "chrM" not in meta["chroms"] and meta["filters"]["paired"] is True
+    assert meta["n_cut_sites"]["chr19"] == meta["filters"]["kept"] > 10_000
+    assert not read_bigwig(out, "chrM").any()
+    assert read_bigwig(out, "chr19").max() > 0
+
+
+@needs_data
+def test_duplicates_marked_by_samtools_markdup_are_counted_and_dropped(tmp_path: Path, caplog) -> None:
+    """The shipped PE BAM has no 0x400 flags; mark duplicates with samtools (via pysam) and check they are dropped."""
+    assert pysam.view("-c", "-f", "1024", str(PE_BAM)).strip() == "0"
+    pysam.sort("-n", "-o", str(tmp_path / "n.bam"), str(PE_BAM))
+    pysam.fixmate("-m", str(tmp_path / "n.bam"), str(tmp_path / "fm.bam"))
+    pysam.sort("-o", str(tmp_path / "s.bam"), str(tmp_path / "fm.bam"))
+    marked = tmp_path / "md.bam"
+    pysam.markdup(str(tmp_path / "s.bam"), str(marked))
+    pysam.index(str(marked))
+    n_dup = int(pysam.view("-c", "-f", "1024", "-q", "0", str(marked), "chr19"))
+    assert n_dup > 0
+    out = tmp_path / "md.bw"
+    with caplog.at_level(logging.INFO):
+        run_coverage("--input", str(marked), "--kind", "bam", "--sizes", str(HG38), "--out", str(out))
+    dropped = int(re.search(r"duplicate ([\d,]+)", caplog.text).group(1).replace(",", ""))
+    assert 0 < dropped <= n_dup
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert meta["filters"]["dropped_duplicate"] == dropped and meta["filters"]["dropped_low_mapq"] > 0
+
+
+@needs_data
+def test_single_end_encode_bam_runs_and_excludes_chrM(tmp_path: Path, caplog) -> None:
+    out = tmp_path / "se.bw"
+    with caplog.at_level(logging.INFO):
+        assert run_coverage("--input", str(SE_BAM), "--kind", "bam", "--sizes", str(MM10), "--out", str(out)) == 0
+    assert re.search(r"low_mapq [1-9]", caplog.text)
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert meta["chroms"] == ["chr19"] and meta["filters"]["paired"] is False
+    assert meta["n_cut_sites"]["chr19"] == meta["filters"]["kept"] > 1000
+    assert not read_bigwig(out, "chrM").any()
+
+
+@needs_data
+def test_bigwig_input_is_checked_and_copied_with_declared_settings(tmp_path: Path) -> None:
+    out = tmp_path / "given.bw"
+    assert (
+        main(
+            [
+                "coverage",
+                "--input",
+                str(HSC_PUBLISHED),
+                "--kind",
+                "bigwig",
+                "--sizes",
+                str(HSC_SIZES),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.read_bytes() == HSC_PUBLISHED.read_bytes()
+    meta = json.loads(Path(str(out) + ".json").read_text())
+    assert meta["kind"] == "bigwig" and meta["smooth_bp"] == 200 and meta["declared"] is True
+    # a bigWig of another genome is refused
+    assert (
+        main(
+            [
+                "coverage",
+                "--input",
+                str(HSC_PUBLISHED),
+                "--kind",
+                "bigwig",
+                "--sizes",
+                str(MM10),
+                "--out",
+                str(tmp_path / "bad.bw"),
+            ]
+        )
+        == 2
+    )
+    assert not (tmp_path / "bad.bw").exists()
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+def _cov(tmp_path: Path, bam: Path, sizes: Path) -> None:
+    run_coverage("--input", str(bam), "--kind", "bam", "--sizes", str(sizes), "--out", str(tmp_path / "x.bw"))
+
+
+def test_chromosome_names_without_chr_prefix_are_refused_with_a_hint(tmp_path: Path) -> None:
+    sizes = {"1": 1000, "2": 500}
+    reads = [dict(name="a", flag=0, chrom="1", pos=10)]
+    bam = make_bam(tmp_path / "ensembl.bam", reads, sizes=sizes)
+    with pytest.raises(InputError, match=r"ensembl\.bam.*'chr' prefix"):
+        _cov(tmp_path, bam, write_sizes(tmp_path / "ucsc.sizes", {"chr1": 1000, "chr2": 500}))
+
+
+def test_chromosome_lengths_of_another_assembly_are_refused(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "a.bam", READS)
+    with pytest.raises(InputError, match=r"a\.bam: chromosome chr1 is 1,000 bp long there but 2,000"):
+        _cov(tmp_path, bam, write_sizes(tmp_path / "g.sizes", {"chr1": 2000, "chr2": 500}))
+
+
+def test_bam_without_index_is_refused_with_samtools_index_hint(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "noidx.bam", READS, index=False)
+    with pytest.raises(InputError, match=r"noidx\.bam: BAM has no index.*samtools index"):
+        _cov(tmp_path, bam, write_sizes(tmp_path / "g.sizes"))
+
+
+def test_unsorted_bam_is_refused(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "unsorted.bam", READS[::-1], sort=False)
+    with pytest.raises(InputError, match=r"unsorted\.bam: header says it is sorted by 'unsorted'.*samtools sort"):
+        _cov(tmp_path, bam, write_sizes(tmp_path / "g.sizes"))
+
+
+def test_empty_bam_is_refused(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "empty.bam", [])
+    with pytest.raises(InputError, match=r"empty\.bam: no mapped reads"):
+        _cov(tmp_path, bam, write_sizes(tmp_path / "g.sizes"))
+
+
+def test_bam_whose_reads_all_fail_the_filters_is_refused(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "lowq.bam", [dict(name="a", flag=0, chrom="chr1", pos=10, mapq=3)])
+    with pytest.raises(InputError, match=r"lowq\.bam: no reads passed the filters.*low_mapq 1"):
+        _cov(tmp_path, bam, write_sizes(tmp_path / "g.sizes"))
+
+
+def test_cli_exits_2_and_leaves_no_output_on_bad_input(tmp_path: Path, capsys) -> None:
+    bam = make_bam(tmp_path / "noidx.bam", READS, index=False)
+    out = tmp_path / "out" / "cov.bw"
+    rc = main(
+        [
+            "coverage",
+            "--input",
+            str(bam),
+            "--kind",
+            "bam",
+            "--sizes",
+            str(write_sizes(tmp_path / "g.sizes")),
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 2
+    assert "noidx.bam" in capsys.readouterr().err
+    assert not out.exists() and not Path(str(out) + ".json").exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_chroms_and_exclude_options_choose_the_chromosomes_with_data(tmp_path: Path) -> None:
+    bam = make_bam(tmp_path / "tiny.bam", READS)
+    sizes = write_sizes(tmp_path / "g.sizes")
+    only2 = tmp_path / "only2.bw"
+    run_coverage("--input", str(bam), "--kind", "bam", "--sizes", str(sizes), "--out", str(only2), "--chroms", "chr2")
+    assert not read_bigwig(only2, "chr1").any() and read_bigwig(only2, "chr2").sum() == (4 + 101) + (
+        14 + 101
+    )  # boxes of cuts 4 and 14 clipped at 0
+    keep_m = tmp_path / "with_chrM.bw"
+    run_coverage("--input", str(bam), "--kind", "bam", "--sizes", str(sizes), "--out", str(keep_m), "--exclude", "")
+    assert read_bigwig(keep_m, "chrM").any() and read_bigwig(keep_m, "chrUn_gl000220").any()
+    assert json.loads(Path(str(keep_m) + ".json").read_text())["n_cut_sites"]["chrM"] == 1

@@ -1,0 +1,74 @@
+"""Config and sample-sheet validation: typos and bad values fail early with a message naming them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+
+def _workdir(tmp_path: Path, config_edit=None, sheet: str | None = None) -> Path:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if config_edit:
+        config_edit(cfg)
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "config" / "samples.tsv").write_text(
+        sheet if sheet is not None else (REPO / "config" / "samples.tsv").read_text()
+    )
+    return tmp_path
+
+
+def _dry_run(workdir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
+
+
+def test_default_config_plans_the_whole_workflow(tmp_path):
+    res = _dry_run(_workdir(tmp_path))
+    assert res.returncode == 0, res.stdout + res.stderr
+    for rule in ("coverage", "subsample_bam", "dataset", "train", "infer"):
+        assert rule in res.stdout
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    res = _dry_run(_workdir(tmp_path, lambda c: c["coverage"].update(smoth_bp=100)))
+    assert res.returncode != 0
+    assert "smoth_bp" in res.stdout + res.stderr
+
+
+def test_wrong_type_is_named(tmp_path):
+    res = _dry_run(_workdir(tmp_path, lambda c: c.update(replicates="two")))
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "replicates" in out and "two" in out
+
+
+def test_unsafe_sample_name_is_rejected(tmp_path):
+    sheet = (REPO / "config" / "samples.tsv").read_text().replace("\nHSC\t", "\nHSC;rm -rf ~\t")
+    res = _dry_run(_workdir(tmp_path, sheet=sheet))
+    assert res.returncode != 0
+    assert "HSC;rm -rf ~" in res.stdout + res.stderr
+
+
+def test_duplicate_sample_names_are_rejected(tmp_path):
+    text = (REPO / "config" / "samples.tsv").read_text()
+    lines = text.strip().split("\n")
+    res = _dry_run(_workdir(tmp_path, sheet="\n".join([*lines, lines[1]]) + "\n"))
+    assert res.returncode != 0
+    assert "duplicate sample names ['HSC']" in res.stdout + res.stderr
+
+
+def test_missing_input_file_is_named(tmp_path):
+    sheet = (REPO / "config" / "samples.tsv").read_text().replace("HSC_5M.chr1_chr2.bam", "HSC_5M.missing.bam")
+    res = _dry_run(_workdir(tmp_path, sheet=sheet))
+    assert res.returncode != 0
+    assert "HSC_5M.missing.bam" in res.stdout + res.stderr and "does not exist" in res.stdout + res.stderr

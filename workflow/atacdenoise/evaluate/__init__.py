@@ -1,0 +1,1 @@
+"""Benchmark: metrics against the clean data, effective depth, report figures."""

@@ -1,0 +1,357 @@
+"""Report figures: PR curves, metric vs depth, track snapshots (matplotlib, Agg backend).
+
+Each ``plot_*`` function takes arrays or DataFrames, writes one PNG or SVG
+(format from the file suffix) atomically and returns nothing. Axes carry units,
+panels say which sample and depth they show, and colours are fixed per method
+so figures can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from atacdenoise.atomic import atomic_output
+from atacdenoise.evaluate.effective_depth import depth_unit, numeric_depth
+
+log = logging.getLogger(__name__)
+
+#: fixed colours and legend names per method
+COLORS = {
+    "clean": "#000000",
+    "noisy": "#7f7f7f",
+    "macs3_bdgpeakcall": "#1f77b4",
+    "macs3_callpeak": "#ff7f0e",
+    "model": "#d62728",
+    "model_t0.5": "#f08080",
+}
+LABELS = {
+    "clean": "clean (deep)",
+    "noisy": "noisy input",
+    "macs3_bdgpeakcall": "MACS3 bdgpeakcall",
+    "macs3_callpeak": "MACS3 callpeak",
+    "model": "denoised (model)",
+    "model_t0.5": "model, peaks at p >= 0.5",
+}
+METRIC_LABELS = {
+    "pearson": "Pearson r (per base)",
+    "spearman": "Spearman rho (per base)",
+    "mse": "MSE (per base, cut sites²)",
+    "mse_scaled": "MSE, depth-scaled (cut sites²)",
+    "auroc": "AUROC (per base)",
+    "auprc": "AUPRC (per base)",
+    "precision": "precision (per base)",
+    "recall": "recall (per base)",
+    "f1": "F1 (per base)",
+    "specificity": "specificity (per base)",
+    "jaccard": "Jaccard (per base)",
+    "peak_recall": "clean peaks found (fraction)",
+    "peak_precision": "called peaks in clean peaks (fraction)",
+}
+
+
+def _color(name: str) -> str:
+    if name in COLORS:
+        return COLORS[name]
+    palette = plt.get_cmap("tab10").colors
+    return matplotlib.colors.to_hex(palette[(sum(map(ord, name)) % 7) + 3])
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def depth_label(depth: str) -> str:
+    """'30000' -> '30,000 fragments', 'c50' -> '50 cells'; labels such as 'given' stay as they are."""
+    n = numeric_depth(pd.Series([str(depth)])).iloc[0]
+    if pd.isna(n):
+        return f"depth {depth}"
+    return f"{int(n):,} cells" if str(depth).startswith("c") else f"{int(n):,} fragments"
+
+
+def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 150) -> None:
+    """Save ``fig`` atomically (format from the suffix: .png, .svg, .pdf) and close it."""
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    log.info("wrote %s", path)
+
+
+def _depth_order(depths: Sequence[str]) -> list[str]:
+    s = pd.Series(sorted(set(depths)))
+    key = numeric_depth(s).fillna(np.inf)
+    return s.iloc[np.lexsort((s.to_numpy(), key.to_numpy()))].tolist()
+
+
+# --------------------------------------------------------------------------- PR curves
+
+
+def plot_pr_curves(curves: list[dict], out: str | Path, title: str = "") -> None:
+    """Precision-recall curves per method, one panel per (sample, depth), replicates overlaid.
+
+    Parameters
+    ----------
+    curves : list of dict
+        Contents of the ``--pr-curves`` NPZ files of ``atacdenoise metrics``: keys
+        ``sample, depth, rep, methods, prevalence, recall__M, precision__M, auprc__M``
+        and optionally ``point__M`` (recall, precision of M's binary calls).
+    """
+    if not curves:
+        raise ValueError("plot_pr_curves: no curves given")
+    samples = list(dict.fromkeys(str(c["sample"]) for c in curves))
+    depths = _depth_order([str(c["depth"]) for c in curves])
+    fig, axes = plt.subplots(len(samples), len(depths), figsize=(4.2 * len(depths), 4.0 * len(samples)), squeeze=False)
+    for i, sample in enumerate(samples):
+        for j, depth in enumerate(depths):
+            ax = axes[i, j]
+            mine = [c for c in curves if str(c["sample"]) == sample and str(c["depth"]) == depth]
+            if not mine:
+                ax.set_axis_off()
+                continue
+            methods = list(dict.fromkeys(str(m) for c in mine for m in np.atleast_1d(c["methods"])))
+            for method in methods:
+                auprcs = [float(c[f"auprc__{method}"]) for c in mine if f"auprc__{method}" in c]
+                for k, c in enumerate(mine):
+                    if f"recall__{method}" not in c or np.size(c[f"recall__{method}"]) == 0:
+                        continue
+                    label = f"{_label(method)} (AUPRC {np.nanmean(auprcs):.3f})" if k == 0 else None
+                    ax.plot(
+                        c[f"recall__{method}"],
+                        c[f"precision__{method}"],
+                        drawstyle="steps-pre",
+                        color=_color(method),
+                        lw=1.5 if k == 0 else 0.8,
+                        alpha=1.0 if k == 0 else 0.5,
+                        label=label,
+                    )
+                    if f"point__{method}" in c:
+                        r, p = np.asarray(c[f"point__{method}"], dtype=float)
+                        ax.plot(
+                            [r],
+                            [p],
+                            marker="o",
+                            ms=6,
+                            color=_color(method),
+                            mec="white",
+                            label="binary calls" if (k == 0 and method == methods[-1]) else None,
+                        )
+            prev = np.nanmean([float(c["prevalence"]) for c in mine])
+            if np.isfinite(prev):
+                ax.axhline(prev, ls=":", color="0.5", lw=1, label=f"chance ({prev:.3f})")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("recall (fraction of clean-peak bases)")
+            ax.set_ylabel("precision (fraction of bases in clean peaks)")
+            reps = f", {len(mine)} replicates" if len(mine) > 1 else ""
+            ax.set_title(f"{sample}, {depth_label(depth)}{reps}", fontsize=10)
+            ax.legend(fontsize=7, loc="upper right")
+            ax.grid(alpha=0.3)
+    fig.suptitle(title or "Per-base precision-recall against the clean peaks (holdout, blacklist masked)", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, out)
+
+
+# --------------------------------------------------------------------------- metric vs depth
+
+
+def plot_metric_vs_depth(
+    metrics: pd.DataFrame,
+    out: str | Path,
+    metric_names: Sequence[str] = ("pearson", "spearman", "auprc", "auroc", "f1", "peak_recall"),
+    region: str = "all",
+    effective: pd.DataFrame | None = None,
+    title: str = "",
+) -> None:
+    """Metric vs sequencing depth per method: mean over replicates, bars from min to max.
+
+    ``metrics`` is the long metrics table; only numeric depths (fragments) are
+    drawn, on a log axis. One row of panels per sample, one column per metric.
+    With ``effective`` (effective-depth table), the model's fold for Pearson /
+    AUPRC against the noisy track is written into the panel.
+    """
+    df = metrics[(metrics["region"] == region) & metrics["metric"].isin(metric_names)].copy()
+    df["depth_n"] = numeric_depth(df["depth"])
+    skipped = sorted(set(df.loc[df["depth_n"].isna(), "depth"]))
+    if skipped:
+        log.info("metric vs depth: depth labels %s are not numbers of fragments or cells and are not drawn", skipped)
+    df = df[df["depth_n"] > 0]
+    # one row of panels per (sample, unit): fragments for bulk depths, cells for few-cell profiles ('c50')
+    df["sample"] = df["sample"].where(depth_unit(df["depth"]) != "cells", df["sample"] + " (cells)")
+    metric_names = [m for m in metric_names if m in set(df["metric"])]
+    samples = list(dict.fromkeys(df["sample"]))
+    if not samples or not metric_names:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, "no numeric depths to plot", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, out)
+        return
+    stats = (
+        df.groupby(["sample", "method", "metric", "depth_n"])["value"]
+        .agg(["mean", "min", "max", "count"])
+        .reset_index()
+    )
+    fig, axes = plt.subplots(
+        len(samples), len(metric_names), figsize=(3.6 * len(metric_names), 3.3 * len(samples)), squeeze=False
+    )
+    for i, sample in enumerate(samples):
+        for j, metric in enumerate(metric_names):
+            ax = axes[i, j]
+            sub = stats[(stats["sample"] == sample) & (stats["metric"] == metric)]
+            for method in dict.fromkeys(list(COLORS) + list(sub["method"].unique())):
+                s = sub[sub["method"] == method].sort_values("depth_n")
+                if s.empty:
+                    continue
+                ax.errorbar(
+                    s["depth_n"],
+                    s["mean"],
+                    yerr=[s["mean"] - s["min"], s["max"] - s["mean"]],
+                    marker="o",
+                    ms=4,
+                    capsize=2,
+                    color=_color(method),
+                    label=_label(method),
+                )
+            ax.set_xscale("log")
+            cells = sample.endswith(" (cells)")
+            ax.set_xlabel("cells in the profile (log scale)" if cells else "input depth (fragments, log scale)")
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            ax.set_title(f"{sample}: {metric}", fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+            if effective is not None and metric in ("pearson", "auprc"):
+                name = sample.removesuffix(" (cells)")
+                e = effective[(effective["sample"] == name) & (effective["metric"] == metric)]
+                e = e[(depth_unit(e["depth"]) == "cells") == cells]
+                if cells:  # the few-cell figure: how many cells MACS3 needs to match the model
+                    e = e[e["baseline"] == ("macs3_callpeak" if (e["baseline"] == "macs3_callpeak").any() else "noisy")]
+                    head = f"cells {_label(e['baseline'].iloc[0]) if len(e) else ''} needs to match the model:"
+                    lines = [
+                        f"{depth_label(r.depth)}: {'' if r.qualifier == '=' else r.qualifier}{r.effective_depth:,.0f}"
+                        for r in e.itertuples()
+                    ]
+                else:
+                    e = e[e["baseline"] == "noisy"]
+                    head = "model worth (vs noisy):"
+                    lines = [
+                        f"{depth_label(r.depth)}: {'' if r.qualifier == '=' else r.qualifier}{r.fold:.2g}x"
+                        for r in e.itertuples()
+                    ]
+                if lines:
+                    ax.text(
+                        0.02,
+                        0.98,
+                        head + "\n" + "\n".join(lines),
+                        transform=ax.transAxes,
+                        va="top",
+                        fontsize=6,
+                        bbox={"facecolor": "white", "alpha": 0.7, "lw": 0},
+                    )
+            if i == 0 and j == len(metric_names) - 1:
+                ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        title or "Quality vs input depth (holdout, blacklist masked; bars: min-max over replicates)", fontsize=11
+    )
+    fig.tight_layout()
+    save_figure(fig, out)
+
+
+# --------------------------------------------------------------------------- track snapshots
+
+
+def tile_gains(clean: np.ndarray, noisy: np.ndarray, denoised: np.ndarray, width: int, scale: float) -> np.ndarray:
+    """Per-tile reduction of squared error by the model: SSE(scale * noisy) - SSE(denoised).
+
+    Arrays are float[n] over ``n // width`` whole tiles (the tail is dropped);
+    returns float64[n // width]. Positive = the model is closer to the clean track.
+    """
+    k = clean.size // width
+    c = clean[: k * width].reshape(k, width).astype(np.float64)
+    x = noisy[: k * width].reshape(k, width).astype(np.float64)
+    d = denoised[: k * width].reshape(k, width).astype(np.float64)
+    return ((scale * x - c) ** 2).sum(axis=1) - ((d - c) ** 2).sum(axis=1)
+
+
+def choose_loci(gains: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``ceil(n/2)`` largest gains and the ``n//2`` smallest (losses), among eligible tiles.
+
+    Returns ``(indices, is_gain)``; fewer when fewer tiles are eligible. Each tile is used once.
+    """
+    idx = np.flatnonzero(eligible & np.isfinite(gains))
+    order = idx[np.argsort(-gains[idx], kind="stable")]
+    n_gain = min((n + 1) // 2, order.size)
+    best = order[:n_gain]
+    rest = order[n_gain:]
+    worst = rest[::-1][: min(n - n_gain, rest.size)]
+    return np.concatenate((best, worst)), np.concatenate((np.ones(best.size, bool), np.zeros(worst.size, bool)))
+
+
+def plot_track_snapshots(
+    loci: list[dict],
+    out: str | Path,
+    title: str = "",
+) -> None:
+    """IGV-style snapshots: noisy, denoised and clean coverage and the peak calls at a few loci.
+
+    Parameters
+    ----------
+    loci : list of dict
+        One per column: ``chrom, start, end, caption`` (str), ``tracks`` ({name: float[end - start]},
+        drawn top to bottom, e.g. noisy / model / clean) and ``peaks`` ({name: (starts, ends)} in
+        chromosome coordinates, drawn as bars in the last row).
+    """
+    if not loci:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, "no locus to show (no clean or called peak in the regions)", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, out)
+        return
+    track_names = list(dict.fromkeys(k for loc in loci for k in loc["tracks"]))
+    peak_names = list(dict.fromkeys(k for loc in loci for k in loc["peaks"]))
+    n_rows = len(track_names) + 1
+    fig, axes = plt.subplots(
+        n_rows,
+        len(loci),
+        figsize=(4.2 * len(loci), 1.3 * n_rows + 1.0),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [2] * len(track_names) + [0.35 * max(len(peak_names), 1) + 0.3]},
+    )
+    for j, loc in enumerate(loci):
+        x = np.arange(loc["start"], loc["end"]) / 1e6
+        for i, name in enumerate(track_names):
+            ax = axes[i, j]
+            y = loc["tracks"].get(name)
+            if y is not None:
+                ax.fill_between(x, 0, y, step="post", color=_color(name), lw=0)
+                ax.set_ylim(0, max(float(np.max(y)) * 1.1, 1e-6))
+            ax.set_xlim(x[0], x[-1] + 1e-6)
+            ax.tick_params(labelbottom=False)
+            if j == 0:
+                ax.set_ylabel(f"{_label(name)}\n(cut sites within ±100 bp)", fontsize=7)
+            if i == 0:
+                ax.set_title(f"{loc['caption']}\n{loc['chrom']}:{loc['start']:,}-{loc['end']:,}", fontsize=9)
+        ax = axes[-1, j]
+        for k, name in enumerate(peak_names):
+            s, e = loc["peaks"].get(name, (np.zeros(0), np.zeros(0)))
+            s, e = np.clip(s, loc["start"], loc["end"]), np.clip(e, loc["start"], loc["end"])
+            keep = e > s
+            ax.broken_barh(
+                list(zip(s[keep] / 1e6, (e[keep] - s[keep]) / 1e6)),
+                (len(peak_names) - k - 0.8, 0.6),
+                color=_color(name),
+            )
+        ax.set_yticks(np.arange(len(peak_names)) + 0.5, [f"{_label(n)} peaks" for n in peak_names[::-1]], fontsize=7)
+        ax.set_ylim(0, max(len(peak_names), 1))
+        ax.set_xlim(x[0], x[-1] + 1e-6)
+        ax.set_xlabel(f"{loc['chrom']} position (Mb)")
+    fig.suptitle(title or "Coverage snapshots at the loci of largest gain and loss", fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, out)

@@ -1,0 +1,377 @@
+"""10x-style fragments files: reading with validation, bgzip + tabix writing, seeded subsampling.
+
+A fragments file has five tab-separated columns, one fragment per line::
+
+    chrom  start  end  barcode  count
+
+0-based half-open; ``start`` and ``end - 1`` are the fragment's two Tn5 cut
+sites, already shifted (Cell Ranger ATAC convention). ``count`` is how many
+read pairs (PCR duplicates) supported the fragment. Lines starting with ``#``
+(Cell Ranger's header) and blank lines are skipped. Plain text, gzip and bgzip
+are all read (detected from the file's first bytes, not its name).
+
+Files are read in chunks of rows with pandas' C parser, so memory stays
+bounded whatever the file size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pysam
+
+from atacdenoise.atomic import temp_path_for
+from atacdenoise.errors import InputError
+from atacdenoise.io.bgzf import is_gzip
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("chrom", "start", "end", "barcode", "count")
+#: rows parsed per chunk (about 100-200 MB of pandas memory with barcodes)
+CHUNK_ROWS = 2_000_000
+_NAMES = [*list(COLUMNS), "_extra"]
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if is_gzip(path) else open(path)
+
+
+def _locate_row(path: Path, row: int) -> tuple[int, str]:
+    """1-based line number and text of the ``row``-th (0-based) data line; only used to word an error."""
+    seen = -1
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            seen += 1
+            if seen == row:
+                return lineno, line.rstrip("\n")
+    return -1, ""
+
+
+def _first_wrong_width(path: Path) -> tuple[int, str]:
+    """1-based line number and text of the first data line without exactly 5 fields; (-1, '') if none."""
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip() and not line.startswith("#") and line.rstrip("\n").count("\t") != len(COLUMNS) - 1:
+                return lineno, line.rstrip("\n")
+    return -1, ""
+
+
+def _bad_row(path: Path, row: int, what: str) -> InputError:
+    lineno, text = _locate_row(path, row)
+    return _bad_line(path, lineno, text, what)
+
+
+def _bad_line(path: Path, lineno: int, text: str, what: str) -> InputError:
+    shown = text.replace("\t", "<TAB>")
+    if len(shown) > 120:
+        shown = shown[:120] + "..."
+    return InputError(
+        f"{path}, line {lineno}: {what}; found {shown!r}. Expected a 10x-style fragments file with 5 tab-separated "
+        "columns: chrom, start, end, barcode, count (0-based, start < end); fix or regenerate the file"
+    )
+
+
+def _check_chunk(chunk: pd.DataFrame, path: Path, first_row: int) -> pd.DataFrame:
+    """Validate one parsed chunk; return it with integer start/end/count."""
+    n_fields_bad = chunk["count"].isna().to_numpy() | chunk["_extra"].notna().to_numpy()
+    if n_fields_bad.any():
+        i = int(np.flatnonzero(n_fields_bad)[0])
+        raise _bad_row(path, first_row + i, "wrong number of columns")
+    for col in ("start", "end", "count"):
+        values = pd.to_numeric(chunk[col], errors="coerce")
+        bad = values.isna().to_numpy() | (values.to_numpy(dtype=np.float64) % 1 != 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _bad_row(path, first_row + i, f"column {col!r} is not an integer")
+        chunk[col] = values.astype(np.int64)
+    start, end = chunk["start"].to_numpy(), chunk["end"].to_numpy()
+    bad = (start < 0) | (end <= start)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _bad_row(path, first_row + i, "expected 0 <= start < end")
+    return chunk.drop(columns="_extra")
+
+
+def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: bool = False) -> Iterator[pd.DataFrame]:
+    """Validated chunks of a fragments file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Plain, gzip or bgzip fragments file.
+    chunk_rows : int
+        Rows per chunk.
+    barcodes : bool
+        Also return the barcode column (costs memory; not needed for cut sites).
+
+    Yields
+    ------
+    DataFrame with columns chrom (str), start, end, count (int64) and, with
+    ``barcodes``, barcode (str), in file order.
+
+    Raises
+    ------
+    InputError
+        File missing, empty, or a line with the wrong number of columns,
+        non-integer coordinates or ``start >= end`` (the message gives the line number).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: fragments file not found")
+    # no usecols: with it pandas rejects files whose lines all have fewer fields than names
+    reader = pd.read_csv(
+        path,
+        sep="\t",
+        header=None,
+        names=_NAMES,
+        comment="#",
+        dtype={"chrom": str, "barcode": str, "_extra": str},
+        compression="gzip" if is_gzip(path) else None,
+        chunksize=chunk_rows,
+        engine="c",
+    )
+    first_row = 0
+    try:
+        for chunk in reader:
+            n = len(chunk)
+            chunk = _check_chunk(chunk, path, first_row)
+            yield chunk if barcodes else chunk.drop(columns="barcode")
+            first_row += n
+    except pd.errors.ParserError as exc:
+        lineno, text = _first_wrong_width(path)
+        if lineno > 0:
+            raise _bad_line(path, lineno, text, "wrong number of columns") from None
+        raise InputError(
+            f"{path}: cannot parse as a 5-column fragments file ({exc}); fix or regenerate the file"
+        ) from None
+    except (EOFError, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc}); the file is truncated or not a fragments file") from None
+    if first_row == 0:
+        raise InputError(
+            f"{path}: no fragments (only comments or blank lines); expected chrom, start, end, barcode, count lines"
+        )
+
+
+@dataclass
+class FragmentStats:
+    """Counts from one pass over a fragments file."""
+
+    lines: int = 0  #: fragment lines read
+    other_chroms: int = 0  #: lines on chromosomes not selected
+    used: int = 0  #: fragments on the selected chromosomes
+    reads: int = 0  #: sum of the count column over used fragments
+    chroms_seen: set[str] = field(default_factory=set)
+
+
+def _chrom_groups(chrom: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """(chrom, row indices) for each chromosome of a chunk, in order of first appearance."""
+    codes, names = pd.factorize(chrom)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(codes, minlength=len(names)))))
+    for k, name in enumerate(names):
+        yield str(name), order[bounds[k] : bounds[k + 1]]
+
+
+def _check_ends(path: Path, chrom: str, end: np.ndarray, length: int) -> None:
+    if end.size and int(end.max()) > length:
+        raise InputError(
+            f"{path}: a fragment on {chrom} ends at {int(end.max()):,}, past the chromosome's length {length:,} "
+            "in the genome sizes file; the file was made on another assembly: use the matching genome.sizes"
+        )
+
+
+def fragment_cut_sites_by_chrom(
+    path: str | Path, sizes: dict[str, int], use_count: bool = False, chunk_rows: int = CHUNK_ROWS
+) -> tuple[dict[str, np.ndarray], FragmentStats]:
+    """Cut sites (``start`` and ``end - 1``) of every fragment on the chromosomes of ``sizes``.
+
+    Parameters
+    ----------
+    sizes : dict
+        Selected chromosomes and lengths; fragments elsewhere are skipped and counted.
+    use_count : bool
+        Weight each fragment by its count column (keeps PCR duplicates, like
+        ``--keep-duplicates`` for a BAM); otherwise each line is one fragment.
+
+    Returns
+    -------
+    positions : dict chrom -> int64[n_cut_sites]
+    stats : FragmentStats
+    """
+    path = Path(path)
+    parts: dict[str, list[np.ndarray]] = {}
+    stats = FragmentStats()
+    for chunk in iter_fragments(path, chunk_rows):
+        stats.lines += len(chunk)
+        chrom = chunk["chrom"].to_numpy()
+        for name, rows in _chrom_groups(chrom):
+            stats.chroms_seen.add(name)
+            if name not in sizes:
+                stats.other_chroms += rows.size
+                continue
+            start = chunk["start"].to_numpy()[rows]
+            end = chunk["end"].to_numpy()[rows]
+            count = chunk["count"].to_numpy()[rows]
+            _check_ends(path, name, end, sizes[name])
+            stats.used += rows.size
+            stats.reads += int(count.sum())
+            if use_count:
+                start, end = np.repeat(start, count), np.repeat(end, count)
+            parts.setdefault(name, []).extend([start, end - 1])
+    from atacdenoise.io.genome import check_chrom_names
+
+    check_chrom_names(stats.chroms_seen, sizes, path)
+    return {c: np.concatenate(parts[c]) for c in sizes if c in parts}, stats
+
+
+def count_fragments(
+    path: str | Path, chroms: dict[str, int] | None = None, chunk_rows: int = CHUNK_ROWS
+) -> FragmentStats:
+    """Count fragment lines, in all (``chroms`` None) or on the chromosomes of ``chroms`` (validating ends)."""
+    path = Path(path)
+    stats = FragmentStats()
+    for chunk in iter_fragments(path, chunk_rows):
+        stats.lines += len(chunk)
+        for name, rows in _chrom_groups(chunk["chrom"].to_numpy()):
+            stats.chroms_seen.add(name)
+            if chroms is not None and name not in chroms:
+                stats.other_chroms += rows.size
+                continue
+            if chroms is not None:
+                _check_ends(path, name, chunk["end"].to_numpy()[rows], chroms[name])
+            stats.used += rows.size
+            stats.reads += int(chunk["count"].to_numpy()[rows].sum())
+    if chroms is not None:
+        from atacdenoise.io.genome import check_chrom_names
+
+        check_chrom_names(stats.chroms_seen, chroms, path)
+    return stats
+
+
+def draw_per_chunk(rng: np.random.Generator, n_chunk: int, remaining_pool: int, remaining_draw: int) -> np.ndarray:
+    """Row indices (sorted) to keep from a chunk of ``n_chunk`` rows in sequential sampling without replacement.
+
+    The number kept is hypergeometric (``remaining_draw`` drawn from
+    ``remaining_pool`` rows, ``n_chunk`` of which are in this chunk), so over
+    all chunks exactly ``remaining_draw`` rows are kept, each set of rows equally
+    likely, with memory bounded by the chunk.
+    """
+    if remaining_draw == 0 or n_chunk == 0:
+        return np.zeros(0, dtype=np.int64)
+    k = (
+        int(rng.hypergeometric(n_chunk, remaining_pool - n_chunk, remaining_draw))
+        if remaining_pool > n_chunk
+        else remaining_draw
+    )
+    return np.sort(rng.choice(n_chunk, size=k, replace=False))
+
+
+def subsample_fragments(
+    path: str | Path,
+    out: str | Path,
+    n: int,
+    seed: int,
+    chroms: dict[str, int] | None = None,
+    available: int | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """Write exactly ``n`` fragments drawn uniformly without replacement (seeded) to a bgzipped, tabix-indexed file.
+
+    Parameters
+    ----------
+    path, out : str or Path
+        Input fragments file; output ``.tsv.gz`` (written atomically, with ``out.tbi``).
+    n : int
+        Fragments to keep (lines; a line's count column stays as it is).
+    seed : int
+        Seed of NumPy's default generator; the same seed and input give the same lines.
+    chroms : dict or None
+        Only fragments on these chromosomes are eligible and written (None: all).
+    available : int or None
+        Eligible fragments, when already counted (``count_fragments(...).used``).
+
+    Returns
+    -------
+    int: fragments written (``n``).
+    """
+    path = Path(path)
+    if available is None:
+        available = count_fragments(path, chroms, chunk_rows).used
+    if n > available:
+        raise InputError(
+            f"{path}: asked for {n:,} fragments but only {available:,} are available"
+            + (" on the selected chromosomes" if chroms is not None else "")
+            + "; lower the target depth (config 'depths') or use a deeper input"
+        )
+    rng = np.random.default_rng(seed)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        pool, todo = available, n
+        for chunk in iter_fragments(path, chunk_rows, barcodes=True):
+            if chroms is not None:
+                chunk = chunk[chunk["chrom"].isin(list(chroms))]
+            keep = draw_per_chunk(rng, len(chunk), pool, todo)
+            pool -= len(chunk)
+            todo -= keep.size
+            if keep.size:
+                yield chunk.iloc[keep]
+
+    header = f"# atacdenoise subsample: {n} of {available} fragments of {path.name}, seed {seed}\n"
+    written = write_fragments(chunks(), out, header=header, source=path)
+    if written != n:  # cannot happen unless the file changed between the passes
+        raise InputError(
+            f"{path}: the file changed while being read ({written:,} fragments written, {n:,} expected); run again"
+        )
+    return written
+
+
+def write_fragments(chunks, out: str | Path, header: str = "", source: str | Path | None = None) -> int:
+    """Write fragment chunks (DataFrames with the 5 columns) bgzipped, then tabix-index them; atomic.
+
+    The data file appears under its final name last, after its ``.tbi``.
+    Raises ``InputError`` when the rows are not sorted by chromosome and start
+    (tabix needs that), naming ``source``.
+
+    Returns
+    -------
+    int: fragments written.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(out)
+    if tmp.suffix != ".gz":
+        tmp = tmp.with_name(tmp.name + ".gz")
+    tbi = Path(str(tmp) + ".tbi")
+    n = 0
+    try:
+        with pysam.BGZFile(str(tmp), "wb") as fh:
+            if header:
+                fh.write(header.encode())
+            for chunk in chunks:
+                buf = io.StringIO()
+                chunk.loc[:, list(COLUMNS)].to_csv(buf, sep="\t", header=False, index=False)
+                fh.write(buf.getvalue().encode())
+                n += len(chunk)
+        try:
+            pysam.tabix_index(str(tmp), preset="bed", force=True, keep_original=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{source or out}: fragments are not sorted by chromosome and start, so the output cannot be tabix-indexed "
+                f"({exc}); sort the input (e.g. sort -k1,1 -k2,2n) and bgzip it"
+            ) from None
+        os.replace(tbi, Path(str(out) + ".tbi"))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tbi.unlink(missing_ok=True)
+    return n

@@ -1,0 +1,343 @@
+"""Training data: per-chromosome arrays on disk, random training windows, fixed validation tiles.
+
+A dataset directory (one per noisy/clean pair) holds, for every chromosome,
+``{chrom}.noisy.npy`` / ``{chrom}.clean.npy`` (float32 coverage),
+``{chrom}.labels.npy`` (uint8, 1 = clean peak) and ``{chrom}.mask.npy`` (uint8,
+1 = usable, 0 = blacklisted), plus ``meta.json``. Arrays are memory-mapped, so a
+window costs only its own bytes.
+
+A window is ``interval + 2 * pad`` bases: a centre of ``interval`` bases where the
+loss is computed and ``pad`` bases of context on each side. Bases beyond a
+chromosome end read as zeros with mask 0. Training windows are drawn at random
+centre offsets each epoch (proportional to usable length, over all datasets) and
+never touch a validation or holdout region, context included; validation uses
+fixed tiles of ``interval`` over its regions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from atacdenoise.errors import InputError
+from atacdenoise.io.genome import Region
+from atacdenoise.io.intervals import mask_from_intervals
+
+log = logging.getLogger(__name__)
+
+META_FORMAT = "atacdenoise-dataset/1"
+ARRAYS: dict[str, type] = {"noisy": np.float32, "clean": np.float32, "labels": np.uint8, "mask": np.uint8}
+#: preprocessing keys recorded in meta.json and in model.pt
+PREPROCESSING_KEYS = ("smooth_bp", "shift_plus", "shift_minus", "min_mapq", "keep_duplicates", "cpm")
+#: keys on which a noisy/clean pair, several datasets, or a model and a track must agree
+MUST_MATCH = ("smooth_bp", "shift_plus", "shift_minus", "cpm")
+DEFAULT_PREPROCESSING = {
+    "smooth_bp": 200,
+    "shift_plus": 4,
+    "shift_minus": -5,
+    "min_mapq": 30,
+    "keep_duplicates": False,
+    "cpm": False,
+}
+
+#: one window: dataset index, chromosome index (in that dataset's chromosome order), centre start,
+#: end of the loss zone (= start + interval, or a validation region's end), strand flip
+WINDOW_DTYPE = np.dtype(
+    [("pair", np.int32), ("chrom", np.int32), ("start", np.int64), ("stop", np.int64), ("flip", np.bool_)]
+)
+
+
+# --------------------------------------------------------------------------- arrays of one chromosome
+def chrom_arrays(
+    noisy: np.ndarray,
+    clean: np.ndarray,
+    peaks: tuple[np.ndarray, np.ndarray],
+    blacklist: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """The four arrays of one chromosome.
+
+    Parameters
+    ----------
+    noisy, clean : float32[n_bases] coverage of the low-depth and the deep sample
+    peaks : (starts, ends) of the clean peaks on this chromosome (0-based, half-open)
+    blacklist : (starts, ends) of blacklisted intervals, or None
+
+    Returns
+    -------
+    {"noisy": float32[n], "clean": float32[n], "labels": uint8[n] (1 in a peak), "mask": uint8[n] (0 blacklisted)}
+    """
+    n = noisy.size
+    if clean.size != n:
+        raise ValueError(f"noisy ({n}) and clean ({clean.size}) lengths differ")
+    labels = mask_from_intervals(*peaks, n).astype(np.uint8)
+    mask = np.ones(n, dtype=np.uint8)
+    if blacklist is not None:
+        mask[mask_from_intervals(*blacklist, n)] = 0
+    return {
+        "noisy": np.asarray(noisy, dtype=np.float32),
+        "clean": np.asarray(clean, dtype=np.float32),
+        "labels": labels,
+        "mask": mask,
+    }
+
+
+def write_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, dict[str, np.ndarray]]]) -> None:
+    """Write a dataset directory atomically: arrays into a temporary sibling directory, then rename it.
+
+    ``chroms`` yields ``(chrom, chrom_arrays(...))`` one chromosome at a time (memory stays one chromosome).
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        lengths = {}
+        for chrom, arrays in chroms:
+            for name, dtype in ARRAYS.items():
+                np.save(tmp / f"{chrom}.{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
+            lengths[chrom] = int(arrays["noisy"].size)
+        meta = {"format": META_FORMAT, **meta, "chroms": lengths}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class PairData:
+    """One dataset directory; arrays are memory-mapped on first use (per process, never pickled)."""
+
+    path: Path
+    meta: dict
+    _cache: dict = field(default_factory=dict, repr=False)
+    #: factors applied to the noisy and clean arrays of every window (depth normalisation; 1 = as stored)
+    scale: dict = field(default_factory=lambda: {"noisy": 1.0, "clean": 1.0})
+
+    @property
+    def chroms(self) -> dict[str, int]:
+        return self.meta["chroms"]
+
+    @property
+    def name(self) -> str:
+        m = self.meta
+        return f"{m.get('sample', '?')}/{m.get('depth', '?')}.rep{m.get('rep', '?')}"
+
+    def arrays(self, chrom: str) -> dict[str, np.ndarray]:
+        if chrom not in self._cache:
+            self._cache[chrom] = {name: np.load(self.path / f"{chrom}.{name}.npy", mmap_mode="r") for name in ARRAYS}
+        return self._cache[chrom]
+
+    def total(self, name: str) -> float:
+        """Total signal of the ``noisy`` or ``clean`` track over all the dataset's chromosomes (float64 sum)."""
+        return float(sum(np.sum(self.arrays(c)[name], dtype=np.float64) for c in self.chroms))
+
+    def __getstate__(self) -> dict:  # DataLoader workers re-open the memory maps themselves
+        return {"path": self.path, "meta": self.meta, "_cache": {}, "scale": dict(self.scale)}
+
+
+def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairData:
+    """Open a dataset directory, checking its meta.json, its files and (with ``sizes``) chromosome lengths."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.exists():
+        raise InputError(f"{path}: not a dataset directory (no meta.json); make it with 'atacdenoise dataset'")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{meta_path}: unreadable JSON ({exc}); re-make the dataset") from exc
+    if meta.get("format") != META_FORMAT or not isinstance(meta.get("chroms"), dict):
+        raise InputError(f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; re-make the dataset")
+    for chrom, length in meta["chroms"].items():
+        for name in ARRAYS:
+            f = path / f"{chrom}.{name}.npy"
+            if not f.exists():
+                raise InputError(f"{f}: missing from the dataset; re-make the dataset")
+        if sizes is not None and chrom in sizes and sizes[chrom] != length:
+            raise InputError(
+                f"{path}: chromosome {chrom} is {length:,} bp there but {sizes[chrom]:,} bp in the genome sizes file; "
+                "the dataset was made on another assembly: re-make it with the matching sizes file"
+            )
+    return PairData(path, meta)
+
+
+def check_same_preprocessing(pairs: list[PairData]) -> dict:
+    """The preprocessing shared by all datasets (raise when they differ on smoothing, shifts or CPM)."""
+    first = pairs[0].meta.get("preprocessing") or {}
+    for p in pairs[1:]:
+        other = p.meta.get("preprocessing") or {}
+        for key in MUST_MATCH:
+            if first.get(key) != other.get(key):
+                raise InputError(
+                    f"datasets {pairs[0].path} and {p.path} were made with different {key} ({first.get(key)!r} vs {other.get(key)!r}); "
+                    "one model needs coverage made with the same settings: re-make the coverage of one of them"
+                )
+    return {k: first[k] for k in PREPROCESSING_KEYS if k in first}
+
+
+# --------------------------------------------------------------------------- windows
+def regions_by_chrom(regions: Iterable[Region]) -> dict[str, list[tuple[int, int]]]:
+    """Group regions as ``{chrom: [(start, end), ...]}``."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for r in regions:
+        out.setdefault(r.chrom, []).append((r.start, r.end))
+    return out
+
+
+def allowed_starts(
+    length: int, interval: int, pad: int, excluded: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Half-open ranges ``[lo, hi)`` of training-window centre starts on one chromosome.
+
+    A centre start ``s`` spans ``[s, s + interval)`` inside the chromosome (``s = 0`` only when the
+    chromosome is shorter than ``interval``) and its whole window ``[s - pad, s + interval + pad)``
+    stays clear of every excluded ``(start, end)`` region.
+    """
+    lo = np.array([0], dtype=np.int64)
+    hi = np.array([max(length - interval, 0) + 1], dtype=np.int64)
+    for a, b in excluded:
+        # windows overlapping [a, b): s - pad < b and s + interval + pad > a
+        cut_lo, cut_hi = a - interval - pad + 1, b + pad
+        keep_left = (lo < cut_lo, lo, np.minimum(hi, cut_lo))
+        keep_right = (hi > cut_hi, np.maximum(lo, cut_hi), hi)
+        lo = np.concatenate((keep_left[1][keep_left[0]], keep_right[1][keep_right[0]]))
+        hi = np.concatenate((keep_left[2][keep_left[0]], keep_right[2][keep_right[0]]))
+        order = np.argsort(lo, kind="stable")
+        lo, hi = lo[order], hi[order]
+    return lo, hi
+
+
+@dataclass
+class StartTable:
+    """Every allowed training-window centre start across datasets, as ranges to sample from uniformly."""
+
+    pair: np.ndarray  # int32[n_ranges]
+    chrom: np.ndarray  # int32[n_ranges]
+    lo: np.ndarray  # int64[n_ranges]
+    hi: np.ndarray  # int64[n_ranges]
+
+    @property
+    def total(self) -> int:
+        return int((self.hi - self.lo).sum())
+
+
+def start_table(pairs: list[PairData], interval: int, pad: int, exclude: Iterable[Region]) -> StartTable:
+    """Ranges of allowed centre starts for every dataset and chromosome (``exclude``: val + holdout regions)."""
+    excl = regions_by_chrom(exclude)
+    parts: list[tuple[int, int, np.ndarray, np.ndarray]] = []
+    for i, p in enumerate(pairs):
+        for j, (chrom, length) in enumerate(p.chroms.items()):
+            lo, hi = allowed_starts(length, interval, pad, excl.get(chrom, []))
+            parts.append((i, j, lo, hi))
+    lo = np.concatenate([x[2] for x in parts]) if parts else np.zeros(0, np.int64)
+    hi = np.concatenate([x[3] for x in parts]) if parts else np.zeros(0, np.int64)
+    pair = np.concatenate([np.full(x[2].size, x[0], np.int32) for x in parts]) if parts else np.zeros(0, np.int32)
+    chrom = np.concatenate([np.full(x[2].size, x[1], np.int32) for x in parts]) if parts else np.zeros(0, np.int32)
+    table = StartTable(pair, chrom, lo, hi)
+    if table.total == 0:
+        raise InputError(
+            "no training windows left: the validation and holdout regions (plus a window's context) cover every chromosome of "
+            "the datasets; give the datasets more chromosomes or shrink split.val_chroms / split.holdout_chroms"
+        )
+    return table
+
+
+def sample_windows(table: StartTable, n: int, interval: int, rng: np.random.Generator, flip: bool = True) -> np.ndarray:
+    """``n`` training windows drawn uniformly over all allowed centre starts; half strand-flipped at random."""
+    counts = table.hi - table.lo
+    cum = np.cumsum(counts)
+    draw = rng.integers(0, int(cum[-1]), size=n)
+    k = np.searchsorted(cum, draw, side="right")
+    out = np.zeros(n, dtype=WINDOW_DTYPE)
+    out["pair"] = table.pair[k]
+    out["chrom"] = table.chrom[k]
+    out["start"] = table.lo[k] + (draw - (cum[k] - counts[k]))
+    out["stop"] = out["start"] + interval
+    out["flip"] = rng.random(n) < 0.5 if flip else False
+    return out
+
+
+def tile_windows(pairs: list[PairData], regions: Iterable[Region], interval: int) -> np.ndarray:
+    """Fixed, unflipped tiles of ``interval`` bases over each region of each dataset holding its chromosome.
+
+    The last tile of a region ends at the region's end (its ``stop``); context may reach outside the region.
+    """
+    rows = []
+    for i, p in enumerate(pairs):
+        index = {c: j for j, c in enumerate(p.chroms)}
+        for r in regions:
+            if r.chrom not in index:
+                continue
+            starts = np.arange(r.start, r.end, interval, dtype=np.int64)
+            t = np.zeros(starts.size, dtype=WINDOW_DTYPE)
+            t["pair"], t["chrom"], t["start"] = i, index[r.chrom], starts
+            t["stop"] = np.minimum(starts + interval, r.end)
+            rows.append(t)
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=WINDOW_DTYPE)
+
+
+def extract(array: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``array[start : start + length]`` with zeros where the range runs past either end."""
+    out = np.zeros(length, dtype=array.dtype)
+    lo, hi = max(start, 0), min(start + length, array.size)
+    if hi > lo:
+        out[lo - start : hi - start] = array[lo:hi]
+    return out
+
+
+def read_window(
+    pair: PairData, chrom: str, start: int, stop: int, interval: int, pad: int, flip: bool
+) -> dict[str, np.ndarray]:
+    """The four arrays of one window, float32[interval + 2 * pad] each.
+
+    The mask is 0 outside the chromosome, on blacklisted bases and outside the loss zone
+    ``[start, stop)``; ``flip`` reverses every array (the other strand: coverage is strand-symmetric).
+    """
+    arrays = pair.arrays(chrom)
+    w = interval + 2 * pad
+    out = {name: extract(arrays[name], start - pad, w).astype(np.float32) for name in ARRAYS}
+    for name, factor in pair.scale.items():
+        if factor != 1.0:
+            out[name] *= np.float32(factor)
+    out["mask"][:pad] = 0
+    out["mask"][pad + (stop - start) :] = 0
+    if flip:
+        out = flip_window(out)
+    return out
+
+
+def flip_window(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Reverse every array of a window along the genome (strand flip), consistently."""
+    return {name: np.ascontiguousarray(a[..., ::-1]) for name, a in window.items()}
+
+
+class WindowSet:
+    """Map-style dataset (for ``torch.utils.data.DataLoader``) over a table of windows."""
+
+    def __init__(self, pairs: list[PairData], windows: np.ndarray, interval: int, pad: int):
+        self.pairs = pairs
+        self.windows = windows
+        self.interval = interval
+        self.pad = pad
+        self._chroms = [list(p.chroms) for p in pairs]
+
+    def __len__(self) -> int:
+        return int(self.windows.size)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        w = self.windows[i]
+        pair = self.pairs[int(w["pair"])]
+        chrom = self._chroms[int(w["pair"])][int(w["chrom"])]
+        return read_window(pair, chrom, int(w["start"]), int(w["stop"]), self.interval, self.pad, bool(w["flip"]))
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return (self[i] for i in range(len(self)))

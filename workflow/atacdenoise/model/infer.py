@@ -1,0 +1,338 @@
+"""Inference: tile a chromosome, run the model batch by batch, stitch the outputs, call peaks as it streams.
+
+A chromosome of ``length`` bases is cut into output tiles of ``interval`` bases
+(the last one may be shorter); each tile is run with ``pad`` bases of context on
+both sides, zeros beyond the chromosome ends, and only its central ``interval``
+bases are kept. With ``pad`` at least half the model's receptive field, the
+stitched result equals one forward pass over the whole chromosome (padded with
+zeros), so tiling leaves no seams and every base, the tail included, is denoised.
+
+Memory stays bounded whatever the genome size: the input is read one chunk of
+``batch_size`` tiles at a time (the next chunk is read and windowed in a
+background thread while the current one computes), outputs are handed on chunk by
+chunk, and peak calling (:class:`PeakStream`) keeps only the bases since the last
+point where no peak can straddle (a run of more than ``max_gap`` sub-threshold
+bases), so it holds about one chunk plus the longest peak region.
+
+Pure array code and torch; file handling lives in ``commands/infer.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from atacdenoise.errors import InputError
+from atacdenoise.peaks.threshold import PeakStream  # noqa: F401 - re-exported: inference streams its peak calls through it
+
+log = logging.getLogger(__name__)
+
+#: preprocessing keys that must agree between a coverage track's sidecar and the model
+PREPROCESSING_KEYS = ("smooth_bp", "shift_plus", "shift_minus", "cpm")
+
+#: a reader returns float32 coverage of bases [start, end) of the chromosome being denoised
+Reader = Callable[[int, int], np.ndarray]
+
+#: tiles per forward pass on a CPU. A chunk of ``batch_size`` tiles is read at once but run through
+#: the model a few tiles at a time: activations of 4 tiles of 60 kb x 15 channels are ~14 MB instead of
+#: ~58 MB for 16, so peak memory no longer grows with --batch-size (measured on 2 cores: 19 % less RSS at
+#: the same speed; one tile at a time was 20 % slower; benchmarks/README.md, CPU inference).
+CPU_FORWARD_BATCH = 4
+
+
+# --------------------------------------------------------------------------- tiling
+
+
+def plan_tiles(length: int, interval: int, pad: int) -> np.ndarray:
+    """Start of every output tile of a chromosome.
+
+    Parameters
+    ----------
+    length : chromosome length (bases, > 0).
+    interval : bases of output per tile (> 0).
+    pad : bases of context on each side of a tile (>= 0); checked here, used by
+        :func:`tile_windows`.
+
+    Returns
+    -------
+    starts : int64[n_tiles], ``0, interval, 2·interval, ...`` with
+        ``n_tiles = ceil(length / interval)``: tile ``i`` covers
+        ``[starts[i], min(starts[i] + interval, length))``, so together the tiles
+        cover every base once, the last partial tile (the chromosome tail) included.
+    """
+    if length <= 0:
+        raise ValueError(f"chromosome length must be positive, got {length}")
+    if interval <= 0 or pad < 0:
+        raise ValueError(f"need interval > 0 and pad >= 0, got interval={interval}, pad={pad}")
+    return np.arange(0, length, interval, dtype=np.int64)
+
+
+def plan_chunks(length: int, interval: int, tiles_per_chunk: int) -> list[tuple[int, int]]:
+    """Output ranges ``(start, end)`` of consecutive chunks of ``tiles_per_chunk`` tiles covering ``[0, length)``."""
+    if tiles_per_chunk <= 0:
+        raise ValueError(f"tiles_per_chunk must be positive, got {tiles_per_chunk}")
+    step = interval * tiles_per_chunk
+    starts = np.arange(0, length, step, dtype=np.int64)
+    ends = np.minimum(starts + step, length)
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def read_range(start: int, end: int, length: int, pad: int) -> tuple[int, int]:
+    """Bases ``[max(0, start - pad), min(length, end + pad))`` that a chunk's windows need from the input."""
+    return max(0, start - pad), min(length, end + pad)
+
+
+def tile_windows(
+    values: np.ndarray, start: int, end: int, length: int, interval: int, pad: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Input windows of the tiles of one chunk.
+
+    Parameters
+    ----------
+    values : float32[m], input coverage of the bases given by :func:`read_range`
+        ``(start, end, length, pad)``.
+    start, end : output range of the chunk; ``start`` a multiple of ``interval``.
+    length : chromosome length; bases outside ``[0, length)`` read as zero.
+    out : optional float32[n_tiles, interval + 2·pad] to fill (e.g. pinned memory).
+
+    Returns
+    -------
+    windows : float32[n_tiles, interval + 2·pad]; row ``i`` holds bases
+        ``start + i·interval - pad .. start + (i+1)·interval + pad``.
+    """
+    n_tiles = -(-(end - start) // interval)
+    width = interval + 2 * pad
+    lo, hi = read_range(start, end, length, pad)
+    if values.shape != (hi - lo,):
+        raise ValueError(f"expected {hi - lo} input values for [{lo}, {hi}), got shape {values.shape}")
+    buf = np.zeros(n_tiles * interval + 2 * pad, dtype=np.float32)
+    offset = lo - (start - pad)
+    buf[offset : offset + values.size] = values
+    view = np.lib.stride_tricks.sliding_window_view(buf, width)[::interval][:n_tiles]
+    if out is None:
+        return view.copy()
+    out[:n_tiles] = view
+    return out[:n_tiles]
+
+
+def stitch(outputs: np.ndarray, interval: int, pad: int, n_bases: int) -> np.ndarray:
+    """Central ``interval`` bases of each tile's output, concatenated: ``float32[n_bases]`` of one chunk.
+
+    ``outputs`` is ``[n_tiles, interval + 2·pad]`` (or already cropped to
+    ``[n_tiles, interval]`` when ``pad`` is 0); the last tile is cut at ``n_bases``.
+    """
+    central = outputs[:, pad : pad + interval]
+    return np.ascontiguousarray(central).reshape(-1)[:n_bases]
+
+
+# --------------------------------------------------------------------------- settings checks
+
+
+def check_preprocessing(track: dict, model: dict, source: str) -> None:
+    """Raise when a coverage track was made with other settings than the model's training data.
+
+    ``track`` is the track's sidecar (``X.bw.json``), ``model`` the checkpoint's
+    ``preprocessing``; keys of :data:`PREPROCESSING_KEYS` missing from either are
+    not compared.
+    """
+    for key in PREPROCESSING_KEYS:
+        if key in track and key in model and track[key] != model[key]:
+            raise InputError(
+                f"{source}: preprocessing setting {key} is {track[key]!r} for this coverage track but the model was "
+                f"trained on tracks made with {key}={model[key]!r}; re-make the coverage with the model's settings "
+                f"({key}={model[key]!r}) or train a new model on tracks like this one"
+            )
+
+
+def check_context(receptive_field: int, pad: int) -> None:
+    """Warn when the context ``pad`` is less than half the receptive field (tiles would then show seams)."""
+    if pad < receptive_field // 2:
+        log.warning(
+            "the model's receptive field (%d bp) is wider than the tile context allows (pad %d bp < %d): "
+            "outputs near tile edges will differ slightly from a single pass",
+            receptive_field,
+            pad,
+            receptive_field // 2,
+        )
+
+
+# --------------------------------------------------------------------------- device
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """``cuda`` when asked for or available (``auto``), else ``cpu``; asking for ``cuda`` without one is an error."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise InputError(f"--device {requested!r}: expected auto, cpu or cuda")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            "--device cuda: no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver), or use --device cpu"
+        )
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        if requested == "auto":
+            log.info("no CUDA device: running on CPU")
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def select_amp(requested: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype: bf16 for ``bf16``, and for ``auto`` on a GPU that supports it; None (fp32) otherwise."""
+    if requested not in ("auto", "bf16", "off"):
+        raise InputError(f"--amp {requested!r}: expected auto, bf16 or off")
+    if requested == "off":
+        return None
+    if requested == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+# --------------------------------------------------------------------------- running the model
+
+
+@dataclass
+class RunStats:
+    """What a run did: tiles, bases, seconds of model time (GPU time measured with CUDA events)."""
+
+    tiles: int = 0
+    bases: int = 0
+    chunks: int = 0
+    compute_s: float = 0.0
+    gpu_events: list = field(default_factory=list)
+
+    def gpu_seconds(self) -> float:
+        """Sum of the GPU time between recorded event pairs (synchronises)."""
+        if not self.gpu_events:
+            return 0.0
+        torch.cuda.synchronize()
+        return sum(a.elapsed_time(b) for a, b in self.gpu_events) / 1000.0
+
+
+class TileRunner:
+    """Runs the model on batches of tile windows and returns the stitched outputs.
+
+    Parameters
+    ----------
+    model : a module mapping float32[B, L] to (track float32[B, L], peak logits float32[B, L]).
+    device : where to run it.
+    interval, pad : tile geometry (bases).
+    batch_size : tiles per forward pass (and per input read).
+    transform : applied to each input batch (a tensor on ``device``) before the model,
+        e.g. :func:`atacdenoise.model.network.transform_input` with the checkpoint's settings.
+    amp : autocast dtype (``torch.bfloat16``) or None for fp32.
+    forward_batch : tiles per forward pass (a chunk of ``batch_size`` tiles is run in slices of this
+        many); default :data:`CPU_FORWARD_BATCH` on a CPU, ``batch_size`` on a GPU. Outputs do not
+        depend on it (tiles are independent).
+    native_conv : on a CPU in fp32, run the convolutions on :mod:`atacdenoise.model.cpuconv`'s compiled kernels
+        (FFT or direct, ReLU and residual fused; ~8x oneDNN for the reference shape; falls back to
+        PyTorch when they cannot be built).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device,
+        interval: int,
+        pad: int,
+        batch_size: int = 16,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        amp: torch.dtype | None = None,
+        forward_batch: int | None = None,
+        native_conv: bool = True,
+    ):
+        if batch_size <= 0:
+            raise InputError(f"--batch-size {batch_size}: expected a positive number of tiles")
+        if forward_batch is None:
+            forward_batch = min(batch_size, CPU_FORWARD_BATCH) if device.type == "cpu" else batch_size
+        self.forward_batch = max(1, int(forward_batch))
+        self.model = model.to(device).eval()
+        self.native_convs = 0
+        if device.type == "cpu" and amp is None and native_conv:
+            from atacdenoise.model.cpuconv import with_native_convs
+
+            self.model, self.native_convs = with_native_convs(self.model)
+            if self.native_convs:
+                log.info(
+                    "CPU inference: %d convolutions on the native kernel (atacdenoise.model.cpuconv)", self.native_convs
+                )
+        self.device = device
+        self.interval = interval
+        self.pad = pad
+        self.batch_size = batch_size
+        self.transform = transform
+        self.amp = amp
+        self.width = interval + 2 * pad
+        self.stats = RunStats()
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def new_buffer(self) -> torch.Tensor:
+        """A host buffer for one batch of windows (pinned on CUDA so the copy is asynchronous)."""
+        return torch.zeros((self.batch_size, self.width), dtype=torch.float32, pin_memory=self.device.type == "cuda")
+
+    def prepare(self, read: Reader, start: int, end: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
+        """Read and window one chunk into ``buffer``; returns the filled rows (runs in the prefetch thread)."""
+        lo, hi = read_range(start, end, length, self.pad)
+        values = np.asarray(read(lo, hi), dtype=np.float32)
+        windows = tile_windows(values, start, end, length, self.interval, self.pad, out=buffer.numpy())
+        return buffer[: windows.shape[0]]
+
+    def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray]:
+        """Denoised track and peak probability, float32[n_bases] each, of one chunk's windows."""
+        t0 = time.perf_counter()
+        cuda = self.device.type == "cuda"
+        x = windows.to(self.device, non_blocking=cuda)
+        if cuda:
+            begin, finish = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+        # crop on the device: only the central bases travel back
+        sl = slice(self.pad, self.pad + self.interval)
+        tracks, probs = [], []
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=self.amp or torch.bfloat16, enabled=self.amp is not None),
+        ):
+            if self.transform is not None:
+                x = self.transform(x)
+            for i in range(0, x.shape[0], self.forward_batch):
+                track, logits = self.model(x[i : i + self.forward_batch])
+                tracks.append(track[:, sl].float())
+                probs.append(torch.sigmoid(logits[:, sl].float()))
+        track = (tracks[0] if len(tracks) == 1 else torch.cat(tracks)).reshape(-1)[:n_bases]
+        prob = (probs[0] if len(probs) == 1 else torch.cat(probs)).reshape(-1)[:n_bases]
+        if cuda:
+            finish.record()
+            self.stats.gpu_events.append((begin, finish))
+        track_np, prob_np = track.cpu().numpy(), prob.cpu().numpy()
+        self.stats.compute_s += time.perf_counter() - t0
+        self.stats.tiles += windows.shape[0]
+        self.stats.bases += n_bases
+        self.stats.chunks += 1
+        return track_np, prob_np
+
+    def run_chromosome(self, read: Reader, length: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Denoise one chromosome chunk by chunk, in order.
+
+        ``read(lo, hi)`` is called once per chunk, for at most
+        ``batch_size·interval + 2·pad`` bases, in a background thread one chunk
+        ahead of the model. Yields ``(start, track float32[n], prob float32[n])``
+        for consecutive chunks that together cover ``[0, length)``.
+        """
+        chunks = plan_chunks(length, self.interval, self.batch_size)
+        buffers = [self.new_buffer(), self.new_buffer()]  # one being filled while the other is computed
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+            pending = pool.submit(self.prepare, read, *chunks[0], length, buffers[0])
+            for i, (start, end) in enumerate(chunks):
+                windows = pending.result()
+                if i + 1 < len(chunks):
+                    pending = pool.submit(self.prepare, read, *chunks[i + 1], length, buffers[(i + 1) % 2])
+                # forward() ends with a synchronous copy back, so the buffer it read is free
+                # again before the prefetch thread refills it (two chunks later)
+                track, prob = self.forward(windows, end - start)
+                yield start, track, prob

@@ -1,0 +1,920 @@
+"""Training loop: random windows -> loss -> Adam step -> validation tiles -> checkpoint, once per epoch.
+
+Loss (on the central ``interval`` bases of each window, where mask == 1)::
+
+    w_mse * MSE(track, clean) + w_pearson * (1 - r(track, clean)) + w_bce * BCE(logits, labels)
+
+``r`` is one Pearson correlation over all loss bases of the batch (``pearson:
+"batch"``, the reference's choice) or the mean of per-window correlations
+(``pearson: "window"``). The BCE may weight peak bases (``pos_weight``: a
+number, or ``"auto"`` for the training labels' negative/positive ratio). The
+learning rate is constant or follows a cosine from ``lr`` down to ``lr / 20``
+over ``epochs`` (``lr_schedule: "cosine"``, a pure function of the epoch, so a
+resumed run follows the same curve). The best epoch is the one with the highest
+validation AUPRC (per-base peak probabilities vs labels); when the validation
+regions hold no peak it is the one with the lowest validation loss.
+
+Peak threshold: ``threshold: "val_f1"`` (the default) stores in model.pt the
+probability cut that maximises the best epoch's per-base F1 on the validation
+regions; a number fixes it. Both the chosen cut's F1 and the F1 at 0.5 are in
+``history.tsv``.
+
+Resumable: after every epoch the full state (model, optimizer, scaler, RNG,
+history, best model so far, settings hash) goes atomically to
+``<out_dir>/checkpoints/last.pt``, a file no workflow rule declares, so it
+survives Snakemake's clean-up of a failed job's outputs; a rerun continues
+after the last finished epoch. Windows are drawn from a generator seeded by
+``(seed, epoch)``, so an interrupted and resumed run repeats the uninterrupted one.
+
+Multi-GPU: run under ``torchrun`` (``WORLD_SIZE > 1`` in the environment); each
+rank trains on its share of the epoch's windows inside DistributedDataParallel,
+rank 0 validates and writes every file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from atacdenoise.atomic import atomic_output
+from atacdenoise.errors import InputError
+from atacdenoise.io.genome import Region
+from atacdenoise.log import progress
+from atacdenoise.model.dataset import (
+    PairData,
+    WindowSet,
+    check_same_preprocessing,
+    sample_windows,
+    start_table,
+    tile_windows,
+)
+from atacdenoise.model.network import (
+    DEFAULT_PRESET,
+    MODEL_KEYS,
+    PRESET_TRAINING,
+    build_model,
+    depth_scale,
+    resolve_hparams,
+    save_model,
+    transform_input,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "atacdenoise-train-state/1"
+
+#: training settings and their defaults (model settings: model.MODEL_KEYS, e.g. "preset")
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 25,
+    "batch_size": 16,
+    "lr": 2e-4,
+    "windows_per_epoch": None,  # None: usable bases / interval (one pass over the training chromosomes)
+    "interval": 50_000,
+    "pad": 5_000,
+    "w_mse": 5e-4,
+    "w_pearson": 1.0,
+    "w_bce": 1.0,
+    "pearson": "batch",  # "batch" (one r per batch, reference) | "window" (mean of per-window r)
+    "seed": 0,
+    "amp": "auto",  # "auto" (bf16 on GPUs that support it, else fp16; off on CPU) | "bf16" | "fp16" | "off"
+    "num_workers": 0,  # DataLoader worker processes
+    "patience": None,  # stop after this many epochs without a better validation score; None: never
+    "val_batch_size": None,  # None: batch_size
+    "flip": True,  # random strand flips of training windows
+    "input_transform": {"kind": "depth"},  # scale every track to one reference depth ({"kind": "none"}: as stored)
+    "threshold": "val_f1",  # peak-probability threshold stored in model.pt: a number, or "val_f1" (max F1 on validation)
+    "prior_init": True,  # start the peak logits at the label base rate (not at p = 0.5)
+    "pos_weight": None,  # BCE weight of peak bases: None (1), a number, or "auto" (negatives / positives of the training labels)
+    "lr_schedule": "constant",  # "constant" | "cosine" (lr -> lr / 20 over the epochs)
+}
+#: F1 of thresholded validation probabilities is computed at this fixed cut too, for comparison
+FIXED_THRESHOLD = 0.5
+#: the cosine schedule ends at lr / LR_FLOOR_DIVISOR
+LR_FLOOR_DIVISOR = 20.0
+#: settings that may change between an interrupted run and its resumption
+RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold")
+
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_mse",
+    "train_pearson_loss",
+    "train_bce",
+    "val_loss",
+    "val_mse",
+    "val_pearson_loss",
+    "val_bce",
+    "val_pearson",
+    "val_auroc",
+    "val_auprc",
+    "val_f1_at_0.5",
+    "val_best_f1",
+    "val_best_threshold",
+    "lr",
+    "best",
+    "seconds",
+    "train_bases_per_s",
+    "gpu_seconds",
+    "gpu_peak_mem_gib",
+]
+
+
+# --------------------------------------------------------------------------- settings
+def load_settings(text: str | os.PathLike | dict | None) -> dict:
+    """Settings from a JSON string, a .json/.yaml file path, or a dict (None: all defaults)."""
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    text = str(text)
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            raw = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--settings: not valid JSON ({exc}): {stripped[:200]}") from exc
+    else:
+        path = Path(text)
+        if not path.exists():
+            raise InputError(f"--settings {text!r}: neither a JSON object nor an existing .json/.yaml file")
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(path.read_text())
+            else:
+                raw = json.loads(path.read_text())
+        except Exception as exc:
+            raise InputError(f"{path}: unreadable settings file ({exc})") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(f"--settings: expected a JSON/YAML object (key: value), found {type(raw).__name__}")
+    return raw
+
+
+def resolve_settings(raw: dict) -> tuple[dict, dict]:
+    """Split and complete settings: (model hparams for DenoiseResNet, training settings)."""
+    raw = dict(raw)
+    model_raw = {k: raw.pop(k) for k in list(raw) if k in MODEL_KEYS}
+    unknown = sorted(set(raw) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise InputError(
+            f"settings {unknown} are unknown; model settings are {list(MODEL_KEYS)}, training settings {list(TRAIN_DEFAULTS)}"
+        )
+    hparams = resolve_hparams(model_raw)
+    preset = model_raw.get("preset") or DEFAULT_PRESET
+    s = {**copy.deepcopy(TRAIN_DEFAULTS), **copy.deepcopy(PRESET_TRAINING.get(preset, {})), **raw}
+    _check_settings(s)
+    return hparams, s
+
+
+def _check_settings(s: dict) -> None:
+    def positive_int(key: str, allow_none: bool = False) -> None:
+        v = s[key]
+        if v is None and allow_none:
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"setting {key}={v!r}: expected a positive integer")
+
+    for key in ("epochs", "batch_size", "interval"):
+        positive_int(key)
+    for key in ("windows_per_epoch", "patience", "val_batch_size"):
+        positive_int(key, allow_none=True)
+    for key in ("pad", "seed", "num_workers"):
+        if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 0:
+            raise InputError(f"setting {key}={s[key]!r}: expected an integer >= 0")
+    for key in ("lr", "w_mse", "w_pearson", "w_bce"):
+        if isinstance(s[key], bool) or not isinstance(s[key], (int, float)) or s[key] < 0:
+            raise InputError(f"setting {key}={s[key]!r}: expected a number >= 0")
+    t = s["threshold"]
+    if t != "val_f1" and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1):
+        raise InputError(f"setting threshold={t!r}: expected 'val_f1' or a probability between 0 and 1")
+    w = s["pos_weight"]
+    if w is not None and w != "auto" and (isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0):
+        raise InputError(f"setting pos_weight={w!r}: expected null, 'auto' or a number > 0")
+    if s["lr_schedule"] not in ("constant", "cosine"):
+        raise InputError(f"setting lr_schedule={s['lr_schedule']!r}: expected 'constant' or 'cosine'")
+    if s["pearson"] not in ("batch", "window"):
+        raise InputError(f"setting pearson={s['pearson']!r}: expected 'batch' or 'window'")
+    if s["amp"] not in ("auto", "bf16", "fp16", "off"):
+        raise InputError(f"setting amp={s['amp']!r}: expected 'auto', 'bf16', 'fp16' or 'off'")
+    if not isinstance(s["input_transform"], dict):
+        raise InputError(
+            f'setting input_transform={s["input_transform"]!r}: expected an object such as {{"kind": "none"}}'
+        )
+    transform_input(np.zeros(1, np.float32), s["input_transform"])  # raises for an unknown kind
+
+
+def settings_hash(
+    hparams: dict, settings: dict, pairs: list[PairData], val: list[Region], holdout: list[Region]
+) -> str:
+    """Hash of everything that makes a checkpoint's state meaningful for this run."""
+    key = {
+        "hparams": hparams,
+        "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES},
+        "datasets": [str(Path(p.path).resolve()) for p in pairs],
+        "val": [str(r) for r in val],
+        "holdout": [str(r) for r in holdout],
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- depth normalisation
+def normalise_depths(pairs: list[PairData], input_transform: dict) -> dict:
+    """Set each pair's window scale factors for ``{"kind": "depth"}`` and return the transform to store in model.pt.
+
+    Every noisy track is brought to the reference total R and so is its clean track: the network
+    sees inputs of one nominal depth whatever the pair's depth, and learns one mapping instead of
+    guessing the depth from local coverage. R is the setting's ``reference`` or else the mean total of
+    the distinct clean tracks; the denoised track comes out at that depth (inference scales each input
+    by R / its own total). Other kinds leave the pairs as stored.
+    """
+    if input_transform.get("kind") != "depth":
+        return dict(input_transform)
+
+    def clean_key(p: PairData) -> str:
+        return str(p.meta.get("clean", p.path))
+
+    clean_totals: dict[str, float] = {}
+    for p in pairs:  # one pass over each distinct clean track (pairs of several depths share one)
+        if clean_key(p) not in clean_totals:
+            clean_totals[clean_key(p)] = p.total("clean")
+    reference = float(input_transform.get("reference") or np.mean(list(clean_totals.values())))
+    resolved = {"kind": "depth", "reference": reference}
+    for p in pairs:
+        p.scale = {
+            "noisy": depth_scale(resolved, p.total("noisy"), f"{p.path} (noisy)"),
+            "clean": depth_scale(resolved, clean_totals[clean_key(p)], f"{p.path} (clean)"),
+        }
+        log.info(
+            "depth normalisation: %s noisy x %.4g, clean x %.4g (reference total %.6g)",
+            p.name,
+            p.scale["noisy"],
+            p.scale["clean"],
+            reference,
+        )
+    return resolved
+
+
+def label_fraction(pairs: list[PairData]) -> float:
+    """Fraction of peak bases over every chromosome of the datasets."""
+    n_peak = sum(int(np.count_nonzero(p.arrays(c)["labels"])) for p in pairs for c in p.chroms)
+    n_all = sum(int(length) for p in pairs for length in p.chroms.values())
+    return n_peak / max(n_all, 1)
+
+
+def resolve_pos_weight(setting: float | str | None, pairs: list[PairData]) -> float | None:
+    """The BCE weight of peak bases: None (unweighted), the number given, or for "auto" negatives / positives."""
+    if setting != "auto":
+        return None if setting is None else float(setting)
+    frac = min(max(label_fraction(pairs), 1e-4), 0.5)
+    weight = (1.0 - frac) / frac
+    log.info("pos_weight auto: peak bases weighted %.3g (label base rate %.4f)", weight, frac)
+    return weight
+
+
+def lr_at(epoch: int, s: dict) -> float:
+    """Learning rate of ``epoch`` (1-based): constant, or a cosine from lr to lr / LR_FLOOR_DIVISOR over the epochs."""
+    if s["lr_schedule"] == "constant" or s["epochs"] <= 1:
+        return float(s["lr"])
+    floor = s["lr"] / LR_FLOOR_DIVISOR
+    return float(floor + 0.5 * (s["lr"] - floor) * (1.0 + math.cos(math.pi * (epoch - 1) / (s["epochs"] - 1))))
+
+
+def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:
+    """Set the peak head's bias to the logit of the fraction of peak bases in the training data.
+
+    Peaks cover a few per cent of the genome: started at p = 0.5 the classifier spends its first
+    thousands of steps learning only the base rate (the BCE of a constant at the prior is far below
+    log 2), which a short run never finishes. Returns the prior.
+    """
+    prior = min(max(label_fraction(pairs), 1e-4), 0.5)
+    with torch.no_grad():
+        model.cls_out.bias.fill_(math.log(prior / (1.0 - prior)))
+    log.info("peak head starts at the label base rate %.4f (logit %.3f)", prior, math.log(prior / (1.0 - prior)))
+    return prior
+
+
+# --------------------------------------------------------------------------- device and precision
+def select_device(requested: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(
+            "--device cuda: no CUDA GPU is visible (CUDA_VISIBLE_DEVICES, drivers); use --device auto or cpu"
+        )
+    return torch.device(requested)
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``amp`` on ``device`` (None: full float32)."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp != "auto":
+            log.warning("amp=%s needs a CUDA GPU; training in float32 on %s", amp, device)
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+# --------------------------------------------------------------------------- loss
+def masked_pearson(x: Tensor, y: Tensor, mask: Tensor, per_window: bool = False, eps: float = 1e-8) -> Tensor:
+    """Pearson r of ``x`` and ``y`` (float[B, L]) over bases where ``mask`` (float[B, L], 0/1) is 1.
+
+    ``per_window``: the mean of each window's r (windows with < 2 bases skipped); else one r over the batch.
+    Returns 0 (no gradient) when there is nothing to correlate.
+    """
+    if not per_window:
+        x, y, mask = x.reshape(1, -1), y.reshape(1, -1), mask.reshape(1, -1)
+    n = mask.sum(dim=1)
+    ok = n >= 2
+    if not bool(ok.any()):
+        return x.sum() * 0.0
+    x, y, mask, n = x[ok], y[ok], mask[ok], n[ok]
+    dx = (x - (x * mask).sum(dim=1, keepdim=True) / n[:, None]) * mask
+    dy = (y - (y * mask).sum(dim=1, keepdim=True) / n[:, None]) * mask
+    r = (dx * dy).sum(dim=1) / torch.sqrt((dx * dx).sum(dim=1) * (dy * dy).sum(dim=1) + eps)
+    return r.mean()
+
+
+def loss_terms(
+    track: Tensor, logits: Tensor, clean: Tensor, labels: Tensor, mask: Tensor, s: dict
+) -> dict[str, Tensor]:
+    """The three loss terms and their weighted sum, over bases where ``mask`` is 1 (all float32[B, L])."""
+    n = mask.sum().clamp_min(1.0)
+    mse = ((track - clean) ** 2 * mask).sum() / n
+    pearson_loss = 1.0 - masked_pearson(track, clean, mask, per_window=s["pearson"] == "window")
+    pos_weight = s.get("_pos_weight")
+    pw = None if pos_weight is None else torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits, labels, weight=mask, pos_weight=pw, reduction="sum") / n
+    total = s["w_mse"] * mse + s["w_pearson"] * pearson_loss + s["w_bce"] * bce
+    return {"loss": total, "mse": mse, "pearson_loss": pearson_loss, "bce": bce}
+
+
+def _centre(batch: dict[str, Tensor], pad: int, interval: int) -> dict[str, Tensor]:
+    return {k: v[:, pad : pad + interval] for k, v in batch.items()}
+
+
+def forward_batch(model: nn.Module, batch: dict[str, Tensor], s: dict, device: torch.device, dtype: torch.dtype | None):
+    """Forward one batch; returns (track, logits, central targets), all float32, central ``interval`` bases."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    x = transform_input(batch["noisy"], s["input_transform"])
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        track, logits = model(x)
+    pad, interval = s["pad"], s["interval"]
+    track = track[:, pad : pad + interval].float()
+    logits = logits[:, pad : pad + interval].float()
+    return track, logits, _centre(batch, pad, interval)
+
+
+# --------------------------------------------------------------------------- validation
+def pearson_from_sums(n: float, sx: float, sy: float, sxx: float, syy: float, sxy: float) -> float:
+    """Pearson r from running sums (float64)."""
+    if n < 2:
+        return float("nan")
+    cov = sxy - sx * sy / n
+    vx, vy = sxx - sx * sx / n, syy - sy * sy / n
+    return float(cov / math.sqrt(vx * vy)) if vx > 0 and vy > 0 else float("nan")
+
+
+def score_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, true positives, false positives) at every distinct score, highest first: one sort serves
+    AUROC, AUPRC and the F1 curve (:func:`atacdenoise.evaluate.metrics.curve_counts`).
+    """
+    from atacdenoise.evaluate.metrics import CountTable, curve_counts
+
+    table = CountTable()
+    table.add(scores, labels > 0)
+    return curve_counts(table)
+
+
+def ranking_metrics(scores: np.ndarray, labels: np.ndarray, curve=None) -> tuple[float, float]:
+    """(AUROC, AUPRC) of per-base scores vs 0/1 labels; NaN when only one class is present."""
+    from atacdenoise.evaluate.metrics import auprc_from_counts, auroc_from_counts
+
+    if labels.size == 0 or labels.min() == labels.max():
+        return float("nan"), float("nan")
+    _, tps, fps = curve if curve is not None else score_curve(scores, labels)
+    return auroc_from_counts(tps, fps), auprc_from_counts(tps, fps)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader, s: dict, device: torch.device, dtype: torch.dtype | None, desc: str = "validate"
+) -> dict[str, float]:
+    """Loss terms (base-weighted means), Pearson r of track vs clean, AUROC and AUPRC of peak probabilities."""
+    model.eval()
+    terms = {"loss": 0.0, "mse": 0.0, "pearson_loss": 0.0, "bce": 0.0}
+    sums = np.zeros(6)  # n, sx, sy, sxx, syy, sxy
+    probs, labels = [], []
+    for batch in progress(loader, total=len(loader), desc=desc, unit="batch"):
+        track, logits, tgt = forward_batch(model, batch, s, device, dtype)
+        keep = tgt["mask"] > 0
+        n = int(keep.sum())
+        if n == 0:
+            continue
+        for k, v in loss_terms(track, logits, tgt["clean"], tgt["labels"], tgt["mask"], s).items():
+            terms[k] += float(v) * n
+        t, c = track[keep].double(), tgt["clean"][keep].double()
+        sums += np.array(
+            [n, float(t.sum()), float(c.sum()), float((t * t).sum()), float((c * c).sum()), float((t * c).sum())]
+        )
+        probs.append(torch.sigmoid(logits[keep]).cpu().numpy())
+        labels.append(tgt["labels"][keep].to(torch.uint8).cpu().numpy())
+    n_bases = sums[0]
+    out = {f"val_{k}": (float(v / n_bases) if n_bases else float("nan")) for k, v in terms.items()}
+    out["val_pearson"] = pearson_from_sums(*sums)
+    p = np.concatenate(probs) if probs else np.zeros(0, np.float32)
+    y = np.concatenate(labels) if labels else np.zeros(0, np.uint8)
+    curve = score_curve(p, y) if p.size else None
+    out["val_auroc"], out["val_auprc"] = ranking_metrics(p, y, curve)
+    out["val_f1_at_0.5"], out["val_best_f1"], out["val_best_threshold"] = f1_metrics(p, y, FIXED_THRESHOLD, curve)
+    return out
+
+
+def f1_metrics(probs: np.ndarray, labels: np.ndarray, fixed: float, curve=None) -> tuple[float, float, float]:
+    """(F1 at ``fixed``, the best F1 over every cut, the cut giving it) of per-base probabilities vs 0/1 labels.
+
+    Calling bases with ``prob >= cut``; the best cut is the smallest of the tied best ones, kept within
+    (0, 1) so that it can serve as a peak threshold. NaN when there is no positive label.
+    """
+    cuts, tps, fps = curve if curve is not None else score_curve(probs, labels)
+    n_pos = int(tps[-1]) if tps.size else 0
+    if n_pos == 0:
+        return float("nan"), float("nan"), float("nan")
+    f1 = 2.0 * tps / (tps + fps + n_pos)  # cuts descend, so tps + fps = bases called at each cut
+    n_at_fixed = int(np.count_nonzero(cuts >= np.float32(fixed)))  # distinct cuts >= fixed
+    f1_fixed = float(f1[n_at_fixed - 1]) if n_at_fixed else 0.0
+    k = f1.size - 1 - int(np.argmax(f1[::-1]))  # the lowest of the tied best cuts
+    return f1_fixed, float(f1[k]), float(min(max(cuts[k], 1e-6), 1 - 1e-6))
+
+
+def noisy_baseline(loader, s: dict) -> dict[str, float]:
+    """Pearson r and AUPRC of the (untransformed) noisy input itself on the validation tiles, for the log."""
+    sums = np.zeros(6)
+    scores, labels = [], []
+    for batch in loader:
+        b = _centre(batch, s["pad"], s["interval"])
+        keep = b["mask"] > 0
+        x, c = b["noisy"][keep].double(), b["clean"][keep].double()
+        sums += np.array(
+            [
+                x.numel(),
+                float(x.sum()),
+                float(c.sum()),
+                float((x * x).sum()),
+                float((c * c).sum()),
+                float((x * c).sum()),
+            ]
+        )
+        scores.append(b["noisy"][keep].numpy())
+        labels.append(b["labels"][keep].to(torch.uint8).numpy())
+    y = np.concatenate(labels) if labels else np.zeros(0, np.uint8)
+    auroc, auprc = ranking_metrics(np.concatenate(scores) if scores else np.zeros(0, np.float32), y)
+    return {
+        "pearson": pearson_from_sums(*sums),
+        "auroc": auroc,
+        "auprc": auprc,
+        "n_bases": int(y.size),
+        "n_peak_bases": int(y.sum()),
+    }
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _save_state(path: Path, state: dict) -> None:
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(path: Path, expected_hash: str, map_location: torch.device) -> dict | None:
+    """The resumable state in ``path``, or None (with a warning) when absent, unreadable or for other settings."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"format {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
+    except Exception as exc:
+        log.warning(
+            "%s: unreadable checkpoint (%s: %s); starting training from scratch",
+            path,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
+        return None
+    if state.get("settings_hash") != expected_hash:
+        log.warning(
+            "%s: checkpoint was made with other settings, datasets or regions; starting training from scratch", path
+        )
+        return None
+    return state
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    df = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g", na_rep="NA")
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def dist_from_env() -> Dist:
+    """Rank layout set by ``torchrun`` (a single process when WORLD_SIZE is unset or 1)."""
+    return Dist(
+        int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+    )
+
+
+def _init_dist(dist_info: Dist, device: torch.device) -> torch.device:
+    import datetime
+
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        # rank 0 validates alone while the others wait: allow a long barrier
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=4))
+    return device
+
+
+def _all_sum(values: list[float], dist_info: Dist, device: torch.device) -> list[float]:
+    if not dist_info.active:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _broadcast_flag(flag: bool, dist_info: Dist, device: torch.device) -> bool:
+    if not dist_info.active:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+# --------------------------------------------------------------------------- the loop
+@dataclass
+class TrainResult:
+    model: nn.Module  # the model after the last epoch (not unwrapped from DDP)
+    optimizer: torch.optim.Optimizer
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metrics: dict = field(default_factory=dict)
+    best_state: dict | None = None
+
+
+def _loader(windows: WindowSet, batch_size: int, num_workers: int, device: torch.device):
+    return torch.utils.data.DataLoader(
+        windows,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def _score(metrics: dict, by_auprc: bool) -> float:
+    """Higher is better: val AUPRC, or minus the val loss when validation has no peaks."""
+    v = metrics["val_auprc"] if by_auprc else -metrics["val_loss"]
+    return -math.inf if v is None or math.isnan(v) else float(v)
+
+
+def train(
+    pairs: list[PairData],
+    val: list[Region],
+    holdout: list[Region],
+    raw_settings: dict,
+    out_dir: str | Path,
+    device: str = "auto",
+) -> TrainResult:
+    """Train (or resume training) and write ``out_dir/model.pt`` (best epoch) and ``out_dir/history.tsv``.
+
+    Parameters
+    ----------
+    pairs : opened dataset directories (several pairs feed one model)
+    val : validation regions (fixed tiles; select the best epoch)
+    holdout : regions kept away from training and validation (benchmark)
+    raw_settings : model and training settings (see ``TRAIN_DEFAULTS`` and ``model.MODEL_KEYS``)
+    out_dir : output directory; resumable state in ``out_dir/checkpoints/last.pt``
+    device : "auto" | "cpu" | "cuda"
+    """
+    out_dir = Path(out_dir)
+    hparams, s = resolve_settings(raw_settings)
+    if not val:
+        raise InputError("no validation region given: set split.val_chroms (a chromosome or chrom:start-end)")
+    _check_disjoint(val, holdout)
+    preprocessing = check_same_preprocessing(pairs)
+    input_transform = normalise_depths(pairs, s["input_transform"])
+    interval, pad = s["interval"], s["pad"]
+
+    dist_info = dist_from_env()
+    dev = select_device(device)
+    if dist_info.active:
+        dev = _init_dist(dist_info, dev)
+    dtype = amp_dtype(s["amp"], dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(dev)
+        log.info(
+            "device: %s (%s), autocast %s, %d process(es)", dev, torch.cuda.get_device_name(dev), dtype, dist_info.world
+        )
+    else:
+        log.info("device: cpu (%d threads), float32, %d process(es)", torch.get_num_threads(), dist_info.world)
+
+    table = start_table(pairs, interval, pad, [*val, *holdout])
+    n_windows = s["windows_per_epoch"] or max(1, round(table.total / interval))
+    val_tiles = tile_windows(pairs, val, interval)
+    if val_tiles.size == 0:
+        raise InputError(
+            f"validation regions {[str(r) for r in val]} are on no chromosome of the datasets {[str(p.path) for p in pairs]}"
+        )
+    val_set = WindowSet(pairs, val_tiles, interval, pad)
+    val_loader = _loader(val_set, s["val_batch_size"] or s["batch_size"], s["num_workers"], dev)
+    log.info(
+        "%d dataset(s) %s; %s bases of allowed training-window starts; %d windows of %d + 2 x %d bases per epoch; %d validation tiles",
+        len(pairs),
+        [p.name for p in pairs],
+        f"{table.total:,}",
+        n_windows,
+        interval,
+        pad,
+        val_tiles.size,
+    )
+
+    by_auprc = True
+    if dist_info.main:
+        base = noisy_baseline(val_loader, s)
+        log.info(
+            "validation: %s bases, %s in peaks; noisy input alone: Pearson %.4f, AUROC %.4f, AUPRC %.4f",
+            f"{base['n_bases']:,}",
+            f"{base['n_peak_bases']:,}",
+            base["pearson"],
+            base["auroc"],
+            base["auprc"],
+        )
+        if base["n_peak_bases"] == 0:
+            by_auprc = False
+            msg = "validation regions hold no peak base: AUPRC is undefined, so the best epoch is chosen by the lowest validation loss"
+            log.warning(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    s["_pos_weight"] = resolve_pos_weight(s["pos_weight"], pairs)  # runtime value, not a setting
+    torch.manual_seed(s["seed"])
+    model = build_model(hparams)
+    if s["prior_init"]:
+        init_peak_prior(model, pairs)
+    model = model.to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    log.info(
+        "model: %s parameters, receptive field %d bp (track) / %d bp (peaks); %s",
+        f"{model.n_parameters:,}",
+        model.track_receptive_field,
+        model.receptive_field,
+        hparams,
+    )
+
+    run_hash = settings_hash(hparams, s, pairs, val, holdout)
+    state_path = out_dir / "checkpoints" / "last.pt"
+    state = _load_state(state_path, run_hash, dev)
+    history: list[dict] = []
+    best: dict = {"epoch": None, "score": -math.inf, "metrics": {}, "state_dict": None}
+    start_epoch, stopped = 1, False
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if dev.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), dev)
+        history, best, stopped = list(state["history"]), dict(state["best"]), bool(state.get("stopped", False))
+        start_epoch = int(state["epoch"]) + 1
+        log.info("resuming from %s after epoch %d (best so far: epoch %s)", state_path, state["epoch"], best["epoch"])
+
+    net: nn.Module = model
+    if dist_info.active:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    gpu_total = 0.0
+    for epoch in range(start_epoch, s["epochs"] + 1):
+        if stopped:
+            break
+        t0 = time.perf_counter()
+        if dev.type == "cuda":
+            ev_start, ev_end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            ev_start.record()
+        windows = sample_windows(table, n_windows, interval, np.random.default_rng([s["seed"], epoch]), flip=s["flip"])
+        if dist_info.active:  # equal shares, like DistributedSampler: pad by wrapping around
+            per_rank = math.ceil(n_windows / dist_info.world)
+            windows = np.resize(windows, per_rank * dist_info.world)[dist_info.rank :: dist_info.world]
+        loader = _loader(WindowSet(pairs, windows, interval, pad), s["batch_size"], s["num_workers"], dev)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(epoch, s)
+
+        net.train()
+        sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, mse, pearson_loss, bce, batches
+        for batch in progress(loader, total=len(loader), desc=f"epoch {epoch}", unit="batch"):
+            track, logits, tgt = forward_batch(net, batch, s, dev, dtype)
+            terms = loss_terms(track, logits, tgt["clean"], tgt["labels"], tgt["mask"], s)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms["loss"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            for i, k in enumerate(("loss", "mse", "pearson_loss", "bce")):
+                sums[i] += float(terms[k].detach())
+            sums[4] += 1
+        sums = _all_sum(sums, dist_info, dev)
+        train_seconds = time.perf_counter() - t0
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr_at(epoch, s)}
+        for i, k in enumerate(("loss", "mse", "pearson_loss", "bce")):
+            row[f"train_{k}"] = sums[i] / max(sums[4], 1)
+
+        stop = False
+        if dist_info.main:
+            row.update(evaluate(model, val_loader, s, dev, dtype, desc=f"validate {epoch}"))
+            score = _score(row, by_auprc)
+            row["best"] = score > best["score"] or best["epoch"] is None
+            if row["best"]:
+                best = {
+                    "epoch": epoch,
+                    "score": score,
+                    "metrics": _metrics(row),
+                    "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                }
+            row["seconds"] = time.perf_counter() - t0
+            row["train_bases_per_s"] = n_windows * (interval + 2 * pad) / train_seconds
+            if dev.type == "cuda":
+                ev_end.record()
+                torch.cuda.synchronize(dev)
+                row["gpu_seconds"] = ev_start.elapsed_time(ev_end) / 1000
+                row["gpu_peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+                gpu_total += row["gpu_seconds"]
+            history.append(_plain(row))
+            stop = s["patience"] is not None and epoch - best["epoch"] >= s["patience"]
+            log.info(
+                "epoch %d/%d: train loss %.4f (mse %.4g, 1-r %.4f, bce %.4f) | val loss %.4f, Pearson %.4f, AUROC %.4f, AUPRC %.4f, "
+                "F1 %.4f at 0.5 / %.4f at %.3f%s | %.1f s, %s bases/s%s",
+                epoch,
+                s["epochs"],
+                row["train_loss"],
+                row["train_mse"],
+                row["train_pearson_loss"],
+                row["train_bce"],
+                row["val_loss"],
+                row["val_pearson"],
+                row["val_auroc"],
+                row["val_auprc"],
+                row["val_f1_at_0.5"],
+                row["val_best_f1"],
+                row["val_best_threshold"],
+                " (best)" if row["best"] else "",
+                row["seconds"],
+                f"{row['train_bases_per_s']:,.0f}",
+                f" | GPU {row['gpu_seconds']:.1f} s, peak {row['gpu_peak_mem_gib']:.2f} GiB"
+                if dev.type == "cuda"
+                else "",
+            )
+            if stop:
+                log.info(
+                    "early stop: no better validation score for %d epochs (best epoch %d)", s["patience"], best["epoch"]
+                )
+            _save_state(
+                state_path,
+                {
+                    "format": STATE_FORMAT,
+                    "settings_hash": run_hash,
+                    "epoch": epoch,
+                    "stopped": stop,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                    },
+                    "history": history,
+                    "best": best,
+                },
+            )
+            _write_history(out_dir / "history.tsv", history)
+        stopped = _broadcast_flag(stop, dist_info, dev)
+
+    if dist_info.main:
+        if best["state_dict"] is None:
+            raise InputError(f"{out_dir}: no finished epoch to select a model from (epochs={s['epochs']})")
+        best_model = build_model(hparams)
+        best_model.load_state_dict(best["state_dict"])
+        threshold = chosen_threshold(s["threshold"], best["metrics"])
+        save_model(
+            out_dir / "model.pt",
+            best_model,
+            preprocessing=preprocessing,
+            window={"interval": interval, "pad": pad},
+            input_transform=input_transform,
+            threshold=threshold,
+            extra={
+                "epoch": best["epoch"],
+                "val_metrics": best["metrics"],
+                "selected_by": "val_auprc" if by_auprc else "val_loss",
+                "settings": {**hparams, **{k: v for k, v in s.items() if not k.startswith("_")}},
+                "threshold_source": "val_f1" if s["threshold"] == "val_f1" else "setting",
+                "datasets": [
+                    {"path": str(p.path), **{k: p.meta.get(k) for k in ("sample", "depth", "rep")}} for p in pairs
+                ],
+                "val_regions": [str(r) for r in val],
+                "holdout_regions": [str(r) for r in holdout],
+            },
+        )
+        _write_history(out_dir / "history.tsv", history)
+        log.info(
+            "best epoch %s (%s %.4f), peak threshold %.4f (%s): wrote %s",
+            best["epoch"],
+            "val AUPRC" if by_auprc else "-val loss",
+            best["score"],
+            threshold,
+            "max validation F1" if s["threshold"] == "val_f1" else "setting",
+            out_dir / "model.pt",
+        )
+        if dev.type == "cuda":
+            log.info(
+                "GPU %s: %.1f s of GPU time in this run, peak memory %.2f GiB",
+                torch.cuda.get_device_name(dev),
+                gpu_total,
+                torch.cuda.max_memory_allocated(dev) / 2**30,
+            )
+    if dist_info.active:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return TrainResult(net, optimizer, history, best["epoch"], best["metrics"], best["state_dict"])
+
+
+def chosen_threshold(setting: float | str, best_metrics: dict) -> float:
+    """The peak threshold to store: the setting, or the best epoch's max-F1 validation cut (0.5 when undefined)."""
+    if setting != "val_f1":
+        return float(setting)
+    cut = best_metrics.get("val_best_threshold", float("nan"))
+    if cut is None or math.isnan(cut):
+        log.warning("no validation peak base to choose a threshold on: using %.2f", FIXED_THRESHOLD)
+        return FIXED_THRESHOLD
+    return float(cut)
+
+
+def _plain(row: dict) -> dict:
+    """Python scalars only (numpy scalars would make the checkpoint unloadable with weights_only=True)."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+
+
+def _metrics(row: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in row.items() if k.startswith(("val_", "train_")) and isinstance(v, (int, float))}
+
+
+def _check_disjoint(val: list[Region], holdout: list[Region]) -> None:
+    for a in val:
+        for b in holdout:
+            if a.chrom == b.chrom and a.start < b.end and b.start < a.end:
+                raise InputError(
+                    f"validation region {a} overlaps holdout region {b}: the holdout must stay unseen; fix split.val_chroms / split.holdout_chroms"
+                )

@@ -1,0 +1,408 @@
+"""Fast threshold peak calling on a per-base score track (what ``macs3 bdgpeakcall`` does, vectorised).
+
+``macs3 bdgpeakcall -c C -l L -g G`` (MACS3 3.0.4, ``bedGraphTrackI.call_peaks``)
+reads a bedGraph into float32 values and then, per chromosome:
+
+1. keeps the bases whose value is ``>= C`` (the cutoff is inclusive; both
+   sides are compared as float32);
+2. merges runs of kept bases when the gap between them, ``next_start -
+   previous_end``, is ``<= G`` (a gap of exactly G bases is merged; adjacent
+   runs with different values always merge);
+3. drops merged peaks shorter than L: a peak is kept when ``end - start >= L``.
+   The length test comes *after* merging, so short runs joined by small gaps
+   can form a kept peak.
+
+:func:`call_peaks` reproduces these intervals exactly from a per-base array
+(``tests/test_callpeaks.py`` compares it with the real ``macs3 bdgpeakcall``),
+without writing or parsing a bedGraph. :func:`peak_table` turns the intervals
+into narrowPeak rows. Inference uses both, chromosome by chromosome.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from atacdenoise.io.intervals import NARROWPEAK_COLUMNS
+
+#: inference's peak rules (as ``macs3 bdgpeakcall -l 200 -g 30``): minimum length and largest merged gap, bp
+MIN_LENGTH = 200
+MAX_GAP = 30
+
+
+def call_peaks(
+    score: np.ndarray, cutoff: float, min_length: int = 200, max_gap: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of one chromosome: the intervals ``macs3 bdgpeakcall -c cutoff -l min_length -g max_gap`` reports.
+
+    Parameters
+    ----------
+    score : float[n_bases]
+        Per-base score (peak probability, -log10 p, coverage ...) of one whole
+        chromosome, base 0 first. Compared as float32, as MACS3 stores values.
+    cutoff : float
+        Bases with ``score >= cutoff`` are peak bases (inclusive, as MACS3).
+    min_length : int
+        Merged peaks with ``end - start < min_length`` are dropped (bp).
+    max_gap : int
+        Runs of peak bases separated by ``<= max_gap`` bases are merged (bp).
+
+    Returns
+    -------
+    starts, ends : int64[n_peaks]
+        Half-open 0-based peak intervals, sorted and non-overlapping.
+    """
+    score = np.asarray(score)
+    if score.ndim != 1:
+        raise ValueError(f"score must be 1-D (one chromosome), found shape {score.shape}")
+    empty = np.zeros(0, dtype=np.int64)
+    if score.size == 0:
+        return empty, empty.copy()
+    above = score.astype(np.float32, copy=False) >= np.float32(cutoff)
+    # boundaries of runs of equal `above`; runs alternate, the first has value above[0]
+    change = np.flatnonzero(above[1:] != above[:-1]) + 1
+    bounds = np.concatenate(([0], change, [score.size])).astype(np.int64)
+    first = 0 if above[0] else 1
+    starts, ends = bounds[first:-1:2], bounds[first + 1 :: 2]
+    if starts.size == 0:
+        return empty, empty.copy()
+    # a new peak begins where the gap to the previous run is too wide to merge
+    opens = np.concatenate(([True], starts[1:] - ends[:-1] > max_gap))
+    closes = np.concatenate((opens[1:], [True]))
+    starts, ends = starts[opens], ends[closes]
+    keep = ends - starts >= min_length
+    return starts[keep], ends[keep]
+
+
+def peak_summits(starts: np.ndarray, ends: np.ndarray, track: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Summit position and maximum of ``track`` within each peak.
+
+    Parameters
+    ----------
+    starts, ends : int[n_peaks]
+        Sorted, non-overlapping, non-empty half-open intervals.
+    track : float[n_bases]
+        The signal whose maximum marks the summit (e.g. the denoised track).
+
+    Returns
+    -------
+    summits : int64[n_peaks]
+        Absolute position of the summit. When several bases tie for the
+        maximum, the middle one of them (index ``count // 2``), which for one
+        plateau is MACS3's ``(start + end) // 2`` of that plateau.
+    maxima : float[n_peaks]
+        The maximum of ``track`` in each peak.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    if starts.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.asarray(track).dtype)
+    maxima = segment_max(track, starts, ends)
+    lengths = ends - starts
+    # every base of every peak (peaks cover a small part of a chromosome)
+    offsets = np.cumsum(lengths) - lengths
+    pos = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+    peak_id = np.repeat(np.arange(starts.size), lengths)
+    tied = np.flatnonzero(track[pos] == maxima[peak_id])
+    counts = np.bincount(peak_id[tied], minlength=starts.size)
+    first = np.cumsum(counts) - counts
+    return pos[tied[first + counts // 2]], maxima
+
+
+def segment_max(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Maximum of ``values[start:end]`` for each sorted, non-overlapping, non-empty interval."""
+    idx = np.empty(2 * starts.size, dtype=np.int64)
+    idx[0::2], idx[1::2] = starts, ends
+    if idx[-1] >= values.size:  # reduceat indices must be valid positions; the last segment runs to the end
+        idx = idx[:-1]
+    return np.maximum.reduceat(values, idx)[0::2]
+
+
+def peak_table(
+    chrom: str,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    score: np.ndarray,
+    track: np.ndarray | None = None,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+    score_scale: float = 1000.0,
+) -> pd.DataFrame:
+    """NarrowPeak rows for the peaks of one chromosome.
+
+    Parameters
+    ----------
+    chrom : str
+        Chromosome name written in the first column.
+    starts, ends : int[n_peaks]
+        Peaks from :func:`call_peaks`.
+    score : float[n_bases]
+        The thresholded score (the peak probability at inference).
+    track : float[n_bases], optional
+        Signal that places the summit (the denoised track); ``score`` if None.
+    name_prefix, first_number : str, int
+        Peaks are named ``{name_prefix}_{n}`` counting from ``first_number``
+        (pass the running total when streaming chromosome by chromosome).
+    score_scale : float
+        The integer ``score`` column is ``min(1000, round(score_scale * max score
+        in the peak))``: 0-1000 for a probability, as browsers shade it.
+
+    Returns
+    -------
+    DataFrame
+        The 10 narrowPeak columns. ``signal`` is the maximum of ``score`` in
+        the peak (the peak probability at inference); ``pval`` is
+        ``-log10(1 - that maximum)`` capped at 10 when ``score`` lies in
+        [0, 1] (a posterior error, so tools that rank by the p-value column,
+        e.g. IDR, rank as by probability), else -1; ``qval`` is -1 (not
+        computed); ``summit`` is the offset from ``start`` of the maximum of
+        ``track`` (middle of ties).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    score = np.asarray(score)
+    track = score if track is None else np.asarray(track)
+    if track.shape != score.shape:
+        raise ValueError(f"track and score differ in length: {track.shape} vs {score.shape}")
+    summits, _ = peak_summits(starts, ends, track)
+    best = segment_max(score, starts, ends).astype(np.float64) if starts.size else np.zeros(0)
+    return narrowpeak_frame(chrom, starts, ends, best, summits, name_prefix, first_number, score_scale)
+
+
+def narrowpeak_frame(
+    chrom: str,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    best: np.ndarray,
+    summits: np.ndarray,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+    score_scale: float = 1000.0,
+) -> pd.DataFrame:
+    """The narrowPeak rows of :func:`peak_table` from each peak's maximum score and absolute summit."""
+    best = np.nan_to_num(np.asarray(best, dtype=np.float64))
+    if best.size and (best.min() < 0 or best.max() > 1):
+        pval = np.full(best.size, -1.0)
+    else:
+        pval = np.minimum(10.0, -np.log10(np.maximum(1.0 - best, 1e-10)))
+    return pd.DataFrame(
+        {
+            "chrom": chrom,
+            "start": starts,
+            "end": ends,
+            "name": [f"{name_prefix}_{i}" for i in range(first_number, first_number + starts.size)],
+            "score": np.clip(np.round(score_scale * best), 0, 1000).astype(np.int64),
+            "strand": ".",
+            "signal": best,
+            "pval": pval + 0.0,
+            "qval": -1.0,
+            "summit": np.asarray(summits, dtype=np.int64) - starts,
+        },
+        columns=NARROWPEAK_COLUMNS,
+    )
+
+
+# --- the same on a run-length track (a bigWig's bedGraph items), without painting it base by base ----------------
+
+
+def fill_gaps(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, length: int, fill: float = 0.0):
+    """Runs covering ``[0, length)``: the given sorted, non-overlapping runs plus ``fill`` runs between them."""
+    bounds_lo = np.concatenate(([0], ends))
+    bounds_hi = np.concatenate((starts, [length]))
+    n = starts.size
+    s = np.empty(2 * n + 1, dtype=np.int64)
+    e = np.empty(2 * n + 1, dtype=np.int64)
+    v = np.empty(2 * n + 1, dtype=np.float32)
+    s[0::2], e[0::2], v[0::2] = bounds_lo, bounds_hi, fill
+    s[1::2], e[1::2], v[1::2] = starts, ends, values
+    keep = e > s
+    return s[keep], e[keep], v[keep]
+
+
+def call_peaks_runs(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    values: np.ndarray,
+    length: int,
+    cutoff: float,
+    min_length: int = 200,
+    max_gap: int = 30,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`call_peaks` on a track given as runs (bases outside every run read as 0; NaN as 0).
+
+    Returns the intervals ``call_peaks`` returns on the painted per-base track,
+    in time proportional to the number of runs, not of bases.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    cut = np.float32(cutoff)
+    if np.float32(0) >= cut:  # missing bases and NaN (0) pass the cutoff too
+        starts, ends, values = fill_gaps(
+            np.asarray(starts, np.int64), np.asarray(ends, np.int64), np.nan_to_num(values), length, 0.0
+        )
+    above = values >= cut  # NaN is not
+    if above.all():  # e.g. runs already selected at this cutoff (BigWigFileReader.runs_at_least): no copies
+        s, e = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    else:  # positions may come as stored (uint32): select first, then widen only the selected runs
+        s, e = np.asarray(starts)[above].astype(np.int64), np.asarray(ends)[above].astype(np.int64)
+    empty = np.zeros(0, dtype=np.int64)
+    if not s.size:
+        return empty, empty.copy()
+    opens = np.concatenate(([True], s[1:] - e[:-1] > max_gap))
+    closes = np.concatenate((opens[1:], [True]))
+    s, e = s[opens], e[closes]
+    keep = e - s >= min_length
+    return s[keep], e[keep]
+
+
+def peak_table_runs(
+    chrom: str,
+    peak_starts: np.ndarray,
+    peak_ends: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    values: np.ndarray,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+    score_scale: float = 1000.0,
+    cutoff: float | None = None,
+) -> pd.DataFrame:
+    """:func:`peak_table` (summit on the score itself) for peaks of :func:`call_peaks_runs` on the same runs.
+
+    Peaks begin and end at run boundaries, so every run lies wholly inside a
+    peak or outside all; the summit is the middle base of the tied maxima, as
+    :func:`peak_summits`. ``cutoff`` (the one the peaks were called with)
+    lets only the runs that pass it be looked at: a peak's maximum always does.
+    """
+    ps = np.asarray(peak_starts, dtype=np.int64)
+    pe = np.asarray(peak_ends, dtype=np.int64)
+    if not ps.size:
+        return narrowpeak_frame(chrom, ps, pe, np.zeros(0), ps, name_prefix, first_number, score_scale)
+    values = np.asarray(values, dtype=np.float32)
+    if cutoff is not None and np.float32(cutoff) > 0:
+        above = values >= np.float32(cutoff)
+        if above.all():  # already selected at this cutoff: no copies
+            starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        else:
+            starts, ends, values = (
+                np.asarray(starts)[above].astype(np.int64),
+                np.asarray(ends)[above].astype(np.int64),
+                values[above],
+            )
+    else:
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        values = np.nan_to_num(values)
+        if values.size and values.min() <= 0:  # missing bases (0) could then be, or tie with, a peak's maximum
+            starts, ends, values = fill_gaps(starts, ends, values, int(pe[-1]), 0.0)
+    idx = np.searchsorted(pe, starts, side="right")
+    inside = idx < ps.size
+    inside[inside] &= starts[inside] >= ps[idx[inside]]
+    pid, s, e, v = idx[inside], starts[inside], ends[inside], values[inside]
+    best = np.maximum.reduceat(v, np.searchsorted(pid, np.arange(ps.size)))
+    tied = v == best[pid]
+    tp, ts, tl = pid[tied], s[tied], (e - s)[tied]
+    cum = np.cumsum(tl)
+    before = (cum - tl)[np.searchsorted(tp, np.arange(ps.size))]
+    count = np.bincount(tp, weights=tl, minlength=ps.size).astype(np.int64)
+    target = before + count // 2
+    j = np.searchsorted(cum, target, side="right")
+    summits = ts[j] + (target - (cum[j] - tl[j]))
+    return narrowpeak_frame(chrom, ps, pe, best.astype(np.float64), summits, name_prefix, first_number, score_scale)
+
+
+def peaks_of_runs(
+    chrom: str,
+    runs: tuple[np.ndarray, np.ndarray, np.ndarray],
+    length: int,
+    cutoff: float,
+    min_length: int = 200,
+    max_gap: int = 30,
+    name_prefix: str = "peak",
+    first_number: int = 1,
+) -> pd.DataFrame:
+    """NarrowPeak rows of one chromosome's score given as runs (``starts, ends, values``, e.g. a smooth
+    bigWig's items): :func:`call_peaks_runs` + :func:`peak_table_runs`, never painting the runs base by base.
+    """
+    starts, ends, values = runs
+    ps, pe = call_peaks_runs(starts, ends, values, length, cutoff, min_length, max_gap)
+    return peak_table_runs(chrom, ps, pe, starts, ends, values, name_prefix, first_number, cutoff=cutoff)
+
+
+class PeakStream:
+    """Call peaks on one chromosome from chunks that arrive in order, holding few bases.
+
+    Peaks are called by :func:`atacdenoise.peaks.threshold.call_peaks` on the peak
+    probability (``>= threshold`` regions, gaps of at most ``max_gap`` bases merged,
+    shorter than ``min_length`` dropped) and described by
+    :func:`atacdenoise.peaks.threshold.peak_table` (summit at the denoised track's
+    maximum, score from the probability). The buffer is cut after every run of
+    ``max_gap + 2`` bases below the threshold: no peak, merged or not, can
+    straddle such a run, so calling the pieces separately gives exactly the peaks
+    of the whole chromosome. Memory: the bases since the last cut, i.e. at most
+    one chunk plus the longest stretch without such a run (8 bytes per base).
+    """
+
+    def __init__(self, chrom: str, threshold: float, min_length: int = 200, max_gap: int = 30):
+        self.chrom = chrom
+        self.threshold = float(threshold)
+        self.min_length = int(min_length)
+        self.max_gap = int(max_gap)
+        self.quiet = self.max_gap + 2
+        self._start = 0
+        self._prob: list[np.ndarray] = []
+        self._track: list[np.ndarray] = []
+        self._tables: list[pd.DataFrame] = []
+        self.max_buffered = 0
+
+    def add(self, start: int, prob: np.ndarray, track: np.ndarray) -> None:
+        """Append the next chunk (``start`` must follow the previous chunk) and call the peaks that are final."""
+        buffered = sum(p.size for p in self._prob)
+        if start != self._start + buffered:
+            raise ValueError(
+                f"{self.chrom}: chunk at {start} does not follow the previous one (expected {self._start + buffered})"
+            )
+        self._prob.append(np.asarray(prob, dtype=np.float32))
+        self._track.append(np.asarray(track, dtype=np.float32))
+        prob_all = np.concatenate(self._prob) if len(self._prob) > 1 else self._prob[0]
+        self.max_buffered = max(self.max_buffered, prob_all.size)
+        cut = self._last_cut(prob_all)
+        if cut > 0:
+            track_all = np.concatenate(self._track) if len(self._track) > 1 else self._track[0]
+            self._call(prob_all[:cut], track_all[:cut])
+            self._prob, self._track = [prob_all[cut:].copy()], [track_all[cut:].copy()]
+            self._start += cut
+        else:
+            self._prob = [prob_all]
+            self._track = [np.concatenate(self._track) if len(self._track) > 1 else self._track[0]]
+
+    def _last_cut(self, prob: np.ndarray) -> int:
+        """End of the last run of at least ``quiet`` bases below the threshold, 0 when there is none."""
+        below = prob < self.threshold
+        if below.size < self.quiet:
+            return 0
+        # a window of `quiet` bases all below: count via cumulative sum
+        c = np.concatenate(([0], np.cumsum(below, dtype=np.int64)))
+        full = np.flatnonzero(c[self.quiet :] - c[: -self.quiet] == self.quiet)
+        return int(full[-1] + self.quiet) if full.size else 0
+
+    def _call(self, prob: np.ndarray, track: np.ndarray) -> None:
+        starts, ends = call_peaks(prob, self.threshold, min_length=self.min_length, max_gap=self.max_gap)
+        if len(starts):
+            # positions are relative to the buffer; names count on from the pieces already called
+            first = 1 + sum(len(t) for t in self._tables)
+            table = peak_table(
+                self.chrom, starts, ends, prob, track=track, name_prefix=f"{self.chrom}_peak", first_number=first
+            )
+            table["start"] += self._start
+            table["end"] += self._start
+            self._tables.append(table)
+
+    def finish(self) -> pd.DataFrame:
+        """Call the peaks left in the buffer; returns all peaks of the chromosome in narrowPeak columns."""
+        if self._prob and self._prob[0].size:
+            self._call(self._prob[0], self._track[0])
+        self._prob, self._track = [], []
+        if not self._tables:
+            empty = np.zeros(0, dtype=np.int64)
+            return peak_table(self.chrom, empty, empty, np.zeros(0, dtype=np.float32))
+        return pd.concat(self._tables, ignore_index=True)
