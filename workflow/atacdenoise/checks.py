@@ -14,7 +14,6 @@ subcommand run by hand is protected too.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import re
@@ -26,6 +25,7 @@ if TYPE_CHECKING:  # annotations only: importing pandas costs ~0.3 s of every co
     import pandas as pd
 
 from atacdenoise.errors import InputError
+from atacdenoise.io.text import open_text
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,6 @@ def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
     return len(read_narrowpeak(path, genome))
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
-
-
 def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAGMENT_HEAD_LINES) -> None:
     """The first ``n`` data lines of a fragments file: 5 tab-separated columns, integers, names of ``genome``.
 
@@ -132,7 +126,7 @@ def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAG
     chroms: set[str] = set()
     seen = 0
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip() or line.startswith("#"):
                     continue

@@ -20,7 +20,7 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import bam_chrom_sizes, check_bam, count_usable_by_kind, open_bam
-from atacdenoise.io.bgzf import is_gzip
+from atacdenoise.io.text import is_gzip
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 from atacdenoise.reads import cutsites as cs
 from atacdenoise.reads.subsample import (

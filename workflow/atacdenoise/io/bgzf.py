@@ -45,12 +45,6 @@ EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000
 _HEAD = struct.Struct("<4sIBBH")  # magic+method+flags, mtime, xfl, os, xlen
 
 
-def is_gzip(path: str | Path) -> bool:
-    """True when the file starts with the gzip magic bytes (gzip and bgzip alike)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
 class BgzfError(InputError):
     """A file that is not BGZF, or a damaged block."""
 

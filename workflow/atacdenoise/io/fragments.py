@@ -16,7 +16,6 @@ bounded whatever the file size.
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import os
@@ -30,7 +29,7 @@ import pysam
 
 from atacdenoise.atomic import temp_path_for
 from atacdenoise.errors import InputError
-from atacdenoise.io.bgzf import is_gzip
+from atacdenoise.io.text import is_gzip, open_text
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +39,10 @@ CHUNK_ROWS = 2_000_000
 _NAMES = [*list(COLUMNS), "_extra"]
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt") if is_gzip(path) else open(path)
-
-
 def _locate_row(path: Path, row: int) -> tuple[int, str]:
     """1-based line number and text of the ``row``-th (0-based) data line; only used to word an error."""
     seen = -1
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip() or line.startswith("#"):
                 continue
@@ -59,7 +54,7 @@ def _locate_row(path: Path, row: int) -> tuple[int, str]:
 
 def _first_wrong_width(path: Path) -> tuple[int, str]:
     """1-based line number and text of the first data line without exactly 5 fields; (-1, '') if none."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip() and not line.startswith("#") and line.rstrip("\n").count("\t") != len(COLUMNS) - 1:
                 return lineno, line.rstrip("\n")

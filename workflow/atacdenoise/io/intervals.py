@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import logging
 from pathlib import Path
 
@@ -12,16 +10,11 @@ import pandas as pd
 
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
+from atacdenoise.io.text import open_text
 
 log = logging.getLogger(__name__)
 
 NARROWPEAK_COLUMNS = ["chrom", "start", "end", "name", "score", "strand", "signal", "pval", "qval", "summit"]
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
 
 
 def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns: int = 3) -> pd.DataFrame:
@@ -36,7 +29,7 @@ def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns:
     if not path.exists():
         raise InputError(f"{path}: BED file not found")
     rows = []
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip() or line.startswith(("track", "browser", "#")):
                 continue

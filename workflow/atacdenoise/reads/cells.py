@@ -20,7 +20,6 @@ the cells added, not by a fresh draw at every point).
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from atacdenoise.errors import InputError
+from atacdenoise.io.text import open_text
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,6 @@ BARCODE_COL = "barcode"
 TYPE_COL = "cell_type"
 #: examples quoted in error messages
 SHOW = 3
-
-
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt") if gz else open(path)
 
 
 def _lines_preview(linenos: list[int]) -> str:
@@ -138,7 +132,7 @@ def read_barcode_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: barcode table not found; give a TSV of barcode<TAB>cell_type")
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             return parse_barcode_lines(fh, source=path)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read the barcode table ({exc}); expected a plain or gzipped TSV") from None
