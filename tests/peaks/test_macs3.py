@@ -11,9 +11,10 @@ import pysam
 import pytest
 
 from atacdenoise import cli
+from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import read_bigwig, write_bigwig
 from atacdenoise.io.intervals import read_narrowpeak
-from atacdenoise.peaks import macs3 as pk
+from atacdenoise.peaks import bdgpeakcall, callpeak, macs3
 from atacdenoise.peaks.threshold import call_peaks
 from atacdenoise.reads.cutsites import smooth
 
@@ -69,12 +70,12 @@ def test_bedgraph_round_trip_covers_every_base_and_keeps_float32_values(tmp_path
     values = np.array([0, 0, 0.1, 0.1, 1e-7, 3, 3, 0, 2.5e6, 0], dtype=np.float32)
     bdg = tmp_path / "x.bdg"
     with open(bdg, "w") as fh:
-        assert pk.write_bedgraph(fh, "chrX", values) == 7
+        assert macs3.write_bedgraph(fh, "chrX", values) == 7
     lines = bdg.read_text().splitlines()
     assert lines[0].split("\t")[:3] == ["chrX", "0", "2"]  # zero runs are written: MACS3 reads gaps wrongly
-    ((chrom, s, e, v),) = list(pk.iter_bedgraph(bdg))
+    ((chrom, s, e, v),) = list(macs3.iter_bedgraph(bdg))
     assert chrom == "chrX" and s[0] == 0 and e[-1] == values.size and np.array_equal(s[1:], e[:-1])
-    np.testing.assert_array_equal(pk.runs_to_array(s, e, v, values.size), values)
+    np.testing.assert_array_equal(macs3.runs_to_array(s, e, v, values.size), values)
 
 
 def test_iter_bedgraph_streams_chromosomes_across_chunks_and_skips_track_line(tmp_path):
@@ -82,7 +83,7 @@ def test_iter_bedgraph_streams_chromosomes_across_chunks_and_skips_track_line(tm
     bdg.write_text(
         'track type=bedGraph name="x"\nchr2\t0\t5\t1\nchr2\t5\t9\t2\nchr1\t0\t4\t3\nchr1\t4\t8\t0\nchr1\t8\t20\t4\n'
     )
-    got = {c: (s.tolist(), e.tolist(), v.tolist()) for c, s, e, v in pk.iter_bedgraph(bdg, chunksize=2)}
+    got = {c: (s.tolist(), e.tolist(), v.tolist()) for c, s, e, v in macs3.iter_bedgraph(bdg, chunksize=2)}
     assert got == {"chr2": ([0, 5], [5, 9], [1.0, 2.0]), "chr1": ([0, 4, 8], [4, 8, 20], [3.0, 0.0, 4.0])}
 
 
@@ -91,27 +92,27 @@ def test_iter_bedgraph_streams_chromosomes_across_chunks_and_skips_track_line(tm
 
 def test_lambda_is_the_mean_unless_fixed_or_scaled():
     track = np.array([0, 2, 4, 6], dtype=np.float32)
-    assert pk.flat_lambda(track) == 3.0
-    assert pk.flat_lambda(track, scale=1.5) == 4.5
-    assert pk.flat_lambda(track, fixed=7.25, scale=1.5) == 7.25
-    with pytest.raises(pk.InputError):
-        pk.flat_lambda(track, fixed=0.0)
+    assert bdgpeakcall.flat_lambda(track) == 3.0
+    assert bdgpeakcall.flat_lambda(track, scale=1.5) == 4.5
+    assert bdgpeakcall.flat_lambda(track, fixed=7.25, scale=1.5) == 7.25
+    with pytest.raises(InputError):
+        bdgpeakcall.flat_lambda(track, fixed=0.0)
 
 
 def test_min_count_and_lambda_range_agree():
     for lam in np.geomspace(0.01, 200, 120):
-        k = pk.min_count(lam)
-        lo, hi = pk.lambda_range(k)
+        k = bdgpeakcall.min_count(lam)
+        lo, hi = bdgpeakcall.lambda_range(k)
         assert lo < lam <= hi
-        assert pk.ppois_score(np.array([k]), lam)[0] >= 3 > pk.ppois_score(np.array([k - 1]), lam)[0] if k else True
+        assert bdgpeakcall.ppois_score(np.array([k]), lam)[0] >= 3 > bdgpeakcall.ppois_score(np.array([k - 1]), lam)[0] if k else True
 
 
 def test_ppois_score_matches_macs3_bdgcmp(tmp_path):
     counts = np.repeat(np.arange(0, 60), 10).astype(np.float32)
     for lam in (0.35, 4.3, 7.345):
-        result = pk.bdgpeakcall_chrom("chrS", counts, lam, tmp_path, cutoff=1e9)  # no peaks: just the p track
-        macs = pk.runs_to_array(*result.pval, counts.size)
-        ours = pk.ppois_score(counts, np.float32(lam))
+        result = bdgpeakcall.bdgpeakcall_chrom("chrS", counts, lam, tmp_path, cutoff=1e9)  # no peaks: just the p track
+        macs = macs3.runs_to_array(*result.pval, counts.size)
+        ours = bdgpeakcall.ppois_score(counts, np.float32(lam))
         np.testing.assert_allclose(macs, ours, atol=2e-5)
         assert result.peaks.empty
 
@@ -121,32 +122,32 @@ def test_ppois_score_matches_macs3_bdgcmp(tmp_path):
 
 def test_macs3_label_route_finds_the_planted_peaks(tmp_path):
     track, expected = planted_track()
-    lam = pk.flat_lambda(track)
-    assert 4 < pk.min_count(lam) <= 20  # background never passes, blocks always do
-    result = pk.bdgpeakcall_chrom("chrP", track, lam, tmp_path)
+    lam = bdgpeakcall.flat_lambda(track)
+    assert 4 < bdgpeakcall.min_count(lam) <= 20  # background never passes, blocks always do
+    result = bdgpeakcall.bdgpeakcall_chrom("chrP", track, lam, tmp_path)
     assert list(zip(result.peaks["start"], result.peaks["end"])) == expected
     assert list(tmp_path.iterdir()) == []  # scratch files removed
 
 
 def test_route_calls_exactly_the_runs_at_or_above_the_min_count(tmp_path):
     track = atac_like_track(1_000_000, seed=3)
-    mean = pk.mean_coverage(track)
+    mean = bdgpeakcall.mean_coverage(track)
     for scale in (0.8, 1.0, 1.4):
         lam = scale * mean
-        route = pk.bdgpeakcall_chrom("chrQ", track, lam, tmp_path).peaks
-        s, e = call_peaks(track, pk.min_count(lam))
+        route = bdgpeakcall.bdgpeakcall_chrom("chrQ", track, lam, tmp_path).peaks
+        s, e = call_peaks(track, bdgpeakcall.min_count(lam))
         assert route["start"].tolist() == s.tolist() and route["end"].tolist() == e.tolist()
         assert len(route) > 10
 
 
 def test_chromosome_without_coverage_gives_no_peaks_without_running_macs3(tmp_path):
-    result = pk.bdgpeakcall_chrom("chrZ", np.zeros(1000, np.float32), 0.0, tmp_path)
+    result = bdgpeakcall.bdgpeakcall_chrom("chrZ", np.zeros(1000, np.float32), 0.0, tmp_path)
     assert result.peaks.empty and result.pval[0].size == 0
 
 
 def test_failed_macs3_command_raises_with_its_stderr(tmp_path):
-    with pytest.raises(pk.Macs3Error, match="macs3 bdgcmp failed") as info:
-        pk.run_macs3(
+    with pytest.raises(macs3.Macs3Error, match="macs3 bdgcmp failed") as info:
+        macs3.run_macs3(
             [
                 "bdgcmp",
                 "-t",
@@ -169,21 +170,21 @@ def test_failed_macs3_command_raises_with_its_stderr(tmp_path):
 
 def test_fit_lambda_recovers_the_lambda_that_made_the_peaks():
     tracks = {"chrA": atac_like_track(600_000, seed=5), "chrB": atac_like_track(400_000, seed=6, rate=0.03)}
-    true = {"chrA": 1.7 * pk.mean_coverage(tracks["chrA"]), "chrB": 1.3 * pk.mean_coverage(tracks["chrB"])}
+    true = {"chrA": 1.7 * bdgpeakcall.mean_coverage(tracks["chrA"]), "chrB": 1.3 * bdgpeakcall.mean_coverage(tracks["chrB"])}
     rows = []
     for chrom, track in tracks.items():
-        s, e = call_peaks(track, pk.min_count(true[chrom]))
+        s, e = call_peaks(track, bdgpeakcall.min_count(true[chrom]))
         rows.append(pd.DataFrame({"chrom": chrom, "start": s, "end": e}))
     published = pd.concat(rows, ignore_index=True)
-    table, overall = pk.fit_lambda(tracks, published)
+    table, overall = bdgpeakcall.fit_lambda(tracks, published)
     for row in table.to_dict("records"):
         assert row["lambda_low"] < true[row["chrom"]] <= row["lambda_high"]
         assert row["lambda_low"] < row["lambda"] <= row["lambda_high"]
-        assert row["min_count_fit"] == pk.min_count(true[row["chrom"]]) == pk.min_count(row["lambda"])
+        assert row["min_count_fit"] == bdgpeakcall.min_count(true[row["chrom"]]) == bdgpeakcall.min_count(row["lambda"])
         assert row["jaccard_fit"] == 1.0 and row["jaccard_mean"] < 1.0
     assert overall["jaccard_fit"] == 1.0 and overall["jaccard_mean"] < 0.99
     # one scale for both: the best common factor cannot reproduce both chromosomes exactly here
-    table_s, overall_s = pk.fit_lambda(tracks, published, mode="scale")
+    table_s, overall_s = bdgpeakcall.fit_lambda(tracks, published, mode="scale")
     assert np.allclose(table_s["ratio"], overall_s["scale"])
     assert overall["jaccard_mean"] < overall_s["jaccard_fit"] <= overall["jaccard_fit"]
 
@@ -194,12 +195,12 @@ def test_fit_lambda_recovers_the_lambda_that_made_the_peaks():
 def test_cut_sites_become_150bp_windows_centred_on_the_cut(tmp_path):
     bed = tmp_path / "cuts.bed"
     with open(bed, "w") as fh:
-        pk.write_cut_bed(fh, "chr1", np.array([100_000, 5_000, 5_000]))
+        callpeak.write_cut_bed(fh, "chr1", np.array([100_000, 5_000, 5_000]))
     assert bed.read_text().splitlines()[0] == "chr1\t5000\t5001\t.\t0\t+"
     sizes = {"chr1": 200_000}
-    pk.callpeak_route(bed, sizes, tmp_path / "p.bw", tmp_path, genome_size=2e5, name="t")
-    ((_, s, e, v),) = list(pk.iter_bedgraph(tmp_path / "t_treat_pileup.bdg"))
-    pile = pk.runs_to_array(s, e, v, 200_000)
+    callpeak.callpeak_route(bed, sizes, tmp_path / "p.bw", tmp_path, genome_size=2e5, name="t")
+    ((_, s, e, v),) = list(macs3.iter_bedgraph(tmp_path / "t_treat_pileup.bdg"))
+    pile = macs3.runs_to_array(s, e, v, 200_000)
     assert np.flatnonzero(pile == 1).tolist() == list(range(99_925, 100_075))  # [cut - 75, cut + 75)
     assert np.flatnonzero(pile == 2).tolist() == list(range(4_925, 5_075))  # --keep-dup all keeps both
 
@@ -338,12 +339,12 @@ def test_peaks_command_writes_macs3_peaks_pval_track_and_honours_fixed_lambda(tm
     )
     assert rc == 0
     df = read_narrowpeak(out)
-    lams = {"chrA": 1.2 * pk.mean_coverage(tracks["chrA"]), "chrB": 3.5}
+    lams = {"chrA": 1.2 * bdgpeakcall.mean_coverage(tracks["chrA"]), "chrB": 3.5}
     for chrom, track in tracks.items():
         sub = df[df["chrom"] == chrom]
-        s, e = call_peaks(track, pk.min_count(lams[chrom]))
+        s, e = call_peaks(track, bdgpeakcall.min_count(lams[chrom]))
         assert sub["start"].tolist() == s.tolist() and sub["end"].tolist() == e.tolist() and len(sub) > 3
-        score = pk.ppois_score(track, np.float32(lams[chrom]))
+        score = bdgpeakcall.ppois_score(track, np.float32(lams[chrom]))
         np.testing.assert_allclose(read_bigwig(pval, chrom), score, atol=2e-5)
         np.testing.assert_allclose(sub["pval"], [score[a:b].max() for a, b in zip(s, e)], rtol=1e-4)  # %.5g in the file
         assert sub["signal"].tolist() == [float(track[a:b].max()) for a, b in zip(s, e)]
@@ -380,8 +381,8 @@ def test_fit_lambda_command_table_feeds_peaks_command(tmp_path):
     genome = write_sizes(tmp_path / "g.sizes", sizes)
     bw = tmp_path / "cov.bw"
     write_bigwig(bw, sizes, {"chrA": track})
-    lam_true = 1.5 * pk.mean_coverage(track)
-    s, e = call_peaks(track, pk.min_count(lam_true))
+    lam_true = 1.5 * bdgpeakcall.mean_coverage(track)
+    s, e = call_peaks(track, bdgpeakcall.min_count(lam_true))
     published = tmp_path / "pub.bed"
     pd.DataFrame({"c": "chrA", "s": s, "e": e}).to_csv(published, sep="\t", header=False, index=False)
     fit = tmp_path / "fit.tsv"

@@ -13,6 +13,7 @@ import pytest
 
 from atacdenoise.cli import main
 from atacdenoise.errors import InputError
+from atacdenoise.evaluate.effective_depth import equivalent_cells
 from atacdenoise.io.bigwig import read_bigwig
 from atacdenoise.reads import cells, simcells
 
@@ -477,12 +478,12 @@ def test_fixture_is_deterministic_and_looks_like_single_cell_data(hsc_fixture):
 def test_equivalent_cells_interpolates_in_log_cells():
     n, macs3 = np.array([10, 100, 1000]), np.array([0.2, 0.4, 0.8])
     # 0.6 is halfway between 100 and 1000 in log space -> sqrt(100 * 1000)
-    cells_needed, how = cells.equivalent_cells(n, macs3, 0.6)
+    cells_needed, how = equivalent_cells(n, macs3, 0.6)
     assert how == "=" and cells_needed == pytest.approx(316.2278, rel=1e-6)
-    assert cells.equivalent_cells(n[::-1], macs3[::-1], 0.4) == (pytest.approx(100.0), "=")
+    assert equivalent_cells(n[::-1], macs3[::-1], 0.4) == (pytest.approx(100.0), "=")
 
 
 def test_equivalent_cells_outside_the_measured_range_is_qualified():
     n, macs3 = np.array([10, 50, 500]), np.array([0.3, 0.5, 0.6])
-    assert cells.equivalent_cells(n, macs3, 0.9) == (500.0, ">")
-    assert cells.equivalent_cells(n, macs3, 0.1) == (10.0, "<=")
+    assert equivalent_cells(n, macs3, 0.9) == (500.0, ">")
+    assert equivalent_cells(n, macs3, 0.1) == (10.0, "<=")

@@ -11,8 +11,7 @@ import numpy as np
 import pysam
 import pytest
 
-from atacdenoise.cli import build_parser, main
-from atacdenoise.commands import coverage
+from atacdenoise.cli import main, run_command
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import read_bigwig
 from atacdenoise.reads import cutsites as cs
@@ -37,8 +36,7 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} (real data be
 
 def run_coverage(*argv: str) -> int:
     """Run the coverage command in-process without resetting logging (so caplog sees the records)."""
-    args = build_parser(only="coverage").parse_args(["coverage", *argv])
-    return coverage.run(args)
+    return run_command(["coverage", *argv])
 
 
 @needs_data

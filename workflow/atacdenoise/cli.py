@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser of every subcommand; only ``only``'s options are loaded (``--help`` stays fast)."""
     parser = argparse.ArgumentParser(prog="atacdenoise", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"atacdenoise {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
@@ -67,7 +68,20 @@ def _native_conv_possible() -> bool:
     return bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
 
 
+def run_command(argv: list[str]) -> int:
+    """Parse ``argv`` (``[subcommand, options...]``) and run it in this process; return its exit status.
+
+    Logging is left as it is and :class:`InputError` propagates: what tests and
+    notebooks want. :func:`main` is this plus logging set-up and error reporting.
+    """
+    chosen = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(only=chosen).parse_args(argv)
+    module = importlib.import_module(f"atacdenoise.commands.{COMMANDS[args.command][0]}")
+    return int(module.run(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``atacdenoise`` command line: exit status 0 on success, 2 on a bad input (one ERROR line)."""
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if a in COMMANDS), None)
     if chosen == "infer" and _native_conv_possible():
@@ -75,14 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         # cores the native convolution's threads need next: 5-10 % of CPU inference (it costs PyTorch's own
         # convolutions as much, hence only when the native one can run). Read once, when torch loads.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser(only=chosen)
-    args = parser.parse_args(argv)
+    args = build_parser(only=chosen).parse_args(argv)
     from atacdenoise.log import setup_logging
 
     setup_logging(-1 if args.quiet else args.verbose)
-    module = importlib.import_module(f"atacdenoise.commands.{COMMANDS[args.command][0]}")
     try:
-        return int(module.run(args) or 0)
+        return run_command(argv)
     except InputError as exc:
         logging.getLogger("atacdenoise").error("%s", exc)
         return 2

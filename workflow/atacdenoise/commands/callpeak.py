@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from pathlib import Path
 
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
-from atacdenoise.io.bam import check_bam, open_bam
-from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
+from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from atacdenoise.io.intervals import write_narrowpeak
-from atacdenoise.log import progress
-from atacdenoise.peaks import macs3 as pk
-from atacdenoise.reads import cutsites as cs
+from atacdenoise.peaks.callpeak import callpeak_baseline, parse_genome_size
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pvalue", type=float, default=0.01, help="macs3 -p: p-value cutoff")
     parser.add_argument("--shift", type=int, default=-75, help="macs3 --shift (bp)")
     parser.add_argument("--extsize", type=int, default=150, help="macs3 --extsize (bp)")
-    parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read (BAM)")
+    parser.add_argument("--min-mapq", type=int, default=MIN_MAPQ, help="minimum MAPQ of a read (BAM)")
     parser.add_argument(
         "--keep-duplicates",
         action="store_true",
@@ -56,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="callpeak", help="macs3 -n: prefix of the peak names")
     parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for MACS3's files (None: $TMPDIR)")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads (BAM)")
+
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -69,67 +65,30 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--name {args.name!r}: expected a non-empty name without slashes or spaces")
 
 
-def write_bam_cuts(args: argparse.Namespace, sizes: dict[str, int], bed: Path) -> int:
-    """Cut sites of the BAM's filtered reads, chromosome by chromosome, into ``bed``; returns how many."""
-    bam = open_bam(args.input, threads=args.threads)
-    total = 0
-    try:
-        info = check_bam(bam, sizes, args.input)
-        with open(bed, "w") as fh:
-            for chrom in progress(info.chroms, total=len(info.chroms), desc="cut sites", unit="chrom"):
-                pos, stats = cs.bam_cut_sites(
-                    bam, chrom, sizes[chrom], args.min_mapq, args.keep_duplicates, source=args.input
-                )
-                total += pk.write_cut_bed(fh, chrom, pos)
-                log.debug("%s %s: %s; %d cut sites", args.input, chrom, stats.summary(), pos.size)
-    finally:
-        bam.close()
-    return total
-
-
-def write_fragment_cuts(args: argparse.Namespace, sizes: dict[str, int], bed: Path) -> int:
-    """Both cut sites of every fragment on the selected chromosomes into ``bed``; returns how many."""
-    positions, stats = fragment_cut_sites_by_chrom(args.input, sizes, use_count=args.keep_duplicates)
-    log.info("%s: %s fragment lines, %s used", args.input, f"{stats.lines:,}", f"{stats.used:,}")
-    total = 0
-    with open(bed, "w") as fh:
-        for chrom in sizes:
-            if chrom in positions:
-                total += pk.write_cut_bed(fh, chrom, positions.pop(chrom))
-    return total
-
-
 def run(args: argparse.Namespace) -> int:
+    """Call the callpeak baseline on a BAM or fragments file."""
     _check_args(args)
     check_writable(args.out_peaks)
     check_writable(args.out_pval)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
-    genome_size = pk.parse_genome_size(args.genome_size, sizes)
-    pk.macs3_executable()
-    if args.tmpdir is not None:
-        args.tmpdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="atacdenoise-callpeak-", dir=args.tmpdir) as work:
-        bed = Path(work) / "cutsites.bed"
-        n = write_bam_cuts(args, sizes, bed) if args.kind == "bam" else write_fragment_cuts(args, sizes, bed)
-        if n == 0:
-            raise InputError(
-                f"{args.input}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call"
-            )
-        log.info("%s: %s cut sites; macs3 callpeak with genome size %.4g", args.input, f"{n:,}", genome_size)
-        peaks = pk.callpeak_route(
-            bed,
-            sizes,
-            args.out_pval,
-            work,
-            genome_size,
-            args.name,
-            args.pvalue,
-            args.shift,
-            args.extsize,
-            header=header,
-        )
-        write_narrowpeak(peaks, args.out_peaks)
+    peaks = callpeak_baseline(
+        args.input,
+        args.kind,
+        header,
+        sizes,
+        args.out_peaks,
+        args.out_pval,
+        genome_size=parse_genome_size(args.genome_size, sizes),
+        name=args.name,
+        pvalue=args.pvalue,
+        shift=args.shift,
+        extsize=args.extsize,
+        min_mapq=args.min_mapq,
+        keep_duplicates=args.keep_duplicates,
+        threads=args.threads,
+        tmpdir=args.tmpdir,
+    )
     per_chrom = peaks.groupby("chrom").size().to_dict() if len(peaks) else {}
     for chrom in sizes:
         log.info("%s: %d peaks", chrom, per_chrom.get(chrom, 0))

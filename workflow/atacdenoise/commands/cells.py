@@ -20,21 +20,10 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from atacdenoise.atomic import atomic_output
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
-from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments, write_fragments
-from atacdenoise.reads.cells import (
-    BARCODE_COL,
-    PseudobulkStats,
-    barcodes_of_type,
-    check_pseudobulk,
-    pseudobulk_chunks,
-    read_barcode_table,
-    select_barcodes,
-)
+from atacdenoise.io.fragments import CHUNK_ROWS
+from atacdenoise.reads.cells import write_pseudobulk
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)
 
 
-def _header(args: argparse.Namespace, n_chosen: int, n_type: int) -> str:
-    how = f"{n_chosen} of {n_type} cells, seed {args.seed}" if args.n_cells is not None else f"all {n_type} cells"
-    return (
-        f"# atacdenoise cells: cell type {args.cell_type}, {how}, from {args.fragments.name} and {args.barcodes.name}\n"
-    )
-
-
-def write_barcode_list(path: Path, barcodes: np.ndarray) -> None:
-    """One barcode per line, atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text("".join(f"{b}\n" for b in barcodes))
-
 
 def run(args: argparse.Namespace) -> int:
+    """Write the pseudobulk of one cell type."""
     if not str(args.out).endswith(".gz"):
         raise InputError(
             f"--out {args.out}: the pseudobulk is written bgzipped; give a name ending in .gz (e.g. X.tsv.gz)"
@@ -85,34 +63,15 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.out, args.out_barcodes):
         if out is not None:
             check_writable(out)
-    table = read_barcode_table(args.barcodes)
-    of_type = barcodes_of_type(table, args.cell_type, args.barcodes)
-    chosen = select_barcodes(of_type, args.n_cells, args.seed, args.cell_type, args.barcodes)
-    log.info(
-        "%s: %s cells in %s types; cell type %r has %s; using %s",
+    write_pseudobulk(
+        args.fragments,
         args.barcodes,
-        f"{len(table):,}",
-        table["cell_type"].nunique(),
         args.cell_type,
-        f"{of_type.size:,}",
-        f"{chosen.size:,} drawn with seed {args.seed}" if args.n_cells is not None else "all of them",
-    )
-    stats = PseudobulkStats(selected=chosen)
-
-    def chunks():
-        yield from pseudobulk_chunks(
-            iter_fragments(args.fragments, args.chunk_rows, barcodes=True), chosen, table[BARCODE_COL].to_numpy(), stats
-        )
-        # checked before write_fragments puts the file in place, so a bad table leaves no output
-        check_pseudobulk(stats, args.fragments, args.barcodes, args.cell_type, args.allow_missing)
-
-    written = write_fragments(
-        chunks(), args.out, header=_header(args, chosen.size, of_type.size), source=args.fragments
-    )
-    log.info("%s: %s", args.fragments, stats.summary())
-    if args.out_barcodes is not None:
-        write_barcode_list(args.out_barcodes, chosen)
-    log.info(
-        "wrote %s fragments of %s cells of type %r to %s", f"{written:,}", f"{chosen.size:,}", args.cell_type, args.out
+        args.out,
+        out_barcodes=args.out_barcodes,
+        n_cells=args.n_cells,
+        seed=args.seed,
+        allow_missing=args.allow_missing,
+        chunk_rows=args.chunk_rows,
     )
     return 0

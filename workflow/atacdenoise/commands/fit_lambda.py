@@ -16,38 +16,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Iterator, Mapping
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
-from atacdenoise.io.bigwig import check_bigwig, read_bigwig
+from atacdenoise.io.bigwig import check_bigwig
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
 from atacdenoise.io.intervals import read_bed
-from atacdenoise.peaks import macs3 as pk
+from atacdenoise.peaks.bdgpeakcall import lambda_fit_table
 
 log = logging.getLogger(__name__)
-
-
-class BigWigTracks(Mapping):
-    """chrom -> float32[n_bases] read from a bigWig on access (one chromosome in memory at a time)."""
-
-    def __init__(self, path: Path, chroms: list[str]):
-        self.path, self.chroms = path, list(chroms)
-
-    def __getitem__(self, chrom: str) -> np.ndarray:
-        if chrom not in self.chroms:
-            raise KeyError(chrom)
-        return read_bigwig(self.path, chrom)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.chroms)
-
-    def __len__(self) -> int:
-        return len(self.chroms)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+
 def run(args: argparse.Namespace) -> int:
+    """Fit λ per chromosome and write the table."""
     if not 0 < args.span[0] < args.span[1]:
         raise InputError(f"--span {args.span[0]} {args.span[1]}: expected 0 < LOW < HIGH")
     header = read_chrom_sizes(args.sizes)
@@ -82,51 +62,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{args.peaks}: no peaks on the selected chromosomes ({', '.join(list(sizes)[:5])}); nothing to fit"
         )
-    chroms = [c for c in sizes if c in set(published["chrom"])]
-    skipped = [c for c in sizes if c not in chroms]
-    if skipped:
-        log.warning(
-            "%s: no published peaks on %d chromosome(s) (e.g. %s): left out of the fit",
-            args.peaks,
-            len(skipped),
-            skipped[0],
-        )
-    table, overall = pk.fit_lambda(
-        BigWigTracks(args.track, chroms),
+    table = lambda_fit_table(
+        args.track,
         published,
+        sizes,
         args.cutoff,
         args.min_length,
         args.max_gap,
         args.mode,
         tuple(args.span),
+        source=args.peaks,
     )
-    for row in table.to_dict("records"):
-        log.info(
-            "%s: mean %.4g, lambda %.6g (%.4g x mean; any in (%.6g, %.6g]), Jaccard %.4f at the mean, %.4f fitted",
-            row["chrom"],
-            row["mean"],
-            row["lambda"],
-            row["ratio"],
-            row["lambda_low"],
-            row["lambda_high"],
-            row["jaccard_mean"],
-            row["jaccard_fit"],
-        )
-    log.info(
-        "all chromosomes: Jaccard %.4f at the mean, %.4f fitted (mode %s)",
-        overall["jaccard_mean"],
-        overall["jaccard_fit"],
-        args.mode,
-    )
-    total = {
-        "chrom": "all",
-        "length": int(table["length"].sum()),
-        "jaccard_mean": overall["jaccard_mean"],
-        "jaccard_fit": overall["jaccard_fit"],
-    }
-    if args.mode == "scale":
-        total["ratio"] = overall["scale"]
-    out = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     with atomic_output(args.out) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, float_format="%.6g", na_rep="NA")
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g", na_rep="NA")
     return 0

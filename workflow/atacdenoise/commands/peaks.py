@@ -15,21 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
-from atacdenoise.io.bigwig import BigWigWriter, check_bigwig, read_bigwig
+from atacdenoise.io.bigwig import check_bigwig
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
-from atacdenoise.log import progress
-from atacdenoise.peaks import macs3 as pk
-from atacdenoise.peaks.threshold import segment_max
+from atacdenoise.peaks.bdgpeakcall import call_track_peaks, parse_lambdas
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="chromosomes run through MACS3 at once")
 
 
-def parse_lambdas(items: list[str], table: Path | None, sizes: dict[str, int]) -> dict[str, float]:
-    """Fixed λ per chromosome from ``--lambda-table`` then ``CHR=VALUE`` items (these win)."""
-    fixed: dict[str, float] = {}
-    if table is not None:
-        if not table.exists():
-            raise InputError(f"{table}: lambda table not found")
-        df = pd.read_csv(table, sep="\t", dtype={"chrom": str})
-        if not {"chrom", "lambda"} <= set(df.columns):
-            raise InputError(
-                f"{table}: expected a TSV with columns chrom and lambda (atacdenoise fit-lambda --out), found {list(df.columns)}"
-            )
-        df = df[df["chrom"].isin(list(sizes))]
-        fixed.update({c: float(v) for c, v in zip(df["chrom"], df["lambda"])})
-    for item in items:
-        chrom, sep, value = item.partition("=")
-        try:
-            lam = float(value)
-        except ValueError:
-            lam = float("nan")
-        if not sep or not lam > 0:
-            raise InputError(f"--lambda {item!r}: expected CHR=VALUE with a positive number, e.g. chr1=7.35")
-        if chrom not in sizes:
-            raise InputError(
-                f"--lambda {item!r}: {chrom} is not among the selected chromosomes ({', '.join(list(sizes)[:5])} ...)"
-            )
-        fixed[chrom] = lam
-    return fixed
-
 
 def _check_args(args: argparse.Namespace) -> None:
     if args.min_length < 1:
@@ -103,38 +67,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--threads {args.threads}: expected >= 1")
 
 
-def call_chrom(args: argparse.Namespace, chrom: str, fixed: float | None, workdir: Path) -> pk.ChromPeaks:
-    """Read one chromosome of the track, run the MACS3 route, fill signal (max coverage) and pval (max -log10 p)."""
-    track = read_bigwig(args.track, chrom)
-    if np.any(track != np.floor(track)):
-        log.warning(
-            "%s %s: non-integer coverage; MACS3 ppois truncates each value to an integer count", args.track, chrom
-        )
-    lam = pk.flat_lambda(track, fixed, args.lambda_scale)
-    result = pk.bdgpeakcall_chrom(chrom, track, lam, workdir, args.cutoff, args.min_length, args.max_gap)
-    df = result.peaks
-    if len(df):
-        starts, ends = df["start"].to_numpy(np.int64), df["end"].to_numpy(np.int64)
-        df["signal"] = segment_max(track, starts, ends).astype(np.float64)
-        rs, re_, rv = result.pval
-        # peaks are unions of whole runs of the p track: the runs from the one at each start to the one before each end
-        first, stop = np.searchsorted(re_, starts, side="right"), np.searchsorted(rs, ends, side="left")
-        df["pval"] = segment_max(rv, first, stop).astype(np.float64)
-        df["qval"] = -1.0
-    mean = pk.mean_coverage(track)
-    log.info(
-        "%s: mean coverage %.4g, lambda %.6g (%s), %d peaks, %s bp",
-        chrom,
-        mean,
-        lam,
-        "fixed" if fixed is not None else f"{args.lambda_scale:g} x mean",
-        len(df),
-        f"{int((df['end'] - df['start']).sum()) if len(df) else 0:,}",
-    )
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
+    """Call the bdgpeakcall route on a coverage bigWig."""
     _check_args(args)
     check_writable(args.out_peaks)
     check_writable(args.out_pval)
@@ -143,24 +77,20 @@ def run(args: argparse.Namespace) -> int:
     check_bigwig(args.track, sizes)
     fixed = parse_lambdas(args.lambdas, args.lambda_table, sizes)
     name = args.name or args.out_peaks.name.split(".narrowPeak")[0]
-    pk.macs3_executable()
-    if args.tmpdir is not None:
-        args.tmpdir.mkdir(parents=True, exist_ok=True)
-    tables = []
-    with tempfile.TemporaryDirectory(prefix="atacdenoise-peaks-", dir=args.tmpdir) as work:
-        with BigWigWriter(args.out_pval, header) as writer, ThreadPoolExecutor(args.threads) as pool:
-            jobs = pool.map(lambda c: call_chrom(args, c, fixed.get(c), Path(work)), sizes)
-            for result in progress(jobs, total=len(sizes), desc="peaks", unit="chrom"):
-                pk.write_runs(writer, result.chrom, sizes[result.chrom], result.pval)
-                tables.append(result.peaks)
-    peaks = (
-        pd.concat([t for t in tables if len(t)], ignore_index=True)
-        if any(len(t) for t in tables)
-        else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
+    peaks = call_track_peaks(
+        args.track,
+        header,
+        sizes,
+        args.out_peaks,
+        args.out_pval,
+        fixed=fixed,
+        lambda_scale=args.lambda_scale,
+        cutoff=args.cutoff,
+        min_length=args.min_length,
+        max_gap=args.max_gap,
+        name=name,
+        tmpdir=args.tmpdir,
+        threads=args.threads,
     )
-    peaks["name"] = [f"{name}_peak_{i}" for i in range(1, len(peaks) + 1)]
-    write_narrowpeak(peaks, args.out_peaks)
-    log.info(
-        "%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval
-    )
+    log.info("%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval)
     return 0

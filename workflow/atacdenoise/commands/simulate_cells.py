@@ -17,18 +17,12 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from atacdenoise.atomic import atomic_output
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
-from atacdenoise.io.bam import check_bam, open_bam
-from atacdenoise.io.fragments import write_fragments
+from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
-from atacdenoise.log import progress
-from atacdenoise.reads import cutsites as cs
-from atacdenoise.reads.simcells import cell_weights, make_barcodes, simulate_chrom, split_cell_types
+from atacdenoise.reads.coverage import bam_cut_sites_by_chrom
+from atacdenoise.reads.simcells import simulate_fragments
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
-    parser.add_argument("--min-mapq", type=int, default=cs.MIN_MAPQ, help="minimum MAPQ of a read")
+    parser.add_argument("--min-mapq", type=int, default=MIN_MAPQ, help="minimum MAPQ of a read")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads")
+
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -74,67 +69,22 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--out-fragments {args.out_fragments}: written bgzipped; give a name ending in .gz")
 
 
-def bulk_cut_sites(args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, np.ndarray]:
-    """Filtered, shifted cut sites per chromosome of the bulk BAM."""
-    bam = open_bam(args.bam, threads=args.threads)
-    try:
-        info = check_bam(bam, sizes, args.bam)
-        total = cs.FilterCounts()
-        out = {}
-        for chrom in progress(info.chroms, total=len(info.chroms), desc="cut sites", unit="chrom"):
-            out[chrom], stats = cs.bam_cut_sites(bam, chrom, sizes[chrom], args.min_mapq, source=args.bam)
-            total += stats
-        log.info("%s: %s", args.bam, total.summary())
-        if total.kept == 0:
-            raise InputError(f"{args.bam}: no reads passed the filters on the selected chromosomes ({total.summary()})")
-        return out
-    finally:
-        bam.close()
-
-
 def run(args: argparse.Namespace) -> int:
+    """Simulate the fixture from the bulk BAM's cut sites."""
     _check_args(args)
     check_writable(args.out_fragments)
     check_writable(args.out_barcodes)
     sizes = select_chroms(read_chrom_sizes(args.sizes), include=args.chroms, exclude_regex=args.exclude or None)
-    positions = bulk_cut_sites(args, sizes)
-    rng = np.random.default_rng(args.seed)
-    barcodes = make_barcodes(args.cells, rng)
-    types = split_cell_types(args.cells, list(args.cell_types), rng)
-    weights = cell_weights(args.cells, args.sdlog, rng)
-    per_cell = np.zeros(args.cells, dtype=np.int64)
-    totals = {"cut_sites": 0, "unpaired": 0, "fragments": 0}
-
-    def chunks():
-        for chrom, pos in positions.items():
-            start, end, cell, unpaired = simulate_chrom(pos, weights, rng, args.max_fragment)
-            totals["cut_sites"] += int(pos.size)
-            totals["unpaired"] += unpaired
-            totals["fragments"] += int(start.size)
-            np.add.at(per_cell, cell, 1)
-            yield pd.DataFrame({"chrom": chrom, "start": start, "end": end, "barcode": barcodes[cell], "count": 1})
-
-    header = (
-        f"# atacdenoise simulate-cells: {args.cells} cells ({', '.join(args.cell_types)}) from the cut sites of {args.bam.name}, "
-        f"seed {args.seed}, sdlog {args.sdlog}, max fragment {args.max_fragment}; fragment lengths are not real\n"
-    )
-    write_fragments(chunks(), args.out_fragments, header=header, source=args.bam)
-    with atomic_output(args.out_barcodes) as tmp:
-        pd.DataFrame({"barcode": barcodes, "cell_type": types}).to_csv(tmp, sep="\t", index=False)
-    counts = pd.Series(types).value_counts().sort_index()
-    log.info(
-        "%s cut sites -> %s fragments (%s cut sites left unpaired, %.2f%%) in %s cells (fragments per cell: median %s, "
-        "5-95%% %s-%s); cell types %s -> %s, %s",
-        f"{totals['cut_sites']:,}",
-        f"{totals['fragments']:,}",
-        f"{totals['unpaired']:,}",
-        100 * totals["unpaired"] / max(totals["cut_sites"], 1),
-        f"{args.cells:,}",
-        f"{int(np.median(per_cell)):,}",
-        f"{int(np.percentile(per_cell, 5)):,}",
-        f"{int(np.percentile(per_cell, 95)):,}",
-        ", ".join(f"{t} ({n:,})" for t, n in counts.items()),
+    positions, _ = bam_cut_sites_by_chrom(args.bam, sizes, min_mapq=args.min_mapq, threads=args.threads)
+    simulate_fragments(
+        positions,
         args.out_fragments,
         args.out_barcodes,
+        n_cells=args.cells,
+        cell_types=list(args.cell_types),
+        sdlog=args.sdlog,
+        max_fragment=args.max_fragment,
+        seed=args.seed,
+        source=args.bam,
     )
     return 0

@@ -111,3 +111,35 @@ def effective_depths(
                         (model, sample, r["depth"], metric, baseline, r["value"], eff, qual, eff / r["depth_n"])
                     )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def equivalent_cells(n_cells: np.ndarray, baseline: np.ndarray, target: float) -> tuple[float, str]:
+    """Cells a baseline needs to reach a target score: the "cells needed by MACS3 to match the model" figure.
+
+    The baseline's score is interpolated linearly in ``log(n_cells)`` between
+    the measured numbers of cells, and the first crossing of ``target`` is
+    returned.
+
+    Parameters
+    ----------
+    n_cells : int[k]
+        Numbers of cells measured (any order).
+    baseline : float[k]
+        The baseline's score at each (e.g. MACS3 AUPRC; higher is better).
+    target : float
+        The score to reach (e.g. the model's AUPRC at 10 cells).
+
+    Returns
+    -------
+    cells : float
+        Interpolated number of cells.
+    qualifier : str
+        ``"="`` when reached within the measured range; ``"<="`` when the
+        smallest number already reaches it (``cells`` is that number); ``">"``
+        when even the largest does not (``cells`` is the largest).
+    """
+    # the same log interpolation as effective depth (cells = 'c50' depths)
+    b = np.asarray(baseline, dtype=np.float64)
+    if not np.isfinite(b).any():
+        raise ValueError("equivalent_cells: no finite baseline score")
+    return depth_reaching(np.asarray(n_cells, dtype=np.float64), b, target)

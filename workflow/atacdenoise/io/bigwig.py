@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,21 @@ def write_bigwig(path: str | Path, sizes: dict[str, int], tracks: dict[str, np.n
         for chrom in sizes:
             if chrom in tracks:
                 w.add(chrom, 0, tracks[chrom])
+
+
+class BigWigTracks(Mapping):
+    """chrom -> float32[n_bases] of a bigWig, read on access: one chromosome in memory at a time."""
+
+    def __init__(self, path: str | Path, chroms: list[str]):
+        self.path, self.chroms = Path(path), list(chroms)
+
+    def __getitem__(self, chrom: str) -> np.ndarray:
+        if chrom not in self.chroms:
+            raise KeyError(chrom)
+        return read_bigwig(self.path, chrom)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.chroms)
+
+    def __len__(self) -> int:
+        return len(self.chroms)

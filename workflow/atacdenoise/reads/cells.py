@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
+from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments, write_fragments
 from atacdenoise.io.text import open_text
 
 log = logging.getLogger(__name__)
@@ -327,36 +329,57 @@ def check_pseudobulk(
     log.warning("%s Going on without them (--allow-missing).", msg)
 
 
-def equivalent_cells(n_cells: np.ndarray, baseline: np.ndarray, target: float) -> tuple[float, str]:
-    """Cells a baseline needs to reach a target score: the "cells needed by MACS3 to match the model" figure.
+def write_barcode_list(path: str | Path, barcodes: np.ndarray) -> None:
+    """Write one barcode per line, atomically."""
+    with atomic_output(path) as tmp:
+        tmp.write_text("".join(f"{b}\n" for b in barcodes))
 
-    The baseline's score is interpolated linearly in ``log(n_cells)`` between
-    the measured numbers of cells, and the first crossing of ``target`` is
-    returned.
 
-    Parameters
-    ----------
-    n_cells : int[k]
-        Numbers of cells measured (any order).
-    baseline : float[k]
-        The baseline's score at each (e.g. MACS3 AUPRC; higher is better).
-    target : float
-        The score to reach (e.g. the model's AUPRC at 10 cells).
+def write_pseudobulk(
+    fragments: str | Path,
+    barcodes: str | Path,
+    cell_type: str,
+    out: str | Path,
+    out_barcodes: str | Path | None = None,
+    n_cells: int | None = None,
+    seed: int = 1,
+    allow_missing: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """Write the fragments of a cell type's cells (all, or ``n_cells`` drawn with ``seed``), bgzipped and indexed.
 
-    Returns
-    -------
-    cells : float
-        Interpolated number of cells.
-    qualifier : str
-        ``"="`` when reached within the measured range; ``"<="`` when the
-        smallest number already reaches it (``cells`` is that number); ``">"``
-        when even the largest does not (``cells`` is the largest).
+    The fragments keep their file order; ``out_barcodes`` (optional) receives
+    the chosen barcodes. The table is checked against the fragments before the
+    output is put in place (:func:`check_pseudobulk`), so a bad table leaves no
+    file behind. Returns the number of fragments written.
     """
-    from atacdenoise.evaluate.effective_depth import (
-        depth_reaching,
-    )  # the same log interpolation as effective depth (cells = 'c50' depths)
+    fragments, barcodes = Path(fragments), Path(barcodes)
+    table = read_barcode_table(barcodes)
+    of_type = barcodes_of_type(table, cell_type, barcodes)
+    chosen = select_barcodes(of_type, n_cells, seed, cell_type, barcodes)
+    log.info(
+        "%s: %s cells in %s types; cell type %r has %s; using %s",
+        barcodes,
+        f"{len(table):,}",
+        table["cell_type"].nunique(),
+        cell_type,
+        f"{of_type.size:,}",
+        f"{chosen.size:,} drawn with seed {seed}" if n_cells is not None else "all of them",
+    )
+    stats = PseudobulkStats(selected=chosen)
 
-    b = np.asarray(baseline, dtype=np.float64)
-    if not np.isfinite(b).any():
-        raise ValueError("equivalent_cells: no finite baseline score")
-    return depth_reaching(np.asarray(n_cells, dtype=np.float64), b, target)
+    def chunks() -> Iterator[pd.DataFrame]:
+        yield from pseudobulk_chunks(
+            iter_fragments(fragments, chunk_rows, barcodes=True), chosen, table[BARCODE_COL].to_numpy(), stats
+        )
+        # checked before write_fragments puts the file in place, so a bad table leaves no output
+        check_pseudobulk(stats, fragments, barcodes, cell_type, allow_missing)
+
+    how = f"{chosen.size} of {of_type.size} cells, seed {seed}" if n_cells is not None else f"all {of_type.size} cells"
+    header = f"# atacdenoise cells: cell type {cell_type}, {how}, from {fragments.name} and {barcodes.name}\n"
+    written = write_fragments(chunks(), out, header=header, source=fragments)
+    log.info("%s: %s", fragments, stats.summary())
+    if out_barcodes is not None:
+        write_barcode_list(out_barcodes, chosen)
+    log.info("wrote %s fragments of %s cells of type %r to %s", f"{written:,}", f"{chosen.size:,}", cell_type, out)
+    return written

@@ -32,8 +32,14 @@ same file, byte for byte.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from atacdenoise.atomic import atomic_output
+from atacdenoise.io.fragments import write_fragments
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +160,63 @@ def simulate_chrom(
     cell = spread_repeats(start, end, assign_cells(start.size, weights, rng), weights, rng)
     order = np.lexsort((cell, end, start))
     return start[order], end[order], cell[order], unpaired
+
+
+def simulate_fragments(
+    positions: dict[str, np.ndarray],
+    out_fragments: str | Path,
+    out_barcodes: str | Path,
+    n_cells: int,
+    cell_types: list[str],
+    sdlog: float,
+    max_fragment: int,
+    seed: int,
+    source: str | Path = "bulk BAM",
+) -> dict[str, int]:
+    """Write the fixture: a bgzipped, tabix-indexed fragments file and a barcode -> cell-type table.
+
+    ``positions`` are the bulk library's cut sites per chromosome (in the
+    order they are simulated). Seeded and deterministic. Returns the totals
+    ``cut_sites``, ``unpaired`` and ``fragments`` (also logged, with the
+    fragments per cell).
+    """
+    rng = np.random.default_rng(seed)
+    barcodes = make_barcodes(n_cells, rng)
+    types = split_cell_types(n_cells, list(cell_types), rng)
+    weights = cell_weights(n_cells, sdlog, rng)
+    per_cell = np.zeros(n_cells, dtype=np.int64)
+    totals = {"cut_sites": 0, "unpaired": 0, "fragments": 0}
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        for chrom, pos in positions.items():
+            start, end, cell, unpaired = simulate_chrom(pos, weights, rng, max_fragment)
+            totals["cut_sites"] += int(pos.size)
+            totals["unpaired"] += unpaired
+            totals["fragments"] += int(start.size)
+            np.add.at(per_cell, cell, 1)
+            yield pd.DataFrame({"chrom": chrom, "start": start, "end": end, "barcode": barcodes[cell], "count": 1})
+
+    header = (
+        f"# atacdenoise simulate-cells: {n_cells} cells ({', '.join(cell_types)}) from the cut sites of "
+        f"{Path(source).name}, seed {seed}, sdlog {sdlog}, max fragment {max_fragment}; fragment lengths are not real\n"
+    )
+    write_fragments(chunks(), out_fragments, header=header, source=source)
+    with atomic_output(out_barcodes) as tmp:
+        pd.DataFrame({"barcode": barcodes, "cell_type": types}).to_csv(tmp, sep="\t", index=False)
+    counts = pd.Series(types).value_counts().sort_index()
+    log.info(
+        "%s cut sites -> %s fragments (%s cut sites left unpaired, %.2f%%) in %s cells (fragments per cell: median %s, "
+        "5-95%% %s-%s); cell types %s -> %s, %s",
+        f"{totals['cut_sites']:,}",
+        f"{totals['fragments']:,}",
+        f"{totals['unpaired']:,}",
+        100 * totals["unpaired"] / max(totals["cut_sites"], 1),
+        f"{n_cells:,}",
+        f"{int(np.median(per_cell)):,}",
+        f"{int(np.percentile(per_cell, 5)):,}",
+        f"{int(np.percentile(per_cell, 95)):,}",
+        ", ".join(f"{t} ({n:,})" for t, n in counts.items()),
+        out_fragments,
+        out_barcodes,
+    )
+    return totals
