@@ -84,17 +84,15 @@ OURS_FROM_FILE = """
 import json, time
 t0 = time.perf_counter()
 import numpy as np, pandas as pd
-from argparse import Namespace
 from atacdenoise.io.bigwig import open_bigwig
-from atacdenoise.commands.threshold import call_chrom
+from atacdenoise.peaks.threshold import call_bigwig_chrom
 from atacdenoise.io.intervals import write_narrowpeak
 t1 = time.perf_counter()
 bw = open_bigwig({bw!r}, threads={threads})
-args = Namespace(threshold={cutoff}, min_length={min_length}, max_gap={max_gap})
 tables, read_call_s = [], 0.0
 for chrom, n in bw.chroms().items():
     a = time.perf_counter()
-    tables.append(call_chrom(args, bw, None, chrom, n))  # atacdenoise threshold's own per-chromosome step
+    tables.append(call_bigwig_chrom(bw, None, chrom, n, {cutoff}, {min_length}, {max_gap}))  # `threshold`'s own step
     read_call_s += time.perf_counter() - a  # they interleave for per-base tracks
 bw.close()
 a = time.perf_counter()

@@ -16,7 +16,7 @@ A. levers: forward passes of the reference shape on random windows — batch siz
    fp32 vs bf16 autocast, and the dilation fold (the model run on the 8 phases of
    the sequence with undilated kernels, identical arithmetic) — output bases/s;
 B. the whole genome through the real inference loop
-   (``commands.infer.denoise_genome``: prefetch thread, TileRunner, peak calls)
+   (``model.infer.denoise_genome``: prefetch thread, TileRunner, peak calls)
    with the bigWig reads and writes replaced by in-memory ones: what the model and
    the Python around it can do;
 C. the real ``atacdenoise infer`` command (bigWig in, two bigWigs and a
@@ -241,7 +241,7 @@ def stage_genome_compute(
     """The whole genome through denoise_genome with bigWig I/O replaced by memory; linear extrapolation if cut."""
     import torch
 
-    from atacdenoise.commands import infer as cmd
+    from atacdenoise.model import infer as cmd
     from atacdenoise.model.infer import TileRunner
     from atacdenoise.model.network import build_model
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from atacdenoise import cli
-from atacdenoise.commands import dataset as dataset_cmd
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import write_bigwig
 from atacdenoise.io.genome import Region, parse_region
@@ -21,7 +20,7 @@ from atacdenoise.model.dataset import (
     read_window,
     sample_windows,
     start_table,
-    tile_windows,
+    fixed_tiles,
     write_dataset,
 )
 
@@ -83,8 +82,7 @@ def _argv(d: Path, out: Path, **over) -> list[str]:
 
 
 def _run_dataset(argv: list[str]) -> None:
-    args = cli.build_parser(only="dataset").parse_args(argv)
-    dataset_cmd.run(args)
+    cli.run_command(argv)
 
 
 def test_dataset_arrays_equal_bigwig_values_labels_and_blacklist(inputs):
@@ -251,7 +249,7 @@ def test_validation_tiles_cover_each_region_base_once(tmp_path):
     sizes = {"chr1": 10_000, "chr2": 7_000}
     pair = open_dataset(_toy_dataset(tmp_path, sizes))
     regions = [parse_region("chr2", sizes), parse_region("chr1:2500-5100", sizes)]
-    tiles = tile_windows([pair], regions, 1000)
+    tiles = fixed_tiles([pair], regions, 1000)
     assert not tiles["flip"].any()
     covered = {c: np.zeros(n, int) for c, n in sizes.items()}
     names = list(sizes)

@@ -652,7 +652,7 @@ class FailingModel(torch.nn.Module):
 
 
 def test_a_failure_mid_run_leaves_no_output_and_no_temporary_file(genome, tmp_path):
-    from atacdenoise.commands.infer import denoise_genome, output_paths
+    from atacdenoise.model.infer import denoise_genome, output_paths
 
     runner = TileRunner(FailingModel(), CPU, WINDOW["interval"], WINDOW["pad"], batch_size=2)
     with pytest.raises(RuntimeError, match="simulated failure"):

@@ -115,7 +115,8 @@ def test_training_killed_after_a_checkpoint_resumes_and_records_every_epoch_once
 
 
 def test_inference_killed_midway_leaves_no_final_output_and_a_rerun_succeeds(tmp_path):
-    sizes = {"chr1": 1_500_000, "chr2": 500_000}
+    # large enough that the run cannot finish between the first bytes written and the kill (~2 s of work)
+    sizes = {"chr1": 6_000_000, "chr2": 2_000_000}
     sizes_file = tmp_path / "g.sizes"
     sizes_file.write_text("".join(f"{c}\t{n}\n" for c, n in sizes.items()))
     rng = np.random.default_rng(0)
@@ -154,7 +155,6 @@ def test_inference_killed_midway_leaves_no_final_output_and_a_rerun_succeeds(tmp
 
     proc = _start(argv, tmp_path / "first.log")
     _wait_for(lambda: out.is_dir() and any(p.stat().st_size > 0 for p in out.iterdir()), proc)  # writing has begun
-    time.sleep(0.5)
     _kill(proc)
     assert not any(p.exists() for p in finals), sorted(out.iterdir())
     leftovers = sorted(p.name for p in out.iterdir())

@@ -111,7 +111,7 @@ def test_bad_arguments(tracks, tmp_path):
 
 def test_windows_give_the_same_peaks(tracks, monkeypatch):
     """Per-base chromosomes are read in windows (bounded memory): peaks across window edges come out whole."""
-    from atacdenoise.commands import threshold
+    from atacdenoise.peaks import threshold
 
     monkeypatch.setattr(threshold, "WINDOW", 7_777)
     d = tracks["dir"]
@@ -121,7 +121,7 @@ def test_windows_give_the_same_peaks(tracks, monkeypatch):
 
 def test_too_many_runs_above_the_threshold_are_called_per_base(tracks, monkeypatch):
     """More runs (or bases) above the threshold than MAX_RUNS: the chromosome is called per base, with the same peaks."""
-    from atacdenoise.commands import threshold
+    from atacdenoise.peaks import threshold
 
     monkeypatch.setattr(threshold, "MAX_RUNS", 10)
     monkeypatch.setattr(threshold, "WINDOW", 50_000)

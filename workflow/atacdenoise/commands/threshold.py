@@ -19,22 +19,13 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
-from atacdenoise.io.bigwig import open_bigwig
-from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
-from atacdenoise.log import progress
-from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream, peaks_of_runs
+from atacdenoise.io.intervals import write_narrowpeak
+from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, threshold_bigwig
 
 log = logging.getLogger(__name__)
 
-#: bases read at a time when a chromosome is called per base (two float32 tracks of this many bases in memory)
-WINDOW = 8_000_000
-#: runs (or bases) at or above the threshold held at most (~20 bytes each) before a chromosome is called per base instead
-MAX_RUNS = 5_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads that inflate the bigWig's blocks")
 
 
+
 def _check_args(args: argparse.Namespace) -> None:
     if not 0.0 < args.threshold < 1.0:
         raise InputError(f"--threshold {args.threshold}: expected a probability between 0 and 1 (exclusive)")
@@ -63,65 +55,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"--threads {args.threads}: expected >= 1")
 
 
-def call_chrom(args: argparse.Namespace, prob, track, chrom: str, length: int) -> pd.DataFrame:
-    """Peaks of one chromosome: from the runs at or above the threshold (without a summit track, and unless there
-    are more than :data:`MAX_RUNS`), else window by window through :class:`atacdenoise.peaks.threshold.PeakStream`
-    (bounded memory); the same rows either way.
-    """
-    if track is None:
-        # only the runs (or bases) at or above the threshold matter (it is > 0), selected as the blocks are decoded
-        data = prob.runs_at_least(chrom, args.threshold, max_runs=MAX_RUNS)
-        if data is not None:
-            log.debug("%s: called on %s runs", chrom, f"{data[0].size:,}")
-            return peaks_of_runs(
-                chrom, data, length, args.threshold, args.min_length, args.max_gap, name_prefix=f"{chrom}_peak"
-            )
-    stream = PeakStream(chrom, args.threshold, min_length=args.min_length, max_gap=args.max_gap)
-    for lo in range(0, length, WINDOW):
-        hi = min(length, lo + WINDOW)
-        p = np.nan_to_num(prob.values(chrom, lo, hi, fill=0.0), copy=False)
-        stream.add(lo, p, p if track is None else np.nan_to_num(track.values(chrom, lo, hi, fill=0.0), copy=False))
-    return stream.finish()
-
-
 def run(args: argparse.Namespace) -> int:
+    """Call peaks on the probability bigWig at the threshold."""
     _check_args(args)
     check_writable(args.out)
-    prob = open_bigwig(args.prob, threads=args.threads)
-    track = open_bigwig(args.track, threads=args.threads) if args.track is not None else None
-    try:
-        sizes = prob.chroms()
-        if args.chroms is not None:
-            missing = [c for c in args.chroms if c not in sizes]
-            if missing:
-                raise InputError(
-                    f"{args.prob}: chromosomes {missing[:5]} are not in this bigWig (it has {', '.join(list(sizes)[:5])} ...)"
-                )
-            sizes = {c: sizes[c] for c in args.chroms}
-        if track is not None:
-            other = track.chroms()
-            wrong = [c for c in sizes if other.get(c) != sizes[c]]
-            if wrong:
-                raise InputError(
-                    f"{args.track}: {wrong[0]} is missing or has another length than in {args.prob}; "
-                    "give the track written by the same infer run"
-                )
-        tables = [
-            call_chrom(args, prob, track, chrom, length)
-            for chrom, length in progress(sizes.items(), total=len(sizes), desc="peaks", unit="chrom")
-        ]
-    finally:
-        prob.close()
-        if track is not None:
-            track.close()
-    peaks = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
-    write_narrowpeak(peaks, args.out)
-    log.info(
-        "%s: %d peaks at probability >= %g on %d chromosome(s) -> %s",
-        args.prob,
-        len(peaks),
-        args.threshold,
-        len(sizes),
-        args.out,
+    peaks = threshold_bigwig(
+        args.prob, args.threshold, args.track, args.chroms, args.min_length, args.max_gap, threads=args.threads
     )
+    write_narrowpeak(peaks, args.out)
+    log.info("%s: %d peaks at probability >= %g -> %s", args.prob, len(peaks), args.threshold, args.out)
     return 0

@@ -25,10 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from atacdenoise.errors import InputError
-from atacdenoise.io.genome import Region
-from atacdenoise.io.intervals import mask_from_intervals
+from atacdenoise.io.bigwig import check_bigwig, open_bigwig, read_bigwig
+from atacdenoise.io.genome import Region, naming_hint
+from atacdenoise.io.intervals import mask_from_intervals, read_bed, read_narrowpeak
+from atacdenoise.io.sidecar import read_sidecar
+from atacdenoise.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +270,7 @@ def sample_windows(table: StartTable, n: int, interval: int, rng: np.random.Gene
     return out
 
 
-def tile_windows(pairs: list[PairData], regions: Iterable[Region], interval: int) -> np.ndarray:
+def fixed_tiles(pairs: list[PairData], regions: Iterable[Region], interval: int) -> np.ndarray:
     """Fixed, unflipped tiles of ``interval`` bases over each region of each dataset holding its chromosome.
 
     The last tile of a region ends at the region's end (its ``stop``); context may reach outside the region.
@@ -341,3 +345,117 @@ class WindowSet:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return (self[i] for i in range(len(self)))
+
+
+# --------------------------------------------------------------------------- from bigWigs to a dataset
+
+
+def pair_preprocessing(noisy: Path, clean: Path) -> tuple[dict, str]:
+    """Preprocessing of a noisy/clean pair from their sidecars, and where it came from (``sidecar`` or defaults).
+
+    Refuses a pair smoothed or shifted differently (:data:`MUST_MATCH`): the
+    network must see input made like its target.
+    """
+    side = {"noisy": read_sidecar(noisy), "clean": read_sidecar(clean)}
+    if side["noisy"] and side["clean"]:
+        for key in MUST_MATCH:
+            a, b = side["noisy"].get(key), side["clean"].get(key)
+            if a != b:
+                raise InputError(
+                    f"{noisy} and {clean}: made with different {key} ({a!r} in {noisy}.json vs {b!r} in {clean}.json); "
+                    "the network must see input made like its target: re-make both coverage tracks with the same "
+                    "settings"
+                )
+    for path, found in ((noisy, side["noisy"]), (clean, side["clean"])):
+        if found is None:
+            log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", path, path)
+    found = side["noisy"] or side["clean"]
+    if found is None:
+        log.warning("no preprocessing sidecar for either track: assuming the defaults %s", DEFAULT_PREPROCESSING)
+        return dict(DEFAULT_PREPROCESSING), "assumed defaults"
+    return {k: found.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}, "sidecar"
+
+
+def _read_blacklist(path: Path | None, sizes: dict[str, int]) -> pd.DataFrame | None:
+    if path is None:
+        return None
+    df = read_bed(path)
+    if len(df) and not set(df["chrom"]) & set(sizes):
+        log.warning(
+            "%s: no blacklisted interval on the genome's chromosomes %s.%s",
+            path,
+            list(sizes)[:5],
+            naming_hint(set(df["chrom"]), sizes),
+        )
+    return df
+
+
+def _chrom_intervals(df: pd.DataFrame, chrom: str) -> tuple[np.ndarray, np.ndarray]:
+    sub = df[df["chrom"] == chrom]
+    return sub["start"].to_numpy(), sub["end"].to_numpy()
+
+
+def build_dataset(
+    noisy: Path,
+    clean: Path,
+    labels: Path,
+    genome: dict[str, int],
+    sizes: dict[str, int],
+    out: Path,
+    blacklist: Path | None = None,
+    sample: str = "",
+    depth: str = "",
+    rep: str = "",
+) -> None:
+    """Write the dataset directory of one noisy/clean pair from their coverage bigWigs and the clean peaks.
+
+    ``genome`` is every chromosome of the sizes file (peak and blacklist names
+    are checked against it), ``sizes`` the chromosomes to keep. ``meta.json``
+    records the pair's preprocessing (from the sidecars), sources and labels;
+    the directory appears only when complete.
+    """
+    for bw in (noisy, clean):
+        check_bigwig(bw, sizes)
+    preprocessing, source = pair_preprocessing(noisy, clean)
+    peaks = read_narrowpeak(labels, genome)  # names checked against the genome, not only the selection
+    peaks = peaks[peaks["chrom"].isin(list(sizes))]
+    if len(peaks) == 0:
+        log.warning("%s: no peaks on %s: every label is 0", labels, list(sizes)[:5])
+    masked = _read_blacklist(blacklist, genome)
+    meta = {
+        "sample": sample,
+        "depth": depth,
+        "rep": rep,
+        "preprocessing": preprocessing,
+        "preprocessing_source": source,
+        "noisy": str(noisy),
+        "clean": str(clean),
+        "labels": str(labels),
+        "blacklist": str(blacklist) if blacklist else None,
+    }
+    bw_noisy, bw_clean = open_bigwig(noisy), open_bigwig(clean)
+
+    def chroms() -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+        for chrom in progress(sizes, total=len(sizes), desc="dataset", unit="chrom"):
+            arrays = chrom_arrays(
+                read_bigwig(noisy, chrom, bw=bw_noisy),
+                read_bigwig(clean, chrom, bw=bw_clean),
+                _chrom_intervals(peaks, chrom),
+                _chrom_intervals(masked, chrom) if masked is not None else None,
+            )
+            log.info(
+                "%s: %s bp, %.2f%% in peaks, %.2f%% blacklisted, noisy sum %.4g, clean sum %.4g",
+                chrom,
+                f"{sizes[chrom]:,}",
+                100 * arrays["labels"].mean(),
+                100 * (1 - arrays["mask"].mean()),
+                arrays["noisy"].sum(dtype=np.float64),
+                arrays["clean"].sum(dtype=np.float64),
+            )
+            yield chrom, arrays
+
+    try:
+        write_dataset(out, meta, chroms())
+    finally:
+        bw_noisy.close()
+        bw_clean.close()

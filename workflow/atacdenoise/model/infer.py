@@ -14,22 +14,34 @@ chunk, and peak calling (:class:`PeakStream`) keeps only the bases since the las
 point where no peak can straddle (a run of more than ``max_gap`` sub-threshold
 bases), so it holds about one chunk plus the longest peak region.
 
-Pure array code and torch; file handling lives in ``commands/infer.py``.
+Tiling and the model run are array code (:class:`TileRunner`); :func:`denoise_bigwig` is the
+file-to-file route of ``atacdenoise infer``, :func:`denoise_array` the in-memory one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from atacdenoise.atomic import remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
-from atacdenoise.peaks.threshold import PeakStream  # noqa: F401 - re-exported: inference streams its peak calls through it
+from atacdenoise.io.bigwig import bigwig_total, check_bigwig, open_bigwig
+from atacdenoise.io.genome import read_chrom_sizes, select_chroms
+from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
+from atacdenoise.io.sidecar import read_sidecar
+from atacdenoise.io.trackwriter import TrackWriterProcess
+from atacdenoise.log import progress
+from atacdenoise.model.device import autocast_dtype, select_device
+from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
 log = logging.getLogger(__name__)
 
@@ -163,34 +175,6 @@ def check_context(receptive_field: int, pad: int) -> None:
 
 
 # --------------------------------------------------------------------------- device
-
-
-def select_device(requested: str = "auto") -> torch.device:
-    """``cuda`` when asked for or available (``auto``), else ``cpu``; asking for ``cuda`` without one is an error."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise InputError(f"--device {requested!r}: expected auto, cpu or cuda")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            "--device cuda: no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver), or use --device cpu"
-        )
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        if requested == "auto":
-            log.info("no CUDA device: running on CPU")
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
-def select_amp(requested: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bf16 for ``bf16``, and for ``auto`` on a GPU that supports it; None (fp32) otherwise."""
-    if requested not in ("auto", "bf16", "off"):
-        raise InputError(f"--amp {requested!r}: expected auto, bf16 or off")
-    if requested == "off":
-        return None
-    if requested == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 # --------------------------------------------------------------------------- running the model
@@ -336,3 +320,223 @@ class TileRunner:
                 # again before the prefetch thread refills it (two chunks later)
                 track, prob = self.forward(windows, end - start)
                 yield start, track, prob
+
+
+def output_paths(prefix: str) -> dict[str, Path]:
+    """The three outputs of ``--out-prefix``."""
+    return {
+        "track": Path(f"{prefix}.track.bw"),
+        "peakprob": Path(f"{prefix}.peakprob.bw"),
+        "peaks": Path(f"{prefix}.peaks.narrowPeak"),
+    }
+
+
+def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
+    """float32[hi - lo] of an open bigWig (:func:`atacdenoise.io.bigwig.open_bigwig`), bases without data or NaN as 0."""
+    return np.nan_to_num(bw.values(chrom, lo, hi, fill=0.0), copy=False)
+
+
+def denoise_genome(
+    runner: TileRunner, input_path: Path, sizes: dict[str, int], paths: dict[str, Path], threshold: float
+) -> int:
+    """Stream every chromosome through the model into the three outputs; returns the number of peaks.
+
+    Chromosomes go in ``sizes`` order (the bigWig order). The input is read one
+    chunk ahead in a thread (:meth:`TileRunner.run_chromosome`); each bigWig is
+    written by its own child process (:class:`TrackWriterProcess`, which deflates
+    blocks on a thread pool and streams zoom levels to disk, so memory stays
+    bounded for any genome); peaks are called in a thread while
+    the model computes the next chunk. The three files appear together at the end,
+    renamed from temporary names; on any error none is left behind.
+    """
+    bw = open_bigwig(input_path)
+    tmp = {key: temp_path_for(path) for key, path in paths.items()}
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
+    writers = {key: TrackWriterProcess(tmp[key], sizes) for key in ("track", "peakprob")}
+    tables: list[pd.DataFrame] = []
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:
+            pending: list[Future] = []
+
+            def hand_on(chrom: str, start: int, track: np.ndarray, prob: np.ndarray, peaks: PeakStream) -> None:
+                writers["track"].add(chrom, start, track)
+                writers["peakprob"].add(chrom, start, prob)
+                peaks.add(start, prob, track)
+
+            for chrom, length in progress(sizes.items(), total=len(sizes), desc="denoise", unit="chrom"):
+                peaks = PeakStream(chrom, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
+
+                def read(lo: int, hi: int, chrom: str = chrom) -> np.ndarray:
+                    return read_values(bw, chrom, lo, hi)
+
+                for start, track, prob in runner.run_chromosome(read, length):
+                    pending.append(pool.submit(hand_on, chrom, start, track, prob, peaks))
+                    while len(pending) > 2:
+                        pending.pop(0).result()
+                while pending:
+                    pending.pop(0).result()
+                table = peaks.finish()
+                log.debug(
+                    "%s: %d peaks (peak caller held at most %s bases)", chrom, len(table), f"{peaks.max_buffered:,}"
+                )
+                tables.append(table)
+        for writer in writers.values():
+            writer.close()
+        peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
+        write_narrowpeak(peaks_df, tmp["peaks"])
+        for key, path in paths.items():
+            os.replace(tmp[key], path)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        bw.close()
+    return len(peaks_df)
+
+
+def log_device(device: torch.device, amp: torch.dtype | None, threads: int) -> None:
+    """Log where and in which precision the model runs (and reset the GPU's peak-memory counter)."""
+    precision = "bf16 autocast" if amp is not None else "fp32"
+    if device.type == "cuda":
+        log.info("device: cuda (%s), %s", torch.cuda.get_device_name(device), precision)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        log.info("device: cpu, %d threads, %s", threads, precision)
+
+
+def log_summary(runner: TileRunner, device: torch.device, wall: float, n_peaks: int, paths: dict[str, Path]) -> None:
+    """Log what a run did: bases, tiles, speed, GPU time and memory, peak RSS, outputs."""
+    s = runner.stats
+    log.info(
+        "denoised %s bp in %d tiles (%d batches) in %.1f s: %s bp/s overall, model time %.1f s",
+        f"{s.bases:,}",
+        s.tiles,
+        s.chunks,
+        wall,
+        f"{s.bases / max(wall, 1e-9):,.0f}",
+        s.compute_s,
+    )
+    if device.type == "cuda":
+        log.info(
+            "GPU %s: %.2f s of GPU time, peak GPU memory %.2f GiB",
+            torch.cuda.get_device_name(device),
+            s.gpu_seconds(),
+            torch.cuda.max_memory_allocated(device) / 2**30,
+        )
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    log.info("peak memory (RSS) of the main process: %.2f GiB", rss)
+    log.info("%d peaks; wrote %s", n_peaks, ", ".join(str(p) for p in paths.values()))
+
+
+# --------------------------------------------------------------------------- files in, files out
+
+
+def denoise_bigwig(
+    model_path: str | Path,
+    input_path: str | Path,
+    sizes_path: str | Path,
+    out_prefix: str | Path,
+    chroms: list[str] | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+    threads: int | None = None,
+    threshold: float | None = None,
+    amp: str = "auto",
+    interval: int | None = None,
+) -> dict[str, Path]:
+    """Denoise a coverage bigWig with a model file; write ``PREFIX.{track.bw,peakprob.bw,peaks.narrowPeak}``.
+
+    Every base of every selected chromosome (``chroms``, default: the sizes
+    file's without chrM and unplaced contigs) is denoised. The input's sidecar
+    (``X.bw.json``) must show the model's preprocessing; without one a warning
+    is logged. ``threshold`` defaults to the model's (chosen on validation);
+    ``interval`` to the model's tile size (outputs do not depend on it). The
+    three files appear together, atomically. Returns their paths.
+    """
+    from atacdenoise.model.network import depth_scale, load_model, transform_input
+
+    input_path = Path(input_path)
+    genome = select_chroms(read_chrom_sizes(sizes_path))
+    sizes = select_chroms(read_chrom_sizes(sizes_path), include=chroms)
+    check_bigwig(input_path, sizes)
+    dev = select_device(device)
+    model, meta = load_model(model_path, map_location="cpu")
+    sidecar = read_sidecar(input_path)
+    if sidecar is None:
+        log.warning(
+            "%s: no preprocessing sidecar (%s.json): cannot check it was made like the model's training data",
+            input_path,
+            input_path.name,
+        )
+    else:
+        check_preprocessing(sidecar, meta.get("preprocessing", {}), str(input_path))
+    interval, pad = int(interval or meta["window"]["interval"]), int(meta["window"]["pad"])
+    threshold = float(meta.get("threshold", 0.5)) if threshold is None else float(threshold)
+    check_context(model.receptive_field, pad)
+    dtype = autocast_dtype(amp, dev)
+    threads = threads or len(os.sched_getaffinity(0))
+    if dev.type == "cpu":
+        torch.set_num_threads(threads)
+    input_transform = meta.get("input_transform", {"kind": "none"})
+    scale = 1.0
+    if input_transform.get("kind") == "depth":
+        # the total over every chromosome of the genome selection (not only `chroms`), as in training
+        total = bigwig_total(input_path, genome)
+        scale = depth_scale(input_transform, total, str(input_path))
+        log.info(
+            "depth normalisation: %s has total signal %.6g; input x %.4g to the model's reference %.6g",
+            input_path,
+            total,
+            scale,
+            input_transform["reference"],
+        )
+    runner = TileRunner(
+        model, dev, interval, pad, batch_size, transform=lambda x: transform_input(x, input_transform, scale), amp=dtype
+    )
+    log_device(dev, dtype, threads)
+    log.info(
+        "%s: %d chromosomes, %s bp; tiles of %d bp with %d bp context, %d per batch; peaks at probability >= %g",
+        input_path,
+        len(sizes),
+        f"{sum(sizes.values()):,}",
+        interval,
+        pad,
+        batch_size,
+        threshold,
+    )
+    paths = output_paths(out_prefix)
+    t0 = time.perf_counter()
+    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold)
+    log_summary(runner, dev, time.perf_counter() - t0, n_peaks, paths)
+    return paths
+
+
+def denoise_array(
+    model: torch.nn.Module,
+    values: np.ndarray,
+    interval: int,
+    pad: int,
+    batch_size: int = 16,
+    device: str = "auto",
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Denoise one chromosome's coverage held in memory: float32[n] in, (track, peak probability) float32[n] out.
+
+    The notebook route: the same tiling as :func:`denoise_bigwig` (zeros
+    beyond the ends, every base included). ``transform`` prepares the input as
+    the model was trained (:func:`atacdenoise.model.network.transform_input`);
+    with a depth-normalised model, scale the input to its reference depth first.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    runner = TileRunner(model, select_device(device), interval, pad, batch_size, transform=transform)
+    track, prob = np.zeros_like(values), np.zeros_like(values)
+    for start, t, p in runner.run_chromosome(lambda lo, hi: values[lo:hi], values.size):
+        track[start : start + t.size], prob[start : start + p.size] = t, p
+    return track, prob

@@ -61,8 +61,9 @@ from atacdenoise.model.dataset import (
     check_same_preprocessing,
     sample_windows,
     start_table,
-    tile_windows,
+    fixed_tiles,
 )
+from atacdenoise.model.device import autocast_dtype, select_device
 from atacdenoise.model.network import (
     DEFAULT_PRESET,
     MODEL_KEYS,
@@ -312,30 +313,6 @@ def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:
 
 
 # --------------------------------------------------------------------------- device and precision
-def select_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(
-            "--device cuda: no CUDA GPU is visible (CUDA_VISIBLE_DEVICES, drivers); use --device auto or cpu"
-        )
-    return torch.device(requested)
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``amp`` on ``device`` (None: full float32)."""
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        if amp != "auto":
-            log.warning("amp=%s needs a CUDA GPU; training in float32 on %s", amp, device)
-        return None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
 # --------------------------------------------------------------------------- loss
 def masked_pearson(x: Tensor, y: Tensor, mask: Tensor, per_window: bool = False, eps: float = 1e-8) -> Tensor:
     """Pearson r of ``x`` and ``y`` (float[B, L]) over bases where ``mask`` (float[B, L], 0/1) is 1.
@@ -652,7 +629,7 @@ def train(
     dev = select_device(device)
     if dist_info.active:
         dev = _init_dist(dist_info, dev)
-    dtype = amp_dtype(s["amp"], dev)
+    dtype = autocast_dtype(s["amp"], dev, training=True)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats(dev)
@@ -664,7 +641,7 @@ def train(
 
     table = start_table(pairs, interval, pad, [*val, *holdout])
     n_windows = s["windows_per_epoch"] or max(1, round(table.total / interval))
-    val_tiles = tile_windows(pairs, val, interval)
+    val_tiles = fixed_tiles(pairs, val, interval)
     if val_tiles.size == 0:
         raise InputError(
             f"validation regions {[str(r) for r in val]} are on no chromosome of the datasets {[str(p.path) for p in pairs]}"

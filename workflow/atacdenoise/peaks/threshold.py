@@ -20,10 +20,15 @@ into narrowPeak rows. Inference uses both, chromosome by chromosome.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from atacdenoise.errors import InputError
+from atacdenoise.io.bigwig import open_bigwig
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS
+from atacdenoise.log import progress
 
 #: inference's peak rules (as ``macs3 bdgpeakcall -l 200 -g 30``): minimum length and largest merged gap, bp
 MIN_LENGTH = 200
@@ -406,3 +411,85 @@ class PeakStream:
             empty = np.zeros(0, dtype=np.int64)
             return peak_table(self.chrom, empty, empty, np.zeros(0, dtype=np.float32))
         return pd.concat(self._tables, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- from bigWig files
+
+#: bases read at a time when a chromosome is called per base (two float32 tracks of this many bases in memory)
+WINDOW = 8_000_000
+#: runs (or bases) at or above the threshold held at most (~20 bytes each) before a chromosome is called per base
+MAX_RUNS = 5_000_000
+
+
+def call_bigwig_chrom(
+    prob,
+    track,
+    chrom: str,
+    length: int,
+    threshold: float,
+    min_length: int = MIN_LENGTH,
+    max_gap: int = MAX_GAP,
+) -> pd.DataFrame:
+    """Peaks of one chromosome of an open probability bigWig (``track``: an open summit bigWig, or None).
+
+    Without a summit track, and unless there are more than :data:`MAX_RUNS`,
+    the peaks come from the runs at or above the threshold alone, selected as
+    the blocks are decoded; otherwise window by window through
+    :class:`PeakStream` (bounded memory). The rows are the same either way.
+    """
+    if track is None:
+        # only the runs (or bases) at or above the threshold matter (it is > 0), selected as the blocks are decoded
+        data = prob.runs_at_least(chrom, threshold, max_runs=MAX_RUNS)
+        if data is not None:
+            return peaks_of_runs(chrom, data, length, threshold, min_length, max_gap, name_prefix=f"{chrom}_peak")
+    stream = PeakStream(chrom, threshold, min_length=min_length, max_gap=max_gap)
+    for lo in range(0, length, WINDOW):
+        hi = min(length, lo + WINDOW)
+        p = np.nan_to_num(prob.values(chrom, lo, hi, fill=0.0), copy=False)
+        stream.add(lo, p, p if track is None else np.nan_to_num(track.values(chrom, lo, hi, fill=0.0), copy=False))
+    return stream.finish()
+
+
+def threshold_bigwig(
+    prob_path: str | Path,
+    threshold: float,
+    track_path: str | Path | None = None,
+    chroms: list[str] | None = None,
+    min_length: int = MIN_LENGTH,
+    max_gap: int = MAX_GAP,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Peaks of a peak-probability bigWig at ``threshold``, summits at ``track_path``'s maximum when given.
+
+    ``chroms`` (default: all of the bigWig) must be in the bigWig; the summit
+    track must hold the same chromosomes with the same lengths (the track of
+    the same ``infer`` run). Returns narrowPeak rows.
+    """
+    prob = open_bigwig(prob_path, threads=threads)
+    track = open_bigwig(track_path, threads=threads) if track_path is not None else None
+    try:
+        sizes = prob.chroms()
+        if chroms is not None:
+            missing = [c for c in chroms if c not in sizes]
+            if missing:
+                raise InputError(
+                    f"{prob_path}: chromosomes {missing[:5]} are not in this bigWig (it has {', '.join(list(sizes)[:5])} ...)"
+                )
+            sizes = {c: sizes[c] for c in chroms}
+        if track is not None:
+            other = track.chroms()
+            wrong = [c for c in sizes if other.get(c) != sizes[c]]
+            if wrong:
+                raise InputError(
+                    f"{track_path}: {wrong[0]} is missing or has another length than in {prob_path}; "
+                    "give the track written by the same infer run"
+                )
+        tables = [
+            call_bigwig_chrom(prob, track, chrom, length, threshold, min_length, max_gap)
+            for chrom, length in progress(sizes.items(), total=len(sizes), desc="peaks", unit="chrom")
+        ]
+    finally:
+        prob.close()
+        if track is not None:
+            track.close()
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)

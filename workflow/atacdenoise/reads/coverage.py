@@ -23,7 +23,7 @@ from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
 from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
 from atacdenoise.log import progress
 from atacdenoise.reads import cutsites as cs
-from atacdenoise.reads.subsample import sidecar_path, write_json
+from atacdenoise.io.sidecar import sidecar_path, write_json
 
 log = logging.getLogger(__name__)
 

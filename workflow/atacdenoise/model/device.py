@@ -1,0 +1,61 @@
+"""Where the model runs: the torch device and the autocast precision, one rule for training and inference."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from atacdenoise.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: accepted values of ``--amp`` / ``model.training.amp``
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """Pick the device: ``auto`` is CUDA when one is visible, else the CPU (logged).
+
+    ``cpu``, ``cuda`` and ``cuda:N`` are taken as asked; asking for CUDA without
+    a visible GPU is an :class:`InputError` that says what to check.
+    """
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log.info("no CUDA device: running on CPU")
+        return torch.device("cpu")
+    if requested != "cpu" and not (requested == "cuda" or requested.startswith("cuda:")):
+        raise InputError(f"--device {requested!r}: expected auto, cpu or cuda (or cuda:N)")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(
+            f"--device {requested}: no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver), "
+            "or use --device auto / cpu"
+        )
+    return torch.device(requested)
+
+
+def autocast_dtype(requested: str, device: torch.device, training: bool = False) -> torch.dtype | None:
+    """Autocast precision for ``requested`` on ``device``: a dtype, or None for full float32.
+
+    On a GPU, ``auto`` is bf16 where supported; on an older GPU it is fp16 for
+    training (which scales its loss) and float32 for inference (fp16
+    activations could overflow); ``bf16`` and ``fp16`` are taken as asked. On a
+    CPU, training always runs in float32 (a warning when something else was
+    asked), while inference honours ``bf16`` (CPU autocast supports it).
+    """
+    if requested not in AMP_CHOICES:
+        raise InputError(f"--amp {requested!r}: expected one of {', '.join(AMP_CHOICES)}")
+    if requested == "off":
+        return None
+    if device.type != "cuda":
+        if requested == "bf16" and not training:
+            return torch.bfloat16
+        if requested != "auto":
+            log.warning("amp=%s needs a CUDA GPU; running in float32 on %s", requested, device)
+        return None
+    if requested == "auto":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16 if training else None
+    return torch.bfloat16 if requested == "bf16" else torch.float16
