@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from atacdenoise.cli import main
-from atacdenoise.evaluate.plots import choose_loci, tile_gains
+from atacdenoise.evaluate.snapshots import choose_loci, tile_gains
 from atacdenoise.io.bigwig import write_bigwig
 from atacdenoise.io.intervals import write_narrowpeak
 from conftest import have

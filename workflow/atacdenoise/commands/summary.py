@@ -16,18 +16,12 @@ import argparse
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from atacdenoise.atomic import atomic_output
-from atacdenoise.commands.metrics import read_metrics, write_metrics
-from atacdenoise.errors import InputError
-from atacdenoise.evaluate.effective_depth import effective_depths, numeric_depth
+from atacdenoise.evaluate.benchmark import write_metrics
+from atacdenoise.evaluate.effective_depth import effective_depths
+from atacdenoise.evaluate.summary import gather_metrics, summarise
 
 log = logging.getLogger(__name__)
-
-METHOD_ORDER = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"]
-HEADLINE = ["pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc", "f1", "peak_recall", "peak_precision"]
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", required=True, nargs="+", type=Path, help="metrics TSVs from 'atacdenoise metrics'")
@@ -38,44 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-effective-depth", type=Path, help="effective depth of the model vs each baseline")
 
 
-def depth_sort_key(depth: pd.Series) -> pd.Series:
-    """Numeric depths ascending, then the labels ('given', 'full') alphabetically."""
-    n = numeric_depth(depth)
-    return n.fillna(float("inf"))
-
-
-def summarise(metrics: pd.DataFrame, effective: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The headline table from the long metrics table (and the effective-depth table)."""
-    keys = ["model", "sample", "depth"]
-    all_region = metrics[(metrics["region"] == "all") & metrics["metric"].isin(HEADLINE)]
-    means = all_region.groupby([*keys, "method", "metric"], sort=False)["value"].mean().reset_index()
-    means["column"] = means["method"] + "_" + means["metric"]
-    wide = means.pivot(index=keys, columns="column", values="value")
-    methods = list(dict.fromkeys(METHOD_ORDER + list(metrics["method"].unique())))
-    order = [f"{m}_{k}" for m in methods for k in HEADLINE if f"{m}_{k}" in wide.columns]
-    wide = wide[order]
-    n_reps = metrics.groupby(keys, sort=False)["rep"].nunique().rename("n_reps")
-    out = pd.concat([n_reps, wide], axis=1).reset_index()
-    if effective is not None and len(effective):
-        eff = effective.assign(column=effective["metric"] + "_fold_vs_" + effective["baseline"])
-        folds = eff.pivot(index=keys, columns="column", values="fold")
-        quals = eff.pivot(index=keys, columns="column", values="qualifier").add_suffix("_q")
-        cols = [c for pair in zip(folds.columns, quals.columns) for c in pair]
-        out = out.merge(pd.concat([folds, quals], axis=1)[cols].reset_index(), on=keys, how="left")
-    out = out.assign(_k=depth_sort_key(out["depth"])).sort_values(["model", "sample", "_k", "depth"], kind="stable")
-    return out.drop(columns="_k").reset_index(drop=True)
-
 
 def run(args: argparse.Namespace) -> int:
-    tables = [read_metrics(p) for p in args.metrics]
-    metrics = pd.concat(tables, ignore_index=True)
-    dup = metrics.duplicated(["model", "sample", "depth", "rep", "method", "metric", "region"])
-    if dup.any():
-        r = metrics[dup].iloc[0]
-        raise InputError(
-            f"--metrics: the row {r['model']}/{r['sample']}/depth {r['depth']}/rep {r['rep']}/{r['method']}/{r['metric']}/{r['region']} "
-            "appears in more than one input; give each (sample, depth, rep) once"
-        )
+    """Write metrics.tsv, summary.tsv and the effective-depth table."""
+    metrics = gather_metrics(args.metrics)
     write_metrics(metrics, args.out_metrics)
     effective = effective_depths(metrics)
     if args.out_effective_depth:

@@ -267,33 +267,6 @@ def plot_metric_vs_depth(
 # --------------------------------------------------------------------------- track snapshots
 
 
-def tile_gains(clean: np.ndarray, noisy: np.ndarray, denoised: np.ndarray, width: int, scale: float) -> np.ndarray:
-    """Per-tile reduction of squared error by the model: SSE(scale * noisy) - SSE(denoised).
-
-    Arrays are float[n] over ``n // width`` whole tiles (the tail is dropped);
-    returns float64[n // width]. Positive = the model is closer to the clean track.
-    """
-    k = clean.size // width
-    c = clean[: k * width].reshape(k, width).astype(np.float64)
-    x = noisy[: k * width].reshape(k, width).astype(np.float64)
-    d = denoised[: k * width].reshape(k, width).astype(np.float64)
-    return ((scale * x - c) ** 2).sum(axis=1) - ((d - c) ** 2).sum(axis=1)
-
-
-def choose_loci(gains: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the ``ceil(n/2)`` largest gains and the ``n//2`` smallest (losses), among eligible tiles.
-
-    Returns ``(indices, is_gain)``; fewer when fewer tiles are eligible. Each tile is used once.
-    """
-    idx = np.flatnonzero(eligible & np.isfinite(gains))
-    order = idx[np.argsort(-gains[idx], kind="stable")]
-    n_gain = min((n + 1) // 2, order.size)
-    best = order[:n_gain]
-    rest = order[n_gain:]
-    worst = rest[::-1][: min(n - n_gain, rest.size)]
-    return np.concatenate((best, worst)), np.concatenate((np.ones(best.size, bool), np.zeros(worst.size, bool)))
-
-
 def plot_track_snapshots(
     loci: list[dict],
     out: str | Path,

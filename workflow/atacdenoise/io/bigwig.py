@@ -173,3 +173,31 @@ class BigWigTracks(Mapping):
 
     def __len__(self) -> int:
         return len(self.chroms)
+
+
+class BigWigSource:
+    """A bigWig read window by window (missing data and NaN read as 0)."""
+
+    def __init__(self, path: Path, sizes: dict[str, int], chroms: list[str]):
+        self.path = Path(path)
+        self.bw = open_bigwig(self.path)
+        found = self.bw.chroms()
+        for chrom in chroms:
+            if chrom not in found:
+                raise InputError(
+                    f"{self.path}: chromosome {chrom} of the evaluated regions is not in this bigWig "
+                    f"(it has {', '.join(list(found)[:5])}); use a bigWig made over the whole genome"
+                )
+            if found[chrom] != sizes[chrom]:
+                raise InputError(
+                    f"{self.path}: {chrom} is {found[chrom]:,} bp here but {sizes[chrom]:,} bp in the sizes file; "
+                    "the bigWig was made on another assembly"
+                )
+
+    def read(self, chrom: str, start: int, end: int) -> np.ndarray:
+        """Return float32[end - start] of ``chrom``, missing data and NaN as 0."""
+        values = self.bw.values(chrom, start, end, fill=0.0)
+        return np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def close(self) -> None:
+        self.bw.close()
