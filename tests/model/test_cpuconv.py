@@ -5,13 +5,33 @@ from __future__ import annotations
 import pytest
 import torch
 
+from atacdenoise import native
 from atacdenoise.errors import InputError
 from atacdenoise.model import cpuconv
 from atacdenoise.model.network import build_model
 
 kernel = cpuconv.load_kernel()
 lib = cpuconv.load_library()
-needs_kernel = pytest.mark.skipif(kernel is None, reason="no C compiler: the native convolution is not built here")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Skip without a C compiler; fail (with the compiler's lines) when there is one and the kernels did not build."""
+    if native.compiler() is None:
+        pytest.skip("no C compiler on PATH: the native convolution is not built here")
+    if native.off("ATACDENOISE_NATIVE_CONV"):
+        pytest.skip("the native convolution is turned off (ATACDENOISE_NATIVE_CONV)")
+    if lib is None:
+        errors = []
+        for name, (source, defines) in cpuconv.NATIVE_SOURCES.items():
+            try:
+                native.compile_library(native.compiler(), source, defines, tmp_path_factory.mktemp(name) / "lib.so")
+            except native.BuildError as exc:
+                errors.append(str(exc))
+        pytest.fail("a C compiler is here but the native convolution did not build: " + ("\n".join(errors) or "?"))
+
+
+needs_kernel = pytest.mark.usefixtures("built")  # a kernel that does not build is a failure, not a skip
 
 
 @needs_kernel

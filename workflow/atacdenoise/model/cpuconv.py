@@ -21,17 +21,31 @@ block of the model (:class:`NativeResBlock`) makes one pass over memory per
 conv; 1-tap convs become one batched matrix product (:class:`PointwiseConv1d`).
 Timings: ``benchmarks/infer_cpu.py``.
 
-How: the C source is compiled once per machine with the system C compiler
-(``cc -O3 -march=native``; ``$CC`` overrides) into a cache directory
-(``$ATACDENOISE_CACHE`` or ``~/.cache/atacdenoise``), keyed by the source, the
-compiler and the CPU's feature flags, so nodes with other CPUs sharing a home
-directory build their own; it is loaded with ctypes (calls release the GIL,
-so ``threads`` Python threads use ``threads`` cores). Without a compiler, or
-with ``ATACDENOISE_NATIVE_CONV=0``, inference uses PyTorch's convolutions
-(a log line says which); ``ATACDENOISE_CONV_ALGO=direct`` (or ``fft``) forces
-one kernel. Sums run in another order than oneDNN's: outputs agree to ~1e-6
-relative, not bit for bit; a tile's outputs do not depend on the batch it is
-in nor on the thread count.
+Where the C lives: ``cpuconv_direct.c`` and ``cpuconv_fft.c`` beside this
+module, two files because the kernels share no code (each has its own vector
+type and parameters). Each is plain C whose parameters come as ``-D`` defines,
+declared here in :data:`NATIVE_SOURCES` (``COB``, ``VW``, ``R``, ``PCH`` for
+the direct kernel; ``NP``, ``CP``, ``L1N`` for the FFT one); a file stops at
+an ``#error`` when one is missing. ``tests/test_native.py`` compiles both
+with ``-Wall -Wextra -Werror`` and these defines, and runs them under the
+undefined-behaviour and address sanitizers.
+
+How: :mod:`atacdenoise.native` compiles each file on first use, once per
+machine type (``cc -O3 -march=native``; ``$CC`` overrides), into a cache
+directory (``$ATACDENOISE_CACHE`` or ``~/.cache/atacdenoise``, mode 0700),
+keyed by the file, the defines, the compiler and the CPU's feature flags, so
+nodes with other CPUs sharing a home directory build their own (first use, not
+install time: ``-march=native`` must match the node that runs it). A cached
+library is loaded only if it and its directory are the user's own and
+writable by nobody else; otherwise a private copy is built (see
+:mod:`atacdenoise.native`). Libraries are loaded with ctypes (calls release
+the GIL, so ``threads`` Python threads use ``threads`` cores). Without a
+compiler, or with ``ATACDENOISE_NATIVE_CONV=0``, inference uses PyTorch's
+convolutions (a log line says which); a compiler that fails on the kernels is
+logged as an error (a bug) and inference falls back the same way.
+``ATACDENOISE_CONV_ALGO=direct`` (or ``fft``) forces one kernel. Sums run in
+another order than oneDNN's: outputs agree to ~1e-6 relative, not bit for bit;
+a tile's outputs do not depend on the batch it is in nor on the thread count.
 """
 
 from __future__ import annotations
@@ -41,7 +55,10 @@ import ctypes
 import functools
 import logging
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,70 +83,6 @@ R = int(os.environ.get("ATACDENOISE_CONV_R", 0)) or _default_r()
 #: positions per cache chunk (a multiple of VW * R): 15 channels x (2,400 + context) floats stay in L2
 PCH = int(os.environ.get("ATACDENOISE_CONV_PCH", 2400))
 
-SOURCE = r"""
-#include <stddef.h>
-#define COB %(cob)d
-#define VW %(vw)d
-#define R %(r)d
-#define PCH %(pch)d
-typedef float vf __attribute__((vector_size(VW * 4), aligned(4)));
-
-static inline vf bcast(float a) { vf v; for (int i = 0; i < VW; i++) v[i] = a; return v; }
-
-/* y[co][p] = act(bias[co] + sum_ci sum_t w[co][ci][t] * x[ci][p + t*dil] + res[co][p]) for p in [p_lo, p_hi); x is
-   zero-padded by the caller; res (rows of ys floats, res_ch of them; NULL for none) is added to the first res_ch
-   channels; act is ReLU when relu, else the identity. wt holds the weights as [cout / COB][cin][k][COB]; cout is a
-   multiple of COB. */
-void dilconv1d(const float *x, ptrdiff_t xs, int cin, const float *wt, const float *bias, int cout, int k, int dil,
-               float *y, ptrdiff_t ys, int p_lo, int p_hi, int relu, const float *res, int res_ch) {
-    int nb = cout / COB;
-    int pv_end = p_lo + ((p_hi - p_lo) / (VW * R)) * (VW * R);
-    /* positions in chunks whose inputs stay in L2 while every output-channel block uses them */
-    for (int p0 = p_lo; p0 < pv_end; p0 += PCH) {
-    int p1 = p0 + PCH < pv_end ? p0 + PCH : pv_end;
-    for (int b = 0; b < nb; b++) {
-        const float *wb = wt + (size_t)b * cin * k * COB;
-        for (int p = p0; p < p1; p += VW * R) {
-            vf acc[COB][R];
-            _Pragma("GCC unroll 16") for (int c = 0; c < COB; c++)
-                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[c][r] = bcast(bias[b * COB + c]);
-            for (int ci = 0; ci < cin; ci++) {
-                const float *xp = x + ci * xs + p;
-                const float *wp = wb + (size_t)ci * k * COB;
-                for (int t = 0; t < k; t++) {
-                    vf xin[R];
-                    _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) xin[r] = *(const vf *)(xp + t * dil + r * VW);
-                    _Pragma("GCC unroll 16") for (int c = 0; c < COB; c++) {
-                        vf wv = bcast(wp[t * COB + c]);
-                        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[c][r] += xin[r] * wv;
-                    }
-                }
-            }
-            _Pragma("GCC unroll 16") for (int c = 0; c < COB; c++)
-                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {
-                    vf v = acc[c][r];
-                    if (res && b * COB + c < res_ch) v += *(const vf *)(res + (b * COB + c) * ys + p + r * VW);
-                    if (relu) for (int i = 0; i < VW; i++) v[i] = v[i] > 0 ? v[i] : 0;
-                    *(vf *)(y + (b * COB + c) * ys + p + r * VW) = v;
-                }
-        }
-    }
-    }
-    for (int b = 0; b < nb; b++) {
-        const float *wb = wt + (size_t)b * cin * k * COB;
-        for (int p = pv_end; p < p_hi; p++) {
-            for (int c = 0; c < COB; c++) {
-                float s = bias[b * COB + c];
-                for (int ci = 0; ci < cin; ci++)
-                    for (int t = 0; t < k; t++) s += wb[((size_t)ci * k + t) * COB + c] * x[ci * xs + p + t * dil];
-                if (res && b * COB + c < res_ch) s += res[(b * COB + c) * ys + p];
-                y[(b * COB + c) * ys + p] = relu && s < 0 ? 0 : s;
-            }
-        }
-    }
-}
-""" % {"cob": COB, "vw": VW, "r": R, "pch": PCH}
-
 #: block pairs transformed per pass over a layer's spectra (their accumulators stay in registers: 2 x NP vectors)
 NP = 4 if _default_r() == 3 else 2
 #: FFT stages below this many points run on one L1-resident sub-block at a time
@@ -137,140 +90,43 @@ L1N = 256
 #: lanes per vector of the FFT convolution: channels are the SIMD lanes, so cin and cout must be <= CP
 CP = 16
 
-FFT_SOURCE = r"""
-#include <string.h>
-#define NP %(np)d
-#define CP %(cp)d
-#define L1N %(l1n)d
-typedef float v16 __attribute__((vector_size(CP * 4), aligned(4)));
-
-/* one radix-2 decimation-in-frequency stage of span len over n points (natural order in) */
-static inline void dif_stage(v16 *restrict re, v16 *restrict im, int n, int len, const float *twr, const float *twi) {
-    int h = len >> 1;
-    for (int s = 0; s < n; s += len)
-        for (int j = 0; j < h; j++) {
-            float wr = twr[h + j], wi = twi[h + j];
-            v16 ar = re[s + j], ai = im[s + j], br = re[s + j + h], bi = im[s + j + h];
-            re[s + j] = ar + br; im[s + j] = ai + bi;
-            v16 dr = ar - br, di = ai - bi;
-            re[s + j + h] = dr * wr - di * wi; im[s + j + h] = dr * wi + di * wr;
-        }
+#: the kernels' C files (beside this module) and the ``-D`` defines each is compiled with, by library name
+NATIVE_SOURCES: dict[str, tuple[Path, dict[str, int]]] = {
+    "cpuconv_direct": (Path(__file__).with_name("cpuconv_direct.c"), {"COB": COB, "VW": VW, "R": R, "PCH": PCH}),
+    "cpuconv_fft": (Path(__file__).with_name("cpuconv_fft.c"), {"NP": NP, "CP": CP, "L1N": L1N}),
 }
-/* one radix-2 decimation-in-time stage (bit-reversed order in), twiddles conjugated by the caller's table */
-static inline void dit_stage(v16 *restrict re, v16 *restrict im, int n, int len, const float *twr, const float *twi) {
-    int h = len >> 1;
-    for (int s = 0; s < n; s += len)
-        for (int j = 0; j < h; j++) {
-            float wr = twr[h + j], wi = twi[h + j];
-            v16 ar = re[s + j], ai = im[s + j], br = re[s + j + h], bi = im[s + j + h];
-            v16 tr = br * wr - bi * wi, ti = br * wi + bi * wr;
-            re[s + j] = ar + tr; im[s + j] = ai + ti;
-            re[s + j + h] = ar - tr; im[s + j + h] = ai - ti;
-        }
-}
-static void fft_fwd(v16 *re, v16 *im, int n, const float *twr, const float *twi) {
-    int len = n;
-    for (; len > L1N; len >>= 1) dif_stage(re, im, n, len, twr, twi);
-    for (int s = 0; s < n; s += len)
-        for (int l = len; l >= 2; l >>= 1) dif_stage(re + s, im + s, len, l, twr, twi);
-}
-static void fft_inv(v16 *re, v16 *im, int n, const float *twr, const float *twi) {
-    int len = n < L1N ? n : L1N;
-    for (int s = 0; s < n; s += len)
-        for (int l = 2; l <= len; l <<= 1) dit_stage(re + s, im + s, len, l, twr, twi);
-    for (len <<= 1; len <= n; len <<= 1) dit_stage(re, im, n, len, twr, twi);
+_P, _I, _S = ctypes.c_void_p, ctypes.c_int, ctypes.c_ssize_t
+#: each library's function and its argument types
+_FUNCTIONS = {
+    "cpuconv_direct": ("dilconv1d", [_P, _S, _I, _P, _P, _I, _I, _I, _P, _S, _I, _I, _I, _P, _I]),
+    "cpuconv_fft": ("fftconv1d", [_P, _S, _I, _P, _P, _I, _I, _I, _I, _P, _I, _I, _I, _I, _P, _P, _P, _P, _P]),
 }
 
-/* x: [B][cin][len] input; block g (g = b * nblk + j) holds x[b][c][j*hop - pad + t] for t in [0, n), zero outside
-   [0, len) (the conv's 'same' padding); lane c of dst[t] = channel c. g < 0: an all-zero block. */
-static void gather(const float *x, ptrdiff_t len, int cin, int nblk, int hop, int pad, int n, int g, float *dst) {
-    memset(dst, 0, sizeof(float) * CP * n);
-    if (g < 0) return;
-    const float *xb = x + (size_t)(g / nblk) * cin * len;
-    ptrdiff_t base = (ptrdiff_t)(g - g / nblk * nblk) * hop - pad;
-    int t0 = base < 0 ? (int)-base : 0;
-    int t1 = len - base < n ? (int)(len - base) : n;
-    for (int c = 0; c < cin; c++) {
-        const float *xc = xb + c * len + base;
-        for (int t = t0; t < t1; t++) dst[t * CP + c] = xc[t];
-    }
-}
-/* y[b][o][j*hop + t] = act(src[t] lane o + bias[o] + res[b][o][j*hop + t]) for the block's first hop positions */
-static void scatter(const float *src, float *y, ptrdiff_t len, int cout, int nblk, int hop, int g, const float *bias,
-                    int relu, const float *res) {
-    size_t off = (size_t)(g / nblk) * cout * len;
-    ptrdiff_t base = (ptrdiff_t)(g - g / nblk * nblk) * hop;
-    int m = len - base < hop ? (int)(len - base) : hop;
-    for (int o = 0; o < cout; o++) {
-        float *yo = y + off + o * len + base;
-        const float *ro = res ? res + off + o * len + base : 0;
-        float bo = bias[o];
-        if (ro && relu) for (int t = 0; t < m; t++) { float v = src[t * CP + o] + bo + ro[t]; yo[t] = v > 0 ? v : 0; }
-        else if (ro) for (int t = 0; t < m; t++) yo[t] = src[t * CP + o] + bo + ro[t];
-        else if (relu) for (int t = 0; t < m; t++) { float v = src[t * CP + o] + bo; yo[t] = v > 0 ? v : 0; }
-        else for (int t = 0; t < m; t++) yo[t] = src[t * CP + o] + bo;
-    }
-}
 
-/* h: [n][cin][2] lane-vectors (spectrum of the correlation kernel, bit-reversed bin order, scaled by 1/n) */
-static void pointwise(v16 *ws, int np, int n, int cin, const v16 *h) {
-    for (int i = 0; i < n; i++) {
-        const v16 *hk = h + (size_t)i * cin * 2;
-        v16 ar[NP], ai[NP];
-        for (int p = 0; p < NP; p++) { ar[p] = (v16){}; ai[p] = (v16){}; }
-        for (int c = 0; c < cin; c++) {
-            v16 hr = hk[2 * c], hi = hk[2 * c + 1];
-            _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++) {
-                if (p < np) {
-                    float zr = ((const float *)(ws + (size_t)p * 2 * n + i))[c];
-                    float zi = ((const float *)(ws + (size_t)p * 2 * n + n + i))[c];
-                    ar[p] += hr * zr - hi * zi; ai[p] += hr * zi + hi * zr;
-                }
-            }
-        }
-        for (int p = 0; p < np; p++) { ws[(size_t)p * 2 * n + i] = ar[p]; ws[(size_t)p * 2 * n + n + i] = ai[p]; }
-    }
-}
+@dataclass(frozen=True)
+class Kernels:
+    """The two compiled kernels (ctypes functions, each from its own library; calls release the GIL)."""
 
-/* y = act(conv(x) + bias + res), x [B][cin][len] -> y [B][cout][len], for block pairs [q_lo, q_hi) of the B x
-   ceil(nblk / 2) pairs (see gather; a pair never spans two tiles, so a tile's outputs do not depend on the batch it
-   is in nor on how pairs are split between threads); h: the conv's spectra (see pointwise); work: 2 * NP * n
-   lane-vectors. */
-void fftconv1d(const float *x, ptrdiff_t len, int cin, const float *h, const float *bias, int cout, int logn, int hop,
-               int pad, float *y, int nblk, int q_lo, int q_hi, int relu, const float *res,
-               const float *twr, const float *twi, const float *twi_inv, float *work) {
-    int n = 1 << logn;
-    v16 *ws = (v16 *)work;
-    int ppt = (nblk + 1) / 2; /* pairs per tile: blocks 2i and 2i + 1 of one tile (the last alone if nblk is odd) */
-    for (int q0 = q_lo; q0 < q_hi; q0 += NP) {
-        int np = q_hi - q0 < NP ? q_hi - q0 : NP;
-        for (int p = 0; p < np; p++) {
-            v16 *re = ws + (size_t)p * 2 * n, *im = re + n;
-            int b = (q0 + p) / ppt, j = 2 * (q0 + p - b * ppt);
-            int ga = b * nblk + j, gb = j + 1 < nblk ? ga + 1 : -1;
-            gather(x, len, cin, nblk, hop, pad, n, ga, (float *)re);
-            gather(x, len, cin, nblk, hop, pad, n, gb, (float *)im);
-            fft_fwd(re, im, n, twr, twi);
-        }
-        pointwise(ws, np, n, cin, (const v16 *)h);
-        for (int p = 0; p < np; p++) {
-            v16 *re = ws + (size_t)p * 2 * n, *im = re + n;
-            int b = (q0 + p) / ppt, j = 2 * (q0 + p - b * ppt);
-            int ga = b * nblk + j, gb = ga + 1;
-            fft_inv(re, im, n, twr, twi_inv);
-            scatter((const float *)re, y, len, cout, nblk, hop, ga, bias, relu, res);
-            if (j + 1 < nblk) scatter((const float *)im, y, len, cout, nblk, hop, gb, bias, relu, res);
-        }
-    }
-}
-""" % {"np": NP, "cp": CP, "l1n": L1N}
+    dilconv1d: Callable[..., None]
+    fftconv1d: Callable[..., None]
 
-_lib = None
+
+def bind(libraries: Mapping[str, ctypes.CDLL]) -> Kernels:
+    """Return the kernels of the loaded libraries (keyed as :data:`NATIVE_SOURCES`), their argument types set."""
+    functions = {}
+    for name, (function, argtypes) in _FUNCTIONS.items():
+        fn = getattr(libraries[name], function)
+        fn.argtypes, fn.restype = argtypes, None
+        functions[function] = fn
+    return Kernels(**functions)
+
+
+_lib: Kernels | None = None
 _tried = False
 
 
-def load_library():
-    """The compiled library (ctypes, both kernels), building it on first use; None when it cannot be built or is turned off."""
+def load_library() -> Kernels | None:
+    """Return both kernels, building them on first use; None when one cannot be built or they are turned off."""
     global _lib, _tried
     if _tried:
         return _lib
@@ -278,26 +134,24 @@ def load_library():
     if native.off("ATACDENOISE_NATIVE_CONV"):
         log.info("native CPU convolution off (ATACDENOISE_NATIVE_CONV); using PyTorch's")
         return None
-    lib = native.build("dilconv1d", SOURCE + FFT_SOURCE, "native CPU convolution (PyTorch's are 3-10x slower)")
-    if lib is None:
-        return None
-    P, I, S = ctypes.c_void_p, ctypes.c_int, ctypes.c_ssize_t
-    lib.dilconv1d.argtypes = [P, S, I, P, P, I, I, I, P, S, I, I, I, P, I]
-    lib.dilconv1d.restype = None
-    lib.fftconv1d.argtypes = [P, S, I, P, P, I, I, I, I, P, I, I, I, I, P, P, P, P, P]
-    lib.fftconv1d.restype = None
-    _lib = lib
-    return lib
+    libraries = {}
+    for name, (source, defines) in NATIVE_SOURCES.items():
+        lib = native.build(name, source, defines, f"native CPU convolution ({name}.c; PyTorch's are 3-10x slower)")
+        if lib is None:
+            return None
+        libraries[name] = lib
+    _lib = bind(libraries)
+    return _lib
 
 
-def load_kernel():
-    """The direct convolution kernel (a ctypes function), or None (see :func:`load_library`)."""
+def load_kernel() -> Callable[..., None] | None:
+    """Return the direct convolution kernel (a ctypes function), or None (see :func:`load_library`)."""
     lib = load_library()
     return None if lib is None else lib.dilconv1d
 
 
 def eligible(conv: nn.Module) -> bool:
-    """A Conv1d the kernel computes exactly: stride 1, no groups, 'same' zero padding of an odd kernel > 1 tap."""
+    """Tell whether the kernels compute this Conv1d: stride 1, no groups, 'same' zero padding, an odd kernel > 1 tap."""
     if not isinstance(conv, nn.Conv1d):
         return False
     k, d = conv.kernel_size[0], conv.dilation[0]
@@ -404,7 +258,7 @@ def fft_size(span: int) -> int | None:
 
 
 def fft_eligible(conv: nn.Module) -> bool:
-    """An eligible conv (:func:`eligible`) the FFT kernel can run: <= CP channels in and out, span within one block."""
+    """Tell whether the FFT kernel runs this :func:`eligible` conv: <= CP channels in and out, span within one block."""
     return (
         eligible(conv)
         and conv.in_channels <= CP
@@ -428,7 +282,10 @@ def choose(conv: nn.Module) -> str | None:
 
 @functools.lru_cache(maxsize=8)
 def _fft_tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Twiddles (stage h at [h, 2h): exp(-i pi j / h)), their conjugates' imaginary parts, and the bit-reversal of 0..n-1."""
+    """Return the twiddles (stage h at [h, 2h): exp(-i pi j / h)), their conjugates' imaginary parts, the bit-reversal.
+
+    The bit-reversal permutes 0..n-1.
+    """
     twr, twi = np.zeros(n, np.float32), np.zeros(n, np.float32)
     h = 1
     while h < n:
@@ -539,8 +396,9 @@ class FFTConv1d(nn.Module):
 
 
 class PointwiseConv1d(nn.Module):
-    """Inference-only stand-in for a 1-tap ``nn.Conv1d``: one batched matrix product (oneDNN takes ~10x longer on
-    the model's 1 -> 15 and 15 -> 1 channel maps).
+    """Inference-only stand-in for a 1-tap ``nn.Conv1d``: one batched matrix product.
+
+    oneDNN takes ~10x longer on the model's 1 -> 15 and 15 -> 1 channel maps.
     """
 
     def __init__(self, conv: nn.Conv1d):
@@ -550,11 +408,12 @@ class PointwiseConv1d(nn.Module):
         self.b = b.clone().view(1, -1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return conv(x) for ``x`` [B, cin, L]."""
         return torch.baddbmm(self.b, self.w.expand(x.shape[0], -1, -1), x)
 
 
 def pointwise_eligible(conv: nn.Module) -> bool:
-    """A plain 1-tap Conv1d: stride 1, no padding, no groups."""
+    """Tell whether ``conv`` is a plain 1-tap Conv1d: stride 1, no padding, no groups."""
     return (
         isinstance(conv, nn.Conv1d)
         and conv.kernel_size[0] == 1
@@ -565,8 +424,10 @@ def pointwise_eligible(conv: nn.Module) -> bool:
 
 
 class NativeResBlock(nn.Module):
-    """A :class:`atacdenoise.model.network.ResBlock` whose convs are native: each conv applies its ReLU, and the last one
-    adds the skip path, in its output pass (the same arithmetic, two fewer passes over memory per conv).
+    """A :class:`atacdenoise.model.network.ResBlock` whose convs are native.
+
+    Each conv applies its ReLU, and the last one adds the skip path, in its
+    output pass (the same arithmetic, two fewer passes over memory per conv).
     """
 
     def __init__(self, block: nn.Module):
@@ -574,6 +435,7 @@ class NativeResBlock(nn.Module):
         self.convs, self.skip = block.convs, block.skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the block's output for ``x``, as the ResBlock it stands for."""
         y, last = x, len(self.convs) - 1
         for i, conv in enumerate(self.convs):
             y = conv(y, residual=self.skip(x) if i == last else None, relu=True)
@@ -581,7 +443,7 @@ class NativeResBlock(nn.Module):
 
 
 def with_native_convs(model: nn.Module, threads: int | None = None) -> tuple[nn.Module, int]:
-    """A copy of ``model`` whose eligible convolutions run on the native kernels, and how many were replaced.
+    """Return a copy of ``model`` whose eligible convolutions run on the native kernels, and how many were replaced.
 
     Each conv runs by FFT or by the direct kernel as :func:`choose` says.
     Returns ``(model, 0)`` unchanged when the library is unavailable. For
