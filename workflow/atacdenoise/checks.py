@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: importing pandas costs ~0.3 s of every command's start
     import pandas as pd
 
+import yaml
+
 from atacdenoise.errors import InputError
 from atacdenoise.io.text import open_text
 
@@ -35,6 +37,8 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 FRAGMENT_HEAD_LINES = 1000
 #: sheet columns that name input files
 PATH_COLUMNS = ("path", "noisy", "peaks", "barcodes")
+#: the workflow's schemas (workflow/schemas/, beside the package)
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 #: inputs the workflow itself makes when `simulate_cells` is configured (rule simulate_cells; same paths as common.smk)
 FIXTURE_PATHS = ("results/fixture/cells.fragments.tsv.gz", "results/fixture/cells.barcodes.tsv")
 
@@ -309,3 +313,108 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
     if barcodes and not made(barcodes) and Path(barcodes).exists():
         attempt(check_barcode_table, barcodes, row.get("cell_type", ""), cells)
     return problems
+
+
+# --------------------------------------------------------------------------- config and sample sheet
+def load_yaml(path: Path, what: str) -> dict:
+    """Read a YAML mapping (a config file); a missing file, bad syntax or a non-mapping is an InputError."""
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of config keys, found {type(data).__name__}")
+    return data
+
+
+def _key_path(parts: Iterable) -> str:
+    return ".".join(str(p) for p in parts) or "the top level"
+
+
+def schema_problems(data: dict, schema: dict, source: str) -> list[str]:
+    """One line per schema violation: the file, the key path and what is wrong (unknown keys named)."""
+    from jsonschema import Draft202012Validator
+
+    problems = []
+    validator = Draft202012Validator(schema)
+    for err in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = _key_path(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = sorted((err.schema.get("properties") or {}).keys())
+            for key in sorted(set(err.instance) - set(allowed)):
+                full = _key_path([*err.absolute_path, key])
+                problems.append(
+                    f"{source}: unknown key {full!r} (allowed at {where}: {', '.join(allowed)}); fix the spelling or remove it"
+                )
+        else:
+            problems.append(f"{source}: key {where}: {err.message}")
+    return problems
+
+
+def apply_defaults(data: dict, schema: dict) -> dict:
+    """Fill the schema's defaults into ``data`` (recursively into objects), as the workflow's validation does."""
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in data and "default" in sub:
+            data[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))
+        if isinstance(data.get(key), dict) and sub.get("type") in ("object", ["object", "null"]):
+            apply_defaults(data[key], sub)
+    return data
+
+
+def read_sheet(path: Path) -> pd.DataFrame:
+    """The sample sheet as strings, empty cells as ''."""
+    import pandas as pd  # here, not at the top: it costs every command ~0.3 s of start-up
+    if not path.is_file():
+        raise InputError(f"{path}: sample sheet not found; fix `samples` in the config or --samples")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable tab-separated sample sheet ({str(exc).strip()[:200]})") from None
+    df.columns = df.columns.str.strip()
+    return df
+
+
+def sheet_problems(df: pd.DataFrame, schema: dict, source: str) -> list[str]:
+    """Schema violations of each row (empty cells count as absent), naming the row and the column."""
+    problems = []
+    for i, row in enumerate(df.to_dict(orient="records")):
+        values = {k: v for k, v in row.items() if v != ""}
+        for line in schema_problems(values, schema, f"{source}, row {i + 2} (sample {row.get('sample', '?')!r})"):
+            if ("key sample:" in line and "does not match" in line) or "key kind:" in line:
+                continue  # reported, with the fix, by check_inputs
+            problems.append(line)
+    return problems
+
+
+def check_config_and_inputs(config_path: Path, samples: Path | None = None, schemas: Path = SCHEMAS) -> tuple[dict, int]:
+    """Validate a config and its sample sheet against the schemas, then every input; return (config, number of rows).
+
+    The config is validated first (its problems alone are reported, since the
+    sheet's location depends on it), then the sheet's rows and the input files
+    together: all problems in one :class:`InputError`, one line each. ``samples``
+    overrides the config's ``samples``. The returned config has the schema's
+    defaults filled in.
+    """
+    config_schema = yaml.safe_load((schemas / "config.schema.yaml").read_text())
+    sample_schema = yaml.safe_load((schemas / "samples.schema.yaml").read_text())
+    config = load_yaml(config_path, "config file")
+    problems = schema_problems(config, config_schema, str(config_path))
+    if problems:
+        raise InputError(f"{len(problems)} problem(s) in the config:\n" + "\n".join(f"  - {p}" for p in problems))
+    config = apply_defaults(config, config_schema)
+    sheet = samples or Path(config.get("samples", "config/samples.tsv"))
+    config["samples"] = str(sheet)
+    df = read_sheet(sheet)
+    problems = sheet_problems(df, sample_schema, str(sheet))
+    try:
+        check_inputs(df, config)
+    except InputError as exc:
+        lines = str(exc).splitlines()
+        problems += [line.removeprefix("  - ") for line in lines[1:]] or lines
+    if problems:
+        raise InputError(
+            f"{len(problems)} problem(s) with the inputs of {sheet}:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    return config, len(df)
