@@ -1,60 +1,5 @@
 # Stage 8: benchmark of model vs noisy input vs MACS3 against the clean data (holdout regions,
 # blacklist masked), the summary tables and the figures of the Snakemake report.
-import functools
-
-
-def benchmark_pairs():
-    """(sample, depth, rep) of every noisy track that has clean data to compare with."""
-    return [(s, d, r) for s in reference_samples() for d, r in noisy_targets(s)]
-
-
-def figure_depths(sample):
-    """Depths drawn as track snapshots / heatmaps of a sample: every noisy depth, replicate 1."""
-    return list(dict.fromkeys(d for d, _ in noisy_targets(sample)))
-
-
-@functools.cache
-def holdout_mb():
-    """Megabases of the holdout regions (memory requests of the metrics and plot rules; read once, when a job needs it)."""
-    from atacdenoise.io.genome import parse_region, read_chrom_sizes
-
-    sizes = read_chrom_sizes(config["genome"]["sizes"])
-    return sum((r.end - r.start) for r in (parse_region(x, sizes) for x in config["split"]["holdout_chroms"])) / 1e6
-
-
-
-def baselines(wildcards):
-    """(name, narrowPeak, pval bigWig) of the MACS3 baselines of one noisy track: bdgpeakcall always,
-    callpeak where there are reads (not for bigWig input)."""
-    callers = ["bdgpeakcall"] + (["callpeak"] if sample_row(wildcards).kind != "bigwig" else [])
-    prefix = f"results/peaks/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}"
-    return [(f"macs3_{c}", f"{prefix}.{c}.narrowPeak", f"{prefix}.{c}.pval.bw") for c in callers]
-
-
-def baseline_args(wildcards):
-    return " ".join(f"--baseline {name}={shlex.quote(peaks)},{shlex.quote(pval)}" for name, peaks, pval in baselines(wildcards))
-
-
-def baseline_inputs(wildcards):
-    return [path for _, peaks, pval in baselines(wildcards) for path in (peaks, pval)]
-
-
-def denoised_inputs(wildcards):
-    return [denoised(wildcards.sample, wildcards.depth, wildcards.rep, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak")]
-
-
-def bench(model, *parts):
-    return f"results/benchmark/{model}/" + "/".join(parts)
-
-
-def benchmark_targets():
-    targets = [bench(MODEL, x) for x in ("metrics.tsv", "summary.tsv", "effective_depth.tsv")]
-    targets.append(bench(MODEL, "plots", "depth.png"))
-    for s in reference_samples():
-        targets.append(bench(MODEL, "plots", "pr", f"{s}.png"))
-        for d in figure_depths(s):
-            targets += [bench(MODEL, "plots", kind, s, f"{d}.rep1.png") for kind in ("tracks", "heatmap")]
-    return targets
 
 
 rule metrics:
@@ -68,21 +13,21 @@ rule metrics:
     output:
         tsv="results/benchmark/{model}/per_track/{sample}/{depth}.rep{rep}.tsv",
         curves="results/benchmark/{model}/per_track/{sample}/{depth}.rep{rep}.pr.npz",
+    log:
+        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.metrics.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.metrics.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda w: int(1000 + 65 * holdout_mb()),
+        runtime=120,
     params:
         prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
         baselines=baseline_args,
         regions=region_args("holdout_chroms"),
         blacklist=blacklist_arg(),
-    log:
-        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.metrics.log",
-    benchmark:
-        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.metrics.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda w: int(1000 + 65 * holdout_mb()),
-        runtime=120,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise metrics --clean {input.clean:q} --labels {input.labels:q} --noisy {input.noisy:q}"
         " --denoised-prefix {params.prefix:q} {params.baselines} --sizes {input.sizes:q} --regions {params.regions}"
@@ -113,12 +58,12 @@ rule benchmark_summary:
         "results/logs/benchmark/{model}/summary.log",
     benchmark:
         "results/benchmarks/benchmark/{model}/summary.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise summary --metrics {input:q} --out-metrics {output.metrics:q} --out-summary {output.summary:q}"
         " --out-effective-depth {output.effective:q} 2> {log:q}"
@@ -139,12 +84,12 @@ rule plot_pr:
         "results/logs/benchmark/{model}/{sample}.plot_pr.log",
     benchmark:
         "results/benchmarks/benchmark/{model}/{sample}.plot_pr.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise plots pr --curves {input:q} --out {output:q} 2> {log:q}"
 
@@ -165,12 +110,12 @@ rule plot_depth:
         "results/logs/benchmark/{model}/plot_depth.log",
     benchmark:
         "results/benchmarks/benchmark/{model}/plot_depth.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise plots depth --metrics {input.metrics:q} --effective-depth {input.effective:q} --out {output:q} 2> {log:q}"
 
@@ -191,22 +136,22 @@ rule plot_tracks:
             subcategory="Track snapshots",
             labels={"sample": "{sample}", "depth": "{depth}", "figure": "tracks"},
         ),
+    log:
+        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_tracks.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_tracks.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda w: int(1000 + 40 * holdout_mb()),
+        runtime=30,
     params:
         prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
         baselines=baseline_args,
         regions=region_args("holdout_chroms"),
         blacklist=blacklist_arg(),
         loci=config["benchmark"]["snapshot_loci"],
-    log:
-        "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_tracks.log",
-    benchmark:
-        "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_tracks.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda w: int(1000 + 40 * holdout_mb()),
-        runtime=30,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise plots tracks --clean {input.clean:q} --noisy {input.noisy:q} --denoised-prefix {params.prefix:q}"
         " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.blacklist} {params.baselines}"
@@ -228,20 +173,20 @@ rule plot_heatmap:
             subcategory="Summit heatmaps",
             labels={"sample": "{sample}", "depth": "{depth}", "figure": "heatmap"},
         ),
-    params:
-        prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
-        regions=region_args("holdout_chroms"),
-        blacklist=blacklist_arg(),
     log:
         "results/logs/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_heatmap.log",
     benchmark:
         "results/benchmarks/benchmark/{model}/{sample}/{depth}.rep{rep}.plot_heatmap.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
+        regions=region_args("holdout_chroms"),
+        blacklist=blacklist_arg(),
     shell:
         "atacdenoise plots heatmap --clean {input.clean:q} --noisy {input.noisy:q} --denoised-prefix {params.prefix:q}"
         " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.blacklist}"

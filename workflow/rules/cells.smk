@@ -3,22 +3,6 @@
 # nested across N for one replicate. Optionally, a single-cell test fixture simulated from a bulk BAM.
 
 
-def sample_barcodes(wildcards):
-    row = sample_row(wildcards)
-    if row.kind != "fragments" or not row.barcodes:
-        raise WorkflowError(f"sample {row.name}: cell pseudobulks need kind fragments and a `barcodes` table in the sample sheet")
-    return row.barcodes
-
-
-def sample_fragments(wildcards):
-    sample_barcodes(wildcards)
-    return sample_row(wildcards).path
-
-
-def cell_type(wildcards):
-    return sample_row(wildcards).cell_type
-
-
 rule pseudobulk:
     input:
         frags=sample_fragments,
@@ -27,18 +11,18 @@ rule pseudobulk:
         frags="results/cells/{sample}/full.tsv.gz",
         tbi="results/cells/{sample}/full.tsv.gz.tbi",
         barcodes="results/cells/{sample}/full.barcodes.txt",
-    params:
-        cell_type=cell_type,
     log:
         "results/logs/cells/{sample}/full.log",
     benchmark:
         "results/benchmarks/cells/{sample}/full.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        cell_type=cell_type,
     shell:
         "atacdenoise cells --fragments {input.frags:q} --barcodes {input.barcodes:q} --cell-type {params.cell_type:q}"
         " --out {output.frags:q} --out-barcodes {output.barcodes:q} 2> {log:q}"
@@ -52,21 +36,21 @@ rule cells_subsample:
         frags="results/subsample/{sample}/c{ncells}.rep{rep}.tsv.gz",
         tbi="results/subsample/{sample}/c{ncells}.rep{rep}.tsv.gz.tbi",
         barcodes="results/subsample/{sample}/c{ncells}.rep{rep}.barcodes.txt",
-    wildcard_constraints:
-        ncells=r"\d+",
-    params:
-        cell_type=cell_type,
-        seed=lambda w: config["seed"] * 1000 + int(w.rep),
     log:
         "results/logs/subsample/{sample}/c{ncells}.rep{rep}.log",
     benchmark:
         "results/benchmarks/subsample/{sample}/c{ncells}.rep{rep}.tsv"
+    wildcard_constraints:
+        ncells=r"\d+",
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        cell_type=cell_type,
+        seed=lambda w: config["seed"] * 1000 + int(w.rep),
     shell:
         "atacdenoise cells --fragments {input.frags:q} --barcodes {input.barcodes:q} --cell-type {params.cell_type:q}"
         " --n-cells {wildcards.ncells} --seed {params.seed} --out {output.frags:q} --out-barcodes {output.barcodes:q}"
@@ -81,8 +65,18 @@ if config.get("simulate_cells"):
             sizes=config["genome"]["sizes"],
         output:
             frags=FIXTURE_FRAGMENTS,
-            tbi=FIXTURE_FRAGMENTS + ".tbi",
+            tbi=FIXTURE_INDEX,
             barcodes=FIXTURE_BARCODES,
+        log:
+            "results/logs/fixture/simulate_cells.log",
+        benchmark:
+            "results/benchmarks/fixture/simulate_cells.tsv"
+        conda:
+            "../../envs/atacdenoise.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
         params:
             cells=config["simulate_cells"]["cells"],
             types=" ".join(shlex.quote(t) for t in config["simulate_cells"]["cell_types"]),
@@ -92,16 +86,6 @@ if config.get("simulate_cells"):
             mapq=config["reads"]["min_mapq"],
             chroms=chroms_arg(),
             exclude=config["genome"]["exclude"],
-        log:
-            "results/logs/fixture/simulate_cells.log",
-        benchmark:
-            "results/benchmarks/fixture/simulate_cells.tsv"
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=30,
-        conda:
-            "../../envs/atacdenoise.yaml"
         shell:
             "atacdenoise simulate-cells --bam {input.bam:q} --sizes {input.sizes:q} {params.chroms} --exclude {params.exclude:q}"
             " --cells {params.cells} --cell-types {params.types} --sdlog {params.sdlog} --max-fragment {params.max_fragment} --seed {params.seed}"

@@ -1,4 +1,5 @@
 # Sample sheet, config validation and the helpers that map wildcards to input paths.
+import functools
 import json
 import shlex
 from pathlib import Path
@@ -17,6 +18,7 @@ validate(SAMPLES, "../schemas/samples.schema.yaml")
 #: the simulated single-cell fixture (rule simulate_cells), which sample sheet rows may name before it exists
 FIXTURE_FRAGMENTS = "results/fixture/cells.fragments.tsv.gz"
 FIXTURE_BARCODES = "results/fixture/cells.barcodes.tsv"
+FIXTURE_INDEX = f"{FIXTURE_FRAGMENTS}.tbi"
 
 
 def made_by_workflow(path):
@@ -36,13 +38,19 @@ def _check_sheet(df):
         for col in ("path", "noisy", "peaks", "barcodes"):
             value = getattr(row, col)
             if value and not made_by_workflow(value) and not Path(value).exists():
-                _sheet_error(f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory snakemake runs in)")
+                _sheet_error(
+                    f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory snakemake runs in)"
+                )
         if row.barcodes and row.kind != "fragments":
             _sheet_error(f"sample {row.sample}: `barcodes` applies to kind fragments only (kind is {row.kind})")
         if row.role == "apply" and (row.noisy or row.peaks):
-            _sheet_error(f"sample {row.sample}: role apply takes only `path` (the low-depth data to denoise); remove noisy/peaks or use role test")
+            _sheet_error(
+                f"sample {row.sample}: role apply takes only `path` (the low-depth data to denoise); remove noisy/peaks or use role test"
+            )
     if not (df["role"] != "apply").any() and not config["model"].get("pretrained"):
-        _sheet_error("no train/test sample and no model.pretrained: there is nothing to train on; add a train sample or set model.pretrained")
+        _sheet_error(
+            "no train/test sample and no model.pretrained: there is nothing to train on; add a train sample or set model.pretrained"
+        )
 
 
 _check_sheet(SAMPLES)
@@ -116,7 +124,9 @@ def pseudobulk_path(row):
 def subsample_source(wildcards):
     row = sample_row(wildcards)
     if row.kind == "bigwig":
-        raise WorkflowError(f"sample {row.sample}: depths cannot be subsampled from a bigWig; set depths: [] or give a BAM/fragments file")
+        raise WorkflowError(
+            f"sample {row.sample}: depths cannot be subsampled from a bigWig; set depths: [] or give a BAM/fragments file"
+        )
     return pseudobulk_path(row) if row.barcodes else row.path
 
 
@@ -133,7 +143,9 @@ def model_path(wildcards=None):
 def model_settings():
     """The JSON settings handed to `atacdenoise train`: preset + architecture + training keys + seed."""
     m = config["model"]
-    return json.dumps({"preset": m["preset"], **m["architecture"], **m["training"], "seed": config["seed"]}, sort_keys=True)
+    return json.dumps(
+        {"preset": m["preset"], **m["architecture"], **m["training"], "seed": config["seed"]}, sort_keys=True
+    )
 
 
 def region_args(key):
@@ -162,3 +174,104 @@ def all_targets():
     if reference_samples():
         targets += benchmark_targets()
     return targets
+
+
+# --------------------------------------------------------------------------- helpers of benchmark.smk
+
+
+def benchmark_pairs():
+    """(sample, depth, rep) of every noisy track that has clean data to compare with."""
+    return [(s, d, r) for s in reference_samples() for d, r in noisy_targets(s)]
+
+
+def figure_depths(sample):
+    """Depths drawn as track snapshots / heatmaps of a sample: every noisy depth, replicate 1."""
+    return list(dict.fromkeys(d for d, _ in noisy_targets(sample)))
+
+
+@functools.cache
+def holdout_mb():
+    """Megabases of the holdout regions (memory requests of the metrics and plot rules; read once, when a job needs it)."""
+    from atacdenoise.io.genome import parse_region, read_chrom_sizes
+
+    sizes = read_chrom_sizes(config["genome"]["sizes"])
+    return sum((r.end - r.start) for r in (parse_region(x, sizes) for x in config["split"]["holdout_chroms"])) / 1e6
+
+
+def baselines(wildcards):
+    """(name, narrowPeak, pval bigWig) of the MACS3 baselines of one noisy track: bdgpeakcall always,
+    callpeak where there are reads (not for bigWig input)."""
+    callers = ["bdgpeakcall"] + (["callpeak"] if sample_row(wildcards).kind != "bigwig" else [])
+    prefix = f"results/peaks/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}"
+    return [(f"macs3_{c}", f"{prefix}.{c}.narrowPeak", f"{prefix}.{c}.pval.bw") for c in callers]
+
+
+def baseline_args(wildcards):
+    return " ".join(
+        f"--baseline {name}={shlex.quote(peaks)},{shlex.quote(pval)}" for name, peaks, pval in baselines(wildcards)
+    )
+
+
+def baseline_inputs(wildcards):
+    return [path for _, peaks, pval in baselines(wildcards) for path in (peaks, pval)]
+
+
+def denoised_inputs(wildcards):
+    return [
+        denoised(wildcards.sample, wildcards.depth, wildcards.rep, x)
+        for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak")
+    ]
+
+
+def bench(model, *parts):
+    return f"results/benchmark/{model}/" + "/".join(parts)
+
+
+def benchmark_targets():
+    targets = [bench(MODEL, x) for x in ("metrics.tsv", "summary.tsv", "effective_depth.tsv")]
+    targets.append(bench(MODEL, "plots", "depth.png"))
+    for s in reference_samples():
+        targets.append(bench(MODEL, "plots", "pr", f"{s}.png"))
+        for d in figure_depths(s):
+            targets += [bench(MODEL, "plots", kind, s, f"{d}.rep1.png") for kind in ("tracks", "heatmap")]
+    return targets
+
+
+# --------------------------------------------------------------------------- helpers of cells.smk
+
+
+def sample_barcodes(wildcards):
+    row = sample_row(wildcards)
+    if row.kind != "fragments" or not row.barcodes:
+        raise WorkflowError(
+            f"sample {row.name}: cell pseudobulks need kind fragments and a `barcodes` table in the sample sheet"
+        )
+    return row.barcodes
+
+
+def sample_fragments(wildcards):
+    sample_barcodes(wildcards)
+    return sample_row(wildcards).path
+
+
+def cell_type(wildcards):
+    return sample_row(wildcards).cell_type
+
+
+# --------------------------------------------------------------------------- helpers of coverage.smk
+
+
+def coverage_kind(wildcards):
+    return sample_row(wildcards).kind
+
+
+# --------------------------------------------------------------------------- helpers of peaks.smk
+
+
+def lambda_args(wildcards):
+    """Fixed per-chromosome lambda applies to the clean track only (it is depth-specific)."""
+    labels = config["peaks"]["labels"]
+    if wildcards.depth != "full":
+        return ""
+    fixed = " ".join(f"{c}={v}" for c, v in labels["lambda"].items())
+    return (f"--lambda {fixed} " if fixed else "") + f"--lambda-scale {labels['lambda_scale']}"

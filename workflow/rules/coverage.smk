@@ -1,10 +1,6 @@
 # Stage 2: Tn5 cut-site coverage bigWig (+ a JSON sidecar with the preprocessing settings).
 
 
-def coverage_kind(wildcards):
-    return sample_row(wildcards).kind
-
-
 rule coverage:
     input:
         reads=reads_input,
@@ -12,6 +8,16 @@ rule coverage:
     output:
         bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
         meta="results/coverage/{sample}/{depth}.rep{rep}.bw.json",
+    log:
+        "results/logs/coverage/{sample}/{depth}.rep{rep}.log",
+    benchmark:
+        "results/benchmarks/coverage/{sample}/{depth}.rep{rep}.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         kind=coverage_kind,
         chroms=chroms_arg(),
@@ -22,16 +28,6 @@ rule coverage:
         mapq=config["reads"]["min_mapq"],
         flags=("--keep-duplicates " if config["reads"]["keep_duplicates"] else "")
         + ("--cpm" if config["coverage"]["cpm"] else ""),
-    log:
-        "results/logs/coverage/{sample}/{depth}.rep{rep}.log",
-    benchmark:
-        "results/benchmarks/coverage/{sample}/{depth}.rep{rep}.tsv"
-    threads: config["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise coverage --input {input.reads:q} --kind {params.kind} --sizes {input.sizes:q} {params.chroms}"
         " --exclude {params.exclude:q} --smooth-bp {params.smooth} --shift-plus {params.plus} --shift-minus {params.minus}"

@@ -9,19 +9,19 @@ rule dataset:
         sizes=config["genome"]["sizes"],
     output:
         directory("results/dataset/{sample}/{depth}.rep{rep}"),
-    params:
-        chroms=chroms_arg(),
-        blacklist=blacklist_arg(),
     log:
         "results/logs/dataset/{sample}/{depth}.rep{rep}.log",
     benchmark:
         "results/benchmarks/dataset/{sample}/{depth}.rep{rep}.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        chroms=chroms_arg(),
+        blacklist=blacklist_arg(),
     shell:
         "atacdenoise dataset --noisy {input.noisy:q} --clean {input.clean:q} --labels {input.labels:q}"
         " --sizes {input.sizes:q} {params.chroms} {params.blacklist} --sample {wildcards.sample:q}"

@@ -12,23 +12,23 @@ rule train:
             caption="../report/history.rst",
             category="Training",
         ),
+    log:
+        "results/logs/train/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{model}.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: config["model"]["threads"]
+    resources:
+        gpu=config["model"]["gpus"],
+        mem_mb=16000,
+        runtime=24 * 60,
     params:
         settings=model_settings(),
         val=region_args("val_chroms"),
         holdout=region_args("holdout_chroms"),
         out_dir="results/models/{model}",
         gpus=config["model"]["gpus"],
-    log:
-        "results/logs/train/{model}.log",
-    benchmark:
-        "results/benchmarks/train/{model}.tsv"
-    threads: config["model"]["threads"]
-    resources:
-        gpu=config["model"]["gpus"],
-        mem_mb=16000,
-        runtime=24 * 60,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise train --datasets {input.datasets:q} --sizes {input.sizes:q} --val {params.val}"
         " --holdout {params.holdout} --settings {params.settings:q} --out-dir {params.out_dir:q}"
@@ -44,6 +44,17 @@ rule infer:
         track="results/denoised/{model}/{sample}/{depth}.rep{rep}.track.bw",
         prob="results/denoised/{model}/{sample}/{depth}.rep{rep}.peakprob.bw",
         peaks="results/denoised/{model}/{sample}/{depth}.rep{rep}.peaks.narrowPeak",
+    log:
+        "results/logs/infer/{model}/{sample}/{depth}.rep{rep}.log",
+    benchmark:
+        "results/benchmarks/infer/{model}/{sample}/{depth}.rep{rep}.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: config["model"]["threads"]
+    resources:
+        gpu=min(config["model"]["gpus"], 1),
+        mem_mb=8000,
+        runtime=12 * 60,
     params:
         prefix="results/denoised/{model}/{sample}/{depth}.rep{rep}",
         batch=config["model"]["infer_batch_size"],
@@ -52,17 +63,6 @@ rule infer:
             if config["model"]["infer_chroms"]
             else chroms_arg()
         ),
-    log:
-        "results/logs/infer/{model}/{sample}/{depth}.rep{rep}.log",
-    benchmark:
-        "results/benchmarks/infer/{model}/{sample}/{depth}.rep{rep}.tsv"
-    threads: config["model"]["threads"]
-    resources:
-        gpu=min(config["model"]["gpus"], 1),
-        mem_mb=8000,
-        runtime=12 * 60,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise infer --model {input.model:q} --input {input.bw:q} --sizes {input.sizes:q} {params.chroms}"
         " --batch-size {params.batch} --threads {threads} --out-prefix {params.prefix:q} 2> {log:q}"

@@ -2,15 +2,6 @@
 # callpeak (noisy baseline, ENCODE ATAC settings) on the noisy reads' Tn5 cut sites.
 
 
-def lambda_args(wildcards):
-    """Fixed per-chromosome lambda applies to the clean track only (it is depth-specific)."""
-    labels = config["peaks"]["labels"]
-    if wildcards.depth != "full":
-        return ""
-    fixed = " ".join(f"{c}={v}" for c, v in labels["lambda"].items())
-    return (f"--lambda {fixed} " if fixed else "") + f"--lambda-scale {labels['lambda_scale']}"
-
-
 rule peaks_bdgpeakcall:
     input:
         bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
@@ -18,21 +9,21 @@ rule peaks_bdgpeakcall:
     output:
         peaks="results/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.narrowPeak",
         pval="results/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.pval.bw",
+    log:
+        "results/logs/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.log",
+    benchmark:
+        "results/benchmarks/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         lam=lambda_args,
         cutoff=config["peaks"]["labels"]["cutoff"],
         min_length=config["peaks"]["labels"]["min_length"],
         max_gap=config["peaks"]["labels"]["max_gap"],
-    log:
-        "results/logs/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.log",
-    benchmark:
-        "results/benchmarks/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise peaks --track {input.bw:q} --sizes {input.sizes:q} {params.lam} --cutoff {params.cutoff}"
         " --min-length {params.min_length} --max-gap {params.max_gap} --tmpdir {resources.tmpdir:q}"
@@ -46,6 +37,16 @@ rule peaks_callpeak:
     output:
         peaks="results/peaks/{sample}/{depth}.rep{rep}.callpeak.narrowPeak",
         pval="results/peaks/{sample}/{depth}.rep{rep}.callpeak.pval.bw",
+    log:
+        "results/logs/peaks/{sample}/{depth}.rep{rep}.callpeak.log",
+    benchmark:
+        "results/benchmarks/peaks/{sample}/{depth}.rep{rep}.callpeak.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         kind=coverage_kind,
         gsize=config["genome"]["macs3_genome_size"],
@@ -54,16 +55,6 @@ rule peaks_callpeak:
         extsize=config["peaks"]["callpeak"]["extsize"],
         mapq=config["reads"]["min_mapq"],
         name=lambda w: f"{w.sample}.{w.depth}.rep{w.rep}",
-    log:
-        "results/logs/peaks/{sample}/{depth}.rep{rep}.callpeak.log",
-    benchmark:
-        "results/benchmarks/peaks/{sample}/{depth}.rep{rep}.callpeak.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
     shell:
         "atacdenoise callpeak --input {input.reads:q} --kind {params.kind} --sizes {input.sizes:q}"
         " --genome-size {params.gsize} --pvalue {params.pvalue} --shift {params.shift} --extsize {params.extsize}"

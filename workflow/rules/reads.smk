@@ -6,19 +6,19 @@ rule count_fragments:
         reads=subsample_source,
     output:
         counts="results/subsample/{sample}/usable_fragments.json",
-    params:
-        sizes=config["genome"]["sizes"],
-        min_mapq=config["reads"]["min_mapq"],
     log:
         "results/logs/subsample/{sample}/usable_fragments.log",
     benchmark:
         "results/benchmarks/subsample/{sample}/usable_fragments.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: config["threads"]
     resources:
         mem_mb=1000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        sizes=config["genome"]["sizes"],
+        min_mapq=config["reads"]["min_mapq"],
     shell:
         "atacdenoise count --input {input.reads:q} --sizes {params.sizes:q} --min-mapq {params.min_mapq}"
         " --threads {threads} --out {output.counts:q} 2> {log:q}"
@@ -31,22 +31,22 @@ rule subsample_bam:
     output:
         bam="results/subsample/{sample}/{depth}.rep{rep}.bam",
         bai="results/subsample/{sample}/{depth}.rep{rep}.bam.bai",
-    wildcard_constraints:
-        depth=r"\d+",
-    params:
-        seed=lambda w: config["seed"] * 1000 + int(w.rep),
-        sizes=config["genome"]["sizes"],
-        min_mapq=config["reads"]["min_mapq"],
     log:
         "results/logs/subsample/{sample}/{depth}.rep{rep}.log",
     benchmark:
         "results/benchmarks/subsample/{sample}/{depth}.rep{rep}.tsv"
+    wildcard_constraints:
+        depth=r"\d+",
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: config["threads"]
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        seed=lambda w: config["seed"] * 1000 + int(w.rep),
+        sizes=config["genome"]["sizes"],
+        min_mapq=config["reads"]["min_mapq"],
     shell:
         "atacdenoise subsample --input {input.reads:q} --fragments {wildcards.depth} --seed {params.seed}"
         " --sizes {params.sizes:q} --min-mapq {params.min_mapq} --counts {input.counts:q} --threads {threads}"
@@ -58,20 +58,20 @@ rule subsample_fragments:
         reads=subsample_source,
     output:
         frags="results/subsample/{sample}/{depth}.rep{rep}.tsv.gz",
-    wildcard_constraints:
-        depth=r"\d+",
-    params:
-        seed=lambda w: config["seed"] * 1000 + int(w.rep),
     log:
         "results/logs/subsample/{sample}/{depth}.rep{rep}.log",
     benchmark:
         "results/benchmarks/subsample/{sample}/{depth}.rep{rep}.tsv"
+    wildcard_constraints:
+        depth=r"\d+",
+    conda:
+        "../../envs/atacdenoise.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/atacdenoise.yaml"
+    params:
+        seed=lambda w: config["seed"] * 1000 + int(w.rep),
     shell:
         "atacdenoise subsample --input {input.reads:q} --fragments {wildcards.depth} --seed {params.seed}"
         " --out {output.frags:q} 2> {log:q}"
