@@ -10,10 +10,12 @@ not exist, so every pair of layers has one allowed direction.
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO
 
 PACKAGE = REPO / "workflow" / "atacdenoise"
@@ -88,7 +90,11 @@ def test_layers_import_only_downwards(path: Path):
 def test_no_module_or_test_imports_a_command():
     """cli.py loads commands by name; nothing else may depend on a command's code (library code lives below)."""
     offenders = []
-    for path in [*package_files(), *sorted((REPO / "tests").rglob("*.py")), *sorted((REPO / "benchmarks").glob("*.py"))]:
+    for path in [
+        *package_files(),
+        *sorted((REPO / "tests").rglob("*.py")),
+        *sorted((REPO / "benchmarks").glob("*.py")),
+    ]:
         if path == PACKAGE / "cli.py" or path == Path(__file__):
             continue
         for line, other in imported_modules(path):
@@ -119,3 +125,38 @@ def test_commands_define_only_their_protocol_and_private_helpers():
                 if node.name not in COMMAND_PROTOCOL:
                     public.append(f"{path.name}: {node.name}")
     assert not public, f"library code in commands/ (move it to its stage's subpackage): {public}"
+
+
+ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
+
+
+def _layer_row(text: str, layer: str) -> str:
+    """The row of the layer table of docs/ARCHITECTURE.md for ``layer`` ('io', 'base', ...)."""
+    cell = {"base": "base:", "checks": "`checks.py`", "cli": "`cli.py`"}.get(layer, f"`{layer}/`")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and cell in line.split("|")[2]]
+    assert len(rows) == 1, f"docs/ARCHITECTURE.md: expected one layer row for {layer}, found {len(rows)}"
+    return rows[0]
+
+
+def test_architecture_doc_names_every_module_in_its_layer_row():
+    text = ARCHITECTURE.read_text()
+    for path in [*package_files(), *sorted(PACKAGE.rglob("*.c"))]:
+        rel = path.relative_to(PACKAGE)
+        if rel.name == "__init__.py" and rel.parent != Path("."):
+            continue
+        layer = rel.stem if rel.parts[0] in ("checks.py", "cli.py") else layer_of(module_name(path.with_suffix(".py")))
+        if layer == "commands":
+            continue  # one per subcommand, listed by cli.COMMANDS
+        row = _layer_row(text, layer)
+        assert f"`{rel.name}`" in row, f"docs/ARCHITECTURE.md: {rel} is not named in the {layer} row"
+
+
+def test_every_path_named_in_the_architecture_doc_exists():
+    text = ARCHITECTURE.read_text()
+    named = set(re.findall(r"`((?:tests|workflow|docs|benchmarks)/[\w/.-]+\.(?:py|smk|c|md|yaml))`", text))
+    named |= {f"workflow/atacdenoise/{p}" for p in re.findall(r"`((?:io|reads|peaks|model|evaluate)/\w+\.(?:py|c))`", text)}
+    for layer in ("io", "reads", "peaks", "evaluate", "model"):
+        row = _layer_row(text, layer)
+        named |= {f"workflow/atacdenoise/{layer}/{f}" for f in re.findall(r"`(\w+\.(?:py|c))`", row)}
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"docs/ARCHITECTURE.md names files that do not exist: {missing}"
