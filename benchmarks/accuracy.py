@@ -37,7 +37,8 @@ log = logging.getLogger("accuracy")
 BASE = {"preset": "light", "batch_size": 4, "lr": 1e-3, "windows_per_epoch": 48, "epochs": 6}
 #: the reference recipe (DESIGN 2.5-2.6): tracks as stored, peak head at p = 0.5, batch Pearson, threshold 0.5
 REFERENCE = {"input_transform": {"kind": "none"}, "prior_init": False, "threshold": 0.5}
-#: the shipped defaults (train.TRAIN_DEFAULTS): depth normalisation, head at the label base rate, threshold from validation
+#: the shipped defaults (train.TRAIN_DEFAULTS): depth normalisation, head at the label base rate,
+#: threshold from validation
 DEFAULT: dict = {"input_transform": {"kind": "depth"}, "prior_init": True, "threshold": "val_f1"}
 #: one change at a time against the default (and the reference itself)
 VARIANTS: dict[str, dict] = {
@@ -221,7 +222,8 @@ def table(rows: list[dict]) -> str:
     lines += [
         "",
         f"Same holdout, same input: noisy 5M coverage Pearson {r.noisy_pearson:.4f}, AUPRC {r.noisy_auprc:.4f}; "
-        f"MACS3 bdgpeakcall AUPRC {r.bdgpeakcall_auprc:.4f}, F1 {r.bdgpeakcall_f1:.4f}; MACS3 callpeak F1 {r.callpeak_f1:.4f}.",
+        f"MACS3 bdgpeakcall AUPRC {r.bdgpeakcall_auprc:.4f}, F1 {r.bdgpeakcall_f1:.4f}; "
+        f"MACS3 callpeak F1 {r.callpeak_f1:.4f}.",
     ]
     return "\n".join(lines)
 

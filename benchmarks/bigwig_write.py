@@ -79,7 +79,7 @@ print(json.dumps({{"seconds": time.perf_counter() - t1, "deflate": DEFLATE}}))
 
 
 def make_track(path: Path, n: int, kind: str, seed: int = 3) -> Path:
-    """The benchmark's per-base track (see the module docstring), cached."""
+    """Write the benchmark's per-base track (see the module docstring), cached."""
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +127,8 @@ def main() -> None:
     genome = C.read_sizes(C.chrom_sizes_file())
     work = args.cache / "bigwig_write"
     work.mkdir(parents=True, exist_ok=True)
-    # ours as inference writes its tracks (ISA-L, 1 and N threads), and as every other bigWig is written (zlib: reproducible bytes)
+    # ours as inference writes its tracks (ISA-L, 1 and N threads), and as every other bigWig is written
+    # (zlib: reproducible bytes)
     writers = [("pyBigWig", 10, 1, False), ("pyBigWig", 0, 1, False), ("ours", 10, 1, True)]
     if args.threads > 1:
         writers.append(("ours", 10, args.threads, True))
@@ -151,7 +152,7 @@ def main() -> None:
                 fast=fast,
             )
             label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}{' isal' if fast else ''}"
-            samples = C.repeat(lambda: C.run_python(code), args.runs, label)
+            samples = C.repeat(lambda code=code: C.run_python(code), args.runs, label)
             if not args.no_check:
                 check_output(out, npy, sizes)
             secs = C.med(samples, "inner")
@@ -189,8 +190,8 @@ def main() -> None:
             out.unlink()
     notes = [
         f"Track: {args.kind}; chunks of {CHUNK:,} bases; 'write s' is the time inside the process from the first "
-        "chunk to the closed file (imports excluded; reading the chunks from the page cache included); ratio against pyBigWig with "
-        "zoom levels on the same size."
+        "chunk to the closed file (imports excluded; reading the chunks from the page cache included); "
+        "ratio against pyBigWig with zoom levels on the same size."
     ]
     for w, t in times.items():
         if len(t) >= 2:

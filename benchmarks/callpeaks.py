@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Peak calls from probabilities: ``atacdenoise.peaks.threshold`` against ``macs3 bdgpeakcall -c 0.5 -l 200 -g 30`` on the same track.
+"""Peak calls from probabilities: ``atacdenoise.peaks.threshold`` against ``macs3 bdgpeakcall -c 0.5 -l 200 -g 30``.
+
+Both call peaks on the same track.
 
 Target (issue 9): at least 10x faster, identical intervals.
 
@@ -64,7 +66,7 @@ def probability_track(n: int, rng: np.random.Generator, mean_run: float = 25.0) 
 
 
 def make_inputs(path_bw: Path, path_bdg: Path, sizes: dict[str, int], mean_run: float, seed: int = 5) -> None:
-    """The same probability track as a bigWig (float32 per base) and a bedGraph (runs) for MACS3."""
+    """Write the same probability track as a bigWig (float32 per base) and a bedGraph (runs) for MACS3."""
     if path_bw.exists() and path_bdg.exists():
         return
     from atacdenoise.io.bigwig import BigWigWriter
@@ -171,7 +173,8 @@ def main() -> None:
         nargs="*",
         type=C.parse_size,
         default=None,
-        help="sizes of tracks with a new value at nearly every base, like a model's output (default 2M 10M; --quick none)",
+        help="sizes of tracks with a new value at nearly every base, like a model's output "
+        "(default 2M 10M; --quick none)",
     )
     args = p.parse_args()
     sizes_list = args.bases or ([2_000_000, 10_000_000] if args.quick else [10_000_000, 50_000_000, 250_000_000])
@@ -189,7 +192,8 @@ def main() -> None:
             tag = f"{n}" if mean_run == 25.0 else f"{n}_run{mean_run:g}"
             bw, bdg = args.cache / f"prob_{tag}.bw", args.cache / f"prob_{tag}.bdg"
             make_inputs(bw, bdg, genome, mean_run)
-            lines = sum(1 for _ in open(bdg))
+            with open(bdg) as fh:
+                lines = sum(1 for _ in fh)
             C.log(f"{n:,} bases ({lines:,} bedGraph lines): {bw}")
             peer_out, our_out = work / "macs3.narrowPeak", work / "ours.narrowPeak"
             peer_cmd = [
@@ -217,19 +221,23 @@ def main() -> None:
                 out=str(our_out),
                 threads=args.threads,
             )
-            res = {"macs3 bdgpeakcall (bedGraph)": C.repeat(lambda: C.run_cmd(peer_cmd)[0], args.runs, "macs3")}
+            res = {
+                "macs3 bdgpeakcall (bedGraph)": C.repeat(
+                    lambda peer_cmd=peer_cmd: C.run_cmd(peer_cmd)[0], args.runs, "macs3"
+                )
+            }
             res["ours, from the bigWig"] = C.repeat(
-                lambda: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file"
+                lambda kw=kw: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file"
             )
             a, b = read_intervals(peer_out), read_intervals(our_out)
             identical = a.shape == b.shape and bool((a == b).all())
             if not args.skip_pybigwig:
                 res["ours, from the bigWig read by pyBigWig"] = C.repeat(
-                    lambda: C.run_python(OURS_PYBIGWIG.format(**kw)), args.runs, "ours file (pyBigWig)"
+                    lambda kw=kw: C.run_python(OURS_PYBIGWIG.format(**kw)), args.runs, "ours file (pyBigWig)"
                 )
                 identical_pybw = np.array_equal(read_intervals(our_out), a)
             res["ours, in memory"] = C.repeat(
-                lambda: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory"
+                lambda kw=kw: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory"
             )
             peer = C.med(res["macs3 bdgpeakcall (bedGraph)"])
             for name, samples in res.items():
@@ -277,16 +285,20 @@ def main() -> None:
                 + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
             )
     notes = [
-        f"Peer: MACS3 {_macs3_version(macs3)} `bdgpeakcall -c {CUTOFF} -l {MIN_LENGTH} -g {MAX_GAP}` on a bedGraph of the track; "
-        "ours: `atacdenoise.peaks.threshold.call_peaks` + `peak_table` (narrowPeak with summits and scores), as inference runs them.",
-        "Ratio = macs3 wall time (start-up included) / our in-process time; the wall column shows our whole process too "
+        f"Peer: MACS3 {_macs3_version(macs3)} `bdgpeakcall -c {CUTOFF} -l {MIN_LENGTH} -g {MAX_GAP}` "
+        "on a bedGraph of the track; "
+        "ours: `atacdenoise.peaks.threshold.call_peaks` + `peak_table` (narrowPeak with summits and scores), "
+        "as inference runs them.",
+        "Ratio = macs3 wall time (start-up included) / our in-process time; "
+        "the wall column shows our whole process too "
         "(Python + NumPy + pandas imports ~0.5 s).",
         "identical = the same (chrom, start, end) intervals, in the same order, as MACS3's narrowPeak.",
-        "Tracks: '~25 bp' = runs of equal value ~25 bp long on average (a smooth track); 'per base' = a new value at nearly every "
+        "Tracks: '~25 bp' = runs of equal value ~25 bp long on average (a smooth track); "
+        "'per base' = a new value at nearly every "
         "base, as a model's peak probability is (one bedGraph line per base for MACS3).",
         f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
-        "(`atacdenoise.io.bbiread`, blocks inflated on threads) keeps the runs (or bases) at or above the threshold as it "
-        "decodes (`runs_at_least`), and `peaks_of_runs` calls them without painting a track base by base "
+        "(`atacdenoise.io.bbiread`, blocks inflated on threads) keeps the runs (or bases) at or above the threshold "
+        "as it decodes (`runs_at_least`), and `peaks_of_runs` calls them without painting a track base by base "
         "(`call_peaks_runs` + `peak_table_runs`). It runs `threshold.call_chrom`, the command's own step; "
         "its split (read and call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
         "previous path (pyBigWig `values(numpy=True)` per chromosome, then the per-base caller), kept for comparison.",

@@ -22,6 +22,7 @@ sizes (``../shared/data/genomes/hg38.auto.sizes`` or the copy in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -65,7 +66,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def python_exe() -> str:
-    """The Python that runs the benchmark (the project's venv when run with it)."""
+    """Return the Python that runs the benchmark (the project's venv when run with it)."""
     return sys.executable
 
 
@@ -81,7 +82,7 @@ def tool(name: str, hint: str) -> str:
 
 
 def chrom_sizes_file(name: str = "hg38.auto.sizes") -> Path:
-    """A real chromosome sizes file (shared data, else resources/)."""
+    """Find a real chromosome sizes file (shared data, else resources/)."""
     for cand in (SHARED / "genomes" / name, REPO / "resources" / "genomes" / name):
         if cand.exists():
             return cand
@@ -104,7 +105,10 @@ def write_sizes(sizes: dict[str, int], path: Path) -> Path:
 
 
 def genome_prefix(sizes: dict[str, int], bases: int) -> dict[str, int]:
-    """The leading chromosomes of ``sizes`` covering about ``bases`` (the last one cut to fit); real names and order."""
+    """Return the leading chromosomes of ``sizes`` covering about ``bases`` (the last one cut to fit).
+
+    The names and order are the real ones.
+    """
     out: dict[str, int] = {}
     left = int(bases)
     for c, n in sizes.items():
@@ -137,10 +141,8 @@ def _tree_rss(proc) -> int:
     except psutil.Error:
         return 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -159,46 +161,42 @@ def run_cmd(
     except ImportError:  # the plain rusage figure only
         psutil = None
     full_env = {**os.environ, **(env or {})}
-    out_f = tempfile.TemporaryFile()
-    err_f = tempfile.TemporaryFile()
     # GNU time's own ru_maxrss of the command: the kernel's peak of the largest single process. A plain
     # fork from this (large) Python would count this process's pages until exec, so use it when present.
     gnu_time = shutil.which("time") if Path("/usr/bin/time").exists() else None
-    rss_file = tempfile.NamedTemporaryFile(suffix=".rss", delete=False)
-    rss_file.close()
+    rss_fd, rss_name = tempfile.mkstemp(suffix=".rss")
+    os.close(rss_fd)
     if gnu_time:
-        cmd = [gnu_time, "-q", "-f", "%M", "-o", rss_file.name, *(["sh", "-c", cmd] if shell else cmd)]
+        cmd = [gnu_time, "-q", "-f", "%M", "-o", rss_name, *(["sh", "-c", cmd] if shell else cmd)]
         shell = False
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, shell=shell, env=full_env, cwd=cwd, stdout=out_f if capture else None, stderr=err_f)
-    ps = psutil.Process(p.pid) if psutil is not None else None
-    peak = 0
-    while True:  # sample the tree's RSS until the child ends; wait4 gives its own exact peak
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        if ps is not None:
-            peak = max(peak, _tree_rss(ps))
-        time.sleep(0.02)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    try:
-        peak = (
-            max(peak, int(Path(rss_file.name).read_text().split()[-1]) * 1024)
-            if gnu_time
-            else max(peak, usage.ru_maxrss * 1024)
-        )
-    except (ValueError, IndexError):
-        pass
-    os.unlink(rss_file.name)
-    out_f.seek(0)
-    err_f.seek(0)
-    stdout = out_f.read().decode(errors="replace")
-    stderr = err_f.read().decode(errors="replace")
+    with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, shell=shell, env=full_env, cwd=cwd, stdout=out_f if capture else None, stderr=err_f)
+        ps = psutil.Process(p.pid) if psutil is not None else None
+        peak = 0
+        while True:  # sample the tree's RSS until the child ends; wait4 gives its own exact peak
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if ps is not None:
+                peak = max(peak, _tree_rss(ps))
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        with contextlib.suppress(ValueError, IndexError):
+            peak = (
+                max(peak, int(Path(rss_name).read_text().split()[-1]) * 1024)
+                if gnu_time
+                else max(peak, usage.ru_maxrss * 1024)
+            )
+        os.unlink(rss_name)
+        out_f.seek(0)
+        err_f.seek(0)
+        stdout = out_f.read().decode(errors="replace")
+        stderr = err_f.read().decode(errors="replace")
     if check and p.returncode != 0:
-        raise RuntimeError(
-            f"command failed ({p.returncode}): {cmd if isinstance(cmd, str) else ' '.join(map(str, cmd))}\n{stderr[-3000:]}"
-        )
+        shown = cmd if isinstance(cmd, str) else " ".join(map(str, cmd))
+        raise RuntimeError(f"command failed ({p.returncode}): {shown}\n{stderr[-3000:]}")
     return Sample(wall=wall, rss=peak), stdout + ("\n" + stderr if not capture else "")
 
 
@@ -219,7 +217,7 @@ def run_python(code: str, *, env: dict | None = None, cwd: Path | None = None) -
 
 
 def repeat(fn, runs: int, label: str = "") -> list[Sample]:
-    """``runs`` samples of ``fn()`` (each returns a Sample), logged to stderr as they come."""
+    """Take ``runs`` samples of ``fn()`` (each returns a Sample), logged to stderr as they come."""
     out = []
     for i in range(runs):
         s = fn()
@@ -271,10 +269,8 @@ def machine() -> dict:
         "numpy": np.__version__,
     }
     flags = ""
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
     info["simd"] = "avx512f" if " avx512f" in flags else ("avx2" if " avx2" in flags else "other")
     try:
         import torch
@@ -320,7 +316,7 @@ def fmt_num(n: float) -> str:
 
 
 def table(headers: list[str], rows: list[list]) -> str:
-    """A Markdown table (left-aligned first column)."""
+    """Format a Markdown table (left-aligned first column)."""
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     line = lambda vals: "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
@@ -388,7 +384,7 @@ def synthetic_pe_bam(path: Path, sizes: dict[str, int], n_fragments: int, seed: 
     t0 = time.perf_counter()
     serial = 0
     with pysam.AlignmentFile(str(tmp), "wb", header=header, threads=2) as out:
-        for tid, (c, n) in enumerate(zip(chroms, per_chrom)):
+        for tid, (_c, n) in enumerate(zip(chroms, per_chrom)):
             L = int(lengths[tid])
             if n == 0 or L < 2000:
                 continue
@@ -429,7 +425,8 @@ def synthetic_pe_bam(path: Path, sizes: dict[str, int], n_fragments: int, seed: 
     os.replace(str(tmp) + ".bai", str(path) + ".bai")
     os.replace(tmp, path)
     log(
-        f"  wrote {path} ({n_fragments:,} fragments, {fmt_bytes(path.stat().st_size)}) in {time.perf_counter() - t0:.0f} s"
+        f"  wrote {path} ({n_fragments:,} fragments, {fmt_bytes(path.stat().st_size)}) "
+        f"in {time.perf_counter() - t0:.0f} s"
     )
     return path
 
@@ -464,7 +461,7 @@ def synthetic_coverage(
 
 
 def synthetic_coverage_bigwig(path: Path, sizes: dict[str, int], seed: int = 11, cuts_per_kb: float = 4.0) -> Path:
-    """A coverage bigWig (with its JSON sidecar) over ``sizes``, written with the project's BigWigWriter."""
+    """Make a coverage bigWig (with its JSON sidecar) over ``sizes``, written with the project's BigWigWriter."""
     if path.exists() and Path(str(path) + ".json").exists():
         return path
     from atacdenoise.io.bigwig import BigWigWriter
@@ -495,7 +492,8 @@ def synthetic_coverage_bigwig(path: Path, sizes: dict[str, int], seed: int = 11,
     }
     Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
     log(
-        f"  wrote {path} ({fmt_num(sum(sizes.values()))} bases, {fmt_bytes(path.stat().st_size)}) in {time.perf_counter() - t0:.0f} s"
+        f"  wrote {path} ({fmt_num(sum(sizes.values()))} bases, {fmt_bytes(path.stat().st_size)}) "
+        f"in {time.perf_counter() - t0:.0f} s"
     )
     return path
 

@@ -119,10 +119,14 @@ def main() -> None:
                 "1",
                 "--verbose",
             ]
-            res = {"atacdenoise coverage": C.repeat(lambda: C.run_cmd(ours_cmd)[0], args.runs, "ours")}
+            res = {
+                "atacdenoise coverage": C.repeat(lambda ours_cmd=ours_cmd: C.run_cmd(ours_cmd)[0], args.runs, "ours")
+            }
             if run_peer:
                 # bamCoverage only writes chromosomes of the BAM header; give it the same file
-                res["bamCoverage --binSize 1"] = C.repeat(lambda: C.run_cmd(peer_cmd)[0], args.runs, "bamCoverage")
+                res["bamCoverage --binSize 1"] = C.repeat(
+                    lambda peer_cmd=peer_cmd: C.run_cmd(peer_cmd)[0], args.runs, "bamCoverage"
+                )
             ours = C.med(res["atacdenoise coverage"])
             peer = C.med(res["bamCoverage --binSize 1"]) if run_peer else float("nan")
             for name, samples in res.items():
@@ -153,10 +157,13 @@ def main() -> None:
                 }
             )
     notes = [
-        f"Peer: deepTools bamCoverage {_deeptools_version()} `--binSize 1 -p {t} --minMappingQuality 30 --samFlagExclude 3852 --Offset 1`; "
-        f"ours: `atacdenoise coverage --threads {t}` (MAPQ >= 30, no duplicates/secondary/supplementary/QC-fail, proper pairs, "
+        f"Peer: deepTools bamCoverage {_deeptools_version()} "
+        f"`--binSize 1 -p {t} --minMappingQuality 30 --samFlagExclude 3852 --Offset 1`; "
+        f"ours: `atacdenoise coverage --threads {t}` "
+        "(MAPQ >= 30, no duplicates/secondary/supplementary/QC-fail, proper pairs, "
         "Tn5 +4/-5, 201-bp boxes). Same BAM, same filters; the outputs differ by design (ours is smoothed).",
-        "Ratio = bamCoverage time / ours (>= 2x is the target). Peak RSS: summed over each tool's process tree (bamCoverage -p forks workers).",
+        "Ratio = bamCoverage time / ours (>= 2x is the target). "
+        "Peak RSS: summed over each tool's process tree (bamCoverage -p forks workers).",
         C.scaling_note(
             scale["bases"], scale["ours"], "ours on the synthetic BAMs (genome span and reads grow together)"
         ),

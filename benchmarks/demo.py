@@ -116,7 +116,8 @@ def main() -> None:
         rows.append(["**make demo after set-up (sum)**", f"{total:.0f}", f"{total / 60:.1f}", ""])
         slow = rule_times(work / "results")
         notes = [
-            f"Target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'missed'} ({total / TARGET_S:.2f} of the target).",
+            f"Target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'missed'} "
+            f"({total / TARGET_S:.2f} of the target).",
             f"{len(slow)} jobs with benchmark files; their summed time {sum(t for _, t, _ in slow):.0f} s (jobs run "
             f"{args.cores} at a time). Slowest jobs: "
             + "; ".join(f"{name} {t:.0f} s ({rss:.0f} MB)" for name, t, rss in slow[:8])

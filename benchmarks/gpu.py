@@ -85,7 +85,7 @@ def model_flops_per_base(model) -> int:
 
 
 def folded(model):
-    """The same network run on the ``d`` phases of the sequence with undilated kernels (a lever under test).
+    """Run the same network on the ``d`` phases of the sequence with undilated kernels (a lever under test).
 
     When every conv wider than one tap has dilation ``d`` (stride 1, padding a
     multiple of ``d``), base ``t`` only ever meets bases ``t ± k·d``: the network
@@ -238,7 +238,7 @@ def stage_genome_compute(
     work: Path,
     predicted_bps: float | None,
 ) -> dict:
-    """The whole genome through denoise_genome with bigWig I/O replaced by memory; linear extrapolation if cut."""
+    """Run the whole genome through denoise_genome with bigWig I/O replaced by memory; linear extrapolation if cut."""
     import torch
 
     from atacdenoise.model import infer as cmd
@@ -251,7 +251,8 @@ def stage_genome_compute(
     if predicted_bps and genome_bases / predicted_bps > allowed:
         run_sizes = C.genome_prefix(sizes, int(predicted_bps * allowed))
         C.log(
-            f"  genome compute: predicted {genome_bases / predicted_bps:.0f} s > {allowed:.0f} s: running {sum(run_sizes.values()):,} bases and extrapolating"
+            f"  genome compute: predicted {genome_bases / predicted_bps:.0f} s > {allowed:.0f} s: "
+            f"running {sum(run_sizes.values()):,} bases and extrapolating"
         )
     run_bases = sum(run_sizes.values())
     rng = np.random.default_rng(3)
@@ -302,7 +303,10 @@ def stage_genome_compute(
 
 
 def writer_throughput(n: int = 16_000_000) -> float:
-    """Bases/s of one FloatTrackWriter (native writer, default threads, zoom levels) on a per-base float track, in this process."""
+    """Measure the bases/s of one FloatTrackWriter on a per-base float track, in this process.
+
+    The writer is the native one, with its default threads and zoom levels.
+    """
     from atacdenoise.io.trackwriter import FloatTrackWriter, default_write_threads
 
     rng = np.random.default_rng(0)
@@ -342,7 +346,7 @@ def make_model_file(path: Path, preset: str, interval: int, pad: int) -> Path:
 def stage_cli(
     args, device, sizes: dict[str, int], subset: dict[str, int], interval: int, pad: int, batch: int, work: Path
 ) -> dict:
-    """The real `atacdenoise infer` on ``subset`` (input bigWig made first), extrapolated to ``sizes``."""
+    """Run the real `atacdenoise infer` on ``subset`` (input bigWig made first), extrapolated to ``sizes``."""
     t0 = time.perf_counter()
     bw = C.synthetic_coverage_bigwig(work / "subset.bw", subset)
     make_s = time.perf_counter() - t0
@@ -389,7 +393,7 @@ def stage_cli(
 
 
 def make_dataset(path: Path, subset: dict[str, int]) -> Path:
-    """A synthetic training dataset directory (noisy = thinned clean; labels where clean is high)."""
+    """Write a synthetic training dataset directory (noisy = thinned clean; labels where clean is high)."""
     from atacdenoise.model.dataset import DEFAULT_PREPROCESSING, chrom_arrays, write_dataset
 
     if (path / "meta.json").exists():
@@ -464,7 +468,8 @@ def write_report(args, info: dict, res: dict) -> str:
     lines = [
         f"## GPU inference and training ({args.preset} shape)",
         "",
-        f"Machine: {C.machine_line(info)}. Device run started {res.get('started', '')}; total script time {elapsed():.0f} s.",
+        f"Machine: {C.machine_line(info)}. Device run started {res.get('started', '')}; "
+        f"total script time {elapsed():.0f} s.",
         "",
     ]
     lev = res.get("levers")
@@ -496,7 +501,8 @@ def write_report(args, info: dict, res: dict) -> str:
     if g:
         rows.append(
             [
-                f"whole genome, real loop, bigWig I/O in memory ({'fold' if g['fold'] else 'plain'}, {g['amp']}, batch {g['batch']})",
+                "whole genome, real loop, bigWig I/O in memory "
+                f"({'fold' if g['fold'] else 'plain'}, {g['amp']}, batch {g['batch']})",
                 f"{g['bases'] / 1e6:.0f}" + (" (extrapolated)" if g["extrapolated"] else ""),
                 f"{g['wall_s']:.1f}",
                 f"{g['genome_s']:.1f}",
@@ -544,15 +550,18 @@ def write_report(args, info: dict, res: dict) -> str:
         from atacdenoise.io.trackwriter import default_write_threads
 
         lines += [
-            f"One bigWig track writer (atacdenoise.io.bbiwrite, {default_write_threads()} threads, zoom levels, per-base float32): "
-            f"{w / 1e6:.1f} M bases/s on this machine's CPU, so writing two 3.09-Gb tracks (in parallel, one process each) "
+            "One bigWig track writer "
+            f"(atacdenoise.io.bbiwrite, {default_write_threads()} threads, zoom levels, per-base float32): "
+            f"{w / 1e6:.1f} M bases/s on this machine's CPU, "
+            "so writing two 3.09-Gb tracks (in parallel, one process each) "
             f"takes at least {sum(res['sizes'].values()) / w:.0f} s.",
             "",
         ]
     tr = res.get("train", [])
     if tr:
         lines += [
-            "### Training, one whole-genome epoch (3.09 Gb / 50-kb windows; AtacWorks 2.7 min on 8x V100; target <= 2.7 min)",
+            "### Training, one whole-genome epoch "
+            "(3.09 Gb / 50-kb windows; AtacWorks 2.7 min on 8x V100; target <= 2.7 min)",
             "",
             C.table(
                 [
@@ -688,13 +697,18 @@ def main() -> None:
         C.log(f"  {res['train'][-1]}")
         save()
     res["notes"] += [
-        f"Model FLOPs per sequence position: {flops / 1e6:.3f} MFLOP (2 x multiply-adds of every conv); a tile computes interval + 2 pad "
+        f"Model FLOPs per sequence position: {flops / 1e6:.3f} MFLOP (2 x multiply-adds of every conv); "
+        "a tile computes interval + 2 pad "
         f"= {args.interval + 2 * args.pad:,} positions for {args.interval:,} output bases.",
-        f"Genome: {', '.join(list(sizes)[:2])} ... {list(sizes)[-1]} of hg38 ({sum(sizes.values()):,} bases); synthetic coverage; random "
+        f"Genome: {', '.join(list(sizes)[:2])} ... {list(sizes)[-1]} of hg38 ({sum(sizes.values()):,} bases); "
+        "synthetic coverage; random "
         "(untrained) weights, whose peak probabilities stay below 0.5 (no peaks: peak calling costs its minimum).",
-        "B replaces only the bigWig reader and the two bigWig writer processes (peak calls, prefetch thread, device copies stay); "
-        "C is the real command, its 'genome s' = the command's own denoise time x genome/subset bases (wall = whole process incl. start-up).",
-        "Training: the real train() for one epoch; 'genome epoch s' = (3.09 Gb / interval) windows / measured windows per second of the "
+        "B replaces only the bigWig reader and the two bigWig writer processes "
+        "(peak calls, prefetch thread, device copies stay); "
+        "C is the real command, its 'genome s' = the command's own denoise time x genome/subset bases "
+        "(wall = whole process incl. start-up).",
+        "Training: the real train() for one epoch; "
+        "'genome epoch s' = (3.09 Gb / interval) windows / measured windows per second of the "
         "training pass (validation excluded; includes cuDNN autotuning of the first batches).",
     ]
     save()

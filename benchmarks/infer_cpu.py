@@ -25,9 +25,10 @@ Rows:
   eager vs ``torch.compile`` (levers measured to choose the defaults);
 * the real command, bigWig in (synthetic coverage over the leading hg38
   chromosomes, ``--sizes``), once with each of ``--convs`` (``native``: the
-  compiled kernels of ``atacdenoise.model.cpuconv`` -- FFT and direct --, what the command uses on a CPU;
-  ``torch``: PyTorch's oneDNN convolutions, ``ATACDENOISE_NATIVE_CONV=0``), track/peakprob bigWigs and narrowPeak out, with a
-  random-weight model of the preset (speed does not depend on the weights):
+  compiled kernels of ``atacdenoise.model.cpuconv`` -- FFT and direct --,
+  what the command uses on a CPU; ``torch``: PyTorch's oneDNN convolutions,
+  ``ATACDENOISE_NATIVE_CONV=0``), track/peakprob bigWigs and narrowPeak out,
+  with a random-weight model of the preset (speed does not depend on the weights):
   wall time of the whole process, the command's own denoise time, peak RSS of
   the process tree (the two bigWig writer processes included) and of the main
   process;
@@ -38,7 +39,8 @@ Rows:
   writer processes and their zoom levels). A group of all 24 chromosomes is a
   whole hg38-size run (~4-5 min on 2 idle cores).
 
-Usage: ``.venv/bin/python benchmarks/infer_cpu.py [--quick] [--sizes 0.5M 1M 2M] [--levers] [--memory-chroms chr21,chr22,chrY chr1] [--runs 3]``
+Usage: ``.venv/bin/python benchmarks/infer_cpu.py [--quick] [--sizes 0.5M 1M 2M] [--levers]
+[--memory-chroms chr21,chr22,chrY chr1] [--runs 3]``
 """
 
 from __future__ import annotations
@@ -171,7 +173,8 @@ def levers(args, fpp: int) -> list[list]:
             ", torch.compile" if comp else ""
         )
         C.log(
-            f"  lever {what}: {pos / 1e3:.1f} k positions/s, {pos * fpp / roof:.0%} of roofline ({roof / 1e9:.0f} GFLOP/s)"
+            f"  lever {what}: {pos / 1e3:.1f} k positions/s, "
+            f"{pos * fpp / roof:.0%} of roofline ({roof / 1e9:.0f} GFLOP/s)"
         )
         rows.append(
             [
@@ -198,7 +201,9 @@ def run_infer(
     conv: str = "native",
     interval: int | None = None,
 ) -> tuple[C.Sample, dict]:
-    """The real command; ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run;
+    """Run the real command.
+
+    ``forward_batch`` overrides ``infer.CPU_FORWARD_BATCH`` (tiles per forward pass) for an A/B run;
     ``conv``: "native" (the compiled kernels of ``atacdenoise.model.cpuconv``, the default) or "torch" (PyTorch/oneDNN).
     """
     setup = ""
@@ -343,8 +348,10 @@ def main() -> None:
                     s.extra = {**parsed, "roofline_flops": roof, "forward_batch": fwd or default_fwd}
                     samples.append(s)
                     C.log(
-                        f"  {n:,} bp {conv} tiles {tile:,} batch {parsed['batch']}/{fwd or default_fwd} run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
-                        f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = {n / parsed['denoise_s'] * fpp / roof:.0%} of roofline "
+                        f"  {n:,} bp {conv} tiles {tile:,} batch {parsed['batch']}/{fwd or default_fwd} "
+                        f"run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
+                        f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = "
+                        f"{n / parsed['denoise_s'] * fpp / roof:.0%} of roofline "
                         f"({roof / 1e9:.0f} GFLOP/s), tree RSS {C.fmt_bytes(s.rss)}"
                     )
                 # per output base against the model's FLOPs per base (context not counted: it is our overhead)
@@ -401,7 +408,8 @@ def main() -> None:
                 )
                 n = sum(hg38[c] for c in chroms)
                 C.log(
-                    f"  {group} ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, main {parsed['main_rss_gib']:.2f} GiB"
+                    f"  {group} ({n:,} bp, {args.hg38_preset}): wall {s.wall:.0f} s, tree RSS {C.fmt_bytes(s.rss)}, "
+                    f"main {parsed['main_rss_gib']:.2f} GiB"
                 )
                 rows.append(
                     [
@@ -424,17 +432,25 @@ def main() -> None:
                     {"chroms": chroms, "bases": n, "preset": args.hg38_preset, "sample": vars(s), **parsed}
                 )
     notes = [
-        f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; the model's tiles are {INTERVAL:,} bases with {PAD:,} "
-        f"bases of context on each side, so {overhead:.2f} positions are computed per output base ({(100_000 + 2 * PAD) / 100_000:.2f} "
+        f"Model: {args.preset}, {fpp / 1e6:.3f} MFLOP per computed position; "
+        f"the model's tiles are {INTERVAL:,} bases with {PAD:,} "
+        f"bases of context on each side, so {overhead:.2f} positions are computed per output base "
+        f"({(100_000 + 2 * PAD) / 100_000:.2f} "
         "with `--interval 100000`). Random weights (no peaks called).",
-        "roofline k bp/s = matmul FLOP/s / the model's FLOPs per base (context not counted); '% roofline (per base)' = output "
-        "bases/s against it, the issue's figure; '% roofline (positions)' = computed positions/s (context included) against "
-        "the same rate. Both count the model's direct-sum FLOPs; the native kernels compute the 15-channel convolutions by FFT "
+        "roofline k bp/s = matmul FLOP/s / the model's FLOPs per base (context not counted); "
+        "'% roofline (per base)' = output "
+        "bases/s against it, the issue's figure; "
+        "'% roofline (positions)' = computed positions/s (context included) against "
+        "the same rate. Both count the model's direct-sum FLOPs; "
+        "the native kernels compute the 15-channel convolutions by FFT "
         "with ~15x fewer operations, hence figures above 100 %.",
-        "Roofline: best of ten 2048^3 fp32 matrix products on the same threads, measured right before each run; the % columns are "
-        "medians of the per-run ratios. 'denoise s' is the command's own figure (model loaded to outputs renamed); 'wall' adds "
+        "Roofline: best of ten 2048^3 fp32 matrix products on the same threads, measured right before each run; "
+        "the % columns are "
+        "medians of the per-run ratios. 'denoise s' is the command's own figure (model loaded to outputs renamed); "
+        "'wall' adds "
         "Python start-up and imports.",
-        "Peak RSS (tree): the largest summed RSS of the command and its two bigWig writer processes; 'main' is the main process's "
+        "Peak RSS (tree): the largest summed RSS of the command and its two bigWig writer processes; "
+        "'main' is the main process's "
         "own ru_maxrss as the command logs it.",
         C.scaling_note(scale_n, scale_t, "denoise time"),
     ]

@@ -20,7 +20,10 @@ def write_sizes(path: Path, sizes: dict[str, int] = SIZES) -> Path:
 def make_bam(
     path: Path, reads: list[dict], sizes: dict[str, int] = SIZES, sort: bool = True, index: bool = True
 ) -> Path:
-    """Write reads (dicts of name, flag, chrom, pos, cigar, mapq, [mate_chrom, mate_pos]) as a BAM, sorted and indexed."""
+    """Write reads as a BAM, sorted and indexed.
+
+    Each read is a dict of name, flag, chrom, pos, cigar, mapq, [mate_chrom, mate_pos].
+    """
     header = {
         "HD": {"VN": "1.6", "SO": "coordinate" if sort else "unsorted"},
         "SQ": [{"SN": c, "LN": n} for c, n in sizes.items()],

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders import PRE
 
 import atacdenoise as ad
 from atacdenoise.io.bigwig import read_bigwig, write_bigwig
 from atacdenoise.model.network import build_model, save_model
+from builders import PRE
 
 SIZES = {"chr1": 23_456, "chr2": 7_001}
 WINDOW = {"interval": 5_000, "pad": 400}

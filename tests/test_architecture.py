@@ -121,9 +121,12 @@ def test_commands_define_only_their_protocol_and_private_helpers():
     public = []
     for path in sorted((PACKAGE / "commands").glob("*.py")):
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
-                if node.name not in COMMAND_PROTOCOL:
-                    public.append(f"{path.name}: {node.name}")
+            if (
+                isinstance(node, (ast.FunctionDef, ast.ClassDef))
+                and not node.name.startswith("_")
+                and node.name not in COMMAND_PROTOCOL
+            ):
+                public.append(f"{path.name}: {node.name}")
     assert not public, f"library code in commands/ (move it to its stage's subpackage): {public}"
 
 
@@ -131,7 +134,7 @@ ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
 
 
 def _layer_row(text: str, layer: str) -> str:
-    """The row of the layer table of docs/ARCHITECTURE.md for ``layer`` ('io', 'base', ...)."""
+    """Return the row of the layer table of docs/ARCHITECTURE.md for ``layer`` ('io', 'base', ...)."""
     cell = {"base": "base:", "checks": "`checks.py`", "cli": "`cli.py`"}.get(layer, f"`{layer}/`")
     rows = [line for line in text.splitlines() if line.startswith("| ") and cell in line.split("|")[2]]
     assert len(rows) == 1, f"docs/ARCHITECTURE.md: expected one layer row for {layer}, found {len(rows)}"
@@ -154,7 +157,8 @@ def test_architecture_doc_names_every_module_in_its_layer_row():
 def test_every_path_named_in_the_architecture_doc_exists():
     text = ARCHITECTURE.read_text()
     named = set(re.findall(r"`((?:tests|workflow|docs|benchmarks)/[\w/.-]+\.(?:py|smk|c|md|yaml))`", text))
-    named |= {f"workflow/atacdenoise/{p}" for p in re.findall(r"`((?:io|reads|peaks|model|evaluate)/\w+\.(?:py|c))`", text)}
+    in_layers = re.findall(r"`((?:io|reads|peaks|model|evaluate)/\w+\.(?:py|c))`", text)
+    named |= {f"workflow/atacdenoise/{p}" for p in in_layers}
     for layer in ("io", "reads", "peaks", "evaluate", "model"):
         row = _layer_row(text, layer)
         named |= {f"workflow/atacdenoise/{layer}/{f}" for f in re.findall(r"`(\w+\.(?:py|c))`", row)}

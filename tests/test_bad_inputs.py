@@ -225,7 +225,11 @@ def test_peak_file_with_coordinates_past_the_chromosome_end(tmp_path, sizes_file
     assert_nothing_left(out)
 
 
-NARROWPEAK = "chr1\t100\t300\tp1\t50\t.\t5.0\t7.1\t4.2\t90\nchr1\t600\t650\tp2\t20\t.\t2.0\t3.3\t1.1\t10\nchr2\t0\t120\tp3\t10\t.\t1.0\t2.0\t1.0\t60\n"
+NARROWPEAK = (
+    "chr1\t100\t300\tp1\t50\t.\t5.0\t7.1\t4.2\t90\n"
+    "chr1\t600\t650\tp2\t20\t.\t2.0\t3.3\t1.1\t10\n"
+    "chr2\t0\t120\tp3\t10\t.\t1.0\t2.0\t1.0\t60\n"
+)
 
 
 @pytest.mark.parametrize("variant", ["plain", "track_header", "gzip_bed"])
@@ -316,7 +320,7 @@ def test_depth_above_the_fragments_in_the_bam(tmp_path, sizes_file):
 # --------------------------------------------------------------------------- sample sheet and config
 @pytest.fixture
 def demo_config(tmp_path: Path) -> tuple[Path, dict]:
-    """A copy of the demo config with absolute paths, and its sample sheet, in ``tmp_path``."""
+    """Write a copy of the demo config with absolute paths, and its sample sheet, in ``tmp_path``."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["genome"]["sizes"] = str(REPO / config["genome"]["sizes"])
     sheet = (REPO / "config" / "samples.tsv").read_text().replace("resources/", f"{REPO}/resources/")
@@ -423,7 +427,7 @@ def test_check_lists_every_bad_input_of_a_sheet_at_once(demo_config, tmp_path, s
 # --------------------------------------------------------------------------- model checkpoints (infer)
 @pytest.fixture
 def infer_inputs(tmp_path: Path) -> tuple[Path, Path]:
-    """A noisy coverage bigWig with its sidecar (defaults), and a tiny model trained on smooth_bp=100 tracks."""
+    """Make a noisy coverage bigWig with its sidecar (defaults), and a tiny model trained on smooth_bp=100 tracks."""
     bw = tmp_path / "noisy.bw"
     write_bigwig(bw, SIZES, {c: np.full(n, 2, np.float32) for c, n in SIZES.items()})
     Path(f"{bw}.json").write_text(json.dumps({**PRE, "source": "x.bam", "kind": "bam"}))

@@ -40,7 +40,10 @@ def unavailable_reason() -> str | None:
     if not sys.platform.startswith("linux"):
         return f"needs Linux to run slurmctld/slurmd (this is {sys.platform})"
     if os.geteuid() != 0:
-        return "needs root to start munged, slurmctld and slurmd (CI runs as root); run `sudo make test` or see tests/cluster/"
+        return (
+            "needs root to start munged, slurmctld and slurmd (CI runs as root); "
+            "run `sudo make test` or see tests/cluster/"
+        )
     missing = [exe for exe in DAEMONS if shutil.which(exe) is None]
     if missing and shutil.which("apt-get") is None:
         return f"SLURM/munge not installed ({', '.join(missing)} missing) and no apt-get to install slurm-wlm and munge"
@@ -81,7 +84,7 @@ class Cluster:
         return env
 
     def logs(self) -> str:
-        """The tails of the daemons' logs, for failure messages."""
+        """Return the tails of the daemons' logs, for failure messages."""
         parts = []
         for name in ("slurmctld", "slurmd", "munged"):
             path = self.state / "log" / f"{name}.log"
@@ -111,7 +114,7 @@ def stop(cluster: Cluster) -> None:
 
 
 def load_profile(path: Path = PROFILE / "config.yaml") -> dict:
-    """The profile as Snakemake reads it (YTE templating applied: the edit-once definitions filled in)."""
+    """Load the profile as Snakemake reads it (YTE templating applied: the edit-once definitions filled in)."""
     import yte
 
     with open(path) as fh:
@@ -235,7 +238,7 @@ def _table(path: Path):
 
 
 def _content(path: Path) -> bytes | list[str]:
-    """A file's bytes, or for text its lines without '#' comments (MACS3 writes the command and date there)."""
+    """Return a file's bytes, or for text its lines without '#' comments (MACS3 writes the command and date there)."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

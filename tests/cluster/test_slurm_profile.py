@@ -52,7 +52,7 @@ def snakemake(
 
 
 def demo_workdir(workdir: Path, overrides: dict | None = None) -> list[str]:
-    """A working directory for the repository's Snakefile with the demo config; returns the --configfile args."""
+    """Set up a working directory for the repository's Snakefile with the demo config; return the --configfile args."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config").mkdir(exist_ok=True)
     if not (workdir / "resources").exists():
@@ -239,7 +239,7 @@ def test_gpu_rules_get_gpu_partition_and_a_gpu_cpu_rules_do_not(cluster, tmp_pat
 
 @pytest.fixture(scope="module")
 def local_demo(tmp_path_factory):
-    """The small demo run locally (the reference the SLURM run must reproduce)."""
+    """Run the small demo locally (the reference the SLURM run must reproduce)."""
     work = tmp_path_factory.mktemp("demo_local")
     res = snakemake(
         work, *demo_workdir(work, SMALL_DEMO), "--profile", str(REPO / "profiles" / "local"), "--cores", "2"

@@ -1,5 +1,6 @@
-"""Benchmark metrics: equal to scikit-learn / SciPy, streamable, edge cases, the metrics CLI end to end,
-effective depth and the summary table.
+"""Benchmark metrics: equal to scikit-learn / SciPy, streamable, edge cases.
+
+Also the metrics CLI end to end, effective depth and the summary table.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def test_pr_curve_points_start_at_recall_zero_and_integrate_to_auprc():
     r, p = M.pr_curve_points(tps, fps, max_points=10_000)
     assert r[0] == 0 and p[0] == 1 and r[-1] == 1
     assert np.sum(np.diff(r) * p[1:]) == pytest.approx(average_precision_score(labels, scores), abs=1e-9)
-    r2, p2 = M.pr_curve_points(tps, fps, max_points=100)
+    r2, _p2 = M.pr_curve_points(tps, fps, max_points=100)
     assert r2.size <= 102 and r2[-1] == 1 and np.all(np.diff(r2) >= 0)
 
 
@@ -658,7 +659,10 @@ def test_summary_rejects_a_table_with_wrong_columns(tmp_path):
 
 
 def test_effective_cells_for_few_cell_profiles_are_not_mixed_with_fragment_depths():
-    """'c10'/'c100' are numbers of cells: MACS3 needs 100 cells where the model has 10; fragment depths are a separate curve."""
+    """'c10'/'c100' are numbers of cells: MACS3 needs 100 cells where the model has 10.
+
+    Fragment depths are a separate curve.
+    """
     rows = []
     for depth, model, macs in (("c10", 0.5, 0.2), ("c100", 0.7, 0.5), ("10", 0.9, 0.9), ("100", 0.95, 0.95)):
         rows.append(("m", "S", depth, "1", "model", "auprc", "all", model))

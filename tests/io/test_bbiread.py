@@ -1,4 +1,7 @@
-"""The native bigWig reader against pyBigWig (libBigWig) on files written by UCSC-style tools, libBigWig and our writer."""
+"""The native bigWig reader against pyBigWig (libBigWig).
+
+On files written by UCSC-style tools, libBigWig and our writer.
+"""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def test_header_summary_and_zoom_levels(written):
 
 def test_zoom_summaries_match_exact(written):
     """Whole-chromosome and bin-aligned summaries from the zoom levels equal the exact ones (both readers)."""
-    path, tracks = written
+    path, _tracks = written
     with pyBigWig.open(str(path)) as bw:
         for c in ("chr2", "chr1", "chrX"):
             for stat in ("mean", "max", "min", "coverage"):

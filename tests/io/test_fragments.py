@@ -1,4 +1,7 @@
-"""Fragments files: reading (plain/gzip/bgzip), validation with line numbers, bgzip+tabix writing, seeded subsampling."""
+"""Fragments files.
+
+Reading (plain/gzip/bgzip), validation with line numbers, bgzip+tabix writing, seeded subsampling.
+"""
 
 from __future__ import annotations
 

@@ -16,11 +16,11 @@ from atacdenoise.io.genome import Region, parse_region
 from atacdenoise.model.dataset import (
     allowed_starts,
     chrom_arrays,
+    fixed_tiles,
     open_dataset,
     read_window,
     sample_windows,
     start_table,
-    fixed_tiles,
     write_dataset,
 )
 
@@ -267,7 +267,7 @@ def test_open_dataset_rejects_other_assembly(tmp_path):
     path = _toy_dataset(tmp_path, {"chr1": 500})
     with pytest.raises(InputError, match="another assembly"):
         open_dataset(path, {"chr1": 600})
-    with pytest.raises(InputError, match="meta.json"):
+    with pytest.raises(InputError, match=r"meta\.json"):
         open_dataset(tmp_path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -52,7 +53,10 @@ def tiny_model(seed: int = 1) -> DenoiseResNet:
 def single_pass(
     model: torch.nn.Module, x: np.ndarray, pad: int, transform: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference: one forward pass over the whole chromosome with ``pad`` zeros each side (track, probability)."""
+    """Compute the reference (track, probability): one forward pass over the whole chromosome.
+
+    The chromosome gets ``pad`` zeros each side.
+    """
     with torch.inference_mode():
         inp = transform_input(torch.from_numpy(np.pad(x, pad).astype(np.float32))[None], transform)
         track, logits = model(inp)
@@ -61,8 +65,10 @@ def single_pass(
 
 
 def coverage(length: int, seed: int) -> np.ndarray:
-    """Coverage like the real input: Tn5 cut sites (sparse background plus clusters at "peaks", one at the very
-    end of the chromosome) each widened to a 201-bp box, integer counts as float32.
+    """Simulate coverage like the real input, integer counts as float32.
+
+    Tn5 cut sites (sparse background plus clusters at "peaks", one at the very
+    end of the chromosome), each widened to a 201-bp box.
     """
     rng = np.random.default_rng(seed)
     centres = np.r_[rng.integers(0, length, size=max(1, length // 1500)), length - 40]
@@ -201,7 +207,7 @@ def streamed_peaks(
 ) -> tuple[pd.DataFrame, PeakStream]:
     stream = PeakStream("chrT", threshold, min_length=200, max_gap=30)
     bounds = [0, *cuts, prob.size]
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         stream.add(a, prob[a:b], track[a:b])
     return stream.finish(), stream
 
@@ -257,7 +263,9 @@ TRANSFORM = {"kind": "log1p"}
 
 
 def calibrated_model(x: np.ndarray) -> DenoiseResNet:
-    """The tiny model set to smooth its input (averaging convs, unit skips) and to call peaks where the
+    """Set the tiny model to smooth its input and to call peaks where it is in its top ~15 %.
+
+    The model smooths with averaging convs and unit skips; it calls peaks where the
     smoothed chr1 coverage is in its top ~15 %: peaks follow the coverage boxes, with ragged edges from the
     Poisson background (gaps to merge, short islands to drop).
     """
@@ -414,7 +422,7 @@ def test_larger_tiles_give_the_same_outputs(genome, inferred, tmp_path):
                 rtol=1e-5,
                 atol=1e-6,
             )
-    assert open(f"{out}.peaks.narrowPeak").read() == open(f"{inferred['prefix']}.peaks.narrowPeak").read()
+    assert Path(f"{out}.peaks.narrowPeak").read_text() == Path(f"{inferred['prefix']}.peaks.narrowPeak").read_text()
     bad = run_cli(
         "--model",
         genome["model"],
@@ -454,7 +462,7 @@ def test_threshold_command_reproduces_inference_peaks(inferred, tmp_path):
         timeout=300,
     )
     assert res.returncode == 0, res.stderr
-    assert out.read_text() == open(f"{prefix}.peaks.narrowPeak").read()
+    assert out.read_text() == Path(f"{prefix}.peaks.narrowPeak").read_text()
 
 
 def _no_outputs(prefix: Path) -> bool:

@@ -100,8 +100,8 @@ def test_reference_receptive_field_by_perturbation():
             p.fill_(0.02 if name.endswith("weight") else 0.0)
         x = torch.zeros(1, 9_001, dtype=torch.float64)
         x[0, 4_500] = 1.0
-        t, l = model(x)
-    track, logits = np.flatnonzero(t[0].numpy()) - 4_500, np.flatnonzero(l[0].numpy()) - 4_500
+        track_out, logits_out = model(x)
+    track, logits = np.flatnonzero(track_out[0].numpy()) - 4_500, np.flatnonzero(logits_out[0].numpy()) - 4_500
     assert (track.min(), track.max()) == (-3_000, 3_000)  # 6,001 bp
     assert (logits.min(), logits.max()) == (-4_200, 4_200)  # 8,401 bp
     assert track.size == 751 and (track % 8 == 0).all()  # dilation 8: a single base reaches every 8th output
@@ -185,7 +185,7 @@ def _smooth(cuts: np.ndarray, half: int = 100) -> np.ndarray:
 
 
 def planted_peaks(rng: np.random.Generator, n: int, thin: float = 1 / 16):
-    """A clean track with planted peaks and its thinned (~1/16 depth) noisy copy, both smoothed to 201 bp.
+    """Make a clean track with planted peaks and its thinned (~1/16 depth) noisy copy, both smoothed to 201 bp.
 
     Returns (noisy float32[n], clean float32[n], (peak starts, peak ends)).
     """

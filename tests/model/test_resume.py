@@ -1,7 +1,8 @@
-"""Interruptions: a SIGKILLed training resumes from its last checkpoint; a SIGKILLed inference leaves no final-named output.
+"""Interruptions: a SIGKILLed training resumes from its last checkpoint.
 
-Both run the real ``atacdenoise`` command in its own process group, killed
-with SIGKILL (no clean-up code can run), then run the same command again.
+A SIGKILLed inference leaves no final-named output. Both run the real
+``atacdenoise`` command in its own process group, killed with SIGKILL (no
+clean-up code can run), then run the same command again.
 """
 
 from __future__ import annotations

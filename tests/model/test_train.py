@@ -1,7 +1,11 @@
-"""Training: loss, resume after an interruption, selection without peaks, the train command (atacdenoise.model.train)."""
+"""Training (atacdenoise.model.train).
+
+Loss, resume after an interruption, selection without peaks, the train command.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -232,7 +236,7 @@ def test_cosine_lr_runs_from_lr_to_a_twentieth_and_constant_stays():
         and lrs[-1] == pytest.approx(1e-3 / 20)
         and lrs[2] == pytest.approx((1e-3 + 5e-5) / 2)
     )
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
     assert {lr_at(e, {**s, "lr_schedule": "constant"}) for e in range(1, 6)} == {1e-3}
 
 

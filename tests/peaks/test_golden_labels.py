@@ -22,7 +22,7 @@ from atacdenoise.io.intervals import chrom_mask, read_bed
 
 
 def base_jaccard(a: pd.DataFrame, b: pd.DataFrame, sizes: dict[str, int]) -> float:
-    """|A ∩ B| / |A ∪ B| in bases, over all chromosomes of ``sizes``."""
+    """Return the Jaccard index |A ∩ B| / |A ∪ B| in bases, over all chromosomes of ``sizes``."""
     inter = union = 0
     for chrom, n in sizes.items():
         ma, mb = chrom_mask(a, chrom, n), chrom_mask(b, chrom, n)
@@ -116,7 +116,7 @@ def test_label_route_on_published_5M_track_reproduces_published_5M_peaks_exactly
     published_path = hsc / "HSC_5M.macs2_peaks.chr1_chr2.bed"
     published = read_bed(published_path)
     track = hsc / "HSC_5M.published_coverage.chr1_chr2.bw"
-    fit_tsv, table = fit(tmp_path, track, published_path, sizes_file)
+    fit_tsv, _table = fit(tmp_path, track, published_path, sizes_file)
     mean_peaks = route(tmp_path, track, sizes_file, "mean")
     fit_peaks = route(tmp_path, track, sizes_file, "fit", "--lambda-table", str(fit_tsv))
     at_mean, at_fit = base_jaccard(mean_peaks, published, sizes), base_jaccard(fit_peaks, published, sizes)

@@ -104,7 +104,11 @@ def test_min_count_and_lambda_range_agree():
         k = bdgpeakcall.min_count(lam)
         lo, hi = bdgpeakcall.lambda_range(k)
         assert lo < lam <= hi
-        assert bdgpeakcall.ppois_score(np.array([k]), lam)[0] >= 3 > bdgpeakcall.ppois_score(np.array([k - 1]), lam)[0] if k else True
+        assert (
+            bdgpeakcall.ppois_score(np.array([k]), lam)[0] >= 3 > bdgpeakcall.ppois_score(np.array([k - 1]), lam)[0]
+            if k
+            else True
+        )
 
 
 def test_ppois_score_matches_macs3_bdgcmp(tmp_path):
@@ -170,7 +174,10 @@ def test_failed_macs3_command_raises_with_its_stderr(tmp_path):
 
 def test_fit_lambda_recovers_the_lambda_that_made_the_peaks():
     tracks = {"chrA": atac_like_track(600_000, seed=5), "chrB": atac_like_track(400_000, seed=6, rate=0.03)}
-    true = {"chrA": 1.7 * bdgpeakcall.mean_coverage(tracks["chrA"]), "chrB": 1.3 * bdgpeakcall.mean_coverage(tracks["chrB"])}
+    true = {
+        "chrA": 1.7 * bdgpeakcall.mean_coverage(tracks["chrA"]),
+        "chrB": 1.3 * bdgpeakcall.mean_coverage(tracks["chrB"]),
+    }
     rows = []
     for chrom, track in tracks.items():
         s, e = call_peaks(track, bdgpeakcall.min_count(true[chrom]))
@@ -218,7 +225,10 @@ def cluster_cut_sites(sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndar
 
 
 def write_cut_bam(path: Path, sizes: dict[str, int], cuts: dict[str, np.ndarray]) -> Path:
-    """Single-end 50-bp reads whose Tn5-shifted 5' ends are the cut sites (+ reads at cut - 4, - reads ending at cut + 6)."""
+    """Write single-end 50-bp reads whose Tn5-shifted 5' ends are the cut sites.
+
+    + reads start at cut - 4, - reads end at cut + 6.
+    """
     header = {"HD": {"VN": "1.6", "SO": "coordinate"}, "SQ": [{"SN": c, "LN": n} for c, n in sizes.items()]}
     unsorted = path.with_suffix(".unsorted.bam")
     with pysam.AlignmentFile(str(unsorted), "wb", header=header) as bam:
@@ -240,7 +250,7 @@ def write_cut_bam(path: Path, sizes: dict[str, int], cuts: dict[str, np.ndarray]
 
 
 def write_fragments(path: Path, cuts: dict[str, np.ndarray]) -> Path:
-    """The same cut sites paired into fragments (start = one cut, end - 1 = the next), gzipped."""
+    """Write the same cut sites paired into fragments (start = one cut, end - 1 = the next), gzipped."""
     with gzip.open(path, "wt") as fh:
         for chrom, c in cuts.items():
             c = np.sort(c)

@@ -177,7 +177,10 @@ def test_peak_table_of_no_peaks_is_empty_with_narrowpeak_columns():
 
 
 def smooth_probability(length: int, seed: int, with_gaps: bool, negative: bool = False) -> np.ndarray:
-    """Runs of equal values (~25 bp), plateaus of tied maxima, runs exactly at the cutoff; optional zero stretches."""
+    """Make a track of runs of equal values (~25 bp), plateaus of tied maxima and runs exactly at the cutoff.
+
+    Zero stretches are optional (``with_gaps``).
+    """
     rng = np.random.default_rng(seed)
     lengths = rng.geometric(1 / 25, length // 10)
     vals = np.round(rng.uniform(-0.3 if negative else 0.0, 1.0, lengths.size) * 8) / 8  # few levels: many ties
@@ -190,7 +193,7 @@ def smooth_probability(length: int, seed: int, with_gaps: bool, negative: bool =
 
 
 def as_runs(track: np.ndarray, drop_zeros: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The track as runs of equal values (zero runs left out when ``drop_zeros``, as a bigWig writer does)."""
+    """Return the track as runs of equal values (zero runs left out when ``drop_zeros``, as a bigWig writer does)."""
     starts, ends, values = run_lengths(track)
     keep = values != 0 if drop_zeros else np.ones(values.size, bool)
     return starts[keep], ends[keep], values[keep]

@@ -1,4 +1,7 @@
-"""``atacdenoise threshold``: peaks from an existing probability bigWig, equal to inference's and to the per-base caller."""
+"""``atacdenoise threshold``: peaks from an existing probability bigWig.
+
+They equal inference's and the per-base caller's.
+"""
 
 from __future__ import annotations
 
@@ -120,7 +123,10 @@ def test_windows_give_the_same_peaks(tracks, monkeypatch):
 
 
 def test_too_many_runs_above_the_threshold_are_called_per_base(tracks, monkeypatch):
-    """More runs (or bases) above the threshold than MAX_RUNS: the chromosome is called per base, with the same peaks."""
+    """More runs (or bases) above the threshold than MAX_RUNS: the chromosome is called per base.
+
+    The peaks are the same.
+    """
     from atacdenoise.peaks import threshold
 
     monkeypatch.setattr(threshold, "MAX_RUNS", 10)

@@ -1,5 +1,7 @@
-"""Determinism: the same inputs, settings and seed give byte-identical subsampled BAMs, coverage and datasets,
-and the same training metrics on CPU.
+"""Determinism: the same inputs, settings and seed give the same outputs.
+
+Byte-identical subsampled BAMs, coverage and datasets, and the same training
+metrics on CPU.
 
 Runs the real commands twice on the bundled real demo data (HSC 80M reads,
 first 10 Mb of chr1/chr2; only chr2 is used for coverage and the dataset).

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def temp_path_for(path: str | os.PathLike) -> Path:
-    """A unique temporary name in the target's directory that keeps its suffix (tools sniff it)."""
+    """Return a unique temporary name in the target's directory that keeps its suffix (tools sniff it)."""
     path = Path(path)
     return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
 

@@ -45,7 +45,9 @@ FIXTURE_PATHS = ("results/fixture/cells.fragments.tsv.gz", "results/fixture/cell
 
 # --------------------------------------------------------------------------- outputs
 def check_writable(path: str | os.PathLike, what: str = "output") -> None:
-    """Raise unless ``path`` (a file to be written) can be created: its nearest existing ancestor is a writable directory.
+    """Raise unless ``path`` (a file to be written) can be created.
+
+    It can when its nearest existing ancestor is a writable directory.
 
     Catches an output path under an existing regular file (``out.bw/sub/x.bw``),
     and a read-only results directory, before any work is done.
@@ -98,7 +100,7 @@ def check_bam_file(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
 
 
 def check_bigwig_file(path: str | Path, sizes: dict[str, int]) -> None:
-    """A readable bigWig holding every chromosome of ``sizes`` with the same lengths."""
+    """Check that ``path`` is a readable bigWig holding every chromosome of ``sizes`` with the same lengths."""
     from atacdenoise.io.bigwig import check_bigwig
 
     path = Path(path)
@@ -107,7 +109,10 @@ def check_bigwig_file(path: str | Path, sizes: dict[str, int]) -> None:
 
 
 def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
-    """A BED/narrowPeak (plain or gzip, with or without a track line) whose intervals lie on ``genome``; returns the count."""
+    """Check that ``path`` is a BED/narrowPeak whose intervals lie on ``genome``; return the interval count.
+
+    The file may be plain or gzip, with or without a track line.
+    """
     from atacdenoise.io.intervals import read_narrowpeak
 
     path = Path(path)
@@ -116,7 +121,7 @@ def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
 
 
 def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAGMENT_HEAD_LINES) -> None:
-    """The first ``n`` data lines of a fragments file: 5 tab-separated columns, integers, names of ``genome``.
+    """Check the first ``n`` data lines of a fragments file: 5 tab-separated columns, integers, names of ``genome``.
 
     The full validation (every line, chromosome ends) runs in the subcommands
     that read the whole file; this catches the usual mistakes (a BED, a wrong
@@ -155,7 +160,10 @@ def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAG
 
 
 def check_barcode_table(path: str | Path, cell_type: str, n_cells: Iterable[int] = ()) -> int:
-    """Valid table (no duplicates), has ``cell_type``, and at least max(``n_cells``) cells of it; returns its cell count."""
+    """Check a barcode table and return its number of ``cell_type`` cells.
+
+    The table must be valid (no duplicates), have ``cell_type``, and at least max(``n_cells``) cells of it.
+    """
     from atacdenoise.reads.cells import barcodes_of_type, read_barcode_table
 
     path = Path(path)
@@ -176,7 +184,8 @@ def _sheet_problems(samples: pd.DataFrame, sheet: str) -> list[str]:
     missing = [c for c in ("sample", "cell_type", "kind", "path") if c not in samples.columns]
     if missing:
         return [
-            f"{sheet}: missing column(s) {missing}; expected sample, cell_type, kind, path [, noisy, peaks, barcodes, role]"
+            f"{sheet}: missing column(s) {missing}; "
+            "expected sample, cell_type, kind, path [, noisy, peaks, barcodes, role]"
         ]
     names = samples["sample"].astype(str)
     dup = sorted(names[names.duplicated()].unique())
@@ -247,7 +256,8 @@ def check_inputs(
     pretrained = (config.get("model") or {}).get("pretrained")
     if pretrained and not Path(pretrained).is_file():
         problems.append(
-            f"{pretrained}: model.pretrained file not found; fix the path or set model.pretrained: null to train a model"
+            f"{pretrained}: model.pretrained file not found; "
+            "fix the path or set model.pretrained: null to train a model"
         )
 
     samples = samples.copy()
@@ -282,7 +292,8 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
         value = row.get(col, "")
         if value and not made(value) and not Path(value).exists():
             problems.append(
-                f"sample {sample}: {col} file {value!r} not found (paths are relative to the directory the workflow runs in); fix {sheet}"
+                f"sample {sample}: {col} file {value!r} not found "
+                f"(paths are relative to the directory the workflow runs in); fix {sheet}"
             )
     if kind not in ("bam", "fragments", "bigwig"):
         problems.append(f"sample {sample}: kind {kind!r} is not one of bam, fragments, bigwig; fix {sheet}")
@@ -299,7 +310,8 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
                 total = sum(mapped.values())
                 if max(depths) > total:
                     problems.append(
-                        f"sample {sample}: {value}: config `depths` asks for {max(depths):,} fragments but the BAM has only "
+                        f"sample {sample}: {value}: config `depths` asks for {max(depths):,} fragments "
+                        "but the BAM has only "
                         f"{total:,} mapped reads on the selected chromosomes; lower `depths` or use a deeper input"
                     )
         elif kind == "fragments":
@@ -346,7 +358,8 @@ def schema_problems(data: dict, schema: dict, source: str) -> list[str]:
             for key in sorted(set(err.instance) - set(allowed)):
                 full = _key_path([*err.absolute_path, key])
                 problems.append(
-                    f"{source}: unknown key {full!r} (allowed at {where}: {', '.join(allowed)}); fix the spelling or remove it"
+                    f"{source}: unknown key {full!r} (allowed at {where}: {', '.join(allowed)}); "
+                    "fix the spelling or remove it"
                 )
         else:
             problems.append(f"{source}: key {where}: {err.message}")
@@ -364,8 +377,9 @@ def apply_defaults(data: dict, schema: dict) -> dict:
 
 
 def read_sheet(path: Path) -> pd.DataFrame:
-    """The sample sheet as strings, empty cells as ''."""
+    """Read the sample sheet as strings, empty cells as ''."""
     import pandas as pd  # here, not at the top: it costs every command ~0.3 s of start-up
+
     if not path.is_file():
         raise InputError(f"{path}: sample sheet not found; fix `samples` in the config or --samples")
     try:
@@ -377,7 +391,7 @@ def read_sheet(path: Path) -> pd.DataFrame:
 
 
 def sheet_problems(df: pd.DataFrame, schema: dict, source: str) -> list[str]:
-    """Schema violations of each row (empty cells count as absent), naming the row and the column."""
+    """List the schema violations of each row (empty cells count as absent), naming the row and the column."""
     problems = []
     for i, row in enumerate(df.to_dict(orient="records")):
         values = {k: v for k, v in row.items() if v != ""}
@@ -388,7 +402,9 @@ def sheet_problems(df: pd.DataFrame, schema: dict, source: str) -> list[str]:
     return problems
 
 
-def check_config_and_inputs(config_path: Path, samples: Path | None = None, schemas: Path = SCHEMAS) -> tuple[dict, int]:
+def check_config_and_inputs(
+    config_path: Path, samples: Path | None = None, schemas: Path = SCHEMAS
+) -> tuple[dict, int]:
     """Validate a config and its sample sheet against the schemas, then every input; return (config, number of rows).
 
     The config is validated first (its problems alone are reported, since the

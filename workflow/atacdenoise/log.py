@@ -20,7 +20,7 @@ def setup_logging(verbosity: int = 0) -> None:
 
 
 def progress(iterable: Iterable[T], total: int | None = None, desc: str = "", unit: str = "it") -> Iterator[T]:
-    """A tqdm bar on stderr; sparse updates when stderr is a log file, off with --quiet."""
+    """Wrap ``iterable`` in a tqdm bar on stderr; sparse updates when stderr is a log file, off with --quiet."""
     quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
     tty = sys.stderr.isatty()
     return iter(

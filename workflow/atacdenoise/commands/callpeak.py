@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise callpeak``."""
     parser.add_argument("--input", required=True, type=Path, help="BAM (indexed, coordinate-sorted) or fragments file")
     parser.add_argument("--kind", required=True, choices=["bam", "fragments"], help="input type")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
@@ -37,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--genome-size",
         default=None,
-        help="macs3 -g: effective genome size, a number or hs/mm/ce/dm (None: total length of the selected chromosomes)",
+        help="macs3 -g: effective genome size, a number or hs/mm/ce/dm "
+        "(None: total length of the selected chromosomes)",
     )
     parser.add_argument("--pvalue", type=float, default=0.01, help="macs3 -p: p-value cutoff")
     parser.add_argument("--shift", type=int, default=-75, help="macs3 --shift (bp)")
@@ -51,7 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="callpeak", help="macs3 -n: prefix of the peak names")
     parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for MACS3's files (None: $TMPDIR)")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads (BAM)")
-
 
 
 def _check_args(args: argparse.Namespace) -> None:

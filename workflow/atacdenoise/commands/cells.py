@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise cells``."""
     parser.add_argument(
         "--fragments", required=True, type=Path, help="fragments file (chrom, start, end, barcode, count)"
     )
@@ -51,7 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="warn instead of failing when some chosen cells have no fragment (never when none has)",
     )
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help=argparse.SUPPRESS)
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise coverage``."""
     parser.add_argument(
         "--input", required=True, type=Path, help="BAM (indexed, coordinate-sorted), fragments file, or bigWig"
     )

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise dataset``."""
     parser.add_argument(
         "--noisy", required=True, type=Path, help="coverage bigWig of the low-depth sample (network input)"
     )
@@ -39,7 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", required=True, help="sample name (recorded in meta.json)")
     parser.add_argument("--depth", required=True, help="depth label of the noisy input (recorded in meta.json)")
     parser.add_argument("--rep", required=True, help="replicate of the noisy input (recorded in meta.json)")
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise fit-lambda``."""
     parser.add_argument("--track", required=True, type=Path, help="coverage bigWig the peaks were called on")
     parser.add_argument("--peaks", required=True, type=Path, help="published peaks (BED or narrowPeak)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
@@ -47,7 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--span", nargs=2, type=float, default=[0.25, 4.0], metavar=("LOW", "HIGH"), help="lambda / mean searched"
     )
-
 
 
 def run(args: argparse.Namespace) -> int:

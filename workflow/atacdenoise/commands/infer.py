@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise infer``."""
     parser.add_argument("--model", required=True, type=Path, help="trained model file (model.pt)")
     parser.add_argument("--input", required=True, type=Path, help="noisy coverage bigWig (with its X.bw.json sidecar)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes of the genome")
@@ -66,7 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output bases per tile (default: the model's). Each tile also computes the model's context on both sides, "
         "so larger tiles waste less (e.g. 100000 on a CPU: ~15%% faster, more memory); outputs do not depend on it",
     )
-
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -36,7 +36,9 @@ from atacdenoise.io.genome import read_chrom_sizes
 
 log = logging.getLogger(__name__)
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise metrics``."""
     g = p.add_argument_group("inputs")
     g.add_argument("--clean", required=True, type=Path, help="clean (deep) coverage bigWig: the reference track")
     g.add_argument("--labels", required=True, type=Path, help="clean peaks (narrowPeak/BED): the per-base truth")
@@ -63,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--depth-scale",
         type=float,
-        help="factor applied to the noisy track for mse_scaled (default: total clean / total noisy signal over the regions)",
+        help="factor applied to the noisy track for mse_scaled "
+        "(default: total clean / total noisy signal over the regions)",
     )
     s.add_argument(
         "--fixed-threshold",

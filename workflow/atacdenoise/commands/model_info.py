@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise model-info``."""
     parser.add_argument(
         "--settings",
         default=None,
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Report the settings, parameter count and receptive fields of the model (tab-separated on stdout)."""
     hparams, _ = resolve_settings(load_settings(args.settings))
     model = build_model(hparams)
     rows = {

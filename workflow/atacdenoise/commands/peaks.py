@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise peaks``."""
     parser.add_argument("--track", required=True, type=Path, help="coverage bigWig (integer counts per base)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--out-peaks", required=True, type=Path, help="output narrowPeak")
@@ -53,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="peak name prefix (None: the output file name)")
     parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for bedGraphs (None: $TMPDIR)")
     parser.add_argument("--threads", type=int, default=1, help="chromosomes run through MACS3 at once")
-
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -92,5 +92,7 @@ def run(args: argparse.Namespace) -> int:
         tmpdir=args.tmpdir,
         threads=args.threads,
     )
-    log.info("%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval)
+    log.info(
+        "%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval
+    )
     return 0

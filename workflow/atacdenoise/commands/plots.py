@@ -38,6 +38,7 @@ KINDS = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise plots``."""
     sub = p.add_subparsers(dest="kind", metavar="<kind>", required=True)
     for kind, text in KINDS.items():
         k = sub.add_parser(kind, help=text, description=text, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -129,7 +130,9 @@ def _run_depth(args: argparse.Namespace) -> int:
     metrics = read_metrics(args.metrics)
     effective = None
     if args.effective_depth:
-        effective = pd.read_csv(require_file(args.effective_depth, "effective-depth table"), sep="\t", dtype={"depth": str})
+        effective = pd.read_csv(
+            require_file(args.effective_depth, "effective-depth table"), sep="\t", dtype={"depth": str}
+        )
     plot_metric_vs_depth(metrics, args.out, args.metric_names, args.region, effective, args.title)
     return 0
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise simulate-cells``."""
     parser.add_argument("--bam", required=True, type=Path, help="bulk ATAC-seq BAM (indexed, coordinate-sorted)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes file (chrom<TAB>length)")
     parser.add_argument("--cells", required=True, type=int, help="number of cells")
@@ -49,7 +50,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument("--min-mapq", type=int, default=MIN_MAPQ, help="minimum MAPQ of a read")
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads")
-
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -23,14 +23,15 @@ from atacdenoise.evaluate.summary import gather_metrics, summarise
 
 log = logging.getLogger(__name__)
 
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise summary``."""
     p.add_argument("--metrics", required=True, nargs="+", type=Path, help="metrics TSVs from 'atacdenoise metrics'")
     p.add_argument("--out-metrics", required=True, type=Path, help="all rows, concatenated (the model's metrics.tsv)")
     p.add_argument(
         "--out-summary", required=True, type=Path, help="headline table, one line per (model, sample, depth)"
     )
     p.add_argument("--out-effective-depth", type=Path, help="effective depth of the model vs each baseline")
-
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,8 +27,8 @@ from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, threshold_bigwig
 log = logging.getLogger(__name__)
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise threshold``."""
     parser.add_argument(
         "--prob", required=True, type=Path, help="peak-probability bigWig (PREFIX.peakprob.bw of infer)"
     )
@@ -41,7 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-gap", type=int, default=MAX_GAP, help="merge peaks separated by at most this many bases")
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in the bigWig)")
     parser.add_argument("--threads", type=int, default=1, help="threads that inflate the bigWig's blocks")
-
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``atacdenoise train``."""
     parser.add_argument(
         "--datasets", nargs="+", required=True, type=Path, help="dataset directories made by 'atacdenoise dataset'"
     )
@@ -54,13 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpus",
         type=int,
         default=1,
-        help="GPUs (processes) to train on; > 1 re-launches under torchrun with DDP (with --device cpu: that many CPU processes, gloo)",
+        help="GPUs (processes) to train on; > 1 re-launches under torchrun with DDP "
+        "(with --device cpu: that many CPU processes, gloo)",
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch; unset: torch's own choice")
 
 
 def _torchrun_command(args: argparse.Namespace) -> list[str]:
-    """The same command under ``torchrun --standalone --nproc_per_node N``."""
+    """Build the same command under ``torchrun --standalone --nproc_per_node N``."""
     cmd = [
         sys.executable,
         "-m",
@@ -94,13 +96,15 @@ def _torchrun_command(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train the model, re-launching under ``torchrun`` first when ``--gpus`` > 1."""
     if args.gpus < 1:
         raise InputError(f"--gpus {args.gpus}: expected at least 1")
     check_writable(args.out_dir / "model.pt")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
         if args.device != "cpu" and torch.cuda.device_count() < args.gpus:
             raise InputError(
-                f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) visible; ask the scheduler for more or lower --gpus"
+                f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA GPU(s) visible; "
+                "ask the scheduler for more or lower --gpus"
             )
         cmd = _torchrun_command(args)
         log.info("launching %d processes: %s", args.gpus, " ".join(cmd))

@@ -62,9 +62,10 @@ COLUMNS = ["model", "sample", "depth", "rep", "method", "metric", "region", "val
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-
 @dataclass
 class Baseline:
+    """A peak-caller baseline (``--baseline NAME=PEAKS,PVAL``): its narrowPeak calls and its -log10 p bigWig."""
+
     name: str
     peaks: Path
     pval: Path
@@ -177,8 +178,6 @@ def read_metrics(path: Path) -> pd.DataFrame:
         )
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df
-
-
 
 
 def benchmark_track(

@@ -35,7 +35,8 @@ def deeptools(name: str) -> str:
     found = shutil.which(name) or (str(beside) if beside.exists() else None)
     if not found:
         raise InputError(
-            f"deepTools' {name} not found on PATH; install deepTools (pip install 'deeptools==3.5.6') in this environment"
+            f"deepTools' {name} not found on PATH; "
+            "install deepTools (pip install 'deeptools==3.5.6') in this environment"
         )
     return found
 
@@ -124,7 +125,14 @@ def summit_heatmap(
             bed, sep="\t", header=False, index=False
         )
         matrix = Path(tmpdir) / "matrix.gz"
-        cmd = [deeptools("computeMatrix"), "reference-point", "-S", *map(str, tracks.values()), "--samplesLabel", *names]
+        cmd = [
+            deeptools("computeMatrix"),
+            "reference-point",
+            "-S",
+            *map(str, tracks.values()),
+            "--samplesLabel",
+            *names,
+        ]
         cmd += ["-R", str(bed), "--referencePoint", "center", "-b", str(flank), "-a", str(flank)]
         cmd += ["--binSize", str(bin_size), "--missingDataAsZero", "-p", str(threads), "-o", str(matrix)]
         _call(cmd)

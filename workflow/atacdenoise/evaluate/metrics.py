@@ -173,7 +173,7 @@ class CountTable:
 
     @classmethod
     def union(cls, *tables: CountTable) -> CountTable:
-        """A table of all values of ``tables`` (disjoint sets of bases)."""
+        """Merge ``tables`` (counts of disjoint sets of bases) into one table of all their values."""
         out = cls(with_positives=all(t.with_positives for t in tables))
         out._parts = [t.table() for t in tables if t.table()[0].size]
         out._compact()
@@ -441,7 +441,7 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
 
 
 def overlaps_any(starts: np.ndarray, ends: np.ndarray, other_starts: np.ndarray, other_ends: np.ndarray) -> np.ndarray:
-    """bool[n]: does interval i share at least one base with any of the ``other`` intervals?"""
+    """Tell, as bool[n], whether interval i shares at least one base with any of the ``other`` intervals."""
     starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     os_, oe = merge_intervals(other_starts, other_ends)
     if os_.size == 0:
@@ -607,6 +607,7 @@ class Benchmark:
 
     @property
     def needs_ranks(self) -> bool:
+        """Tell whether a second pass, :meth:`add_ranks`, is needed (for the Spearman correlation of the tracks)."""
         return bool(self.tracks)
 
     def add(
@@ -660,7 +661,9 @@ class Benchmark:
         return pd.DataFrame(rows, columns=["method", "metric", "region", "value"])
 
     def pr_curves(self, max_points: int = 1000) -> dict[str, np.ndarray]:
-        """Arrays for the PR plot: ``recall__M``, ``precision__M``, ``auprc__M`` per scored method,
+        """Return the arrays for the PR plot.
+
+        They are ``recall__M``, ``precision__M``, ``auprc__M`` per scored method,
         ``point__M`` = (recall, precision) of the binary calls, and ``prevalence``.
         """
         out: dict[str, np.ndarray] = {

@@ -39,7 +39,7 @@ def tile_gains(clean: np.ndarray, noisy: np.ndarray, denoised: np.ndarray, width
 
 
 def choose_loci(gains: np.ndarray, eligible: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the ``ceil(n/2)`` largest gains and the ``n//2`` smallest (losses), among eligible tiles.
+    """Return the indices of the ``ceil(n/2)`` largest gains and the ``n//2`` smallest (losses), among eligible tiles.
 
     Returns ``(indices, is_gain)``; fewer when fewer tiles are eligible. Each tile is used once.
     """
@@ -143,9 +143,7 @@ def snapshot_loci(
                         "peaks": {name: iv[chrom] for name, iv in peaks.items() if chrom in iv},
                     }
                 )
-        log.info(
-            "depth scale %.4g; %d of %d tiles eligible; showing %d loci", scale, eligible, len(tiles), len(loci)
-        )
+        log.info("depth scale %.4g; %d of %d tiles eligible; showing %d loci", scale, eligible, len(tiles), len(loci))
     finally:
         for source in src.values():
             source.close()

@@ -25,7 +25,6 @@ METHOD_ORDER = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"]
 HEADLINE = ["pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc", "f1", "peak_recall", "peak_precision"]
 
 
-
 def depth_sort_key(depth: pd.Series) -> pd.Series:
     """Numeric depths ascending, then the labels ('given', 'full') alphabetically."""
     n = numeric_depth(depth)
@@ -33,7 +32,7 @@ def depth_sort_key(depth: pd.Series) -> pd.Series:
 
 
 def summarise(metrics: pd.DataFrame, effective: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The headline table from the long metrics table (and the effective-depth table)."""
+    """Build the headline table from the long metrics table (and the effective-depth table)."""
     keys = ["model", "sample", "depth"]
     all_region = metrics[(metrics["region"] == "all") & metrics["metric"].isin(HEADLINE)]
     means = all_region.groupby([*keys, "method", "metric"], sort=False)["value"].mean().reset_index()

@@ -144,7 +144,7 @@ class BigWigFileReader:
         head = self._pread(offset, _CHROM_TREE_HEADER.size)
         if len(head) < _CHROM_TREE_HEADER.size:
             raise BigWigReadError(f"{self.path}: chromosome tree missing (truncated file?)")
-        magic, block, key_size, val_size, count, _ = _CHROM_TREE_HEADER.unpack(head)
+        magic, _block, key_size, val_size, count, _ = _CHROM_TREE_HEADER.unpack(head)
         if magic != CHROM_TREE_MAGIC or val_size != 8:
             raise BigWigReadError(f"{self.path}: chromosome tree damaged")
         leaf = np.dtype([("key", f"S{key_size}"), ("id", "<u4"), ("size", "<u4")])
@@ -194,6 +194,7 @@ class BigWigFileReader:
     # --- pyBigWig-like interface -------------------------------------------------------------------------------
 
     def isBigWig(self) -> bool:
+        """Return True, as pyBigWig does for a bigWig: the constructor refuses any other file."""
         return True
 
     def chroms(self, chrom: str | None = None):
@@ -223,9 +224,10 @@ class BigWigFileReader:
         return out
 
     def runs(self, chrom: str, start: int = 0, end: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The stored items over ``[start, end)`` as runs: ``starts, ends`` (int64, clipped) and ``values`` (float32).
+        """Return the stored items over ``[start, end)`` as runs.
 
-        Sorted and non-overlapping; bases without data lie between runs. A
+        The runs are ``starts, ends`` (int64, clipped) and ``values`` (float32),
+        sorted and non-overlapping; bases without data lie between runs. A
         per-base track gives one run per base: use :meth:`values` for those.
         """
         cid, start, end = self._range(chrom, start, end)
@@ -235,7 +237,7 @@ class BigWigFileReader:
     def runs_at_least(
         self, chrom: str, cutoff: float, start: int = 0, end: int | None = None, max_runs: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """The runs of :meth:`runs` whose value is ``>= cutoff`` (compared in float32; NaN never is).
+        """Return the runs of :meth:`runs` whose value is ``>= cutoff`` (compared in float32; NaN never is).
 
         Selected a batch at a time, so memory follows the selected runs, not
         the track: what peaks at a positive cutoff need (bases outside these
@@ -264,9 +266,10 @@ class BigWigFileReader:
         return starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False), values
 
     def stats(self, chrom: str, start: int = 0, end: int | None = None, type: str = "sum", exact: bool = True) -> list:
-        """``[sum]`` of the values over the range (exact, float64; None without data), as pyBigWig's ``stats(type="sum", exact=True)``.
+        """Return ``[sum]`` of the values over the range (exact, float64; None without data).
 
-        Summed a batch at a time: memory stays bounded for per-base tracks too.
+        As pyBigWig's ``stats(type="sum", exact=True)``. Summed a batch at a
+        time: memory stays bounded for per-base tracks too.
         """
         if type != "sum":
             raise ValueError("only type='sum' is supported")
@@ -289,6 +292,7 @@ class BigWigFileReader:
         return [total if seen else None]
 
     def close(self) -> None:
+        """Release the file descriptor and the inflating thread pool."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -342,7 +346,7 @@ class BigWigFileReader:
             yield from _decode_blocks(blocks, cid, self.path)
 
     def _read_blocks(self, offsets: np.ndarray, sizes: np.ndarray) -> list[memoryview]:
-        """The raw bytes of each block, read with one pread per group of neighbouring blocks."""
+        """Read the raw bytes of each block, with one pread per group of neighbouring blocks."""
         ends = offsets + sizes
         breaks = np.flatnonzero(offsets[1:] - ends[:-1] > _READ_GAP) + 1
         out: list[memoryview] = []
@@ -473,7 +477,7 @@ def _paint(out: np.ndarray, start: int, kind: int, decoded) -> None:
 
 
 def _as_runs(kind: int, decoded) -> _Decoded:
-    """A decoded batch as runs (fixed-step segments give one run per value)."""
+    """Return a decoded batch as runs (fixed-step segments give one run per value)."""
     if kind != FIXEDSTEP:
         return decoded
     if not decoded:

@@ -130,7 +130,10 @@ class _Blocks:
 
 
 def dense_segments(values: np.ndarray, skip: int = DENSE_SKIP_ZEROS) -> list[tuple[int, int]]:
-    """(a, b) ranges of ``values`` to write as fixed-step data: non-zero stretches, split only at >= ``skip`` zeros."""
+    """Return the (a, b) ranges of ``values`` to write as fixed-step data.
+
+    They are the non-zero stretches, split only at >= ``skip`` zeros.
+    """
     starts, ends = intervals_from_mask(values != 0)
     if not starts.size:
         return []
@@ -295,7 +298,7 @@ def _deflate_zoom(rec: np.ndarray, fast: bool = False) -> bytes:
 
 
 def rtree_bytes(leaves: np.ndarray, offset: int, end_of_data: int, items_per_slot: int) -> bytes:
-    """An R-tree over blocks (``_LEAF_ITEM`` records, in file order) to be written at ``offset``.
+    """Encode an R-tree over blocks (``_LEAF_ITEM`` records, in file order) to be written at ``offset``.
 
     Built bottom-up with :data:`FANOUT` children a node and laid out top-down
     (root first), each level's nodes one after another.
@@ -347,7 +350,7 @@ def rtree_bytes(leaves: np.ndarray, offset: int, end_of_data: int, items_per_slo
 
 
 def chrom_tree_bytes(sizes: dict[str, int], ids: dict[str, int], offset: int) -> bytes:
-    """The chromosome B+ tree to be written at ``offset``: keys sorted by name, zero-padded to the longest.
+    """Encode the chromosome B+ tree to be written at ``offset``: keys sorted by name, zero-padded to the longest.
 
     Nodes hold up to ``block`` items (padded to that size, as the UCSC tools);
     more chromosomes than that get upper levels whose items point at nodes.
@@ -406,7 +409,8 @@ class _ZoomLevel:
         self.tail = np.empty(0, dtype=_REC)
         self.buffer: list[np.ndarray] = []
         self.buffered = 0
-        self.spill: BinaryIO = tempfile.TemporaryFile(dir=directory, prefix=".zoom-")
+        # kept open while the file is written; BigWigFileWriter closes it
+        self.spill: BinaryIO = tempfile.TemporaryFile(dir=directory, prefix=".zoom-")  # noqa: SIM115
         self.index: list[tuple[int, int, int, int, int, int]] = []
         self.count = 0
 
@@ -491,7 +495,8 @@ class BigWigFileWriter:
         self.reductions = [FIRST_ZOOM * ZOOM_FACTOR**k for k in range(max(0, zoom_levels))]
         self.reductions = [r for r in self.reductions if r <= max(longest, FIRST_ZOOM)]
         self._last = (-1, 0)
-        self._fh = open(self.path, "wb")
+        # kept open across add() calls; close() and abort() close it
+        self._fh = open(self.path, "wb")  # noqa: SIM115
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="bigwig")
         self._data = _Ordered(self._pool, 2 * max(1, threads) + 2, self._consume_chunk)
         self._zoom_out = _Ordered(self._pool, 4 * max(1, threads) + 4, self._consume_zoom)

@@ -1,4 +1,7 @@
-"""bigWig reading and atomic, streamed writing: the native reader and writer (:mod:`atacdenoise.io.bbiread`, :mod:`atacdenoise.io.bbiwrite`)."""
+"""bigWig reading and atomic, streamed writing.
+
+The native reader and writer are :mod:`atacdenoise.io.bbiread` and :mod:`atacdenoise.io.bbiwrite`.
+"""
 
 from __future__ import annotations
 
@@ -200,4 +203,5 @@ class BigWigSource:
         return np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def close(self) -> None:
+        """Close the bigWig."""
         self.bw.close()

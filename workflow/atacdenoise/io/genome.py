@@ -59,7 +59,8 @@ def select_chroms(
         missing = [c for c in include if c not in sizes]
         if missing:
             raise InputError(
-                f"chromosomes {missing} are not in the sizes file (it has {_preview(sizes)}); fix genome.chroms in the config"
+                f"chromosomes {missing} are not in the sizes file (it has {_preview(sizes)}); "
+                "fix genome.chroms in the config"
             )
         sizes = {c: sizes[c] for c in include}
     if exclude_regex:
@@ -79,9 +80,15 @@ def naming_hint(found: Iterable[str], expected: Iterable[str]) -> str:
     """Explain a ``1`` vs ``chr1`` style mismatch, or '' when there is none."""
     found, expected = set(found), set(expected)
     if {f"chr{c}" for c in found} & expected:
-        return " The file names chromosomes without the 'chr' prefix (1, 2, ...) but the sizes file uses chr1, chr2, ...: use a sizes file of the same naming (e.g. Ensembl) or rename the chromosomes (e.g. samtools reheader)."
+        return (
+            " The file names chromosomes without the 'chr' prefix (1, 2, ...) but the sizes file uses chr1, chr2, ...: "
+            "use a sizes file of the same naming (e.g. Ensembl) or rename the chromosomes (e.g. samtools reheader)."
+        )
     if {c.removeprefix("chr") for c in found if c.startswith("chr")} & expected:
-        return " The file names chromosomes with a 'chr' prefix (chr1, ...) but the sizes file does not (1, ...): use a UCSC-style sizes file (resources/genomes/) or rename the chromosomes."
+        return (
+            " The file names chromosomes with a 'chr' prefix (chr1, ...) but the sizes file does not (1, ...): "
+            "use a UCSC-style sizes file (resources/genomes/) or rename the chromosomes."
+        )
     return ""
 
 

@@ -36,7 +36,8 @@ def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns:
             fields = line.rstrip("\n\r").split("\t")
             if len(fields) < min_columns or not fields[1].isdigit() or not fields[2].isdigit():
                 raise InputError(
-                    f"{path}, line {n}: expected tab-separated chrom, start, end (integers), found {line.strip()[:80]!r}"
+                    f"{path}, line {n}: expected tab-separated chrom, start, end (integers), "
+                    f"found {line.strip()[:80]!r}"
                 )
             rows.append(fields)
     width = max((len(r) for r in rows), default=3)
@@ -66,7 +67,8 @@ def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns:
         if (df["end"] > length).any():
             bad = df[df["end"] > length].iloc[0]
             raise InputError(
-                f"{path}: interval {bad.chrom}:{bad.start}-{bad.end} extends past the chromosome end ({sizes[bad.chrom]:,} bp); "
+                f"{path}: interval {bad.chrom}:{bad.start}-{bad.end} extends past the chromosome end "
+                f"({sizes[bad.chrom]:,} bp); "
                 "the file was made on another assembly: use the matching genome.sizes"
             )
     return df.reset_index(drop=True)
@@ -101,8 +103,10 @@ def _column_text(values: np.ndarray) -> list[str]:
 
 
 def format_narrowpeak(df: pd.DataFrame) -> str:
-    """The 10 narrowPeak columns as tab-separated text, one line per row (what pandas' ``to_csv`` with
-    ``float_format="%.5g"`` writes, several times faster: ~0.3 s for 50,000 peaks became ~0.05 s).
+    """Format the 10 narrowPeak columns as tab-separated text, one line per row.
+
+    The text is what pandas' ``to_csv`` with ``float_format="%.5g"`` writes, several times
+    faster: ~0.3 s for 50,000 peaks became ~0.05 s.
     """
     if not len(df):
         return ""
@@ -128,7 +132,7 @@ def mask_from_intervals(starts: np.ndarray, ends: np.ndarray, length: int) -> np
 
 
 def intervals_from_mask(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of True in ``mask`` as (starts, ends) int64 arrays, half-open."""
+    """Return the runs of True in ``mask`` as (starts, ends) int64 arrays, half-open."""
     padded = np.concatenate(([False], np.asarray(mask, dtype=bool), [False]))
     edges = np.flatnonzero(padded[1:] != padded[:-1])
     return edges[0::2].astype(np.int64), edges[1::2].astype(np.int64)

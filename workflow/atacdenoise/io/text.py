@@ -1,4 +1,7 @@
-"""Text inputs that may be gzip- or bgzip-compressed: one opener for every reader of BED, barcode and fragments files."""
+"""Text inputs that may be gzip- or bgzip-compressed.
+
+One opener serves every reader of BED, barcode and fragments files.
+"""
 
 from __future__ import annotations
 

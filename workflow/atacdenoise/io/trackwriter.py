@@ -16,6 +16,7 @@ the main process; ``benchmarks/README.md``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -143,10 +144,8 @@ class TrackWriterProcess:
     def abort(self) -> None:
         """Stop the child without keeping the file (used on errors)."""
         if self._proc.is_alive():
-            try:
+            with contextlib.suppress(queue.Full):
                 self._chunks.put("abort", timeout=5)
-            except queue.Full:
-                pass
             self._proc.join(timeout=30)
             if self._proc.is_alive():
                 self._proc.terminate()

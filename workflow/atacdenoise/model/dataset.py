@@ -65,7 +65,7 @@ def chrom_arrays(
     peaks: tuple[np.ndarray, np.ndarray],
     blacklist: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The four arrays of one chromosome.
+    """Build the four arrays of one chromosome.
 
     Parameters
     ----------
@@ -129,14 +129,17 @@ class PairData:
 
     @property
     def chroms(self) -> dict[str, int]:
+        """Return the dataset's chromosomes and their lengths, in the dataset's order."""
         return self.meta["chroms"]
 
     @property
     def name(self) -> str:
+        """Return ``sample/depth.repN``, the dataset's name in logs and messages."""
         m = self.meta
         return f"{m.get('sample', '?')}/{m.get('depth', '?')}.rep{m.get('rep', '?')}"
 
     def arrays(self, chrom: str) -> dict[str, np.ndarray]:
+        """Return the arrays of ``chrom``, memory-mapped read-only on first use and cached."""
         if chrom not in self._cache:
             self._cache[chrom] = {name: np.load(self.path / f"{chrom}.{name}.npy", mmap_mode="r") for name in ARRAYS}
         return self._cache[chrom]
@@ -175,14 +178,15 @@ def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairD
 
 
 def check_same_preprocessing(pairs: list[PairData]) -> dict:
-    """The preprocessing shared by all datasets (raise when they differ on smoothing, shifts or CPM)."""
+    """Return the preprocessing shared by all datasets (raise when they differ on smoothing, shifts or CPM)."""
     first = pairs[0].meta.get("preprocessing") or {}
     for p in pairs[1:]:
         other = p.meta.get("preprocessing") or {}
         for key in MUST_MATCH:
             if first.get(key) != other.get(key):
                 raise InputError(
-                    f"datasets {pairs[0].path} and {p.path} were made with different {key} ({first.get(key)!r} vs {other.get(key)!r}); "
+                    f"datasets {pairs[0].path} and {p.path} were made with different {key} "
+                    f"({first.get(key)!r} vs {other.get(key)!r}); "
                     "one model needs coverage made with the same settings: re-make the coverage of one of them"
                 )
     return {k: first[k] for k in PREPROCESSING_KEYS if k in first}
@@ -231,6 +235,7 @@ class StartTable:
 
     @property
     def total(self) -> int:
+        """Return the number of allowed centre starts over all ranges."""
         return int((self.hi - self.lo).sum())
 
 
@@ -249,8 +254,9 @@ def start_table(pairs: list[PairData], interval: int, pad: int, exclude: Iterabl
     table = StartTable(pair, chrom, lo, hi)
     if table.total == 0:
         raise InputError(
-            "no training windows left: the validation and holdout regions (plus a window's context) cover every chromosome of "
-            "the datasets; give the datasets more chromosomes or shrink split.val_chroms / split.holdout_chroms"
+            "no training windows left: the validation and holdout regions (plus a window's context) "
+            "cover every chromosome of the datasets; "
+            "give the datasets more chromosomes or shrink split.val_chroms / split.holdout_chroms"
         )
     return table
 
@@ -271,7 +277,7 @@ def sample_windows(table: StartTable, n: int, interval: int, rng: np.random.Gene
 
 
 def fixed_tiles(pairs: list[PairData], regions: Iterable[Region], interval: int) -> np.ndarray:
-    """Fixed, unflipped tiles of ``interval`` bases over each region of each dataset holding its chromosome.
+    """Return fixed, unflipped tiles of ``interval`` bases over each region of each dataset holding its chromosome.
 
     The last tile of a region ends at the region's end (its ``stop``); context may reach outside the region.
     """
@@ -301,7 +307,7 @@ def extract(array: np.ndarray, start: int, length: int) -> np.ndarray:
 def read_window(
     pair: PairData, chrom: str, start: int, stop: int, interval: int, pad: int, flip: bool
 ) -> dict[str, np.ndarray]:
-    """The four arrays of one window, float32[interval + 2 * pad] each.
+    """Read the four arrays of one window, float32[interval + 2 * pad] each.
 
     The mask is 0 outside the chromosome, on blacklisted bases and outside the loss zone
     ``[start, stop)``; ``flip`` reverses every array (the other strand: coverage is strand-symmetric).

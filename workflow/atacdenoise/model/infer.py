@@ -257,7 +257,7 @@ class TileRunner:
             torch.backends.cudnn.benchmark = True
 
     def new_buffer(self) -> torch.Tensor:
-        """A host buffer for one batch of windows (pinned on CUDA so the copy is asynchronous)."""
+        """Allocate a host buffer for one batch of windows (pinned on CUDA so the copy is asynchronous)."""
         return torch.zeros((self.batch_size, self.width), dtype=torch.float32, pin_memory=self.device.type == "cuda")
 
     def prepare(self, read: Reader, start: int, end: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
@@ -323,7 +323,7 @@ class TileRunner:
 
 
 def output_paths(prefix: str) -> dict[str, Path]:
-    """The three outputs of ``--out-prefix``."""
+    """Return the paths of the three outputs of ``--out-prefix``."""
     return {
         "track": Path(f"{prefix}.track.bw"),
         "peakprob": Path(f"{prefix}.peakprob.bw"),
@@ -332,7 +332,10 @@ def output_paths(prefix: str) -> dict[str, Path]:
 
 
 def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
-    """float32[hi - lo] of an open bigWig (:func:`atacdenoise.io.bigwig.open_bigwig`), bases without data or NaN as 0."""
+    """Read float32[hi - lo] of an open bigWig (:func:`atacdenoise.io.bigwig.open_bigwig`).
+
+    Bases without data, or NaN, read as 0.
+    """
     return np.nan_to_num(bw.values(chrom, lo, hi, fill=0.0), copy=False)
 
 

@@ -84,6 +84,7 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv1d(in_channels, filters, 1) if in_channels != filters else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
+        """Apply the convs to x: float[B, in_channels, L], add the skip and return ReLU of the sum."""
         y = x
         for i, conv in enumerate(self.convs):
             y = conv(y)
@@ -164,6 +165,7 @@ class DenoiseResNet(nn.Module):
 
     @property
     def n_parameters(self) -> int:
+        """Return the number of parameters (all weights and biases)."""
         return sum(p.numel() for p in self.parameters())
 
 
@@ -209,7 +211,7 @@ def resolve_hparams(hparams: dict | None) -> dict[str, Any]:
 
 
 def build_model(hparams: dict | None = None) -> DenoiseResNet:
-    """A DenoiseResNet from ``hparams`` (may hold ``preset`` plus overrides of single sizes)."""
+    """Build a DenoiseResNet from ``hparams`` (may hold ``preset`` plus overrides of single sizes)."""
     return DenoiseResNet(**resolve_hparams(hparams))
 
 
@@ -244,7 +246,8 @@ def depth_scale(input_transform: dict | None, total: float, source: str = "input
     reference = t.get("reference")
     if not reference or reference <= 0:
         raise InputError(
-            f"{source}: input_transform {t} has no positive 'reference' total; the model file is incomplete, re-train it"
+            f"{source}: input_transform {t} has no positive 'reference' total; "
+            "the model file is incomplete, re-train it"
         )
     return float(reference) / float(total)
 
@@ -290,12 +293,14 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, not a torch file, pickled foreign objects
         raise InputError(
-            f"{path}: not a readable atacdenoise model file ({type(exc).__name__}: {str(exc)[:200]}); re-train or re-copy it"
+            f"{path}: not a readable atacdenoise model file ({type(exc).__name__}: {str(exc)[:200]}); "
+            "re-train or re-copy it"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise InputError(
-            f"{path}: not an atacdenoise model (format {found!r}, expected {FORMAT!r}); models of other tools cannot be loaded"
+            f"{path}: not an atacdenoise model (format {found!r}, expected {FORMAT!r}); "
+            "models of other tools cannot be loaded"
         )
     try:
         model = DenoiseResNet(**ckpt["hparams"])

@@ -59,9 +59,9 @@ from atacdenoise.model.dataset import (
     PairData,
     WindowSet,
     check_same_preprocessing,
+    fixed_tiles,
     sample_windows,
     start_table,
-    fixed_tiles,
 )
 from atacdenoise.model.device import autocast_dtype, select_device
 from atacdenoise.model.network import (
@@ -98,9 +98,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "val_batch_size": None,  # None: batch_size
     "flip": True,  # random strand flips of training windows
     "input_transform": {"kind": "depth"},  # scale every track to one reference depth ({"kind": "none"}: as stored)
-    "threshold": "val_f1",  # peak-probability threshold stored in model.pt: a number, or "val_f1" (max F1 on validation)
+    # peak-probability threshold stored in model.pt: a number, or "val_f1" (max F1 on validation)
+    "threshold": "val_f1",
     "prior_init": True,  # start the peak logits at the label base rate (not at p = 0.5)
-    "pos_weight": None,  # BCE weight of peak bases: None (1), a number, or "auto" (negatives / positives of the training labels)
+    # BCE weight of peak bases: None (1), a number, or "auto" (negatives / positives of the training labels)
+    "pos_weight": None,
     "lr_schedule": "constant",  # "constant" | "cosine" (lr -> lr / 20 over the epochs)
 }
 #: F1 of thresholded validation probabilities is computed at this fixed cut too, for comparison
@@ -137,7 +139,7 @@ HISTORY_COLUMNS = [
 
 # --------------------------------------------------------------------------- settings
 def load_settings(text: str | os.PathLike | dict | None) -> dict:
-    """Settings from a JSON string, a .json/.yaml file path, or a dict (None: all defaults)."""
+    """Load settings from a JSON string, a .json/.yaml file path, or a dict (None: all defaults)."""
     if text is None:
         return {}
     if isinstance(text, dict):
@@ -176,7 +178,8 @@ def resolve_settings(raw: dict) -> tuple[dict, dict]:
     unknown = sorted(set(raw) - set(TRAIN_DEFAULTS))
     if unknown:
         raise InputError(
-            f"settings {unknown} are unknown; model settings are {list(MODEL_KEYS)}, training settings {list(TRAIN_DEFAULTS)}"
+            f"settings {unknown} are unknown; model settings are {list(MODEL_KEYS)}, "
+            f"training settings {list(TRAIN_DEFAULTS)}"
         )
     hparams = resolve_hparams(model_raw)
     preset = model_raw.get("preset") or DEFAULT_PRESET
@@ -281,7 +284,7 @@ def label_fraction(pairs: list[PairData]) -> float:
 
 
 def resolve_pos_weight(setting: float | str | None, pairs: list[PairData]) -> float | None:
-    """The BCE weight of peak bases: None (unweighted), the number given, or for "auto" negatives / positives."""
+    """Return the BCE weight of peak bases: None (unweighted), the number given, or for "auto" negatives / positives."""
     if setting != "auto":
         return None if setting is None else float(setting)
     frac = min(max(label_fraction(pairs), 1e-4), 0.5)
@@ -336,7 +339,7 @@ def masked_pearson(x: Tensor, y: Tensor, mask: Tensor, per_window: bool = False,
 def loss_terms(
     track: Tensor, logits: Tensor, clean: Tensor, labels: Tensor, mask: Tensor, s: dict
 ) -> dict[str, Tensor]:
-    """The three loss terms and their weighted sum, over bases where ``mask`` is 1 (all float32[B, L])."""
+    """Compute the three loss terms and their weighted sum, over bases where ``mask`` is 1 (all float32[B, L])."""
     n = mask.sum().clamp_min(1.0)
     mse = ((track - clean) ** 2 * mask).sum() / n
     pearson_loss = 1.0 - masked_pearson(track, clean, mask, per_window=s["pearson"] == "window")
@@ -374,8 +377,9 @@ def pearson_from_sums(n: float, sx: float, sy: float, sxx: float, syy: float, sx
 
 
 def score_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, true positives, false positives) at every distinct score, highest first: one sort serves
-    AUROC, AUPRC and the F1 curve (:func:`atacdenoise.evaluate.metrics.curve_counts`).
+    """Return (thresholds, true positives, false positives) at every distinct score, highest first.
+
+    One sort serves AUROC, AUPRC and the F1 curve (:func:`atacdenoise.evaluate.metrics.curve_counts`).
     """
     from atacdenoise.evaluate.metrics import CountTable, curve_counts
 
@@ -483,7 +487,7 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _load_state(path: Path, expected_hash: str, map_location: torch.device) -> dict | None:
-    """The resumable state in ``path``, or None (with a warning) when absent, unreadable or for other settings."""
+    """Load the resumable state in ``path``, or None (with a warning) when absent, unreadable or for other settings."""
     if not path.exists():
         return None
     try:
@@ -515,16 +519,20 @@ def _write_history(path: Path, history: list[dict]) -> None:
 # --------------------------------------------------------------------------- distributed
 @dataclass
 class Dist:
+    """Where this process stands among the ``torchrun`` processes: its global rank, their number, its local rank."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
 
     @property
     def main(self) -> bool:
+        """Tell whether this is rank 0, the process that validates, logs and writes the outputs."""
         return self.rank == 0
 
     @property
     def active(self) -> bool:
+        """Tell whether training is distributed (more than one process)."""
         return self.world > 1
 
 
@@ -572,6 +580,8 @@ def _broadcast_flag(flag: bool, dist_info: Dist, device: torch.device) -> bool:
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class TrainResult:
+    """What :func:`train` returns: the model, its optimizer, the per-epoch history and the best epoch (on rank 0)."""
+
     model: nn.Module  # the model after the last epoch (not unwrapped from DDP)
     optimizer: torch.optim.Optimizer
     history: list[dict] = field(default_factory=list)
@@ -644,12 +654,14 @@ def train(
     val_tiles = fixed_tiles(pairs, val, interval)
     if val_tiles.size == 0:
         raise InputError(
-            f"validation regions {[str(r) for r in val]} are on no chromosome of the datasets {[str(p.path) for p in pairs]}"
+            f"validation regions {[str(r) for r in val]} are on no chromosome of the datasets "
+            f"{[str(p.path) for p in pairs]}"
         )
     val_set = WindowSet(pairs, val_tiles, interval, pad)
     val_loader = _loader(val_set, s["val_batch_size"] or s["batch_size"], s["num_workers"], dev)
     log.info(
-        "%d dataset(s) %s; %s bases of allowed training-window starts; %d windows of %d + 2 x %d bases per epoch; %d validation tiles",
+        "%d dataset(s) %s; %s bases of allowed training-window starts; %d windows of %d + 2 x %d bases per epoch; "
+        "%d validation tiles",
         len(pairs),
         [p.name for p in pairs],
         f"{table.total:,}",
@@ -672,7 +684,10 @@ def train(
         )
         if base["n_peak_bases"] == 0:
             by_auprc = False
-            msg = "validation regions hold no peak base: AUPRC is undefined, so the best epoch is chosen by the lowest validation loss"
+            msg = (
+                "validation regions hold no peak base: AUPRC is undefined, "
+                "so the best epoch is chosen by the lowest validation loss"
+            )
             log.warning(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
@@ -771,7 +786,8 @@ def train(
             history.append(_plain(row))
             stop = s["patience"] is not None and epoch - best["epoch"] >= s["patience"]
             log.info(
-                "epoch %d/%d: train loss %.4f (mse %.4g, 1-r %.4f, bce %.4f) | val loss %.4f, Pearson %.4f, AUROC %.4f, AUPRC %.4f, "
+                "epoch %d/%d: train loss %.4f (mse %.4g, 1-r %.4f, bce %.4f) | "
+                "val loss %.4f, Pearson %.4f, AUROC %.4f, AUPRC %.4f, "
                 "F1 %.4f at 0.5 / %.4f at %.3f%s | %.1f s, %s bases/s%s",
                 epoch,
                 s["epochs"],
@@ -869,7 +885,10 @@ def train(
 
 
 def chosen_threshold(setting: float | str, best_metrics: dict) -> float:
-    """The peak threshold to store: the setting, or the best epoch's max-F1 validation cut (0.5 when undefined)."""
+    """Return the peak threshold to store.
+
+    That is the setting, or the best epoch's max-F1 validation cut (0.5 when undefined).
+    """
     if setting != "val_f1":
         return float(setting)
     cut = best_metrics.get("val_best_threshold", float("nan"))
@@ -893,5 +912,6 @@ def _check_disjoint(val: list[Region], holdout: list[Region]) -> None:
         for b in holdout:
             if a.chrom == b.chrom and a.start < b.end and b.start < a.end:
                 raise InputError(
-                    f"validation region {a} overlaps holdout region {b}: the holdout must stay unseen; fix split.val_chroms / split.holdout_chroms"
+                    f"validation region {a} overlaps holdout region {b}: the holdout must stay unseen; "
+                    "fix split.val_chroms / split.holdout_chroms"
                 )

@@ -17,8 +17,8 @@ running MACS3.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,14 @@ from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import BigWigTracks, BigWigWriter, read_bigwig
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, mask_from_intervals, write_narrowpeak
 from atacdenoise.log import progress
-from atacdenoise.peaks.macs3 import iter_bedgraph, macs3_executable, read_macs3_narrowpeak, run_macs3, write_bedgraph, write_runs
+from atacdenoise.peaks.macs3 import (
+    iter_bedgraph,
+    macs3_executable,
+    read_macs3_narrowpeak,
+    run_macs3,
+    write_bedgraph,
+    write_runs,
+)
 from atacdenoise.peaks.threshold import call_peaks, segment_max
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,7 @@ def mean_coverage(track: np.ndarray) -> float:
 
 
 def flat_lambda(track: np.ndarray, fixed: float | None = None, scale: float = 1.0) -> float:
-    """The flat λ of one chromosome: ``fixed`` when given, else ``scale`` × the mean coverage."""
+    """Return the flat λ of one chromosome: ``fixed`` when given, else ``scale`` × the mean coverage."""
     if fixed is not None:
         if not fixed > 0:
             raise InputError(f"lambda must be > 0, got {fixed}")
@@ -124,7 +131,7 @@ def peak_overlap(
 
 
 def jaccard(inter: float, called: float, truth: float) -> float:
-    """|A ∩ B| / |A ∪ B| from the sizes; 1 when both are empty."""
+    """Return the Jaccard index |A ∩ B| / |A ∪ B| from the sizes; 1 when both are empty."""
     union = called + truth - inter
     return float(inter / union) if union else 1.0
 
@@ -138,7 +145,7 @@ def fit_lambda(
     mode: str = "chrom",
     span: tuple[float, float] = (0.25, 4.0),
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """The flat λ per chromosome that best reproduces a published peak set (base-level Jaccard).
+    """Fit the flat λ per chromosome that best reproduces a published peak set (base-level Jaccard).
 
     With a flat λ the route's peaks depend only on the integer count
     threshold :func:`min_count`, so every threshold between those of
@@ -241,7 +248,7 @@ def fit_lambda(
 
 
 def _overlap_at(track, published, chrom, k, cutoff, min_length, max_gap) -> tuple[int, int]:
-    """(called, intersection) at a threshold outside the searched span (the mean's, when span excludes 1)."""
+    """Return (called, intersection) at a threshold outside the searched span (the mean's, when span excludes 1)."""
     track = np.asarray(track)
     sub = published[published["chrom"] == chrom]
     truth = mask_from_intervals(sub["start"].to_numpy(), sub["end"].to_numpy(), track.size)
@@ -370,7 +377,7 @@ def bdgpeakcall_chrom(
 
 
 def parse_lambdas(items: list[str], table: Path | None, sizes: dict[str, int]) -> dict[str, float]:
-    """Fixed λ per chromosome from a ``fit-lambda`` table, then from ``CHR=VALUE`` items (these win)."""
+    """Read the fixed λ per chromosome from a ``fit-lambda`` table, then from ``CHR=VALUE`` items (these win)."""
     fixed: dict[str, float] = {}
     if table is not None:
         if not table.exists():
@@ -410,7 +417,10 @@ def label_chrom(
     max_gap: int = 30,
     source: str | Path = "track",
 ) -> ChromPeaks:
-    """Run the route on one chromosome's coverage and fill the narrowPeak's signal (max coverage) and pval (max -log10 p)."""
+    """Run the route on one chromosome's coverage and fill the narrowPeak's signal and pval.
+
+    The signal is the peak's max coverage, the pval its max -log10 p.
+    """
     if np.any(track != np.floor(track)):
         log.warning("%s %s: non-integer coverage; MACS3 ppois truncates each value to an integer count", source, chrom)
     lam = flat_lambda(track, fixed, lambda_scale)
@@ -468,12 +478,15 @@ def call_track_peaks(
             read_bigwig(track, chrom), chrom, work, fixed.get(chrom), lambda_scale, cutoff, min_length, max_gap, track
         )
 
-    with tempfile.TemporaryDirectory(prefix="atacdenoise-peaks-", dir=tmpdir) as work:
-        with BigWigWriter(out_pval, header) as writer, ThreadPoolExecutor(threads) as pool:
-            jobs = pool.map(lambda c: one(c, Path(work)), sizes)
-            for result in progress(jobs, total=len(sizes), desc="peaks", unit="chrom"):
-                write_runs(writer, result.chrom, sizes[result.chrom], result.pval)
-                tables.append(result.peaks)
+    with (
+        tempfile.TemporaryDirectory(prefix="atacdenoise-peaks-", dir=tmpdir) as work,
+        BigWigWriter(out_pval, header) as writer,
+        ThreadPoolExecutor(threads) as pool,
+    ):
+        jobs = pool.map(lambda c: one(c, Path(work)), sizes)
+        for result in progress(jobs, total=len(sizes), desc="peaks", unit="chrom"):
+            write_runs(writer, result.chrom, sizes[result.chrom], result.pval)
+            tables.append(result.peaks)
     kept = [t for t in tables if len(t)]
     peaks = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
     peaks["name"] = [f"{name}_peak_{i}" for i in range(1, len(peaks) + 1)]
@@ -502,7 +515,10 @@ def lambda_fit_table(
     skipped = [c for c in sizes if c not in chroms]
     if skipped:
         log.warning(
-            "%s: no published peaks on %d chromosome(s) (e.g. %s): left out of the fit", source, len(skipped), skipped[0]
+            "%s: no published peaks on %d chromosome(s) (e.g. %s): left out of the fit",
+            source,
+            len(skipped),
+            skipped[0],
         )
     table, overall = fit_lambda(BigWigTracks(track, chroms), published, cutoff, min_length, max_gap, mode, span)
     for row in table.to_dict("records"):

@@ -198,7 +198,9 @@ def callpeak_baseline(
         bed = Path(work) / "cutsites.bed"
         n = write_cut_sites_bed(source, kind, sizes, bed, min_mapq, keep_duplicates, threads)
         if n == 0:
-            raise InputError(f"{source}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call")
+            raise InputError(
+                f"{source}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call"
+            )
         log.info("%s: %s cut sites; macs3 callpeak with genome size %.4g", source, f"{n:,}", genome_size)
         peaks = callpeak_route(bed, sizes, out_pval, work, genome_size, name, pvalue, shift, extsize, header=header)
         write_narrowpeak(peaks, out_peaks)

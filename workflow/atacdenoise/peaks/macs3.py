@@ -142,7 +142,7 @@ def iter_bedgraph(
 
 
 def _header_lines(path: str | Path) -> int:
-    """Number of leading ``track``/``browser`` lines."""
+    """Count the leading ``track``/``browser`` lines."""
     n = 0
     with open(path) as fh:
         for line in fh:
@@ -220,7 +220,7 @@ def bedgraph_to_bigwig(
 
 
 def read_macs3_narrowpeak(path: str | Path, sizes: dict[str, int]) -> pd.DataFrame:
-    """A MACS3 narrowPeak, restricted to ``sizes``, ends clipped to the chromosome, sorted in ``sizes`` order.
+    """Read a MACS3 narrowPeak, restricted to ``sizes``, ends clipped to the chromosome, sorted in ``sizes`` order.
 
     MACS3 knows no chromosome lengths for BED input, so a peak can run past
     an end; it is clipped here.
@@ -238,5 +238,3 @@ def read_macs3_narrowpeak(path: str | Path, sizes: dict[str, int]) -> pd.DataFra
     order = {c: i for i, c in enumerate(sizes)}
     df = df.assign(_o=df["chrom"].map(order)).sort_values(["_o", "start", "end"], kind="stable").drop(columns="_o")
     return df.reset_index(drop=True)
-
-

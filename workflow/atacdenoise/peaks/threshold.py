@@ -184,7 +184,7 @@ def narrowpeak_frame(
     first_number: int = 1,
     score_scale: float = 1000.0,
 ) -> pd.DataFrame:
-    """The narrowPeak rows of :func:`peak_table` from each peak's maximum score and absolute summit."""
+    """Build the narrowPeak rows of :func:`peak_table` from each peak's maximum score and absolute summit."""
     best = np.nan_to_num(np.asarray(best, dtype=np.float64))
     if best.size and (best.min() < 0 or best.max() > 1):
         pval = np.full(best.size, -1.0)
@@ -211,7 +211,7 @@ def narrowpeak_frame(
 
 
 def fill_gaps(starts: np.ndarray, ends: np.ndarray, values: np.ndarray, length: int, fill: float = 0.0):
-    """Runs covering ``[0, length)``: the given sorted, non-overlapping runs plus ``fill`` runs between them."""
+    """Return runs covering ``[0, length)``: the given sorted, non-overlapping runs plus ``fill`` runs between them."""
     bounds_lo = np.concatenate(([0], ends))
     bounds_hi = np.concatenate((starts, [length]))
     n = starts.size
@@ -325,8 +325,10 @@ def peaks_of_runs(
     name_prefix: str = "peak",
     first_number: int = 1,
 ) -> pd.DataFrame:
-    """NarrowPeak rows of one chromosome's score given as runs (``starts, ends, values``, e.g. a smooth
-    bigWig's items): :func:`call_peaks_runs` + :func:`peak_table_runs`, never painting the runs base by base.
+    """Call the narrowPeak rows of one chromosome's score given as runs.
+
+    The runs are ``starts, ends, values``, e.g. a smooth bigWig's items:
+    :func:`call_peaks_runs` + :func:`peak_table_runs`, never painting the runs base by base.
     """
     starts, ends, values = runs
     ps, pe = call_peaks_runs(starts, ends, values, length, cutoff, min_length, max_gap)
@@ -473,7 +475,8 @@ def threshold_bigwig(
             missing = [c for c in chroms if c not in sizes]
             if missing:
                 raise InputError(
-                    f"{prob_path}: chromosomes {missing[:5]} are not in this bigWig (it has {', '.join(list(sizes)[:5])} ...)"
+                    f"{prob_path}: chromosomes {missing[:5]} are not in this bigWig "
+                    f"(it has {', '.join(list(sizes)[:5])} ...)"
                 )
             sizes = {c: sizes[c] for c in chroms}
         if track is not None:

@@ -96,7 +96,8 @@ def parse_barcode_lines(lines: Iterable[str], source: str | Path = "barcode tabl
         rows.append((barcode, cell_type, lineno))
     if bad_fields:
         raise InputError(
-            f"{source}: {len(bad_fields):,} line(s) do not have {n_fields} tab-separated columns (lines {_lines_preview(bad_fields)}). "
+            f"{source}: {len(bad_fields):,} line(s) do not have {n_fields} tab-separated columns "
+            f"(lines {_lines_preview(bad_fields)}). "
             "Expected `barcode<TAB>cell_type` per line, or a header naming `barcode` and `cell_type` columns; "
             "fix the table (tabs, not spaces, between columns)"
         )
@@ -152,7 +153,7 @@ def _describe_counts(counts: pd.Series, k: int = 8) -> str:
 
 
 def barcodes_of_type(table: pd.DataFrame, cell_type: str, source: str | Path = "barcode table") -> np.ndarray:
-    """The barcodes of one cell type, sorted: str[n_cells].
+    """Return the barcodes of one cell type, sorted: str[n_cells].
 
     Sorting makes a draw depend only on the set of barcodes and the seed,
     not on the order of the table's lines.
@@ -173,7 +174,7 @@ def barcodes_of_type(table: pd.DataFrame, cell_type: str, source: str | Path = "
 
 
 def cell_order(barcodes: np.ndarray, seed: int) -> np.ndarray:
-    """A seeded random order of the sorted barcodes: str[n_cells]. Same seed and barcodes -> same order."""
+    """Return a seeded random order of the sorted barcodes: str[n_cells]. Same seed and barcodes -> same order."""
     barcodes = np.sort(np.asarray(barcodes, dtype=str))
     return barcodes[np.random.default_rng(seed).permutation(barcodes.size)]
 
@@ -246,10 +247,12 @@ class PseudobulkStats:
         return self.selected[self.per_cell == 0]
 
     def summary(self) -> str:
+        """Describe the pass in one line: fragments kept, cells and their median, and what was left out."""
         per = self.per_cell
         med = int(np.median(per)) if per.size else 0
         return (
-            f"{self.kept:,} fragments of {len(self.selected):,} cells (median {med:,} per cell) out of {self.fragments_seen:,}; "
+            f"{self.kept:,} fragments of {len(self.selected):,} cells (median {med:,} per cell) "
+            f"out of {self.fragments_seen:,}; "
             f"{self.other_cells:,} of other cells of the table, {self.unknown:,} of barcodes not in the table"
         )
 
@@ -317,8 +320,8 @@ def check_pseudobulk(
     )
     if missing.size == len(stats.selected):
         raise InputError(
-            msg
-            + "No selected barcode occurs in the fragments file: the table and the file must spell barcodes the same way "
+            msg + "No selected barcode occurs in the fragments file: "
+            "the table and the file must spell barcodes the same way "
             "(10x '-1' suffix, ArchR 'sample#' prefix) and come from the same library"
         )
     if not allow_missing:

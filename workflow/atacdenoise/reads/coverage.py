@@ -21,9 +21,9 @@ from atacdenoise.errors import InputError
 from atacdenoise.io.bam import check_bam, open_bam
 from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
 from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
+from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.log import progress
 from atacdenoise.reads import cutsites as cs
-from atacdenoise.io.sidecar import sidecar_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,12 @@ def iter_bam_cut_sites(
         info = check_bam(bam, sizes, path)
         absent = [c for c in sizes if c not in info.chrom_sizes]
         if absent:
-            log.warning("%s: %d selected chromosome(s) not in the BAM header (e.g. %s): left empty", path, len(absent), absent[0])
+            log.warning(
+                "%s: %d selected chromosome(s) not in the BAM header (e.g. %s): left empty",
+                path,
+                len(absent),
+                absent[0],
+            )
         total = cs.FilterCounts()
         for chrom in progress(info.chroms, total=len(info.chroms), desc="cut sites", unit="chrom"):
             pos, stats = cs.bam_cut_sites(
@@ -84,9 +89,7 @@ def iter_bam_cut_sites(
         bam.close()
 
 
-def bam_cut_sites_by_chrom(
-    path: str | Path, sizes: dict[str, int], **filters
-) -> tuple[dict[str, np.ndarray], dict]:
+def bam_cut_sites_by_chrom(path: str | Path, sizes: dict[str, int], **filters) -> tuple[dict[str, np.ndarray], dict]:
     """Cut sites of every chromosome of a BAM at once, and the filter report of :func:`iter_bam_cut_sites`."""
     report: dict = {}
     positions = dict(iter_bam_cut_sites(path, sizes, report=report, **filters))
@@ -193,5 +196,12 @@ def adopt_bigwig(source: str | Path, out: str | Path, sizes: dict[str, int], set
     check_bigwig(source, sizes)
     with atomic_output(out) as tmp:
         shutil.copyfile(source, tmp)
-    meta = {**settings, "source": str(source), "kind": "bigwig", "declared": True, "chroms": list(sizes), "n_cut_sites": None}
+    meta = {
+        **settings,
+        "source": str(source),
+        "kind": "bigwig",
+        "declared": True,
+        "chroms": list(sizes),
+        "n_cut_sites": None,
+    }
     write_json(sidecar_path(out), meta)
