@@ -1,8 +1,7 @@
 """Small C libraries compiled for the machine they run on, cached, loaded with ctypes.
 
-Why: a few inner loops (the model's convolutions on a CPU, the BAM record scan
-of subsampling) are sequential or arithmetic-bound in ways NumPy cannot
-vectorise; a page of C, compiled with ``-O3 -march=native``, runs them at the
+Why: a few inner loops (the model's convolutions on a CPU) are sequential or
+arithmetic-bound in ways NumPy cannot vectorise; a page of C, compiled with ``-O3 -march=native``, runs them at the
 machine's speed without a build step at install time.
 
 How: the source is compiled on first use with the system C compiler (``cc``;
@@ -32,7 +31,7 @@ FLAGS = ["-O3", "-march=native", "-shared", "-fPIC"]
 
 
 def cpu_flags() -> str:
-    """The CPU's feature flags (``/proc/cpuinfo``), or the platform's name where there is none."""
+    """Return the CPU's feature flags (``/proc/cpuinfo``), or the platform's name where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
@@ -43,7 +42,10 @@ def cpu_flags() -> str:
 
 
 def cache_dir() -> Path:
-    """Where compiled libraries are kept: ``$ATACDENOISE_CACHE``, else ``$XDG_CACHE_HOME/atacdenoise`` or ``~/.cache/atacdenoise``."""
+    """Return where compiled libraries are kept.
+
+    ``$ATACDENOISE_CACHE``, else ``$XDG_CACHE_HOME/atacdenoise`` or ``~/.cache/atacdenoise``.
+    """
     base = os.environ.get("ATACDENOISE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "atacdenoise"
     )
@@ -51,7 +53,7 @@ def cache_dir() -> Path:
 
 
 def off(env: str) -> bool:
-    """True when the environment variable ``env`` turns a native part off (0, off, false, no)."""
+    """Tell whether the environment variable ``env`` turns a native part off (0, off, false, no)."""
     return os.environ.get(env, "1").strip().lower() in ("0", "off", "false", "no")
 
 
