@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pysam
 
 from atacdenoise.model.dataset import chrom_arrays, write_dataset
@@ -80,6 +82,41 @@ READS = [
     dict(name="c2_off_left", flag=16, chrom="chr2", pos=0, cigar="5M"),  # end 5 -> -1: off the chromosome
     dict(name="c2_off_right", flag=0, chrom="chr2", pos=497, cigar="3M"),  # 501 >= 500: off the chromosome
 ]
+
+
+#: chromosomes of :func:`fragment_table`
+FRAGMENT_SIZES = {"chr1": 100_000, "chr2": 50_000}
+
+
+def fragment_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Sorted fragments: n on chr1, n // 2 on chr2, random positions and barcodes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for chrom, k in (("chr1", n), ("chr2", n // 2)):
+        start = np.sort(rng.integers(0, FRAGMENT_SIZES[chrom] - 1000, size=k))
+        end = start + rng.integers(20, 900, size=k)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "chrom": chrom,
+                    "start": start,
+                    "end": end,
+                    "barcode": [f"BC{i % 7}-1" for i in range(k)],
+                    "count": rng.integers(1, 4, size=k),
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def write_plain(path: Path, df: pd.DataFrame, header: str = "# cellranger-atac fragments\n# id=x\n") -> Path:
+    path.write_text(header + df.to_csv(sep="\t", header=False, index=False))
+    return path
+
+
+def lines_of(path: Path) -> list[str]:
+    with gzip.open(path, "rt") as fh:
+        return [line.rstrip("\n") for line in fh if not line.startswith("#")]
 
 
 #: chromosomes of :func:`make_training_dataset`

@@ -1,64 +1,20 @@
-"""Fragments files.
-
-Reading (plain/gzip/bgzip), validation with line numbers, bgzip+tabix writing, seeded subsampling.
-"""
+"""Fragments files: reading (plain/gzip/bgzip), validation with line numbers, counting, bgzip+tabix writing."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pysam
 import pytest
 
 from atacdenoise.cli import main
 from atacdenoise.errors import InputError
-from atacdenoise.io.fragments import (
-    count_fragments,
-    draw_per_chunk,
-    fragment_cut_sites_by_chrom,
-    iter_fragments,
-    subsample_fragments,
-    write_fragments,
-)
-from builders import write_sizes
-
-SIZES = {"chr1": 100_000, "chr2": 50_000}
-
-
-def fragment_table(n: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Sorted fragments: n on chr1, n // 2 on chr2, random positions and barcodes."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for chrom, k in (("chr1", n), ("chr2", n // 2)):
-        start = np.sort(rng.integers(0, SIZES[chrom] - 1000, size=k))
-        end = start + rng.integers(20, 900, size=k)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "chrom": chrom,
-                    "start": start,
-                    "end": end,
-                    "barcode": [f"BC{i % 7}-1" for i in range(k)],
-                    "count": rng.integers(1, 4, size=k),
-                }
-            )
-        )
-    return pd.concat(rows, ignore_index=True)
-
-
-def write_plain(path: Path, df: pd.DataFrame, header: str = "# cellranger-atac fragments\n# id=x\n") -> Path:
-    path.write_text(header + df.to_csv(sep="\t", header=False, index=False))
-    return path
-
-
-def lines_of(path: Path) -> list[str]:
-    with gzip.open(path, "rt") as fh:
-        return [line.rstrip("\n") for line in fh if not line.startswith("#")]
+from atacdenoise.io.fragments import count_fragments, fragment_cut_sites_by_chrom, iter_fragments, write_fragments
+from builders import FRAGMENT_SIZES as SIZES
+from builders import fragment_table, lines_of, write_plain, write_sizes
 
 
 def test_plain_gzip_and_bgzip_files_read_the_same(tmp_path: Path) -> None:
@@ -134,95 +90,6 @@ def test_write_fragments_refuses_unsorted_rows_and_leaves_nothing(tmp_path: Path
     with pytest.raises(InputError, match=r"in\.tsv: fragments are not sorted"):
         write_fragments([df], out, source="in.tsv")
     assert list(tmp_path.iterdir()) == []
-
-
-def test_subsample_keeps_exactly_n_input_lines_deterministically(tmp_path: Path) -> None:
-    df = fragment_table(300)
-    src = write_plain(tmp_path / "f.tsv", df)
-    all_lines = set(df.to_csv(sep="\t", header=False, index=False).splitlines())
-    got = {}
-    for label, seed in (("a", 5), ("b", 5), ("c", 6)):
-        out = tmp_path / f"{label}.tsv.gz"
-        assert subsample_fragments(src, out, 100, seed, chunk_rows=64) == 100
-        got[label] = lines_of(out)
-        assert Path(str(out) + ".tbi").exists()
-    assert len(got["a"]) == 100 and set(got["a"]) <= all_lines
-    assert got["a"] == got["b"] and got["a"] != got["c"]
-
-
-def test_subsample_restricted_to_selected_chromosomes(tmp_path: Path) -> None:
-    src = write_plain(tmp_path / "f.tsv", fragment_table(300))
-    out = tmp_path / "chr2.tsv.gz"
-    subsample_fragments(src, out, 150, 1, chroms={"chr2": SIZES["chr2"]})
-    lines = lines_of(out)
-    assert len(lines) == 150 and all(line.startswith("chr2\t") for line in lines)  # all 150 chr2 fragments
-
-
-def test_sequential_chunk_draws_are_uniform_and_exact() -> None:
-    """Over many seeds every row is kept with probability n / m, and each draw keeps exactly n rows."""
-    m, n, chunk, trials = 20, 5, 7, 4000
-    kept = np.zeros(m)
-    for seed in range(trials):
-        rng = np.random.default_rng(seed)
-        pool, todo, rows = m, n, []
-        for first in range(0, m, chunk):
-            size = min(chunk, m - first)
-            pick = draw_per_chunk(rng, size, pool, todo)
-            rows.extend(first + pick)
-            pool, todo = pool - size, todo - pick.size
-        assert len(rows) == n
-        kept[rows] += 1
-    freq = kept / trials
-    sd = np.sqrt(0.25 * 0.75 / trials)
-    assert np.all(np.abs(freq - n / m) < 5 * sd)
-
-
-def test_subsample_cli_on_fragments_writes_tbi_and_sidecar(tmp_path: Path) -> None:
-    src = write_plain(tmp_path / "f.tsv", fragment_table(300))
-    sizes = write_sizes(tmp_path / "g.sizes", {**SIZES, "chrM": 16_569})
-    out = tmp_path / "sub.tsv.gz"
-    assert (
-        main(
-            [
-                "subsample",
-                "--input",
-                str(src),
-                "--fragments",
-                "120",
-                "--seed",
-                "9",
-                "--out",
-                str(out),
-                "--sizes",
-                str(sizes),
-            ]
-        )
-        == 0
-    )
-    meta = json.loads(Path(str(out) + ".json").read_text())
-    assert meta == {
-        "target": 120,
-        "fraction": 120 / 450,
-        "achieved": 120,
-        "seed": 9,
-        "available": 450,
-        "source": str(src),
-    }
-    assert len(lines_of(out)) == 120 and Path(str(out) + ".tbi").exists()
-    # --fraction rounds to a whole number of fragments
-    out2 = tmp_path / "half.tsv.gz"
-    assert main(["subsample", "--input", str(src), "--fraction", "0.5", "--seed", "9", "--out", str(out2)]) == 0
-    assert len(lines_of(out2)) == 225
-
-
-def test_subsample_cli_too_many_fragments_exits_2_naming_both_numbers(tmp_path: Path, capsys) -> None:
-    src = write_plain(tmp_path / "f.tsv", fragment_table(300))
-    out = tmp_path / "res" / "sub.tsv.gz"
-    assert main(["subsample", "--input", str(src), "--fragments", "5000", "--seed", "1", "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "f.tsv" in err and "5,000" in err and "450" in err
-    assert not out.exists() and not Path(str(out) + ".tbi").exists()
-    assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
 def test_coverage_cli_on_bad_fragments_file_exits_2_and_names_the_line(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Opening and validating BAM files; counting usable fragments with htslib.
+"""Opening and validating BAM files; counting usable fragments with htslib (samtools through pysam).
 
 Every check raises ``InputError`` naming the file and the fix, before any
 output is written: a missing index, a file not sorted by coordinate, no
@@ -9,8 +9,10 @@ once per fragment: for paired-end reads a proper pair whose first read
 (flag 0x40) passes the filters; for single-end reads one read. The filters are
 those of ``cutsites.read_filter``: mapped, primary, not QC-fail, not duplicate
 (unless kept), MAPQ >= ``min_mapq``, on the selected chromosomes. Counting is
-one pass of the native record scan (:mod:`atacdenoise.reads.bamscan`), or
-``samtools view -c`` through pysam where that cannot be built.
+``samtools view -c`` (pysam's htslib, on threads), one pass per kind of fragment.
+
+This module also holds the SAM flag bits and the default MAPQ filter that the
+read filters of :mod:`atacdenoise.reads.cutsites` share with the counts here.
 """
 
 from __future__ import annotations
@@ -23,21 +25,23 @@ import pysam
 
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import check_chrom_lengths, check_chrom_names
-from atacdenoise.reads import bamscan
-from atacdenoise.reads.cutsites import (
-    DUPLICATE,
-    MATE_UNMAPPED,
-    MIN_MAPQ,
-    PAIRED,
-    PROPER_PAIR,
-    QCFAIL,
-    READ1,
-    SECONDARY,
-    SUPPLEMENTARY,
-    UNMAPPED,
-)
 
 log = logging.getLogger(__name__)
+
+#: default MAPQ filter of a read (coverage, subsample, count, peak calling)
+MIN_MAPQ = 30
+
+# SAM flag bits
+PAIRED = 0x1
+PROPER_PAIR = 0x2
+UNMAPPED = 0x4
+MATE_UNMAPPED = 0x8
+REVERSE = 0x10
+READ1 = 0x40
+SECONDARY = 0x100
+QCFAIL = 0x200
+DUPLICATE = 0x400
+SUPPLEMENTARY = 0x800
 
 #: reads looked at to decide whether a BAM is paired-end
 SNIFF_READS = 10_000
@@ -66,9 +70,12 @@ def open_bam(path: str | Path, threads: int = 1) -> pysam.AlignmentFile:
     try:
         bam = pysam.AlignmentFile(str(path), "rb", threads=max(1, threads))
     except (ValueError, OSError) as exc:
-        raise InputError(
-            f"{path}: not a readable BAM file ({exc}); check the path and the file (samtools quickcheck)"
-        ) from None
+        raise _unreadable(path, exc) from None
+    try:
+        _check_format(bam, path)
+    except InputError:
+        bam.close()
+        raise
     so = bam.header.to_dict().get("HD", {}).get("SO")
     if so is not None and so != "coordinate":
         bam.close()
@@ -89,7 +96,7 @@ def open_bam(path: str | Path, threads: int = 1) -> pysam.AlignmentFile:
 
 
 def index_path(path: str | Path) -> Path | None:
-    """The index file htslib would use for ``path`` (X.bam.bai, X.bai, X.bam.csi), or None."""
+    """Find the index file htslib would use for ``path`` (X.bam.bai, X.bai, X.bam.csi), or None."""
     path = Path(path)
     for cand in (Path(f"{path}.bai"), path.with_suffix(".bai"), Path(f"{path}.csi")):
         if cand.exists():
@@ -128,7 +135,10 @@ def sniff_reads(path: str | Path, n: int = SNIFF_READS) -> tuple[int, int, int, 
             proper += read.is_proper_pair
             key = (read.reference_id, read.reference_start)
             if disorder is None and key < last:
-                disorder = f"{read.reference_name}:{read.reference_start + 1:,} (read {read.query_name}) follows a read at a later position"
+                disorder = (
+                    f"{read.reference_name}:{read.reference_start + 1:,} (read {read.query_name}) "
+                    "follows a read at a later position"
+                )
             last = max(last, key)
     return mapped, paired, proper, disorder
 
@@ -149,12 +159,12 @@ def bam_chrom_sizes(bam: pysam.AlignmentFile) -> dict[str, int]:
 
 
 def mapped_per_chrom(bam: pysam.AlignmentFile) -> dict[str, int]:
-    """Mapped reads per chromosome from the index (samtools idxstats), no decompression."""
+    """Count the mapped reads per chromosome from the index (samtools idxstats), no decompression."""
     return {s.contig: int(s.mapped) for s in bam.get_index_statistics()}
 
 
 def is_paired(bam: pysam.AlignmentFile, n: int = SNIFF_READS) -> bool:
-    """True when any of the first ``n`` reads is paired (flag 0x1)."""
+    """Tell whether any of the first ``n`` reads is paired (flag 0x1)."""
     for i, read in enumerate(bam.fetch(until_eof=True)):
         if read.is_paired:
             return True
@@ -185,9 +195,9 @@ def check_bam(bam: pysam.AlignmentFile, sizes: dict[str, int], path: str | Path)
     _, n_paired, n_proper, _ = sniff_reads(path)
     if n_paired and not n_proper:
         raise InputError(
-            f"{path}: reads are flagged paired-end but none of the first {SNIFF_READS:,} mapped reads is in a proper pair "
-            "(flag 0x2), and only proper pairs give cut sites; fix the mate information (samtools fixmate -m after "
-            "sorting by name) or re-align the reads as pairs"
+            f"{path}: reads are flagged paired-end but none of the first {SNIFF_READS:,} mapped reads is in a "
+            "proper pair (flag 0x2), and only proper pairs give cut sites; fix the mate information "
+            "(samtools fixmate -m after sorting by name) or re-align the reads as pairs"
         )
     return BamInfo(path=path, chrom_sizes=found, mapped=mapped, chroms=chroms, paired=is_paired(bam))
 
@@ -206,29 +216,97 @@ def usable_filter_args(min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False) 
     return pe, se
 
 
+def check_readable(path: str | Path) -> None:
+    """Raise ``InputError`` unless ``path`` opens as a whole BAM: a BAM header and BGZF's end-of-file block.
+
+    ``samtools view`` reads a file cut at a block boundary to its end with only
+    a warning (htslib's missing-EOF-marker check), and a SAM text file as SAM;
+    opening it with pysam first turns both into an error naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: BAM file not found")
+    try:
+        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
+            _check_format(bam, path)
+    except (ValueError, OSError) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> InputError:
+    return InputError(f"{path}: not a readable BAM file ({exc}); check the path and the file (samtools quickcheck)")
+
+
+def _check_format(bam: pysam.AlignmentFile, path: Path) -> None:
+    """Raise unless htslib read ``path`` as BAM (it opens SAM text and CRAM through the same call)."""
+    if not bam.is_bam:
+        raise InputError(
+            f"{path}: not a BAM file (htslib reads it as {bam.format}); convert it (samtools view -b) and index it"
+        )
+
+
+def run_samtools(command: str, path: str | Path, *args: str, catch_stdout: bool = True) -> str | None:
+    """Run ``samtools COMMAND ARGS`` in-process (pysam's htslib); its failure is an ``InputError`` naming ``path``.
+
+    Parameters
+    ----------
+    command : str
+        A samtools command pysam wraps (``view``, ``index``).
+    path : str or Path
+        The BAM the command reads, named in the error.
+    *args : str
+        The command's arguments.
+    catch_stdout : bool
+        Return what the command prints (``view -c``); False when it writes a file (``-o``).
+
+    Returns
+    -------
+    str or None
+        The command's standard output, when caught.
+    """
+    try:
+        return getattr(pysam, command)(*args, catch_stdout=catch_stdout)
+    except pysam.utils.SamtoolsError as exc:
+        said = str(getattr(exc, "value", exc)).partition("stderr=")[2] or str(exc)
+        detail = "; ".join(line.strip() for line in said.splitlines() if line.strip())
+        raise InputError(
+            f"{path}: samtools {command} failed ({detail or 'no message'}); the BAM is damaged or truncated, or its "
+            f"output could not be written: check it (samtools quickcheck {path}) and the free disk space"
+        ) from None
+
+
+#: the kinds of usable fragment, in the order of :func:`usable_filter_args`
+KINDS = ("paired_end", "single_end")
+
+
 def count_usable_by_kind(
     path: str | Path,
     chroms: list[str],
     min_mapq: int = MIN_MAPQ,
     keep_duplicates: bool = False,
     threads: int = 1,
-    kinds: tuple[str, ...] = ("paired_end", "single_end"),
+    kinds: tuple[str, ...] = KINDS,
 ) -> dict[str, int]:
-    """Usable fragments on ``chroms`` of an indexed BAM, per kind: proper pairs, single-end reads.
+    """Count the usable fragments on ``chroms`` of an indexed BAM, per kind: proper pairs, single-end reads.
 
-    Counted in one pass by the native record scan (:mod:`atacdenoise.reads.bamscan`)
-    where it runs, else by htslib (``samtools view -c``, one pass per kind). A
-    kind left out of ``kinds`` is reported as 0 (htslib skips its pass: e.g. a
-    subsample of a BAM without single-end reads has none either).
+    One ``samtools view -c`` pass (``threads`` threads in all) per kind in
+    ``kinds``, with the flags of :func:`usable_filter_args`. A kind left out
+    of ``kinds`` is reported as 0 without a pass: leave out only a kind that
+    cannot be there (a subsample holds a subset of its input's records, so it
+    has no kind its input lacks). No chromosome: nothing to count (zeros).
+
+    Raises
+    ------
+    InputError
+        The file is missing, not a BAM, truncated or damaged, or has no index.
     """
-    if bamscan.available():
-        found = bamscan.scan_bam(path, list(chroms), min_mapq, keep_duplicates, threads)
-        return {kind: (n if kind in kinds else 0) for kind, n in found.items()}
-    pe, se = usable_filter_args(min_mapq, keep_duplicates)
-    counts = {"paired_end": 0, "single_end": 0}
-    for kind, args in (("paired_end", pe), ("single_end", se)):
+    counts = dict.fromkeys(KINDS, 0)
+    if not chroms:
+        return counts
+    check_readable(path)
+    for kind, args in zip(KINDS, usable_filter_args(min_mapq, keep_duplicates)):
         if kind in kinds:
-            out = pysam.view("-c", "-@", str(max(0, threads - 1)), *args, str(path), *chroms)
+            out = run_samtools("view", path, "-c", "-@", str(max(0, threads - 1)), *args, str(path), *chroms)
             counts[kind] = int(out.strip() or 0)
     return counts
 
@@ -236,5 +314,5 @@ def count_usable_by_kind(
 def count_usable_fragments(
     path: str | Path, chroms: list[str], min_mapq: int = MIN_MAPQ, keep_duplicates: bool = False, threads: int = 1
 ) -> int:
-    """Usable fragments (see the module docstring) on ``chroms`` of an indexed BAM, counted by htslib."""
+    """Count the usable fragments (see the module docstring) on ``chroms`` of an indexed BAM, both kinds together."""
     return sum(count_usable_by_kind(path, chroms, min_mapq, keep_duplicates, threads).values())

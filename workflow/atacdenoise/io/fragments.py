@@ -1,4 +1,6 @@
-"""10x-style fragments files: reading with validation, bgzip + tabix writing, seeded subsampling.
+"""10x-style fragments files: reading with validation, counting, bgzip + tabix writing.
+
+Seeded subsampling of a fragments file is :mod:`atacdenoise.reads.subsample`'s.
 
 A fragments file has five tab-separated columns, one fragment per line::
 
@@ -98,7 +100,7 @@ def _check_chunk(chunk: pd.DataFrame, path: Path, first_row: int) -> pd.DataFram
 
 
 def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: bool = False) -> Iterator[pd.DataFrame]:
-    """Validated chunks of a fragments file.
+    """Read a fragments file in validated chunks.
 
     Parameters
     ----------
@@ -253,83 +255,6 @@ def count_fragments(
     return stats
 
 
-def draw_per_chunk(rng: np.random.Generator, n_chunk: int, remaining_pool: int, remaining_draw: int) -> np.ndarray:
-    """Row indices (sorted) to keep from a chunk of ``n_chunk`` rows in sequential sampling without replacement.
-
-    The number kept is hypergeometric (``remaining_draw`` drawn from
-    ``remaining_pool`` rows, ``n_chunk`` of which are in this chunk), so over
-    all chunks exactly ``remaining_draw`` rows are kept, each set of rows equally
-    likely, with memory bounded by the chunk.
-    """
-    if remaining_draw == 0 or n_chunk == 0:
-        return np.zeros(0, dtype=np.int64)
-    k = (
-        int(rng.hypergeometric(n_chunk, remaining_pool - n_chunk, remaining_draw))
-        if remaining_pool > n_chunk
-        else remaining_draw
-    )
-    return np.sort(rng.choice(n_chunk, size=k, replace=False))
-
-
-def subsample_fragments(
-    path: str | Path,
-    out: str | Path,
-    n: int,
-    seed: int,
-    chroms: dict[str, int] | None = None,
-    available: int | None = None,
-    chunk_rows: int = CHUNK_ROWS,
-) -> int:
-    """Write exactly ``n`` fragments drawn uniformly without replacement (seeded) to a bgzipped, tabix-indexed file.
-
-    Parameters
-    ----------
-    path, out : str or Path
-        Input fragments file; output ``.tsv.gz`` (written atomically, with ``out.tbi``).
-    n : int
-        Fragments to keep (lines; a line's count column stays as it is).
-    seed : int
-        Seed of NumPy's default generator; the same seed and input give the same lines.
-    chroms : dict or None
-        Only fragments on these chromosomes are eligible and written (None: all).
-    available : int or None
-        Eligible fragments, when already counted (``count_fragments(...).used``).
-
-    Returns
-    -------
-    int: fragments written (``n``).
-    """
-    path = Path(path)
-    if available is None:
-        available = count_fragments(path, chroms, chunk_rows).used
-    if n > available:
-        raise InputError(
-            f"{path}: asked for {n:,} fragments but only {available:,} are available"
-            + (" on the selected chromosomes" if chroms is not None else "")
-            + "; lower the target depth (config 'depths') or use a deeper input"
-        )
-    rng = np.random.default_rng(seed)
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        pool, todo = available, n
-        for chunk in iter_fragments(path, chunk_rows, barcodes=True):
-            if chroms is not None:
-                chunk = chunk[chunk["chrom"].isin(list(chroms))]
-            keep = draw_per_chunk(rng, len(chunk), pool, todo)
-            pool -= len(chunk)
-            todo -= keep.size
-            if keep.size:
-                yield chunk.iloc[keep]
-
-    header = f"# atacdenoise subsample: {n} of {available} fragments of {path.name}, seed {seed}\n"
-    written = write_fragments(chunks(), out, header=header, source=path)
-    if written != n:  # cannot happen unless the file changed between the passes
-        raise InputError(
-            f"{path}: the file changed while being read ({written:,} fragments written, {n:,} expected); run again"
-        )
-    return written
-
-
 def write_fragments(chunks, out: str | Path, header: str = "", source: str | Path | None = None) -> int:
     """Write fragment chunks (DataFrames with the 5 columns) bgzipped, then tabix-index them; atomic.
 
@@ -361,8 +286,8 @@ def write_fragments(chunks, out: str | Path, header: str = "", source: str | Pat
             pysam.tabix_index(str(tmp), preset="bed", force=True, keep_original=True)
         except (OSError, ValueError) as exc:
             raise InputError(
-                f"{source or out}: fragments are not sorted by chromosome and start, so the output cannot be tabix-indexed "
-                f"({exc}); sort the input (e.g. sort -k1,1 -k2,2n) and bgzip it"
+                f"{source or out}: fragments are not sorted by chromosome and start, so the output cannot be "
+                f"tabix-indexed ({exc}); sort the input (e.g. sort -k1,1 -k2,2n) and bgzip it"
             ) from None
         os.replace(tbi, Path(str(out) + ".tbi"))
         os.replace(tmp, out)

@@ -32,26 +32,25 @@ from pathlib import Path
 import numpy as np
 
 from atacdenoise.errors import InputError
+from atacdenoise.io.bam import (
+    DUPLICATE,
+    MIN_MAPQ,
+    PAIRED,
+    PROPER_PAIR,
+    QCFAIL,
+    REVERSE,
+    SECONDARY,
+    SUPPLEMENTARY,
+    UNMAPPED,
+)
 
 log = logging.getLogger(__name__)
 
-#: defaults shared by the coverage and subsample commands
+#: defaults of the coverage command (the MAPQ filter and the SAM flag bits live in :mod:`atacdenoise.io.bam`;
+#: ``MIN_MAPQ`` is imported here too, for the commands that read it as ``cutsites.MIN_MAPQ``)
 SHIFT_PLUS = 4
 SHIFT_MINUS = -5
 SMOOTH_BP = 200
-MIN_MAPQ = 30
-
-# SAM flag bits
-PAIRED = 0x1
-PROPER_PAIR = 0x2
-UNMAPPED = 0x4
-MATE_UNMAPPED = 0x8
-REVERSE = 0x10
-READ1 = 0x40
-SECONDARY = 0x100
-QCFAIL = 0x200
-DUPLICATE = 0x400
-SUPPLEMENTARY = 0x800
 
 #: read filters in the order they are applied; a read dropped by several is
 #: counted under the first. ``improper_pair`` drops paired reads without the
@@ -83,6 +82,7 @@ class FilterCounts:
         return self
 
     def as_dict(self) -> dict:
+        """Return the counts as a flat dict (``dropped_<filter>`` keys), for a JSON sidecar."""
         return {
             "seen": self.seen,
             **{f"dropped_{k}": v for k, v in self.dropped.items()},
@@ -91,6 +91,7 @@ class FilterCounts:
         }
 
     def summary(self) -> str:
+        """Return the counts as one log line."""
         drops = ", ".join(f"{k} {v:,}" for k, v in self.dropped.items())
         return f"{self.seen:,} reads seen; dropped: {drops}; kept {self.kept:,}"
 
@@ -252,7 +253,7 @@ def cpm_factor(n_cut_sites: int) -> float:
 
 
 def _bam_read_arrays(bam, chrom: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flag (uint16), mapq (uint8), reference_start, reference_end (int64; end 0 when unmapped) of one chromosome's reads."""
+    """Read flag (uint16), mapq (uint8), start and end (int64; end 0 when unmapped) of one chromosome's reads."""
     flags, mapqs, starts, ends = [], [], [], []
     it = bam.fetch(chrom, multiple_iterators=False)
     while True:
