@@ -11,7 +11,6 @@ import argparse
 import importlib
 import logging
 import os
-import shutil
 import sys
 
 from atacdenoise import __version__
@@ -62,10 +61,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def _native_conv_possible() -> bool:
-    """Whether :func:`atacdenoise.model.cpuconv.load_kernel` can build its kernel (checked without importing torch)."""
-    if os.environ.get("ATACDENOISE_NATIVE_CONV", "1").strip().lower() in ("0", "off", "false", "no"):
-        return False
-    return bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang"))
+    """Tell whether the native convolution of CPU inference can be built (checked without importing torch)."""
+    from atacdenoise import native
+
+    return not native.off("ATACDENOISE_NATIVE_CONV") and native.compiler() is not None
 
 
 def run_command(argv: list[str]) -> int:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from atacdenoise.atomic import atomic_output, temp_path_for
+from atacdenoise.atomic import temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import (
     MIN_MAPQ,
@@ -57,6 +57,7 @@ from atacdenoise.io.bam import (
     run_samtools,
 )
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
+from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.io.text import is_gzip
 
 if TYPE_CHECKING:
@@ -504,14 +505,3 @@ def reusable_counts(
         log.warning("%s: made for another %s than %s now has; counting again", record_path, "/".join(stale), path)
         return None
     return counts
-
-
-def sidecar_path(out: str | Path) -> Path:
-    """``out.json`` beside an output file."""
-    return Path(str(out) + ".json")
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """Write a JSON document atomically (indented, keys in insertion order)."""
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
