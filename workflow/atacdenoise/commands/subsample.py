@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> bool:
-    """Check the arguments before any work; return whether the input is a BAM."""
+    """Check the arguments before any work; return whether the input is a BAM (else a fragments file)."""
     if not args.input.exists():
         raise InputError(f"{args.input}: input file not found")
     check_writable(args.out)
@@ -81,7 +81,8 @@ def _check_args(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Subsample the input to the target depth; write the output, its index and ``OUT.json``."""
     depth = {"seed": args.seed, "fragments": args.fragments, "fraction": args.fraction, "sizes_path": args.sizes}
-    if _check_args(args):
+    input_is_bam = _check_args(args)
+    if input_is_bam:
         subsample_bam_to_depth(
             args.input, args.out, **depth, min_mapq=args.min_mapq, threads=args.threads, counts_path=args.counts
         )
