@@ -77,10 +77,8 @@ def usable_by_python(bam: Path, chroms: list[str], min_mapq: int = 30, keep_dupl
 
 def samtools_subsample(src: Path, out: Path, fraction: float, seed: int) -> None:
     """Run the reference: samtools view --subsample itself, called directly through pysam."""
-    pysam.view(
-        "-b", "--no-PG", "--subsample", repr(fraction), "--subsample-seed", str(seed), "-o", str(out), str(src),
-        catch_stdout=False,
-    )  # fmt: skip
+    args = ["-b", "--no-PG", "--subsample", repr(fraction), "--subsample-seed", str(seed), "-o", str(out), str(src)]
+    pysam.view(*args, catch_stdout=False)
 
 
 def sam_text(bam: Path) -> tuple[str, str]:
