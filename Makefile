@@ -8,6 +8,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 CORES ?= 2
 PROFILE ?= profiles/local
+# the demo's config, given explicitly: a run with another --configfile takes nothing from it
+DEMO_CONFIG ?= config/config.yaml
 PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
@@ -37,8 +39,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/snakemake --profile $(PROFILE) --cores $(CORES)
-	$(BIN)/snakemake --profile $(PROFILE) --cores $(CORES) --report results/report.html
+	$(BIN)/snakemake --profile $(PROFILE) --cores $(CORES) --configfile $(DEMO_CONFIG)
+	$(BIN)/snakemake --profile $(PROFILE) --cores $(CORES) --configfile $(DEMO_CONFIG) --report results/report.html
 	@echo "Report: $(CURDIR)/results/report.html"
 
 test: $(STAMP)

@@ -5,7 +5,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The config is the files given with --configfile, else the bundled demo's; never a mix of the two, so that
+# a cohort's config cannot silently inherit the demo's values. Keys left out take the schema's defaults
+# (listed in the log by common.smk).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -84,7 +84,9 @@ def main() -> None:
     env = {"PATH": f"{C.VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     rows = []
     try:
-        s, _ = C.run_cmd([snakemake, "--profile", "profiles/local", "--cores", str(args.cores)], env=env, cwd=work)
+        base = [snakemake, "--profile", "profiles/local", "--cores", str(args.cores)]
+        base += ["--configfile", "config/config.yaml"]  # as make demo: the demo config, given explicitly
+        s, _ = C.run_cmd(base, env=env, cwd=work)
         C.log(f"workflow: {s.wall:.0f} s, peak RSS {C.fmt_bytes(s.rss)}")
         rows.append(
             [
@@ -97,15 +99,7 @@ def main() -> None:
         total = s.wall
         if not args.no_report:
             r, _ = C.run_cmd(
-                [
-                    snakemake,
-                    "--profile",
-                    "profiles/local",
-                    "--cores",
-                    str(args.cores),
-                    "--report",
-                    "results/report.html",
-                ],
+                [*base, "--report", "results/report.html"],
                 env=env,
                 cwd=work,
             )

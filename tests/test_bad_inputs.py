@@ -523,3 +523,22 @@ def test_paths_with_spaces_and_shell_characters_reach_the_coverage_rule_quoted(t
     assert side["source"] == f"my data/{bam.name}"
     assert sum(side["n_cut_sites"].values()) > 0
     assert not (work / "pwned").exists() and not (data / "pwned").exists() and not (REPO / "pwned").exists()
+
+
+def test_defaulted_keys_lists_every_value_the_user_did_not_set():
+    from atacdenoise.checks import defaulted_keys
+
+    given = {"genome": {"sizes": "g.sizes"}, "model": {"training": {"epochs": 3}}}
+    filled = {
+        "genome": {"sizes": "g.sizes", "blacklist": None},
+        "depths": [],
+        "model": {"name": "default", "training": {"epochs": 3}, "architecture": {}},
+        "peaks": {"labels": {"cutoff": 3}},
+    }
+    assert defaulted_keys(given, filled) == {
+        "genome.blacklist": None,
+        "depths": [],
+        "model.name": "default",
+        "model.architecture": {},
+        "peaks.labels.cutoff": 3,
+    }

@@ -72,3 +72,37 @@ def test_missing_input_file_is_named(tmp_path):
     res = _dry_run(_workdir(tmp_path, sheet=sheet))
     assert res.returncode != 0
     assert "HSC_5M.missing.bam" in res.stdout + res.stderr and "does not exist" in res.stdout + res.stderr
+
+
+MINIMAL = {
+    "samples": "config/samples.tsv",
+    "genome": {"sizes": "resources/demo/hg19_first10mb.chr1_chr2.sizes"},
+    "split": {"val_chroms": ["chr2:3000000-5000000"], "holdout_chroms": ["chr2:5000000-10000000"]},
+}
+
+
+def test_a_minimal_cohort_config_takes_the_schema_defaults_not_the_demo(tmp_path):
+    """--configfile replaces the demo's config/config.yaml: nothing of the demo's leaks into a cohort's run."""
+    workdir = _workdir(tmp_path)  # config/config.yaml (the demo's) is present in the working directory
+    (workdir / "cohort.yaml").write_text(yaml.safe_dump(MINIMAL))
+    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n", "-p", "--cores", "1"]
+    res = subprocess.run(
+        [*cmd, "--configfile", str(workdir / "cohort.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "/15000.rep1" not in out and "/60000.rep1" not in out  # the demo's depths are not planned
+    assert "results/subsample/" not in out  # depths default to none: only the sheet's real noisy file
+    assert """--settings '{"preset": "standard", "seed": 1}'""" in out  # the schema's preset, not the demo's light
+    assert "results/models/default/model.pt" in out  # model.name defaults to default, not demo
+    assert "take the schema's defaults" in out and "depths=[]" in out and 'model.name="default"' in out
+
+
+def test_without_a_configfile_the_demo_config_is_used(tmp_path):
+    res = _dry_run(_workdir(tmp_path))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "results/models/demo/model.pt" in out and "/15000.rep1" in out

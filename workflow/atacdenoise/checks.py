@@ -434,3 +434,23 @@ def check_config_and_inputs(
             f"{len(problems)} problem(s) with the inputs of {sheet}:\n" + "\n".join(f"  - {p}" for p in problems)
         )
     return config, len(df)
+
+
+def defaulted_keys(given: dict, filled: dict, prefix: str = "") -> dict[str, object]:
+    """Return the dotted keys of ``filled`` that ``given`` lacks, with their values (the defaults a run took).
+
+    ``given`` is the config as the user's files set it, ``filled`` the same after
+    validation filled in the schema's defaults. A whole missing section is listed
+    key by key, so the log names every value that was not chosen.
+    """
+    out: dict[str, object] = {}
+    for key, value in filled.items():
+        name = f"{prefix}{key}"
+        if key not in given:
+            if isinstance(value, dict) and value:
+                out.update(defaulted_keys({}, value, f"{name}."))
+            else:
+                out[name] = value
+        elif isinstance(value, dict) and isinstance(given[key], dict):
+            out.update(defaulted_keys(given[key], value, f"{name}."))
+    return out

@@ -4,11 +4,24 @@ import json
 import shlex
 from pathlib import Path
 
+import copy
+
 import pandas as pd
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
+from atacdenoise.checks import defaulted_keys
+
+_GIVEN_CONFIG = copy.deepcopy(config)
 validate(config, "../schemas/config.schema.yaml")
+_DEFAULTED = defaulted_keys(_GIVEN_CONFIG, config)
+if _DEFAULTED:
+    logger.info(
+        f"config: {len(_DEFAULTED)} key(s) not set in {', '.join(map(str, workflow.configfiles)) or 'the config'} take the "
+        "schema's defaults (workflow/schemas/config.schema.yaml): "
+        + "; ".join(f"{k}={json.dumps(v)}" for k, v in _DEFAULTED.items())
+    )
 
 SAMPLES = pd.read_csv(config["samples"], sep="\t", dtype=str, comment="#").fillna("")
 SAMPLES.columns = SAMPLES.columns.str.strip()
