@@ -253,3 +253,31 @@ def test_plots_heatmap_runs_deeptools_around_clean_summits(data, tmp_path):
     expected = sum(1 for s in [*list(range(2000, 60000, 8000)), 41000] if not 10_000 <= s + 200 < 11_000)
     assert header["group_boundaries"] == [0, expected] and len(rows) == expected
     assert header["sample_labels"] == ["noisy input", "denoised (model)", "clean (deep)"]
+
+
+def test_pr_title_names_the_blacklist_only_when_one_was_masked(data, tmp_path):
+    from atacdenoise.evaluate.benchmark import read_pr_curves
+    from atacdenoise.evaluate.plots import plot_pr_curves
+
+    curves = read_pr_curves([_metrics(data, tmp_path, "5000", "1").with_suffix(".npz")])
+    assert str(curves[0]["blacklist"]).endswith("bl.bed")  # recorded by `atacdenoise metrics --blacklist`
+    masked = plot_pr_curves(curves, tmp_path / "a.png")
+    assert masked == "Per-base precision-recall against the clean peaks (holdout, blacklist masked)"
+    unmasked = [{k: v for k, v in c.items() if k != "blacklist"} for c in curves]
+    assert plot_pr_curves(unmasked, tmp_path / "b.png") == "Per-base precision-recall against the clean peaks (holdout)"
+
+
+def test_depth_title_names_the_blacklist_only_when_one_was_masked(tmp_path):
+    from atacdenoise.evaluate.plots import plot_metric_vs_depth
+
+    rows = [
+        ("m", "S", depth, "1", method, "pearson", "all", value)
+        for depth, value in (("1000", 0.3), ("10000", 0.6))
+        for method in ("noisy", "model")
+    ]
+    cols = ["model", "sample", "depth", "rep", "method", "metric", "region", "value"]
+    metrics = pd.DataFrame(rows, columns=cols)
+    title = plot_metric_vs_depth(metrics, tmp_path / "d.png", ["pearson"])
+    assert title == "Quality vs input depth (holdout; bars: min-max over replicates)"
+    title = plot_metric_vs_depth(metrics, tmp_path / "d.png", ["pearson"], blacklist_masked=True)
+    assert title == "Quality vs input depth (holdout, blacklist masked; bars: min-max over replicates)"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from atacdenoise.io.genome import select_chroms
+import pytest
+
+from atacdenoise.errors import InputError
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, select_chroms
 
 
 def test_default_chromosome_selection_drops_mitochondria_contigs_and_ebv():
@@ -17,3 +20,16 @@ def test_default_chromosome_selection_drops_mitochondria_contigs_and_ebv():
         "2": 6,
     }
     assert list(select_chroms(sizes)) == ["chr1", "chrX", "2"]
+
+
+def test_exclude_dropping_every_chromosome_names_them_and_the_pattern():
+    sizes = {f"chr{i}_w{i}": 1000 for i in range(1, 8)}  # pseudo-chromosomes of windows, as a cohort makes them
+    with pytest.raises(InputError) as err:
+        select_chroms(sizes)
+    msg = str(err.value)
+    assert msg.startswith(
+        f"no chromosomes left: genome.exclude {DEFAULT_EXCLUDE!r} drops every one of the 7 chromosome(s)"
+    )
+    assert "chr1_w1 (matched '_'), chr2_w2 (matched '_')" in msg and "and 2 more" in msg
+    assert "set genome.exclude to a pattern that keeps yours" in msg
+    assert select_chroms(sizes, exclude_regex="^chrM$") == sizes  # the fix the message suggests

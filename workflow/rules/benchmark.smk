@@ -116,8 +116,11 @@ rule plot_depth:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        masked="--blacklist-masked" if config["genome"]["blacklist"] else "",
     shell:
-        "atacdenoise plots depth --metrics {input.metrics:q} --effective-depth {input.effective:q} --out {output:q} 2> {log:q}"
+        "atacdenoise plots depth --metrics {input.metrics:q} --effective-depth {input.effective:q}"
+        " {params.masked} --out {output:q} 2> {log:q}"
 
 
 rule plot_tracks:

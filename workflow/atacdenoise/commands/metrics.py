@@ -110,6 +110,6 @@ def run(args: argparse.Namespace) -> int:
     write_metrics(table, args.out)
     log.info("wrote %d metrics to %s", len(table), args.out)
     if args.pr_curves:
-        write_pr_curves(args.pr_curves, curves, scored, labels)
+        write_pr_curves(args.pr_curves, curves, scored, {**labels, "blacklist": args.blacklist or ""})
         log.info("wrote PR curves to %s", args.pr_curves)
     return 0

@@ -70,6 +70,9 @@ def _add_depth(k: argparse.ArgumentParser) -> None:
     k.add_argument(
         "--region", default="all", choices=["all", "peaks", "nonpeaks"], help="bases the metrics were computed on"
     )
+    k.add_argument(
+        "--blacklist-masked", action="store_true", help="the metrics were computed with a blacklist (said in the title)"
+    )
 
 
 def _add_inputs(k: argparse.ArgumentParser) -> None:
@@ -133,7 +136,9 @@ def _run_depth(args: argparse.Namespace) -> int:
         effective = pd.read_csv(
             require_file(args.effective_depth, "effective-depth table"), sep="\t", dtype={"depth": str}
         )
-    plot_metric_vs_depth(metrics, args.out, args.metric_names, args.region, effective, args.title)
+    plot_metric_vs_depth(
+        metrics, args.out, args.metric_names, args.region, effective, args.title, args.blacklist_masked
+    )
     return 0
 
 

@@ -96,7 +96,12 @@ def _depth_order(depths: Sequence[str]) -> list[str]:
 # --------------------------------------------------------------------------- PR curves
 
 
-def plot_pr_curves(curves: list[dict], out: str | Path, title: str = "") -> None:
+def _evaluated(masked: bool) -> str:
+    """Say which bases the metrics cover, for figure titles (the blacklist only when one was set)."""
+    return "holdout, blacklist masked" if masked else "holdout"
+
+
+def plot_pr_curves(curves: list[dict], out: str | Path, title: str = "") -> str:
     """Precision-recall curves per method, one panel per (sample, depth), replicates overlaid.
 
     Parameters
@@ -104,7 +109,10 @@ def plot_pr_curves(curves: list[dict], out: str | Path, title: str = "") -> None
     curves : list of dict
         Contents of the ``--pr-curves`` NPZ files of ``atacdenoise metrics``: keys
         ``sample, depth, rep, methods, prevalence, recall__M, precision__M, auprc__M``
-        and optionally ``point__M`` (recall, precision of M's binary calls).
+        and optionally ``point__M`` (recall, precision of M's binary calls) and
+        ``blacklist`` (the masked file, empty when none).
+
+    Returns the figure's title (it names the blacklist only when one was used).
     """
     if not curves:
         raise ValueError("plot_pr_curves: no curves given")
@@ -156,9 +164,12 @@ def plot_pr_curves(curves: list[dict], out: str | Path, title: str = "") -> None
             ax.set_title(f"{sample}, {depth_label(depth)}{reps}", fontsize=10)
             ax.legend(fontsize=7, loc="upper right")
             ax.grid(alpha=0.3)
-    fig.suptitle(title or "Per-base precision-recall against the clean peaks (holdout, blacklist masked)", fontsize=11)
+    masked = any(str(c.get("blacklist", "")) not in ("", "None") for c in curves)
+    title = title or f"Per-base precision-recall against the clean peaks ({_evaluated(masked)})"
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, out)
+    return title
 
 
 # --------------------------------------------------------------------------- metric vs depth
@@ -171,13 +182,15 @@ def plot_metric_vs_depth(
     region: str = "all",
     effective: pd.DataFrame | None = None,
     title: str = "",
-) -> None:
+    blacklist_masked: bool = False,
+) -> str:
     """Metric vs sequencing depth per method: mean over replicates, bars from min to max.
 
     ``metrics`` is the long metrics table; only numeric depths (fragments) are
     drawn, on a log axis. One row of panels per sample, one column per metric.
     With ``effective`` (effective-depth table), the model's fold for Pearson /
-    AUPRC against the noisy track is written into the panel.
+    AUPRC against the noisy track is written into the panel. Returns the
+    figure's title (``blacklist_masked``: the metrics were computed with one).
     """
     df = metrics[(metrics["region"] == region) & metrics["metric"].isin(metric_names)].copy()
     df["depth_n"] = numeric_depth(df["depth"])
@@ -257,11 +270,11 @@ def plot_metric_vs_depth(
                     )
             if i == 0 and j == len(metric_names) - 1:
                 ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(
-        title or "Quality vs input depth (holdout, blacklist masked; bars: min-max over replicates)", fontsize=11
-    )
+    title = title or f"Quality vs input depth ({_evaluated(blacklist_masked)}; bars: min-max over replicates)"
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, out)
+    return title
 
 
 # --------------------------------------------------------------------------- track snapshots

@@ -63,11 +63,20 @@ def select_chroms(
                 "fix genome.chroms in the config"
             )
         sizes = {c: sizes[c] for c in include}
+    if not sizes:
+        raise InputError("no chromosomes selected: genome.chroms is empty; list chromosomes or remove the key")
     if exclude_regex:
         pattern = re.compile(exclude_regex)
-        sizes = {c: n for c, n in sizes.items() if not pattern.search(c)}
-    if not sizes:
-        raise InputError("no chromosomes left after genome.chroms / genome.exclude; check the config")
+        dropped = {c: m.group(0) for c in sizes if (m := pattern.search(c))}
+        if len(dropped) == len(sizes):
+            shown = ", ".join(f"{c} (matched {hit!r})" for c, hit in list(dropped.items())[:5])
+            more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+            raise InputError(
+                f"no chromosomes left: genome.exclude {exclude_regex!r} drops every one of the {len(dropped)} "
+                f"chromosome(s) of the selection: {shown}{more}; set genome.exclude to a pattern that keeps yours "
+                "(e.g. '^chrM$' if only chrM should go) or to '' to keep them all"
+            )
+        sizes = {c: n for c, n in sizes.items() if c not in dropped}
     return sizes
 
 
