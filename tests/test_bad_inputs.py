@@ -542,3 +542,40 @@ def test_defaulted_keys_lists_every_value_the_user_did_not_set():
         "model.architecture": {},
         "peaks.labels.cutoff": 3,
     }
+
+
+def test_check_warns_when_real_data_cover_only_windows_of_their_chromosomes(shared_data, tmp_path):
+    """The immune cohort holds four windows of hg38: MACS3's chromosome-mean lambda would be far too low there."""
+    clean = shared_data / "immune" / "TCD8EM_S_1001_a.fragments.tsv.gz"
+    sheet = tmp_path / "samples.tsv"
+    sheet.write_text(f"sample\tcell_type\tkind\tpath\nEM\tTCD8EM\tfragments\t{clean}\n")
+    config = {
+        "samples": str(sheet),
+        "genome": {"sizes": str(REPO / "resources" / "genomes" / "hg38.chrom.sizes")},
+        "split": {"val_chroms": ["chr12"], "holdout_chroms": ["chr21"]},
+    }
+    cfg = _write_config(tmp_path / "config.yaml", config)
+    res = atacdenoise("check", "--config", cfg, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr  # a warning, not an error: partial data are legitimate
+    assert (
+        f"{clean}: data cover only parts of 4 chromosome(s): chr1 (1 of 64 probes), chr7 (1 of 64 probes), "
+        "chr12 (2 of 64 probes), chr21 (24 of 64 probes) have data in fewer than half of 64 evenly spaced 10-kb "
+        "probes, densely where they do."
+    ) in res.stderr
+    assert "give peaks.labels.lambda per chromosome (atacdenoise fit-lambda)" in res.stderr
+    assert "all inputs look fine (1 warning(s) above)" in res.stderr
+
+
+def test_check_does_not_warn_about_data_that_cover_their_chromosomes(demo_config, tmp_path):
+    res = atacdenoise("check", "--config", demo_config[0], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "data cover only parts" not in res.stderr and "warning(s) above" not in res.stderr
+
+
+def test_partial_coverage_needs_empty_probes_and_dense_data_where_there_are_any():
+    from atacdenoise.checks import partial_coverage
+
+    windows = [0] * 40 + [50] * 24  # dense in 24 of 64 probes: partial
+    sparse = [0] * 40 + [1] * 24  # 1 read per 10 kb where any: shallow data, not partial
+    full = [30] * 64
+    assert partial_coverage({"a": windows, "b": sparse, "c": full, "d": [0] * 64}) == {"a": (24, 64)}

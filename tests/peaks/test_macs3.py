@@ -423,3 +423,18 @@ def test_fit_lambda_command_table_feeds_peaks_command(tmp_path):
     assert cli.main(args) == 0
     df = read_narrowpeak(out)
     assert df["start"].tolist() == s.tolist() and df["end"].tolist() == e.tolist()
+
+
+def test_the_label_route_warns_when_coverage_fills_only_some_windows_of_a_chromosome(caplog):
+    track = np.zeros(5_000_000, np.float32)
+    track[1_000_000:2_000_000] = 20.0  # one covered megabase of five
+    with caplog.at_level("WARNING"):
+        bdgpeakcall.warn_partial_coverage(track, "chr9", "x.bw")
+    assert (
+        "x.bw chr9: only 1 of 5 1-Mb bins have coverage; the chromosome's mean (the flat lambda) is 0.2 x the "
+        "covered bins' mean"
+    ) in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        bdgpeakcall.warn_partial_coverage(np.full(5_000_000, 2.0, np.float32), "chr9", "x.bw")
+    assert caplog.text == ""

@@ -404,14 +404,16 @@ def sheet_problems(df: pd.DataFrame, schema: dict, source: str) -> list[str]:
 
 def check_config_and_inputs(
     config_path: Path, samples: Path | None = None, schemas: Path = SCHEMAS
-) -> tuple[dict, int]:
-    """Validate a config and its sample sheet against the schemas, then every input; return (config, number of rows).
+) -> tuple[dict, int, int]:
+    """Validate a config and its sample sheet against the schemas, then every input.
 
-    The config is validated first (its problems alone are reported, since the
-    sheet's location depends on it), then the sheet's rows and the input files
+    Returns (config, rows of the sheet, warnings logged). The config is
+    validated first (its problems alone are reported, since the sheet's
+    location depends on it), then the sheet's rows and the input files
     together: all problems in one :class:`InputError`, one line each. ``samples``
     overrides the config's ``samples``. The returned config has the schema's
-    defaults filled in.
+    defaults filled in. Warnings (data covering only parts of chromosomes,
+    :func:`partial_coverage_warnings`) are logged, not raised.
     """
     config_schema = yaml.safe_load((schemas / "config.schema.yaml").read_text())
     sample_schema = yaml.safe_load((schemas / "samples.schema.yaml").read_text())
@@ -433,7 +435,10 @@ def check_config_and_inputs(
         raise InputError(
             f"{len(problems)} problem(s) with the inputs of {sheet}:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    return config, len(df)
+    warnings = partial_coverage_warnings(df, config)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return config, len(df), len(warnings)
 
 
 def defaulted_keys(given: dict, filled: dict, prefix: str = "") -> dict[str, object]:
@@ -454,3 +459,91 @@ def defaulted_keys(given: dict, filled: dict, prefix: str = "") -> dict[str, obj
         elif isinstance(value, dict) and isinstance(given[key], dict):
             out.update(defaulted_keys(given[key], value, f"{name}."))
     return out
+
+
+# --------------------------------------------------------------------------- partial coverage
+
+#: probes per chromosome, and their width (bases), for the partial-coverage check
+PROBES, PROBE_BP = 64, 10_000
+#: a probe with data is "dense" at this mean count per probe (2 per kb: under uniform coverage, no probe is empty)
+DENSE_PER_PROBE = 20
+
+
+def probe_counts(path: str | Path, kind: str, sizes: dict[str, int]) -> dict[str, list[int]] | None:
+    """Count reads (BAM) or fragments (tabix-indexed fragments file) in :data:`PROBES` evenly spaced windows.
+
+    Index queries only, so a whole genome costs about a second. Returns chromosome
+    -> counts, or None when the file has no index to query (plain or gzip text).
+    """
+    import pysam
+
+    def windows(length: int) -> list[tuple[int, int]]:
+        centres = [int((i + 0.5) * length / PROBES) for i in range(PROBES)]
+        return [(max(0, c - PROBE_BP // 2), min(length, c + PROBE_BP // 2)) for c in centres]
+
+    out: dict[str, list[int]] = {}
+    if kind == "bam":
+        with pysam.AlignmentFile(str(path), "rb") as bam:
+            known = set(bam.references)
+            for chrom, length in sizes.items():
+                if chrom in known:
+                    out[chrom] = [bam.count(chrom, s, e) for s, e in windows(length)]
+        return out
+    if kind == "fragments" and (Path(f"{path}.tbi").exists() or Path(f"{path}.csi").exists()):
+        with pysam.TabixFile(str(path)) as tbx:
+            known = set(tbx.contigs)
+            for chrom, length in sizes.items():
+                if chrom in known:
+                    out[chrom] = [sum(1 for _ in tbx.fetch(chrom, s, e)) for s, e in windows(length)]
+        return out
+    return None
+
+
+def partial_coverage(counts: dict[str, list[int]]) -> dict[str, tuple[int, int]]:
+    """Chromosomes whose data cover only part of them: chromosome -> (probes with data, probes).
+
+    Partial means more than half of the probes are empty while those with data
+    are dense (:data:`DENSE_PER_PROBE`): with that density spread over the whole
+    chromosome, no probe would be empty.
+    """
+    out = {}
+    for chrom, c in counts.items():
+        hit = [n for n in c if n > 0]
+        if hit and len(hit) < len(c) / 2 and sum(hit) / len(hit) >= DENSE_PER_PROBE:
+            out[chrom] = (len(hit), len(c))
+    return out
+
+
+def partial_coverage_warnings(samples: pd.DataFrame, config: dict) -> list[str]:
+    """One warning per input file whose data cover only parts of its chromosomes (say where, and the fix).
+
+    MACS3's flat λ of the label route is a chromosome's mean coverage; on data
+    covering a few windows of a chromosome it is far too low there, and the
+    labels become far too many peaks.
+    """
+    from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+
+    gconf = config.get("genome") or {}
+    genome = read_chrom_sizes(gconf["sizes"])
+    sizes = select_chroms(
+        genome, include=gconf.get("chroms"), exclude_regex=gconf.get("exclude", DEFAULT_EXCLUDE) or None
+    )
+    warnings = []
+    for _, row in samples.fillna("").astype(str).iterrows():
+        for col in ("path", "noisy"):
+            path = row.get(col, "")
+            if not path or not Path(path).is_file() or row.get("kind") not in ("bam", "fragments"):
+                continue
+            counts = probe_counts(path, row["kind"], sizes)
+            partial = partial_coverage(counts or {})
+            if partial:
+                shown = ", ".join(f"{c} ({h} of {n} probes)" for c, (h, n) in list(partial.items())[:6])
+                more = f" and {len(partial) - 6} more" if len(partial) > 6 else ""
+                warnings.append(
+                    f"{path}: data cover only parts of {len(partial)} chromosome(s): {shown}{more} have data in "
+                    f"fewer than half of {PROBES} evenly spaced {PROBE_BP // 1000}-kb probes, densely where they do. "
+                    "MACS3's flat lambda (the chromosome's mean coverage) is then far too low inside the covered "
+                    "windows: give peaks.labels.lambda per chromosome (atacdenoise fit-lambda) or "
+                    "peaks.labels.lambda_scale, or restrict genome.chroms to fully covered chromosomes"
+                )
+    return warnings

@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything; log one line when all is fine."""
-    config, n_rows = check_config_and_inputs(args.config, args.samples, args.schemas)
-    log.info("%s and %s (%d samples): all inputs look fine", args.config, config["samples"], n_rows)
+    config, n_rows, n_warnings = check_config_and_inputs(args.config, args.samples, args.schemas)
+    note = f" ({n_warnings} warning(s) above)" if n_warnings else ""
+    log.info("%s and %s (%d samples): all inputs look fine%s", args.config, config["samples"], n_rows, note)
     return 0

@@ -406,6 +406,32 @@ def parse_lambdas(items: list[str], table: Path | None, sizes: dict[str, int]) -
     return fixed
 
 
+#: bases per bin when looking for chromosomes whose coverage fills only some windows
+PARTIAL_BIN = 1_000_000
+
+
+def warn_partial_coverage(track: np.ndarray, chrom: str, source: str | Path) -> None:
+    """Warn when most 1-Mb bins of a chromosome have no coverage: its mean is then a poor λ for the covered ones."""
+    n = track.size // PARTIAL_BIN
+    if n < 2:
+        return
+    sums = track[: n * PARTIAL_BIN].reshape(n, PARTIAL_BIN).sum(axis=1, dtype=np.float64)
+    covered = sums > 0
+    if covered.any() and covered.sum() < n / 2:
+        inside = sums[covered].sum() / (covered.sum() * PARTIAL_BIN)
+        log.warning(
+            "%s %s: only %d of %d 1-Mb bins have coverage; the chromosome's mean (the flat lambda) is %.3g x the "
+            "covered bins' mean, so the labels there will be far too many peaks: set peaks.labels.lambda for %s "
+            "(atacdenoise fit-lambda) or peaks.labels.lambda_scale",
+            source,
+            chrom,
+            int(covered.sum()),
+            n,
+            mean_coverage(track) / inside,
+            chrom,
+        )
+
+
 def label_chrom(
     track: np.ndarray,
     chrom: str,
@@ -424,6 +450,8 @@ def label_chrom(
     if np.any(track != np.floor(track)):
         log.warning("%s %s: non-integer coverage; MACS3 ppois truncates each value to an integer count", source, chrom)
     lam = flat_lambda(track, fixed, lambda_scale)
+    if fixed is None:
+        warn_partial_coverage(track, chrom, source)
     result = bdgpeakcall_chrom(chrom, track, lam, workdir, cutoff, min_length, max_gap)
     df = result.peaks
     if len(df):
