@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -106,3 +107,42 @@ def test_without_a_configfile_the_demo_config_is_used(tmp_path):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "results/models/demo/model.pt" in out and "/15000.rep1" in out
+
+
+def test_several_real_low_depth_files_each_become_a_benchmarked_track(tmp_path, shared_data):
+    """A cohort has several real shallow libraries per cell type: `noisy` takes them separated by ';'."""
+    immune = shared_data / "immune"
+    clean = immune / "TCD8EM_S_1001_a.fragments.tsv.gz"
+    noisy = [immune / "TCD8EM_S_1002_a.fragments.tsv.gz", immune / "TCD8EM_S_1003_b.fragments.tsv.gz"]
+    (tmp_path / "samples.tsv").write_text(
+        f"sample\tcell_type\tkind\tpath\tnoisy\nEM\tTCD8EM\tfragments\t{clean}\t{noisy[0]}; {noisy[1]}\n"
+    )
+    config = {
+        "samples": "samples.tsv",
+        "genome": {"sizes": str(REPO / "resources" / "genomes" / "hg38.chrom.sizes"), "chroms": ["chr21"]},
+        "split": {"val_chroms": ["chr21:13000000-20000000"], "holdout_chroms": ["chr21:20000000-31000000"]},
+    }
+    (tmp_path / "cohort.yaml").write_text(yaml.safe_dump(config))
+    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--cores", "1"]
+    res = subprocess.run([*cmd, "--configfile", str(tmp_path / "cohort.yaml")], capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    for label, path in (("given-TCD8EM_S_1002_a", noisy[0]), ("given-TCD8EM_S_1003_b", noisy[1])):
+        assert f"results/coverage/EM/{label}.rep1.bw" in out  # its own coverage, from its own file
+        assert f"results/benchmark/default/per_track/EM/{label}.rep1.tsv" in out  # and its own benchmark rows
+        assert f"results/dataset/EM/{label}.rep1" in out  # and a training pair
+        assert str(path) in out
+    assert "results/coverage/EM/given.rep1.bw" not in out
+
+
+def test_two_noisy_files_that_would_share_a_depth_label_are_refused(tmp_path):
+    from atacdenoise.checks import given_labels
+    from atacdenoise.errors import InputError
+
+    assert given_labels("a/x.bam") == [("given", "a/x.bam")]
+    assert given_labels("a/D2-a.fragments.tsv.gz;b/D3.b.bam") == [
+        ("given-D2_a", "a/D2-a.fragments.tsv.gz"),
+        ("given-D3_b", "b/D3.b.bam"),
+    ]
+    with pytest.raises(InputError, match=r"noisy files 'a/D2\.bam' and 'b/D2\.bam' would both be depth 'given-D2'"):
+        given_labels("a/D2.bam;b/D2.bam")

@@ -43,6 +43,42 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 FIXTURE_PATHS = ("results/fixture/cells.fragments.tsv.gz", "results/fixture/cells.barcodes.tsv")
 
 
+#: file-name endings dropped when a real low-depth file names its depth label (``given-<name>``)
+_INPUT_SUFFIXES = (".fragments.tsv.gz", ".fragments.tsv", ".tsv.gz", ".tsv", ".bam", ".bigwig", ".bw", ".gz")
+
+
+def noisy_files(value: str) -> list[str]:
+    """Split a sheet's ``noisy`` cell into its files (several real low-depth libraries are separated by ``;``)."""
+    return [part.strip() for part in str(value).split(";") if part.strip()]
+
+
+def given_labels(value: str) -> list[tuple[str, str]]:
+    """Depth labels of a sample's real low-depth files: ``given`` for one file, ``given-<file name>`` for several.
+
+    The name is the file's name without its directory and its usual endings,
+    other characters than letters, digits and ``_`` turned into ``_`` (labels
+    become parts of paths such as ``coverage/S/given-D2_a.rep1.bw``). Two files
+    that give the same label are an :class:`InputError`.
+    """
+    files = noisy_files(value)
+    if len(files) <= 1:
+        return [("given", f) for f in files]
+    labels = []
+    for f in files:
+        name = Path(f).name
+        for suffix in _INPUT_SUFFIXES:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+        labels.append((f"given-{re.sub(r'[^A-Za-z0-9_]', '_', name)}", f))
+    seen: dict[str, str] = {}
+    for label, f in labels:
+        if label in seen:
+            raise InputError(f"noisy files {seen[label]!r} and {f!r} would both be depth {label!r}; rename one of them")
+        seen[label] = f
+    return labels
+
+
 # --------------------------------------------------------------------------- outputs
 def check_writable(path: str | os.PathLike, what: str = "output") -> None:
     """Raise unless ``path`` (a file to be written) can be created.
@@ -289,19 +325,19 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
         return None
 
     for col in PATH_COLUMNS:
-        value = row.get(col, "")
-        if value and not made(value) and not Path(value).exists():
-            problems.append(
-                f"sample {sample}: {col} file {value!r} not found "
-                f"(paths are relative to the directory the workflow runs in); fix {sheet}"
-            )
+        for value in noisy_files(row.get(col, "")) if col == "noisy" else [row.get(col, "")]:
+            if value and not made(value) and not Path(value).exists():
+                problems.append(
+                    f"sample {sample}: {col} file {value!r} not found "
+                    f"(paths are relative to the directory the workflow runs in); fix {sheet}"
+                )
+    attempt(given_labels, row.get("noisy", ""))
     if kind not in ("bam", "fragments", "bigwig"):
         problems.append(f"sample {sample}: kind {kind!r} is not one of bam, fragments, bigwig; fix {sheet}")
         return problems
     if genome is None or sizes is None:
         return problems  # already reported: no genome to check against
-    for col in ("path", "noisy"):
-        value = row.get(col, "")
+    for col, value in [("path", row.get("path", "")), *(("noisy", f) for f in noisy_files(row.get("noisy", "")))]:
         if not value or made(value) or not Path(value).exists():
             continue
         if kind == "bam":
@@ -530,8 +566,7 @@ def partial_coverage_warnings(samples: pd.DataFrame, config: dict) -> list[str]:
     )
     warnings = []
     for _, row in samples.fillna("").astype(str).iterrows():
-        for col in ("path", "noisy"):
-            path = row.get(col, "")
+        for path in [row.get("path", ""), *noisy_files(row.get("noisy", ""))]:
             if not path or not Path(path).is_file() or row.get("kind") not in ("bam", "fragments"):
                 continue
             counts = probe_counts(path, row["kind"], sizes)

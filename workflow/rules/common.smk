@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from atacdenoise.checks import defaulted_keys
+from atacdenoise.checks import defaulted_keys, given_labels, noisy_files
 
 _GIVEN_CONFIG = copy.deepcopy(config)
 validate(config, "../schemas/config.schema.yaml")
@@ -49,8 +49,8 @@ def _check_sheet(df):
         _sheet_error(f"duplicate sample names {dup}; every row needs a unique `sample`")
     for row in df.itertuples():
         for col in ("path", "noisy", "peaks", "barcodes"):
-            value = getattr(row, col)
-            if value and not made_by_workflow(value) and not Path(value).exists():
+            values = noisy_files(getattr(row, col)) if col == "noisy" else [getattr(row, col)]
+            for value in (v for v in values if v and not made_by_workflow(v) and not Path(v).exists()):
                 _sheet_error(
                     f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory snakemake runs in)"
                 )
@@ -86,7 +86,7 @@ REPS = [str(r) for r in range(1, config["replicates"] + 1)]
 
 wildcard_constraints:
     sample="[A-Za-z0-9._-]+",
-    depth=r"full|given|c\d+|\d+",
+    depth=r"full|given(-\w+)?|c\d+|\d+",
     rep=r"\d+",
     caller="bdgpeakcall|callpeak",
     model="[A-Za-z0-9._-]+",
@@ -97,11 +97,12 @@ def sample_row(wildcards):
 
 
 def noisy_targets(sample):
-    """(depth, rep) of every noisy version of a sample: the given file and the subsampled depths."""
+    """(depth, rep) of every noisy version of a sample: the given file(s) and the subsampled depths."""
     row = SAMPLES.loc[sample]
     out = []
-    if row.role == "apply" or row.noisy:
+    if row.role == "apply":
         out.append(("given", "1"))
+    out += [(label, "1") for label, _ in given_labels(row.noisy)]
     if row.role != "apply":
         out += [(d, r) for d in DEPTHS for r in REPS]
         if row.barcodes:
@@ -123,8 +124,8 @@ def reads_input(wildcards):
     row = sample_row(wildcards)
     if wildcards.depth == "full" or (wildcards.depth == "given" and row.role == "apply"):
         return pseudobulk_path(row) if row.barcodes else row.path
-    if wildcards.depth == "given":
-        return row.noisy
+    if wildcards.depth.startswith("given"):
+        return dict(given_labels(row.noisy))[wildcards.depth]
     ext = "bam" if row.kind == "bam" else "tsv.gz"
     return f"results/subsample/{wildcards.sample}/{wildcards.depth}.rep{wildcards.rep}.{ext}"
 
