@@ -373,3 +373,17 @@ def test_two_process_ddp_training_on_cpu(ds, tmp_path):
     # 12 windows split over 2 ranks: 6 each, batch 4 -> 2 steps per epoch
     assert all(float(v["step"]) == 4 for v in state["optimizer"]["state"].values())
     load_model(tmp_path / "m" / "model.pt")
+
+
+def test_training_a_large_network_on_the_cpu_warns_with_the_way_out(ds, tmp_path, caplog, monkeypatch):
+    from atacdenoise.model import train as train_module
+
+    with caplog.at_level(logging.WARNING):
+        train([open_dataset(ds)], VAL, HOLDOUT, {**SETTINGS, "epochs": 1}, tmp_path / "small")
+    assert "on the CPU" not in caplog.text  # the test's tiny network: no warning
+    monkeypatch.setattr(train_module, "CPU_WARN_PARAMETERS", 10)  # the same network counts as large
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        train([open_dataset(ds)], VAL, HOLDOUT, {**SETTINGS, "epochs": 1}, tmp_path / "large", device="cpu")
+    assert "-parameter network (preset standard) on the CPU" in caplog.text
+    assert "train on a GPU node (profiles/slurm-gpu) or set model.preset: light" in caplog.text
