@@ -1,27 +1,10 @@
-"""Benchmark one denoised (sample, depth, rep) against its clean data.
+"""Benchmark one denoised (sample, depth, rep) against its clean data: ``atacdenoise metrics``.
 
-On the holdout regions, blacklisted bases removed, for the methods ``noisy``
-(the input coverage), each MACS3 baseline (``--baseline NAME=PEAKS,PVAL``) and
-``model`` (``--denoised-prefix``), writes metrics.tsv rows in the long format
-``model sample depth rep method metric region value``:
-
-- track metrics (noisy and model, vs the clean coverage): ``pearson``,
-  ``spearman``, ``mse`` over ``all`` / ``peaks`` (clean-peak bases) /
-  ``nonpeaks`` bases; noisy also ``mse_scaled``, the MSE of the noisy track
-  multiplied by the depth scale (``--depth-scale``; by default total clean
-  signal / total noisy signal over the evaluated bases);
-- ``auroc``, ``auprc`` of per-base scores against the clean peaks over every
-  threshold (noisy: its coverage; MACS3: its -log10 p track; model: its peak
-  probability);
-- ``precision``, ``recall``, ``f1``, ``specificity``, ``jaccard`` of the binary
-  calls (MACS3 and model narrowPeaks painted per base) and the peak-level
-  ``peak_recall`` / ``peak_precision``. The model's narrowPeaks use the threshold
-  stored in model.pt (by default the cut of maximum F1 on the validation
-  regions); for comparison the method ``model_t0.5`` holds the calls of the same
-  peak caller on the peak probability at the fixed cut ``--fixed-threshold``
-  (0.5), made here over the evaluated regions.
-
-Classification metrics are under region ``all``. ``--pr-curves`` saves thinned
+Writes the track's rows of ``metrics.tsv`` (long format ``model sample depth rep
+method metric region value``) for the methods ``noisy``, each MACS3 baseline
+(``--baseline NAME=PEAKS,PVAL``) and ``model`` (``--denoised-prefix``), on the
+holdout regions with the blacklist (if any) masked. The metrics and their
+definitions: :mod:`atacdenoise.evaluate.benchmark`. ``--pr-curves`` saves thinned
 PR curves for ``atacdenoise plots pr``.
 """
 
