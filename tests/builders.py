@@ -119,6 +119,21 @@ def lines_of(path: Path) -> list[str]:
         return [line.rstrip("\n") for line in fh if not line.startswith("#")]
 
 
+#: a tiny network and short training on :func:`make_training_dataset` (well under a second per epoch on one thread)
+TINY_TRAINING = dict(
+    filters=4,
+    kernel_size=5,
+    dilation=4,
+    reg_blocks=1,
+    cls_blocks=1,
+    convs_per_block=2,
+    interval=1000,
+    pad=100,
+    windows_per_epoch=12,
+    batch_size=4,
+    lr=1e-3,
+    seed=7,
+)
 #: chromosomes of :func:`make_training_dataset`
 TRAIN_SIZES = {"chr1": 30_000, "chr2": 12_000}
 #: the default preprocessing settings of a coverage track (as written in its sidecar)

@@ -22,26 +22,11 @@ import torch
 
 from atacdenoise.io.bigwig import write_bigwig
 from atacdenoise.model.network import build_model, save_model
-from builders import make_training_dataset
+from builders import PRE, TINY_TRAINING, make_training_dataset
 
 BIN = Path(sys.executable).parent
-PRE = {"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5, "min_mapq": 30, "keep_duplicates": False, "cpm": False}
 #: about a second per epoch on one CPU thread, so a kill lands between the first checkpoint and the end
-SETTINGS = dict(
-    filters=4,
-    kernel_size=5,
-    dilation=4,
-    reg_blocks=1,
-    cls_blocks=1,
-    convs_per_block=2,
-    interval=1000,
-    pad=100,
-    windows_per_epoch=320,
-    batch_size=4,
-    lr=1e-3,
-    seed=7,
-    epochs=5,
-)
+SETTINGS = {**TINY_TRAINING, "windows_per_epoch": 320, "epochs": 5}
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen:

@@ -34,23 +34,10 @@ from atacdenoise.model.train import (
     resolve_settings,
     train,
 )
-from builders import PRE, make_training_dataset
+from builders import PRE, TINY_TRAINING, make_training_dataset
 from builders import TRAIN_SIZES as SIZES
 
-SETTINGS = dict(
-    filters=4,
-    kernel_size=5,
-    dilation=4,
-    reg_blocks=1,
-    cls_blocks=1,
-    convs_per_block=2,
-    interval=1000,
-    pad=100,
-    windows_per_epoch=12,
-    batch_size=4,
-    lr=1e-3,
-    seed=7,
-)
+SETTINGS = TINY_TRAINING
 
 
 @pytest.fixture(scope="module")

@@ -73,8 +73,15 @@ def run_command(argv: list[str]) -> int:
     Logging is left as it is and :class:`InputError` propagates: what tests and
     notebooks want. :func:`main` is this plus logging set-up and error reporting.
     """
+    return _run(_parse(argv))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
     chosen = next((a for a in argv if a in COMMANDS), None)
-    args = build_parser(only=chosen).parse_args(argv)
+    return build_parser(only=chosen).parse_args(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"atacdenoise.commands.{COMMANDS[args.command][0]}")
     return int(module.run(args) or 0)
 
@@ -88,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         # cores the native convolution's threads need next: 5-10 % of CPU inference (it costs PyTorch's own
         # convolutions as much, hence only when the native one can run). Read once, when torch loads.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser(only=chosen).parse_args(argv)
+    args = _parse(argv)
     from atacdenoise.log import setup_logging
 
     setup_logging(-1 if args.quiet else args.verbose)
     try:
-        return run_command(argv)
+        return _run(args)
     except InputError as exc:
         logging.getLogger("atacdenoise").error("%s", exc)
         return 2

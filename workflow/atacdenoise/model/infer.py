@@ -466,8 +466,9 @@ def denoise_bigwig(
     from atacdenoise.model.network import depth_scale, load_model, transform_input
 
     input_path = Path(input_path)
-    genome = select_chroms(read_chrom_sizes(sizes_path))
-    sizes = select_chroms(read_chrom_sizes(sizes_path), include=chroms)
+    header = read_chrom_sizes(sizes_path)
+    genome = select_chroms(header)
+    sizes = select_chroms(header, include=chroms)
     check_bigwig(input_path, sizes)
     dev = select_device(device)
     model, meta = load_model(model_path, map_location="cpu")
