@@ -47,8 +47,12 @@ FIXTURE_PATHS = ("results/fixture/cells.fragments.tsv.gz", "results/fixture/cell
 _INPUT_SUFFIXES = (".fragments.tsv.gz", ".fragments.tsv", ".tsv.gz", ".tsv", ".bam", ".bigwig", ".bw", ".gz")
 
 
-def noisy_files(value: str) -> list[str]:
-    """Split a sheet's ``noisy`` cell into its files (several real low-depth libraries are separated by ``;``)."""
+def sheet_files(value: str) -> list[str]:
+    """Split a sheet's ``path`` or ``noisy`` cell into its files (several files are separated by ``;``).
+
+    Several ``path`` files are pooled into one deep reference (libraries,
+    replicates, donors); several ``noisy`` files are one low-depth track each.
+    """
     return [part.strip() for part in str(value).split(";") if part.strip()]
 
 
@@ -60,7 +64,7 @@ def given_labels(value: str) -> list[tuple[str, str]]:
     become parts of paths such as ``coverage/S/given-D2_a.rep1.bw``). Two files
     that give the same label are an :class:`InputError`.
     """
-    files = noisy_files(value)
+    files = sheet_files(value)
     if len(files) <= 1:
         return [("given", f) for f in files]
     labels = []
@@ -287,6 +291,10 @@ def check_inputs(
         sizes = attempt(select_chroms, genome, include=gconf.get("chroms"), exclude_regex=exclude or None)
         if gconf.get("blacklist"):
             attempt(check_peak_file, gconf["blacklist"], genome)
+        if gconf.get("regions") and sizes is not None:
+            from atacdenoise.io.regions import read_target_regions
+
+            attempt(read_target_regions, gconf["regions"], sizes)
     if simulate.get("bam") and sizes is not None:
         attempt(check_bam_file, simulate["bam"], sizes)
     pretrained = (config.get("model") or {}).get("pretrained")
@@ -313,6 +321,29 @@ def check_inputs(
     log.info("%s: %d sample(s) checked", sheet, len(samples))
 
 
+def _pool_problems(sample: str, kind: str, role: str, pooled: list[str], noisy: list[str], sheet: str) -> list[str]:
+    """Problems of a pooled reference: a pool of bigWigs, a pool for role apply, a noisy library inside its pool."""
+    problems = []
+    if len(pooled) > 1 and kind == "bigwig":
+        problems.append(
+            f"sample {sample}: several `path` files are pooled from reads; kind bigwig cannot be pooled "
+            f"(give BAM or fragments files, or one bigWig); fix {sheet}"
+        )
+    if len(pooled) > 1 and role == "apply":
+        problems.append(
+            f"sample {sample}: role apply takes one low-depth file in `path`, not a pool of {len(pooled)}; fix {sheet}"
+        )
+    resolved = {str(Path(p).resolve()): p for p in pooled}
+    for f in noisy:
+        if str(Path(f).resolve()) in resolved:
+            problems.append(
+                f"sample {sample}: noisy file {f!r} is also in the pooled reference (`path`): it would be scored "
+                "against a reference made partly of itself, inflating every metric; leave it out of `path` "
+                f"(e.g. pool the other donors' libraries) in {sheet}"
+            )
+    return problems
+
+
 def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
     problems: list[str] = []
     sample, kind, role = row.get("sample", "?"), row.get("kind", ""), row.get("role", "") or "train"
@@ -325,7 +356,7 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
         return None
 
     for col in PATH_COLUMNS:
-        for value in noisy_files(row.get(col, "")) if col == "noisy" else [row.get(col, "")]:
+        for value in sheet_files(row.get(col, "")) if col in ("path", "noisy") else [row.get(col, "")]:
             if value and not made(value) and not Path(value).exists():
                 problems.append(
                     f"sample {sample}: {col} file {value!r} not found "
@@ -335,25 +366,28 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
     if kind not in ("bam", "fragments", "bigwig"):
         problems.append(f"sample {sample}: kind {kind!r} is not one of bam, fragments, bigwig; fix {sheet}")
         return problems
+    pooled = sheet_files(row.get("path", ""))
+    problems += _pool_problems(sample, kind, role, pooled, sheet_files(row.get("noisy", "")), sheet)
     if genome is None or sizes is None:
         return problems  # already reported: no genome to check against
-    for col, value in [("path", row.get("path", "")), *(("noisy", f) for f in noisy_files(row.get("noisy", "")))]:
+    pool_total = 0
+    for col, value in [*(("path", f) for f in pooled), *(("noisy", f) for f in sheet_files(row.get("noisy", "")))]:
         if not value or made(value) or not Path(value).exists():
             continue
         if kind == "bam":
             mapped = attempt(check_bam_file, value, sizes)
-            if mapped is not None and col == "path" and role != "apply" and depths:
-                total = sum(mapped.values())
-                if max(depths) > total:
-                    problems.append(
-                        f"sample {sample}: {value}: config `depths` asks for {max(depths):,} fragments "
-                        "but the BAM has only "
-                        f"{total:,} mapped reads on the selected chromosomes; lower `depths` or use a deeper input"
-                    )
+            if mapped is not None and col == "path":
+                pool_total += sum(mapped.values())
         elif kind == "fragments":
             attempt(check_fragments_head, value, genome)
         else:
             attempt(check_bigwig_file, value, sizes)
+    if kind == "bam" and role != "apply" and depths and pool_total and max(depths) > pool_total:
+        problems.append(
+            f"sample {sample}: {'; '.join(pooled)}: config `depths` asks for {max(depths):,} fragments but "
+            f"{'the pooled BAMs have' if len(pooled) > 1 else 'the BAM has'} only {pool_total:,} mapped reads on the "
+            "selected chromosomes; lower `depths` or use a deeper input"
+        )
     peaks = row.get("peaks", "")
     if peaks and not made(peaks) and Path(peaks).exists():
         attempt(check_peak_file, peaks, genome)
@@ -560,13 +594,15 @@ def partial_coverage_warnings(samples: pd.DataFrame, config: dict) -> list[str]:
     from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
 
     gconf = config.get("genome") or {}
+    if gconf.get("regions"):
+        return []  # λ and every other stage are taken over the target regions
     genome = read_chrom_sizes(gconf["sizes"])
     sizes = select_chroms(
         genome, include=gconf.get("chroms"), exclude_regex=gconf.get("exclude", DEFAULT_EXCLUDE) or None
     )
     warnings = []
     for _, row in samples.fillna("").astype(str).iterrows():
-        for path in [row.get("path", ""), *noisy_files(row.get("noisy", ""))]:
+        for path in [*sheet_files(row.get("path", "")), *sheet_files(row.get("noisy", ""))]:
             if not path or not Path(path).is_file() or row.get("kind") not in ("bam", "fragments"):
                 continue
             counts = probe_counts(path, row["kind"], sizes)
@@ -579,6 +615,7 @@ def partial_coverage_warnings(samples: pd.DataFrame, config: dict) -> list[str]:
                     f"fewer than half of {PROBES} evenly spaced {PROBE_BP // 1000}-kb probes, densely where they do. "
                     "MACS3's flat lambda (the chromosome's mean coverage) is then far too low inside the covered "
                     "windows: give peaks.labels.lambda per chromosome (atacdenoise fit-lambda) or "
-                    "peaks.labels.lambda_scale, or restrict genome.chroms to fully covered chromosomes"
+                    "peaks.labels.lambda_scale, or give the covered windows as genome.regions (every stage is then "
+                    "restricted to them)"
                 )
     return warnings

@@ -19,6 +19,7 @@ from atacdenoise.errors import InputError
 #: subcommand -> (module under atacdenoise.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "count": ("count", "count a BAM's usable fragments once, for all its subsamples (subsample --counts)"),
+    "pool": ("pool", "pool several libraries (replicates, donors) into one deep reference (BAM or fragments)"),
     "subsample": ("subsample", "subsample a BAM (pair-aware, seeded) or a fragments file to a target depth"),
     "cells": ("cells", "pseudobulk fragments of one cell type, optionally N cells drawn with a seed"),
     "simulate-cells": (

@@ -10,6 +10,7 @@ rule metrics:
         denoised=denoised_inputs,
         baselines=baseline_inputs,
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         tsv="results/benchmark/{model}/per_track/{sample}/{depth}.rep{rep}.tsv",
         curves="results/benchmark/{model}/per_track/{sample}/{depth}.rep{rep}.pr.npz",
@@ -28,9 +29,10 @@ rule metrics:
         baselines=baseline_args,
         regions=region_args("holdout_chroms"),
         blacklist=blacklist_arg(),
+        target=target_arg(),
     shell:
         "atacdenoise metrics --clean {input.clean:q} --labels {input.labels:q} --noisy {input.noisy:q}"
-        " --denoised-prefix {params.prefix:q} {params.baselines} --sizes {input.sizes:q} --regions {params.regions}"
+        " --denoised-prefix {params.prefix:q} {params.baselines} --sizes {input.sizes:q} --regions {params.regions} {params.target}"
         " {params.blacklist} --model {wildcards.model:q} --sample {wildcards.sample:q} --depth {wildcards.depth}"
         " --rep {wildcards.rep} --out {output.tsv:q} --pr-curves {output.curves:q} 2> {log:q}"
 
@@ -131,6 +133,7 @@ rule plot_tracks:
         denoised=denoised_inputs,
         baselines=baseline_inputs,
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         report(
             "results/benchmark/{model}/plots/tracks/{sample}/{depth}.rep{rep}.png",
@@ -154,10 +157,11 @@ rule plot_tracks:
         baselines=baseline_args,
         regions=region_args("holdout_chroms"),
         blacklist=blacklist_arg(),
+        target=target_arg(),
         loci=config["benchmark"]["snapshot_loci"],
     shell:
         "atacdenoise plots tracks --clean {input.clean:q} --noisy {input.noisy:q} --denoised-prefix {params.prefix:q}"
-        " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.blacklist} {params.baselines}"
+        " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.target} {params.blacklist} {params.baselines}"
         " --n-loci {params.loci} --sample {wildcards.sample:q} --depth {wildcards.depth} --out {output:q} 2> {log:q}"
 
 
@@ -168,6 +172,7 @@ rule plot_heatmap:
         labels=labels_path,
         denoised=denoised_inputs,
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         report(
             "results/benchmark/{model}/plots/heatmap/{sample}/{depth}.rep{rep}.png",
@@ -190,7 +195,8 @@ rule plot_heatmap:
         prefix=lambda w: denoised(w.sample, w.depth, w.rep, "").rstrip("."),
         regions=region_args("holdout_chroms"),
         blacklist=blacklist_arg(),
+        target=target_arg(),
     shell:
         "atacdenoise plots heatmap --clean {input.clean:q} --noisy {input.noisy:q} --denoised-prefix {params.prefix:q}"
-        " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.blacklist}"
+        " --labels {input.labels:q} --sizes {input.sizes:q} --regions {params.regions} {params.target} {params.blacklist}"
         " --sample {wildcards.sample:q} --depth {wildcards.depth} --threads {threads} --out {output:q} 2> {log:q}"

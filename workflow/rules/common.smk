@@ -11,7 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from atacdenoise.checks import defaulted_keys, given_labels, noisy_files
+from atacdenoise.checks import defaulted_keys, given_labels, sheet_files
 
 _GIVEN_CONFIG = copy.deepcopy(config)
 validate(config, "../schemas/config.schema.yaml")
@@ -49,7 +49,7 @@ def _check_sheet(df):
         _sheet_error(f"duplicate sample names {dup}; every row needs a unique `sample`")
     for row in df.itertuples():
         for col in ("path", "noisy", "peaks", "barcodes"):
-            values = noisy_files(getattr(row, col)) if col == "noisy" else [getattr(row, col)]
+            values = sheet_files(getattr(row, col)) if col in ("path", "noisy") else [getattr(row, col)]
             for value in (v for v in values if v and not made_by_workflow(v) and not Path(v).exists()):
                 _sheet_error(
                     f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory snakemake runs in)"
@@ -63,6 +63,17 @@ def _check_sheet(df):
     if not (df["role"] != "apply").any() and not config["model"].get("pretrained"):
         _sheet_error(
             "no train/test sample and no model.pretrained: there is nothing to train on; add a train sample or set model.pretrained"
+        )
+    split = config["split"]
+    if (df["role"] == "train").any() and not config["model"].get("pretrained") and not split["val_chroms"]:
+        raise WorkflowError(
+            "config split.val_chroms is empty but a model is trained (role train samples, no model.pretrained): "
+            "give the validation chromosomes or regions that pick the best epoch"
+        )
+    if (df["role"] != "apply").any() and not split["holdout_chroms"]:
+        raise WorkflowError(
+            "config split.holdout_chroms is empty but there are role train/test samples to benchmark: "
+            "give the holdout chromosomes or regions the benchmark scores"
         )
 
 
@@ -119,11 +130,35 @@ def training_pairs():
     return [(s, d, r) for s in SAMPLES.index if SAMPLES.loc[s, "role"] == "train" for d, r in noisy_targets(s)]
 
 
+def pooled(row):
+    """The files of a sample's `path` cell: one input, or several libraries pooled into its deep reference."""
+    return sheet_files(row.path)
+
+
+def pool_path(row):
+    """Where rule pool writes a sample's pooled reference."""
+    return f"results/pool/{row.name}/full." + ("bam" if row.kind == "bam" else "tsv.gz")
+
+
+def clean_source(row):
+    """The deep input of a sample: its cell type's pseudobulk, its pooled libraries, or its one `path` file."""
+    if row.barcodes:
+        return pseudobulk_path(row)
+    return pool_path(row) if len(pooled(row)) > 1 else row.path
+
+
+def pool_inputs(wildcards):
+    row = sample_row(wildcards)
+    if len(pooled(row)) < 2:
+        raise WorkflowError(f"sample {row.name}: one `path` file, nothing to pool")
+    return pooled(row)
+
+
 def reads_input(wildcards):
     """The reads (BAM or fragments) behind coverage/{sample}/{depth}.rep{rep}."""
     row = sample_row(wildcards)
     if wildcards.depth == "full" or (wildcards.depth == "given" and row.role == "apply"):
-        return pseudobulk_path(row) if row.barcodes else row.path
+        return clean_source(row)
     if wildcards.depth.startswith("given"):
         return dict(given_labels(row.noisy))[wildcards.depth]
     ext = "bam" if row.kind == "bam" else "tsv.gz"
@@ -141,7 +176,7 @@ def subsample_source(wildcards):
         raise WorkflowError(
             f"sample {row.sample}: depths cannot be subsampled from a bigWig; set depths: [] or give a BAM/fragments file"
         )
-    return pseudobulk_path(row) if row.barcodes else row.path
+    return clean_source(row)
 
 
 def labels_path(wildcards):
@@ -169,6 +204,17 @@ def region_args(key):
 def blacklist_arg():
     b = config["genome"]["blacklist"]
     return f"--blacklist {shlex.quote(b)}" if b else ""
+
+
+def target_arg():
+    """`--target-regions BED` of the commands restricted to genome.regions (nothing without it)."""
+    r = config["genome"]["regions"]
+    return f"--target-regions {shlex.quote(r)}" if r else ""
+
+
+def target_input():
+    """genome.regions as a rule input (so that a changed BED reruns what depends on it); [] without it."""
+    return config["genome"]["regions"] or []
 
 
 def chroms_arg():

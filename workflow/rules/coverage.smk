@@ -5,6 +5,7 @@ rule coverage:
     input:
         reads=reads_input,
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
         meta="results/coverage/{sample}/{depth}.rep{rep}.bw.json",
@@ -28,7 +29,8 @@ rule coverage:
         mapq=config["reads"]["min_mapq"],
         flags=("--keep-duplicates " if config["reads"]["keep_duplicates"] else "")
         + ("--cpm" if config["coverage"]["cpm"] else ""),
+        target=target_arg(),
     shell:
         "atacdenoise coverage --input {input.reads:q} --kind {params.kind} --sizes {input.sizes:q} {params.chroms}"
         " --exclude {params.exclude:q} --smooth-bp {params.smooth} --shift-plus {params.plus} --shift-minus {params.minus}"
-        " --min-mapq {params.mapq} {params.flags} --threads {threads} --out {output.bw:q} 2> {log:q}"
+        " --min-mapq {params.mapq} {params.flags} {params.target} --threads {threads} --out {output.bw:q} 2> {log:q}"

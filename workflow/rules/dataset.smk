@@ -7,6 +7,7 @@ rule dataset:
         clean="results/coverage/{sample}/full.rep1.bw",
         labels=labels_path,
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         directory("results/dataset/{sample}/{depth}.rep{rep}"),
     log:
@@ -22,7 +23,8 @@ rule dataset:
     params:
         chroms=chroms_arg(),
         blacklist=blacklist_arg(),
+        target=target_arg(),
     shell:
         "atacdenoise dataset --noisy {input.noisy:q} --clean {input.clean:q} --labels {input.labels:q}"
-        " --sizes {input.sizes:q} {params.chroms} {params.blacklist} --sample {wildcards.sample:q}"
+        " --sizes {input.sizes:q} {params.chroms} {params.blacklist} {params.target} --sample {wildcards.sample:q}"
         " --depth {wildcards.depth} --rep {wildcards.rep} --out {output:q} 2> {log:q}"

@@ -40,6 +40,7 @@ rule infer:
         model=model_path,
         bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         track="results/denoised/{model}/{sample}/{depth}.rep{rep}.track.bw",
         prob="results/denoised/{model}/{sample}/{depth}.rep{rep}.peakprob.bw",
@@ -63,6 +64,7 @@ rule infer:
             if config["model"]["infer_chroms"]
             else chroms_arg()
         ),
+        target=target_arg(),
     shell:
         "atacdenoise infer --model {input.model:q} --input {input.bw:q} --sizes {input.sizes:q} {params.chroms}"
-        " --batch-size {params.batch} --threads {threads} --out-prefix {params.prefix:q} 2> {log:q}"
+        " {params.target} --batch-size {params.batch} --threads {threads} --out-prefix {params.prefix:q} 2> {log:q}"

@@ -6,6 +6,7 @@ rule peaks_bdgpeakcall:
     input:
         bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         peaks="results/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.narrowPeak",
         pval="results/peaks/{sample}/{depth}.rep{rep}.bdgpeakcall.pval.bw",
@@ -24,9 +25,10 @@ rule peaks_bdgpeakcall:
         cutoff=config["peaks"]["labels"]["cutoff"],
         min_length=config["peaks"]["labels"]["min_length"],
         max_gap=config["peaks"]["labels"]["max_gap"],
+        target=target_arg(),
     shell:
         "atacdenoise peaks --track {input.bw:q} --sizes {input.sizes:q} {params.lam} --cutoff {params.cutoff}"
-        " --min-length {params.min_length} --max-gap {params.max_gap} --tmpdir {resources.tmpdir:q}"
+        " --min-length {params.min_length} --max-gap {params.max_gap} {params.target} --tmpdir {resources.tmpdir:q}"
         " --out-peaks {output.peaks:q} --out-pval {output.pval:q} 2> {log:q}"
 
 
@@ -34,6 +36,7 @@ rule peaks_callpeak:
     input:
         reads=reads_input,
         sizes=config["genome"]["sizes"],
+        regions=target_input(),
     output:
         peaks="results/peaks/{sample}/{depth}.rep{rep}.callpeak.narrowPeak",
         pval="results/peaks/{sample}/{depth}.rep{rep}.callpeak.pval.bw",
@@ -55,8 +58,9 @@ rule peaks_callpeak:
         extsize=config["peaks"]["callpeak"]["extsize"],
         mapq=config["reads"]["min_mapq"],
         name=lambda w: f"{w.sample}.{w.depth}.rep{w.rep}",
+        target=target_arg(),
     shell:
         "atacdenoise callpeak --input {input.reads:q} --kind {params.kind} --sizes {input.sizes:q}"
         " --genome-size {params.gsize} --pvalue {params.pvalue} --shift {params.shift} --extsize {params.extsize}"
-        " --min-mapq {params.mapq} --name {params.name:q} --tmpdir {resources.tmpdir:q}"
+        " --min-mapq {params.mapq} --name {params.name:q} {params.target} --tmpdir {resources.tmpdir:q}"
         " --out-peaks {output.peaks:q} --out-pval {output.pval:q} 2> {log:q}"

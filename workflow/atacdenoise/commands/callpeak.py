@@ -21,6 +21,7 @@ from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.io.regions import read_target_regions, restrict_sizes
 from atacdenoise.peaks.callpeak import callpeak_baseline, parse_genome_size
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-peaks", required=True, type=Path, help="output narrowPeak")
     parser.add_argument("--out-pval", required=True, type=Path, help="output bigWig of the per-base -log10 p")
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (None: all in --sizes)")
+    parser.add_argument(
+        "--target-regions",
+        type=Path,
+        default=None,
+        help="BED: use only the cut sites inside these regions; the genome size becomes their length",
+    )
     parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="regex of chromosomes to leave out ('' keeps all)")
     parser.add_argument(
         "--genome-size",
@@ -73,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out_pval)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
+    target = read_target_regions(args.target_regions, sizes)
+    sizes = restrict_sizes(sizes, target)
     peaks = callpeak_baseline(
         args.input,
         args.kind,
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         keep_duplicates=args.keep_duplicates,
         threads=args.threads,
         tmpdir=args.tmpdir,
+        target=target,
     )
     per_chrom = peaks.groupby("chrom").size().to_dict() if len(peaks) else {}
     for chrom in sizes:

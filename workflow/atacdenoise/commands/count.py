@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-mapq", type=int, default=MIN_MAPQ, help="MAPQ filter of usable fragments")
     parser.add_argument("--threads", type=int, default=1, help="htslib threads")
+    parser.add_argument(
+        "--target-regions",
+        type=Path,
+        default=None,
+        help="BED of target regions (needs --sizes): depths count only the fragments inside them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise InputError(f"{args.input}: input file not found")
     check_writable(args.out)
-    rec = count_bam(args.input, args.out, args.sizes, args.min_mapq, args.threads)
+    rec = count_bam(args.input, args.out, args.sizes, args.min_mapq, args.threads, args.target_regions)
     log.info(
         "%s: %s proper pairs and %s single-end reads usable (MAPQ >= %d) on %d chromosome(s) -> %s",
         args.input,

@@ -19,6 +19,7 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.io.regions import read_target_regions, restrict_sizes
 from atacdenoise.reads import cutsites as cs
 from atacdenoise.reads.coverage import adopt_bigwig, make_coverage
 
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep reads flagged as duplicates (BAM); weight fragments by their count column (fragments file)",
     )
     parser.add_argument("--cpm", action="store_true", help="scale to counts per million cut sites")
+    parser.add_argument(
+        "--target-regions", type=Path, default=None, help="BED: keep only the cut sites inside these regions"
+    )
     parser.add_argument("--threads", type=int, default=1, help="htslib decompression threads")
 
 
@@ -63,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
+    target = read_target_regions(args.target_regions, sizes)
+    sizes = restrict_sizes(sizes, target)
     settings = {
         "smooth_bp": args.smooth_bp,
         "shift_plus": args.shift_plus,
@@ -80,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
         )
         return 0
-    meta = make_coverage(args.input, args.kind, args.out, header, sizes, settings, threads=args.threads)
+    meta = make_coverage(args.input, args.kind, args.out, header, sizes, settings, threads=args.threads, target=target)
     n_cut = sum(meta["n_cut_sites"].values())
     log.info("%s: %s cut sites on %d chromosome(s) -> %s", args.input, f"{n_cut:,}", len(sizes), args.out)
     return 0

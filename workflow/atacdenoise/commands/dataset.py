@@ -13,6 +13,7 @@ from pathlib import Path
 
 from atacdenoise.checks import check_writable
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
+from atacdenoise.io.regions import read_target_regions
 from atacdenoise.model.dataset import build_dataset
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", required=True, help="sample name (recorded in meta.json)")
     parser.add_argument("--depth", required=True, help="depth label of the noisy input (recorded in meta.json)")
     parser.add_argument("--rep", required=True, help="replicate of the noisy input (recorded in meta.json)")
+    parser.add_argument(
+        "--target-regions",
+        type=Path,
+        default=None,
+        help="BED: store only the span of these regions per chromosome and mask the loss outside them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out / "meta.json")
     genome = read_chrom_sizes(args.sizes)
     sizes = select_chroms(genome, include=args.chroms)
+    target = read_target_regions(args.target_regions, sizes)
     build_dataset(
         args.noisy,
         args.clean,
@@ -58,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         sample=args.sample,
         depth=args.depth,
         rep=args.rep,
+        target=target,
     )
     log.info("wrote %s (%d chromosomes)", args.out, len(sizes))
     return 0

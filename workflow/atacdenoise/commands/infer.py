@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output bases per tile (default: the model's). Each tile also computes the model's context on both sides, "
         "so larger tiles waste less (e.g. 100000 on a CPU: ~15%% faster, more memory); outputs do not depend on it",
     )
+    parser.add_argument(
+        "--target-regions",
+        type=Path,
+        default=None,
+        help="BED: denoise only these regions (outputs empty elsewhere)",
+    )
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -95,5 +101,6 @@ def run(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         amp=args.amp,
         interval=args.interval,
+        target_regions=args.target_regions,
     )
     return 0

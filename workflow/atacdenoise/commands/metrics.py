@@ -16,6 +16,7 @@ from pathlib import Path
 
 from atacdenoise.evaluate.benchmark import COLUMNS, benchmark_track, parse_baseline, write_metrics, write_pr_curves
 from atacdenoise.io.genome import read_chrom_sizes
+from atacdenoise.io.regions import regions_in_target
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--regions", required=True, nargs="+", help="holdout regions: 'chr10' or 'chr10:0-5000000' (0-based)"
     )
     g.add_argument("--blacklist", type=Path, help="BED(.gz) of bases to exclude from every metric")
+    g.add_argument("--target-regions", type=Path, default=None, help="BED: score only the parts of --regions inside it")
     s = p.add_argument_group("settings")
     s.add_argument(
         "--depth-scale",
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.labels,
         args.noisy,
         read_chrom_sizes(args.sizes),
-        args.regions,
+        regions_in_target(args.regions, args.target_regions, read_chrom_sizes(args.sizes), "the holdout regions"),
         denoised_prefix=args.denoised_prefix,
         baselines=[parse_baseline(b) for b in args.baseline],
         blacklist=args.blacklist,

@@ -21,6 +21,7 @@ from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import check_bigwig
 from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
+from atacdenoise.io.regions import read_target_regions, restrict_sizes
 from atacdenoise.peaks.bdgpeakcall import call_track_peaks, parse_lambdas
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-gap", type=int, default=30, help="bdgpeakcall -g: merge peaks this close (bp)")
     parser.add_argument("--name", default=None, help="peak name prefix (None: the output file name)")
     parser.add_argument("--tmpdir", type=Path, default=None, help="scratch directory for bedGraphs (None: $TMPDIR)")
+    parser.add_argument(
+        "--target-regions", type=Path, default=None, help="BED: call only there, with lambda taken over these regions"
+    )
     parser.add_argument("--threads", type=int, default=1, help="chromosomes run through MACS3 at once")
 
 
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out_pval)
     header = read_chrom_sizes(args.sizes)
     sizes = select_chroms(header, include=args.chroms, exclude_regex=args.exclude or None)
+    target = read_target_regions(args.target_regions, sizes)
+    sizes = restrict_sizes(sizes, target)
     check_bigwig(args.track, sizes)
     fixed = parse_lambdas(args.lambdas, args.lambda_table, sizes)
     name = args.name or args.out_peaks.name.split(".narrowPeak")[0]
@@ -91,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         name=name,
         tmpdir=args.tmpdir,
         threads=args.threads,
+        target=target,
     )
     log.info(
         "%s: %d peaks on %d chromosome(s) -> %s, %s", args.track, len(peaks), len(sizes), args.out_peaks, args.out_pval

@@ -26,6 +26,7 @@ from atacdenoise.evaluate.heatmap import summit_heatmap
 from atacdenoise.evaluate.plots import depth_label, plot_metric_vs_depth, plot_pr_curves, plot_track_snapshots
 from atacdenoise.evaluate.snapshots import snapshot_loci
 from atacdenoise.io.genome import read_chrom_sizes
+from atacdenoise.io.regions import regions_in_target
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def _add_inputs(k: argparse.ArgumentParser) -> None:
     k.add_argument("--sizes", required=True, type=Path, help="chromosome sizes")
     k.add_argument("--regions", required=True, nargs="+", help="regions to draw from: 'chr10' or 'chr10:0-5000000'")
     k.add_argument("--blacklist", type=Path, help="BED(.gz) of bases to avoid")
+    k.add_argument("--target-regions", type=Path, default=None, help="BED: draw only from the parts of --regions in it")
     k.add_argument("--sample", default="", help="sample name for the default title")
     k.add_argument("--depth", default="", help="depth label for the default title (number of fragments, 'given')")
 
@@ -155,7 +157,7 @@ def _run_tracks(args: argparse.Namespace) -> int:
         args.denoised_prefix,
         args.labels,
         read_chrom_sizes(args.sizes),
-        args.regions,
+        regions_in_target(args.regions, args.target_regions, read_chrom_sizes(args.sizes), "the holdout regions"),
         blacklist=args.blacklist,
         baselines=baselines,
         n_loci=args.n_loci,
@@ -175,7 +177,7 @@ def _run_heatmap(args: argparse.Namespace) -> int:
         args.denoised_prefix,
         args.labels,
         read_chrom_sizes(args.sizes),
-        args.regions,
+        regions_in_target(args.regions, args.target_regions, read_chrom_sizes(args.sizes), "the holdout regions"),
         args.out,
         blacklist=args.blacklist,
         flank=args.flank,

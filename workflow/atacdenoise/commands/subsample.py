@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="htslib threads")
     parser.add_argument(
+        "--target-regions",
+        type=Path,
+        default=None,
+        help="BED of target regions (needs --sizes): depths count only the fragments inside them",
+    )
+    parser.add_argument(
         "--counts",
         type=Path,
         default=None,
@@ -65,6 +71,8 @@ def _check_args(args: argparse.Namespace) -> bool:
         raise InputError(f"--fragments {args.fragments}: expected a positive number of fragments")
     if args.fraction is not None:
         check_fraction(args.fraction)
+    if args.target_regions is not None and args.sizes is None:
+        raise InputError("--target-regions needs --sizes (the regions are checked against the genome)")
     bam = is_bam(args.input)
     if not bam and args.input.suffix == ".bam":
         raise InputError(
@@ -84,8 +92,14 @@ def run(args: argparse.Namespace) -> int:
     input_is_bam = _check_args(args)
     if input_is_bam:
         subsample_bam_to_depth(
-            args.input, args.out, **depth, min_mapq=args.min_mapq, threads=args.threads, counts_path=args.counts
+            args.input,
+            args.out,
+            **depth,
+            min_mapq=args.min_mapq,
+            threads=args.threads,
+            counts_path=args.counts,
+            regions_bed=args.target_regions,
         )
     else:
-        subsample_fragments_to_depth(args.input, args.out, **depth)
+        subsample_fragments_to_depth(args.input, args.out, **depth, regions_bed=args.target_regions)
     return 0

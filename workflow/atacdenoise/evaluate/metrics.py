@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from atacdenoise.io.genome import Region
+from atacdenoise.io.intervals import merge_intervals
 
 log = logging.getLogger(__name__)
 
@@ -421,23 +422,6 @@ class Confusion:
 
 
 # --------------------------------------------------------------------------- intervals and regions
-
-
-def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of ``[start, end)`` intervals as sorted, disjoint, non-touching intervals (empty ones dropped)."""
-    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
-    keep = ends > starts
-    starts, ends = starts[keep], ends[keep]
-    if starts.size == 0:
-        return starts, ends
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    reach = np.maximum.accumulate(ends)
-    new = np.concatenate(([True], starts[1:] > reach[:-1]))
-    group = np.cumsum(new) - 1
-    out_ends = np.zeros(int(group[-1]) + 1, dtype=np.int64)
-    np.maximum.at(out_ends, group, ends)
-    return starts[new], out_ends
 
 
 def overlaps_any(starts: np.ndarray, ends: np.ndarray, other_starts: np.ndarray, other_ends: np.ndarray) -> np.ndarray:

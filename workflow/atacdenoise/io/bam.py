@@ -286,6 +286,7 @@ def count_usable_by_kind(
     keep_duplicates: bool = False,
     threads: int = 1,
     kinds: tuple[str, ...] = KINDS,
+    regions_bed: str | Path | None = None,
 ) -> dict[str, int]:
     """Count the usable fragments on ``chroms`` of an indexed BAM, per kind: proper pairs, single-end reads.
 
@@ -294,6 +295,7 @@ def count_usable_by_kind(
     of ``kinds`` is reported as 0 without a pass: leave out only a kind that
     cannot be there (a subsample holds a subset of its input's records, so it
     has no kind its input lacks). No chromosome: nothing to count (zeros).
+    ``regions_bed``: count only reads overlapping these target regions (``samtools view -L``).
 
     Raises
     ------
@@ -304,9 +306,10 @@ def count_usable_by_kind(
     if not chroms:
         return counts
     check_readable(path)
+    target = ["-L", str(regions_bed)] if regions_bed else []
     for kind, args in zip(KINDS, usable_filter_args(min_mapq, keep_duplicates)):
         if kind in kinds:
-            out = run_samtools("view", path, "-c", "-@", str(max(0, threads - 1)), *args, str(path), *chroms)
+            out = run_samtools("view", path, "-c", "-@", str(max(0, threads - 1)), *args, *target, str(path), *chroms)
             counts[kind] = int(out.strip() or 0)
     return counts
 

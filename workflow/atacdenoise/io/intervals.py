@@ -121,6 +121,23 @@ def write_narrowpeak(df: pd.DataFrame, path: str | Path) -> None:
         fh.write(text)
 
 
+def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of ``[start, end)`` intervals as sorted, disjoint, non-touching intervals (empty ones dropped)."""
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if starts.size == 0:
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    new = np.concatenate(([True], starts[1:] > reach[:-1]))
+    group = np.cumsum(new) - 1
+    out_ends = np.zeros(int(group[-1]) + 1, dtype=np.int64)
+    np.maximum.at(out_ends, group, ends)
+    return starts[new], out_ends
+
+
 def mask_from_intervals(starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
     """bool[length]: True on bases covered by any ``[start, end)`` (clipped to the chromosome)."""
     starts = np.clip(np.asarray(starts, dtype=np.int64), 0, length)

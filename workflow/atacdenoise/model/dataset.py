@@ -12,6 +12,12 @@ chromosome end read as zeros with mask 0. Training windows are drawn at random
 centre offsets each epoch (proportional to usable length, over all datasets) and
 never touch a validation or holdout region, context included; validation uses
 fixed tiles of ``interval`` over its regions.
+
+With target regions (``genome.regions``) a dataset stores, per chromosome, only
+the span from the first region's start to the last one's end (``meta.json``:
+``offsets`` and the full ``chrom_sizes``), its mask is 0 between regions, and
+windows are drawn only where they overlap a region (``meta.json``: ``regions``,
+in stored coordinates). Window coordinates are stored coordinates throughout.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import pandas as pd
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import check_bigwig, open_bigwig, read_bigwig
 from atacdenoise.io.genome import Region, naming_hint
-from atacdenoise.io.intervals import mask_from_intervals, read_bed, read_narrowpeak
+from atacdenoise.io.intervals import mask_from_intervals, merge_intervals, read_bed, read_narrowpeak
+from atacdenoise.io.regions import TargetRegions, restrict_sizes
 from atacdenoise.io.sidecar import read_sidecar
 from atacdenoise.log import progress
 
@@ -138,6 +145,17 @@ class PairData:
         m = self.meta
         return f"{m.get('sample', '?')}/{m.get('depth', '?')}.rep{m.get('rep', '?')}"
 
+    def offset(self, chrom: str) -> int:
+        """Return the genome coordinate of the first stored base of ``chrom`` (0 unless target regions were used)."""
+        return int(self.meta.get("offsets", {}).get(chrom, 0))
+
+    def target(self, chrom: str) -> list[tuple[int, int]] | None:
+        """Return the target regions of ``chrom`` in stored coordinates, or None when the whole chromosome counts."""
+        regions = self.meta.get("regions")
+        if regions is None:
+            return None
+        return [(int(a), int(b)) for a, b in regions.get(chrom, [])]
+
     def arrays(self, chrom: str) -> dict[str, np.ndarray]:
         """Return the arrays of ``chrom``, memory-mapped read-only on first use and cached."""
         if chrom not in self._cache:
@@ -164,7 +182,9 @@ def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairD
         raise InputError(f"{meta_path}: unreadable JSON ({exc}); re-make the dataset") from exc
     if meta.get("format") != META_FORMAT or not isinstance(meta.get("chroms"), dict):
         raise InputError(f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; re-make the dataset")
-    for chrom, length in meta["chroms"].items():
+    full = meta.get("chrom_sizes", meta["chroms"])
+    for chrom in meta["chroms"]:
+        length = full[chrom]
         for name in ARRAYS:
             f = path / f"{chrom}.{name}.npy"
             if not f.exists():
@@ -239,13 +259,35 @@ class StartTable:
         return int((self.hi - self.lo).sum())
 
 
+def keep_overlapping(
+    lo: np.ndarray, hi: np.ndarray, interval: int, regions: list[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Restrict centre-start ranges ``[lo, hi)`` to starts whose centre ``[s, s + interval)`` overlaps a region."""
+    if not regions:
+        return lo[:0], hi[:0]
+    a = np.array([r[0] - interval + 1 for r in regions], dtype=np.int64)
+    b = np.array([r[1] for r in regions], dtype=np.int64)
+    # pairwise intersection of the two sorted range lists (few regions per chromosome and dataset)
+    new_lo = np.maximum(lo[:, None], a[None, :]).ravel()
+    new_hi = np.minimum(hi[:, None], b[None, :]).ravel()
+    # ranges of neighbouring regions may overlap: merge them so that no start is counted twice
+    return merge_intervals(new_lo, new_hi)
+
+
 def start_table(pairs: list[PairData], interval: int, pad: int, exclude: Iterable[Region]) -> StartTable:
-    """Ranges of allowed centre starts for every dataset and chromosome (``exclude``: val + holdout regions)."""
+    """Ranges of allowed centre starts for every dataset and chromosome (``exclude``: val + holdout regions).
+
+    With target regions (:meth:`PairData.target`) only windows overlapping one are allowed.
+    """
     excl = regions_by_chrom(exclude)
     parts: list[tuple[int, int, np.ndarray, np.ndarray]] = []
     for i, p in enumerate(pairs):
         for j, (chrom, length) in enumerate(p.chroms.items()):
-            lo, hi = allowed_starts(length, interval, pad, excl.get(chrom, []))
+            off = p.offset(chrom)
+            lo, hi = allowed_starts(length, interval, pad, [(a - off, b - off) for a, b in excl.get(chrom, [])])
+            target = p.target(chrom)
+            if target is not None:
+                lo, hi = keep_overlapping(lo, hi, interval, target)
             parts.append((i, j, lo, hi))
     lo = np.concatenate([x[2] for x in parts]) if parts else np.zeros(0, np.int64)
     hi = np.concatenate([x[3] for x in parts]) if parts else np.zeros(0, np.int64)
@@ -280,6 +322,7 @@ def fixed_tiles(pairs: list[PairData], regions: Iterable[Region], interval: int)
     """Return fixed, unflipped tiles of ``interval`` bases over each region of each dataset holding its chromosome.
 
     The last tile of a region ends at the region's end (its ``stop``); context may reach outside the region.
+    With target regions, regions are first cut to them (tiles only where there are data).
     """
     rows = []
     for i, p in enumerate(pairs):
@@ -287,11 +330,19 @@ def fixed_tiles(pairs: list[PairData], regions: Iterable[Region], interval: int)
         for r in regions:
             if r.chrom not in index:
                 continue
-            starts = np.arange(r.start, r.end, interval, dtype=np.int64)
-            t = np.zeros(starts.size, dtype=WINDOW_DTYPE)
-            t["pair"], t["chrom"], t["start"] = i, index[r.chrom], starts
-            t["stop"] = np.minimum(starts + interval, r.end)
-            rows.append(t)
+            off = p.offset(r.chrom)
+            target = p.target(r.chrom)
+            parts = [(r.start - off, r.end - off)]
+            if target is not None:
+                parts = [(max(a, r.start - off), min(b, r.end - off)) for a, b in target]
+            for a, b in parts:
+                if a >= b:
+                    continue
+                starts = np.arange(a, b, interval, dtype=np.int64)
+                t = np.zeros(starts.size, dtype=WINDOW_DTYPE)
+                t["pair"], t["chrom"], t["start"] = i, index[r.chrom], starts
+                t["stop"] = np.minimum(starts + interval, b)
+                rows.append(t)
     return np.concatenate(rows) if rows else np.zeros(0, dtype=WINDOW_DTYPE)
 
 
@@ -412,13 +463,15 @@ def build_dataset(
     sample: str = "",
     depth: str = "",
     rep: str = "",
+    target: TargetRegions | None = None,
 ) -> None:
     """Write the dataset directory of one noisy/clean pair from their coverage bigWigs and the clean peaks.
 
     ``genome`` is every chromosome of the sizes file (peak and blacklist names
     are checked against it), ``sizes`` the chromosomes to keep. ``meta.json``
     records the pair's preprocessing (from the sidecars), sources and labels;
-    the directory appears only when complete.
+    the directory appears only when complete. With ``target`` regions only their
+    span is stored per chromosome (see the module docstring).
     """
     for bw in (noisy, clean):
         check_bigwig(bw, sizes)
@@ -439,20 +492,42 @@ def build_dataset(
         "labels": str(labels),
         "blacklist": str(blacklist) if blacklist else None,
     }
+    if target is not None:
+        sizes = restrict_sizes(sizes, target)
+        spans = {c: target.span(c) for c in sizes}
+        meta["target_regions"] = target.path
+        meta["offsets"] = {c: a for c, (a, _) in spans.items()}
+        meta["chrom_sizes"] = dict(sizes)
+        meta["regions"] = {
+            c: [[int(a) - spans[c][0], int(b) - spans[c][0]] for a, b in zip(target.starts[c], target.ends[c])]
+            for c in sizes
+        }
+    else:
+        spans = {c: (0, n) for c, n in sizes.items()}
     bw_noisy, bw_clean = open_bigwig(noisy), open_bigwig(clean)
+
+    def shifted(df: pd.DataFrame | None, chrom: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if df is None:
+            return None
+        a, b = _chrom_intervals(df, chrom)
+        return a - spans[chrom][0], b - spans[chrom][0]
 
     def chroms() -> Iterator[tuple[str, dict[str, np.ndarray]]]:
         for chrom in progress(sizes, total=len(sizes), desc="dataset", unit="chrom"):
+            lo, hi = spans[chrom]
             arrays = chrom_arrays(
-                read_bigwig(noisy, chrom, bw=bw_noisy),
-                read_bigwig(clean, chrom, bw=bw_clean),
-                _chrom_intervals(peaks, chrom),
-                _chrom_intervals(masked, chrom) if masked is not None else None,
+                read_bigwig(noisy, chrom, lo, hi, bw=bw_noisy),
+                read_bigwig(clean, chrom, lo, hi, bw=bw_clean),
+                shifted(peaks, chrom),
+                shifted(masked, chrom),
             )
+            if target is not None:  # bases between target regions were not measured: no loss there
+                inside = mask_from_intervals(target.starts[chrom] - lo, target.ends[chrom] - lo, hi - lo)
+                arrays["mask"][~inside] = 0
             log.info(
                 "%s: %s bp, %.2f%% in peaks, %.2f%% blacklisted, noisy sum %.4g, clean sum %.4g",
                 chrom,
-                f"{sizes[chrom]:,}",
+                f"{hi - lo:,}",
                 100 * arrays["labels"].mean(),
                 100 * (1 - arrays["mask"].mean()),
                 arrays["noisy"].sum(dtype=np.float64),

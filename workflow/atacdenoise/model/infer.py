@@ -37,6 +37,7 @@ from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import bigwig_total, check_bigwig, open_bigwig
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
+from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_sizes
 from atacdenoise.io.sidecar import read_sidecar
 from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
@@ -340,7 +341,12 @@ def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
 
 
 def denoise_genome(
-    runner: TileRunner, input_path: Path, sizes: dict[str, int], paths: dict[str, Path], threshold: float
+    runner: TileRunner,
+    input_path: Path,
+    sizes: dict[str, int],
+    paths: dict[str, Path],
+    threshold: float,
+    target: TargetRegions | None = None,
 ) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
@@ -349,8 +355,10 @@ def denoise_genome(
     written by its own child process (:class:`TrackWriterProcess`, which deflates
     blocks on a thread pool and streams zoom levels to disk, so memory stays
     bounded for any genome); peaks are called in a thread while
-    the model computes the next chunk. The three files appear together at the end,
-    renamed from temporary names; on any error none is left behind.
+    the model computes the next chunk. With ``target`` regions only they are
+    denoised (each as its own stretch; the outputs are empty elsewhere). The three
+    files appear together at the end, renamed from temporary names; on any error
+    none is left behind.
     """
     bw = open_bigwig(input_path)
     tmp = {key: temp_path_for(path) for key, path in paths.items()}
@@ -363,28 +371,39 @@ def denoise_genome(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:
             pending: list[Future] = []
 
-            def hand_on(chrom: str, start: int, track: np.ndarray, prob: np.ndarray, peaks: PeakStream) -> None:
-                writers["track"].add(chrom, start, track)
-                writers["peakprob"].add(chrom, start, prob)
+            def hand_on(
+                chrom: str, offset: int, start: int, track: np.ndarray, prob: np.ndarray, peaks: PeakStream
+            ) -> None:
+                writers["track"].add(chrom, offset + start, track)
+                writers["peakprob"].add(chrom, offset + start, prob)
                 peaks.add(start, prob, track)
 
             for chrom, length in progress(sizes.items(), total=len(sizes), desc="denoise", unit="chrom"):
-                peaks = PeakStream(chrom, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
+                stretches = [(0, length)] if target is None else [r[1:] for r in target_stretches(target, chrom)]
+                for offset, end in stretches:
+                    peaks = PeakStream(chrom, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
 
-                def read(lo: int, hi: int, chrom: str = chrom) -> np.ndarray:
-                    return read_values(bw, chrom, lo, hi)
+                    def read(lo: int, hi: int, chrom: str = chrom, offset: int = offset) -> np.ndarray:
+                        return read_values(bw, chrom, offset + lo, offset + hi)
 
-                for start, track, prob in runner.run_chromosome(read, length):
-                    pending.append(pool.submit(hand_on, chrom, start, track, prob, peaks))
-                    while len(pending) > 2:
+                    for start, track, prob in runner.run_chromosome(read, end - offset):
+                        pending.append(pool.submit(hand_on, chrom, offset, start, track, prob, peaks))
+                        while len(pending) > 2:
+                            pending.pop(0).result()
+                    while pending:
                         pending.pop(0).result()
-                while pending:
-                    pending.pop(0).result()
-                table = peaks.finish()
-                log.debug(
-                    "%s: %d peaks (peak caller held at most %s bases)", chrom, len(table), f"{peaks.max_buffered:,}"
-                )
-                tables.append(table)
+                    table = peaks.finish()
+                    if offset and len(table):
+                        table = table.assign(start=table["start"] + offset, end=table["end"] + offset)
+                    log.debug(
+                        "%s:%d-%d: %d peaks (peak caller held at most %s bases)",
+                        chrom,
+                        offset,
+                        end,
+                        len(table),
+                        f"{peaks.max_buffered:,}",
+                    )
+                    tables.append(table)
         for writer in writers.values():
             writer.close()
         peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
@@ -400,6 +419,13 @@ def denoise_genome(
     finally:
         bw.close()
     return len(peaks_df)
+
+
+def target_stretches(target: TargetRegions, chrom: str) -> list[tuple[str, int, int]]:
+    """Return the target regions of ``chrom`` as ``(chrom, start, end)``, in order (nothing when it has none)."""
+    if chrom not in target.starts:
+        return []
+    return [(chrom, int(a), int(b)) for a, b in zip(target.starts[chrom], target.ends[chrom])]
 
 
 def log_device(device: torch.device, amp: torch.dtype | None, threads: int) -> None:
@@ -453,6 +479,7 @@ def denoise_bigwig(
     threshold: float | None = None,
     amp: str = "auto",
     interval: int | None = None,
+    target_regions: str | Path | None = None,
 ) -> dict[str, Path]:
     """Denoise a coverage bigWig with a model file; write ``PREFIX.{track.bw,peakprob.bw,peaks.narrowPeak}``.
 
@@ -460,8 +487,9 @@ def denoise_bigwig(
     file's without chrM and unplaced contigs) is denoised. The input's sidecar
     (``X.bw.json``) must show the model's preprocessing; without one a warning
     is logged. ``threshold`` defaults to the model's (chosen on validation);
-    ``interval`` to the model's tile size (outputs do not depend on it). The
-    three files appear together, atomically. Returns their paths.
+    ``interval`` to the model's tile size (outputs do not depend on it). With
+    ``target_regions`` (a BED) only those regions are denoised. The three files
+    appear together, atomically. Returns their paths.
     """
     from atacdenoise.model.network import depth_scale, load_model, transform_input
 
@@ -469,6 +497,8 @@ def denoise_bigwig(
     header = read_chrom_sizes(sizes_path)
     genome = select_chroms(header)
     sizes = select_chroms(header, include=chroms)
+    target = read_target_regions(target_regions, sizes)
+    sizes = restrict_sizes(sizes, target)
     check_bigwig(input_path, sizes)
     dev = select_device(device)
     model, meta = load_model(model_path, map_location="cpu")
@@ -506,10 +536,11 @@ def denoise_bigwig(
     )
     log_device(dev, dtype, threads)
     log.info(
-        "%s: %d chromosomes, %s bp; tiles of %d bp with %d bp context, %d per batch; peaks at probability >= %g",
+        "%s: %d chromosomes, %s bp%s; tiles of %d bp with %d bp context, %d per batch; peaks at probability >= %g",
         input_path,
         len(sizes),
-        f"{sum(sizes.values()):,}",
+        f"{sum(sizes.values()) if target is None else target.bp(list(sizes)):,}",
+        "" if target is None else f" in the target regions {target.path}",
         interval,
         pad,
         batch_size,
@@ -517,7 +548,7 @@ def denoise_bigwig(
     )
     paths = output_paths(out_prefix)
     t0 = time.perf_counter()
-    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold)
+    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target)
     log_summary(runner, dev, time.perf_counter() - t0, n_peaks, paths)
     return paths
 

@@ -30,6 +30,7 @@ from scipy import optimize, stats
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import BigWigTracks, BigWigWriter, read_bigwig
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, mask_from_intervals, write_narrowpeak
+from atacdenoise.io.regions import TargetRegions
 from atacdenoise.log import progress
 from atacdenoise.peaks.macs3 import (
     iter_bedgraph,
@@ -442,15 +443,18 @@ def label_chrom(
     min_length: int = 200,
     max_gap: int = 30,
     source: str | Path = "track",
+    inside: np.ndarray | None = None,
 ) -> ChromPeaks:
     """Run the route on one chromosome's coverage and fill the narrowPeak's signal and pval.
 
-    The signal is the peak's max coverage, the pval its max -log10 p.
+    The signal is the peak's max coverage, the pval its max -log10 p. ``inside``
+    (bool per base) marks the target regions: λ is the mean over them only, as
+    the rest of the chromosome was not measured.
     """
     if np.any(track != np.floor(track)):
         log.warning("%s %s: non-integer coverage; MACS3 ppois truncates each value to an integer count", source, chrom)
-    lam = flat_lambda(track, fixed, lambda_scale)
-    if fixed is None:
+    lam = flat_lambda(track if inside is None else track[inside], fixed, lambda_scale)
+    if fixed is None and inside is None:
         warn_partial_coverage(track, chrom, source)
     result = bdgpeakcall_chrom(chrom, track, lam, workdir, cutoff, min_length, max_gap)
     df = result.peaks
@@ -463,9 +467,10 @@ def label_chrom(
         df["pval"] = segment_max(rv, first, stop).astype(np.float64)
         df["qval"] = -1.0
     log.info(
-        "%s: mean coverage %.4g, lambda %.6g (%s), %d peaks, %s bp",
+        "%s: mean coverage %.4g%s, lambda %.6g (%s), %d peaks, %s bp",
         chrom,
-        mean_coverage(track),
+        mean_coverage(track if inside is None else track[inside]),
+        "" if inside is None else " in the target regions",
         lam,
         "fixed" if fixed is not None else f"{lambda_scale:g} x mean",
         len(df),
@@ -488,12 +493,14 @@ def call_track_peaks(
     name: str = "peaks",
     tmpdir: Path | None = None,
     threads: int = 1,
+    target: TargetRegions | None = None,
 ) -> pd.DataFrame:
     """Call the route on every chromosome of ``sizes`` of a coverage bigWig; write the narrowPeak and the p bigWig.
 
     Chromosomes run through MACS3 ``threads`` at a time; the p bigWig
     (``header`` lists its chromosomes) and the narrowPeak (peaks named
-    ``{name}_peak_{i}``) are written atomically. Returns the peaks.
+    ``{name}_peak_{i}``) are written atomically. Returns the peaks. With
+    ``target`` regions, λ is taken over them (see :func:`label_chrom`).
     """
     fixed = fixed or {}
     macs3_executable()
@@ -502,9 +509,21 @@ def call_track_peaks(
     tables = []
 
     def one(chrom: str, work: Path) -> ChromPeaks:
-        return label_chrom(
-            read_bigwig(track, chrom), chrom, work, fixed.get(chrom), lambda_scale, cutoff, min_length, max_gap, track
+        if target is None:
+            values = read_bigwig(track, chrom)
+            return label_chrom(values, chrom, work, fixed.get(chrom), lambda_scale, cutoff, min_length, max_gap, track)
+        # only the span of the target regions: the rest of the chromosome holds no data
+        lo, hi = target.span(chrom)
+        inside = mask_from_intervals(target.starts[chrom] - lo, target.ends[chrom] - lo, hi - lo)
+        values = read_bigwig(track, chrom, lo, hi)
+        res = label_chrom(
+            values, chrom, work, fixed.get(chrom), lambda_scale, cutoff, min_length, max_gap, track, inside
         )
+        rs, re_, rv = res.pval
+        peaks = (
+            res.peaks.assign(start=res.peaks["start"] + lo, end=res.peaks["end"] + lo) if len(res.peaks) else res.peaks
+        )
+        return ChromPeaks(res.chrom, res.lam, peaks, (rs + lo, re_ + lo, rv))
 
     with (
         tempfile.TemporaryDirectory(prefix="atacdenoise-peaks-", dir=tmpdir) as work,

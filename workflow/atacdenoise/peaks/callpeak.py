@@ -19,6 +19,7 @@ import pandas as pd
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.intervals import write_narrowpeak
+from atacdenoise.io.regions import TargetRegions
 from atacdenoise.peaks.macs3 import bedgraph_to_bigwig, macs3_executable, read_macs3_narrowpeak, run_macs3
 from atacdenoise.reads.coverage import fragments_cut_sites_by_chrom, iter_bam_cut_sites
 
@@ -149,21 +150,27 @@ def write_cut_sites_bed(
     min_mapq: int = MIN_MAPQ,
     keep_duplicates: bool = False,
     threads: int = 1,
+    target: TargetRegions | None = None,
 ) -> int:
     """Write the Tn5 cut sites of a BAM or fragments file (filtered as by ``coverage``) as BED; return how many.
 
     A BAM is streamed one chromosome at a time; a fragments file is read whole.
+    With ``target`` regions only the cut sites inside them are written.
     """
+
+    def inside(chrom: str, pos: np.ndarray) -> np.ndarray:
+        return pos if target is None else pos[target.contains(chrom, pos)]
+
     total = 0
     with open(bed, "w") as fh:
         if kind == "bam":
             for chrom, pos in iter_bam_cut_sites(source, sizes, min_mapq, keep_duplicates, threads=threads):
-                total += write_cut_bed(fh, chrom, pos)
+                total += write_cut_bed(fh, chrom, inside(chrom, pos))
         elif kind == "fragments":
             positions, _ = fragments_cut_sites_by_chrom(source, sizes, keep_duplicates)
             for chrom in sizes:
                 if chrom in positions:
-                    total += write_cut_bed(fh, chrom, positions.pop(chrom))
+                    total += write_cut_bed(fh, chrom, inside(chrom, positions.pop(chrom)))
         else:
             raise ValueError(f"kind {kind!r}: expected bam or fragments")
     return total
@@ -185,18 +192,23 @@ def callpeak_baseline(
     keep_duplicates: bool = False,
     threads: int = 1,
     tmpdir: Path | None = None,
+    target: TargetRegions | None = None,
 ) -> pd.DataFrame:
     """Run the callpeak route on a BAM or fragments file; write its narrowPeak and p bigWig atomically.
 
     Returns the peaks (clipped to the chromosomes, in ``sizes`` order).
-    Raises :class:`InputError` when no cut site is left after filtering.
+    Raises :class:`InputError` when no cut site is left after filtering. With
+    ``target`` regions only their cut sites are used and MACS3's genome size is
+    their length (its background λ is depth over the measured bases).
     """
+    if target is not None:
+        genome_size = float(target.bp(list(sizes)))
     macs3_executable()
     if tmpdir is not None:
         tmpdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="atacdenoise-callpeak-", dir=tmpdir) as work:
         bed = Path(work) / "cutsites.bed"
-        n = write_cut_sites_bed(source, kind, sizes, bed, min_mapq, keep_duplicates, threads)
+        n = write_cut_sites_bed(source, kind, sizes, bed, min_mapq, keep_duplicates, threads, target)
         if n == 0:
             raise InputError(
                 f"{source}: no cut sites on the selected chromosomes after filtering; nothing for MACS3 to call"

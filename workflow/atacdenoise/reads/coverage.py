@@ -21,6 +21,7 @@ from atacdenoise.errors import InputError
 from atacdenoise.io.bam import check_bam, open_bam
 from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
 from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
+from atacdenoise.io.regions import TargetRegions
 from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.log import progress
 from atacdenoise.reads import cutsites as cs
@@ -119,6 +120,18 @@ def fragments_cut_sites_by_chrom(
     return positions, {"lines": st.lines, "other_chroms": st.other_chroms, "used": st.used, "reads": st.reads}
 
 
+def keep_in_regions(positions: dict[str, np.ndarray], target: TargetRegions | None) -> dict[str, int]:
+    """Drop the cut sites outside the target regions (in place); return how many each chromosome lost."""
+    if target is None:
+        return {}
+    dropped = {}
+    for chrom, pos in positions.items():
+        inside = target.contains(chrom, pos)
+        dropped[chrom] = int(inside.size - inside.sum())
+        positions[chrom] = pos[inside]
+    return dropped
+
+
 def write_coverage(
     out: str | Path,
     header: dict[str, int],
@@ -153,14 +166,17 @@ def make_coverage(
     sizes: dict[str, int],
     settings: dict,
     threads: int = 1,
+    target: TargetRegions | None = None,
 ) -> dict:
     """Write the coverage bigWig of a BAM or fragments file and its JSON sidecar; return the sidecar's content.
 
     ``settings`` holds the preprocessing (``smooth_bp``, ``shift_plus``,
     ``shift_minus``, ``min_mapq``, ``keep_duplicates``, ``cpm``), recorded in the
     sidecar ``OUT.json`` with the cut sites per chromosome and the filter report,
-    so that later stages can check that their inputs were made alike. On any
-    error neither file is left behind.
+    so that later stages can check that their inputs were made alike. With
+    ``target`` regions only their cut sites are kept, and the sidecar records the
+    regions and their length (``regions_bp``: the denominator of depths per Mb).
+    On any error neither file is left behind.
     """
     out = Path(out)
     if kind == "bam":
@@ -177,9 +193,20 @@ def make_coverage(
         positions, filters = fragments_cut_sites_by_chrom(source, sizes, settings["keep_duplicates"])
     else:
         raise ValueError(f"kind {kind!r}: expected bam or fragments")
+    dropped = keep_in_regions(positions, target)
+    if target is not None:
+        log.info(
+            "%s: %s cut sites outside the target regions %s left out",
+            source,
+            f"{sum(dropped.values()):,}",
+            target.path,
+        )
+        filters["outside_regions"] = sum(dropped.values())
     try:
         n_cut = write_coverage(out, header, sizes, positions, settings["smooth_bp"], settings["cpm"])
         meta = {**settings, "source": str(source), "kind": kind, "chroms": list(sizes), "n_cut_sites": n_cut}
+        meta["regions"] = target.path if target is not None else None
+        meta["regions_bp"] = target.bp(list(sizes)) if target is not None else sum(sizes.values())
         write_json(sidecar_path(out), {**meta, "filters": filters})
     except BaseException:
         out.unlink(missing_ok=True)

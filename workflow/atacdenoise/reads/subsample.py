@@ -57,6 +57,7 @@ from atacdenoise.io.bam import (
     run_samtools,
 )
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
+from atacdenoise.io.regions import TargetRegions, read_target_regions
 from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.io.text import is_gzip
 
@@ -208,7 +209,12 @@ def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, 
 
 
 def count_bam(
-    path: str | Path, out: str | Path, sizes_path: str | Path | None = None, min_mapq: int = MIN_MAPQ, threads: int = 1
+    path: str | Path,
+    out: str | Path,
+    sizes_path: str | Path | None = None,
+    min_mapq: int = MIN_MAPQ,
+    threads: int = 1,
+    regions_bed: str | Path | None = None,
 ) -> dict:
     """Count a BAM's usable fragments per kind once, for all its subsamples, and write them as JSON.
 
@@ -224,6 +230,8 @@ def count_bam(
         MAPQ filter of a usable fragment.
     threads : int
         htslib threads.
+    regions_bed : str, Path or None
+        Target regions: count only the fragments inside them (``genome.regions``).
 
     Returns
     -------
@@ -231,8 +239,8 @@ def count_bam(
         The record written: source identity, chromosomes, ``min_mapq``, ``paired_end``, ``single_end``, ``available``.
     """
     info = check_bam_input(path, sizes_path, threads)
-    counts = count_usable_by_kind(path, info.chroms, min_mapq, threads=threads)
-    record = counts_record(path, info.chroms, min_mapq, counts)
+    counts = count_usable_by_kind(path, info.chroms, min_mapq, threads=threads, regions_bed=regions_bed)
+    record = counts_record(path, info.chroms, min_mapq, counts, regions_bed)
     write_json(out, record)
     return record
 
@@ -247,6 +255,7 @@ def subsample_bam_to_depth(
     min_mapq: int = MIN_MAPQ,
     threads: int = 1,
     counts_path: str | Path | None = None,
+    regions_bed: str | Path | None = None,
 ) -> dict:
     """Subsample a BAM to ``fragments`` usable fragments on average (or to ``fraction`` of them); write ``out.json``.
 
@@ -266,6 +275,9 @@ def subsample_bam_to_depth(
         htslib threads.
     counts_path : str, Path or None
         The input's counts made by :func:`count_bam`, reused when they match the file and settings (else counted).
+    regions_bed : str, Path or None
+        Target regions: the depth counts the fragments inside them (reads elsewhere are kept at the same rate,
+        and left out by the coverage stage).
 
     Returns
     -------
@@ -275,9 +287,9 @@ def subsample_bam_to_depth(
     if (fragments is None) == (fraction is None):
         raise ValueError("give exactly one of fragments and fraction")
     info = check_bam_input(src, sizes_path, threads)
-    counts = reusable_counts(counts_path, src, info.chroms, min_mapq) if counts_path else None
+    counts = reusable_counts(counts_path, src, info.chroms, min_mapq, regions_bed) if counts_path else None
     if counts is None:
-        counts = count_usable_by_kind(src, info.chroms, min_mapq, threads=threads)
+        counts = count_usable_by_kind(src, info.chroms, min_mapq, threads=threads, regions_bed=regions_bed)
     else:
         log.info("%s: fragment counts reused from %s", src, counts_path)
     available = sum(counts.values())
@@ -300,7 +312,7 @@ def subsample_bam_to_depth(
     subsample_bam(src, out, fraction, seed, threads)
     # the output's records are a subset of the input's, so a kind the input lacks is not counted (provably 0)
     present = tuple(kind for kind, n in counts.items() if n > 0)
-    kept = count_usable_by_kind(out, info.chroms, min_mapq, threads=threads, kinds=present)
+    kept = count_usable_by_kind(out, info.chroms, min_mapq, threads=threads, kinds=present, regions_bed=regions_bed)
     achieved = sum(kept.values())
     z = report_depth(target, achieved, available, fraction, out)
     meta = {
@@ -314,6 +326,7 @@ def subsample_bam_to_depth(
         "paired": info.paired,
         "min_mapq": min_mapq,
         "source": str(src),
+        "regions": str(regions_bed) if regions_bed else None,
     }
     _write_sidecar(out, Path(str(out) + ".bai"), meta)
     return meta
@@ -326,6 +339,7 @@ def subsample_fragments_to_depth(
     fragments: int | None = None,
     fraction: float | None = None,
     sizes_path: str | Path | None = None,
+    regions_bed: str | Path | None = None,
 ) -> dict:
     """Subsample a fragments file to exactly ``fragments`` lines (or ``fraction`` of them, rounded); write ``out.json``.
 
@@ -339,20 +353,26 @@ def subsample_fragments_to_depth(
         Exactly one: the number of fragments to keep, or the fraction of those available.
     sizes_path : str, Path or None
         Genome sizes: only fragments on its chromosomes (:func:`usable_chroms`) are eligible and written.
+    regions_bed : str, Path or None
+        Target regions (needs ``sizes_path``): only fragments starting inside them are eligible and written.
 
     Returns
     -------
     dict
         The sidecar's record: target, fraction, achieved, seed, available, source.
     """
-    from atacdenoise.io.fragments import count_fragments  # pandas: imported only for fragments files
-
     if (fragments is None) == (fraction is None):
         raise ValueError("give exactly one of fragments and fraction")
     chroms = usable_chroms(sizes_path, None)
-    available = count_fragments(src, chroms).used
+    if regions_bed and chroms is None:
+        raise ValueError("target regions need the genome sizes")
+    target = read_target_regions(regions_bed, chroms) if regions_bed else None
+    available = count_eligible_fragments(src, chroms, target)
     if available == 0:
-        raise InputError(f"{src}: no fragments on the selected chromosomes")
+        raise InputError(
+            f"{src}: no fragments on the selected chromosomes"
+            + (f" inside the target regions {regions_bed}" if target is not None else "")
+        )
     if fragments is not None:
         fraction_for(fragments, available, src)  # checks target <= available
         n = fragments
@@ -362,7 +382,7 @@ def subsample_fragments_to_depth(
             raise InputError(
                 f"--fraction {fraction} of {available:,} fragments in {src} keeps none; use a larger fraction"
             )
-    subsample_fragments(src, out, n, seed, chroms, available=available)
+    subsample_fragments(src, out, n, seed, chroms, available=available, target=target)
     log.info("%s: wrote %s of %s fragments (seed %d) to %s", src, f"{n:,}", f"{available:,}", seed, out)
     meta = {
         "target": n,
@@ -371,6 +391,7 @@ def subsample_fragments_to_depth(
         "seed": seed,
         "available": available,
         "source": str(src),
+        "regions": str(regions_bed) if regions_bed else None,
     }
     _write_sidecar(out, Path(str(out) + ".tbi"), meta)
     return meta
@@ -412,6 +433,7 @@ def subsample_fragments(
     chroms: dict[str, int] | None = None,
     available: int | None = None,
     chunk_rows: int | None = None,
+    target: TargetRegions | None = None,
 ) -> int:
     """Write exactly ``n`` fragments drawn uniformly without replacement (seeded) to a bgzipped, tabix-indexed file.
 
@@ -429,18 +451,20 @@ def subsample_fragments(
         Eligible fragments, when already counted (``count_fragments(...).used``).
     chunk_rows : int or None
         Rows read per chunk (None: the reader's default).
+    target : TargetRegions or None
+        Only fragments starting inside these regions are eligible and written.
 
     Returns
     -------
     int
         Fragments written (``n``).
     """
-    from atacdenoise.io.fragments import CHUNK_ROWS, count_fragments, iter_fragments, write_fragments
+    from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments, write_fragments
 
     path = Path(path)
     chunk_rows = chunk_rows or CHUNK_ROWS
     if available is None:
-        available = count_fragments(path, chroms, chunk_rows).used
+        available = count_eligible_fragments(path, chroms, target, chunk_rows)
     if n > available:
         raise InputError(
             f"{path}: asked for {n:,} fragments but only {available:,} are available"
@@ -452,8 +476,7 @@ def subsample_fragments(
     def chunks() -> Iterator[pd.DataFrame]:
         pool, todo = available, n
         for chunk in iter_fragments(path, chunk_rows, barcodes=True):
-            if chroms is not None:
-                chunk = chunk[chunk["chrom"].isin(list(chroms))]
+            chunk = eligible_fragments(chunk, chroms, target)
             keep = draw_per_chunk(rng, len(chunk), pool, todo)
             pool -= len(chunk)
             todo -= keep.size
@@ -469,32 +492,71 @@ def subsample_fragments(
     return written
 
 
+def eligible_fragments(
+    chunk: pd.DataFrame, chroms: dict[str, int] | None, target: TargetRegions | None
+) -> pd.DataFrame:
+    """Return the rows of a fragments chunk on ``chroms`` (all when None) that start inside ``target`` (when given)."""
+    if chroms is not None:
+        chunk = chunk[chunk["chrom"].isin(list(chroms))]
+    if target is None or len(chunk) == 0:
+        return chunk
+    keep = np.zeros(len(chunk), dtype=bool)
+    names = chunk["chrom"].to_numpy()
+    starts = chunk["start"].to_numpy()
+    for chrom in np.unique(names):
+        rows = names == chrom
+        keep[rows] = target.contains(str(chrom), starts[rows])
+    return chunk[keep]
+
+
+def count_eligible_fragments(
+    path: str | Path,
+    chroms: dict[str, int] | None,
+    target: TargetRegions | None = None,
+    chunk_rows: int | None = None,
+) -> int:
+    """Fragments of a file that :func:`subsample_fragments` may draw (see :func:`eligible_fragments`)."""
+    from atacdenoise.io.fragments import CHUNK_ROWS, count_fragments, iter_fragments
+
+    if target is None:
+        return count_fragments(path, chroms, chunk_rows or CHUNK_ROWS).used
+    return sum(len(eligible_fragments(c, chroms, target)) for c in iter_fragments(path, chunk_rows or CHUNK_ROWS))
+
+
 def input_identity(path: str | Path) -> dict:
     """Identify an input file's contents cheaply: resolved path, size, modification time."""
     st = Path(path).stat()
     return {"path": str(Path(path).resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def counts_record(path: str | Path, chroms: list[str], min_mapq: int, counts: dict[str, int]) -> dict:
+def counts_record(
+    path: str | Path, chroms: list[str], min_mapq: int, counts: dict[str, int], regions_bed: str | Path | None = None
+) -> dict:
     """JSON record of a BAM's usable-fragment counts, with what they depend on (see :func:`reusable_counts`)."""
     return {
         "source": input_identity(path),
         "chroms": list(chroms),
         "min_mapq": int(min_mapq),
+        "regions": input_identity(regions_bed) if regions_bed else None,
         **counts,
         "available": int(sum(counts.values())),
     }
 
 
 def reusable_counts(
-    record_path: str | Path, path: str | Path, chroms: list[str], min_mapq: int
+    record_path: str | Path, path: str | Path, chroms: list[str], min_mapq: int, regions_bed: str | Path | None = None
 ) -> dict[str, int] | None:
     """Return the counts in ``record_path`` if made from this very file with these settings, else None (logged)."""
     try:
         rec = json.loads(Path(record_path).read_text())
         stale = [
             k
-            for k, want in (("source", input_identity(path)), ("chroms", list(chroms)), ("min_mapq", int(min_mapq)))
+            for k, want in (
+                ("source", input_identity(path)),
+                ("chroms", list(chroms)),
+                ("min_mapq", int(min_mapq)),
+                ("regions", input_identity(regions_bed) if regions_bed else None),
+            )
             if rec.get(k) != want
         ]
         counts = {"paired_end": int(rec["paired_end"]), "single_end": int(rec["single_end"])}
