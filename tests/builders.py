@@ -19,6 +19,14 @@ def write_sizes(path: Path, sizes: dict[str, int] = SIZES) -> Path:
     return path
 
 
+def write_sample_sheet(path: Path, rows: dict[str, tuple[str, str]]) -> Path:
+    """Write a sample sheet for the summary: ``{sample: (cell_type, role)}`` (kind and paths are dummies)."""
+    lines = ["sample\tcell_type\tkind\tpath\tnoisy\tpeaks\tbarcodes\trole"]
+    lines += [f"{s}\t{ct}\tbam\t{s}.bam\t\t\t\t{role}" for s, (ct, role) in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def make_bam(
     path: Path, reads: list[dict], sizes: dict[str, int] = SIZES, sort: bool = True, index: bool = True
 ) -> Path:
@@ -134,6 +142,28 @@ TINY_TRAINING = dict(
     lr=1e-3,
     seed=7,
 )
+#: the network part of :data:`TINY_TRAINING`
+TINY_MODEL = {
+    k: TINY_TRAINING[k] for k in ("filters", "kernel_size", "dilation", "reg_blocks", "cls_blocks", "convs_per_block")
+}
+
+
+def write_model_file(path: Path, **extra) -> Path:
+    """Write a model.pt of a tiny untrained network as training saves it, ``extra`` joining its metadata."""
+    from atacdenoise.model.network import build_model, save_model  # torch: only for the tests that need it
+
+    save_model(
+        path,
+        build_model(TINY_MODEL),
+        preprocessing=PRE,
+        window={"interval": TINY_TRAINING["interval"], "pad": TINY_TRAINING["pad"]},
+        input_transform={"kind": "none"},
+        threshold=0.5,
+        extra=extra,
+    )
+    return path
+
+
 #: chromosomes of :func:`make_training_dataset`
 TRAIN_SIZES = {"chr1": 30_000, "chr2": 12_000}
 #: the default preprocessing settings of a coverage track (as written in its sidecar)
@@ -157,5 +187,6 @@ def make_training_dataset(path: Path, peaks_on_chr2: bool = True, seed: int = 0,
             noisy = rng.poisson(clean / 8).astype(np.float32)
             yield chrom, chrom_arrays(noisy, clean, (starts, ends))
 
-    write_dataset(path, {"sample": "T", "depth": "8x", "rep": "1", "preprocessing": preprocessing}, chroms())
+    meta = {"sample": "T", "cell_type": "TC", "depth": "8x", "rep": "1", "preprocessing": preprocessing}
+    write_dataset(path, meta, chroms())
     return path

@@ -26,6 +26,7 @@ from atacdenoise.evaluate.effective_depth import depth_reaching, effective_depth
 from atacdenoise.io.bigwig import write_bigwig
 from atacdenoise.io.intervals import write_narrowpeak
 from atacdenoise.peaks.threshold import call_peaks
+from builders import write_sample_sheet
 
 RNG_SEEDS = range(12)
 
@@ -613,6 +614,8 @@ def test_summary_concatenates_and_writes_one_headline_line_per_sample_depth(synt
         "--metrics",
         str(tmp_path / "a.tsv"),
         str(tmp_path / "b.tsv"),
+        "--samples",
+        str(write_sample_sheet(tmp_path / "samples.tsv", {"S": ("HSC", "train")})),
         "--out-metrics",
         str(out_all),
         "--out-summary",
@@ -623,8 +626,10 @@ def test_summary_concatenates_and_writes_one_headline_line_per_sample_depth(synt
     assert main(argv) == 0
     allm = pd.read_csv(out_all, sep="\t", dtype={"depth": str})
     assert len(allm) == 2 * len(a) and allm["depth"].tolist()[0] == "5000"
+    assert allm[["cell_type", "seen"]].drop_duplicates().values.tolist() == [["HSC", "yes"]]
     s = pd.read_csv(out_sum, sep="\t", dtype={"depth": str})
     assert s[["model", "sample", "depth"]].values.tolist() == [["m1", "S", "5000"], ["m1", "S", "50000"]]
+    assert list(s.columns[:5]) == ["model", "sample", "cell_type", "seen", "depth"]
     assert s["n_reps"].tolist() == [1, 1]
     row = a.set_index(["method", "metric", "region"])["value"]
     assert s.loc[0, "model_auprc"] == pytest.approx(row["model", "auprc", "all"])
@@ -648,6 +653,8 @@ def test_summary_rejects_a_table_with_wrong_columns(tmp_path):
                 "summary",
                 "--metrics",
                 str(bad),
+                "--samples",
+                str(write_sample_sheet(tmp_path / "samples.tsv", {"S": ("HSC", "train")})),
                 "--out-metrics",
                 str(tmp_path / "o.tsv"),
                 "--out-summary",

@@ -13,6 +13,7 @@ from atacdenoise.cli import main
 from atacdenoise.evaluate.snapshots import choose_loci, tile_gains
 from atacdenoise.io.bigwig import write_bigwig
 from atacdenoise.io.intervals import write_narrowpeak
+from builders import write_sample_sheet
 from conftest import have
 
 SIZES = {"chr1": 100_000, "chr2": 40_000}
@@ -167,6 +168,8 @@ def test_plots_depth_writes_png_and_svg_with_effective_depth(tmp_path):
                 "summary",
                 "--metrics",
                 str(tmp_path / "metrics.tsv"),
+                "--samples",
+                str(write_sample_sheet(tmp_path / "samples.tsv", {"HSC": ("HSC", "train")})),
                 "--out-metrics",
                 str(tmp_path / "all.tsv"),
                 "--out-summary",

@@ -70,6 +70,7 @@ def _argv(d: Path, out: Path, **over) -> list[str]:
         "--blacklist": d / "blacklist.bed.gz",
         "--out": out,
         "--sample": "S1",
+        "--cell-type": "HSC",
         "--depth": "30000",
         "--rep": "1",
         **over,
@@ -93,7 +94,7 @@ def test_dataset_arrays_equal_bigwig_values_labels_and_blacklist(inputs):
     assert meta["preprocessing"] == {
         k: SIDECAR[k] for k in ("smooth_bp", "shift_plus", "shift_minus", "min_mapq", "keep_duplicates", "cpm")
     }
-    assert (meta["sample"], meta["depth"], meta["rep"]) == ("S1", "30000", "1")
+    assert (meta["sample"], meta["cell_type"], meta["depth"], meta["rep"]) == ("S1", "HSC", "30000", "1")
     for chrom in SIZES:
         noisy = np.load(out / f"{chrom}.noisy.npy", mmap_mode="r")
         assert noisy.dtype == np.float32 and np.array_equal(noisy, inputs["noisy"][chrom])

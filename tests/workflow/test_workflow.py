@@ -100,7 +100,9 @@ def test_demo_produces_the_output_contract(demo_run):
 
 def test_demo_benchmark_table_has_every_method(demo_run):
     metrics = pd.read_csv(demo_run / "results/benchmark/e2e/metrics.tsv", sep="\t")
-    assert list(metrics.columns) == ["model", "sample", "depth", "rep", "method", "metric", "region", "value"]
+    cols = ["model", "sample", "cell_type", "seen", "depth", "rep", "method", "metric", "region", "value"]
+    assert list(metrics.columns) == cols
+    assert set(zip(metrics["cell_type"], metrics["seen"])) == {("HSC", "yes")}  # the demo: one cell type, trained on
     assert {"noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"} <= set(metrics["method"])
     assert {"pearson", "auprc", "auroc", "peak_recall", "jaccard"} <= set(metrics["metric"])
     assert set(metrics["depth"].astype(str)) == {"given", "15000"}

@@ -39,7 +39,9 @@ rule metrics:
 
 rule benchmark_summary:
     input:
-        lambda w: [bench(w.model, "per_track", s, f"{d}.rep{r}.tsv") for s, d, r in benchmark_pairs()],
+        metrics=lambda w: [bench(w.model, "per_track", s, f"{d}.rep{r}.tsv") for s, d, r in benchmark_pairs()],
+        samples=config["samples"],
+        model=model_path,
     output:
         metrics=report(
             "results/benchmark/{model}/metrics.tsv",
@@ -53,9 +55,17 @@ rule benchmark_summary:
             caption="../report/summary.rst",
             category="Benchmark",
             subcategory="Tables",
-            labels={"table": "summary (headline numbers)"},
+            labels={"table": "summary (headline numbers per sample)"},
+        ),
+        by_cell_type=report(
+            "results/benchmark/{model}/summary_by_cell_type.tsv",
+            caption="../report/summary_by_cell_type.rst",
+            category="Benchmark",
+            subcategory="Tables",
+            labels={"table": "summary per cell type (seen vs unseen)"},
         ),
         effective="results/benchmark/{model}/effective_depth.tsv",
+        effective_by_cell_type="results/benchmark/{model}/effective_depth_by_cell_type.tsv",
     log:
         "results/logs/benchmark/{model}/summary.log",
     benchmark:
@@ -67,8 +77,10 @@ rule benchmark_summary:
         mem_mb=2000,
         runtime=30,
     shell:
-        "atacdenoise summary --metrics {input:q} --out-metrics {output.metrics:q} --out-summary {output.summary:q}"
-        " --out-effective-depth {output.effective:q} 2> {log:q}"
+        "atacdenoise summary --metrics {input.metrics:q} --samples {input.samples:q} --model {input.model:q}"
+        " --out-metrics {output.metrics:q} --out-summary {output.summary:q}"
+        " --out-summary-by-cell-type {output.by_cell_type:q} --out-effective-depth {output.effective:q}"
+        " --out-effective-depth-by-cell-type {output.effective_by_cell_type:q} 2> {log:q}"
 
 
 rule plot_pr:

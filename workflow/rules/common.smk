@@ -288,7 +288,8 @@ def bench(model, *parts):
 
 
 def benchmark_targets():
-    targets = [bench(MODEL, x) for x in ("metrics.tsv", "summary.tsv", "effective_depth.tsv")]
+    tables = ("metrics.tsv", "summary.tsv", "summary_by_cell_type.tsv", "effective_depth.tsv")
+    targets = [bench(MODEL, x) for x in (*tables, "effective_depth_by_cell_type.tsv")]
     targets.append(bench(MODEL, "plots", "depth.png"))
     for s in reference_samples():
         targets.append(bench(MODEL, "plots", "pr", f"{s}.png"))

@@ -24,7 +24,8 @@ rule dataset:
         chroms=chroms_arg(),
         blacklist=blacklist_arg(),
         target=target_arg(),
+        cell_type=lambda w: sample_row(w).cell_type,
     shell:
         "atacdenoise dataset --noisy {input.noisy:q} --clean {input.clean:q} --labels {input.labels:q}"
         " --sizes {input.sizes:q} {params.chroms} {params.blacklist} {params.target} --sample {wildcards.sample:q}"
-        " --depth {wildcards.depth} --rep {wildcards.rep} --out {output:q} 2> {log:q}"
+        " --cell-type {params.cell_type:q} --depth {wildcards.depth} --rep {wildcards.rep} --out {output:q} 2> {log:q}"

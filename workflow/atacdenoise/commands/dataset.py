@@ -39,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, help="output dataset directory")
     parser.add_argument("--sample", required=True, help="sample name (recorded in meta.json)")
+    parser.add_argument(
+        "--cell-type",
+        default="",
+        help="cell type of the sample (recorded in meta.json; a model trained on it lists it as trained_cell_types)",
+    )
     parser.add_argument("--depth", required=True, help="depth label of the noisy input (recorded in meta.json)")
     parser.add_argument("--rep", required=True, help="replicate of the noisy input (recorded in meta.json)")
     parser.add_argument(
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         depth=args.depth,
         rep=args.rep,
         target=target,
+        cell_type=args.cell_type,
     )
     log.info("wrote %s (%d chromosomes)", args.out, len(sizes))
     return 0

@@ -58,7 +58,13 @@ def _add_pr(k: argparse.ArgumentParser) -> None:
 
 
 def _add_depth(k: argparse.ArgumentParser) -> None:
-    k.add_argument("--metrics", required=True, type=Path, help="metrics.tsv (long format)")
+    k.add_argument(
+        "--metrics",
+        required=True,
+        type=Path,
+        help="metrics.tsv (long format); the one of 'atacdenoise summary', with two or more cell types, "
+        "draws one line per cell type, seen (trained on) solid and unseen dashed",
+    )
     k.add_argument(
         "--effective-depth", type=Path, help="effective-depth TSV from 'atacdenoise summary' (annotates the panels)"
     )

@@ -56,7 +56,11 @@ from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
 log = logging.getLogger(__name__)
 
+#: columns of one track's table (``atacdenoise metrics``)
 COLUMNS = ["model", "sample", "depth", "rep", "method", "metric", "region", "value"]
+#: columns of the cohort's metrics.tsv (``atacdenoise summary``): each sample's cell type and whether the model
+#: was trained on it (``seen``: yes | no) follow ``sample``
+COHORT_COLUMNS = [*COLUMNS[:2], "cell_type", "seen", *COLUMNS[2:]]
 
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -159,22 +163,36 @@ def _order(table: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
 
 
 def write_metrics(table: pd.DataFrame, path: Path) -> None:
-    """Write a long-format metrics table atomically (NaN written as 'NaN')."""
+    """Write a long-format metrics table atomically (NaN written as 'NaN').
+
+    The columns are :data:`COHORT_COLUMNS` when ``table`` has ``cell_type`` (the cohort's metrics.tsv), else
+    :data:`COLUMNS` (one track's table).
+    """
+    columns = COHORT_COLUMNS if "cell_type" in table.columns else COLUMNS
     with atomic_output(path) as tmp:
-        table[COLUMNS].to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.10g")
+        table[columns].to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.10g")
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
-    """Read a long-format metrics TSV (labels kept as strings), checking its columns."""
+    """Read a long-format metrics TSV (labels kept as strings), checking its columns.
+
+    Either one track's table (:data:`COLUMNS`, from ``atacdenoise metrics``) or the cohort's metrics.tsv
+    (:data:`COHORT_COLUMNS`, from ``atacdenoise summary``: with ``cell_type`` and ``seen``).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: metrics table not found")
     df = pd.read_csv(
-        path, sep="\t", dtype={c: str for c in COLUMNS[:-1]}, keep_default_na=False, na_values=["NaN", "nan", ""]
+        path,
+        sep="\t",
+        dtype={c: str for c in COHORT_COLUMNS[:-1]},
+        keep_default_na=False,
+        na_values=["NaN", "nan", ""],
     )
-    if list(df.columns) != COLUMNS:
+    if list(df.columns) not in (COLUMNS, COHORT_COLUMNS):
         raise InputError(
-            f"{path}: columns {list(df.columns)}; expected {COLUMNS} (a file written by 'atacdenoise metrics')"
+            f"{path}: columns {list(df.columns)}; expected {COLUMNS} (a file written by 'atacdenoise metrics') "
+            f"or {COHORT_COLUMNS} (the metrics.tsv of 'atacdenoise summary')"
         )
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     return df

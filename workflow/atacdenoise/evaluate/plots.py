@@ -189,8 +189,12 @@ def plot_metric_vs_depth(
     ``metrics`` is the long metrics table; only numeric depths (fragments) are
     drawn, on a log axis. One row of panels per sample, one column per metric.
     With ``effective`` (effective-depth table), the model's fold for Pearson /
-    AUPRC against the noisy track is written into the panel. Returns the
-    figure's title (``blacklist_masked``: the metrics were computed with one).
+    AUPRC against the noisy track is written into the panel. When ``metrics``
+    has ``cell_type`` and ``seen`` columns (the metrics.tsv of ``atacdenoise
+    summary``) and two or more cell types, the figure compares cell types
+    instead (:func:`plot_metric_vs_depth_by_cell_type`; ``effective`` is not
+    drawn there). Returns the figure's title (``blacklist_masked``: the
+    metrics were computed with one).
     """
     df = metrics[(metrics["region"] == region) & metrics["metric"].isin(metric_names)].copy()
     df["depth_n"] = numeric_depth(df["depth"])
@@ -198,6 +202,10 @@ def plot_metric_vs_depth(
     if skipped:
         log.info("metric vs depth: depth labels %s are not numbers of fragments or cells and are not drawn", skipped)
     df = df[df["depth_n"] > 0]
+    if "cell_type" in df.columns and df["cell_type"].nunique() > 1:
+        if effective is not None:
+            log.info("metric vs depth by cell type: effective depths are not drawn (see summary_by_cell_type.tsv)")
+        return plot_metric_vs_depth_by_cell_type(df, out, metric_names, title, blacklist_masked)
     # one row of panels per (sample, unit): fragments for bulk depths, cells for few-cell profiles ('c50')
     df["sample"] = df["sample"].where(depth_unit(df["depth"]) != "cells", df["sample"] + " (cells)")
     metric_names = [m for m in metric_names if m in set(df["metric"])]
@@ -270,7 +278,95 @@ def plot_metric_vs_depth(
                     )
             if i == 0 and j == len(metric_names) - 1:
                 ax.legend(fontsize=7, loc="lower right")
-    title = title or f"Quality vs input depth ({_evaluated(blacklist_masked)}; bars: min-max over replicates)"
+    if not title:
+        title = f"Quality vs input depth ({_evaluated(blacklist_masked)}; bars: min-max over replicates)"
+        if "seen" in df.columns and df["cell_type"].nunique() == 1:
+            seen = "seen" if (df["seen"] == "yes").all() else "unseen"
+            title += f"\ncell type {df['cell_type'].iloc[0]}: {seen} (seen = trained on)"
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, out)
+    return title
+
+
+#: order of the rows of panels of :func:`plot_metric_vs_depth_by_cell_type`: the model first
+_ROW_ORDER = ["model", "noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model_t0.5"]
+
+
+def plot_metric_vs_depth_by_cell_type(
+    metrics: pd.DataFrame,
+    out: str | Path,
+    metric_names: Sequence[str] = ("pearson", "auprc", "f1", "peak_recall"),
+    title: str = "",
+    blacklist_masked: bool = False,
+) -> str:
+    """Metric vs depth per cell type: seen cell types (trained on) solid, unseen ones dashed with open markers.
+
+    ``metrics``: long metrics rows of one region with ``cell_type`` and ``seen`` (yes | no) columns; numeric
+    depths only are drawn (log axis). One row of panels per method (the model first; few-cell depths, 'c50',
+    in a row of their own), one column per metric; one line per cell type, the mean over every replicate of
+    every sample of that cell type, bars from min to max. Returns the figure's title.
+    """
+    df = metrics.assign(depth_n=numeric_depth(metrics["depth"]))
+    df = df[df["depth_n"] > 0]
+    df["row"] = df["method"].where(depth_unit(df["depth"]) != "cells", df["method"] + " (cells)")
+    metric_names = [m for m in metric_names if m in set(df["metric"])]
+    methods = list(dict.fromkeys([m for m in _ROW_ORDER if m in set(df["method"])] + list(df["method"].unique())))
+    rows = [r for m in methods for r in (m, f"{m} (cells)") if r in set(df["row"])]
+    # seen cell types first, each in a fixed colour of the palette
+    types = df[["cell_type", "seen"]].drop_duplicates().sort_values(["seen", "cell_type"], ascending=[False, True])
+    palette = plt.get_cmap("tab10").colors
+    color = {ct: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, ct in enumerate(types["cell_type"])}
+    stats = (
+        df.groupby(["row", "cell_type", "seen", "metric", "depth_n"])["value"].agg(["mean", "min", "max"]).reset_index()
+    )
+    fig, axes = plt.subplots(
+        max(len(rows), 1),
+        max(len(metric_names), 1),
+        figsize=(3.6 * max(len(metric_names), 1), 3.3 * max(len(rows), 1)),
+        squeeze=False,
+    )
+    legend_drawn = False
+    for i, row in enumerate(rows):
+        cells = row.endswith(" (cells)")
+        for j, metric in enumerate(metric_names):
+            ax = axes[i, j]
+            sub = stats[(stats["row"] == row) & (stats["metric"] == metric)]
+            if sub.empty:
+                ax.set_axis_off()
+                continue
+            for ct, seen in types.itertuples(index=False):
+                s = sub[sub["cell_type"] == ct].sort_values("depth_n")
+                if s.empty:
+                    continue
+                yes = seen == "yes"
+                ax.errorbar(
+                    s["depth_n"],
+                    s["mean"],
+                    yerr=[s["mean"] - s["min"], s["max"] - s["mean"]],
+                    color=color[ct],
+                    ls="-" if yes else "--",
+                    marker="o",
+                    ms=4,
+                    mfc=color[ct] if yes else "white",
+                    capsize=2,
+                    label=f"{ct} ({'seen' if yes else 'unseen'})",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("cells in the profile (log scale)" if cells else "input depth (fragments, log scale)")
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+            ax.set_title(f"{_label(row.removesuffix(' (cells)'))}{' (cells)' if cells else ''}: {metric}", fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+            if not legend_drawn:  # one legend: the cell types and which are seen
+                ax.legend(fontsize=7, loc="lower right")
+                legend_drawn = True
+    if not rows or not metric_names:
+        axes[0, 0].text(0.5, 0.5, "no numeric depths to plot", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+    title = title or (
+        f"Quality vs input depth by cell type ({_evaluated(blacklist_masked)}; bars: min-max over samples and "
+        "replicates)\nseen = trained on (solid lines, filled markers); unseen: dashed lines, open markers"
+    )
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, out)

@@ -194,6 +194,12 @@ def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairD
                 f"{path}: chromosome {chrom} is {length:,} bp there but {sizes[chrom]:,} bp in the genome sizes file; "
                 "the dataset was made on another assembly: re-make it with the matching sizes file"
             )
+    if not meta.get("cell_type"):
+        log.info(
+            "%s: meta.json records no cell_type (made without 'atacdenoise dataset --cell-type'): a model trained on "
+            "it does not list its cell type in trained_cell_types",
+            path,
+        )
     return PairData(path, meta)
 
 
@@ -464,14 +470,15 @@ def build_dataset(
     depth: str = "",
     rep: str = "",
     target: TargetRegions | None = None,
+    cell_type: str = "",
 ) -> None:
     """Write the dataset directory of one noisy/clean pair from their coverage bigWigs and the clean peaks.
 
     ``genome`` is every chromosome of the sizes file (peak and blacklist names
     are checked against it), ``sizes`` the chromosomes to keep. ``meta.json``
-    records the pair's preprocessing (from the sidecars), sources and labels;
-    the directory appears only when complete. With ``target`` regions only their
-    span is stored per chromosome (see the module docstring).
+    records the pair's sample, cell type, depth and replicate, its preprocessing
+    (from the sidecars), sources and labels; the directory appears only when complete.
+    With ``target`` regions only their span is stored per chromosome (see the module docstring).
     """
     for bw in (noisy, clean):
         check_bigwig(bw, sizes)
@@ -483,6 +490,7 @@ def build_dataset(
     masked = _read_blacklist(blacklist, genome)
     meta = {
         "sample": sample,
+        "cell_type": cell_type,
         "depth": depth,
         "rep": rep,
         "preprocessing": preprocessing,

@@ -864,8 +864,11 @@ def train(
                 "settings": {**hparams, **{k: v for k, v in s.items() if not k.startswith("_")}},
                 "threshold_source": "val_f1" if s["threshold"] == "val_f1" else "setting",
                 "datasets": [
-                    {"path": str(p.path), **{k: p.meta.get(k) for k in ("sample", "depth", "rep")}} for p in pairs
+                    {"path": str(p.path), **{k: p.meta.get(k) for k in ("sample", "cell_type", "depth", "rep")}}
+                    for p in pairs
                 ],
+                "trained_samples": sorted({str(p.meta["sample"]) for p in pairs if p.meta.get("sample")}),
+                "trained_cell_types": sorted({str(p.meta["cell_type"]) for p in pairs if p.meta.get("cell_type")}),
                 "val_regions": [str(r) for r in val],
                 "holdout_regions": [str(r) for r in holdout],
             },
