@@ -21,6 +21,7 @@ include: "workflow/rules/peaks.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/qc.smk"
 include: "workflow/rules/report.smk"
 
 

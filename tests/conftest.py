@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+#: every config shipped in config/ (each must validate and pass `atacdenoise check`)
+BUNDLED_CONFIGS = tuple(str(p.relative_to(REPO)) for p in sorted((REPO / "config").glob("**/config.yaml")))
 VENV_BIN = REPO / ".venv" / "bin"
 
 if VENV_BIN.is_dir():  # tests call the CLIs of the project's venv (macs3, snakemake, atacdenoise)

@@ -24,6 +24,7 @@ import yaml
 from atacdenoise.io.bigwig import write_bigwig
 from atacdenoise.model.network import build_model, save_model
 from builders import READS, make_bam, write_sizes
+from conftest import BUNDLED_CONFIGS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -344,7 +345,7 @@ def test_demo_config_and_sheet_pass_the_check(demo_config, tmp_path):
 
 def test_bundled_configs_pass_the_check_before_the_fixture_exists():
     """The few-cell cohort names the simulated fixture, which a rule makes: not reported as missing."""
-    for config in ("config/config.yaml", "config/fewcell/config.yaml"):
+    for config in BUNDLED_CONFIGS:
         res = atacdenoise("check", "--config", config, cwd=REPO)
         assert res.returncode == 0, res.stderr
         assert "all inputs look fine" in res.stderr

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from conftest import REPO
+from conftest import BUNDLED_CONFIGS, REPO
 
 
 def _load_configdoc():
@@ -50,7 +50,7 @@ def test_every_key_has_a_description(schema):
 
 def test_documentation_keywords_leave_validation_alone(schema):
     Draft202012Validator.check_schema(schema)
-    for config in ("config/config.yaml", "config/fewcell/config.yaml"):
+    for config in BUNDLED_CONFIGS:
         errors = list(Draft202012Validator(schema).iter_errors(yaml.safe_load((REPO / config).read_text())))
         assert errors == [], config
 

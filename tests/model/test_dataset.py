@@ -278,3 +278,23 @@ def test_dataset_of_a_chromosome_without_peaks_has_all_zero_labels(inputs, caplo
     _run_dataset([*_argv(d, d / "ds"), "--chroms", "chrB"])
     assert not np.load(d / "ds" / "chrB.labels.npy").any()
     assert "no peaks" in caplog.text
+
+
+def test_windows_with_target_regions_overlap_a_region_and_skip_excluded_ones():
+    """Target regions: every drawn window's centre overlaps one; the regions' stored offset is respected."""
+    from atacdenoise.io.genome import Region
+    from atacdenoise.model.dataset import PairData, keep_overlapping, sample_windows, start_table
+
+    lo, hi = keep_overlapping(np.array([0]), np.array([1001]), 100, [(200, 300), (250, 400), (900, 950)])
+    assert lo.tolist() == [101, 801] and hi.tolist() == [400, 950]
+    # a dataset storing chr1:10,000-12,000 (offset 10,000) with target regions 10,100-10,500 and 11,500-12,000
+    meta = {"chroms": {"chr1": 2000}, "offsets": {"chr1": 10_000}, "regions": {"chr1": [[100, 500], [1500, 2000]]}}
+    pair = PairData(Path("unused"), meta)
+    table = start_table([pair], 100, 10, [Region("chr1", 11_400, 11_700)])  # excluded in genome coordinates
+    w = sample_windows(table, 2000, 100, np.random.default_rng(0))
+    centre_lo, centre_hi = w["start"], w["start"] + 100
+    in_first = (centre_hi > 100) & (centre_lo < 500)
+    in_second = (centre_hi > 1500) & (centre_lo < 2000)
+    assert (in_first | in_second).all()
+    # nothing within reach (window + context) of the excluded 1,400-1,700 (stored coordinates)
+    assert not ((w["start"] - 10 < 1700) & (w["start"] + 110 > 1400)).any()

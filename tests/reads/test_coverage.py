@@ -247,3 +247,44 @@ def test_chroms_and_exclude_options_choose_the_chromosomes_with_data(tmp_path: P
     run_coverage("--input", str(bam), "--kind", "bam", "--sizes", str(sizes), "--out", str(keep_m), "--exclude", "")
     assert read_bigwig(keep_m, "chrM").any() and read_bigwig(keep_m, "chrUn_gl000220").any()
     assert json.loads(Path(str(keep_m) + ".json").read_text())["n_cut_sites"]["chrM"] == 1
+
+
+def test_target_regions_keep_only_their_cut_sites(shared_data, tmp_path):
+    """Coverage --target-regions: the cut sites inside the regions, counted independently from the file."""
+    import json
+
+    import pandas as pd
+
+    frags = shared_data / "immune" / "TeffNaive_U_1004_a.fragments.tsv.gz"
+    regions = tmp_path / "r.bed"
+    regions.write_text("chr12\t6000000\t7000000\nchr21\t26000000\t27000000\n")
+    out = tmp_path / "c.bw"
+    argv = [
+        "coverage",
+        "--input",
+        str(frags),
+        "--kind",
+        "fragments",
+        "--sizes",
+        str(shared_data / "genomes/hg38.chrom.sizes"),
+    ]
+    assert run_command([*argv, "--target-regions", str(regions), "--out", str(out)]) == 0
+    df = pd.read_csv(frags, sep="\t", header=None, comment="#")
+    cuts = pd.concat([df[[0, 1]].rename(columns={1: "pos"}), df[[0, 2]].assign(pos=df[2] - 1)[[0, "pos"]]])
+    expected = {}
+    for chrom, lo, hi in (("chr12", 6_000_000, 7_000_000), ("chr21", 26_000_000, 27_000_000)):
+        expected[chrom] = int(((cuts[0] == chrom) & (cuts["pos"] >= lo) & (cuts["pos"] < hi)).sum())
+    side = json.loads((tmp_path / "c.bw.json").read_text())
+    assert side["n_cut_sites"] == expected and side["regions_bp"] == 2_000_000
+    assert sum(side["fragment_lengths"]) > 0
+    import pyBigWig
+
+    bw = pyBigWig.open(str(out))
+    try:
+        assert set(bw.chroms()) >= {"chr1", "chr12", "chr21"}
+        assert bw.intervals("chr1") is None and bw.intervals("chr12", 0, 5_999_000) is None
+        # a 201-bp box per kept cut site, every box inside this query: the track sums to 201 per cut site
+        total = sum((e - s) * v for s, e, v in bw.intervals("chr12", 5_999_000, 7_001_000))
+        assert total == 201 * expected["chr12"]
+    finally:
+        bw.close()

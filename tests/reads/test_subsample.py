@@ -472,3 +472,30 @@ def test_subsample_cli_too_many_fragments_exits_2_naming_both_numbers(tmp_path: 
     assert "f.tsv" in err and "5,000" in err and "450" in err
     assert not out.exists() and not Path(str(out) + ".tbi").exists()
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_fragments_subsample_counts_and_draws_inside_the_target_regions(shared_data, tmp_path):
+    """Subsample --target-regions on a fragments file: exactly N fragments, all starting inside the regions."""
+    import json
+
+    import pandas as pd
+
+    from atacdenoise.cli import run_command
+
+    frags = shared_data / "immune" / "TCD8EM_U_1004_b.fragments.tsv.gz"
+    regions = tmp_path / "r.bed"
+    regions.write_text("chr1\t24000000\t25000000\nchr21\t28000000\t29000000\n")
+    out = tmp_path / "s.tsv.gz"
+    sizes = shared_data / "genomes/hg38.chrom.sizes"
+    argv = ["subsample", "--input", str(frags), "--fragments", "3000", "--seed", "7", "--sizes", str(sizes)]
+    assert run_command([*argv, "--target-regions", str(regions), "--out", str(out)]) == 0
+    df = pd.read_csv(frags, sep="\t", header=None, comment="#")
+    inside = ((df[0] == "chr1") & df[1].between(24_000_000, 24_999_999)) | (
+        (df[0] == "chr21") & df[1].between(28_000_000, 28_999_999)
+    )
+    got = pd.read_csv(out, sep="\t", header=None, comment="#")
+    meta = json.loads((tmp_path / "s.tsv.gz.json").read_text())
+    assert len(got) == meta["achieved"] == 3000 and meta["available"] == int(inside.sum())
+    key = [0, 1, 2]
+    merged = got[key].merge(df.loc[inside, key], how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()  # every drawn fragment is one of the file's inside the regions

@@ -146,3 +146,49 @@ def test_two_noisy_files_that_would_share_a_depth_label_are_refused(tmp_path):
     ]
     with pytest.raises(InputError, match=r"noisy files 'a/D2\.bam' and 'b/D2\.bam' would both be depth 'given-D2'"):
         given_labels("a/D2.bam;b/D2.bam")
+
+
+def test_a_noisy_library_inside_its_own_pool_is_refused(tmp_path):
+    """A real low-depth library scored against a pool that contains it would inflate every figure."""
+    import pandas as pd
+
+    from atacdenoise.checks import check_inputs
+    from atacdenoise.errors import InputError
+
+    lib = [str(REPO / f"resources/immune/TeffNaive_U_100{d}_a.fragments.tsv.gz") for d in (1, 2)]
+    sheet = pd.DataFrame(
+        [{"sample": "T", "cell_type": "T", "kind": "fragments", "path": ";".join(lib), "noisy": lib[1], "role": "test"}]
+    )
+    config = {"samples": "sheet.tsv", "genome": {"sizes": str(REPO / "resources/genomes/hg38.chrom.sizes")}}
+    with pytest.raises(InputError, match="is also in the pooled reference") as err:
+        check_inputs(sheet, config, results=None)
+    assert lib[1] in str(err.value) and "pool the other donors" in str(err.value)
+    sheet.loc[0, "kind"] = "bigwig"
+    with pytest.raises(InputError, match="kind bigwig cannot be pooled"):
+        check_inputs(sheet.assign(noisy=""), config, results=None)
+    check_inputs(
+        sheet.assign(kind="fragments", noisy=str(REPO / "resources/immune/TeffNaive_U_1004_a.fragments.tsv.gz")),
+        config,
+        results=None,
+    )
+
+
+def test_split_may_be_empty_when_nothing_is_trained_or_benchmarked(tmp_path):
+    """Role apply with model.pretrained needs no split.*; a train sample without val regions is named."""
+    sheet = tmp_path / "s.tsv"
+    sheet.write_text(
+        f"sample\tcell_type\tkind\tpath\trole\nHSC\tHSC\tbam\t{REPO / 'resources/demo/HSC_80M.chr1_chr2.bam'}\ttrain\n"
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {"samples": str(sheet), "genome": {"sizes": str(REPO / "resources/demo/hg19_first10mb.chr1_chr2.sizes")}}
+        )
+    )
+    res = subprocess.run(
+        ["snakemake", "-n", "-s", str(REPO / "Snakefile"), "--configfile", str(cfg), "-d", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode != 0 and "split.val_chroms is empty but a model is trained" in res.stdout + res.stderr

@@ -48,11 +48,11 @@ TARGETS = ["all", "results/coverage/HSC_B/full.rep1.bw", "results/cells/HSC_B/fu
 
 
 def run_workflow(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
-    (workdir / "config" / "fewcell").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "fewcell-sim").mkdir(parents=True, exist_ok=True)
     if not (workdir / "resources").exists():
         (workdir / "resources").symlink_to(REPO / "resources")
     for name in ("config.yaml", "samples.tsv"):
-        (workdir / "config" / "fewcell" / name).write_text((REPO / "config" / "fewcell" / name).read_text())
+        (workdir / "config" / "fewcell-sim" / name).write_text((REPO / "config" / "fewcell-sim" / name).read_text())
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(FAST))
     cmd = [
         "snakemake",
@@ -66,7 +66,7 @@ def run_workflow(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
         "--cores",
         "2",
         "--configfile",
-        str(workdir / "config" / "fewcell" / "config.yaml"),
+        str(workdir / "config" / "fewcell-sim" / "config.yaml"),
         str(workdir / "overlay.yaml"),
         *extra,
     ]

@@ -148,7 +148,7 @@ def check_bigwig_file(path: str | Path, sizes: dict[str, int]) -> None:
     check_bigwig(path, sizes)
 
 
-def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
+def check_peak_file(path: str | Path, genome: dict[str, int], what: str = "peak file") -> int:
     """Check that ``path`` is a BED/narrowPeak whose intervals lie on ``genome``; return the interval count.
 
     The file may be plain or gzip, with or without a track line.
@@ -156,7 +156,7 @@ def check_peak_file(path: str | Path, genome: dict[str, int]) -> int:
     from atacdenoise.io.intervals import read_narrowpeak
 
     path = Path(path)
-    _exists(path, "peak file")
+    _exists(path, what)
     return len(read_narrowpeak(path, genome))
 
 
@@ -255,7 +255,7 @@ def check_inputs(
         noisy, peaks, barcodes, role; empty cells as "" or NaN).
     config : dict
         The workflow config (``genome.sizes`` required; ``genome.chroms``,
-        ``genome.exclude``, ``genome.blacklist``, ``depths``, ``cells``,
+        ``genome.exclude``, ``genome.blacklist``, ``genome.tss``, ``depths``, ``cells``,
         ``model.pretrained`` used when present).
     made_by_workflow : callable or None
         Paths for which it returns True are made by a rule and are not
@@ -295,6 +295,8 @@ def check_inputs(
             from atacdenoise.io.regions import read_target_regions
 
             attempt(read_target_regions, gconf["regions"], sizes)
+        if gconf.get("tss"):
+            attempt(check_peak_file, gconf["tss"], genome, what="TSS BED (genome.tss)")
     if simulate.get("bam") and sizes is not None:
         attempt(check_bam_file, simulate["bam"], sizes)
     pretrained = (config.get("model") or {}).get("pretrained")

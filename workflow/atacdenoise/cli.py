@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "metrics": ("metrics", "benchmark metrics of model, noisy input and MACS3 against the clean data"),
     "plots": ("plots", "figures for the report: PR curves, metric vs depth, track snapshots"),
     "summary": ("summary", "headline table (summary.tsv) from metrics.tsv files"),
+    "qc": ("qc", "input QC of a BAM, fragments file or bigWig: FRiP, TSS enrichment, duplicates, fragment lengths"),
+    "qc-summary": ("qc_summary", "gather the input-QC rows into one table; fragment-length and depth figures"),
     "check": ("check", "validate the config, the sample sheet and every input file before a run"),
 }
 

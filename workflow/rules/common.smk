@@ -233,6 +233,7 @@ def all_targets():
             targets += [denoised(s, d, r, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak")]
     if reference_samples():
         targets += benchmark_targets()
+    targets += qc_targets()
     return targets
 
 
@@ -324,6 +325,46 @@ def cell_type(wildcards):
 
 def coverage_kind(wildcards):
     return sample_row(wildcards).kind
+
+
+# --------------------------------------------------------------------------- helpers of qc.smk
+
+
+def qc_inputs():
+    """(sample, depth, rep) of every input QC'd: the clean data and noisy tracks of reference samples, the
+    apply samples' files."""
+    full = [(s, "full", "1") for s in reference_samples()]
+    apply = [(s, d, r) for s in SAMPLES.index if SAMPLES.loc[s, "role"] == "apply" for d, r in noisy_targets(s)]
+    return list(dict.fromkeys(full + benchmark_pairs() + apply))
+
+
+def qc_path(sample, depth, rep, suffix="tsv"):
+    return f"results/qc/{sample}/{depth}.rep{rep}.{suffix}"
+
+
+def qc_peaks(wildcards):
+    """The clean peaks FRiP is computed against; none for apply samples (no clean data)."""
+    return [] if sample_row(wildcards).role == "apply" else [labels_path(wildcards)]
+
+
+def qc_optional_beds():
+    """Target regions (genome.regions) and TSSs (genome.tss), when configured."""
+    return {k: config["genome"][k] for k in ("regions", "tss") if config["genome"].get(k)}
+
+
+def qc_optional_args(wildcards, input):
+    args = [f"--peaks {shlex.quote(str(p))}" for p in input.peaks]
+    flags = {"regions": "--target-regions", "tss": "--tss"}
+    args += [f"{flags[k]} {shlex.quote(str(input[k]))}" for k in qc_optional_beds()]
+    return " ".join(args)
+
+
+def qc_targets():
+    return [
+        "results/qc/qc.tsv",
+        "results/qc/fragment_lengths.png",
+        "results/qc/cut_sites_per_mb.png",
+    ]
 
 
 # --------------------------------------------------------------------------- helpers of peaks.smk

@@ -1,5 +1,5 @@
 # Snakemake HTML report: the workflow description below; figures and tables are report()-tagged in
-# benchmark.smk and model.smk (captions in workflow/report/). Built by `make demo` with `snakemake --report`.
+# benchmark.smk, model.smk and qc.smk (captions in workflow/report/). Built by `make demo` with `snakemake --report`.
 
 
 report: "../report/workflow.rst"

@@ -437,3 +437,83 @@ def plot_track_snapshots(
     fig.suptitle(title or "Coverage snapshots at the loci of largest gain and loss", fontsize=11)
     fig.tight_layout()
     save_figure(fig, out)
+
+
+# --------------------------------------------------------------------------- input QC
+
+
+def _input_label(sample: str, depth: str, rep: str) -> str:
+    return f"{sample} {depth} rep{rep}"
+
+
+def _empty_figure(text: str, out: str | Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    save_figure(fig, out)
+
+
+def plot_fragment_lengths(qc: pd.DataFrame, hists: Sequence[np.ndarray], out: str | Path, title: str = "") -> str:
+    """Normalised fragment-length histograms, one panel per sample and one line per input.
+
+    ``qc`` holds sample, depth and rep of each input (rows of the QC table) and
+    ``hists`` its histogram (int64[MAX_FRAGMENT + 1], the last bin "longer"; empty
+    for inputs without fragment lengths, which are not drawn). Each line is the
+    fraction of the input's fragments per bp of length, lengths up to the last
+    bin. Returns the figure's title.
+    """
+    title = title or "Fragment lengths of the inputs (nucleosome-free peak, then one and two nucleosomes)"
+    drawn = [(r, h) for r, h in zip(qc.itertuples(), hists) if len(h) and h.sum() > 0]
+    if not drawn:
+        _empty_figure("no fragment lengths: single-end BAMs or bigWigs only", out)
+        return title
+    samples = list(dict.fromkeys(r.sample for r, _ in drawn))
+    fig, axes = plt.subplots(len(samples), 1, figsize=(8, 3 * len(samples)), squeeze=False)
+    for ax, sample in zip(axes[:, 0], samples):
+        lines = [(r, h) for r, h in drawn if r.sample == sample]
+        for k, (r, h) in enumerate(lines):
+            frac = h[:-1] / h.sum()
+            color = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")(k % 20)
+            ax.plot(np.arange(frac.size), frac, lw=1, color=color, label=_input_label(r.sample, r.depth, r.rep))
+        ax.set_xlim(0, len(drawn[0][1]) - 1)
+        ax.set_xlabel("fragment length (bp)")
+        ax.set_ylabel("fraction of fragments per bp")
+        ax.set_title(sample, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right", ncol=1 + len(lines) // 12)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, out)
+    return title
+
+
+def plot_cut_site_density(qc: pd.DataFrame, out: str | Path, prefix: str = "cut_sites_per_mb:", title: str = "") -> str:
+    """Cut sites per Mb of each region (the QC table's ``{prefix}<region>`` columns), one row of dots per input.
+
+    Log scale (inputs of several depths differ by orders of magnitude); inputs
+    without cut-site counts (bigWigs) are left out. Returns the figure's title.
+    """
+    title = title or "Cut sites per Mb of each region, per input"
+    cols = [c for c in qc.columns if c.startswith(prefix)]
+    values = qc[cols].apply(pd.to_numeric, errors="coerce") if cols else pd.DataFrame()
+    keep = values.notna().any(axis=1) if cols else pd.Series(False, index=qc.index)
+    if not keep.any():
+        _empty_figure("no cut-site counts (bigWig inputs only)", out)
+        return title
+    qc, values = qc[keep], values[keep]
+    regions = [c.removeprefix(prefix) for c in cols]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(regions) + 3), 4.5))
+    x = np.arange(len(regions))
+    for k, (r, v) in enumerate(zip(qc.itertuples(), values.to_numpy())):
+        color = plt.get_cmap("tab10" if len(qc) <= 10 else "tab20")(k % 20)
+        ax.plot(x, v, marker="o", ms=4, lw=0.6, color=color, label=_input_label(r.sample, r.depth, r.rep))
+    ax.set_yscale("log")
+    ax.set_xticks(x, regions, rotation=90 if len(regions) > 6 else 0, fontsize=7)
+    ax.set_xlabel("region")
+    ax.set_ylabel("cut sites per Mb (log scale; 0 not drawn)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=1 + len(qc) // 25)
+    ax.set_title(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, out)
+    return title

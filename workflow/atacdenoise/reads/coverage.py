@@ -25,6 +25,7 @@ from atacdenoise.io.regions import TargetRegions
 from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.log import progress
 from atacdenoise.reads import cutsites as cs
+from atacdenoise.reads.fraglen import fragment_lengths
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,17 @@ def make_coverage(
         meta = {**settings, "source": str(source), "kind": kind, "chroms": list(sizes), "n_cut_sites": n_cut}
         meta["regions"] = target.path if target is not None else None
         meta["regions_bp"] = target.bp(list(sizes)) if target is not None else sum(sizes.values())
+        # the fragment-length profile (fragments files, paired-end BAMs): a model records its training data's,
+        # and inference compares a sample's with it (model/fitness.py)
+        hist = fragment_lengths(
+            source,
+            kind,
+            sizes,
+            {c: (target.starts[c], target.ends[c]) for c in target.chroms} if target is not None else None,
+            min_mapq=settings["min_mapq"],
+            keep_duplicates=settings["keep_duplicates"],
+        )
+        meta["fragment_lengths"] = hist.tolist() if hist is not None else None
         write_json(sidecar_path(out), {**meta, "filters": filters})
     except BaseException:
         out.unlink(missing_ok=True)
