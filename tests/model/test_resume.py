@@ -137,7 +137,8 @@ def test_inference_killed_midway_leaves_no_final_output_and_a_rerun_succeeds(tmp
         "--batch-size",
         4,
     ]
-    finals = [out / "S.track.bw", out / "S.peakprob.bw", out / "S.peaks.narrowPeak"]
+    # the fitness table is written last, after the three outputs are renamed into place
+    finals = [out / "S.track.bw", out / "S.peakprob.bw", out / "S.peaks.narrowPeak", out / "S.fitness.tsv"]
 
     proc = _start(argv, tmp_path / "first.log")
     _wait_for(lambda: out.is_dir() and any(p.stat().st_size > 0 for p in out.iterdir()), proc)  # writing has begun

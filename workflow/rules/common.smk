@@ -230,7 +230,7 @@ def all_targets():
     targets = []
     for s in SAMPLES.index:
         for d, r in noisy_targets(s):
-            targets += [denoised(s, d, r, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak")]
+            targets += [denoised(s, d, r, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak", "fitness.tsv")]
     if reference_samples():
         targets += benchmark_targets()
     targets += qc_targets()

@@ -45,6 +45,11 @@ rule infer:
         track="results/denoised/{model}/{sample}/{depth}.rep{rep}.track.bw",
         prob="results/denoised/{model}/{sample}/{depth}.rep{rep}.peakprob.bw",
         peaks="results/denoised/{model}/{sample}/{depth}.rep{rep}.peaks.narrowPeak",
+        fitness=report(
+            "results/denoised/{model}/{sample}/{depth}.rep{rep}.fitness.tsv",
+            caption="../report/fitness.rst",
+            category="Model fitness",
+        ),
     log:
         "results/logs/infer/{model}/{sample}/{depth}.rep{rep}.log",
     benchmark:

@@ -10,7 +10,10 @@ grow with the genome. Writes, each atomically:
 * ``PREFIX.peaks.narrowPeak``: regions of probability >= threshold, gaps of at
   most 30 bp merged, at least 200 bp long (as ``macs3 bdgpeakcall -c T -l 200 -g 30``
   on the peakprob track), summit at the denoised track's maximum, score from the
-  probability.
+  probability;
+* ``PREFIX.fitness.tsv``: the input compared with the model's training data (depth,
+  share of signal in the training peaks, fragment lengths; ``ok``, ``outside`` or
+  ``unknown`` per metric, a warning in the log for each ``outside``).
 
 The coverage must be made with the model's preprocessing (smoothing, Tn5 shifts,
 CPM): its sidecar ``X.bw.json`` is checked against the model and a mismatch is an
@@ -26,6 +29,7 @@ from pathlib import Path
 
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
+from atacdenoise.model.fitness import fitness_path
 from atacdenoise.model.infer import denoise_bigwig, output_paths
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="chromosomes to denoise (default: all of the sizes file but chrM and unplaced contigs)",
     )
     parser.add_argument(
-        "--out-prefix", required=True, help="writes PREFIX.track.bw, PREFIX.peakprob.bw, PREFIX.peaks.narrowPeak"
+        "--out-prefix",
+        required=True,
+        help="writes PREFIX.track.bw, PREFIX.peakprob.bw, PREFIX.peaks.narrowPeak and PREFIX.fitness.tsv",
     )
     parser.add_argument(
         "--batch-size", type=int, default=16, help="tiles per forward pass (and per input read); larger on a GPU"
@@ -85,9 +91,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Denoise the input bigWig into the three outputs."""
+    """Denoise the input bigWig into the three outputs and compare it with the model's training data."""
     _check_args(args)
-    for out in output_paths(args.out_prefix).values():
+    for out in [*output_paths(args.out_prefix).values(), fitness_path(args.out_prefix)]:
         check_writable(out)
     denoise_bigwig(
         args.model,

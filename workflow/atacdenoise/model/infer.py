@@ -42,6 +42,7 @@ from atacdenoise.io.sidecar import read_sidecar
 from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
 from atacdenoise.model.device import autocast_dtype, select_device
+from atacdenoise.model.fitness import assess_track, fitness_path, write_fitness
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
 log = logging.getLogger(__name__)
@@ -481,7 +482,7 @@ def denoise_bigwig(
     interval: int | None = None,
     target_regions: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Denoise a coverage bigWig with a model file; write ``PREFIX.{track.bw,peakprob.bw,peaks.narrowPeak}``.
+    """Denoise a coverage bigWig with a model file into ``PREFIX.{track.bw,peakprob.bw,peaks.narrowPeak,fitness.tsv}``.
 
     Every base of every selected chromosome (``chroms``, default: the sizes
     file's without chrM and unplaced contigs) is denoised. The input's sidecar
@@ -489,7 +490,9 @@ def denoise_bigwig(
     is logged. ``threshold`` defaults to the model's (chosen on validation);
     ``interval`` to the model's tile size (outputs do not depend on it). With
     ``target_regions`` (a BED) only those regions are denoised. The three files
-    appear together, atomically. Returns their paths.
+    appear together, atomically; then ``PREFIX.fitness.tsv``, the input compared with the
+    model's training data (:mod:`atacdenoise.model.fitness`, a warning per metric outside what the
+    model saw). Returns the paths of the three (the table is at :func:`atacdenoise.model.fitness.fitness_path`).
     """
     from atacdenoise.model.network import depth_scale, load_model, transform_input
 
@@ -511,6 +514,7 @@ def denoise_bigwig(
         )
     else:
         check_preprocessing(sidecar, meta.get("preprocessing", {}), str(input_path))
+    fitness = assess_track(meta, input_path, sidecar, genome)  # is the model fit for this sample? (logged)
     interval, pad = int(interval or meta["window"]["interval"]), int(meta["window"]["pad"])
     threshold = float(meta.get("threshold", 0.5)) if threshold is None else float(threshold)
     check_context(model.receptive_field, pad)
@@ -549,6 +553,7 @@ def denoise_bigwig(
     paths = output_paths(out_prefix)
     t0 = time.perf_counter()
     n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target)
+    write_fitness(fitness, fitness_path(out_prefix))
     log_summary(runner, dev, time.perf_counter() - t0, n_peaks, paths)
     return paths
 

@@ -64,6 +64,7 @@ from atacdenoise.model.dataset import (
     start_table,
 )
 from atacdenoise.model.device import autocast_dtype, select_device
+from atacdenoise.model.fitness import PROFILE_KEY, training_profile
 from atacdenoise.model.network import (
     DEFAULT_PRESET,
     MODEL_KEYS,
@@ -871,6 +872,7 @@ def train(
                 "trained_cell_types": sorted({str(p.meta["cell_type"]) for p in pairs if p.meta.get("cell_type")}),
                 "val_regions": [str(r) for r in val],
                 "holdout_regions": [str(r) for r in holdout],
+                PROFILE_KEY: training_profile(pairs),  # what inference compares a sample with (model/fitness.py)
             },
         )
         _write_history(out_dir / "history.tsv", history)
