@@ -80,8 +80,17 @@ def run_seed(work: Path, seed: int, epochs: int, cores: int) -> Path:
     (d / "samples.tsv").write_text(sheet({**dict.fromkeys(TRAIN, "train"), **dict.fromkeys(TEST, "test")}))
     (d / "config.yaml").write_text(yaml.safe_dump(config(seed, epochs)))
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(d), "--profile", str(REPO / "profiles/local")]
-    cmd += ["--cores", str(cores), "--configfile", str(d / "config.yaml"), str(metrics)]
+    cmd = [
+        "snakemake",
+        str(metrics.relative_to(d)),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(d),
+        "--profile",
+        str(REPO / "profiles/local"),
+    ]
+    cmd += ["--cores", str(cores), "--configfile", str(d / "config.yaml")]  # --configfile takes every word after it
     t0 = time.perf_counter()
     with open(d / "snakemake.log", "w") as log:
         res = subprocess.run(cmd, cwd=d, stdout=log, stderr=subprocess.STDOUT, env=env)

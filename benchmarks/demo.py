@@ -12,7 +12,8 @@ Timed: the workflow itself (``make demo``'s first command), then the HTML report
 (its second command). The per-rule times come from the rules' own ``benchmark:``
 files (``results/benchmarks/**.tsv``): the slowest rules show where the time goes.
 
-Usage: ``.venv/bin/python benchmarks/demo.py [--cores 2] [--keep DIR] [--no-report]``
+Usage: ``.venv/bin/python benchmarks/demo.py [--cores 2] [--keep DIR] [--no-report] [--config CONFIG]``;
+``--config config/immune/config.yaml`` times the real cohort example instead (target 15 min, issue 18).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C
 
 TARGET_S = 600.0
+#: targets of other bundled configs (issue 18: the immune cohort in at most 15 min on 2 cores)
+TARGETS = {"config/config.yaml": TARGET_S, "config/immune/config.yaml": 900.0}
 
 
 def copy_tree(dest: Path) -> int:
@@ -73,7 +76,13 @@ def main() -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--keep", type=Path, default=None, help="run in this (new) directory and keep it")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report step")
+    p.add_argument(
+        "--config",
+        default="config/config.yaml",
+        help="workflow config, relative to the repository (config/immune/config.yaml: the cohort, target 15 min)",
+    )
     args = p.parse_args()
+    target_s = TARGETS.get(args.config, TARGET_S)
     snakemake = C.tool("snakemake", "install the workflow extras: .venv/bin/pip install -e '.[workflow]'")
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -85,7 +94,7 @@ def main() -> None:
     rows = []
     try:
         base = [snakemake, "--profile", "profiles/local", "--cores", str(args.cores)]
-        base += ["--configfile", "config/config.yaml"]  # as make demo: the demo config, given explicitly
+        base += ["--configfile", args.config]  # as make demo: the config given explicitly
         s, _ = C.run_cmd(base, env=env, cwd=work)
         C.log(f"workflow: {s.wall:.0f} s, peak RSS {C.fmt_bytes(s.rss)}")
         rows.append(
@@ -110,15 +119,15 @@ def main() -> None:
         rows.append(["**make demo after set-up (sum)**", f"{total:.0f}", f"{total / 60:.1f}", ""])
         slow = rule_times(work / "results")
         notes = [
-            f"Target {TARGET_S / 60:.0f} min: {'met' if total <= TARGET_S else 'missed'} "
-            f"({total / TARGET_S:.2f} of the target).",
+            f"Target {target_s / 60:.0f} min: {'met' if total <= target_s else 'missed'} "
+            f"({total / target_s:.2f} of the target).",
             f"{len(slow)} jobs with benchmark files; their summed time {sum(t for _, t, _ in slow):.0f} s (jobs run "
             f"{args.cores} at a time). Slowest jobs: "
             + "; ".join(f"{name} {t:.0f} s ({rss:.0f} MB)" for name, t, rss in slow[:8])
             + ".",
         ]
         C.report(
-            "Whole demo: make demo (snakemake --profile profiles/local) after set-up",
+            f"Whole workflow on {args.config} (snakemake --profile profiles/local) after set-up",
             ["step", "wall s", "min", "peak RSS (tree)"],
             rows,
             notes,

@@ -456,6 +456,7 @@ def test_subsample_cli_on_fragments_writes_tbi_and_sidecar(tmp_path: Path) -> No
         "seed": 9,
         "available": 450,
         "source": str(src),
+        "regions": None,
     }
     assert len(lines_of(out)) == 120 and Path(str(out) + ".tbi").exists()
     # --fraction rounds to a whole number of fragments
