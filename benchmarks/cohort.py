@@ -57,7 +57,7 @@ def config(seed: int, epochs: int) -> dict:
         "genome": {"sizes": str(HG38), "regions": str(IMMUNE / "windows.hg38.bed")},
         "depths": [20000],
         "seed": seed,
-        "split": {"val_chroms": ["chr21:13199000-20000000"], "holdout_chroms": ["chr21:20000000-31001000"]},
+        "split": {"val_chroms": ["chr21:13199000-16000000"], "holdout_chroms": ["chr21:20000000-31001000"]},
         "model": {
             "name": "cohort",
             "preset": "light",

@@ -112,7 +112,7 @@ def test_every_stage_stays_inside_the_target_regions(cohort):
         inside |= (frags[0] == c) & (frags[1] >= s) & (frags[1] < e)
     assert inside.all()  # depths count (and draw) fragments inside the regions only
     with pyBigWig.open(str(cohort / "results/denoised/cohort/TeffNaive_U/20000.rep1.track.bw")) as bw:
-        assert bw.intervals("chr1") is None  # no target region there: not denoised
+        assert "chr1" not in bw.chroms()  # no target region there: not denoised
         assert bw.intervals("chr12", 0, REGIONS[0][1]) is None and bw.intervals("chr12", REGIONS[0][2]) is None
         assert bw.intervals("chr12", REGIONS[0][1], REGIONS[0][2])
     peaks = pd.read_csv(
