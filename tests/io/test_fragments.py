@@ -112,3 +112,19 @@ def test_coverage_cli_on_bad_fragments_file_exits_2_and_names_the_line(tmp_path:
     assert rc == 2
     assert "bad.tsv, line 2: wrong number of columns" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_barcodes_with_a_hash_are_read_whole(tmp_path):
+    """Real barcodes hold '#' (ArchR: `PBMCSmall#ACTGTCCTCTACCCGT-1`); only lines starting with '#' are comments."""
+    from atacdenoise.io.fragments import iter_fragments
+
+    path = tmp_path / "f.tsv"
+    path.write_text(
+        "# a header line\tof a kind\n"
+        "chr1\t100\t150\tPBMCSmall#ACTGTCCTCTACCCGT-1\t1\n"
+        "#another comment\n"
+        "chr1\t200\t260\tPBMCSmall#TACGGATAGGATTAAC-1\t2\n"
+    )
+    (chunk,) = list(iter_fragments(path, barcodes=True))
+    assert chunk["barcode"].tolist() == ["PBMCSmall#ACTGTCCTCTACCCGT-1", "PBMCSmall#TACGGATAGGATTAAC-1"]
+    assert chunk["start"].tolist() == [100, 200] and chunk["count"].tolist() == [1, 2]

@@ -131,7 +131,8 @@ def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: boo
         sep="\t",
         header=None,
         names=_NAMES,
-        comment="#",
+        # no comment="#": pandas would cut lines at any '#', and real barcodes hold one
+        # (ArchR's `Sample#BARCODE-1`); comment lines are those that start with '#', dropped below
         dtype={"chrom": str, "barcode": str, "_extra": str},
         compression="gzip" if is_gzip(path) else None,
         chunksize=chunk_rows,
@@ -140,7 +141,12 @@ def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: boo
     first_row = 0
     try:
         for chunk in reader:
+            comment = chunk["chrom"].str.startswith("#", na=False).to_numpy()
+            if comment.any():
+                chunk = chunk[~comment].reset_index(drop=True)
             n = len(chunk)
+            if n == 0:
+                continue
             chunk = _check_chunk(chunk, path, first_row)
             yield chunk if barcodes else chunk.drop(columns="barcode")
             first_row += n
