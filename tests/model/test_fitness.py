@@ -357,3 +357,20 @@ def test_coverage_moved_off_the_training_peaks_has_a_low_fraction_in_them(hsc, t
     assert set(assess_track(old, bw, read_sidecar(bw), GENOME)["status"]) == {"ok", "unknown"}
     profile = track_profile(bw, read_sidecar(bw), GENOME, meta[PROFILE_KEY])
     assert profile["fraction_in_training_peaks"] < 0.5 * meta[PROFILE_KEY]["pairs"][0]["fraction_in_training_peaks"]
+
+
+def test_training_peaks_are_in_genome_coordinates_for_datasets_of_target_regions(tmp_path):
+    """A dataset made with genome.regions stores a span from an offset: its peaks are stored shifted back."""
+    from atacdenoise.model.dataset import open_dataset, write_dataset
+    from atacdenoise.model.fitness import training_profile
+
+    n = 1000
+    noisy = np.ones(n, dtype=np.float32)
+    labels = np.zeros(n, dtype=np.uint8)
+    labels[100:200] = 1
+    arrays = {"noisy": noisy, "clean": noisy, "labels": labels, "mask": np.ones(n, dtype=np.uint8)}
+    meta = {"sample": "S", "depth": "d", "rep": "1", "offsets": {"chr1": 5000}, "chrom_sizes": {"chr1": 10_000}}
+    write_dataset(tmp_path / "ds", meta, [("chr1", arrays)])
+    profile = training_profile([open_dataset(tmp_path / "ds")])
+    assert list(profile["peaks"]["chr1"]["starts"]) == [5100] and list(profile["peaks"]["chr1"]["ends"]) == [5200]
+    assert profile["pairs"][0]["fraction_in_training_peaks"] == pytest.approx(0.1)

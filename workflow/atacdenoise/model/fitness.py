@@ -240,7 +240,9 @@ def training_profile(pairs: list[PairData]) -> dict:
     runs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for p in pairs:
         for chrom in p.chroms:
-            runs.setdefault(chrom, []).append(intervals_from_mask(p.arrays(chrom)["labels"]))
+            # datasets made with target regions store a span starting at p.offset(chrom): peaks in genome coordinates
+            s, e = intervals_from_mask(p.arrays(chrom)["labels"])
+            runs.setdefault(chrom, []).append((s + p.offset(chrom), e + p.offset(chrom)))
     union = {
         c: merge_intervals(np.concatenate([s for s, _ in r]), np.concatenate([e for _, e in r]))
         for c, r in runs.items()
@@ -254,8 +256,9 @@ def training_profile(pairs: list[PairData]) -> dict:
         depth, basis = _pair_depth(p, sidecar)
         inside = total = 0.0
         for chrom, length in p.chroms.items():
-            noisy = p.arrays(chrom)["noisy"]
-            i, t = signal_in_intervals(lambda lo, hi, a=noisy: a[lo:hi], length, *peaks[chrom])
+            noisy, off = p.arrays(chrom)["noisy"], p.offset(chrom)
+            starts, ends = (np.asarray(x, dtype=np.int64) - off for x in peaks[chrom])
+            i, t = signal_in_intervals(lambda lo, hi, a=noisy: a[lo:hi], length, starts, ends)
             inside, total = inside + i, total + t
         hist = fragment_histogram(sidecar)
         hists.append(hist)
