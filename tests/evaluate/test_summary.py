@@ -180,3 +180,25 @@ def test_plots_depth_draws_seen_and_unseen_cell_types(tmp_path):
     one = one[one["cell_type"] == "B"]
     title = plot_metric_vs_depth(one, tmp_path / "one.png", ["pearson"])
     assert title.startswith("Quality vs input depth (holdout;") and "cell type B: unseen (seen = trained on)" in title
+
+
+def test_reference_table_names_the_pooled_libraries_and_the_noisy_ones():
+    """The benchmark states which libraries made each reference and which were scored against it."""
+    from atacdenoise.evaluate.summary import reference_table
+
+    sheet = pd.DataFrame(
+        {
+            "sample": ["A", "B", "C"],
+            "cell_type": ["t1", "t2", "t3"],
+            "path": ["a1.tsv.gz;a2.tsv.gz; a3.tsv.gz", "b.bam", "cells.tsv.gz"],
+            "noisy": ["a4.tsv.gz", "", ""],
+            "barcodes": ["", "", "bc.tsv"],
+            "role": ["train", "", "test"],
+        }
+    )
+    metrics = pd.DataFrame({"sample": ["A", "A", "C", "B"]})
+    t = reference_table(sheet, metrics).set_index("sample")
+    assert list(t.index) == ["A", "C", "B"]
+    assert t.loc["A", "reference"] == "a1.tsv.gz; a2.tsv.gz; a3.tsv.gz" and t.loc["A", "n_reference_files"] == 3
+    assert t.loc["A", "noisy"] == "a4.tsv.gz" and t.loc["B", "role"] == "train" and t.loc["B", "noisy"] == ""
+    assert t.loc["C", "reference"] == "cells.tsv.gz (all cells of cell type t3)"

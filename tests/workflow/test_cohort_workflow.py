@@ -99,6 +99,9 @@ def test_pooled_reference_lists_its_libraries_and_leaves_the_noisy_one_out(cohor
     assert sorted(meta["sources"]) == sorted(map(str, pool_of("TeffNaive_U")))
     assert str(library("TeffNaive_U", 1004, "a")) not in meta["sources"]
     assert meta["total"] == sum(meta["sources"].values()) > 0
+    refs = pd.read_csv(cohort / "results/benchmark/cohort/references.tsv", sep="\t").set_index("sample")
+    assert refs.loc["TeffNaive_U", "reference"].split("; ") == [str(p) for p in pool_of("TeffNaive_U")]
+    assert refs.loc["TeffNaive_U", "noisy"] == str(library("TeffNaive_U", 1004, "a"))
 
 
 def test_every_stage_stays_inside_the_target_regions(cohort):

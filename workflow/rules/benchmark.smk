@@ -66,6 +66,13 @@ rule benchmark_summary:
         ),
         effective="results/benchmark/{model}/effective_depth.tsv",
         effective_by_cell_type="results/benchmark/{model}/effective_depth_by_cell_type.tsv",
+        references=report(
+            "results/benchmark/{model}/references.tsv",
+            caption="../report/references.rst",
+            category="Benchmark",
+            subcategory="Tables",
+            labels={"table": "clean references (pooled libraries)"},
+        ),
     log:
         "results/logs/benchmark/{model}/summary.log",
     benchmark:
@@ -80,7 +87,8 @@ rule benchmark_summary:
         "atacdenoise summary --metrics {input.metrics:q} --samples {input.samples:q} --model {input.model:q}"
         " --out-metrics {output.metrics:q} --out-summary {output.summary:q}"
         " --out-summary-by-cell-type {output.by_cell_type:q} --out-effective-depth {output.effective:q}"
-        " --out-effective-depth-by-cell-type {output.effective_by_cell_type:q} 2> {log:q}"
+        " --out-effective-depth-by-cell-type {output.effective_by_cell_type:q} --out-references {output.references:q}"
+        " 2> {log:q}"
 
 
 rule plot_pr:

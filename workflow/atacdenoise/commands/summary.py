@@ -34,6 +34,7 @@ from atacdenoise.evaluate.summary import (
     cell_type_effective_depths,
     gather_metrics,
     label_by_sample,
+    reference_table,
     sample_labels,
     seen_cell_types,
     sheet_cell_types,
@@ -67,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="headline table per (model, cell type, depth), then the seen - unseen gap per depth",
     )
     p.add_argument("--out-effective-depth-by-cell-type", type=Path, help="effective depth per cell type")
+    p.add_argument(
+        "--out-references", type=Path, help="the files that made each sample's clean reference (pooled libraries)"
+    )
 
 
 def _trained_cell_types(path: Path) -> list[str] | None:
@@ -86,7 +90,8 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write metrics.tsv, the summary tables and the effective-depth tables."""
     metrics = gather_metrics(args.metrics)
-    sheet = sheet_cell_types(read_sheet(args.samples), str(args.samples))
+    raw_sheet = read_sheet(args.samples)
+    sheet = sheet_cell_types(raw_sheet, str(args.samples))
     trained = _trained_cell_types(args.model) if args.model else None
     seen, source = seen_cell_types(sheet, trained)
     if source == "model":
@@ -114,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         _write_table(effective_ct, args.out_effective_depth_by_cell_type)
     if args.out_summary_by_cell_type:
         _write_table(summarise_cell_types(metrics, effective_ct), args.out_summary_by_cell_type)
+    if args.out_references:
+        _write_table(reference_table(raw_sheet, metrics), args.out_references)
     counts = metrics.drop_duplicates("sample")["seen"].value_counts()
     log.info(
         "wrote %d metric rows to %s and %d summary lines to %s (%d samples of seen cell types, %d of unseen)",

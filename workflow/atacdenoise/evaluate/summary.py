@@ -117,6 +117,35 @@ def sheet_cell_types(sheet: pd.DataFrame, source: str = "sample sheet") -> pd.Da
     return out
 
 
+def reference_table(sheet: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Which files made each benchmarked sample's clean reference, and which noisy files were scored against it.
+
+    One row per sample of ``metrics``: ``sample``, ``cell_type``, ``role``, ``n_reference_files``,
+    ``reference`` (the sheet's ``path`` files, pooled when several; ``;``-separated), ``noisy`` (its real
+    low-depth files). ``sheet``: the sample sheet as strings. A pooled reference must not hold a library
+    scored against it (the sheet check refuses that); the table lets a reader see it.
+    """
+    rows = []
+    sheet = sheet.set_index(sheet["sample"].astype(str).str.strip())
+    for sample in metrics["sample"].drop_duplicates():
+        row = sheet.loc[sample]
+        files = [f.strip() for f in str(row.get("path", "")).split(";") if f.strip()]
+        noisy = [f.strip() for f in str(row.get("noisy", "")).split(";") if f.strip() and f.strip() != "nan"]
+        if str(row.get("barcodes", "")).strip() not in ("", "nan"):
+            files = [f"{files[0]} (all cells of cell type {row['cell_type']})"] if files else files
+        rows.append(
+            {
+                "sample": sample,
+                "cell_type": str(row["cell_type"]).strip(),
+                "role": str(row.get("role", "") or "train").strip().replace("nan", "train") or "train",
+                "n_reference_files": len(files),
+                "reference": "; ".join(files),
+                "noisy": "; ".join(noisy),
+            }
+        )
+    return pd.DataFrame(rows, columns=["sample", "cell_type", "role", "n_reference_files", "reference", "noisy"])
+
+
 def seen_cell_types(sheet: pd.DataFrame, trained: Iterable[str] | None = None) -> tuple[set[str], str]:
     """Return the cell types the model was trained on, and where that came from.
 
