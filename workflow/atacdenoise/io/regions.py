@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from atacdenoise.errors import InputError
-from atacdenoise.io.genome import Region, parse_region
+from atacdenoise.io.genome import Region, check_chrom_names, parse_region
 from atacdenoise.io.intervals import merge_intervals, read_bed
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,13 @@ def read_target_regions(path: str | Path | None, sizes: dict[str, int]) -> Targe
     """
     if path is None or str(path) == "":
         return None
-    df = read_bed(path, sizes)
-    df = df[df["chrom"].isin(list(sizes))]
+    df = read_bed(path)
+    if len(df):
+        check_chrom_names(df["chrom"].unique(), sizes, path)  # none on the selected chromosomes: `1` vs `chr1`?
+    outside = ~df["chrom"].isin(list(sizes))
+    if outside.any():  # on chromosomes not selected (genome.chroms, --chroms, genome.exclude): not an error
+        log.debug("%s: %d region(s) on chromosomes not selected, left out", path, int(outside.sum()))
+    df = df[~outside]
     if len(df) == 0:
         raise InputError(
             f"{path}: no target region on the selected chromosomes ({', '.join(list(sizes)[:5])}); "
