@@ -5,7 +5,7 @@ For every seed the whole workflow runs from scratch in its own directory (``--wo
 full shared data: all four windows (``windows.hg38.bed`` as ``genome.regions``), cell states as cell types.
 Each state's deep reference pools donors 1001-1003 (6 libraries); its noisy inputs are donor 1004's
 library ``a`` (a real single library, never in the pool) and a subsample of the pool to 20 k fragments in
-the regions. The model (light preset, the CPU schedule of ``config/immune/``) is trained on
+the regions. The model (light preset, 12 CPU epochs of 48 windows) is trained on
 :data:`TRAIN` and applied to every state; the benchmark scores the holdout ``chr21:20-31 Mb``.
 
 Printed (and written with ``--out``): per state, depth and method, the mean ± sd over seeds of the
