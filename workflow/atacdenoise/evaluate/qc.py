@@ -40,9 +40,9 @@ from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
 from atacdenoise.evaluate.metrics import merge_intervals
 from atacdenoise.io.bigwig import open_bigwig, read_bigwig
-from atacdenoise.io.intervals import mask_from_intervals
+from atacdenoise.io.intervals import mask_from_intervals, starts_in_regions
 from atacdenoise.reads.coverage import bam_cut_sites_by_chrom, fragments_cut_sites_by_chrom
-from atacdenoise.reads.fraglen import MAX_FRAGMENTS, Regions, fragment_lengths, median_length, starts_in_regions
+from atacdenoise.reads.fraglen import MAX_FRAGMENTS, Regions, fragment_lengths, median_length
 
 log = logging.getLogger(__name__)
 

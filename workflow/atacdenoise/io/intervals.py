@@ -138,6 +138,15 @@ def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
     return starts[new], out_ends
 
 
+def starts_in_regions(starts: np.ndarray, region_starts: np.ndarray, region_ends: np.ndarray) -> np.ndarray:
+    """bool[n]: whether each start lies in one of the sorted, non-overlapping ``[region_start, region_end)``."""
+    starts = np.asarray(starts, dtype=np.int64)
+    idx = np.searchsorted(region_starts, starts, side="right") - 1
+    inside = idx >= 0
+    inside[inside] = starts[inside] < np.asarray(region_ends)[idx[inside]]
+    return inside
+
+
 def mask_from_intervals(starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
     """bool[length]: True on bases covered by any ``[start, end)`` (clipped to the chromosome)."""
     starts = np.clip(np.asarray(starts, dtype=np.int64), 0, length)

@@ -18,7 +18,7 @@ import numpy as np
 
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region, check_chrom_names, parse_region
-from atacdenoise.io.intervals import merge_intervals, read_bed
+from atacdenoise.io.intervals import merge_intervals, read_bed, starts_in_regions
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,9 @@ class TargetRegions:
 
     def contains(self, chrom: str, positions: np.ndarray) -> np.ndarray:
         """bool[n]: which 0-based ``positions`` on ``chrom`` lie inside a region."""
-        positions = np.asarray(positions)
         if chrom not in self.starts:
-            return np.zeros(positions.shape, dtype=bool)
-        k = np.searchsorted(self.starts[chrom], positions, side="right") - 1
-        inside = k >= 0
-        inside[inside] = positions[inside] < self.ends[chrom][k[inside]]
-        return inside
+            return np.zeros(np.shape(positions), dtype=bool)
+        return starts_in_regions(positions, self.starts[chrom], self.ends[chrom])
 
     def span(self, chrom: str) -> tuple[int, int]:
         """``(first start, last end)`` of the regions on ``chrom``; ``(0, 0)`` when it has none."""

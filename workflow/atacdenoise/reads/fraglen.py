@@ -30,6 +30,7 @@ from atacdenoise.errors import InputError
 from atacdenoise.io.bam import MIN_MAPQ, READ1, check_bam, open_bam
 from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments
 from atacdenoise.io.genome import check_chrom_names
+from atacdenoise.io.intervals import starts_in_regions
 from atacdenoise.reads.cutsites import BATCH, read_filter
 
 log = logging.getLogger(__name__)
@@ -47,15 +48,6 @@ def length_histogram(lengths: np.ndarray, weights: np.ndarray | None = None) -> 
     lengths = np.clip(np.asarray(lengths, dtype=np.int64), 0, MAX_FRAGMENT)
     hist = np.bincount(lengths, weights=weights, minlength=MAX_FRAGMENT + 1)
     return hist.astype(np.int64)
-
-
-def starts_in_regions(starts: np.ndarray, region_starts: np.ndarray, region_ends: np.ndarray) -> np.ndarray:
-    """bool[n]: whether each start lies in one of the sorted, non-overlapping ``[region_start, region_end)``."""
-    starts = np.asarray(starts, dtype=np.int64)
-    idx = np.searchsorted(region_starts, starts, side="right") - 1
-    inside = idx >= 0
-    inside[inside] = starts[inside] < np.asarray(region_ends)[idx[inside]]
-    return inside
 
 
 def _keep_rows(chrom: np.ndarray, start: np.ndarray, sizes: dict[str, int], regions: Regions | None) -> np.ndarray:
