@@ -17,11 +17,19 @@ in chunks of 800 kb (16 tiles of 50 kb, as inference does), timed from the
 first chunk to the closed file (reading included); peak RSS is the whole
 process's.
 
-Rows: pyBigWig with 10 zoom levels (libBigWig builds them at close), pyBigWig
-without zoom levels (what inference wrote above 100 Mb before), and ours with
-10 zoom levels: with ISA-L (``fast``, as inference writes its tracks) at 1
-thread and at ``--threads``, and with zlib (reproducible bytes, as coverage and
-p-value tracks are written) at ``--threads``. Every output is read back
+Rows (each a fresh process pinned to as many cores as it has threads; the
+headline ratio is whole process against whole process, start-up included,
+wall time from the parent; the in-process write time is a second column):
+
+* pyBigWig (libBigWig: zlib at its fixed default level 6, one thread) with 10
+  zoom levels (built at close) and without (what inference wrote above 100 Mb before);
+* ours with 10 zoom levels on **1 thread, 1 core** (the headline, against
+  single-threaded libBigWig): ISA-L level 1 (``fast``, as inference writes its
+  tracks), zlib level 1 (reproducible bytes, as the workflow writes coverage and
+  p-value tracks) and zlib level 6 (libBigWig's library and level: like for like);
+* ours on ``--threads`` threads and cores (ISA-L and zlib, level 1), a second column.
+
+Every ratio is printed beside its deflate library and level. Every output is read back
 with pyBigWig and compared with the track (identical float32 values).
 
 Usage: ``.venv/bin/python benchmarks/bigwig_write.py [--quick] [--bases 20M 80M 250M] [--kind prob|signal] [--runs 3]``
@@ -48,17 +56,19 @@ np.lib.format.read_magic(fh)
 np.lib.format.read_array_header_1_0(fh)
 data_start = fh.tell()
 sizes = {sizes!r}
-writer, zooms, threads, out, fast = {writer!r}, {zooms!r}, {threads!r}, {out!r}, {fast!r}
+writer, zooms, threads, out, fast, level = {writer!r}, {zooms!r}, {threads!r}, {out!r}, {fast!r}, {level!r}
 t0 = time.perf_counter()
 if writer == "ours":
-    from atacdenoise.io.bbiwrite import BigWigFileWriter, DEFLATE
+    from atacdenoise.io import bbiwrite
+    from atacdenoise.io.bbiwrite import BigWigFileWriter
+    bbiwrite.DEFLATE_LEVEL = level  # read by bbiwrite.deflate at every call (1 is the writer's own)
     w = BigWigFileWriter(out, sizes, zoom_levels=zooms, threads=threads, fast=fast)
-    DEFLATE = DEFLATE if fast else "zlib"
+    DEFLATE = bbiwrite.DEFLATE if fast else "zlib"
     add, close = w.add, w.close
 else:
     import pyBigWig
     from atacdenoise.io.bbiwrite import dense_segments
-    DEFLATE = "zlib (libBigWig)"
+    DEFLATE = "zlib"  # libBigWig's compress(): zlib's default level, 6
     bw = pyBigWig.open(out, "w")
     bw.addHeader(list(sizes.items()), maxZooms=zooms)
     def add(chrom, start, values):
@@ -117,6 +127,25 @@ def check_output(path: Path, npy: Path, sizes: dict[str, int], step: int = 10_00
             off += n
 
 
+#: (writer, zoom levels, threads (= cores), ISA-L, deflate level); libBigWig's level is zlib's default, 6
+Writer = tuple[str, int, int, bool, int]
+
+
+def writers_for(threads: int) -> list[Writer]:
+    """List the rows: the peer with and without zoom levels, ours on 1 core (3 deflate settings) and on ``threads``."""
+    out: list[Writer] = [("pyBigWig", 10, 1, False, 6), ("pyBigWig", 0, 1, False, 6)]
+    out += [("ours", 10, 1, True, 1), ("ours", 10, 1, False, 1), ("ours", 10, 1, False, 6)]
+    if threads > 1:
+        out += [("ours", 10, threads, True, 1), ("ours", 10, threads, False, 1)]
+    return out
+
+
+def deflate_label(writer: str, fast: bool, level: int, library: str) -> str:
+    """'ISA-L 1', 'zlib 1', 'zlib 6 (libBigWig)'."""
+    name = {"isal": "ISA-L", "zlib": "zlib"}.get(library, library)
+    return f"{name} {level}" + (" (libBigWig)" if writer == "pyBigWig" else "")
+
+
 def main() -> None:
     p = C.base_parser(__doc__.splitlines()[1])
     p.add_argument("--bases", nargs="+", type=C.parse_size, default=None, help="track sizes (first N bases of hg38)")
@@ -127,19 +156,16 @@ def main() -> None:
     genome = C.read_sizes(C.chrom_sizes_file())
     work = args.cache / "bigwig_write"
     work.mkdir(parents=True, exist_ok=True)
-    # ours as inference writes its tracks (ISA-L, 1 and N threads), and as every other bigWig is written
-    # (zlib: reproducible bytes)
-    writers = [("pyBigWig", 10, 1, False), ("pyBigWig", 0, 1, False), ("ours", 10, 1, True)]
-    if args.threads > 1:
-        writers.append(("ours", 10, args.threads, True))
-    writers.append(("ours", 10, args.threads, False))
+    writers = writers_for(args.threads)
+    peer_z, peer_0 = writers[0], writers[1]
     rows, data, times = [], {"samples": []}, {w: [] for w in writers}
     for n in bases:
         sizes = C.genome_prefix(genome, n)
         npy = make_track(work / f"{args.kind}-{n}.npy", n, args.kind)
-        base_rate = None
-        for writer, zooms, threads, fast in writers:
-            out = work / f"out-{writer}-{zooms}-{threads}-{fast}.bw"
+        res = {}
+        for w in writers:
+            writer, zooms, threads, fast, level = w
+            out = work / f"out-{writer}-{zooms}-{threads}-{fast}-{level}.bw"
             code = WRITE.format(
                 workflow=str(C.REPO / "workflow"),
                 npy=str(npy),
@@ -150,26 +176,34 @@ def main() -> None:
                 out=str(out),
                 chunk=CHUNK,
                 fast=fast,
+                level=level,
             )
-            label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}{' isal' if fast else ''}"
-            samples = C.repeat(lambda code=code: C.run_python(code), args.runs, label)
+            label = f"{C.fmt_num(n)} {writer} zooms={zooms} threads={threads}{' isal' if fast else ''} level {level}"
+            samples = C.repeat(lambda code=code, t=threads: C.run_python(code, cores=t), args.runs, label)
             if not args.no_check:
                 check_output(out, npy, sizes)
-            secs = C.med(samples, "inner")
-            rate = n / secs
-            if base_rate is None:
-                base_rate = rate
-            times[(writer, zooms, threads, fast)].append(secs)
-            size = out.stat().st_size
+            res[w] = (samples, out.stat().st_size)
+            out.unlink()
+        for w in writers:
+            writer, zooms, threads, fast, level = w
+            samples, size = res[w]
+            wall, secs = C.med(samples), C.med(samples, "inner")
+            times[w].append(wall)
+            is_peer = writer == "pyBigWig"
+            lib = deflate_label(writer, fast, level, samples[0].extra["deflate"])
             rows.append(
                 [
                     C.fmt_num(n),
-                    f"{writer} ({samples[0].extra['deflate']})",
+                    writer,
+                    lib,
                     zooms,
-                    threads,
+                    f"{threads} ({threads} core{'s' if threads > 1 else ''})",
+                    f"{wall:.2f}",
                     f"{secs:.2f}",
-                    f"{rate / 1e6:.1f}",
-                    f"{rate / base_rate:.2f}x",
+                    f"{n / wall / 1e6:.1f}",
+                    f"{C.med(res[peer_z][0]) / wall:.2f}x" if w != peer_z else "1.00x",
+                    f"{C.med(res[peer_0][0]) / wall:.2f}x" if not is_peer else ("1.00x" if w == peer_0 else ""),
+                    f"{C.med(res[peer_z][0], 'inner') / secs:.2f}x",
                     C.fmt_bytes(C.peak_rss(samples)),
                     f"{size / n:.2f}",
                 ]
@@ -180,31 +214,66 @@ def main() -> None:
                     "writer": writer,
                     "zooms": zooms,
                     "threads": threads,
+                    "cores": threads,
                     "fast": fast,
+                    "deflate": lib,
+                    "level": level,
                     "wall": [s.wall for s in samples],
                     "inner": [s.inner for s in samples],
                     "rss": [s.rss for s in samples],
                     "file_bytes": size,
+                    "ratio_vs_pybigwig_zooms_wall": C.med(res[peer_z][0]) / wall,
+                    "ratio_vs_pybigwig_no_zooms_wall": C.med(res[peer_0][0]) / wall,
                 }
             )
-            out.unlink()
+    libs = C.deflate_libraries()
+    settings = [
+        "threads: pyBigWig 1 (libBigWig has no threads); ours 1 (one deflating worker and the caller's thread) "
+        f"for the headline and {args.threads} in their own rows; every writer process pinned to as many cores "
+        "as its threads (1 thread: 1 core).",
+        "deflate library and level: beside every row; libBigWig calls zlib's `compress()` (level 6, fixed); "
+        "ours deflates at level 1 (`bbiwrite.DEFLATE_LEVEL`), with ISA-L for inference's tracks (`fast`) and "
+        "zlib for every other bigWig of the workflow; the 'zlib 6' row sets the level to 6 for a like-for-like row. "
+        f"zlib {libs['zlib']}, isal {libs.get('isal', 'not installed')}.",
+    ]
     notes = [
-        f"Track: {args.kind}; chunks of {CHUNK:,} bases; 'write s' is the time inside the process from the first "
-        "chunk to the closed file (imports excluded; reading the chunks from the page cache included); "
-        "ratio against pyBigWig with zoom levels on the same size."
+        f"Track: {args.kind}; chunks of {CHUNK:,} bases; 'wall s' is the whole process from the parent (start-up "
+        "and imports included, the headline); 'write s' the time inside the process from the first chunk to the "
+        "closed file (imports excluded; reading the chunks from the page cache included).",
+        "Ratios: 'vs pyBigWig, 10 zooms' = libBigWig's wall with 10 zoom levels / this row's wall (the same zoom "
+        "request; libBigWig's first level is 16 bp on a per-base track, ours 128 bp); 'vs pyBigWig, no zooms' "
+        "against libBigWig writing no zoom levels at all (less work than ours); 'in-process' the same with the "
+        "write times, a second figure only.",
     ]
     for w, t in times.items():
         if len(t) >= 2:
-            notes.append(C.scaling_note(bases, t, f"{w[0]} zooms={w[1]} threads={w[2]}{' isal' if w[3] else ''}"))
+            notes.append(
+                C.scaling_note(bases, t, f"{w[0]} zooms={w[1]} threads={w[2]}{' isal' if w[3] else ''} level {w[4]}")
+            )
     if not args.no_check:
         notes.append("Every output was read back with pyBigWig: identical float32 values at every base.")
     C.report(
         f"bigWig writing of a per-base float track ({args.kind})",
-        ["bases", "writer", "zoom levels", "threads", "write s", "M bases/s", "vs pyBigWig", "peak RSS", "bytes/base"],
+        [
+            "bases",
+            "writer",
+            "deflate (library, level)",
+            "zoom levels",
+            "threads (cores)",
+            "wall s",
+            "write s (in-process)",
+            "M bases/s (wall)",
+            "vs pyBigWig, 10 zooms (whole process)",
+            "vs pyBigWig, no zooms (whole process)",
+            "vs pyBigWig, 10 zooms (in-process)",
+            "peak RSS",
+            "bytes/base",
+        ],
         rows,
         notes,
         args,
         data,
+        settings,
     )
 
 

@@ -15,23 +15,32 @@ text, so the bedGraph MACS3 reads holds exactly the values we threshold);
 runs are ~25 bp on average. The same track is written as a bigWig (ours) and a
 bedGraph (MACS3).
 
-Rows:
+Rows (each a fresh process, wall time from the parent, start-up included):
 
-* ``macs3 bdgpeakcall`` (CLI on the bedGraph; start-up included);
-* ours from the bigWig file, as ``atacdenoise threshold`` runs it: the native
-  reader keeps each chromosome's runs (or bases) at or above the threshold as
-  it decodes; the runs caller + narrowPeak table (summits, scores); write the narrowPeak;
-  timed in a fresh Python process (wall = whole process incl. imports;
-  "in-process" = the work);
-* the same with pyBigWig reading per base (the previous path, for comparison);
-* ours on the in-memory array (``call_peaks`` + ``peak_table``, what inference
+* ``macs3 bdgpeakcall`` on the bedGraph (the peer; MACS3 reads bedGraph text
+  only and runs on one thread), pinned to 1 core;
+* bigWig -> bedGraph, the conversion a MACS3 user starting from our bigWig
+  needs (the workflow's converter, ``peaks.macs3.write_bedgraph``), 1 core:
+  timed apart, and added to the peer in its own ratio column;
+* ``atacdenoise threshold --threads 1`` (the whole command), pinned to 1 core:
+  **the headline**, same threads as MACS3;
+* ``atacdenoise threshold --threads 2`` (the whole command, 2 cores; MACS3 has no
+  threads to match): a second column;
+* ours in-process (``threshold_bigwig`` + ``write_narrowpeak``, what the command
+  runs, imports excluded), 1 thread, 1 core: a second figure;
+* optionally the same with pyBigWig reading per base (the previous path) and
+  ours on the in-memory array (``call_peaks`` + ``peak_table``, what inference
   does on each chunk it has just computed).
 
-Usage: ``.venv/bin/python benchmarks/callpeaks.py [--quick] [--bases 10M 50M 250M] [--runs 3]``
+The track is read as a bigWig by ours and as a bedGraph by MACS3: the formats
+differ (binary, compressed blocks vs text lines), each tool's own input.
+
+Usage: ``.venv/bin/python benchmarks/callpeaks.py [--quick] [--bases 10M 50M 250M] [--runs 3] [--skip-pybigwig]``
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -85,24 +94,32 @@ def make_inputs(path_bw: Path, path_bdg: Path, sizes: dict[str, int], mean_run: 
 OURS_FROM_FILE = """
 import json, time
 t0 = time.perf_counter()
-import numpy as np, pandas as pd
-from atacdenoise.io.bigwig import open_bigwig
-from atacdenoise.peaks.threshold import call_bigwig_chrom
+from atacdenoise.peaks.threshold import threshold_bigwig
 from atacdenoise.io.intervals import write_narrowpeak
 t1 = time.perf_counter()
-bw = open_bigwig({bw!r}, threads={threads})
-tables, read_call_s = [], 0.0
-for chrom, n in bw.chroms().items():
-    a = time.perf_counter()
-    tables.append(call_bigwig_chrom(bw, None, chrom, n, {cutoff}, {min_length}, {max_gap}))  # `threshold`'s own step
-    read_call_s += time.perf_counter() - a  # they interleave for per-base tracks
-bw.close()
+df = threshold_bigwig({bw!r}, {cutoff}, None, None, {min_length}, {max_gap}, threads={threads})  # `threshold`'s work
 a = time.perf_counter()
-df = pd.concat(tables, ignore_index=True)
 write_narrowpeak(df, {out!r})
 write_s = time.perf_counter() - a
-print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "read_call_s": read_call_s,
+print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "read_call_s": a - t1,
                   "write_s": write_s, "peaks": len(df)}}))
+"""
+
+#: bigWig -> bedGraph, as the workflow writes MACS3's input (``peaks.bdgpeakcall``: per-base values of each
+#: chromosome through ``macs3.write_bedgraph``); MACS3 reads bedGraph only, so a user starting from the bigWig pays it
+TO_BEDGRAPH = """
+import json, time
+t0 = time.perf_counter()
+from atacdenoise.io.bigwig import open_bigwig
+from atacdenoise.peaks.macs3 import write_bedgraph
+t1 = time.perf_counter()
+bw = open_bigwig({bw!r}, threads=1)
+lines = 0
+with open({out!r}, "w") as fh:
+    for chrom, n in bw.chroms().items():
+        lines += write_bedgraph(fh, chrom, bw.values(chrom, fill=0.0))
+bw.close()
+print(json.dumps({{"seconds": time.perf_counter() - t1, "import_s": t1 - t0, "lines": lines}}))
 """
 
 OURS_PYBIGWIG = """
@@ -168,6 +185,7 @@ def main() -> None:
         help="sizes of tracks with ~25-bp runs (default 10M 50M 250M; --quick 2M 10M)",
     )
     p.add_argument("--skip-pybigwig", action="store_true", help="leave out the row that reads the bigWig with pyBigWig")
+    p.add_argument("--skip-in-memory", action="store_true", help="leave out the row that calls on in-memory arrays")
     p.add_argument(
         "--dense-bases",
         nargs="*",
@@ -181,10 +199,21 @@ def main() -> None:
     dense = args.dense_bases if args.dense_bases is not None else ([] if args.quick else [2_000_000, 10_000_000])
     inputs = [(n, 25.0) for n in sizes_list] + [(n, 1.0) for n in dense]
     macs3 = C.tool("macs3", "install MACS3: .venv/bin/pip install 'macs3>=3.0.4,<3.1'")
+    atac = C.tool("atacdenoise", "install the package: .venv/bin/pip install -e .")
     hg38 = C.read_sizes(C.chrom_sizes_file("hg38.auto.sizes"))
+    multi = max(2, args.threads)  # the second column: ours on more threads (MACS3 has none to match)
+    if len(os.sched_getaffinity(0)) < multi:
+        C.log(f"  note: {len(os.sched_getaffinity(0))} core(s) here; the {multi}-thread row runs on them")
 
     rows, data = [], {"sizes": []}
-    scale = {"n": [], "ours": [], "peer": [], "mem": []}
+    scale = {"n": [], "ours": [], "peer": []}
+    peer_name = "macs3 bdgpeakcall (bedGraph in), 1 thread"
+    conv_name = "bigWig -> bedGraph for MACS3 (workflow's converter), 1 thread"
+    head_name = "atacdenoise threshold --threads 1 (whole command)"
+    multi_name = f"atacdenoise threshold --threads {multi} (whole command)"
+    inproc_name = "ours in-process (threshold_bigwig + write), 1 thread"
+    pybw_name = "ours, bigWig read by pyBigWig, per-base caller (previous path), 1 thread"
+    mem_name = "ours on in-memory arrays (call_peaks + peak_table), 1 thread"
     with tempfile.TemporaryDirectory(prefix="bench-callpeaks-") as work:
         work = Path(work)
         for n, mean_run in inputs:
@@ -213,109 +242,142 @@ def main() -> None:
                 "-o",
                 peer_out.name,
             ]
-            kw = dict(
-                bw=str(bw),
-                cutoff=CUTOFF,
-                min_length=MIN_LENGTH,
-                max_gap=MAX_GAP,
-                out=str(our_out),
-                threads=args.threads,
-            )
+
+            def ours_cmd(threads: int, bw=bw, our_out=our_out) -> list[str]:
+                return [
+                    atac,
+                    "threshold",
+                    "-q",
+                    "--prob",
+                    str(bw),
+                    "--threshold",
+                    str(CUTOFF),
+                    "--min-length",
+                    str(MIN_LENGTH),
+                    "--max-gap",
+                    str(MAX_GAP),
+                    "--threads",
+                    str(threads),
+                    "--out",
+                    str(our_out),
+                ]
+
+            kw = dict(bw=str(bw), cutoff=CUTOFF, min_length=MIN_LENGTH, max_gap=MAX_GAP, out=str(our_out), threads=1)
+            conv_code = TO_BEDGRAPH.format(bw=str(bw), out=str(work / "converted.bdg"))
             res = {
-                "macs3 bdgpeakcall (bedGraph)": C.repeat(
-                    lambda peer_cmd=peer_cmd: C.run_cmd(peer_cmd)[0], args.runs, "macs3"
-                )
+                peer_name: C.repeat(lambda cmd=peer_cmd: C.run_cmd(cmd, cores=1)[0], args.runs, "macs3"),
+                conv_name: C.repeat(lambda code=conv_code: C.run_python(code, cores=1), args.runs, "to bedGraph"),
             }
-            res["ours, from the bigWig"] = C.repeat(
-                lambda kw=kw: C.run_python(OURS_FROM_FILE.format(**kw)), args.runs, "ours file"
+            (work / "converted.bdg").unlink(missing_ok=True)
+            a = read_intervals(peer_out)
+            identical = {}
+            res[head_name] = C.repeat(lambda: C.run_cmd(ours_cmd(1), cores=1)[0], args.runs, "threshold 1 thread")
+            identical[head_name] = np.array_equal(read_intervals(our_out), a)
+            res[multi_name] = C.repeat(
+                lambda: C.run_cmd(ours_cmd(multi), cores=multi)[0], args.runs, f"threshold {multi} threads"
             )
-            a, b = read_intervals(peer_out), read_intervals(our_out)
-            identical = a.shape == b.shape and bool((a == b).all())
+            identical[multi_name] = np.array_equal(read_intervals(our_out), a)
+            res[inproc_name] = C.repeat(
+                lambda kw=kw: C.run_python(OURS_FROM_FILE.format(**kw), cores=1), args.runs, "ours in-process"
+            )
+            identical[inproc_name] = np.array_equal(read_intervals(our_out), a)
             if not args.skip_pybigwig:
-                res["ours, from the bigWig read by pyBigWig"] = C.repeat(
-                    lambda kw=kw: C.run_python(OURS_PYBIGWIG.format(**kw)), args.runs, "ours file (pyBigWig)"
+                res[pybw_name] = C.repeat(
+                    lambda kw=kw: C.run_python(OURS_PYBIGWIG.format(**kw), cores=1), args.runs, "ours (pyBigWig)"
                 )
-                identical_pybw = np.array_equal(read_intervals(our_out), a)
-            res["ours, in memory"] = C.repeat(
-                lambda kw=kw: C.run_python(OURS_IN_MEMORY.format(**kw)), args.runs, "ours memory"
-            )
-            peer = C.med(res["macs3 bdgpeakcall (bedGraph)"])
+                identical[pybw_name] = np.array_equal(read_intervals(our_out), a)
+            if not args.skip_in_memory:
+                res[mem_name] = C.repeat(
+                    lambda kw=kw: C.run_python(OURS_IN_MEMORY.format(**kw), cores=1), args.runs, "ours in memory"
+                )
+            peer, conv = C.med(res[peer_name]), C.med(res[conv_name])
             for name, samples in res.items():
                 wall, inner = C.med(samples), C.med(samples, "inner")
-                # the peer is judged as a command line; ours by the work itself (in-process) and as a whole process
-                t_judged = inner if inner == inner else wall
+                ours = name not in (peer_name, conv_name)
+                threads = multi if name == multi_name else 1
                 rows.append(
                     [
                         f"{n / 1e6:g}",
                         f"{lines / 1e6:.2f}",
                         "~25 bp" if mean_run > 1 else "per base",
                         name,
-                        f"{wall:.2f}" if inner != inner or "memory" in name else f"{wall:.2f} ({inner:.2f} in-process)",
-                        f"{n / t_judged / 1e6:.1f}",
-                        f"{peer / t_judged:.1f}x" if "macs3" not in name else "1.0x",
+                        f"{threads} ({threads} core{'s' if threads > 1 else ''})",
+                        f"{wall:.2f}",
+                        f"{inner:.2f}" if inner == inner else "",
+                        f"{n / wall / 1e6:.1f}",
+                        f"{peer / wall:.2f}x" if ours else ("1.00x" if name == peer_name else ""),
+                        f"{(peer + conv) / wall:.2f}x" if ours else "",
+                        f"{peer / inner:.1f}x" if ours and inner == inner else "",
                         C.fmt_bytes(C.peak_rss(samples)),
-                        ("yes" if (identical_pybw if "pyBigWig" in name else identical) else "NO")
-                        if "bigWig" in name
-                        else "",
+                        ("yes" if identical[name] else "NO") if name in identical else "",
                     ]
                 )
-            ours_file = res["ours, from the bigWig"]
             if mean_run > 1:
                 scale["n"].append(n)
-                scale["ours"].append(C.med(ours_file, "inner"))
-                scale["mem"].append(C.med(res["ours, in memory"], "inner"))
+                scale["ours"].append(C.med(res[head_name]))
                 scale["peer"].append(peer)
-            parts = {
-                k: float(np.median([s.extra[k] for s in ours_file])) for k in ("read_call_s", "write_s", "import_s")
-            }
+            inproc = res[inproc_name]
+            parts = {k: float(np.median([s.extra[k] for s in inproc])) for k in ("read_call_s", "write_s", "import_s")}
             data["sizes"].append(
                 {
                     "bases": n,
                     "mean_run": mean_run,
                     "bedgraph_lines": lines,
                     "peaks_macs3": int(a.shape[0]),
-                    "peaks_ours": int(b.shape[0]),
                     "identical": identical,
+                    "headline_ratio_whole_commands": peer / C.med(res[head_name]),
+                    "ratio_with_conversion": (peer + conv) / C.med(res[head_name]),
+                    "ratio_multi_threads": peer / C.med(res[multi_name]),
+                    "ratio_in_process": peer / C.med(inproc, "inner"),
                     "ours_parts_s": parts,
                     "samples": {k: [vars(s) for s in v] for k, v in res.items()},
                 }
             )
             C.log(
-                f"  peaks: macs3 {a.shape[0]:,}, ours {b.shape[0]:,}, identical {identical}; ours split: "
+                f"  peaks: macs3 {a.shape[0]:,}, identical {identical}; whole commands 1 thread: "
+                f"{peer / C.med(res[head_name]):.2f}x; ours in-process split: "
                 + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items())
             )
+    version = _macs3_version(macs3)
+    settings = [
+        f"threads: MACS3 {version} `bdgpeakcall` 1 (it has no threads option); ours `--threads 1` for the headline, "
+        f"`--threads {multi}` in its own row; every process pinned to as many cores as it has threads.",
+        "inputs: the same track, as each tool reads it: ours a bigWig (binary, deflate-compressed blocks, "
+        f"inflated by {_inflate_library()}; written once, not timed), MACS3 a bedGraph (text, its only input "
+        "format; the conversion is its own row). Nothing is compressed on output (narrowPeak text both sides).",
+    ]
     notes = [
-        f"Peer: MACS3 {_macs3_version(macs3)} `bdgpeakcall -c {CUTOFF} -l {MIN_LENGTH} -g {MAX_GAP}` "
-        "on a bedGraph of the track; "
-        "ours: `atacdenoise.peaks.threshold.call_peaks` + `peak_table` (narrowPeak with summits and scores), "
-        "as inference runs them.",
-        "Ratio = macs3 wall time (start-up included) / our in-process time; "
-        "the wall column shows our whole process too "
-        "(Python + NumPy + pandas imports ~0.5 s).",
+        f"Peer: MACS3 {version} `bdgpeakcall -c {CUTOFF} -l {MIN_LENGTH} -g {MAX_GAP}` "
+        "on a bedGraph of the track; ours: `atacdenoise threshold --threshold "
+        f"{CUTOFF} --min-length {MIN_LENGTH} --max-gap {MAX_GAP}` on the bigWig (narrowPeak with summits and scores).",
+        "Ratios: 'vs macs3 (whole commands)' = macs3 wall / this row's wall, each a fresh process with start-up "
+        "(the headline: the `--threads 1` row); '+ bedGraph conversion' adds the time to write MACS3's bedGraph "
+        "from the bigWig (its own row) to MACS3's; 'vs macs3 (ours in-process)' divides MACS3's wall by our "
+        "in-process time (imports excluded), a second figure only.",
         "identical = the same (chrom, start, end) intervals, in the same order, as MACS3's narrowPeak.",
         "Tracks: '~25 bp' = runs of equal value ~25 bp long on average (a smooth track); "
         "'per base' = a new value at nearly every "
         "base, as a model's peak probability is (one bedGraph line per base for MACS3).",
-        f"Ours from the bigWig = what `atacdenoise threshold --threads {args.threads}` runs: the native reader "
-        "(`atacdenoise.io.bbiread`, blocks inflated on threads) keeps the runs (or bases) at or above the threshold "
-        "as it decodes (`runs_at_least`), and `peaks_of_runs` calls them without painting a track base by base "
-        "(`call_peaks_runs` + `peak_table_runs`). It runs `threshold.call_chrom`, the command's own step; "
-        "its split (read and call / write) is in the JSON output and the log. The row 'read by pyBigWig' is the "
-        "previous path (pyBigWig `values(numpy=True)` per chromosome, then the per-base caller), kept for comparison.",
-        C.scaling_note(scale["n"], scale["ours"], "ours (from the bigWig)"),
-        C.scaling_note(scale["n"], scale["mem"], "ours (in memory)"),
-        C.scaling_note(scale["n"], scale["peer"], "macs3 bdgpeakcall"),
+        "Ours reads with the native reader (`atacdenoise.io.bbiread`), keeps the runs (or bases) at or above the "
+        "threshold as it decodes (`runs_at_least`), and calls them without painting a track base by base "
+        "(`call_peaks_runs` + `peak_table_runs`); its split (read and call / write) is in the JSON output.",
+        C.scaling_note(scale["n"], scale["ours"], "atacdenoise threshold --threads 1 (smooth tracks)"),
+        C.scaling_note(scale["n"], scale["peer"], "macs3 bdgpeakcall (smooth tracks)"),
     ]
     C.report(
-        "Peak calls from probabilities: callpeaks vs macs3 bdgpeakcall",
+        "Peak calls from probabilities: atacdenoise threshold vs macs3 bdgpeakcall",
         [
             "bases (M)",
             "bedGraph lines (M)",
             "values",
             "tool",
+            "threads (cores)",
             "wall s (median)",
-            "M bases/s",
-            "vs macs3",
+            "in-process s",
+            "M bases/s (wall)",
+            "vs macs3 (whole commands)",
+            "vs macs3 + bedGraph conversion",
+            "vs macs3 (ours in-process)",
             "peak RSS",
             "identical",
         ],
@@ -323,7 +385,15 @@ def main() -> None:
         notes,
         args,
         data,
+        settings,
     )
+
+
+def _inflate_library() -> str:
+    """Name the library the native bigWig reader inflates with (ISA-L when installed, else zlib)."""
+    from atacdenoise.io import bbiread
+
+    return "ISA-L (isal_zlib)" if bbiread._inflate_mod.__name__.startswith("isal") else "zlib"
 
 
 def _macs3_version(macs3: str) -> str:

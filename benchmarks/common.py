@@ -9,9 +9,16 @@ is the largest summed RSS of the child's whole process tree, sampled every
 their workers), and never less than the kernel's own ``ru_maxrss`` of the
 largest single process (``os.wait4``), which catches peaks between samples.
 
-In-process figures (a function timed inside a fresh Python process, start-up
-excluded) come from :func:`run_python`, which runs a snippet in a child process
-that prints its own timing as JSON on its last line.
+Headline ratios are whole command against whole command: each side a fresh
+process, start-up included, wall time from the parent, on the same input, with
+the same threads and pinned to the same number of cores (``cores=`` of
+:func:`run_cmd`: the first N CPUs this process may use), and written at the
+same compression level where files are written. In-process figures (a function
+timed inside a fresh Python process, start-up excluded) come from
+:func:`run_python`, which runs a snippet in a child process that prints its own
+timing as JSON on its last line; they are a second column, never the headline.
+Every table states its threads, compression level and deflate library
+(``settings`` of :func:`report`; :func:`deflate_libraries`).
 
 Inputs are cached under ``--cache`` (default ``$TMPDIR/atacdenoise-bench``)
 so a second run does not regenerate them; synthetic inputs use real chromosome
@@ -146,6 +153,14 @@ def _tree_rss(proc) -> int:
     return total
 
 
+def cpus(n: int) -> set[int]:
+    """Return the first ``n`` CPUs this process may run on (all of them when it has fewer)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if n < 1:
+        raise ValueError(f"cores {n}: expected >= 1")
+    return set(allowed[:n])
+
+
 def run_cmd(
     cmd: list[str] | str,
     *,
@@ -154,8 +169,13 @@ def run_cmd(
     shell: bool = False,
     capture: bool = True,
     check: bool = True,
+    cores: int | None = None,
 ) -> tuple[Sample, str]:
-    """Run one command; return its wall time and peak memory, and its stdout (stderr on failure)."""
+    """Run one command; return its wall time and peak memory, and its stdout (stderr on failure).
+
+    ``cores``: pin the command (and every process it starts) to the first ``cores``
+    CPUs of :func:`cpus`, so both sides of a ratio run on as many cores as threads.
+    """
     try:
         import psutil
     except ImportError:  # the plain rusage figure only
@@ -171,7 +191,16 @@ def run_cmd(
         shell = False
     with tempfile.TemporaryFile() as out_f, tempfile.TemporaryFile() as err_f:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, shell=shell, env=full_env, cwd=cwd, stdout=out_f if capture else None, stderr=err_f)
+        pin = None if cores is None else cpus(cores)
+        p = subprocess.Popen(
+            cmd,
+            shell=shell,
+            env=full_env,
+            cwd=cwd,
+            stdout=out_f if capture else None,
+            stderr=err_f,
+            preexec_fn=None if pin is None else (lambda: os.sched_setaffinity(0, pin)),
+        )
         ps = psutil.Process(p.pid) if psutil is not None else None
         peak = 0
         while True:  # sample the tree's RSS until the child ends; wait4 gives its own exact peak
@@ -200,13 +229,13 @@ def run_cmd(
     return Sample(wall=wall, rss=peak), stdout + ("\n" + stderr if not capture else "")
 
 
-def run_python(code: str, *, env: dict | None = None, cwd: Path | None = None) -> Sample:
+def run_python(code: str, *, env: dict | None = None, cwd: Path | None = None, cores: int | None = None) -> Sample:
     """Run ``code`` in a fresh Python; it must print one JSON object as its last stdout line.
 
     The object's ``seconds`` (time measured inside the child, imports excluded)
-    becomes ``Sample.inner``; the rest goes to ``Sample.extra``.
+    becomes ``Sample.inner``; the rest goes to ``Sample.extra``. ``cores``: as :func:`run_cmd`.
     """
-    sample, out = run_cmd([python_exe(), "-c", textwrap.dedent(code)], env=env, cwd=cwd)
+    sample, out = run_cmd([python_exe(), "-c", textwrap.dedent(code)], env=env, cwd=cwd, cores=cores)
     lines = [ln for ln in out.strip().splitlines() if ln.startswith("{")]
     if not lines:
         raise RuntimeError(f"no JSON result from the child:\n{out[-2000:]}")
@@ -324,11 +353,56 @@ def table(headers: list[str], rows: list[list]) -> str:
     return "\n".join([line(headers), sep, *(line(r) for r in cells)])
 
 
-def report(title: str, headers: list[str], rows: list[list], notes: list[str], args, data: dict) -> None:
-    """Print the table with the machine line and notes; optionally dump everything as JSON."""
+def deflate_libraries() -> dict[str, str]:
+    """Versions of the deflate libraries the tools compared here use (what a bigWig or BAM ratio depends on)."""
+    import zlib
+
+    out = {"zlib": zlib.ZLIB_RUNTIME_VERSION}
+    with contextlib.suppress(ImportError):
+        import isal
+
+        out["isal"] = isal.__version__
+    with contextlib.suppress(ImportError):
+        import pysam
+
+        out["pysam"] = pysam.__version__
+        out["pysam_htslib_deflate"] = "libdeflate" if getattr(pysam.config, "HAVE_LIBDEFLATE", 0) else "zlib"
+    with contextlib.suppress(ImportError):
+        from atacdenoise.io import bbiwrite
+
+        out["bbiwrite_fast"] = bbiwrite.DEFLATE  # the library of fast=True ("isal", or "zlib" without it)
+        out["bbiwrite_level"] = str(bbiwrite.DEFLATE_LEVEL)
+    samtools = shutil.which("samtools")
+    if samtools:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            text = subprocess.run([samtools, "--version"], capture_output=True, timeout=30).stdout.decode(
+                errors="replace"
+            )
+            out["samtools"] = text.splitlines()[0].split()[-1]
+            out["samtools_htslib_deflate"] = "libdeflate" if "libdeflate=yes" in text else "zlib"
+    return out
+
+
+def report(
+    title: str,
+    headers: list[str],
+    rows: list[list],
+    notes: list[str],
+    args,
+    data: dict,
+    settings: list[str] | None = None,
+) -> None:
+    """Print the table with the machine line, the settings (threads, compression level, deflate library) and notes.
+
+    With ``args.json``, also dump everything as JSON.
+    """
     info = machine()
     print(f"\n## {title}\n")
-    print(f"Machine: {machine_line(info)}; {args.runs} runs each, medians; threads {args.threads}.\n")
+    print(f"Machine: {machine_line(info)}; {args.runs} runs each, medians; --threads {args.threads}.\n")
+    for line in settings or []:
+        print(f"Settings: {line}  ")
+    if settings:
+        print()
     print(table(headers, rows))
     if notes:
         print()
@@ -338,7 +412,16 @@ def report(title: str, headers: list[str], rows: list[list], notes: list[str], a
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps(
-                {"title": title, "machine": info, "headers": headers, "rows": rows, "notes": notes, **data},
+                {
+                    "title": title,
+                    "machine": info,
+                    "settings": settings or [],
+                    "deflate_libraries": deflate_libraries(),
+                    "headers": headers,
+                    "rows": rows,
+                    "notes": notes,
+                    **data,
+                },
                 indent=2,
                 default=str,
             )

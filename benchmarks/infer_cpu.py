@@ -1,22 +1,29 @@
 #!/usr/bin/env python
-"""CPU inference (``atacdenoise infer``, reference shape) against the machine's fp32 roofline, measured in the same run.
+"""CPU inference (``atacdenoise infer``, reference shape): native kernels against PyTorch, whole commands.
 
-Target (issue 9): at least 75 % of roofline bp/s; peak RSS under 4 GB for a
-whole hg38-size genome.
+Headline (issue 21): output bases per second of the whole command (wall time
+from the parent, Python start-up and imports included) and the whole-command
+wall-time ratio against the same command on PyTorch's convolutions
+(``ATACDENOISE_NATIVE_CONV=0``: oneDNN), same input, same ``--threads``, both
+pinned to as many cores. The command's own denoise time (model loaded to
+outputs renamed) gives the same two figures as a second column.
 
-Roofline: the best of ten 2048x2048x2048 fp32 matrix products (``torch.mm``, the
-same thread count as inference) in a fresh process, measured right before every
-timed run (the machine is shared, so its speed drifts; each run is judged against
-the roofline of its own moment). ``roofline bp/s = matmul FLOP/s / model FLOPs
-per base`` where the model's FLOPs per base are 2 x the multiply-adds of its
-convs at one position (bias and ReLU left out). A tile computes ``interval + 2
-pad`` positions for ``interval`` output bases (1.2x for the model's 50 kb + 2 x
-5 kb, 1.1x with ``--interval 100000``): that context is our overhead and counts
-against us. Both figures are printed: "% roofline (per base)", output bases/s
-against the roofline (what a user gets, the issue's figure), and "(positions)",
-computed positions/s against it. Both count the model's direct-sum FLOPs: the
-native kernels compute most convolutions by FFT, with ~15x fewer operations,
-so they can exceed 100 %.
+Issue 9's target, "75 % of the fp32 roofline per base", is kept under its
+real name: the **speed-up over a direct convolution at the matmul rate**, an
+x-factor (target >= 0.75x). The matmul rate is the best of ten 2048x2048x2048
+fp32 matrix products (``torch.mm``, the same thread count as inference) in a
+fresh process, measured right before every timed run (the machine's speed
+drifts; each run is judged against its own moment). A direct convolution at
+that rate would compute ``matmul FLOP/s / model FLOPs per base`` bases/s, where
+the model's FLOPs per base are 2 x the multiply-adds of its convs at one
+position (bias and ReLU left out). A tile computes ``interval + 2 pad``
+positions for ``interval`` output bases (1.2x for the model's 50 kb + 2 x 5 kb,
+1.1x with ``--interval 100000``): that context is our overhead and counts
+against us. Printed: output bases/s against that rate, on the whole command's
+wall time and on the denoise time, and computed positions/s (context included)
+against it. The native kernels compute most convolutions by FFT, with ~15x
+fewer operations than the direct sum, so the factor can pass 1x: it is a
+speed-up, not a fraction of the hardware.
 
 Rows:
 
@@ -58,7 +65,7 @@ import common as C
 
 INTERVAL, PAD = 50_000, 5_000
 
-ROOFLINE = """
+MATMUL = """
 import json, time, torch
 torch.set_num_threads({threads})
 n = 2048
@@ -106,9 +113,9 @@ def flops_per_position(preset: str) -> int:
     )
 
 
-def roofline(threads: int) -> float:
+def matmul_rate(threads: int) -> float:
     """fp32 FLOP/s of a large matrix product on ``threads`` threads, now."""
-    return float(C.run_python(ROOFLINE.format(threads=threads)).extra["flops"])
+    return float(C.run_python(MATMUL.format(threads=threads), cores=threads).extra["flops"])
 
 
 #: models by name: the presets, and "tiny" (light with 2 filters and 1 tap: next to no arithmetic, so the
@@ -156,9 +163,10 @@ def levers(args, fpp: int) -> list[list]:
         configs = [(1, args.threads, "fp32", False), (4, args.threads, "fp32", False)]
     rows = []
     for batch, threads, amp, comp in configs:
-        roof = roofline(threads)
+        roof = matmul_rate(threads)
         s = C.run_python(
-            FORWARD.format(
+            cores=threads,
+            code=FORWARD.format(
                 threads=threads,
                 preset="atacworks",
                 batch=batch,
@@ -166,7 +174,7 @@ def levers(args, fpp: int) -> list[list]:
                 amp=amp,
                 compile=comp,
                 reps=1 if amp == "bf16" else 2,
-            )
+            ),
         )
         pos = batch * width / s.inner
         what = f"batch {batch}, {threads} thread{'s' if threads > 1 else ''}, {amp}" + (
@@ -174,14 +182,14 @@ def levers(args, fpp: int) -> list[list]:
         )
         C.log(
             f"  lever {what}: {pos / 1e3:.1f} k positions/s, "
-            f"{pos * fpp / roof:.0%} of roofline ({roof / 1e9:.0f} GFLOP/s)"
+            f"{pos * fpp / roof:.2f}x a direct conv at the matmul rate ({roof / 1e9:.0f} GFLOP/s)"
         )
         rows.append(
             [
                 what,
                 f"{pos / 1e3:.1f}",
                 f"{roof / 1e9:.0f}",
-                f"{pos * fpp / roof:.0%}",
+                f"{pos * fpp / roof:.2f}x",
                 f"{s.extra['compile_s']:.0f} s compile" if comp else "",
             ]
         )
@@ -239,7 +247,9 @@ def run_infer(
         cmd += ["--batch-size", str(batch)]
     if interval:
         cmd += ["--interval", str(interval)]
-    sample, text = C.run_cmd(cmd, capture=False, env={"ATACDENOISE_NATIVE_CONV": "1" if conv == "native" else "0"})
+    sample, text = C.run_cmd(
+        cmd, capture=False, env={"ATACDENOISE_NATIVE_CONV": "1" if conv == "native" else "0"}, cores=threads
+    )
     native = re.search(r"(\d+) convolutions on the native kernel", text)
     if conv == "native" and not native:
         C.log("  warning: the native convolution was not used (no C compiler?); this row is PyTorch's")
@@ -328,12 +338,17 @@ def main() -> None:
                 for c in args.convs
                 for iv in (args.intervals if c == "native" else [0])
             ]
+            if n == sizes_list[0] and "native" in args.convs:
+                # the native kernels are compiled once per machine and CPU type and cached on disk: one untimed run
+                # first, so no timed run pays that one-off
+                C.log("  warm-up run (not timed): the native kernels' compile cache")
+                run_infer(model, bw, sizes_file, work / "out", args.threads, None, conv="native")
+            results = {}
             for batch, fwd, conv, iv in combos:
                 tile = iv or INTERVAL
-                tile_overhead = (tile + 2 * PAD) / tile
                 samples = []
                 for i in range(args.runs):
-                    roof = roofline(args.threads)
+                    roof = matmul_rate(args.threads)
                     s, parsed = run_infer(
                         model,
                         bw,
@@ -345,47 +360,75 @@ def main() -> None:
                         conv=conv,
                         interval=iv or None,
                     )
-                    s.extra = {**parsed, "roofline_flops": roof, "forward_batch": fwd or default_fwd}
+                    s.extra = {**parsed, "matmul_flops": roof, "forward_batch": fwd or default_fwd}
                     samples.append(s)
                     C.log(
                         f"  {n:,} bp {conv} tiles {tile:,} batch {parsed['batch']}/{fwd or default_fwd} "
-                        f"run {i + 1}/{args.runs}: wall {s.wall:.1f} s, denoise {parsed['denoise_s']:.1f} s, "
-                        f"{n / parsed['denoise_s'] / 1e3:.1f} kbp/s = "
-                        f"{n / parsed['denoise_s'] * fpp / roof:.0%} of roofline "
+                        f"run {i + 1}/{args.runs}: wall {s.wall:.1f} s ({n / s.wall / 1e3:.1f} kbp/s), "
+                        f"denoise {parsed['denoise_s']:.1f} s, "
+                        f"{n / parsed['denoise_s'] * fpp / roof:.2f}x a direct conv at the matmul rate "
                         f"({roof / 1e9:.0f} GFLOP/s), tree RSS {C.fmt_bytes(s.rss)}"
                     )
-                # per output base against the model's FLOPs per base (context not counted: it is our overhead)
-                ratios = [n / s.extra["denoise_s"] * fpp / s.extra["roofline_flops"] for s in samples]
-                den = float(np.median([s.extra["denoise_s"] for s in samples]))
-                roof_med = float(np.median([s.extra["roofline_flops"] for s in samples]))
-                ratio = float(np.median(ratios))
+                results[(batch, fwd, conv, iv)] = samples
+            for (batch, fwd, conv, iv), samples in results.items():
+                tile = iv or INTERVAL
+                tile_overhead = (tile + 2 * PAD) / tile
+                # the peer: the same command, batch and forward batch on PyTorch's convolutions, the model's tiles
+                peer = results.get((batch, fwd, "torch", 0))
+                wall, den = C.med(samples), float(np.median([s.extra["denoise_s"] for s in samples]))
+                peer_wall = C.med(peer) if peer else float("nan")
+                peer_den = float(np.median([s.extra["denoise_s"] for s in peer])) if peer else float("nan")
+                # per output base against the model's FLOPs per base (context not counted: it is our overhead),
+                # medians of the per-run figures (each run against the matmul rate of its own moment)
+                per_run = [
+                    (
+                        n / s.wall * fpp / s.extra["matmul_flops"],
+                        n / s.extra["denoise_s"] * fpp / s.extra["matmul_flops"],
+                    )
+                    for s in samples
+                ]
+                x_wall = float(np.median([r[0] for r in per_run]))
+                x_den = float(np.median([r[1] for r in per_run]))
+                roof_med = float(np.median([s.extra["matmul_flops"] for s in samples]))
                 rows.append(
                     [
                         f"{n / 1e6:g}",
                         args.preset,
                         conv,
+                        f"{args.threads} ({args.threads} core{'s' if args.threads > 1 else ''})",
                         f"{tile // 1000} kb",
                         f"{samples[0].extra['batch']} / {fwd or default_fwd}",
-                        f"{C.med(samples):.1f}",
+                        f"{wall:.1f}",
+                        f"{n / wall / 1e3:.1f}",
+                        f"{peer_wall / wall:.2f}x" if peer else "",
                         f"{den:.1f}",
                         f"{n / den / 1e3:.1f}",
+                        f"{peer_den / den:.2f}x" if peer else "",
                         f"{roof_med / fpp / 1e3:.1f}",
-                        f"{ratio:.0%}",
-                        f"{ratio * tile_overhead:.0%}",
+                        f"{x_wall:.2f}x",
+                        f"{x_den:.2f}x",
+                        f"{x_den * tile_overhead:.2f}x",
                         C.fmt_bytes(C.peak_rss(samples)),
                         f"{max(s.extra['main_rss_gib'] for s in samples):.2f} GiB",
                     ]
                 )
                 if (batch, fwd, conv, iv) == combos[0]:
                     scale_n.append(n)
-                    scale_t.append(den)
+                    scale_t.append(wall)
                 data["runs"].append(
                     {
                         "bases": n,
                         "conv": conv,
                         "interval": tile,
+                        "threads": args.threads,
                         "batch": samples[0].extra["batch"],
                         "forward_batch": fwd or default_fwd,
+                        "bp_per_s_wall": n / wall,
+                        "vs_torch_wall": peer_wall / wall if peer else None,
+                        "bp_per_s_denoise": n / den,
+                        "vs_torch_denoise": peer_den / den if peer else None,
+                        "speedup_over_direct_conv_at_matmul_rate_wall": x_wall,
+                        "speedup_over_direct_conv_at_matmul_rate_denoise": x_den,
                         "samples": [vars(s) for s in samples],
                     }
                 )
@@ -416,11 +459,16 @@ def main() -> None:
                         f"{n / 1e6:.0f} ({'+'.join(chroms)})",
                         args.hg38_preset,
                         "torch (oneDNN off)" if args.hg38_preset == "tiny" else "native",
+                        f"{args.threads} ({args.threads} core{'s' if args.threads > 1 else ''})",
                         "",
                         f"{parsed['batch']} / {default_fwd}",
                         f"{s.wall:.0f}",
+                        f"{n / s.wall / 1e3:.1f}",
+                        "",
                         f"{parsed['denoise_s']:.0f}",
                         f"{n / parsed['denoise_s'] / 1e3:.1f}",
+                        "",
+                        "",
                         "",
                         "",
                         "",
@@ -437,45 +485,65 @@ def main() -> None:
         f"bases of context on each side, so {overhead:.2f} positions are computed per output base "
         f"({(100_000 + 2 * PAD) / 100_000:.2f} "
         "with `--interval 100000`). Random weights (no peaks called).",
-        "roofline k bp/s = matmul FLOP/s / the model's FLOPs per base (context not counted); "
-        "'% roofline (per base)' = output "
-        "bases/s against it, the issue's figure; "
-        "'% roofline (positions)' = computed positions/s (context included) against "
-        "the same rate. Both count the model's direct-sum FLOPs; "
-        "the native kernels compute the 15-channel convolutions by FFT "
-        "with ~15x fewer operations, hence figures above 100 %.",
-        "Roofline: best of ten 2048^3 fp32 matrix products on the same threads, measured right before each run; "
-        "the % columns are "
-        "medians of the per-run ratios. 'denoise s' is the command's own figure (model loaded to outputs renamed); "
-        "'wall' adds "
-        "Python start-up and imports.",
+        "Headline: 'k bp/s (whole command)' = output bases / the command's wall time from the parent (Python "
+        "start-up and imports included) and 'vs PyTorch (whole command)' = the wall time of the same command on "
+        "PyTorch's convolutions (`ATACDENOISE_NATIVE_CONV=0`, oneDNN; same size, threads, batch and the model's "
+        "tiles) / this row's. The '(denoise)' columns use the command's own denoise time (model loaded to outputs "
+        "renamed), a second figure.",
+        "'direct-conv bp/s at matmul rate' = the matmul FLOP/s / the model's FLOPs per output base (context not "
+        "counted): the bases/s a direct convolution running at the fp32 matrix-product rate would give. "
+        "'speed-up over a direct conv at the matmul rate' = output bases/s against it (issue 9's target "
+        ">= 0.75x, once called '% of roofline'), on the whole command and on the denoise time; '(positions)' = "
+        "computed positions/s (context included) against the same rate. The native kernels compute the "
+        "15-channel convolutions by FFT with ~15x fewer operations than the direct sum, so these factors are "
+        "speed-ups, not fractions of the hardware, and can pass 1x.",
+        "Matmul rate: best of ten 2048^3 fp32 matrix products on the same threads and cores, measured right "
+        "before each run; the speed-up columns are medians of the per-run ratios. One untimed native run comes "
+        "first (the kernels' compile cache, a one-off per machine and CPU type).",
         "Peak RSS (tree): the largest summed RSS of the command and its two bigWig writer processes; "
-        "'main' is the main process's "
-        "own ru_maxrss as the command logs it.",
-        C.scaling_note(scale_n, scale_t, "denoise time"),
+        "'main' is the main process's own ru_maxrss as the command logs it.",
+        C.scaling_note(scale_n, scale_t, "whole-command time"),
+    ]
+    settings = [
+        f"threads: `--threads {args.threads}` for both convolutions (native kernels and PyTorch/oneDNN), and for "
+        f"the matmul rate; every process pinned to {args.threads} core(s).",
+        "output bigWigs (track, peak probability): the native writer, ISA-L level 1 (`fast`), the same for every "
+        "row; no input is compressed by the benchmark at run time.",
     ]
     if lever_rows:
         print("\n### Forward-pass levers (reference shape, windows of 60,000 positions, fresh process each)\n")
         print(
             C.table(
-                ["configuration", "k positions/s", "roofline GFLOP/s", "% roofline (per position)", "note"], lever_rows
+                [
+                    "configuration",
+                    "k positions/s",
+                    "matmul GFLOP/s",
+                    "speed-up over a direct conv at the matmul rate (per position)",
+                    "note",
+                ],
+                lever_rows,
             )
         )
         data["levers"] = lever_rows
     C.report(
-        "CPU inference: atacdenoise infer vs the fp32 roofline",
+        "CPU inference: atacdenoise infer, native kernels vs PyTorch (whole commands)",
         [
             "input (Mb)",
             "preset",
             "convolutions",
+            "threads (cores)",
             "tile (output)",
             "tiles per read / per forward",
             "wall s",
+            "k bp/s (whole command)",
+            "vs PyTorch (whole command)",
             "denoise s",
-            "k output bp/s",
-            "roofline k bp/s",
-            "% roofline (per base)",
-            "% roofline (positions)",
+            "k bp/s (denoise)",
+            "vs PyTorch (denoise)",
+            "direct-conv k bp/s at matmul rate",
+            "speed-up over a direct conv at the matmul rate (whole command)",
+            "same (denoise)",
+            "same (positions, denoise)",
             "peak RSS (tree)",
             "peak RSS (main)",
         ],
@@ -483,6 +551,7 @@ def main() -> None:
         notes,
         args,
         data,
+        settings,
     )
     if args.json:
         json.loads(args.json.read_text())  # written by report; checked readable
