@@ -1,5 +1,7 @@
 """The native build (atacdenoise.native): every C file compiles without a warning, the cache is trusted only when safe.
 
+A failed build falls back with a logged error, except in CI (ATACDENOISE_CI), where it raises.
+
 Also runs the convolution kernels under the undefined-behaviour and address
 sanitizers, in a child process (a finding aborts it).
 """
@@ -68,6 +70,7 @@ def test_c_file_stops_without_its_defines(source, tmp_path):
 
 @needs_cc
 def test_compile_error_is_logged_as_error_and_falls_back(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("ATACDENOISE_CI", raising=False)  # outside CI
     monkeypatch.setenv("ATACDENOISE_CACHE", str(tmp_path / "cache"))
     source = PACKAGE / "model" / "cpuconv_direct.c"
     with caplog.at_level(logging.INFO, logger="atacdenoise.native"):
@@ -75,6 +78,35 @@ def test_compile_error_is_logged_as_error_and_falls_back(tmp_path, monkeypatch, 
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "define COB" in errors[0].getMessage()  # the compiler's own lines
     assert not list((tmp_path / "cache").iterdir())  # no half-written library left behind
+
+
+@needs_cc
+@pytest.mark.parametrize("ci", ["1", "yes"])
+def test_compile_error_raises_in_ci(ci, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("ATACDENOISE_CI", ci)
+    monkeypatch.setenv("ATACDENOISE_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(native.BuildError, match=r"(?s)ATACDENOISE_CI is set: no fallback.*define COB"):
+        native.build("direct", PACKAGE / "model" / "cpuconv_direct.c", {}, "test kernel")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # raised, not logged and dropped
+
+
+@needs_cc
+@pytest.mark.parametrize("ci", [None, "1"])
+def test_library_that_does_not_load_falls_back_or_raises_in_ci(ci, tmp_path, monkeypatch, caplog):
+    if ci is None:
+        monkeypatch.delenv("ATACDENOISE_CI", raising=False)
+    else:
+        monkeypatch.setenv("ATACDENOISE_CI", ci)
+    monkeypatch.setenv("ATACDENOISE_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "unresolved.c"  # compiles (-shared leaves the symbol open), fails to load: ctypes binds now
+    source.write_text("extern int no_such_function(void);\nint answer(void) { return no_such_function(); }\n")
+    if ci is None:
+        with caplog.at_level(logging.INFO, logger="atacdenoise.native"):
+            assert native.build("unresolved", source, {}, "test library") is None
+        assert "no_such_function" in caplog.text and "slower fallback" in caplog.text
+    else:
+        with pytest.raises(native.BuildError, match=r"ATACDENOISE_CI is set: no fallback.*no_such_function"):
+            native.build("unresolved", source, {}, "test library")
 
 
 def test_no_compiler_is_not_an_error(tmp_path, monkeypatch, caplog):

@@ -34,6 +34,9 @@ def unavailable_reason() -> str | None:
     The cluster needs root (slurmd runs jobs as their user; munged and slurmctld bind ports),
     the SLURM and munge binaries or apt-get to install them, and a free /etc/slurm/slurm.conf
     (job steps read the default path; a machine's own SLURM configuration is never replaced).
+    The tests skip with this reason; in CI (``ATACDENOISE_CI``) the skip is a failure (tests/conftest.py).
+    A private ``SLURM_CONF`` cannot stand in for /etc/slurm/slurm.conf: the jobstep executor removes
+    every ``SLURM_*`` variable but the job's identity before its ``srun``.
     """
     if os.environ.get("ATACDENOISE_SKIP_CLUSTER"):
         return "ATACDENOISE_SKIP_CLUSTER is set"

@@ -3,7 +3,9 @@
 The dry-run tests need only Snakemake. The cluster tests start munged, slurmctld and slurmd
 (tests/cluster/slurm_up.sh: partitions `cpu` and `gpu`, one gres GPU backed by /dev/null),
 installing Debian's slurm-wlm and munge with apt when missing; they skip, with the reason in
-pytest's -ra summary, where that is impossible (not root, no apt, a machine with its own SLURM).
+pytest's -ra summary, where that is impossible (not root, no apt or a failed apt-get, a machine with
+its own SLURM, ATACDENOISE_SKIP_CLUSTER set). In CI (ATACDENOISE_CI, set by .ci/run) any such skip
+fails the run (tests/conftest.py): there the cluster tests must run.
 Jobs are submitted through profiles/slurm-gpu merged with tests/cluster/overlay (squeue for job
 status, no account, memory/CPUs scaled to the node), and what SLURM did is read back from its own
 records (scontrol) and from the environment the jobs saw.

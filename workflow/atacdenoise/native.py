@@ -36,7 +36,11 @@ Failures: without a compiler, or when a part is turned off (:func:`off`),
 the caller gets None (logged) and uses its pure-Python/PyTorch path. A
 compiler that fails on our C is a bug of ours, not a missing feature: it is
 logged as an error with the compiler's first and last lines; the run still
-falls back, and the tests fail (``tests/test_native.py``).
+falls back, and the tests fail (``tests/test_native.py``). In CI
+(``$ATACDENOISE_CI`` set, by ``.ci/run``) the native libraries are required:
+a build that fails, or a library that cannot be loaded, raises
+:class:`BuildError` instead of falling back (a missing compiler still falls
+back; the tests that need the kernels then skip, which CI counts as failures).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC"]
 #: compiler output lines quoted from each end when a build fails
 ERROR_LINES = 12
+#: set (to anything but 0/off/false/no) in CI: a library that does not build raises instead of falling back
+CI_ENV = "ATACDENOISE_CI"
 
 
 class BuildError(RuntimeError):
@@ -88,6 +94,11 @@ def cache_dir() -> Path:
 def off(env: str) -> bool:
     """Tell whether the environment variable ``env`` turns a native part off (0, off, false, no)."""
     return os.environ.get(env, "1").strip().lower() in ("0", "off", "false", "no")
+
+
+def required() -> bool:
+    """Tell whether a failed build must raise (``$ATACDENOISE_CI`` set: a CI run) rather than fall back."""
+    return os.environ.get(CI_ENV, "").strip().lower() not in ("", "0", "off", "false", "no")
 
 
 def compiler() -> list[str] | None:
@@ -230,6 +241,12 @@ def build(name: str, source: Path, defines: Mapping[str, int | str], what: str) 
         fails (logged as an error with its output: a bug of ours, or
         unusual settings) or when the library cannot be written or loaded (a
         warning); the caller then uses its fallback.
+
+    Raises
+    ------
+    BuildError
+        In CI (:func:`required`), where the last two cases are errors; the
+        message quotes the compiler's output.
     """
     cc = compiler()
     if cc is None:
@@ -238,7 +255,11 @@ def build(name: str, source: Path, defines: Mapping[str, int | str], what: str) 
     try:
         return _load(name, cc, Path(source), defines, what)
     except BuildError as exc:
+        if required():
+            raise BuildError(f"the C compiler failed on the {what} ({CI_ENV} is set: no fallback). {exc}") from exc
         log.error("the C compiler failed on the %s (please report it); using the slower fallback. %s", what, exc)
     except (OSError, subprocess.SubprocessError) as exc:
+        if required():
+            raise BuildError(f"the {what} is unavailable ({CI_ENV} is set: no fallback): {exc}") from exc
         log.warning("the %s is unavailable (%s); using the slower fallback", what, exc)
     return None
