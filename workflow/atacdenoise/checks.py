@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # annotations only: importing pandas costs ~0.3 s of every co
 import yaml
 
 from atacdenoise.errors import InputError
-from atacdenoise.io.text import open_text
+from atacdenoise.io.text import READ_ERRORS, open_text
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def check_bam_file(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
     Returns the mapped reads per chromosome of ``sizes`` (from the index: an
     upper bound on the fragments a depth can ask for).
     """
-    from atacdenoise.io.bam import check_bam, mapped_per_chrom, open_bam
+    from atacdenoise.io.bam import check_bam, close_bam, mapped_per_chrom, open_bam
 
     path = Path(path)
     _exists(path, "BAM file")
@@ -135,7 +135,7 @@ def check_bam_file(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
         check_bam(bam, sizes, path)
         mapped = mapped_per_chrom(bam)
     finally:
-        bam.close()
+        close_bam(bam)
     return {c: mapped.get(c, 0) for c in sizes}
 
 
@@ -190,8 +190,11 @@ def check_fragments_head(path: str | Path, genome: dict[str, int], n: int = FRAG
                 seen += 1
                 if seen >= n:
                     break
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc}); the file is truncated or not a fragments file") from None
+    except READ_ERRORS as exc:
+        raise InputError(
+            f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is truncated or damaged, or not a fragments "
+            "file: copy it again or re-create it (gzip -t tests a gzip file)"
+        ) from None
     if not seen:
         raise InputError(
             f"{path}: no fragments (only comments or blank lines); expected chrom, start, end, barcode, count lines"
@@ -546,8 +549,30 @@ def probe_counts(path: str | Path, kind: str, sizes: dict[str, int]) -> dict[str
 
     Index queries only, so a whole genome costs about a second. Returns chromosome
     -> counts, or None when the file has no index to query (plain or gzip text).
+    A damaged file or index is an :class:`InputError` (:func:`_probe_damaged`).
     """
+    try:
+        return _probe_counts(path, kind, sizes)
+    except InputError:
+        raise
+    except (OSError, ValueError, NotImplementedError) as exc:  # what pysam raises on a damaged file or index
+        raise _probe_damaged(path, kind, exc) from None
+
+
+def _probe_damaged(path: str | Path, kind: str, exc: Exception) -> InputError:
+    """Return the error for a BAM or tabix-indexed fragments file whose index queries fail: damaged or truncated."""
+    fix = f"samtools index {path}" if kind == "bam" else f"tabix -p bed {path}"
+    return InputError(
+        f"{path}: index queries fail ({type(exc).__name__}: {exc}); the file or its index is damaged or truncated: "
+        f"copy it again or re-create it, and re-index it ({fix})"
+    )
+
+
+def _probe_counts(path: str | Path, kind: str, sizes: dict[str, int]) -> dict[str, list[int]] | None:
+    """Do the work of :func:`probe_counts`, with each index checked before htslib loads it."""
     import pysam
+
+    from atacdenoise.io.bam import check_index, check_index_files, close_bam
 
     def windows(length: int) -> list[tuple[int, int]]:
         centres = [int((i + 0.5) * length / PROBES) for i in range(PROBES)]
@@ -555,13 +580,20 @@ def probe_counts(path: str | Path, kind: str, sizes: dict[str, int]) -> dict[str
 
     out: dict[str, list[int]] = {}
     if kind == "bam":
-        with pysam.AlignmentFile(str(path), "rb") as bam:
+        check_index_files(path)
+        bam = pysam.AlignmentFile(str(path), "rb")
+        try:
             known = set(bam.references)
             for chrom, length in sizes.items():
                 if chrom in known:
                     out[chrom] = [bam.count(chrom, s, e) for s, e in windows(length)]
+        finally:
+            close_bam(bam)  # htslib repeats a read error on closing: keep the first
         return out
     if kind == "fragments" and (Path(f"{path}.tbi").exists() or Path(f"{path}.csi").exists()):
+        for index in (Path(f"{path}.tbi"), Path(f"{path}.csi")):
+            if index.is_file():
+                check_index(index, path, f"tabix -p bed {path}")
         with pysam.TabixFile(str(path)) as tbx:
             known = set(tbx.contigs)
             for chrom, length in sizes.items():

@@ -3,6 +3,10 @@
 Every check raises ``InputError`` naming the file and the fix, before any
 output is written: a missing index, a file not sorted by coordinate, no
 reads, chromosome names or lengths that do not match the genome's sizes file.
+A damaged or truncated BAM or index is an ``InputError`` too: the index's
+records are checked before htslib loads it (:func:`check_index`, for tabix
+indexes too: htslib aborts the process on some cut indexes), and what pysam
+raises while reading a damaged file is turned into one (:func:`bam_errors`).
 
 A *usable fragment* is what the coverage step turns into cut sites, counted
 once per fragment: for paired-end reads a proper pair whose first read
@@ -18,6 +22,10 @@ read filters of :mod:`atacdenoise.reads.cutsites` share with the counts here.
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +53,9 @@ SUPPLEMENTARY = 0x800
 
 #: reads looked at to decide whether a BAM is paired-end
 SNIFF_READS = 10_000
+#: what pysam raises on a damaged BAM or index: htslib's read errors (OSError), a record or index it cannot
+#: decode (ValueError), a block that is not BGZF (NotImplementedError: "seek not implemented")
+PYSAM_ERRORS = (OSError, ValueError, NotImplementedError)
 
 
 @dataclass
@@ -62,35 +73,66 @@ def _index_hint(path: Path) -> str:
     return f"index it with `samtools index {path}` (or python -c \"import pysam; pysam.index('{path}')\")"
 
 
+@contextmanager
+def bam_errors(path: str | Path, errors: tuple[type[Exception], ...] = PYSAM_ERRORS) -> Iterator[None]:
+    """Turn what pysam raises on a damaged or truncated BAM (``errors``) into an ``InputError`` naming ``path``.
+
+    Wrap code that only reads the BAM with the default; wrap a stage's loop,
+    which also computes, with ``errors=(OSError,)`` (htslib's read errors) so
+    that a bug of ours is not reported as a damaged file.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except errors as exc:
+        raise bam_damaged(path, exc) from None
+
+
+def close_bam(bam: pysam.AlignmentFile) -> None:
+    """Close a BAM opened for reading; htslib's complaint on closing after a read error is logged, not raised.
+
+    (It reports the read error again, as "Closing failed", and would hide the ``InputError`` that named it.)
+    """
+    try:
+        bam.close()
+    except OSError as exc:
+        log.debug("%s: %s", bam.filename, exc)
+
+
+def check_index_files(path: str | Path) -> None:
+    """Check the records of every index beside a BAM (X.bam.bai, X.bai, X.bam.csi) before htslib loads one."""
+    path = Path(path)
+    for cand in (Path(f"{path}.bai"), path.with_suffix(".bai"), Path(f"{path}.csi")):
+        if cand.is_file():
+            check_index(cand, path, f"samtools index {path}")
+
+
 def open_bam(path: str | Path, threads: int = 1) -> pysam.AlignmentFile:
-    """Open an indexed, coordinate-sorted BAM for reading; raise ``InputError`` otherwise."""
+    """Open an indexed, coordinate-sorted BAM for reading; raise ``InputError`` otherwise (damaged files too)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: BAM file not found")
+    check_index_files(path)
     try:
         bam = pysam.AlignmentFile(str(path), "rb", threads=max(1, threads))
-    except (ValueError, OSError) as exc:
+    except PYSAM_ERRORS as exc:
         raise _unreadable(path, exc) from None
     try:
-        _check_format(bam, path)
+        with bam_errors(path):
+            _check_format(bam, path)
+            so = bam.header.to_dict().get("HD", {}).get("SO")
+            if so is not None and so != "coordinate":
+                raise InputError(
+                    f"{path}: header says it is sorted by {so!r}, expected 'coordinate'; "
+                    f"sort it (samtools sort -o sorted.bam {path}) and {_index_hint(Path('sorted.bam'))}"
+                )
+            if not bam.has_index():
+                raise InputError(f"{path}: BAM has no index (.bai/.csi beside it); {_index_hint(path)}")
+            check_index_fresh(path)
+            check_sorted_sample(path)
     except InputError:
-        bam.close()
-        raise
-    so = bam.header.to_dict().get("HD", {}).get("SO")
-    if so is not None and so != "coordinate":
-        bam.close()
-        raise InputError(
-            f"{path}: header says it is sorted by {so!r}, expected 'coordinate'; "
-            f"sort it (samtools sort -o sorted.bam {path}) and {_index_hint(Path('sorted.bam'))}"
-        )
-    if not bam.has_index():
-        bam.close()
-        raise InputError(f"{path}: BAM has no index (.bai/.csi beside it); {_index_hint(path)}")
-    try:
-        check_index_fresh(path)
-        check_sorted_sample(path)
-    except InputError:
-        bam.close()
+        close_bam(bam)
         raise
     return bam
 
@@ -124,22 +166,29 @@ def sniff_reads(path: str | Path, n: int = SNIFF_READS) -> tuple[int, int, int, 
     mapped = paired = proper = 0
     last = (-1, -1)
     disorder = None
-    with pysam.AlignmentFile(str(path), "rb") as bam:
-        for i, read in enumerate(bam.fetch(until_eof=True)):
-            if i >= n:
-                break
-            if read.is_unmapped:
-                continue
-            mapped += 1
-            paired += read.is_paired
-            proper += read.is_proper_pair
-            key = (read.reference_id, read.reference_start)
-            if disorder is None and key < last:
-                disorder = (
-                    f"{read.reference_name}:{read.reference_start + 1:,} (read {read.query_name}) "
-                    "follows a read at a later position"
-                )
-            last = max(last, key)
+    try:
+        bam = pysam.AlignmentFile(str(path), "rb")
+    except PYSAM_ERRORS as exc:
+        raise _unreadable(Path(path), exc) from None
+    try:
+        with bam_errors(path):
+            for i, read in enumerate(bam.fetch(until_eof=True)):
+                if i >= n:
+                    break
+                if read.is_unmapped:
+                    continue
+                mapped += 1
+                paired += read.is_paired
+                proper += read.is_proper_pair
+                key = (read.reference_id, read.reference_start)
+                if disorder is None and key < last:
+                    disorder = (
+                        f"{read.reference_name}:{read.reference_start + 1:,} (read {read.query_name}) "
+                        "follows a read at a later position"
+                    )
+                last = max(last, key)
+    finally:
+        close_bam(bam)
     return mapped, paired, proper, disorder
 
 
@@ -160,16 +209,18 @@ def bam_chrom_sizes(bam: pysam.AlignmentFile) -> dict[str, int]:
 
 def mapped_per_chrom(bam: pysam.AlignmentFile) -> dict[str, int]:
     """Count the mapped reads per chromosome from the index (samtools idxstats), no decompression."""
-    return {s.contig: int(s.mapped) for s in bam.get_index_statistics()}
+    with bam_errors(bam.filename.decode()):
+        return {s.contig: int(s.mapped) for s in bam.get_index_statistics()}
 
 
 def is_paired(bam: pysam.AlignmentFile, n: int = SNIFF_READS) -> bool:
     """Tell whether any of the first ``n`` reads is paired (flag 0x1)."""
-    for i, read in enumerate(bam.fetch(until_eof=True)):
-        if read.is_paired:
-            return True
-        if i >= n:
-            break
+    with bam_errors(bam.filename.decode()):
+        for i, read in enumerate(bam.fetch(until_eof=True)):
+            if read.is_paired:
+                return True
+            if i >= n:
+                break
     return False
 
 
@@ -226,15 +277,27 @@ def check_readable(path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: BAM file not found")
+    check_index_files(path)
     try:
-        with pysam.AlignmentFile(str(path), "rb", check_sq=False) as bam:
-            _check_format(bam, path)
-    except (ValueError, OSError) as exc:
+        bam = pysam.AlignmentFile(str(path), "rb", check_sq=False)
+    except PYSAM_ERRORS as exc:
         raise _unreadable(path, exc) from None
+    try:
+        _check_format(bam, path)
+    finally:
+        close_bam(bam)
 
 
 def _unreadable(path: Path, exc: Exception) -> InputError:
     return InputError(f"{path}: not a readable BAM file ({exc}); check the path and the file (samtools quickcheck)")
+
+
+def bam_damaged(path: str | Path, exc: Exception) -> InputError:
+    """Return the error for a BAM (or its index) on which htslib failed with ``exc``: name it and the fixes."""
+    return InputError(
+        f"{path}: the BAM or its index is damaged or truncated (htslib: {type(exc).__name__}: {exc}); check it "
+        f"(samtools quickcheck {path}), copy it again or re-create it, and {_index_hint(Path(path))}"
+    )
 
 
 def _check_format(bam: pysam.AlignmentFile, path: Path) -> None:
@@ -319,3 +382,116 @@ def count_usable_fragments(
 ) -> int:
     """Count the usable fragments (see the module docstring) on ``chroms`` of an indexed BAM, both kinds together."""
     return sum(count_usable_by_kind(path, chroms, min_mapq, keep_duplicates, threads).values())
+
+
+# --------------------------------------------------------------------------- index files (.bai, .csi, .tbi)
+# Why: htslib (1.21, in pysam 0.24) aborts the whole process ("double free detected") when a .bai ends in the
+# middle of a bin's record, e.g. an index cut short in a copy: the workflow's start-up checks, run inside
+# Snakemake, would die without a message. Walking the index's records here, every count checked against the
+# bytes left, turns such a file into an InputError that names it and says how to re-index; htslib then only
+# sees indexes whose records are all present. Layouts (SAM/BAM specification section 5.2, the tabix and CSI
+# specifications): BAI is uncompressed, TBI and CSI are BGZF-compressed. Per reference: bins (each a bin
+# number, [CSI: a virtual offset,] a chunk count and 16-byte chunks), then [BAI, TBI:] a linear index (a count
+# and 8-byte offsets); an optional 8-byte count of unplaced reads may end the file.
+
+#: most bytes an index may inflate to (a whole-genome BAM's index is a few MB)
+MAX_INDEX_BYTES = 1 << 30
+
+
+class _Cut(Exception):
+    """The records run past the end of the index's bytes."""
+
+
+def _inflate_bgzf(raw: bytes) -> bytes:
+    """Inflate every member of a BGZF/gzip file (bounded by :data:`MAX_INDEX_BYTES`); raise zlib.error or _Cut."""
+    out, total = [], 0
+    while raw:
+        d = zlib.decompressobj(wbits=31)
+        part = d.decompress(raw, MAX_INDEX_BYTES - total + 1)
+        if not d.eof:
+            if len(part) + total > MAX_INDEX_BYTES:
+                raise zlib.error("inflates past 1 GiB")
+            raise _Cut()
+        out.append(part)
+        total += len(part)
+        raw = d.unused_data
+    return b"".join(out)
+
+
+class _Reader:
+    """Little-endian fields read from a bytes object; running past its end raises :class:`_Cut`."""
+
+    def __init__(self, data: bytes):
+        self.data, self.at = data, 0
+
+    def int32(self) -> int:
+        if self.at + 4 > len(self.data):
+            raise _Cut()
+        (value,) = struct.unpack_from("<i", self.data, self.at)
+        self.at += 4
+        return value
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.at + n > len(self.data):
+            raise _Cut()
+        self.at += n
+
+
+def _walk(data: bytes, kind: str) -> None:
+    """Walk the records of an inflated index of ``kind`` (BAI, TBI, CSI); raise ValueError or _Cut when damaged."""
+    r = _Reader(data)
+    if data[:4] != f"{kind}\1".encode():
+        raise ValueError(f"not a {kind} index (starts with {data[:4]!r})")
+    r.skip(4)
+    if kind == "CSI":
+        r.skip(8)  # min_shift, depth
+        r.skip(r.int32())  # auxiliary data (tabix's column layout and names)
+    n_ref = r.int32()
+    if kind == "TBI":
+        r.skip(24)  # format, col_seq, col_beg, col_end, meta, skip
+        r.skip(r.int32())  # names
+    if n_ref < 0:
+        raise ValueError(f"negative number of references ({n_ref})")
+    for _ in range(n_ref):
+        n_bin = r.int32()
+        if n_bin < 0:
+            raise ValueError(f"negative number of bins ({n_bin})")
+        for _ in range(n_bin):
+            r.skip(4 if kind != "CSI" else 12)  # bin [, loffset]
+            n_chunk = r.int32()
+            if n_chunk < 0:
+                raise ValueError(f"negative number of chunks ({n_chunk})")
+            r.skip(16 * n_chunk)
+        if kind != "CSI":
+            n_intv = r.int32()
+            if n_intv < 0:
+                raise ValueError(f"negative linear index size ({n_intv})")
+            r.skip(8 * n_intv)
+    if len(data) - r.at not in (0, 8):  # the optional count of unplaced reads
+        raise ValueError(f"{len(data) - r.at} bytes after the last reference's records")
+
+
+def check_index(index: str | Path, data: str | Path, fix: str) -> None:
+    """Raise ``InputError`` unless ``index`` (.bai, .csi or .tbi of ``data``) holds all its records.
+
+    ``fix`` is the command that re-makes it, quoted in the message. Reads the
+    whole index: a few MB for a whole-genome BAM, parsed in well under a second.
+    """
+    index = Path(index)
+    raw = index.read_bytes()
+    try:
+        if raw[:4] == b"BAI\1":
+            kind, inflated = "BAI", raw
+        else:
+            inflated = _inflate_bgzf(raw) if raw[:2] == b"\x1f\x8b" else raw
+            kind = inflated[:3].decode("ascii", "replace")
+            if kind not in ("TBI", "CSI"):
+                raise ValueError("not a BAM or tabix index")
+        _walk(inflated, kind)
+    except _Cut:
+        problem = "it ends in the middle of its records (cut short)"
+    except (ValueError, zlib.error) as exc:
+        problem = f"it is damaged ({exc})"
+    else:
+        return
+    raise InputError(f"{index}: the index of {data} cannot be used: {problem}; re-create it ({fix})")

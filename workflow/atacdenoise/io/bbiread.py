@@ -18,8 +18,15 @@ array, missing bases as NaN or ``fill``) and :meth:`BigWigFileReader.runs`
 (``starts, ends, values`` of the stored items, what a run-length consumer such
 as peak calling on a smooth track wants), and :meth:`BigWigFileReader.runs_at_least`
 (only the runs at or above a cutoff, selected as the blocks decode). Layout: bigWig versions 1-4,
-little-endian (every UCSC, libBigWig and :mod:`atacdenoise.io.bbiwrite` file);
-zoom levels are not read (every query is exact).
+little-endian (every UCSC, libBigWig and :mod:`atacdenoise.io.bbiwrite` file; a big-endian file is refused
+with a message); zoom levels are not read (every query is exact).
+
+Damaged files (a transfer cut short, flipped bytes) end in :class:`BigWigReadError`, an
+:class:`~atacdenoise.errors.InputError` naming the file, never in a hang or an unbounded allocation:
+a file that does not end with the magic number again (as every bigWig does) is cut short and refused,
+no read goes past the end of the file, the two trees are walked with a set of visited nodes and a depth
+limit (a node pointing back at itself or an ancestor is refused), a node holds at most the tree's block
+size of items, and a data block inflates to at most the header's ``uncompressBufSize``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from atacdenoise.errors import InputError
 
 try:  # ISA-L inflate: 2-4x zlib's speed on the same streams
     from isal import isal_zlib as _inflate_mod
@@ -52,10 +61,22 @@ BEDGRAPH, VARSTEP, FIXEDSTEP = 1, 2, 3
 BATCH_BYTES = 8 << 20
 #: neighbouring blocks closer than this in the file are read with one pread
 _READ_GAP = 1 << 16
+#: deepest index tree walked (a real tree of 2**64 items is 16 levels deep at the smallest block size, 4)
+MAX_TREE_DEPTH = 64
+#: largest ``uncompressBufSize`` accepted (UCSC tools and libBigWig write 32 KiB; a larger value is damage)
+MAX_UNCOMPRESS_BUF = 64 << 20
 
 
-class BigWigReadError(ValueError):
-    """The file is not a bigWig this reader understands (the message says why)."""
+class BigWigReadError(InputError, ValueError):
+    """The file is not a bigWig this reader understands, or is damaged (the message names the file and says why).
+
+    An :class:`~atacdenoise.errors.InputError` (the CLI prints the message, no traceback) and, as before, a ValueError.
+    """
+
+
+def _damaged(path: Path, what: str) -> BigWigReadError:
+    """Return the error for a structure of ``path`` that cannot be right: say what, and the fix."""
+    return BigWigReadError(f"{path}: {what}; the file is damaged or truncated: copy it again or re-create it")
 
 
 @dataclass(frozen=True)
@@ -67,11 +88,26 @@ class _Decoded:
     values: np.ndarray
 
 
-def _inflate_all(payloads: list[memoryview], compressed: bool) -> list[bytes]:
-    """Inflated blocks, in order (ISA-L when installed; it and zlib release the GIL)."""
-    if not compressed:
+class _TooLarge(Exception):
+    """A block inflates past its limit (raised on a worker thread, worded by the reader)."""
+
+
+def _inflate_one(payload: memoryview, limit: int) -> bytes:
+    """Inflate one zlib stream to at most ``limit`` bytes; raise :class:`_TooLarge` past it, zlib's error if cut."""
+    d = _inflate_mod.decompressobj()
+    out = d.decompress(payload, limit + 1)
+    if len(out) > limit:
+        raise _TooLarge(limit)
+    if not d.eof:
+        raise _inflate_mod.error("incomplete or truncated stream")
+    return out
+
+
+def _inflate_all(payloads: list[memoryview], limit: int) -> list[bytes]:
+    """Inflated blocks, in order, each at most ``limit`` bytes (0: stored uncompressed; ISA-L/zlib release the GIL)."""
+    if not limit:
         return [bytes(p) for p in payloads]
-    return [_inflate_mod.decompress(p) for p in payloads]
+    return [_inflate_one(p, limit) for p in payloads]
 
 
 class BigWigFileReader:
@@ -85,17 +121,23 @@ class BigWigFileReader:
         self.path = Path(path)
         self.threads = max(1, int(threads))
         self._fd = os.open(self.path, os.O_RDONLY)
+        self._size = os.fstat(self._fd).st_size
         self._pool: ThreadPoolExecutor | None = None
         self._leaf_cache: tuple[int, np.ndarray] | None = None
         try:
             self._read_header()
         except BaseException:
             os.close(self._fd)
+            self._fd = -1  # else __del__ closes the number again, by then maybe another file's
             raise
 
     # --- structure ---------------------------------------------------------------------------------------------
 
     def _pread(self, offset: int, size: int) -> bytes:
+        """Read ``size`` bytes at ``offset``, or fewer where the file ends first (never allocating past its end)."""
+        size = min(int(size), self._size - int(offset))
+        if size <= 0 or offset < 0:
+            return b""
         out = os.pread(self._fd, size, offset)
         if len(out) < size:  # pread may return less near the end or on a signal: finish or fail clearly
             parts = [out]
@@ -112,14 +154,14 @@ class BigWigFileReader:
     def _read_header(self) -> None:
         raw = self._pread(0, _HEADER.size)
         if len(raw) < _HEADER.size:
-            raise BigWigReadError(f"{self.path}: {len(raw)} bytes, too short for a bigWig header")
+            raise _damaged(self.path, f"{len(raw)} bytes, too short for a bigWig header")
         magic = struct.unpack_from("<I", raw)[0]
         if magic != BIGWIG_MAGIC:
             if struct.unpack_from(">I", raw)[0] == BIGWIG_MAGIC:
                 raise BigWigReadError(
                     f"{self.path}: a big-endian bigWig; convert it with bigWigToBedGraph | bedGraphToBigWig"
                 )
-            raise BigWigReadError(f"{self.path}: not a bigWig (magic {magic:#x})")
+            raise BigWigReadError(f"{self.path}: not a bigWig (magic {magic:#x}); give a bigWig file")
         (
             _,
             self.version,
@@ -134,59 +176,102 @@ class BigWigFileReader:
             self.uncompress_buf_size,
             _,
         ) = _HEADER.unpack(raw)
+        if struct.unpack("<I", self._pread(self._size - 4, 4).rjust(4, b"\0"))[0] != BIGWIG_MAGIC:
+            # every bigWig ends with its magic number again (UCSC tools, libBigWig, our writer): a cut file does not
+            raise _damaged(self.path, "it does not end with the bigWig magic number, so it is cut short")
+        if self.uncompress_buf_size > MAX_UNCOMPRESS_BUF:
+            raise _damaged(self.path, f"the header's block size ({self.uncompress_buf_size:,} bytes) is impossible")
         self._read_chrom_tree(chrom_tree)
         head = self._pread(self.index_offset, _RTREE_HEADER.size)
         if len(head) < _RTREE_HEADER.size or _RTREE_HEADER.unpack(head)[0] != RTREE_MAGIC:
-            raise BigWigReadError(f"{self.path}: data index missing or damaged (truncated file?)")
+            raise _damaged(self.path, "data index missing or not where the header says")
         self._rtree_block = _RTREE_HEADER.unpack(head)[1]
+        if self._rtree_block < 1:
+            raise _damaged(self.path, "data index has block size 0")
+
+    def _node(self, at: int, seen: set[int], depth: int, block: int, what: str) -> tuple[bool, int]:
+        """Check a tree node's place and header (``is_leaf``, item count); return them.
+
+        A node already seen (a loop), past the depth limit, outside the file or
+        with more items than the tree's block size is a :func:`_damaged` error.
+        """
+        if at in seen or depth > MAX_TREE_DEPTH:
+            raise _damaged(self.path, f"{what} loops back on itself (node at byte {at})")
+        seen.add(at)
+        raw = self._pread(at, 4)
+        if len(raw) < 4:
+            raise _damaged(self.path, f"{what} points past the end of the file (byte {at})")
+        is_leaf, _, n = struct.unpack("<BBH", raw)
+        if is_leaf > 1 or n > block:
+            raise _damaged(self.path, f"{what} node at byte {at} is not a tree node")
+        return bool(is_leaf), n
 
     def _read_chrom_tree(self, offset: int) -> None:
         head = self._pread(offset, _CHROM_TREE_HEADER.size)
         if len(head) < _CHROM_TREE_HEADER.size:
-            raise BigWigReadError(f"{self.path}: chromosome tree missing (truncated file?)")
-        magic, _block, key_size, val_size, count, _ = _CHROM_TREE_HEADER.unpack(head)
-        if magic != CHROM_TREE_MAGIC or val_size != 8:
-            raise BigWigReadError(f"{self.path}: chromosome tree damaged")
+            raise _damaged(self.path, "chromosome tree missing")
+        magic, block, key_size, val_size, count, _ = _CHROM_TREE_HEADER.unpack(head)
+        if magic != CHROM_TREE_MAGIC or val_size != 8 or not 0 < key_size < self._size or block < 1:
+            raise _damaged(self.path, "chromosome tree header damaged")
         leaf = np.dtype([("key", f"S{key_size}"), ("id", "<u4"), ("size", "<u4")])
         node = np.dtype([("key", f"S{key_size}"), ("child", "<u8")])
-        found: list[tuple[int, str, int]] = []
-        stack = [offset + _CHROM_TREE_HEADER.size]
+        found: list[tuple[int, bytes, int]] = []
+        seen: set[int] = set()
+        stack = [(offset + _CHROM_TREE_HEADER.size, 0)]
         while stack:
-            at = stack.pop()
-            is_leaf, _, n = struct.unpack("<BBH", self._pread(at, 4))
+            at, depth = stack.pop()
+            is_leaf, n = self._node(at, seen, depth, block, "chromosome tree")
             kind = leaf if is_leaf else node
-            items = np.frombuffer(self._pread(at + 4, n * kind.itemsize), dtype=kind, count=n)
+            raw = self._pread(at + 4, n * kind.itemsize)
+            if len(raw) < n * kind.itemsize:
+                raise _damaged(self.path, f"chromosome tree node at byte {at} is cut short")
+            items = np.frombuffer(raw, dtype=kind, count=n)
             if is_leaf:
-                found += [(int(i), k.decode(), int(s)) for k, i, s in zip(items["key"], items["id"], items["size"])]
+                found += zip(items["id"].tolist(), items["key"].tolist(), items["size"].tolist())
+                if len(found) > count:
+                    break
             else:
-                stack += items["child"][::-1].tolist()
+                stack += [(int(c), depth + 1) for c in items["child"][::-1].tolist()]
         if len(found) != count:
-            raise BigWigReadError(f"{self.path}: chromosome tree lists {len(found)} of {count} chromosomes")
-        found.sort()
+            raise _damaged(self.path, f"chromosome tree lists {len(found)} of {count} chromosomes")
+        try:
+            found = sorted((cid, key.decode("utf-8"), size) for cid, key, size in found)
+        except UnicodeDecodeError:
+            bad = next(key for _, key, _ in found if not _is_utf8(key))
+            raise _damaged(self.path, f"chromosome name {bad[:40]!r} is not UTF-8 text") from None
+        if len({name for _, name, _ in found}) != count or len({cid for cid, _, _ in found}) != count:
+            raise _damaged(self.path, "chromosome tree lists a chromosome name or id twice")
         self._chrom_ids = {name: cid for cid, name, _ in found}
         self._chrom_sizes = {name: size for _, name, size in found}
+        self._chrom_lens = {cid: size for cid, _, size in found}
 
     def _leaves(self, cid: int) -> np.ndarray:
         """R-tree leaf items (data blocks) of chromosome ``cid``, sorted by start; the last chromosome's are cached."""
         if self._leaf_cache is not None and self._leaf_cache[0] == cid:
             return self._leaf_cache[1]
         out = []
-        stack = [self.index_offset + _RTREE_HEADER.size]
-        width = 4 + self._rtree_block * _LEAF.itemsize
+        seen: set[int] = set()
+        stack = [(self.index_offset + _RTREE_HEADER.size, 0)]
         while stack:
-            at = stack.pop()
-            raw = self._pread(at, width)
-            is_leaf, _, n = struct.unpack_from("<BBH", raw)
+            at, depth = stack.pop()
+            is_leaf, n = self._node(at, seen, depth, self._rtree_block, "data index")
             kind = _LEAF if is_leaf else _NODE
-            if len(raw) < 4 + n * kind.itemsize:
-                raise BigWigReadError(f"{self.path}: data index node at byte {at} is truncated")
-            items = np.frombuffer(raw, dtype=kind, count=n, offset=4)
+            raw = self._pread(at + 4, n * kind.itemsize)
+            if len(raw) < n * kind.itemsize:
+                raise _damaged(self.path, f"data index node at byte {at} is cut short")
+            items = np.frombuffer(raw, dtype=kind, count=n)
             items = items[(items["c0"] <= cid) & (items["c1"] >= cid)]
             if is_leaf:
                 out.append(items)
             else:
-                stack += items["offset"][::-1].tolist()
+                stack += [(int(o), depth + 1) for o in items["offset"][::-1].tolist()]
         leaves = np.concatenate(out) if out else np.zeros(0, dtype=_LEAF)
+        past = (
+            (leaves["size"] == 0) | (leaves["offset"] >= self._size) | (leaves["size"] > self._size - leaves["offset"])
+        )
+        if np.any(past):
+            at = int(leaves["offset"][np.flatnonzero(past)[0]])
+            raise _damaged(self.path, f"data block at byte {at:,} is empty or lies past the end of the file")
         leaves = leaves[np.argsort(leaves["s0"], kind="stable")]
         self._leaf_cache = (cid, leaves)
         return leaves
@@ -343,7 +428,7 @@ class BigWigFileReader:
             if i + 1 < len(lows):
                 lo, hi = lows[i + 1], min(hit.size, lows[i + 1] + per_batch)
                 pending = self._inflate(self._read_blocks(offsets[lo:hi], sizes[lo:hi]))
-            yield from _decode_blocks(blocks, cid, self.path)
+            yield from _decode_blocks(blocks, cid, self._chrom_lens[cid], self.path)
 
     def _read_blocks(self, offsets: np.ndarray, sizes: np.ndarray) -> list[memoryview]:
         """Read the raw bytes of each block, with one pread per group of neighbouring blocks."""
@@ -354,33 +439,33 @@ class BigWigFileReader:
             base = int(offsets[a])
             raw = memoryview(self._pread(base, int(ends[b - 1]) - base))
             if len(raw) < int(ends[b - 1]) - base:
-                raise BigWigReadError(
-                    f"{self.path}: data block at byte {int(offsets[b - 1])} lies past the end (truncated file?)"
-                )
+                raise _damaged(self.path, f"data block at byte {int(offsets[b - 1]):,} lies past the end of the file")
             out += [raw[int(o) - base : int(e) - base] for o, e in zip(offsets[a:b], ends[a:b])]
         return out
 
     def _inflate(self, payloads: list[memoryview]) -> Callable[[], list[bytes]]:
         """Start inflating ``payloads`` on the worker threads; the returned call waits for and returns the blocks."""
-        compressed = self.uncompress_buf_size > 0
-        if self.threads == 1 or len(payloads) < 8 or not compressed:
+        limit = self.uncompress_buf_size
+        if self.threads == 1 or len(payloads) < 8 or not limit:
             parts = None
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="bigwig-inflate")
             step = -(-len(payloads) // (4 * self.threads))
             chunks = [payloads[i : i + step] for i in range(0, len(payloads), step)]
-            parts = [self._pool.submit(_inflate_all, chunk, compressed) for chunk in chunks]
+            parts = [self._pool.submit(_inflate_all, chunk, limit) for chunk in chunks]
 
         def collect() -> list[bytes]:
             try:
                 if parts is None:
-                    return _inflate_all(payloads, compressed)
+                    return _inflate_all(payloads, limit)
                 return [b for part in parts for b in part.result()]
+            except _TooLarge:
+                raise _damaged(
+                    self.path, f"a data block inflates past the header's block size ({limit:,} bytes)"
+                ) from None
             except (zlib.error, _inflate_mod.error) as exc:
-                raise BigWigReadError(
-                    f"{self.path}: a data block does not inflate ({exc}); the file is damaged"
-                ) from exc
+                raise _damaged(self.path, f"a data block does not inflate ({exc})") from None
 
         return collect
 
@@ -400,7 +485,7 @@ _SECTION = np.dtype(
 _RUN_ITEM = np.dtype([("start", "<u4"), ("end", "<u4"), ("value", "<f4")])
 
 
-def _decode_blocks(blocks: list[bytes], cid: int, path: Path):
+def _decode_blocks(blocks: list[bytes], cid: int, chrom_len: int, path: Path):
     """Decode inflated blocks (sections) in order; yields ``(kind, decoded)`` for runs of blocks of one kind.
 
     Only the 24-byte section headers are gathered; items are viewed in place
@@ -408,17 +493,19 @@ def _decode_blocks(blocks: list[bytes], cid: int, path: Path):
     """
     lengths = np.fromiter((len(b) for b in blocks), dtype=np.int64, count=len(blocks))
     if np.any(lengths < _SECTION.itemsize):
-        raise BigWigReadError(f"{path}: a data block has an impossible size; the file is damaged")
+        raise _damaged(path, "a data block has an impossible size")
     head = np.frombuffer(b"".join([blk[: _SECTION.itemsize] for blk in blocks]), dtype=_SECTION)
     chrom, s, step, span = (head[k].astype(np.int64) for k in ("chrom", "start", "step", "span"))
     kind = head["type"].astype(np.int64)
     count = head["count"].astype(np.int64)
     item_size = np.select([kind == BEDGRAPH, kind == VARSTEP, kind == FIXEDSTEP], [12, 8, 4], 0)
     if np.any(item_size == 0) or np.any(_SECTION.itemsize + count * item_size > lengths):
-        raise BigWigReadError(
-            f"{path}: a data block has an unknown section type or too many items; the file is damaged"
-        )
+        raise _damaged(path, "a data block has an unknown section type or too many items")
     mine = (chrom == cid) & (count > 0)
+    fixed = mine & (kind == FIXEDSTEP)
+    if np.any(fixed & ((span > chrom_len) | (s + step * (count - 1) >= chrom_len))):
+        # also bounds the per-base expansion of contiguous fixed-step blocks below (np.repeat by span)
+        raise _damaged(path, f"a fixed-step block reaches past the chromosome's end ({chrom_len:,} bp)")
     # contiguous fixed step (span == step): per-base values viewed in place; everything else as runs
     group = np.where(
         mine & (kind == FIXEDSTEP) & (span == step), 1, np.where(mine & (kind == BEDGRAPH), 2, np.where(mine, 3, 0))
@@ -442,6 +529,14 @@ def _decode_blocks(blocks: list[bytes], cid: int, path: Path):
             yield BEDGRAPH, _Decoded(rec["start"], rec["end"], rec["value"])  # views; _join_runs copies
         elif g == 3:
             yield BEDGRAPH, _other_runs(blocks[a:b], kind[a:b], s[a:b], step[a:b], span[a:b], count[a:b])
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _floats(block: bytes, n: int) -> np.ndarray:

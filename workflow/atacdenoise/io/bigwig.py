@@ -14,7 +14,7 @@ import numpy as np
 
 from atacdenoise.atomic import remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
-from atacdenoise.io.bbiread import BigWigFileReader, BigWigReadError
+from atacdenoise.io.bbiread import BigWigFileReader
 from atacdenoise.io.bbiwrite import BigWigFileWriter
 from atacdenoise.io.genome import check_chrom_lengths, check_chrom_names
 
@@ -24,15 +24,17 @@ log = logging.getLogger(__name__)
 def open_bigwig(path: str | Path, threads: int = 1) -> BigWigFileReader:
     """Open a bigWig for reading (the native reader), with a clear error when it is missing or not a bigWig.
 
-    ``threads``: workers that inflate data blocks (1: the calling thread).
+    ``threads``: workers that inflate data blocks (1: the calling thread). A file that is not a bigWig, or
+    is damaged, raises :class:`~atacdenoise.io.bbiread.BigWigReadError` (an ``InputError`` naming it),
+    here or when its data are read.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: bigWig not found")
     try:
         return BigWigFileReader(path, threads=threads)
-    except (BigWigReadError, OSError) as exc:
-        raise InputError(f"{path}: not a readable bigWig file ({exc}); re-create it") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable bigWig file ({exc}); check the file and its permissions") from None
 
 
 def bigwig_chrom_sizes(path: str | Path) -> dict[str, int]:
@@ -82,10 +84,7 @@ def read_bigwig(path: str | Path, chrom: str, start: int = 0, end: int | None = 
     try:
         if bw.chroms(chrom) is None:
             raise InputError(f"{path}: chromosome {chrom} not in this bigWig")
-        try:
-            return bw.values(chrom, start, end, fill=0.0)
-        except BigWigReadError as exc:
-            raise InputError(f"{exc}; re-create it") from exc
+        return bw.values(chrom, start, end, fill=0.0)
     finally:
         if own:
             bw.close()

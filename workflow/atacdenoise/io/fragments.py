@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import pysam
 
 from atacdenoise.atomic import temp_path_for
 from atacdenoise.errors import InputError
-from atacdenoise.io.text import is_gzip, open_text
+from atacdenoise.io.text import READ_ERRORS, bgzf_ends_whole, check_bgzf_complete, is_gzip, open_text
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,14 @@ def _first_wrong_width(path: Path) -> tuple[int, str]:
 def _bad_row(path: Path, row: int, what: str) -> InputError:
     lineno, text = _locate_row(path, row)
     return _bad_line(path, lineno, text, what)
+
+
+def _read_failed(path: Path, exc: BaseException) -> InputError:
+    """Return the error for a fragments file that cannot be read to its end (damaged or truncated compression)."""
+    return InputError(
+        f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is truncated or damaged, or not a fragments "
+        "file: copy it again or re-create it (gzip -t tests a gzip file)"
+    )
 
 
 def _bad_line(path: Path, lineno: int, text: str, what: str) -> InputError:
@@ -125,21 +134,22 @@ def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: boo
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: fragments file not found")
-    # no usecols: with it pandas rejects files whose lines all have fewer fields than names
-    reader = pd.read_csv(
-        path,
-        sep="\t",
-        header=None,
-        names=_NAMES,
-        # no comment="#": pandas would cut lines at any '#', and real barcodes hold one
-        # (ArchR's `Sample#BARCODE-1`); comment lines are those that start with '#', dropped below
-        dtype={"chrom": str, "barcode": str, "_extra": str},
-        compression="gzip" if is_gzip(path) else None,
-        chunksize=chunk_rows,
-        engine="c",
-    )
+    check_bgzf_complete(path, "fragments file")
     first_row = 0
     try:
+        # no usecols: with it pandas rejects files whose lines all have fewer fields than names
+        reader = pd.read_csv(
+            path,
+            sep="\t",
+            header=None,
+            names=_NAMES,
+            # no comment="#": pandas would cut lines at any '#', and real barcodes hold one
+            # (ArchR's `Sample#BARCODE-1`); comment lines are those that start with '#', dropped below
+            dtype={"chrom": str, "barcode": str, "_extra": str},
+            compression="gzip" if is_gzip(path) else None,
+            chunksize=chunk_rows,
+            engine="c",
+        )
         for chunk in reader:
             comment = chunk["chrom"].str.startswith("#", na=False).to_numpy()
             if comment.any():
@@ -151,14 +161,17 @@ def iter_fragments(path: str | Path, chunk_rows: int = CHUNK_ROWS, barcodes: boo
             yield chunk if barcodes else chunk.drop(columns="barcode")
             first_row += n
     except pd.errors.ParserError as exc:
-        lineno, text = _first_wrong_width(path)
+        try:
+            lineno, text = _first_wrong_width(path)
+        except READ_ERRORS as read_exc:
+            raise _read_failed(path, read_exc) from None
         if lineno > 0:
             raise _bad_line(path, lineno, text, "wrong number of columns") from None
         raise InputError(
             f"{path}: cannot parse as a 5-column fragments file ({exc}); fix or regenerate the file"
         ) from None
-    except (EOFError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc}); the file is truncated or not a fragments file") from None
+    except READ_ERRORS as exc:
+        raise _read_failed(path, exc) from None
     if first_row == 0:
         raise InputError(
             f"{path}: no fragments (only comments or blank lines); expected chrom, start, end, barcode, count lines"
@@ -261,12 +274,62 @@ def count_fragments(
     return stats
 
 
+class SortOrder:
+    """Follow rows chunk by chunk and tell where they stop being sorted as tabix needs.
+
+    Sorted: each chromosome's rows in one stretch (any order of chromosomes),
+    starts non-decreasing within it.
+    """
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.chrom: str | None = None
+        self.start = -1
+
+    def disorder(self, chrom: np.ndarray, start: np.ndarray) -> str | None:
+        """Take the next rows (``chrom`` names, ``start`` int64); return where they break the order, or None."""
+        if not chrom.size:
+            return None
+        cuts = np.flatnonzero(chrom[1:] != chrom[:-1]) + 1
+        for a, b in zip(np.concatenate(([0], cuts)).tolist(), np.concatenate((cuts, [chrom.size])).tolist()):
+            name = str(chrom[a])
+            if name != self.chrom:
+                if name in self.done:
+                    return f"{name} appears again after {self.chrom}"
+                if self.chrom is not None:
+                    self.done.add(self.chrom)
+                self.chrom, self.start = name, -1
+            starts = start[a:b]
+            back = np.flatnonzero(np.diff(starts) < 0)
+            if starts[0] < self.start or back.size:
+                i = 0 if starts[0] < self.start else int(back[0]) + 1
+                before = self.start if i == 0 else int(starts[i - 1])
+                return f"{name}:{int(starts[i]):,} follows {name}:{before:,}"
+            self.start = int(starts[-1])
+        return None
+
+
+def _write_failed(out: Path, exc: OSError) -> InputError:
+    """Return the error for an output that could not be written (a full disk, a quota, a failing file system)."""
+    try:
+        free = f"{shutil.disk_usage(out.parent).free / 1e6:,.1f} MB free there now"
+    except OSError:
+        free = "free space unknown"
+    return InputError(
+        f"{out}: cannot write the fragments file or its tabix index ({exc}; {free}): the disk or quota of "
+        f"{out.parent} is full, or the file system failed (or a position is past tabix's 512 Mb limit); free some "
+        "space, or choose another results folder, and run again"
+    )
+
+
 def write_fragments(chunks, out: str | Path, header: str = "", source: str | Path | None = None) -> int:
     """Write fragment chunks (DataFrames with the 5 columns) bgzipped, then tabix-index them; atomic.
 
     The data file appears under its final name last, after its ``.tbi``.
     Raises ``InputError`` when the rows are not sorted by chromosome and start
-    (tabix needs that), naming ``source``.
+    (tabix needs that; checked here as the rows are written), naming ``source``
+    and the first row out of order; and, worded apart, when the file or its
+    index cannot be written (a full disk: any ``OSError`` of the writing).
 
     Returns
     -------
@@ -279,24 +342,29 @@ def write_fragments(chunks, out: str | Path, header: str = "", source: str | Pat
         tmp = tmp.with_name(tmp.name + ".gz")
     tbi = Path(str(tmp) + ".tbi")
     n = 0
+    order = SortOrder()
     try:
         with pysam.BGZFile(str(tmp), "wb") as fh:
             if header:
                 fh.write(header.encode())
             for chunk in chunks:
+                problem = order.disorder(chunk["chrom"].to_numpy(), chunk["start"].to_numpy())
+                if problem:
+                    raise InputError(
+                        f"{source or out}: fragments are not sorted by chromosome and start ({problem}), so the "
+                        "output cannot be tabix-indexed; sort the input (e.g. sort -k1,1 -k2,2n) and bgzip it"
+                    )
                 buf = io.StringIO()
                 chunk.loc[:, list(COLUMNS)].to_csv(buf, sep="\t", header=False, index=False)
                 fh.write(buf.getvalue().encode())
                 n += len(chunk)
-        try:
-            pysam.tabix_index(str(tmp), preset="bed", force=True, keep_original=True)
-        except (OSError, ValueError) as exc:
-            raise InputError(
-                f"{source or out}: fragments are not sorted by chromosome and start, so the output cannot be "
-                f"tabix-indexed ({exc}); sort the input (e.g. sort -k1,1 -k2,2n) and bgzip it"
-            ) from None
+        if not bgzf_ends_whole(tmp):  # htslib may only log a failed last write (a full disk)
+            raise OSError("the compressed data were not all written")
+        pysam.tabix_index(str(tmp), preset="bed", force=True, keep_original=True)
         os.replace(tbi, Path(str(out) + ".tbi"))
         os.replace(tmp, out)
+    except OSError as exc:  # the rows are in order (checked above): writing or indexing the file failed
+        raise _write_failed(out, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
         tbi.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
-from atacdenoise.io.bam import check_bam, open_bam
+from atacdenoise.io.bam import bam_damaged, check_bam, close_bam, open_bam
 from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
 from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
 from atacdenoise.io.regions import TargetRegions
@@ -87,8 +87,10 @@ def iter_bam_cut_sites(
             )
         if report is not None:
             report.update(total.as_dict(), other_chroms=other, no_coordinate=int(bam.nocoordinate), paired=info.paired)
+    except OSError as exc:  # htslib's read error on a damaged block
+        raise bam_damaged(path, exc) from None
     finally:
-        bam.close()
+        close_bam(bam)
 
 
 def bam_cut_sites_by_chrom(path: str | Path, sizes: dict[str, int], **filters) -> tuple[dict[str, np.ndarray], dict]:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
-from atacdenoise.io.bam import MIN_MAPQ, READ1, check_bam, open_bam
+from atacdenoise.io.bam import MIN_MAPQ, READ1, bam_damaged, check_bam, close_bam, open_bam
 from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments
 from atacdenoise.io.genome import check_chrom_names
 from atacdenoise.io.intervals import starts_in_regions
@@ -136,8 +136,10 @@ def _bam_lengths(
                 if max_fragments is not None and hist.sum() >= max_fragments:
                     return hist
         return hist
+    except OSError as exc:  # htslib's read error on a damaged block
+        raise bam_damaged(path, exc) from None
     finally:
-        bam.close()
+        close_bam(bam)
 
 
 def fragment_lengths(

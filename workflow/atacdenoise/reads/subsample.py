@@ -52,6 +52,7 @@ from atacdenoise.io.bam import (
     bam_chrom_sizes,
     check_bam,
     check_readable,
+    close_bam,
     count_usable_by_kind,
     open_bam,
     run_samtools,
@@ -158,7 +159,7 @@ def check_bam_input(path: str | Path, sizes_path: str | Path | None = None, thre
     try:
         return check_bam(bam, usable_chroms(sizes_path, bam_chrom_sizes(bam)), path)
     finally:
-        bam.close()
+        close_bam(bam)
 
 
 def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, threads: int = 1) -> None:
