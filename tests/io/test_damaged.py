@@ -426,3 +426,30 @@ def test_unsorted_fragments_are_reported_with_the_first_row_out_of_order(fragmen
 
 def pd_concat_starts(path: Path) -> np.ndarray:
     return np.concatenate([c["start"].to_numpy() for c in iter_fragments(path)])
+
+
+def _damaged_gzip(path: Path, text: str) -> Path:
+    """Write ``text`` gzipped to ``path`` and flip bytes in the middle of its deflate stream."""
+    raw = bytearray(gzip.compress(text.encode()))
+    mid = len(raw) // 2
+    raw[mid : mid + 8] = bytes(b ^ 0xFF for b in raw[mid : mid + 8])
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["bed", "barcodes"])
+def test_damaged_gzip_bed_and_barcode_table_end_in_an_input_error(tmp_path, kind):
+    """A damaged gzip BED or barcode table raised zlib.error (not an OSError): a traceback, not a message."""
+    from atacdenoise.io.intervals import read_bed
+    from atacdenoise.reads.cells import read_barcode_table
+
+    rng = np.random.default_rng(7)
+    if kind == "bed":
+        starts = np.sort(rng.integers(0, 1_000_000, 3000))
+        text = "".join(f"chr1\t{s}\t{s + 100}\n" for s in starts)
+        with pytest.raises(InputError, match="truncated or damaged"):
+            read_bed(_damaged_gzip(tmp_path / "r.bed.gz", text))
+    else:
+        text = "".join(f"AAAC{i:08d}-1\tT{i % 3}\n" for i in range(3000))
+        with pytest.raises(InputError, match="cannot read the barcode table"):
+            read_barcode_table(_damaged_gzip(tmp_path / "b.tsv.gz", text))

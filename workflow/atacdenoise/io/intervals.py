@@ -10,7 +10,7 @@ import pandas as pd
 
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
-from atacdenoise.io.text import open_text
+from atacdenoise.io.text import READ_ERRORS, open_text
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,22 @@ def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns:
     if not path.exists():
         raise InputError(f"{path}: BED file not found")
     rows = []
-    with open_text(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip() or line.startswith(("track", "browser", "#")):
-                continue
-            fields = line.rstrip("\n\r").split("\t")
-            if len(fields) < min_columns or not fields[1].isdigit() or not fields[2].isdigit():
-                raise InputError(
-                    f"{path}, line {n}: expected tab-separated chrom, start, end (integers), "
-                    f"found {line.strip()[:80]!r}"
-                )
-            rows.append(fields)
+    try:
+        with open_text(path) as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip() or line.startswith(("track", "browser", "#")):
+                    continue
+                fields = line.rstrip("\n\r").split("\t")
+                if len(fields) < min_columns or not fields[1].isdigit() or not fields[2].isdigit():
+                    raise InputError(
+                        f"{path}, line {n}: expected tab-separated chrom, start, end (integers), "
+                        f"found {line.strip()[:80]!r}"
+                    )
+                rows.append(fields)
+    except READ_ERRORS as exc:
+        raise InputError(
+            f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is truncated or damaged: copy it again"
+        ) from None
     width = max((len(r) for r in rows), default=3)
     rows = [r + [""] * (width - len(r)) for r in rows]
     df = pd.DataFrame(rows, columns=["chrom", "start", "end"] + [f"c{i}" for i in range(3, width)])

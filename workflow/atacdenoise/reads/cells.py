@@ -31,7 +31,7 @@ import pandas as pd
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
 from atacdenoise.io.fragments import CHUNK_ROWS, iter_fragments, write_fragments
-from atacdenoise.io.text import open_text
+from atacdenoise.io.text import READ_ERRORS, open_text
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def read_barcode_table(path: str | Path) -> pd.DataFrame:
     try:
         with open_text(path) as fh:
             return parse_barcode_lines(fh, source=path)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot read the barcode table ({exc}); expected a plain or gzipped TSV") from None
 
 

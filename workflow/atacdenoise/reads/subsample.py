@@ -60,7 +60,7 @@ from atacdenoise.io.bam import (
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 from atacdenoise.io.regions import TargetRegions, read_target_regions
 from atacdenoise.io.sidecar import sidecar_path, write_json
-from atacdenoise.io.text import is_gzip
+from atacdenoise.io.text import READ_ERRORS, is_gzip
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,7 +125,7 @@ def is_bam(path: str | Path) -> bool:
     with gzip.open(path, "rb") as fh:
         try:
             return fh.read(4) == b"BAM\x01"
-        except (OSError, EOFError):
+        except READ_ERRORS:
             return False
 
 
