@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 import pytest
+from test_coverage_reference import EDGE, PE_REGION, SE_REGION, box, deeptools_cut_counts, needs_deeptools
 
 from atacdenoise.cli import main, run_command
 from atacdenoise.errors import InputError
@@ -75,9 +76,19 @@ def test_hsc_bam_fixture_lacks_the_last_16kb(tmp_path: Path) -> None:
     assert len(reads) == bam.mapped == 30_599  # all single-end, MAPQ >= 30, no filter flags
 
 
+def assert_equals_deeptools_in_a_box(out: Path, bam: Path, region: tuple[str, int, int], paired: bool) -> None:
+    """Check the default track == deepTools' +4/-5 cut sites (test_coverage_reference) in a 201-bp box, per base."""
+    chrom, lo, hi = region
+    reference = box(deeptools_cut_counts(bam, region, paired))
+    inner = slice(EDGE + 100, -EDGE - 100)
+    np.testing.assert_array_equal(read_bigwig(out, chrom, lo, hi)[inner], reference[inner])
+    assert reference[inner].max() >= 2
+
+
 @needs_data
+@needs_deeptools
 def test_paired_end_encode_bam_logs_filter_counts_and_excludes_chrM(tmp_path: Path, caplog) -> None:
-    """Real PE reads: multimappers (low MAPQ) dropped, chrM left out, counts logged at INFO."""
+    """Real PE reads: multimappers (low MAPQ) dropped, chrM left out, counts logged; chr19 equals deepTools per base."""
     out = tmp_path / "pe.bw"
     with caplog.at_level(logging.INFO):
         assert run_coverage("--input", str(PE_BAM), "--kind", "bam", "--sizes", str(HG38), "--out", str(out)) == 0
@@ -90,10 +101,11 @@ def test_paired_end_encode_bam_logs_filter_counts_and_excludes_chrM(tmp_path: Pa
     assert "chrM" not in meta["chroms"] and meta["filters"]["paired"] is True
     assert meta["n_cut_sites"]["chr19"] == meta["filters"]["kept"] > 10_000
     assert not read_bigwig(out, "chrM").any()
-    assert read_bigwig(out, "chr19").max() > 0
+    assert_equals_deeptools_in_a_box(out, PE_BAM, PE_REGION, paired=True)
 
 
 @needs_data
+@needs_deeptools
 def test_duplicates_marked_by_samtools_markdup_are_counted_and_dropped(tmp_path: Path, caplog) -> None:
     """The shipped PE BAM has no 0x400 flags; mark duplicates with samtools (via pysam) and check they are dropped."""
     assert pysam.view("-c", "-f", "1024", str(PE_BAM)).strip() == "0"
@@ -112,10 +124,14 @@ def test_duplicates_marked_by_samtools_markdup_are_counted_and_dropped(tmp_path:
     assert 0 < dropped <= n_dup
     meta = json.loads(Path(str(out) + ".json").read_text())
     assert meta["filters"]["dropped_duplicate"] == dropped and meta["filters"]["dropped_low_mapq"] > 0
+    # which reads were dropped: deepTools with --samFlagExclude 0x400 (among its filters) agrees at every base
+    assert_equals_deeptools_in_a_box(out, marked, PE_REGION, paired=True)
 
 
 @needs_data
-def test_single_end_encode_bam_runs_and_excludes_chrM(tmp_path: Path, caplog) -> None:
+@needs_deeptools
+def test_single_end_encode_bam_excludes_chrM_and_equals_deeptools(tmp_path: Path, caplog) -> None:
+    """Real SE reads: low MAPQ dropped, chrM left out; chr19 equals deepTools' cut sites in a 201-bp box per base."""
     out = tmp_path / "se.bw"
     with caplog.at_level(logging.INFO):
         assert run_coverage("--input", str(SE_BAM), "--kind", "bam", "--sizes", str(MM10), "--out", str(out)) == 0
@@ -124,6 +140,7 @@ def test_single_end_encode_bam_runs_and_excludes_chrM(tmp_path: Path, caplog) ->
     assert meta["chroms"] == ["chr19"] and meta["filters"]["paired"] is False
     assert meta["n_cut_sites"]["chr19"] == meta["filters"]["kept"] > 1000
     assert not read_bigwig(out, "chrM").any()
+    assert_equals_deeptools_in_a_box(out, SE_BAM, SE_REGION, paired=False)
 
 
 @needs_data
