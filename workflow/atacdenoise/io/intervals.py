@@ -61,7 +61,8 @@ def read_bed(path: str | Path, sizes: dict[str, int] | None = None, min_columns:
         if not on_genome.all():
             other = df.loc[~on_genome, "chrom"].unique()
             log.warning(
-                "%s: %d of %d intervals are on chromosomes not in the genome sizes file (%s) and are left out",
+                "%s: %d of %d intervals are on chromosomes outside the selected ones "
+                "(not selected, or not in the genome sizes file: %s) and are left out",
                 path,
                 int((~on_genome).sum()),
                 len(df),
