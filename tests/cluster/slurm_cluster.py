@@ -6,12 +6,14 @@ conftest.py in a package-less sub-directory would shadow tests/conftest.py in ``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +106,26 @@ def start(state: Path) -> Cluster:
         err.returncode = res.returncode  # type: ignore[attr-defined]
         raise err
     return Cluster(state)
+
+
+@contextlib.contextmanager
+def running_cluster(state: Path) -> Iterator[Cluster]:
+    """Run a private cluster in ``state`` while the block runs; pytest.skip (with the reason) where impossible."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"SLURM cluster test skipped: {reason}")
+    try:
+        cluster = start(state)
+    except RuntimeError as err:
+        if getattr(err, "returncode", None) == EXIT_INSTALL_FAILED:
+            pytest.skip(f"SLURM cluster test skipped: apt-get could not install slurm-wlm/munge: {str(err)[-500:]}")
+        raise
+    try:
+        yield cluster
+    finally:
+        stop(cluster)
 
 
 def stop(cluster: Cluster) -> None:

@@ -58,6 +58,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from atacdenoise.atomic import scratch_dir
+
 log = logging.getLogger(__name__)
 
 #: flags of every runtime build (the defines are added per file)
@@ -176,7 +178,7 @@ def unsafe(path: Path, directory: bool = False) -> str | None:
 
 def _compile_into(cc: list[str], source: Path, defines: Mapping[str, int | str], path: Path) -> None:
     """Compile to a temporary name in ``path``'s directory, then move it into place atomically."""
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}-") as tmp:
+    with scratch_dir(path.name, path.parent) as tmp:  # a killed compile's directory goes next time
         out = Path(tmp) / path.name
         compile_library(cc, source, defines, out)
         os.chmod(out, 0o755)  # whatever the umask: a group-writable library would be refused next time

@@ -12,13 +12,12 @@ import logging
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from atacdenoise.atomic import atomic_output
+from atacdenoise.atomic import atomic_output, scratch_dir
 from atacdenoise.errors import InputError, require_file
 from atacdenoise.evaluate.metrics import evaluated_intervals, intervals_by_chrom, merge_regions, overlaps_any
 from atacdenoise.evaluate.plots import plot_track_snapshots
@@ -118,7 +117,7 @@ def summit_heatmap(
     text = f"{what}coverage around {len(summits):,} clean-peak summits"
     title = title or text[:1].upper() + text[1:]
     names = list(tracks)
-    with tempfile.TemporaryDirectory(prefix="atacdenoise-heatmap-") as tmpdir:
+    with scratch_dir("atacdenoise-heatmap") as tmpdir:
         bed = Path(tmpdir) / "summits.bed"
         summits = summits.sort_values(["chrom", "pos"])
         pd.DataFrame({"chrom": summits["chrom"], "s": summits["pos"], "e": summits["pos"] + 1}).to_csv(

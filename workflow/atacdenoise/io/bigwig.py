@@ -6,13 +6,12 @@ The native reader and writer are :mod:`atacdenoise.io.bbiread` and :mod:`atacden
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from atacdenoise.atomic import remove_stale_temps, temp_path_for
+from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.bbiread import BigWigFileReader
 from atacdenoise.io.bbiwrite import BigWigFileWriter
@@ -145,7 +144,7 @@ class BigWigWriter:
                 self.tmp.unlink(missing_ok=True)
                 raise
             if not self.in_place:
-                os.replace(self.tmp, self.path)
+                commit(self.tmp, self.path)
         else:
             self.writer.abort()
             self.tmp.unlink(missing_ok=True)

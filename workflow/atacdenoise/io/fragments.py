@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 import pysam
 
-from atacdenoise.atomic import temp_path_for
+from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.text import READ_ERRORS, bgzf_ends_whole, check_bgzf_complete, is_gzip, open_text
 
@@ -337,6 +336,7 @@ def write_fragments(chunks, out: str | Path, header: str = "", source: str | Pat
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # a killed attempt's file and index (this host's only)
     tmp = temp_path_for(out)
     if tmp.suffix != ".gz":
         tmp = tmp.with_name(tmp.name + ".gz")
@@ -361,8 +361,8 @@ def write_fragments(chunks, out: str | Path, header: str = "", source: str | Pat
         if not bgzf_ends_whole(tmp):  # htslib may only log a failed last write (a full disk)
             raise OSError("the compressed data were not all written")
         pysam.tabix_index(str(tmp), preset="bed", force=True, keep_original=True)
-        os.replace(tbi, Path(str(out) + ".tbi"))
-        os.replace(tmp, out)
+        commit(tbi, Path(str(out) + ".tbi"))
+        commit(tmp, out)
     except OSError as exc:  # the rows are in order (checked above): writing or indexing the file failed
         raise _write_failed(out, exc) from None
     finally:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from atacdenoise.atomic import atomic_output_dir
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import check_bigwig, open_bigwig, read_bigwig
 from atacdenoise.io.genome import Region, naming_hint
@@ -102,14 +101,12 @@ def chrom_arrays(
 def write_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, dict[str, np.ndarray]]]) -> None:
     """Write a dataset directory atomically: arrays into a temporary sibling directory, then rename it.
 
+    :func:`atacdenoise.atomic.atomic_output_dir`: the temporary carries host and pid, and the next attempt
+    deletes one a killed run of this host left behind.
+
     ``chroms`` yields ``(chrom, chrom_arrays(...))`` one chromosome at a time (memory stays one chromosome).
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_output_dir(out_dir) as tmp:
         lengths = {}
         for chrom, arrays in chroms:
             for name, dtype in ARRAYS.items():
@@ -117,11 +114,6 @@ def write_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, d
             lengths[chrom] = int(arrays["noisy"].size)
         meta = {"format": META_FORMAT, **meta, "chroms": lengths}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from atacdenoise.atomic import remove_stale_temps, temp_path_for
+from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import bigwig_total, check_bigwig, open_bigwig
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
@@ -410,7 +410,7 @@ def denoise_genome(
         peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
         write_narrowpeak(peaks_df, tmp["peaks"])
         for key, path in paths.items():
-            os.replace(tmp[key], path)
+            commit(tmp[key], path)
     except BaseException:
         for writer in writers.values():
             writer.abort()

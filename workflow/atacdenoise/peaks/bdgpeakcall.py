@@ -17,7 +17,6 @@ running MACS3.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from atacdenoise.atomic import scratch_dir
 from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import BigWigTracks, BigWigWriter, read_bigwig
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, mask_from_intervals, write_narrowpeak
@@ -526,7 +526,7 @@ def call_track_peaks(
         return ChromPeaks(res.chrom, res.lam, peaks, (rs + lo, re_ + lo, rv))
 
     with (
-        tempfile.TemporaryDirectory(prefix="atacdenoise-peaks-", dir=tmpdir) as work,
+        scratch_dir("atacdenoise-peaks", tmpdir) as work,
         BigWigWriter(out_pval, header) as writer,
         ThreadPoolExecutor(threads) as pool,
     ):

@@ -10,12 +10,12 @@ pileup against its local λ gives the per-base -log10 p track.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from atacdenoise.atomic import scratch_dir
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.intervals import write_narrowpeak
@@ -204,9 +204,7 @@ def callpeak_baseline(
     if target is not None:
         genome_size = float(target.bp(list(sizes)))
     macs3_executable()
-    if tmpdir is not None:
-        tmpdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="atacdenoise-callpeak-", dir=tmpdir) as work:
+    with scratch_dir("atacdenoise-callpeak", tmpdir) as work:
         bed = Path(work) / "cutsites.bed"
         n = write_cut_sites_bed(source, kind, sizes, bed, min_mapq, keep_duplicates, threads, target)
         if n == 0:

@@ -13,13 +13,12 @@ must not be one of them (checked on the sample sheet, :mod:`atacdenoise.checks`)
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from atacdenoise.atomic import temp_path_for
+from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import check_readable, run_samtools
 from atacdenoise.io.sidecar import sidecar_path, write_json
@@ -74,6 +73,7 @@ def pool_bams(sources: list[Path], out: Path, threads: int = 1) -> dict[str, int
         stats = run_samtools("idxstats", src, str(src)) or ""
         counts[str(src)] = sum(int(line.split("\t")[2]) for line in stats.splitlines() if line.count("\t") >= 3)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)  # a killed attempt's BAM and index (this host's only)
     tmp = temp_path_for(out)
     tmp_bai = Path(str(tmp) + ".bai")
     try:
@@ -89,8 +89,8 @@ def pool_bams(sources: list[Path], out: Path, threads: int = 1) -> dict[str, int
             catch_stdout=False,
         )
         run_samtools("index", tmp, "-@", str(max(0, threads - 1)), str(tmp), str(tmp_bai))
-        os.replace(tmp_bai, Path(str(out) + ".bai"))
-        os.replace(tmp, out)
+        commit(tmp_bai, Path(str(out) + ".bai"))
+        commit(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
         tmp_bai.unlink(missing_ok=True)

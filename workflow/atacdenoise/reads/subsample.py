@@ -37,14 +37,13 @@ import gzip
 import json
 import logging
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from atacdenoise.atomic import temp_path_for
+from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import (
     MIN_MAPQ,
@@ -180,9 +179,10 @@ def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, 
     src, dst = Path(src), Path(dst)
     check_fraction(fraction)
     check_readable(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dst)  # a killed attempt's BAM and index (this host's only)
     tmp = temp_path_for(dst)
     tmp_bai = Path(str(tmp) + ".bai")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     helpers = str(max(0, threads - 1))
     try:
         run_samtools(
@@ -202,8 +202,8 @@ def subsample_bam(src: str | Path, dst: str | Path, fraction: float, seed: int, 
             catch_stdout=False,
         )
         run_samtools("index", src, "-@", helpers, str(tmp), str(tmp_bai))
-        os.replace(tmp_bai, Path(str(dst) + ".bai"))
-        os.replace(tmp, dst)
+        commit(tmp_bai, Path(str(dst) + ".bai"))
+        commit(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
         tmp_bai.unlink(missing_ok=True)
