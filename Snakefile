@@ -25,6 +25,12 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/report.smk"
 
 
+# Before the first job (not for --dry-run or --lint): every rule runs `atacdenoise` by name, which is on PATH
+# only in the activated environment (`source .venv/bin/activate`, or `make demo`); say so instead of N exit-127 jobs.
+onstart:
+    check_tools()
+
+
 rule all:
     default_target: True
     input:

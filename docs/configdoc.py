@@ -124,7 +124,8 @@ def _kind_text(kind: str, node: dict[str, Any]) -> str:
         if isinstance(node.get("items"), dict):
             return f"array of {type_text(node['items'])}" + ("; " + ", ".join(limits) if limits else "")
     elif kind == "object" and isinstance(node.get("additionalProperties"), dict):
-        return f"mapping of names to {type_text(node['additionalProperties'])}"
+        names = node.get("propertyNames", {}).get("pattern")
+        return f"mapping of names{f' matching `{names}`' if names else ''} to {type_text(node['additionalProperties'])}"
     return kind + (" " + ", ".join(limits) if limits else "")
 
 

@@ -360,17 +360,18 @@ def test_duplicate_sample_names(demo_config, tmp_path):
     assert_refused(atacdenoise("check", "--config", cfg), "samples.tsv", "duplicate sample names ['HSC']")
 
 
-@pytest.mark.parametrize("name", ["x;touch pwned", "$(touch pwned)", "a b"])
+@pytest.mark.parametrize("name", ["x;touch pwned", "$(touch pwned)", "a b", ".", "..", "-h", "../x", "-rf"])
 def test_unsafe_sample_names_are_rejected_and_nothing_runs(demo_config, tmp_path, name):
+    """Names that are shell code, paths ('.', '..', '../x') or options ('-h') stop the workflow at parse time."""
     cfg, config = demo_config
     lines = Path(config["samples"]).read_text().splitlines()
     row = lines[1].split("\t")
     Path(config["samples"]).write_text("\n".join([lines[0], "\t".join([name, *row[1:]])]) + "\n")
     res = snakemake("--configfile", cfg, "--cores", "1", cwd=tmp_path)  # a real run, not -n: it must stop at parse time
-    err = assert_refused(res, "does not match", "^[A-Za-z0-9._-]+$", status=1)
-    assert name in err
+    msg = f"sample name {name!r} is unsafe in file paths and shell commands"
+    assert_refused(res, msg, "starting with a letter, a digit or '_'", status=1)
     res = atacdenoise("check", "--config", cfg, cwd=tmp_path)
-    assert_refused(res, f"sample name {name!r} is unsafe", "letters, digits")
+    assert_refused(res, msg, "letters, digits")
     assert not (tmp_path / "pwned").exists() and not (REPO / "pwned").exists()
     assert not (tmp_path / "results").exists()
 
@@ -580,3 +581,139 @@ def test_partial_coverage_needs_empty_probes_and_dense_data_where_there_are_any(
     sparse = [0] * 40 + [1] * 24  # 1 read per 10 kb where any: shallow data, not partial
     full = [30] * 64
     assert partial_coverage({"a": windows, "b": sparse, "c": full, "d": [0] * 64}) == {"a": (24, 64)}
+
+
+# ---------------------------------------------------------------- names and values reaching a shell (issue 17)
+def test_a_model_name_that_is_a_path_is_refused(demo_config, tmp_path):
+    cfg, config = demo_config
+    for name in ("..", "-h", "."):
+        config["model"]["name"] = name
+        _write_config(cfg, config)
+        msg = f"model.name {name!r} is unsafe in file paths and shell commands"
+        assert_refused(snakemake("--configfile", cfg, "--cores", "1", cwd=tmp_path), msg, status=1)
+        assert_refused(atacdenoise("check", "--config", cfg, cwd=tmp_path), msg)
+    assert not (tmp_path / "results").exists()
+
+
+def test_wildcards_do_not_match_paths_or_options(demo_config, tmp_path):
+    """A target whose sample or model part is '..' or '-h' matches no rule (it cannot escape its folder)."""
+    cfg, _ = demo_config
+    for target in (
+        "results/coverage/../full.rep1.bw",
+        "results/coverage/-h/full.rep1.bw",
+        "results/models/../model.pt",
+    ):
+        res = snakemake("-n", target, "--configfile", cfg, cwd=tmp_path)
+        assert res.returncode == 1 and "MissingRuleException" in res.stdout, res.stdout
+
+
+def test_a_sheet_path_that_starts_with_a_dash_is_refused(demo_config, tmp_path):
+    cfg, config = demo_config
+    bam = make_bam(tmp_path / "-reads.bam", READS)
+    Path(config["samples"]).write_text(f"sample\tcell_type\tkind\tpath\nS\tX\tbam\t{bam.name}\n")
+    msg = "path file '-reads.bam' starts with '-', which commands would read as an option; write it as './-reads.bam'"
+    assert_refused(snakemake("-n", "--configfile", cfg, cwd=tmp_path), msg, status=1)
+    assert_refused(atacdenoise("check", "--config", cfg, cwd=tmp_path), msg)
+
+
+def _shell_commands(out: str, program: str) -> list[str]:
+    """Return the commands ``atacdenoise PROGRAM ...`` that ``snakemake -n -p`` prints, without their log redirect."""
+    prefix = f"Shell command: atacdenoise {program} "
+    return [
+        line.removeprefix("Shell command: ").rsplit(" 2> ", 1)[0]
+        for line in out.splitlines()
+        if line.startswith(prefix)
+    ]
+
+
+def test_chromosome_names_and_lambda_keys_reach_the_shell_quoted(demo_config, tmp_path):
+    """`HLA-A*01:01:01:01` is a real GRCh38 contig: unquoted, bash would glob it against the files of the run folder."""
+    cfg, config = demo_config
+    hla = "HLA-A*01:01:01:01"
+    config["model"]["infer_chroms"] = ["chr2", hla]
+    config["peaks"]["labels"]["lambda"] = {"chr1": 3.5, hla: 2.0}
+    _write_config(cfg, config)
+    sheet = Path(config["samples"])
+    lines = [line.split("\t") for line in sheet.read_text().splitlines()]
+    lines[1][lines[0].index("peaks")] = ""  # labels are called on the clean track: the --lambda route
+    sheet.write_text("\n".join("\t".join(cols) for cols in lines) + "\n")
+    res = snakemake("-n", "-p", "--configfile", cfg, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout
+    infer = _shell_commands(res.stdout, "infer")
+    peaks = [c for c in _shell_commands(res.stdout, "peaks") if "HSC/full.rep1.bw" in c]
+    assert infer and len(peaks) == 1, res.stdout
+    run = tmp_path / "run"
+    run.mkdir()
+    for decoy in ("HLA-A_01:01:01:01", "HLA-A_01:01:01:01=2.0"):  # what the unquoted globs would expand to
+        (run / decoy).write_text("")
+    echo = 'atacdenoise() { printf "%s\\n" "$@"; }; '
+    for cmd, expected in ((infer[0], ["--chroms", "chr2", hla]), (peaks[0], ["--lambda", "chr1=3.5", f"{hla}=2.0"])):
+        argv = subprocess.run(["bash", "-c", echo + cmd], capture_output=True, text=True, cwd=run, check=True).stdout
+        words = argv.splitlines()
+        i = words.index(expected[0])
+        assert sorted(words[i + 1 : i + len(expected)]) == sorted(expected[1:]), words
+
+
+# --------------------------------------------------------------------------- environment and paths (issue 17, item 6)
+def test_workflow_without_the_environment_on_path_says_how_to_fix_it(demo_config, tmp_path):
+    """`.venv/bin/snakemake` without `source .venv/bin/activate`: one clear error before any job, not exit-127 jobs."""
+    from atacdenoise.checks import missing_tools
+
+    cfg, _ = demo_config
+    bare = "/usr/bin:/bin"
+    if not missing_tools(path=bare):
+        pytest.skip(f"atacdenoise and its tools are installed system-wide ({bare}): nothing to check")
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(cfg)]
+    env = {**os.environ, "PATH": bare}
+    run = subprocess.run(
+        [*cmd, "--cores", "1", "results/coverage/HSC/full.rep1.bw"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    run.stderr = run.stdout
+    assert_refused(
+        run,
+        "command(s) atacdenoise, macs3, computeMatrix, plotHeatmap not found on PATH",
+        f"they are in {BIN}",
+        f"source {BIN / 'activate'}",
+        "make demo",
+        status=1,
+    )
+    assert "exit status 127" not in run.stdout.replace("would fail with exit status 127", "")
+    assert not (tmp_path / "results").exists()  # no job ran (no log, no output)
+    dry = subprocess.run([*cmd, "-n"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert dry.returncode == 0, dry.stdout + dry.stderr  # a dry run runs no command: it needs none
+
+
+def test_missing_tools_look_on_path_and_beside_atacdenoise(tmp_path):
+    """MACS3 and deepTools may sit beside atacdenoise (where it finds them), atacdenoise itself must be on PATH."""
+    from atacdenoise.checks import missing_tools, tools_problem
+
+    assert missing_tools(path=str(BIN)) == []
+    assert missing_tools(path=str(tmp_path)) == ["atacdenoise", "macs3", "computeMatrix", "plotHeatmap"]
+    (tmp_path / "atacdenoise").symlink_to(BIN / "atacdenoise")  # only atacdenoise linked onto PATH: the rest beside it
+    assert missing_tools(path=str(tmp_path)) == []
+    assert tools_problem(path=str(BIN)) is None
+    problem = tools_problem(path=str(tmp_path / "nowhere"), env_bin=tmp_path / "nowhere")
+    assert "not found on PATH" in problem and "make venv" in problem and "source .venv/bin/activate" in problem
+
+
+def test_a_relative_sample_sheet_missing_from_the_working_directory_is_explained(demo_config, tmp_path):
+    """`samples: config/samples.tsv` read from another --directory: name the resolved path and the working directory."""
+    cfg, config = demo_config
+    config["samples"] = "sheets/samples.tsv"
+    _write_config(cfg, config)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    res = snakemake("-n", "--configfile", cfg, cwd=work)
+    expected = (
+        f"sheets/samples.tsv: sample sheet not found (looked for {work / 'sheets/samples.tsv'}: relative paths are "
+        f"read from the working directory {work})"
+    )
+    assert_refused(res, expected, "an absolute path works from any directory", "--directory", status=1)
+    assert "FileNotFoundError" not in res.stdout
+    assert_refused(atacdenoise("check", "--config", cfg, cwd=work), expected)

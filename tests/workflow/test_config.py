@@ -53,11 +53,23 @@ def test_wrong_type_is_named(tmp_path):
     assert "replicates" in out and "two" in out
 
 
-def test_unsafe_sample_name_is_rejected(tmp_path):
-    sheet = (REPO / "config" / "samples.tsv").read_text().replace("\nHSC\t", "\nHSC;rm -rf ~\t")
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("HSC;rm -rf ~", "contains whitespace"),
+        ("HSC;rm", "contains ';'"),
+        (".", "is a folder name of its own"),
+        ("..", "is a folder name of its own"),
+        ("-h", "starts with '-'"),
+        (".HSC", "starts with '.'"),
+    ],
+)
+def test_unsafe_sample_name_is_rejected(tmp_path, name, why):
+    sheet = (REPO / "config" / "samples.tsv").read_text().replace("\nHSC\t", f"\n{name}\t")
     res = _dry_run(_workdir(tmp_path, sheet=sheet))
+    out = res.stdout + res.stderr
     assert res.returncode != 0
-    assert "HSC;rm -rf ~" in res.stdout + res.stderr
+    assert f"sample name {name!r} is unsafe in file paths and shell commands: it {why}" in out, out
 
 
 def test_duplicate_sample_names_are_rejected(tmp_path):
@@ -192,3 +204,70 @@ def test_split_may_be_empty_when_nothing_is_trained_or_benchmarked(tmp_path):
         cwd=tmp_path,
     )
     assert res.returncode != 0 and "split.val_chroms is empty but a model is trained" in res.stdout + res.stderr
+
+
+# --------------------------------------------------------------------------- config values reaching a shell (issue 17)
+@pytest.mark.parametrize(
+    ("edit", "key", "value"),
+    [
+        (lambda c: c["model"].update(infer_chroms=["chr2", "chr2;touch pwned"]), "infer_chroms", "chr2;touch pwned"),
+        (lambda c: c["peaks"]["labels"].update({"lambda": {"chr1 $(touch pwned)": 3.0}}), "lambda", "$(touch pwned)"),
+        (lambda c: c["genome"].update(macs3_genome_size="hs; touch pwned"), "macs3_genome_size", "hs; touch pwned"),
+        (lambda c: c["genome"].update(chroms=["-h"]), "chroms", "-h"),
+        (lambda c: c["split"].update(val_chroms=["chr2`touch pwned`"]), "val_chroms", "touch pwned"),
+        (lambda c: c["model"].update(name=".."), "model.name", ".."),
+        (lambda c: c["model"].update(name="-h"), "model.name", "-h"),
+    ],
+)
+def test_config_values_that_reach_a_shell_must_match_their_pattern(tmp_path, edit, key, value):
+    """Chromosome names, λ keys, the genome size and the model name are refused before anything runs."""
+    res = _dry_run(_workdir(tmp_path, edit))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert key in out and value in out, out
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_model_name_that_is_a_path_is_explained(tmp_path):
+    res = _dry_run(_workdir(tmp_path, lambda c: c["model"].update(name="..")))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "model.name '..' is unsafe in file paths and shell commands" in out and "outside their folder" in out
+
+
+@pytest.mark.parametrize("size", ["hs", "mm", "ce", "dm", "2.7e9", "2700000000", "1.87E+9", ".5e9"])
+def test_genome_sizes_that_macs3_takes_pass_the_schema(tmp_path, size):
+    res = _dry_run(_workdir(tmp_path, lambda c: c["genome"].update(macs3_genome_size=size)))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_real_chromosome_names_pass_the_schema():
+    """Every name of the bundled hg19/hg38/mm10 sizes files, GRCh38's HLA contigs and PanSN names match the pattern."""
+    import re
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    props = schema["properties"]
+    patterns = {
+        props["genome"]["properties"]["chroms"]["items"]["pattern"],
+        props["model"]["properties"]["infer_chroms"]["items"]["pattern"],
+        props["peaks"]["properties"]["labels"]["properties"]["lambda"]["propertyNames"]["pattern"],
+    }
+    assert len(patterns) == 1
+    chrom = re.compile(patterns.pop())
+    names = [
+        line.split("\t")[0]
+        for f in (REPO / "resources" / "genomes").glob("*.sizes")
+        for line in f.read_text().split("\n")
+    ]
+    names = [n for n in names if n] + [
+        "1",
+        "MT",
+        "GL000009.2",
+        "chr1_KI270762v1_alt",
+        "HLA-A*01:01:01:01",
+        "HG002#1#chr1",
+    ]
+    assert "chrUn_KI270302v1" in names
+    assert [n for n in names if not chrom.match(n)] == []
+    for bad in ("-h", "..", "chr1;x", "chr 1", "chr1=2", "$(x)", "a/b", "'chr1'"):
+        assert not chrom.match(bad), bad

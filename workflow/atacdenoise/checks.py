@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,8 +32,9 @@ from atacdenoise.io.text import READ_ERRORS, open_text
 
 log = logging.getLogger(__name__)
 
-#: sample names become parts of paths and of shell commands: only these characters
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+#: sample and model names become folder names and shell words: a letter, digit or '_' first (not '.', '..', '-h'),
+#: then letters, digits, '.', '_' and '-' (the same pattern as the schemas' and the workflow's wildcard_constraints)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 #: data lines of a fragments file looked at by the quick check
 FRAGMENT_HEAD_LINES = 1000
 #: sheet columns that name input files
@@ -234,13 +236,7 @@ def _sheet_problems(samples: pd.DataFrame, sheet: str) -> list[str]:
     dup = sorted(names[names.duplicated()].unique())
     if dup:
         problems.append(f"{sheet}: duplicate sample names {dup}; every row needs a unique `sample`")
-    for name in names:
-        if not SAFE_NAME.match(name):
-            problems.append(
-                f"{sheet}: sample name {name!r} is unsafe in file paths and shell commands; "
-                "use letters, digits, '.', '_' and '-' only"
-            )
-    return problems
+    return problems + sheet_name_problems(samples, sheet)
 
 
 def check_inputs(
@@ -402,6 +398,140 @@ def _row_problems(row, sheet, genome, sizes, depths, cells, made) -> list[str]:
     return problems
 
 
+# --------------------------------------------------------------------------- names and paths that reach a shell
+def name_problem(name: str, what: str = "sample name") -> str | None:
+    """Say why ``name`` cannot be a sample or model name; None when it can.
+
+    Such names become folder names (``results/coverage/{sample}/``) and words
+    of shell commands: ``.`` and ``..`` would put files outside their folder,
+    a leading ``-`` is read as an option, ``/`` and whitespace split paths and
+    words. Only :data:`SAFE_NAME` is accepted.
+    """
+    if SAFE_NAME.match(name):
+        return None
+    if name in (".", ".."):
+        why = "is a folder name of its own ('.' the folder, '..' its parent): its files would land outside their folder"
+    elif name.startswith("-"):
+        why = "starts with '-': commands would read it as an option"
+    elif name.startswith("."):
+        why = "starts with '.': its files would be hidden"
+    elif "/" in name or "\\" in name:
+        why = "contains a path separator"
+    elif not name:
+        why = "is empty"
+    elif any(c.isspace() for c in name):
+        why = "contains whitespace"
+    else:
+        bad = "".join(sorted({c for c in name if not re.match(r"[A-Za-z0-9._-]", c)}))
+        why = f"contains {bad!r}"
+    return (
+        f"{what} {name!r} is unsafe in file paths and shell commands: it {why}; use letters, digits, '.', '_' and '-' "
+        "only, starting with a letter, a digit or '_'"
+    )
+
+
+def sheet_name_problems(samples: pd.DataFrame, sheet: str) -> list[str]:
+    """Unsafe sample names (:func:`name_problem`) and input paths that start with '-' (read as options) of a sheet."""
+    problems = []
+    for i, row in enumerate(samples.fillna("").astype(str).to_dict(orient="records")):
+        name = row.get("sample", "")
+        problem = name_problem(name)
+        if problem:
+            problems.append(f"{sheet}: {problem}")
+        for col in PATH_COLUMNS:
+            for value in sheet_files(row.get(col, "")):
+                if value.startswith("-"):
+                    problems.append(
+                        f"{sheet}, row {i + 2} (sample {name!r}): {col} file {value!r} starts with '-', which commands "
+                        f"would read as an option; write it as './{value}'"
+                    )
+    return problems
+
+
+def config_name_problems(config: dict, source: str = "config") -> list[str]:
+    """Unsafe ``model.name`` of a config (:func:`name_problem`), said more clearly than the schema's pattern does."""
+    model = config.get("model") if isinstance(config, dict) else None
+    name = model.get("name") if isinstance(model, dict) else None
+    problem = name_problem(name, "model.name") if isinstance(name, str) else None
+    return [f"{source}: {problem}"] if problem else []
+
+
+def check_sheet_path(path: str | os.PathLike) -> Path:
+    """Return the sample sheet's path; raise an InputError naming where it was looked for when it is not a file.
+
+    A relative ``samples:`` path is read from the directory snakemake runs in
+    (``--directory``), not from the config file's folder: the message names
+    both the resolved path and that directory.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    cwd = Path.cwd()
+    found = "is a directory, not a file" if path.is_dir() else "not found"
+    where = f" (looked for {path.resolve()}: relative paths are read from the working directory {cwd})"
+    raise InputError(
+        f"{path}: sample sheet {found}{'' if path.is_absolute() else where}; fix `samples` in the config "
+        "(an absolute path works from any directory) or run snakemake from, or with --directory set to, the folder "
+        "that the relative paths of the config and the sheet start from"
+    )
+
+
+# --------------------------------------------------------------------------- commands the jobs run
+#: commands of the workflow's jobs: every rule runs ``atacdenoise`` by name; atacdenoise runs MACS3 (peaks,
+#: callpeak) and deepTools' computeMatrix and plotHeatmap (plots heatmap), found on PATH or beside its Python
+WORKFLOW_TOOLS = ("atacdenoise", "macs3", "computeMatrix", "plotHeatmap")
+
+
+def missing_tools(tools: Iterable[str] = WORKFLOW_TOOLS, path: str | None = None) -> list[str]:
+    """Return the commands of ``tools`` that the workflow's jobs would not find (``path``: default ``$PATH``).
+
+    ``atacdenoise`` must be on PATH (the rules' shell commands name it); the
+    others may also sit beside it, where atacdenoise finds them (its venv's ``bin/``).
+    """
+    import shutil
+
+    main = shutil.which("atacdenoise", path=path)
+    beside = str(Path(main).resolve().parent) if main else None  # a venv's bin/, also when linked from elsewhere
+    return [
+        t
+        for t in tools
+        if not shutil.which(t, path=path) and not (t != "atacdenoise" and beside and shutil.which(t, path=beside))
+    ]
+
+
+def tools_problem(
+    tools: Iterable[str] = WORKFLOW_TOOLS, path: str | None = None, env_bin: Path | None = None
+) -> str | None:
+    """Say which commands of the workflow's jobs are not on PATH and how to fix it; None when all are found.
+
+    ``env_bin`` is the ``bin/`` of the environment snakemake runs from
+    (default: beside this Python): when the commands are there, the fix is to
+    activate that environment rather than to install anything.
+    """
+    missing = missing_tools(tools, path)
+    if not missing:
+        return None
+    env_bin = env_bin or Path(sys.executable).parent
+    head = (
+        f"command(s) {', '.join(missing)} not found on PATH, so every job would fail with exit status 127 "
+        "('command not found')"
+    )
+    if all((env_bin / t).exists() for t in missing):
+        activate = env_bin / "activate"
+        fix = (
+            f"they are in {env_bin}, the environment this snakemake runs from, which is not on PATH: activate it "
+            f"(`source {activate}`) and run snakemake again, or run through make (`make demo` puts the project's "
+            f".venv/bin on PATH), or add it to PATH (`export PATH={env_bin}:$PATH`)"
+        )
+    else:
+        fix = (
+            "install the project and its tools (`make venv`, i.e. pip install -e '.[workflow]' in a Python >= 3.11 "
+            "venv), activate that environment (`source .venv/bin/activate`) and run snakemake again, "
+            "or let snakemake build the rules' conda environment (`--sdm conda`)"
+        )
+    return f"{head}; {fix}"
+
+
 # --------------------------------------------------------------------------- config and sample sheet
 def load_yaml(path: Path, what: str) -> dict:
     """Read a YAML mapping (a config file); a missing file, bad syntax or a non-mapping is an InputError."""
@@ -455,8 +585,7 @@ def read_sheet(path: Path) -> pd.DataFrame:
     """Read the sample sheet as strings, empty cells as ''."""
     import pandas as pd  # here, not at the top: it costs every command ~0.3 s of start-up
 
-    if not path.is_file():
-        raise InputError(f"{path}: sample sheet not found; fix `samples` in the config or --samples")
+    check_sheet_path(path)
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -493,7 +622,12 @@ def check_config_and_inputs(
     config_schema = yaml.safe_load((schemas / "config.schema.yaml").read_text())
     sample_schema = yaml.safe_load((schemas / "samples.schema.yaml").read_text())
     config = load_yaml(config_path, "config file")
-    problems = schema_problems(config, config_schema, str(config_path))
+    problems = config_name_problems(config, str(config_path))
+    problems += [
+        p
+        for p in schema_problems(config, config_schema, str(config_path))
+        if not (problems and "key model.name:" in p)  # said more clearly by config_name_problems
+    ]
     if problems:
         raise InputError(f"{len(problems)} problem(s) in the config:\n" + "\n".join(f"  - {p}" for p in problems))
     config = apply_defaults(config, config_schema)

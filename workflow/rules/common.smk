@@ -11,9 +11,25 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from atacdenoise.checks import defaulted_keys, given_labels, sheet_files
+from atacdenoise.checks import (
+    config_name_problems,
+    defaulted_keys,
+    given_labels,
+    read_sheet,
+    sheet_files,
+    sheet_name_problems,
+)
+from atacdenoise.errors import InputError
+
+
+def _refuse(problems):
+    """Stop at parse time with every problem listed (nothing has run)."""
+    if problems:
+        raise WorkflowError("\n".join(problems))
+
 
 _GIVEN_CONFIG = copy.deepcopy(config)
+_refuse(config_name_problems(config, ", ".join(map(str, workflow.configfiles)) or "config"))
 validate(config, "../schemas/config.schema.yaml")
 _DEFAULTED = defaulted_keys(_GIVEN_CONFIG, config)
 if _DEFAULTED:
@@ -23,8 +39,11 @@ if _DEFAULTED:
         + "; ".join(f"{k}={json.dumps(v)}" for k, v in _DEFAULTED.items())
     )
 
-SAMPLES = pd.read_csv(config["samples"], sep="\t", dtype=str, comment="#").fillna("")
-SAMPLES.columns = SAMPLES.columns.str.strip()
+try:  # a relative `samples` path is read from the working directory (--directory): say so if it is not there
+    SAMPLES = read_sheet(Path(config["samples"]))
+except InputError as exc:
+    raise WorkflowError(str(exc)) from None
+_refuse(sheet_name_problems(SAMPLES, config["samples"]))  # '.', '..', '-h' as names: before the schema's terse pattern
 validate(SAMPLES, "../schemas/samples.schema.yaml")
 
 
@@ -52,7 +71,8 @@ def _check_sheet(df):
             values = sheet_files(getattr(row, col)) if col in ("path", "noisy") else [getattr(row, col)]
             for value in (v for v in values if v and not made_by_workflow(v) and not Path(v).exists()):
                 _sheet_error(
-                    f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory snakemake runs in)"
+                    f"sample {row.sample}: {col} file {value!r} does not exist (paths are relative to the directory "
+                    f"snakemake runs in, here {Path.cwd()})"
                 )
         if row.barcodes and row.kind != "fragments":
             _sheet_error(f"sample {row.sample}: `barcodes` applies to kind fragments only (kind is {row.kind})")
@@ -82,7 +102,6 @@ _check_sheet(SAMPLES)
 # Cheap up-front checks of every input (indexes, sort order, chromosome names, peak coordinates, depths,
 # cell counts, writable results/): one error listing every problem before any job starts.
 from atacdenoise.checks import check_inputs
-from atacdenoise.errors import InputError
 
 try:
     check_inputs(SAMPLES, config, made_by_workflow=made_by_workflow)
@@ -95,12 +114,13 @@ CELLS = [f"c{n}" for n in config["cells"]]
 REPS = [str(r) for r in range(1, config["replicates"] + 1)]
 
 
+# Names are folder names: never '.', '..' or a leading '-' (atacdenoise.checks.SAFE_NAME), never a '/'.
 wildcard_constraints:
-    sample="[A-Za-z0-9._-]+",
+    sample="[A-Za-z0-9_][A-Za-z0-9._-]*",
     depth=r"full|given(-\w+)?|c\d+|\d+",
     rep=r"\d+",
     caller="bdgpeakcall|callpeak",
-    model="[A-Za-z0-9._-]+",
+    model="[A-Za-z0-9_][A-Za-z0-9._-]*",
 
 
 def sample_row(wildcards):
@@ -220,6 +240,12 @@ def target_input():
 def chroms_arg():
     c = config["genome"]["chroms"]
     return ("--chroms " + " ".join(shlex.quote(x) for x in c)) if c else ""
+
+
+def infer_chroms_arg():
+    """`--chroms` of inference: model.infer_chroms, else genome.chroms (each name shell-quoted)."""
+    c = config["model"]["infer_chroms"]
+    return ("--chroms " + " ".join(shlex.quote(x) for x in c)) if c else chroms_arg()
 
 
 def denoised(sample, depth, rep, suffix):
@@ -375,5 +401,25 @@ def lambda_args(wildcards):
     labels = config["peaks"]["labels"]
     if wildcards.depth != "full":
         return ""
-    fixed = " ".join(f"{c}={v}" for c, v in labels["lambda"].items())
-    return (f"--lambda {fixed} " if fixed else "") + f"--lambda-scale {labels['lambda_scale']}"
+    fixed = " ".join(shlex.quote(f"{c}={v}") for c, v in labels["lambda"].items())
+    return (f"--lambda {fixed} " if fixed else "") + f"--lambda-scale {shlex.quote(str(labels['lambda_scale']))}"
+
+
+# --------------------------------------------------------------------------- the commands the jobs run
+
+
+def check_tools():
+    """Stop before the first job when `atacdenoise`, MACS3 or deepTools are not on PATH (onstart, Snakefile).
+
+    Run only when jobs will run (not for --dry-run, --lint or --touch); not with `--sdm conda`, where every job gets
+    envs/atacdenoise.yaml.
+    """
+    from snakemake_interface_executor_plugins.settings import DeploymentMethod
+
+    from atacdenoise.checks import tools_problem
+
+    if workflow.touch or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return
+    problem = tools_problem()
+    if problem:
+        raise WorkflowError(problem)

@@ -64,11 +64,7 @@ rule infer:
     params:
         prefix="results/denoised/{model}/{sample}/{depth}.rep{rep}",
         batch=config["model"]["infer_batch_size"],
-        chroms=(
-            ("--chroms " + " ".join(config["model"]["infer_chroms"]))
-            if config["model"]["infer_chroms"]
-            else chroms_arg()
-        ),
+        chroms=infer_chroms_arg(),
         target=target_arg(),
     shell:
         "atacdenoise infer --model {input.model:q} --input {input.bw:q} --sizes {input.sizes:q} {params.chroms}"

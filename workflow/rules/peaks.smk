@@ -52,7 +52,7 @@ rule peaks_callpeak:
         runtime=60,
     params:
         kind=coverage_kind,
-        gsize=config["genome"]["macs3_genome_size"],
+        gsize=shlex.quote(config["genome"]["macs3_genome_size"]),
         pvalue=config["peaks"]["callpeak"]["pvalue"],
         shift=config["peaks"]["callpeak"]["shift"],
         extsize=config["peaks"]["callpeak"]["extsize"],
