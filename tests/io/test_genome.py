@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from atacdenoise.errors import InputError
-from atacdenoise.io.genome import DEFAULT_EXCLUDE, select_chroms
+from atacdenoise.io.genome import DEFAULT_EXCLUDE, read_chrom_sizes, select_chroms
 
 
 def test_default_chromosome_selection_drops_mitochondria_contigs_and_ebv():
@@ -33,3 +33,12 @@ def test_exclude_dropping_every_chromosome_names_them_and_the_pattern():
     assert "chr1_w1 (matched '_'), chr2_w2 (matched '_')" in msg and "and 2 more" in msg
     assert "set genome.exclude to a pattern that keeps yours" in msg
     assert select_chroms(sizes, exclude_regex="^chrM$") == sizes  # the fix the message suggests
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "-h"])
+def test_chromosome_names_that_are_paths_or_options_are_refused(tmp_path, name):
+    """Chromosome names become file names (CHROM.noisy.npy in a dataset): '../x' would write outside its folder."""
+    sizes = tmp_path / "g.sizes"
+    sizes.write_text(f"chr1\t1000\n{name}\t500\n")
+    with pytest.raises(InputError, match="chromosome names become file names"):
+        read_chrom_sizes(sizes)

@@ -44,6 +44,12 @@ def read_chrom_sizes(path: str | Path) -> dict[str, int]:
             )
         if fields[0] in sizes:
             raise InputError(f"{path}, line {n}: chromosome {fields[0]!r} listed twice")
+        if "/" in fields[0] or fields[0].startswith((".", "-")):
+            # chromosome names become file names (a dataset's CHROM.noisy.npy): '../x' would escape its folder
+            raise InputError(
+                f"{path}, line {n}: chromosome name {fields[0]!r} contains '/' or starts with '.' or '-'; "
+                "chromosome names become file names: rename it in the sizes file and in the inputs"
+            )
         sizes[fields[0]] = int(fields[1])
     if not sizes:
         raise InputError(f"{path}: no chromosomes found; expected 'chrom<TAB>length' lines")
