@@ -4,6 +4,14 @@ Each case runs the real ``atacdenoise`` command line (or ``snakemake -n``) in a
 subprocess on tiny inputs written here, and checks: the exit status, that
 stderr names the file and the problem, that no Python traceback is shown, and
 that no output (final or temporary) is left behind.
+
+Issue 17 (a shared cluster) adds names that are paths or options, config values that reach a shell,
+tools missing from PATH, a sample sheet missing from the working directory, and damaged bigWig/BAM
+inputs at the command line. Its other items are tested where their code lives: damaged files in depth
+and the fuzz of the binary readers in ``tests/io/test_damaged.py`` and ``tests/io/test_fuzz.py``; shared
+file systems in ``tests/test_atomic.py`` and ``tests/cluster/test_shared_fs.py``; checkpoints tied to
+their data, the previous checkpoint and the trainer's lock in ``tests/model/test_resume.py``; the users'
+rerun pattern in ``tests/workflow/test_rerun.py``.
 """
 
 from __future__ import annotations
@@ -169,6 +177,41 @@ def test_bigwig_with_other_chromosome_lengths(tmp_path, sizes_file):
         "peaks", "--track", bw, "--sizes", sizes_file, "--out-peaks", out / "p.narrowPeak", "--out-pval", out / "p.bw"
     )
     assert_refused(res, "hg_other.bw", "chromosome chr1 is 1,200 bp long there but 1,000", "another assembly")
+    assert_nothing_left(out)
+
+
+@pytest.mark.parametrize("damage", ["cut", "loop"])
+def test_damaged_bigwig_ends_in_exit_2_not_a_hang(tmp_path, sizes_file, damage):
+    """A bigWig cut short in transfer, or whose chromosome tree points back at itself (it hung start-up)."""
+    import struct
+
+    bw = tmp_path / "damaged.bw"
+    rng = np.random.default_rng(3)
+    write_bigwig(bw, SIZES, {c: rng.poisson(2.0, n).astype(np.float32) for c, n in SIZES.items()})
+    raw = bytearray(bw.read_bytes())
+    if damage == "cut":
+        raw = raw[: len(raw) * 2 // 3]
+    else:  # the chromosome tree's root leaf becomes an inner node whose only child is itself
+        chrom_tree = struct.unpack_from("<Q", raw, 8)[0]
+        key_size = struct.unpack_from("<I", raw, chrom_tree + 8)[0]
+        struct.pack_into("<BBH", raw, chrom_tree + 32, 0, 0, 1)
+        struct.pack_into("<Q", raw, chrom_tree + 36 + key_size, chrom_tree + 32)
+    bw.write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    assert_refused(coverage(bw, sizes_file, out / "x.bw", kind="bigwig"), "damaged.bw", "damaged or truncated")
+    assert_nothing_left(out)
+
+
+def test_bam_index_cut_short_ends_in_exit_2_not_an_abort(tmp_path, sizes_file):
+    """Htslib aborts the whole process on a .bai cut inside a bin's records: the index is checked first."""
+    bam = make_bam(tmp_path / "reads.bam", READS)
+    bai = Path(f"{bam}.bai")
+    raw = bai.read_bytes()
+    stat = bam.stat()
+    bai.write_bytes(raw[: len(raw) // 2 + 2])
+    os.utime(bai, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    out = tmp_path / "out"
+    assert_refused(coverage(bam, sizes_file, out / "x.bw"), "reads.bam.bai", "samtools index")
     assert_nothing_left(out)
 
 
