@@ -1,13 +1,18 @@
 """Interruptions: a SIGKILLed training resumes from its last checkpoint.
 
-A SIGKILLed inference leaves no final-named output. Both run the real
-``atacdenoise`` command in its own process group, killed with SIGKILL (no
-clean-up code can run), then run the same command again.
+An unreadable last checkpoint falls back to the one before it; a second
+training on the same output directory (an orphan of a killed workflow) is
+refused while the first runs and takes over once it is dead. A SIGKILLed
+inference leaves no final-named output. All run the real ``atacdenoise``
+command in its own process group, killed with SIGKILL (no clean-up code can
+run), then run the same command again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -18,10 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyBigWig
+import pytest
 import torch
 
+from atacdenoise.atomic import host_name
+from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import write_bigwig
-from atacdenoise.model.network import build_model, save_model
+from atacdenoise.io.genome import Region
+from atacdenoise.model import train as train_module
+from atacdenoise.model.dataset import open_dataset
+from atacdenoise.model.network import build_model, load_model, save_model
+from atacdenoise.model.train import LOCK_STALE_S, train, train_lock
 from builders import PRE, TINY_TRAINING, make_training_dataset
 
 BIN = Path(sys.executable).parent
@@ -50,12 +62,8 @@ def _wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None
         time.sleep(0.02)
 
 
-def test_training_killed_after_a_checkpoint_resumes_and_records_every_epoch_once(tmp_path):
-    ds = make_training_dataset(tmp_path / "ds")
-    sizes = tmp_path / "g.sizes"
-    sizes.write_text("chr1\t30000\nchr2\t12000\n")
-    out = tmp_path / "model"
-    argv = [
+def _train_argv(ds: Path, sizes: Path, out: Path, settings: dict = SETTINGS) -> list:
+    return [
         "train",
         "--datasets",
         ds,
@@ -66,7 +74,7 @@ def test_training_killed_after_a_checkpoint_resumes_and_records_every_epoch_once
         "--holdout",
         "chr2:6000-12000",
         "--settings",
-        json.dumps(SETTINGS),
+        json.dumps(settings),
         "--out-dir",
         out,
         "--device",
@@ -74,6 +82,44 @@ def test_training_killed_after_a_checkpoint_resumes_and_records_every_epoch_once
         "--threads",
         1,
     ]
+
+
+def _rerun(argv: list) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "atacdenoise"), *map(str, argv)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path]:
+    """Make a training dataset and its sizes file."""
+    d = tmp_path_factory.mktemp("inputs")
+    sizes = d / "g.sizes"
+    sizes.write_text("chr1\t30000\nchr2\t12000\n")
+    return make_training_dataset(d / "ds"), sizes
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> Path:
+    """Run :data:`SETTINGS` uninterrupted; return its output directory."""
+    out = tmp_path_factory.mktemp("reference") / "model"
+    res = _rerun(_train_argv(*inputs, out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def _assert_same_model(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+def test_training_killed_after_a_checkpoint_resumes_and_records_every_epoch_once(inputs, reference, tmp_path):
+    out = tmp_path / "model"
+    argv = _train_argv(*inputs, out)
     state = out / "checkpoints" / "last.pt"
 
     proc = _start(argv, tmp_path / "first.log")
@@ -91,13 +137,144 @@ def test_training_killed_after_a_checkpoint_resumes_and_records_every_epoch_once
     assert history["epoch"].tolist() == list(range(1, SETTINGS["epochs"] + 1))
 
     # the interrupted-and-resumed run equals an uninterrupted one (windows seeded by (seed, epoch))
-    ref = tmp_path / "ref"
-    argv_ref = [str(a) if a != out else str(ref) for a in argv]
-    res = subprocess.run([str(BIN / "atacdenoise"), *argv_ref], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    ref_history = pd.read_csv(ref / "history.tsv", sep="\t")
+    ref_history = pd.read_csv(reference / "history.tsv", sep="\t")
     for col in ("train_loss", "val_loss", "val_pearson", "val_auprc"):
         np.testing.assert_allclose(history[col], ref_history[col], rtol=1e-5, err_msg=col)
+    _assert_same_model(out / "model.pt", reference / "model.pt")
+    # the finished state is retired: a rerun would train anew, never continue this run
+    assert sorted(p.name for p in state.parent.iterdir()) == ["finished.pt"]
+
+
+# --------------------------------------------------------------------------- last and previous checkpoint
+def test_unreadable_last_checkpoint_falls_back_to_the_previous_one_and_ends_like_an_uninterrupted_run(
+    inputs, reference, tmp_path
+):
+    out = tmp_path / "model"
+    argv = _train_argv(*inputs, out)
+    last, previous = out / "checkpoints" / "last.pt", out / "checkpoints" / "previous.pt"
+
+    proc = _start(argv, tmp_path / "first.log")
+    _wait_for(lambda: previous.exists() and last.exists(), proc)  # two epochs done
+    _kill(proc)
+    kept = torch.load(previous, weights_only=True)["epoch"]
+    if last.exists():  # (unless the kill fell between save()'s two renames, which leaves previous.pt alone)
+        assert torch.load(last, weights_only=True)["epoch"] == kept + 1  # rotated: the one before is kept
+    assert 1 <= kept < SETTINGS["epochs"] - 1 and not (out / "model.pt").exists()
+    last.write_bytes(b"PK\x03\x04" + os.urandom(64))  # damaged in place, e.g. by a full disk or a bad transfer
+
+    res = _rerun(argv)
+    assert res.returncode == 0, res.stderr
+    assert f"{last}: unreadable checkpoint" in res.stderr
+    assert f"resuming from the checkpoint before it, {previous} (epoch {kept})" in res.stderr
+    assert f"resuming from {previous} after epoch {kept}" in res.stderr
+    assert "starting training from scratch" not in res.stderr
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert history["epoch"].tolist() == list(range(1, SETTINGS["epochs"] + 1))
+    _assert_same_model(out / "model.pt", reference / "model.pt")
+
+
+def test_both_checkpoints_unreadable_warn_naming_both_files_and_training_starts_from_scratch(inputs, tmp_path):
+    out = tmp_path / "model"
+    ck = out / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "last.pt").write_bytes(b"")
+    (ck / "previous.pt").write_bytes(b"PK\x03\x04 truncated")
+    res = _rerun(_train_argv(*inputs, out, {**SETTINGS, "epochs": 2}))
+    assert res.returncode == 0, res.stderr
+    warning = next(line for line in res.stderr.splitlines() if "no usable checkpoint" in line)
+    assert f"{ck / 'last.pt'}: unreadable checkpoint" in warning
+    assert f"{ck / 'previous.pt'}: unreadable checkpoint" in warning
+    assert "starting training from scratch at epoch 1" in warning and "WARNING" in warning
+    assert pd.read_csv(out / "history.tsv", sep="\t")["epoch"].tolist() == [1, 2]
+
+
+# --------------------------------------------------------------------------- one trainer per output directory
+def _lock_holder(lock: Path) -> dict:
+    try:
+        return json.loads(lock.read_text() or "{}")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def test_a_second_trainer_on_the_same_directory_is_refused_and_takes_over_once_the_first_is_dead(inputs, tmp_path):
+    """An orphaned training (its workflow killed) and the rerun's new one must not write one directory together."""
+    out = tmp_path / "model"
+    argv = _train_argv(*inputs, out, {**SETTINGS, "epochs": 60})  # runs for a minute: plenty of time to collide
+    lock = out / "checkpoints" / "train.lock"
+    host = host_name()
+
+    first = _start(argv, tmp_path / "first.log")
+    try:
+        _wait_for(lambda: _lock_holder(lock).get("pid") == first.pid, first)
+        second = _rerun(argv)
+        assert second.returncode == 2, second.stderr
+        assert f"{lock}: another training is writing to {out}: host {host}, pid {first.pid}" in second.stderr
+        assert f"if it no longer runs, delete {lock}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None and _lock_holder(lock)["pid"] == first.pid  # the first runs on, still the holder
+        _wait_for(lambda: (out / "checkpoints" / "last.pt").exists(), first)
+    finally:
+        _kill(first)
+    assert _lock_holder(lock)["pid"] == first.pid  # a SIGKILL leaves the lock file behind
+
+    done = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["epoch"]
+    res = _rerun(_train_argv(*inputs, out, {**SETTINGS, "epochs": done + 1}))  # fewer epochs: resumable
+    assert res.returncode == 0, res.stderr
+    assert f"{lock}: taking over the lock of pid {first.pid} on this host, which no longer runs" in res.stderr
+    assert f"after epoch {done}" in res.stderr
+    assert not lock.exists()  # released when the run ends
+
+
+def test_lock_of_another_host_is_refused_until_it_shows_no_sign_of_life(tmp_path, caplog, monkeypatch):
+    lock = tmp_path / "train.lock"
+    holder = {"host": "node-b.cluster", "pid": 4242, "started": "2026-01-01T00:00:00+0000"}
+    lock.write_text(json.dumps(holder))
+    with (
+        pytest.raises(InputError, match=r"host node-b\.cluster, pid 4242 .*last sign of life \d+ s ago"),
+        train_lock(tmp_path),
+    ):
+        pass
+    old = time.time() - LOCK_STALE_S - 5
+    os.utime(lock, (old, old))
+    monkeypatch.setattr(train_module, "LOCK_HEARTBEAT_S", 0.05)
+    with caplog.at_level(logging.WARNING), train_lock(tmp_path) as path:
+        assert "taking over the lock of host node-b.cluster, pid 4242" in caplog.text
+        assert _lock_holder(path) == {**_lock_holder(path), "host": host_name(), "pid": os.getpid()}
+        time.sleep(0.5)
+        assert time.time() - path.stat().st_mtime < 0.4  # the holder's heartbeat keeps the file's time fresh
+    assert not lock.exists()
+
+
+def test_without_file_locks_a_live_same_host_holder_is_refused_and_a_dead_one_taken_over(tmp_path, monkeypatch):
+    """File systems without flock (ENOLCK): the host name and pid in the lock file decide."""
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lock = tmp_path / "train.lock"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"host": host_name(), "pid": sleeper.pid}))
+        with (
+            pytest.raises(InputError, match=rf"pid {sleeper.pid} .*still running.*delete {lock}"),
+            train_lock(tmp_path),
+        ):
+            pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with train_lock(tmp_path) as path:  # the holder is dead now
+        assert _lock_holder(path)["pid"] == os.getpid()
+
+
+def test_training_holds_the_lock_while_it_runs(inputs, tmp_path):
+    ds, _ = inputs
+    out = tmp_path / "m"
+    with train_lock(out / "checkpoints"), pytest.raises(InputError, match=f"pid {os.getpid()}"):
+        train([open_dataset(ds)], [Region("chr2", 0, 6000)], [], {**SETTINGS, "epochs": 1}, out)
+    assert not (out / "model.pt").exists()
 
 
 def test_inference_killed_midway_leaves_no_final_output_and_a_rerun_succeeds(tmp_path):

@@ -1,6 +1,7 @@
 """Training (atacdenoise.model.train).
 
-Loss, resume after an interruption, selection without peaks, the train command.
+Loss, resume after an interruption, checkpoints tied to the datasets' content, selection without
+peaks, the train command.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from atacdenoise import cli
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region
-from atacdenoise.model.dataset import open_dataset
+from atacdenoise.model.dataset import ARRAYS, dataset_fingerprint, file_checksum, open_dataset, write_dataset
 from atacdenoise.model.network import load_model
 from atacdenoise.model.train import (
     HISTORY_COLUMNS,
@@ -55,6 +56,48 @@ def _one_thread():
 
 def _run(ds: Path, out: Path, **over):
     return train([open_dataset(ds)], VAL, HOLDOUT, {**SETTINGS, **over}, out)
+
+
+def _as_interrupted(out: Path) -> int:
+    """Turn a finished run's state back into the checkpoint a run killed after that epoch leaves; return the epoch.
+
+    A finished run's last state is kept as checkpoints/finished.pt, which no run resumes; the state itself is
+    what an interrupted longer run would have left as last.pt (the settings hash leaves out ``epochs``).
+    """
+    ck = out / "checkpoints"
+    (ck / "finished.pt").rename(ck / "last.pt")
+    return int(torch.load(ck / "last.pt", weights_only=True)["epoch"])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_model(path)[0].state_dict()
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _regenerate_with_same_statistics(ds: Path, keep_checksums: bool = True) -> None:
+    """Re-make the dataset at the same path: the same meta, lengths, totals and labels, other content.
+
+    Every chromosome's noisy and clean tracks are reversed (and the labels and mask with them), so each
+    array's sum, its number of peak bases and the dataset's meta.json text apart from the checksums stay
+    the same, as with a dataset re-made from a re-sequenced library of the same depth.
+    """
+    pair = open_dataset(ds)
+    meta = {k: v for k, v in pair.meta.items() if k not in ("format", "chroms", "checksums")}
+    arrays = {c: {name: np.array(pair.arrays(c)[name][::-1]) for name in ARRAYS} for c in pair.chroms}
+    del pair
+    write_dataset(ds, meta, arrays.items())
+    if not keep_checksums:
+        _strip_checksums(ds)
+
+
+def _strip_checksums(ds: Path) -> None:
+    """Make the dataset look like one written before meta.json recorded array checksums."""
+    meta = json.loads((ds / "meta.json").read_text())
+    meta.pop("checksums")
+    (ds / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- loss
@@ -98,9 +141,8 @@ def test_pearson_per_window_averages_window_correlations():
 # --------------------------------------------------------------------------- training and resume
 def test_resume_after_epoch_one_continues_like_an_uninterrupted_run(ds, tmp_path, caplog):
     whole = _run(ds, tmp_path / "whole", epochs=2)
-    _run(ds, tmp_path / "cut", epochs=1)  # the "interrupted" run: stopped after epoch 1
-    state1 = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
-    assert state1["epoch"] == 1
+    _run(ds, tmp_path / "cut", epochs=1)
+    assert _as_interrupted(tmp_path / "cut") == 1  # the "interrupted" run: stopped after epoch 1
     caplog.clear()
     caplog.set_level(logging.INFO, logger="atacdenoise")
     resumed = _run(ds, tmp_path / "cut", epochs=2)
@@ -159,22 +201,97 @@ def test_validation_without_peaks_warns_and_selects_by_loss(tmp_path):
     assert meta["epoch"] == int(hist.loc[hist["val_loss"].idxmin(), "epoch"])
 
 
-def test_corrupt_checkpoint_warns_and_training_starts_fresh(ds, tmp_path, caplog):
+def test_corrupt_checkpoint_without_a_previous_one_warns_naming_both_and_training_starts_fresh(ds, tmp_path, caplog):
     ck = tmp_path / "m" / "checkpoints" / "last.pt"
     ck.parent.mkdir(parents=True)
     ck.write_bytes(b"PK\x03\x04 truncated")
-    _run(ds, tmp_path / "m", epochs=1)
-    assert "unreadable checkpoint" in caplog.text
-    assert torch.load(ck, weights_only=True)["epoch"] == 1
+    with pytest.warns(RuntimeWarning, match="no usable checkpoint"):
+        _run(ds, tmp_path / "m", epochs=1)
+    assert f"{ck}: unreadable checkpoint" in caplog.text and f"{ck.with_name('previous.pt')}: absent" in caplog.text
+    assert "starting training from scratch at epoch 1" in caplog.text
+    assert torch.load(ck.with_name("finished.pt"), weights_only=True)["epoch"] == 1
     assert pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")["epoch"].tolist() == [1]
 
 
-def test_changed_settings_start_fresh_but_more_epochs_resume(ds, tmp_path, caplog):
+def test_changed_settings_start_fresh_and_a_finished_run_is_never_resumed(ds, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="atacdenoise")
     _run(ds, tmp_path / "m", epochs=1)
+    _as_interrupted(tmp_path / "m")
     _run(ds, tmp_path / "m", epochs=1, lr=5e-4)
-    assert "other settings" in caplog.text
-    state = torch.load(tmp_path / "m" / "checkpoints" / "last.pt", weights_only=True)
+    assert "other settings" in caplog.text and "resuming" not in caplog.text
+    state = torch.load(tmp_path / "m" / "checkpoints" / "finished.pt", weights_only=True)
     assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert sorted(p.name for p in (tmp_path / "m" / "checkpoints").iterdir()) == ["finished.pt"]  # no lock left
+    # a finished run (model.pt written) does not continue into a longer one: the longer one starts at epoch 1
+    caplog.clear()
+    _run(ds, tmp_path / "m", epochs=2, lr=5e-4)
+    assert "resuming" not in caplog.text and "holds a finished run" in caplog.text
+    assert pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")["epoch"].tolist() == [1, 2]
+
+
+# --------------------------------------------------------------------------- checkpoints follow the data's content
+def test_dataset_records_checksums_of_the_bytes_written_and_fingerprints_follow_content(tmp_path):
+    ds = make_training_dataset(tmp_path / "ds")
+    meta = json.loads((ds / "meta.json").read_text())
+    files = meta["checksums"]["files"]
+    assert meta["checksums"]["algorithm"] == "blake2b-128"
+    assert sorted(files) == sorted(f"{c}.{n}.npy" for c in SIZES for n in ARRAYS)
+    for name, entry in files.items():
+        assert entry == {"bytes": (ds / name).stat().st_size, "digest": file_checksum(ds / name)}, name
+    first = dataset_fingerprint(open_dataset(ds))
+    make_training_dataset(ds)  # re-made with identical content (new files, new times): the same fingerprint
+    assert dataset_fingerprint(open_dataset(ds)) == first
+    _regenerate_with_same_statistics(ds)
+    remade = dataset_fingerprint(open_dataset(ds))
+    assert remade["files"] != first["files"] and remade["meta"] != first["meta"]
+    # a dataset made before checksums were recorded: its files are hashed, to the checksums write_dataset records
+    _strip_checksums(ds)
+    assert dataset_fingerprint(open_dataset(ds))["files"] == remade["files"]
+    # an array truncated after the dataset was made is refused, naming it
+    _regenerate_with_same_statistics(ds)
+    victim = ds / "chr1.noisy.npy"
+    victim.write_bytes(victim.read_bytes()[:-4])
+    with pytest.raises(InputError, match=r"chr1\.noisy\.npy: .* re-make the dataset"):
+        dataset_fingerprint(open_dataset(ds))
+
+
+def test_retraining_after_the_dataset_is_remade_with_new_content_starts_from_scratch(tmp_path, caplog):
+    """The issue's reproduction: a finished run, then a dataset re-made at the same path with the same statistics."""
+    caplog.set_level(logging.INFO, logger="atacdenoise")
+    ds = make_training_dataset(tmp_path / "ds")
+    _run(ds, tmp_path / "m", epochs=2)
+    old = _weights(tmp_path / "m" / "model.pt")
+    before = open_dataset(ds)
+    totals = {n: before.total(n) for n in ("noisy", "clean")}
+    _regenerate_with_same_statistics(ds)
+    after = open_dataset(ds)
+    assert {n: after.total(n) for n in ("noisy", "clean")} == pytest.approx(totals, rel=1e-6)
+    caplog.clear()
+    _run(ds, tmp_path / "m", epochs=2)
+    assert "resuming" not in caplog.text
+    assert pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")["epoch"].tolist() == [1, 2]
+    new = _weights(tmp_path / "m" / "model.pt")
+    assert not _same_weights(old, new)
+    _run(ds, tmp_path / "fresh", epochs=2)  # and it is the model a first training on the new data gives
+    assert _same_weights(new, _weights(tmp_path / "fresh" / "model.pt"))
+
+
+@pytest.mark.parametrize("keep_checksums", [True, False], ids=["checksums-in-meta", "older-dataset-hashed"])
+def test_an_interrupted_run_does_not_resume_on_a_dataset_remade_with_new_content(tmp_path, caplog, keep_checksums):
+    caplog.set_level(logging.INFO, logger="atacdenoise")
+    ds = make_training_dataset(tmp_path / "ds")
+    if not keep_checksums:
+        _strip_checksums(ds)
+    _run(ds, tmp_path / "m", epochs=1)
+    _as_interrupted(tmp_path / "m")  # killed after epoch 1 of 2
+    _regenerate_with_same_statistics(ds, keep_checksums=keep_checksums)
+    caplog.clear()
+    _run(ds, tmp_path / "m", epochs=2)
+    assert "resuming" not in caplog.text
+    assert "checkpoint was made with other settings, datasets or regions" in caplog.text
+    assert pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")["epoch"].tolist() == [1, 2]
+    _run(ds, tmp_path / "fresh", epochs=2)
+    assert _same_weights(_weights(tmp_path / "m" / "model.pt"), _weights(tmp_path / "fresh" / "model.pt"))
 
 
 def test_preset_atacworks_brings_the_reference_recipe_and_user_keys_still_win():
@@ -357,7 +474,7 @@ def test_two_process_ddp_training_on_cpu(ds, tmp_path):
     assert "launching 2 processes" in proc.stderr and "2 process(es)" in proc.stderr
     hist = pd.read_csv(tmp_path / "m" / "history.tsv", sep="\t")
     assert hist["epoch"].tolist() == [1, 2]
-    state = torch.load(tmp_path / "m" / "checkpoints" / "last.pt", weights_only=True)
+    state = torch.load(tmp_path / "m" / "checkpoints" / "finished.pt", weights_only=True)
     # 12 windows split over 2 ranks: 6 each, batch 4 -> 2 steps per epoch
     assert all(float(v["step"]) == 4 for v in state["optimizer"]["state"].values())
     load_model(tmp_path / "m" / "model.pt")

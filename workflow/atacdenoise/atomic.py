@@ -89,7 +89,8 @@ def temp_dir_for(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.tmp-{_token()}")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Tell whether a process of this host runs under ``pid`` (another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -168,7 +169,7 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         if foreign:
             _warn_foreign(cand, foreign)
             continue
-        if any(_alive(pid) for _, pid in owners):
+        if any(pid_alive(pid) for _, pid in owners):
             continue
         if os.path.isdir(cand) and not os.path.islink(cand):
             shutil.rmtree(cand, ignore_errors=True)

@@ -1,9 +1,13 @@
 """Train the denoising ResNet on one or more datasets; resumes from OUT_DIR/checkpoints/last.pt.
 
 Writes OUT_DIR/model.pt (the best epoch by validation AUPRC, or by validation
-loss when the validation regions hold no peak) and OUT_DIR/history.tsv. With
---gpus N > 1 the command re-launches itself under torchrun (one process per GPU,
-DistributedDataParallel).
+loss when the validation regions hold no peak) and OUT_DIR/history.tsv. An
+interrupted run resumes from OUT_DIR/checkpoints/last.pt (or previous.pt when
+that is unreadable) if settings and the datasets' content are unchanged; a
+finished run's state is kept as finished.pt and never resumed. While it runs
+the command holds OUT_DIR/checkpoints/train.lock, so a second training on the
+same directory stops with an error. With --gpus N > 1 the command re-launches
+itself under torchrun (one process per GPU, DistributedDataParallel).
 """
 
 from __future__ import annotations

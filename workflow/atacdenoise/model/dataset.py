@@ -18,10 +18,15 @@ the span from the first region's start to the last one's end (``meta.json``:
 ``offsets`` and the full ``chrom_sizes``), its mask is 0 between regions, and
 windows are drawn only where they overlap a region (``meta.json``: ``regions``,
 in stored coordinates). Window coordinates are stored coordinates throughout.
+
+``meta.json`` also records every array file's size and checksum (``checksums``),
+computed from the bytes as they are written; training ties its checkpoints to
+them (see :func:`dataset_fingerprint`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -56,6 +61,10 @@ DEFAULT_PREPROCESSING = {
     "keep_duplicates": False,
     "cpm": False,
 }
+
+#: checksum of the array files recorded in meta.json (``checksums``) and used by :func:`dataset_fingerprint`
+CHECKSUM_ALGORITHM = "blake2b-128"
+CHECKSUM_CHUNK = 8 << 20
 
 #: one window: dataset index, chromosome index (in that dataset's chromosome order), centre start,
 #: end of the loss zone (= start + interval, or a validation region's end), strand flip
@@ -98,6 +107,38 @@ def chrom_arrays(
     }
 
 
+def _new_hash() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=16)
+
+
+class _HashingWriter:
+    """A write-only file wrapper that feeds every byte written to a hash as well."""
+
+    def __init__(self, fh, digest) -> None:
+        self._fh, self._digest = fh, digest
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._fh.write(data)
+
+
+def _save_array(path: Path, array: np.ndarray) -> dict:
+    """Write ``array`` as a .npy file and return its size and checksum, hashed from the bytes as they are written."""
+    digest = _new_hash()
+    with open(path, "wb") as fh:
+        np.save(_HashingWriter(fh, digest), array)
+    return {"bytes": path.stat().st_size, "digest": digest.hexdigest()}
+
+
+def file_checksum(path: str | Path) -> str:
+    """Return the checksum (:data:`CHECKSUM_ALGORITHM`) of a file's content, read in chunks (memory stays small)."""
+    digest = _new_hash()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHECKSUM_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def write_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, dict[str, np.ndarray]]]) -> None:
     """Write a dataset directory atomically: arrays into a temporary sibling directory, then rename it.
 
@@ -105,14 +146,21 @@ def write_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, d
     deletes one a killed run of this host left behind.
 
     ``chroms`` yields ``(chrom, chrom_arrays(...))`` one chromosome at a time (memory stays one chromosome).
+    meta.json records each array file's size and checksum (``checksums``), hashed while it is written.
     """
     with atomic_output_dir(out_dir) as tmp:
-        lengths = {}
+        lengths, files = {}, {}
         for chrom, arrays in chroms:
             for name, dtype in ARRAYS.items():
-                np.save(tmp / f"{chrom}.{name}.npy", np.ascontiguousarray(arrays[name], dtype=dtype))
+                fname = f"{chrom}.{name}.npy"
+                files[fname] = _save_array(tmp / fname, np.ascontiguousarray(arrays[name], dtype=dtype))
             lengths[chrom] = int(arrays["noisy"].size)
-        meta = {"format": META_FORMAT, **meta, "chroms": lengths}
+        meta = {
+            "format": META_FORMAT,
+            **meta,
+            "chroms": lengths,
+            "checksums": {"algorithm": CHECKSUM_ALGORITHM, "files": files},
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
@@ -193,6 +241,53 @@ def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairD
             path,
         )
     return PairData(path, meta)
+
+
+def dataset_fingerprint(pair: PairData) -> dict:
+    """Return what identifies a dataset's content: its meta.json and each array file's size and checksum.
+
+    Checkpoints are tied to this (``train.settings_hash``), so a dataset re-made at the same path
+    with other content never resumes an old training run, even when its summary statistics and its
+    meta.json text are otherwise the same. The checksums come from meta.json, where
+    :func:`write_dataset` stores them while writing: the bytes are hashed as they pass from memory to
+    the file, so the cost is a hash of data already in hand (about 1.5 s per GB) and nothing is read
+    back; training pays only a ``stat`` per file. A dataset directory appears by one rename of a
+    complete temporary directory, so meta.json and the arrays it describes always change together;
+    the current sizes are compared with the recorded ones to catch a file that was truncated or
+    swapped afterwards. (Size and modification time alone would not do: a re-made dataset has new
+    times even when its content is identical, which would throw away a valid checkpoint, and a
+    copy with preserved times and other content would pass.) Datasets written before checksums were
+    recorded are hashed here, file by file in 8-MiB chunks (a full read: minutes for a genome-scale
+    dataset, once per training start); re-make them to skip that.
+    """
+    meta_text = json.dumps(pair.meta, sort_keys=True)
+    recorded = (pair.meta.get("checksums") or {}).get("files")
+    if (pair.meta.get("checksums") or {}).get("algorithm") != CHECKSUM_ALGORITHM:
+        recorded = None
+    files: dict[str, list] = {}
+    if recorded is None:
+        log.info(
+            "%s: meta.json records no array checksums (made by an older version): hashing its arrays "
+            "(re-make the dataset to skip this)",
+            pair.path,
+        )
+    for chrom in pair.chroms:
+        for name in ARRAYS:
+            fname = f"{chrom}.{name}.npy"
+            path = pair.path / fname
+            size = path.stat().st_size
+            if recorded is None:
+                files[fname] = [size, file_checksum(path)]
+                continue
+            entry = recorded.get(fname)
+            if not isinstance(entry, dict) or entry.get("bytes") != size:
+                raise InputError(
+                    f"{path}: {size:,} bytes, but meta.json records "
+                    f"{entry.get('bytes') if isinstance(entry, dict) else 'no such file'}: the file was changed after "
+                    "the dataset was made; re-make the dataset"
+                )
+            files[fname] = [size, entry.get("digest")]
+    return {"meta": hashlib.sha256(meta_text.encode()).hexdigest(), "files": files}
 
 
 def check_same_preprocessing(pairs: list[PairData]) -> dict:

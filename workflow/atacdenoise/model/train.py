@@ -21,10 +21,17 @@ regions; a number fixes it. Both the chosen cut's F1 and the F1 at 0.5 are in
 
 Resumable: after every epoch the full state (model, optimizer, scaler, RNG,
 history, best model so far, settings hash) goes atomically to
-``<out_dir>/checkpoints/last.pt``, a file no workflow rule declares, so it
-survives Snakemake's clean-up of a failed job's outputs; a rerun continues
-after the last finished epoch. Windows are drawn from a generator seeded by
-``(seed, epoch)``, so an interrupted and resumed run repeats the uninterrupted one.
+``<out_dir>/checkpoints/last.pt``, the one before moving to ``previous.pt``;
+no workflow rule declares them, so they survive Snakemake's clean-up of a
+failed job's outputs, and a rerun continues after the last finished epoch (from
+``previous.pt`` when ``last.pt`` is unreadable). The settings hash covers the
+datasets' content (meta.json and each array's checksum), so a dataset re-made
+with other content starts a new run. When model.pt is written the state becomes
+``checkpoints/finished.pt``, which no run resumes: a finished run never continues
+into a new one. Windows are drawn from a generator seeded by ``(seed, epoch)``,
+so an interrupted and resumed run repeats the uninterrupted one. A lock file,
+``checkpoints/train.lock`` (host and pid of its holder), keeps a second training
+(an orphan of a killed workflow, say) from writing into the same directory.
 
 Multi-GPU: run under ``torchrun`` (``WORLD_SIZE > 1`` in the environment); each
 rank trains on its share of the epoch's windows inside DistributedDataParallel,
@@ -33,14 +40,18 @@ rank 0 validates and writes every file.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from atacdenoise.atomic import atomic_output
+from atacdenoise.atomic import atomic_output, host_name, pid_alive
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region
 from atacdenoise.log import progress
@@ -59,6 +70,7 @@ from atacdenoise.model.dataset import (
     PairData,
     WindowSet,
     check_same_preprocessing,
+    dataset_fingerprint,
     fixed_tiles,
     sample_windows,
     start_table,
@@ -112,6 +124,12 @@ FIXED_THRESHOLD = 0.5
 LR_FLOOR_DIVISOR = 20.0
 #: settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold")
+
+#: checkpoint files in ``<out_dir>/checkpoints``
+LAST_STATE, PREVIOUS_STATE, FINISHED_STATE, LOCK_FILE = "last.pt", "previous.pt", "finished.pt", "train.lock"
+#: the lock holder refreshes the lock file's time this often; a lock of another host this old is stale
+LOCK_HEARTBEAT_S = 15.0
+LOCK_STALE_S = 120.0
 
 #: networks of at least this many parameters get a warning when trained on a CPU (light: ~10 k, reference: ~220 k)
 CPU_WARN_PARAMETERS = 100_000
@@ -231,11 +249,16 @@ def _check_settings(s: dict) -> None:
 def settings_hash(
     hparams: dict, settings: dict, pairs: list[PairData], val: list[Region], holdout: list[Region]
 ) -> str:
-    """Hash of everything that makes a checkpoint's state meaningful for this run."""
+    """Hash of everything that makes a checkpoint's state meaningful for this run.
+
+    Datasets count by content (:func:`~atacdenoise.model.dataset.dataset_fingerprint`: meta.json and
+    each array file's size and checksum), not by path: one re-made at the same path with other
+    content gives another hash, one moved or re-made identically the same.
+    """
     key = {
         "hparams": hparams,
         "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES},
-        "datasets": [str(Path(p.path).resolve()) for p in pairs],
+        "datasets": [dataset_fingerprint(p) for p in pairs],
         "val": [str(r) for r in val],
         "holdout": [str(r) for r in holdout],
     }
@@ -484,33 +507,213 @@ def noisy_baseline(loader, s: dict) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _save_state(path: Path, state: dict) -> None:
-    with atomic_output(path) as tmp:
-        torch.save(state, tmp)
+class Checkpoints:
+    """The resumable state of one output directory: ``last.pt`` and the one before it, ``previous.pt``.
+
+    ``save`` writes the new state under a temporary name, moves ``last.pt`` to ``previous.pt`` and
+    renames the new one to ``last.pt``; a kill at any point leaves at least one complete state (between
+    the two renames only ``previous.pt``, which ``load`` then uses). ``finish`` turns the state into
+    ``finished.pt`` once model.pt is written: ``load`` never resumes it, so a rerun trains anew.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.last = self.directory / LAST_STATE
+        self.previous = self.directory / PREVIOUS_STATE
+        self.finished = self.directory / FINISHED_STATE
+        #: False while last.pt is a file this run could not read: save() overwrites it instead of keeping it
+        self._last_good = True
+
+    def _read(self, path: Path, expected_hash: str, map_location: torch.device) -> tuple[dict | None, str]:
+        """Return (state, "") or (None, why it cannot be resumed)."""
+        if not path.exists():
+            return None, "absent"
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+            if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
+        except Exception as exc:
+            return None, f"unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]})"
+        if state.get("settings_hash") != expected_hash:
+            return None, "checkpoint was made with other settings, datasets or regions"
+        return state, ""
+
+    def load(self, expected_hash: str, map_location: torch.device) -> tuple[dict | None, Path | None]:
+        """Return the state to resume and its file, or (None, None) to start at epoch 1.
+
+        ``last.pt`` first, else ``previous.pt``; a fresh start after an unreadable checkpoint or one made
+        for other settings comes with a warning that names both files.
+        """
+        last, why_last = self._read(self.last, expected_hash, map_location)
+        if last is not None:
+            return last, self.last
+        self._last_good = why_last == "absent" or not why_last.startswith("unreadable")
+        previous, why_previous = self._read(self.previous, expected_hash, map_location)
+        if previous is not None:
+            if why_last == "absent":  # killed between the two renames of save(): the normal state
+                log.info("%s absent: resuming from %s", self.last, self.previous)
+            else:
+                log.warning(
+                    "%s: %s; resuming from the checkpoint before it, %s (epoch %d)",
+                    self.last,
+                    why_last,
+                    self.previous,
+                    previous["epoch"],
+                )
+            return previous, self.previous
+        if why_last == why_previous == "absent":
+            if self.finished.exists():
+                log.info(
+                    "%s holds a finished run (its model.pt was written): training starts from scratch at epoch 1",
+                    self.finished,
+                )
+            return None, None
+        msg = (
+            f"no usable checkpoint: {self.last}: {why_last}; {self.previous}: {why_previous}; "
+            "starting training from scratch at epoch 1"
+        )
+        log.warning(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        return None, None
+
+    def save(self, state: dict) -> None:
+        """Write ``state`` as ``last.pt``, keeping the former ``last.pt`` as ``previous.pt``."""
+        with atomic_output(self.last) as tmp:
+            torch.save(state, tmp)
+            if self._last_good and self.last.exists():
+                os.replace(self.last, self.previous)
+        self._last_good = True
+
+    def finish(self) -> None:
+        """Retire the state once model.pt is written: ``last.pt`` becomes ``finished.pt``, ``previous.pt`` goes."""
+        self.previous.unlink(missing_ok=True)  # first: a kill in between leaves last.pt, the finished state
+        if self.last.exists():
+            os.replace(self.last, self.finished)
+            log.info("training finished: %s kept as %s (a rerun starts from scratch)", self.last, self.finished)
 
 
-def _load_state(path: Path, expected_hash: str, map_location: torch.device) -> dict | None:
-    """Load the resumable state in ``path``, or None (with a warning) when absent, unreadable or for other settings."""
-    if not path.exists():
-        return None
+# --------------------------------------------------------------------------- one trainer per output directory
+def _flock(fd: int) -> bool:
+    """Take an exclusive flock on ``fd``: True, or False when the file system has no file locks.
+
+    Raises BlockingIOError when another process holds it.
+    """
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"format {state.get('format') if isinstance(state, dict) else type(state).__name__!r}")
-    except Exception as exc:
-        log.warning(
-            "%s: unreadable checkpoint (%s: %s); starting training from scratch",
-            path,
-            type(exc).__name__,
-            str(exc)[:200],
-        )
-        return None
-    if state.get("settings_hash") != expected_hash:
-        log.warning(
-            "%s: checkpoint was made with other settings, datasets or regions; starting training from scratch", path
-        )
-        return None
-    return state
+        import fcntl
+    except ImportError:  # not on POSIX
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise BlockingIOError(exc.errno, str(exc)) from exc
+        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EINVAL, errno.EIO):
+            log.warning("no file locks here (%s): relying on the host name and pid in the lock file", exc)
+            return False
+        raise
+    return True
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        holder = json.loads(text) if text.strip() else {}
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _held_error(path: Path, holder: dict, detail: str) -> InputError:
+    host, pid = holder.get("host", "?"), holder.get("pid", "?")
+    return InputError(
+        f"{path}: another training is writing to {path.parent.parent}: host {host}, pid {pid} "
+        f"(started {holder.get('started', '?')}{detail}); wait for it to finish or stop it (on {host}: kill {pid}), "
+        f"then run again; if it no longer runs, delete {path}"
+    )
+
+
+@contextlib.contextmanager
+def train_lock(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``directory/train.lock`` for the duration of a training run; raise InputError when another holds it.
+
+    The lock is an exclusive ``flock`` on a file that names its holder (host, pid, start time) and whose
+    time the holder refreshes every :data:`LOCK_HEARTBEAT_S` seconds. A second training on the same
+    directory (an orphan of a killed workflow still running, say) is refused with the holder's host and
+    pid. The file of a killed holder stays behind: on the same host it is taken over at once (the
+    kernel released the flock; without flock support, the pid no longer runs); a holder on another
+    host counts as gone once the file's time is :data:`LOCK_STALE_S` seconds old, since some shared
+    file systems keep flocks per node and a live holder there would not block the flock here.
+    """
+    path = Path(directory) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    host, me = host_name(), os.getpid()
+    for _attempt in range(10):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                flocked = _flock(fd)
+            except BlockingIOError:
+                raise _held_error(path, _read_holder(fd), "") from None
+            st = os.fstat(fd)
+            try:
+                now_st = os.stat(path)
+            except FileNotFoundError:
+                now_st = None
+            if now_st is None or (now_st.st_ino, now_st.st_dev) != (st.st_ino, st.st_dev):
+                os.close(fd)  # the holder released and removed the file meanwhile: take the new one
+                continue
+            holder = _read_holder(fd)
+            if holder and (holder.get("host"), holder.get("pid")) != (host, me):
+                if holder.get("host") == host:
+                    pid = holder.get("pid")
+                    if not flocked and isinstance(pid, int) and pid_alive(pid):
+                        raise _held_error(path, holder, "; still running")
+                    log.info("%s: taking over the lock of pid %s on this host, which no longer runs", path, pid)
+                else:
+                    age = time.time() - st.st_mtime
+                    if age < LOCK_STALE_S:
+                        raise _held_error(path, holder, f"; last sign of life {age:.0f} s ago")
+                    log.warning(
+                        "%s: taking over the lock of host %s, pid %s: no sign of life for %.0f s",
+                        path,
+                        holder.get("host"),
+                        holder.get("pid"),
+                        age,
+                    )
+            text = json.dumps({"host": host, "pid": me, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text.encode(), 0)
+            os.fsync(fd)
+            break
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+    else:
+        raise InputError(f"{path}: could not take the lock (the file keeps being replaced); run again")
+
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(LOCK_HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(fd)
+
+    beat = threading.Thread(target=heartbeat, name="train-lock-heartbeat", daemon=True)
+    beat.start()
+    try:
+        yield path
+    finally:
+        stop.set()
+        beat.join()
+        with contextlib.suppress(OSError):
+            st = os.fstat(fd)
+            now_st = os.stat(path)
+            if (now_st.st_ino, now_st.st_dev) == (st.st_ino, st.st_dev):
+                path.unlink()  # while still holding the lock: a waiter then sees the file gone and retries
+        os.close(fd)
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
@@ -626,10 +829,26 @@ def train(
     val : validation regions (fixed tiles; select the best epoch)
     holdout : regions kept away from training and validation (benchmark)
     raw_settings : model and training settings (see ``TRAIN_DEFAULTS`` and ``model.MODEL_KEYS``)
-    out_dir : output directory; resumable state in ``out_dir/checkpoints/last.pt``
+    out_dir : output directory; resumable state in ``out_dir/checkpoints/last.pt`` (and ``previous.pt``)
     device : "auto" | "cpu" | "cuda"
+
+    The process that writes (rank 0) holds ``out_dir/checkpoints/train.lock`` throughout (:func:`train_lock`).
     """
     out_dir = Path(out_dir)
+    lock = train_lock(out_dir / "checkpoints") if dist_from_env().main else contextlib.nullcontext()
+    with lock:
+        return _train(pairs, val, holdout, raw_settings, out_dir, device)
+
+
+def _train(
+    pairs: list[PairData],
+    val: list[Region],
+    holdout: list[Region],
+    raw_settings: dict,
+    out_dir: Path,
+    device: str,
+) -> TrainResult:
+    """Train as :func:`train` says, the lock held."""
     hparams, s = resolve_settings(raw_settings)
     if not val:
         raise InputError("no validation region given: set split.val_chroms (a chromosome or chrom:start-end)")
@@ -719,8 +938,8 @@ def train(
     )
 
     run_hash = settings_hash(hparams, s, pairs, val, holdout)
-    state_path = out_dir / "checkpoints" / "last.pt"
-    state = _load_state(state_path, run_hash, dev)
+    checkpoints = Checkpoints(out_dir / "checkpoints")
+    state, state_path = checkpoints.load(run_hash, dev)
     history: list[dict] = []
     best: dict = {"epoch": None, "score": -math.inf, "metrics": {}, "state_dict": None}
     start_epoch, stopped = 1, False
@@ -824,8 +1043,7 @@ def train(
                 log.info(
                     "early stop: no better validation score for %d epochs (best epoch %d)", s["patience"], best["epoch"]
                 )
-            _save_state(
-                state_path,
+            checkpoints.save(
                 {
                     "format": STATE_FORMAT,
                     "settings_hash": run_hash,
@@ -876,6 +1094,7 @@ def train(
             },
         )
         _write_history(out_dir / "history.tsv", history)
+        checkpoints.finish()
         log.info(
             "best epoch %s (%s %.4f), peak threshold %.4f (%s): wrote %s",
             best["epoch"],
