@@ -229,3 +229,24 @@ def test_qc_summary_gathers_rows_and_draws_both_figures(tmp_path: Path) -> None:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / png).stat().st_size > 10_000
     with pytest.raises(InputError, match="one fragment-length table per QC row"):
         run_command([*argv[:4], "--fraglen", str(hsc_fl), *argv[7:]])
+
+
+@needs_data
+def test_cut_site_counts_and_density_agree_inside_target_regions(tmp_path: Path) -> None:
+    """With regions that leave cut sites out, ``cut_sites`` counts the regions only: density = cut_sites / region_mb."""
+    win = pd.read_csv(WINDOWS, sep="\t", header=None, names=["chrom", "start", "end"])
+    half = win.assign(end=win["start"] + (win["end"] - win["start"]) // 2)  # the first half of every window
+    regions = tmp_path / "half.bed"
+    half.to_csv(regions, sep="\t", header=False, index=False)
+    argv = ["--input", str(FRAGMENTS), "--kind", "fragments", "--sizes", str(HG38), "--target-regions", str(regions)]
+    row, _ = qc(tmp_path, "half", *argv)
+    df = pd.read_csv(FRAGMENTS, sep="\t", header=None, names=["chrom", "start", "end", "barcode", "count"])
+    cuts = pd.concat([df[["chrom", "start"]], df.assign(start=df["end"] - 1)[["chrom", "start"]]])
+    inside = sum(
+        int(((cuts["chrom"] == c) & (cuts["start"] >= a) & (cuts["start"] < b)).sum())
+        for c, a, b in half.itertuples(index=False)
+    )
+    assert 0 < inside < len(cuts)  # the regions leave cut sites out
+    assert row["cut_sites"] == inside
+    assert row["cut_sites_per_mb"] == pytest.approx(row["cut_sites"] / row["region_mb"], rel=1e-5)
+    assert row["fragments_used"] == len(df)  # the input's own count (its depth), as documented

@@ -86,6 +86,50 @@ def sam_text(bam: Path) -> tuple[str, str]:
     return pysam.view("-H", "--no-PG", str(bam)), pysam.view("--no-PG", str(bam))
 
 
+def glibc_rand_after_srand(seed: int) -> int:
+    """Return glibc's first ``rand()`` after ``srand(seed)`` (its TYPE_3 additive generator), in Python.
+
+    samtools passes a non-zero ``--subsample-seed`` through ``srand(seed); seed = rand()`` first.
+    """
+    word = seed - (1 << 32) if seed >= 1 << 31 else seed  # the unsigned seed as glibc's int32_t state
+    word = word or 1  # glibc: seed 0 acts as 1
+    state = [word]
+    for _ in range(30):  # Park-Miller 16807 with C's truncating division (Schrage's method, as glibc)
+        hi = -(-word // 127773) if word < 0 else word // 127773
+        word = 16807 * (word - hi * 127773) - 2836 * hi
+        word += 2147483647 if word < 0 else 0
+        state.append(word)
+    r = [x & 0xFFFFFFFF for x in state + state[:3]]  # r[31..33] = r[0..2]
+    for i in range(34, 345):  # 310 outputs discarded, then the first rand()
+        r.append((r[i - 31] + r[i - 3]) & 0xFFFFFFFF)
+    return r[344] >> 1
+
+
+def kept_by_name_hash(names: list[str], fraction: float, seed: int) -> np.ndarray:
+    """Which reads ``samtools view --subsample FRACTION --subsample-seed SEED`` keeps, re-implemented in NumPy.
+
+    The rule of DESIGN.md §2.1 as samtools 1.24 writes it (``sam_view.c``, ``khash.h``): a read is kept when
+    ``(WangHash(X31Hash(name) ^ s) & 0xFFFFFF) / 2**24 < fraction``, with ``s = seed`` for seed 0 and
+    ``srand(seed); s = rand()`` otherwise. Independent of htslib and of our code: an independent reference.
+    """
+    raw = np.array([n.encode("ascii") for n in names])  # ascii: khash's signed char equals the byte
+    width = raw.dtype.itemsize
+    chars = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(names), width).astype(np.uint32)
+    h = np.zeros(len(names), dtype=np.uint32)
+    for j in range(width):  # X31: h = h * 31 + c over the name's bytes (NUL padding stops it)
+        c = chars[:, j]
+        h = np.where(c != 0, h * np.uint32(31) + c, h)
+    s = np.uint32(glibc_rand_after_srand(seed & 0xFFFFFFFF) if seed else 0)
+    k = h ^ s
+    k += ~(k << np.uint32(15))
+    k ^= k >> np.uint32(10)
+    k += k << np.uint32(3)
+    k ^= k >> np.uint32(6)
+    k += ~(k << np.uint32(11))
+    k ^= k >> np.uint32(16)
+    return (k & np.uint32(0xFFFFFF)).astype(np.float64) / 0x1000000 < fraction
+
+
 # ------------------------------------------------------------------------------------------- the reads samtools keeps
 
 
@@ -101,6 +145,36 @@ def test_same_reads_and_header_as_samtools_subsample(tmp_path: Path, src: Path, 
     assert f"@CO\tSub-sampled fraction={fraction:g}" in header or fraction == 1.0
     assert "PN:samtools" not in header.replace(sam_text(src)[0], "")  # no @PG line of ours
     assert 0 < records.count("\n") <= sam_text(src)[1].count("\n")
+
+
+@needs_data
+@pytest.mark.parametrize("src", [PE_BAM, SE_BAM, HSC_BAM], ids=["pe", "se", "hsc"])
+@pytest.mark.parametrize("fraction,seed", [(0.25, 0), (0.123456789, 7), (0.5, -3)])
+def test_kept_reads_are_those_of_an_independent_name_hash(
+    tmp_path: Path, src: Path, fraction: float, seed: int
+) -> None:
+    """Ours against the rule re-implemented in NumPy (not samtools against samtools): the same records, in order."""
+    ours = tmp_path / "ours.bam"
+    subsample_bam(src, ours, fraction, seed, threads=2)
+    records = sam_text(src)[1].splitlines()
+    keep = kept_by_name_hash([r.split("\t", 1)[0] for r in records], fraction, seed)
+    expected = [r for r, k in zip(records, keep) if k]
+    assert sam_text(ours)[1].splitlines() == expected
+    assert abs(len(expected) - fraction * len(records)) < 5 * math.sqrt(len(records) * fraction * (1 - fraction))
+
+
+def test_the_name_hash_reference_matches_glibc_and_hand_values() -> None:
+    # glibc: srand(1); rand() is 1804289383 (the classic first value), srand(42) -> 71876166
+    assert glibc_rand_after_srand(1) == 1804289383 and glibc_rand_after_srand(42) == 71876166
+    # X31("a") = 97; Wang(97) by hand in 32-bit arithmetic; seed 0 leaves the hash as it is
+    k = 97
+    for op in ("+~<<15", "^>>10", "+<<3", "^>>6", "+~<<11", "^>>16"):
+        n = int(op.lstrip("+^~<>"))
+        v = (~(k << n) if "~" in op else k << n if "<<" in op else k >> n) & 0xFFFFFFFF
+        k = (k + v if op[0] == "+" else k ^ v) & 0xFFFFFFFF
+    expected = (k & 0xFFFFFF) / 0x1000000
+    got = kept_by_name_hash(["a", "a"], expected, 0), kept_by_name_hash(["a"], np.nextafter(expected, 1), 0)
+    assert not got[0].any() and got[1].all()  # kept exactly when the hash is below the fraction
 
 
 @needs_data
@@ -139,8 +213,9 @@ def test_output_bytes_do_not_depend_on_the_thread_count(tmp_path: Path) -> None:
         outs.append((out.read_bytes(), Path(f"{out}.bai").read_bytes()))
     assert outs[0] == outs[1] == outs[2]
     assert pysam.quickcheck(str(tmp_path / "t2.bam")) == ""
-    samtools_subsample(PE_BAM, tmp_path / "theirs.bam", 0.4, 5)
-    assert sam_text(tmp_path / "t4.bam") == sam_text(tmp_path / "theirs.bam")
+    records = sam_text(PE_BAM)[1].splitlines()  # and the reads are those of the independent name-hash rule
+    keep = kept_by_name_hash([r.split("\t", 1)[0] for r in records], 0.4, 5)
+    assert sam_text(tmp_path / "t4.bam")[1].splitlines() == [r for r, k in zip(records, keep) if k]
 
 
 @needs_data

@@ -11,6 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import checks_outputs as co
 import pandas as pd
 import pyBigWig
 import pytest
@@ -39,6 +40,56 @@ CONFIG = {
     "threads": 2,
 }
 HEADER = "sample\tcell_type\tkind\tpath\tnoisy\tpeaks\tbarcodes\trole\n"
+SIZES = co.read_sizes(HG38) if HG38.is_file() else {}
+HOLDOUT = [co.parse_region(r, SIZES) for r in CONFIG["split"]["holdout_chroms"]] if SIZES else []
+DEPTHS = ("20000", "given")
+METHODS = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model", "model_t0.5"]
+SCORED = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"]
+
+
+def labels(workdir: Path, sample: str) -> Path:
+    """Return the clean labels of a sample: bdgpeakcall on its pooled reference (no peak file in the sheet)."""
+    return workdir / f"results/peaks/{sample}/full.rep1.bdgpeakcall.narrowPeak"
+
+
+def check_sample_outputs(workdir: Path, sample: str) -> None:
+    """Check the values of one sample's coverage, MACS3 and denoised outputs (inside the target regions)."""
+    r = workdir / "results"
+    chroms = {c for c, _, _ in REGIONS}
+    co.check_narrowpeak(labels(workdir, sample), SIZES, chroms=chroms, min_peaks=20)
+    for depth in ("full", *DEPTHS):
+        cov = r / f"coverage/{sample}/{depth}.rep1.bw"
+        co.check_bigwig_values(cov, SIZES, REGIONS, lo=0, complete=False, integer=True)
+        co.check_coverage_total(cov)
+    for depth in DEPTHS:
+        for caller in ("bdgpeakcall", "callpeak"):
+            prefix = r / f"peaks/{sample}/{depth}.rep1.{caller}"
+            co.check_narrowpeak(f"{prefix}.narrowPeak", SIZES)
+            co.check_bigwig_values(f"{prefix}.pval.bw", SIZES, HOLDOUT, lo=0, complete=False)
+        out = r / f"denoised/cohort/{sample}/{depth}.rep1"
+        co.check_bigwig_values(f"{out}.track.bw", SIZES, REGIONS, chroms=chroms, lo=0.0, complete=False)
+        co.check_probability_bigwig(f"{out}.peakprob.bw", SIZES, REGIONS, labels=labels(workdir, sample), chroms=chroms)
+        peaks = co.check_narrowpeak(f"{out}.peaks.narrowPeak", SIZES, max_score=1000, chroms=chroms, min_length=200)
+        assert peaks["signal"].between(0, 1).all()
+        co.check_fitness(f"{out}.fitness.tsv")
+
+
+def check_benchmark(workdir: Path, samples: list[str]) -> pd.DataFrame:
+    """Check the benchmark's tables of ``samples``: finite metrics, AUPRC above each sample's peak prevalence."""
+    b = workdir / "results/benchmark/cohort"
+    metrics = co.check_metrics_table(b / "metrics.tsv", METHODS, samples=samples, depths=DEPTHS)
+    prevalence = {s: co.label_prevalence(labels(workdir, s), HOLDOUT) for s in samples}
+    co.check_auprc_above_prevalence(metrics, prevalence, SCORED)
+    co.check_summary_table(b / "summary.tsv", ["sample", "depth"], rows=len(samples) * len(DEPTHS))
+    co.check_summary_table(b / "summary_by_cell_type.tsv", ["cell_type", "depth"])
+    co.check_effective_depth(b / "effective_depth.tsv")
+    co.check_effective_depth(b / "effective_depth_by_cell_type.tsv", by_cell_type=True)
+    co.check_references(b / "references.tsv", samples)
+    rows = [(s, d, "1") for s in samples for d in ("full", *DEPTHS)]
+    co.check_qc_table(workdir / "results/qc/qc.tsv", rows, frip=samples)
+    for s, d, _ in rows:
+        co.check_fraglen(workdir / f"results/qc/{s}/{d}.rep1.fraglen.tsv", paired=True)
+    return metrics
 
 
 def library(group: str, donor: int, rep: str) -> Path:
@@ -102,6 +153,7 @@ def test_pooled_reference_lists_its_libraries_and_leaves_the_noisy_one_out(cohor
     refs = pd.read_csv(cohort / "results/benchmark/cohort/references.tsv", sep="\t").set_index("sample")
     assert refs.loc["TeffNaive_U", "reference"].split("; ") == [str(p) for p in pool_of("TeffNaive_U")]
     assert refs.loc["TeffNaive_U", "noisy"] == str(library("TeffNaive_U", 1004, "a"))
+    co.check_references(cohort / "results/benchmark/cohort/references.tsv", ["TCD8naive_U", "TeffNaive_U"])
 
 
 def test_every_stage_stays_inside_the_target_regions(cohort):
@@ -128,6 +180,11 @@ def test_every_stage_stays_inside_the_target_regions(cohort):
     dataset = json.loads((cohort / "results/dataset/TCD8naive_U/20000.rep1/meta.json").read_text())
     assert dataset["offsets"] == {"chr12": REGIONS[0][1], "chr21": REGIONS[1][1]}
     assert dataset["chroms"] == {"chr12": REGIONS[0][2] - REGIONS[0][1], "chr21": REGIONS[1][2] - REGIONS[1][1]}
+    for sample in ("TCD8naive_U", "TeffNaive_U"):
+        check_sample_outputs(cohort, sample)
+    model = co.check_model_file(cohort / "results/models/cohort/model.pt")
+    assert model["trained_cell_types"] == ["TCD8naive"]
+    co.check_history(cohort / "results/models/cohort/history.tsv", epochs=2)
 
 
 def test_benchmark_marks_seen_and_unseen_cell_types(cohort):
@@ -140,8 +197,8 @@ def test_benchmark_marks_seen_and_unseen_cell_types(cohort):
     assert set(metrics["depth"]) == {"20000", "given"} or set(metrics["depth"].astype(str)) == {"20000", "given"}
     by_type = pd.read_csv(cohort / "results/benchmark/cohort/summary_by_cell_type.tsv", sep="\t")
     assert {"TCD8naive", "TeffNaive", "seen - unseen"} <= set(by_type["cell_type"])
-    qc = pd.read_csv(cohort / "results/qc/qc.tsv", sep="\t")
-    assert {"TCD8naive_U", "TeffNaive_U"} <= set(qc["sample"]) and (qc["frip"].dropna() > 0).all()
+    check_benchmark(cohort, ["TCD8naive_U", "TeffNaive_U"])
+    assert set(by_type["depth"].astype(str)) == set(DEPTHS)
 
 
 def test_new_cell_type_reruns_only_its_own_jobs(cohort):
@@ -159,8 +216,8 @@ def test_new_cell_type_reruns_only_its_own_jobs(cohort):
     assert aggregates <= {"benchmark_summary", "plot_depth", "qc_summary", "all"}, aggregates
     res = snakemake(cohort)
     assert res.returncode == 0, res.stderr[-4000:]
-    assert (cohort / "results/denoised/cohort/TCD8EM_U/20000.rep1.track.bw").exists()
-    metrics = pd.read_csv(cohort / "results/benchmark/cohort/metrics.tsv", sep="\t")
+    check_sample_outputs(cohort, "TCD8EM_U")
+    metrics = check_benchmark(cohort, ["TCD8naive_U", "TeffNaive_U", "TCD8EM_U"])
     new = metrics[metrics["sample"] == "TCD8EM_U"]
     assert len(new) and set(new["seen"]) == {"no"} and set(new["cell_type"]) == {"TCD8EM"}
 

@@ -11,8 +11,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import checks_outputs as co
 import pandas as pd
-import pyBigWig
 import pytest
 import yaml
 
@@ -40,6 +40,16 @@ FAST = {
     },
 }
 MODEL = FAST["model"]["name"]
+SIZES = co.read_sizes(REPO / "resources/demo/hg19_first10mb.chr1_chr2.sizes")
+HOLDOUT = [co.parse_region(r, SIZES) for r in FAST["split"]["holdout_chroms"]]
+SAMPLES = ("HSC_A", "HSC_B")
+DEPTHS = ("c10", "c50")
+METHODS = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model", "model_t0.5"]
+
+
+def labels(results: Path, sample: str) -> Path:
+    """Return the clean labels of a sample: bdgpeakcall on its pseudobulk of all cells (no peak file in the sheet)."""
+    return results / f"peaks/{sample}/full.rep1.bdgpeakcall.narrowPeak"
 
 
 #: besides `all`: the clean profile of the held-out type B (its benchmark needs it; asked for explicitly
@@ -125,15 +135,41 @@ def test_model_trains_on_type_a_only_and_denoises_both_types(fewcell_run):
     r = fewcell_run
     assert (r / f"models/{MODEL}/model.pt").stat().st_size > 0
     assert (r / "dataset/HSC_A/c10.rep1").is_dir() and not (r / "dataset/HSC_B").exists()
-    for sample in ("HSC_A", "HSC_B"):
-        for n in (10, 50):
-            for suffix in ("track.bw", "peakprob.bw"):
-                bw = pyBigWig.open(str(r / f"denoised/{MODEL}/{sample}/c{n}.rep1.{suffix}"))
-                try:  # infer_chroms: chr2 only
-                    assert set(bw.chroms()) <= {"chr1", "chr2"} and bw.stats("chr2", type="max")[0] > 0
-                finally:
-                    bw.close()
-            (r / f"denoised/{MODEL}/{sample}/c{n}.rep1.peaks.narrowPeak").stat()
+    model = co.check_model_file(r / f"models/{MODEL}/model.pt")
+    assert model["trained_cell_types"] == ["A"]
+    co.check_history(r / f"models/{MODEL}/history.tsv", epochs=2)
+    for sample in SAMPLES:
+        for depth in DEPTHS:
+            out = r / f"denoised/{MODEL}/{sample}/{depth}.rep1"
+            # infer_chroms: chr2 only (its whole length, tails included)
+            regions = [*HOLDOUT, ("chr2", SIZES["chr2"] - 100_000, SIZES["chr2"])]
+            co.check_bigwig_values(f"{out}.track.bw", SIZES, regions, chroms={"chr2"}, lo=0.0, complete=False)
+            co.check_probability_bigwig(f"{out}.peakprob.bw", SIZES, regions, labels=labels(r, sample), chroms={"chr2"})
+            peaks = co.check_narrowpeak(
+                f"{out}.peaks.narrowPeak", SIZES, max_score=1000, chroms={"chr2"}, min_length=200
+            )
+            assert peaks["signal"].between(0, 1).all()
+            co.check_fitness(f"{out}.fitness.tsv")
+
+
+def test_coverage_and_macs3_outputs_hold_sane_values(fewcell_run):
+    r = fewcell_run
+    for sample in SAMPLES:
+        co.check_narrowpeak(labels(r, sample), SIZES, min_peaks=100)
+        for depth in ("full", *DEPTHS):
+            cov = r / f"coverage/{sample}/{depth}.rep1.bw"
+            co.check_bigwig_values(cov, SIZES, HOLDOUT, lo=0, complete=False, integer=True)
+            co.check_coverage_total(cov)
+        for depth in DEPTHS:
+            for caller in ("bdgpeakcall", "callpeak"):
+                prefix = r / f"peaks/{sample}/{depth}.rep1.{caller}"
+                co.check_narrowpeak(f"{prefix}.narrowPeak", SIZES)
+                co.check_bigwig_values(f"{prefix}.pval.bw", SIZES, HOLDOUT, lo=0, complete=False)
+    rows = [(s, d, "1") for s in SAMPLES for d in ("full", *DEPTHS)]
+    qc = co.check_qc_table(r / "qc/qc.tsv", rows, frip=SAMPLES)
+    assert (qc["paired"].astype(str) == "True").all()  # fragments: fragment lengths known
+    for sample, depth, _ in rows:
+        co.check_fraglen(r / f"qc/{sample}/{depth}.rep1.fraglen.tsv", paired=True)
 
 
 def test_benchmark_reports_each_cell_type_and_number_of_cells(fewcell_run):
@@ -144,6 +180,20 @@ def test_benchmark_reports_each_cell_type_and_number_of_cells(fewcell_run):
         got = m[m["sample"] == sample]
         assert {"c10", "c50"} <= set(got["depth"])
         assert {"noisy", "model"} <= set(got["method"]) and any(x.startswith("macs3") for x in got["method"])
+    metrics = co.check_metrics_table(metrics_path, METHODS, samples=SAMPLES, depths=DEPTHS)
+    seen = dict(zip(metrics["sample"], metrics["seen"]))
+    assert seen == {"HSC_A": "yes", "HSC_B": "no"}  # B was held out of training
+    prevalence = {s: co.label_prevalence(labels(fewcell_run, s), HOLDOUT) for s in SAMPLES}
+    co.check_auprc_above_prevalence(metrics, prevalence, ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"])
+    b = metrics_path.parent
+    co.check_summary_table(b / "summary.tsv", ["sample", "depth"], rows=len(SAMPLES) * len(DEPTHS))
+    by_type = co.check_summary_table(b / "summary_by_cell_type.tsv", ["cell_type", "depth"])
+    assert set(by_type["cell_type"]) == {"A", "B", co.GAP_CELL_TYPE}
+    co.check_effective_depth(b / "effective_depth.tsv")
+    co.check_effective_depth(b / "effective_depth_by_cell_type.tsv", by_cell_type=True)
+    co.check_references(b / "references.tsv", SAMPLES)
+    for png in ["plots/depth.png"] + [f"plots/pr/{s}.png" for s in SAMPLES]:
+        co.check_png(b / png)
 
 
 def test_rerun_is_a_no_op(fewcell_run):

@@ -25,7 +25,10 @@ One row per input (``write_qc``), gathered by ``atacdenoise qc-summary``:
   fragments profiled, median, fraction below 150 bp (nucleosome-free) and of
   150-300 bp (mono-nucleosome).
 
-With target regions, cut sites, fragments and TSSs outside them are left out of everything.
+With target regions, cut sites, fragments and TSSs outside them are left out of everything but
+``reads_used`` / ``fragments_used``, which stay the input's own counts on the selected chromosomes (its
+depth): ``cut_sites`` and ``cut_sites_per_mb`` count the regions only, so that ``cut_sites_per_mb`` is
+``cut_sites / region_mb``.
 """
 
 from __future__ import annotations
@@ -396,8 +399,8 @@ def input_qc(
     if kind not in ("bam", "fragments"):
         raise ValueError(f"kind {kind!r}: expected bam, fragments or bigwig")
     positions, counts = _reads_qc(path, kind, sizes, min_mapq, keep_duplicates, threads)
-    row |= {"paired": np.nan, **counts, "cut_sites": sum(p.size for p in positions.values())}
     used = in_regions(positions, region_iv)
+    row |= {"paired": np.nan, **counts, "cut_sites": sum(p.size for p in used.values())}
     row["frip"] = frip(used, peak_iv) if peak_iv is not None else np.nan
     if tss_iv:
         profile = sum((tss_profile(used.get(c, np.zeros(0, np.int64)), *t) for c, t in tss_iv.items()))
