@@ -201,6 +201,40 @@ def test_pr_curve_points_start_at_recall_zero_and_integrate_to_auprc():
 # --------------------------------------------------------------------------- intervals, peak level
 
 
+def test_ece_by_hand_over_fifteen_equal_width_bins():
+    probs = np.array([0.05, 0.1, 0.5, 0.55, 0.95, 1.0])
+    labels = np.array([0, 1, 1, 0, 1, 1], dtype=bool)
+    # bins of width 1/15: 0.05 -> 0, 0.1 -> 1, 0.5 -> 7, 0.55 -> 8, 0.95 and 1.0 -> 14 (the last bin holds 1.0)
+    count, total, pos = M.calibration_bins(probs, labels)
+    assert np.flatnonzero(count).tolist() == [0, 1, 7, 8, 14] and count[14] == 2 and pos.sum() == 4
+    assert total[14] == pytest.approx(1.95) and total[7] == 0.5
+    # |mean prob - fraction positive| per bin, weighted by its bases: (0.05 + 0.9 + 0.5 + 0.55 + 2 x 0.025) / 6
+    assert M.expected_calibration_error(probs, labels) == pytest.approx(2.05 / 6, abs=1e-12)
+    assert M.expected_calibration_error(np.array([0.25, 0.25, 0.25, 0.25]), np.array([1, 0, 0, 0], bool)) == 0.0
+
+
+def test_reliability_streamed_in_chunks_equals_whole_array_and_a_loop_over_bins(caplog):
+    rng = np.random.default_rng(11)
+    probs = rng.random(20_000).astype(np.float32) ** 2
+    labels = rng.random(20_000) < probs * 0.8
+    rel = M.Reliability()
+    for chunk in np.array_split(np.arange(probs.size), 7):
+        rel.add(probs[chunk], labels[chunk])
+    expected = 0.0
+    p64 = probs.astype(np.float64)
+    for k in range(15):  # an independent loop over the 15 bins
+        sel = (p64 >= k / 15) & ((p64 < (k + 1) / 15) if k < 14 else (p64 <= 1.0))
+        if sel.any():
+            expected += sel.sum() / probs.size * abs(p64[sel].mean() - labels[sel].mean())
+    assert rel.ece() == pytest.approx(expected, abs=1e-12)
+    assert rel.ece() == pytest.approx(M.expected_calibration_error(probs, labels), abs=1e-12)
+    d = rel.diagram()
+    assert d["count"].sum() == probs.size and d["edges"].tolist() == pytest.approx(np.linspace(0, 1, 16).tolist())
+    with caplog.at_level(logging.WARNING):
+        assert np.isnan(M.Reliability().ece())
+    assert "no bases" in caplog.text
+
+
 def test_merge_and_subtract_intervals_by_hand():
     s, e = M.merge_intervals(np.array([10, 0, 5, 30, 40]), np.array([20, 5, 8, 35, 40]))
     assert s.tolist() == [0, 10, 30] and e.tolist() == [8, 20, 35]  # touching [0,5)+[5,8) merged; empty dropped
@@ -395,7 +429,9 @@ def test_metrics_cli_writes_long_format_equal_to_sklearn_on_the_concatenated_hol
         "peak_recall",
         "peak_precision",
     }
-    assert metrics_of["model"] == metrics_of["noisy"] - {"mse_scaled"} | metrics_of["macs3_callpeak"]
+    # ece: the model's scores are the one probability; the others have none (no row, not NaN)
+    assert metrics_of["model"] == metrics_of["noisy"] - {"mse_scaled"} | metrics_of["macs3_callpeak"] | {"ece"}
+    assert df.loc[df.metric == "ece", ["method", "region"]].values.tolist() == [["model", "all"]]
     assert metrics_of["model_t0.5"] == metrics_of["macs3_callpeak"] - {"auroc", "auprc"}
 
     cat, paint = _expected_arrays(synthetic)
@@ -420,6 +456,13 @@ def test_metrics_cli_writes_long_format_equal_to_sklearn_on_the_concatenated_hol
     ):
         assert got[method, "auroc", "all"] == pytest.approx(roc_auc_score(labels, s), abs=1e-9)
         assert got[method, "auprc", "all"] == pytest.approx(average_precision_score(labels, s), abs=1e-9)
+    prob = cat("prob")
+    ece = sum(
+        sel.mean() * abs(prob[sel].mean() - labels[sel].mean())
+        for k in range(15)
+        if (sel := (np.minimum(np.floor(prob * 15), 14) == k)).any()
+    )
+    assert got["model", "ece", "all"] == pytest.approx(ece, abs=1e-9) and ece > 0.01
     for method, key in (("model", "model"), ("macs3_bdgpeakcall", "a"), ("macs3_callpeak", "b")):
         calls = paint(synthetic["called"][key])
         assert got[method, "precision", "all"] == pytest.approx(precision_score(labels, calls))
@@ -449,6 +492,12 @@ def test_metrics_cli_writes_long_format_equal_to_sklearn_on_the_concatenated_hol
         [got["model", "recall", "all"], got["model", "precision", "all"]]
     )
     assert float(npz["prevalence"]) == pytest.approx(labels.mean())
+    assert float(npz["ece__model"]) == pytest.approx(got["model", "ece", "all"])
+    assert npz["calib_count__model"].sum() == labels.size and "calib_count__noisy" not in npz
+    assert np.nansum(npz["calib_frac_pos__model"] * npz["calib_count__model"]) == pytest.approx(labels.sum())
+    # the reliability diagram of the report, from the same file
+    assert main(["plots", "reliability", "--curves", str(tmp_path / "m.npz"), "--out", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_metrics_cli_without_model_and_with_given_depth_scale(synthetic, tmp_path):
@@ -478,10 +527,14 @@ def test_metrics_cli_without_model_and_with_given_depth_scale(synthetic, tmp_pat
         "1",
         "--out",
         str(out),
+        "--pr-curves",
+        str(tmp_path / "m.npz"),
     ]
     assert main(argv) == 0
     df = pd.read_csv(out, sep="\t")
-    assert df["method"].unique().tolist() == ["noisy"]
+    assert df["method"].unique().tolist() == ["noisy"] and "ece" not in set(df["metric"])
+    # no probability scored: the reliability diagram says so instead of drawing an empty figure
+    assert main(["plots", "reliability", "--curves", str(tmp_path / "m.npz"), "--out", str(tmp_path / "r.png")]) == 2
     a = synthetic["arrays"]
     expect = np.mean((10.0 * a["noisy"]["chr2"] - a["clean"]["chr2"]) ** 2)
     assert df.set_index(["metric", "region"]).loc[("mse_scaled", "all"), "value"] == pytest.approx(expect, rel=1e-8)

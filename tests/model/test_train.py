@@ -182,7 +182,8 @@ def test_best_epoch_is_the_highest_validation_auprc_and_model_file_follows_the_c
     # default threshold: the best epoch's max-F1 cut on validation, and its F1 is at least the F1 at 0.5
     assert meta["threshold_source"] == "val_f1"
     assert meta["trained_samples"] == ["T"] and meta["trained_cell_types"] == ["TC"]  # seen vs unseen in summary
-    assert meta["threshold"] == pytest.approx(meta["val_metrics"]["val_best_threshold"]) and 0 < meta["threshold"] < 1
+    # (chosen on the calibrated probabilities: model.calibration, tests/model/test_calibration.py)
+    assert meta["threshold"] == pytest.approx(meta["calibration"]["val_best_threshold"]) and 0 < meta["threshold"] < 1
     assert meta["val_metrics"]["val_best_f1"] >= meta["val_metrics"]["val_f1_at_0.5"] - 1e-9
     assert meta["hparams"]["filters"] == 4 and meta["hparams"]["cls_sees_features"] is False
     assert meta["holdout_regions"] == ["chr2:6000-12000"]

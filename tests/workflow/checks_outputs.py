@@ -35,7 +35,7 @@ _CALLS = ("precision", "recall", "f1", "specificity", "jaccard", "peak_recall", 
 REQUIRED_METRICS = {
     "noisy": (*_TRACK, "mse_scaled", *_SCORES),
     "macs3": (*_SCORES, *_CALLS),
-    "model": (*_TRACK, *_SCORES, *_CALLS),
+    "model": (*_TRACK, *_SCORES, "ece", *_CALLS),
     "model_t": _CALLS,
 }
 #: the range of each metric (closed); anything outside, NaN or inf fails
@@ -44,7 +44,7 @@ METRIC_RANGES = {
     "spearman": (-1.0, 1.0),
     "mse": (0.0, math.inf),
     "mse_scaled": (0.0, math.inf),
-    **{m: (0.0, 1.0) for m in (*_SCORES, *_CALLS)},
+    **{m: (0.0, 1.0) for m in (*_SCORES, "ece", *_CALLS)},
 }
 #: columns every row of results/qc/qc.tsv has (docs/ARCHITECTURE.md, "Input QC"), then cut_sites_per_mb:<region>
 QC_COLUMNS = [

@@ -124,7 +124,7 @@ def test_demo_benchmark_table_has_every_method(demo_run):
     co.check_effective_depth(b / "effective_depth_by_cell_type.tsv", by_cell_type=True)
     refs = co.check_references(b / "references.tsv", ["HSC"])
     assert refs.loc[0, "noisy"] == "resources/demo/HSC_5M.chr1_chr2.bam"
-    for png in ["plots/depth.png", "plots/pr/HSC.png"] + [
+    for png in ["plots/depth.png", "plots/pr/HSC.png", "plots/reliability/HSC.png"] + [
         f"plots/{k}/HSC/{d}.rep1.png" for k in ("tracks", "heatmap") for d in DEPTHS
     ]:
         co.check_png(b / png)

@@ -116,6 +116,31 @@ rule plot_pr:
         "atacdenoise plots pr --curves {input:q} --out {output:q} 2> {log:q}"
 
 
+rule plot_reliability:
+    input:
+        lambda w: [bench(w.model, "per_track", w.sample, f"{d}.rep{r}.pr.npz") for d, r in noisy_targets(w.sample)],
+    output:
+        report(
+            "results/benchmark/{model}/plots/reliability/{sample}.png",
+            caption="../report/reliability.rst",
+            category="Benchmark",
+            subcategory="Calibration",
+            labels={"sample": "{sample}", "figure": "reliability diagram"},
+        ),
+    log:
+        "results/logs/benchmark/{model}/{sample}.plot_reliability.log",
+    benchmark:
+        "results/benchmarks/benchmark/{model}/{sample}.plot_reliability.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "atacdenoise plots reliability --curves {input:q} --out {output:q} 2> {log:q}"
+
+
 rule plot_depth:
     input:
         metrics="results/benchmark/{model}/metrics.tsv",

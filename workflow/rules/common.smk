@@ -319,7 +319,7 @@ def benchmark_targets():
     targets = [bench(MODEL, x) for x in (*tables, "effective_depth_by_cell_type.tsv")]
     targets.append(bench(MODEL, "plots", "depth.png"))
     for s in reference_samples():
-        targets.append(bench(MODEL, "plots", "pr", f"{s}.png"))
+        targets += [bench(MODEL, "plots", kind, f"{s}.png") for kind in ("pr", "reliability")]
         for d in figure_depths(s):
             targets += [bench(MODEL, "plots", kind, s, f"{d}.rep1.png") for kind in ("tracks", "heatmap")]
     return targets

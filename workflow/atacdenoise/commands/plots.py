@@ -1,7 +1,10 @@
-"""Figures for the report: ``atacdenoise plots {pr,depth,tracks,heatmap} ...``.
+"""Figures for the report: ``atacdenoise plots {pr,reliability,depth,tracks,heatmap} ...``.
 
 - ``pr``: precision-recall curves per method from the ``--pr-curves`` NPZ files
   of ``atacdenoise metrics`` (one panel per sample and depth).
+- ``reliability``: reliability diagram of the model's peak probability (binned
+  mean prediction vs fraction of bases in clean peaks, with the bases per bin
+  and the ECE) from the same NPZ files.
 - ``depth``: metrics vs input depth from a metrics.tsv (and optionally the
   effective-depth table of ``atacdenoise summary``).
 - ``tracks``: noisy / denoised / clean coverage and peak calls at the loci where
@@ -23,7 +26,13 @@ import pandas as pd
 from atacdenoise.errors import InputError, require_file
 from atacdenoise.evaluate.benchmark import read_metrics, read_pr_curves
 from atacdenoise.evaluate.heatmap import summit_heatmap
-from atacdenoise.evaluate.plots import depth_label, plot_metric_vs_depth, plot_pr_curves, plot_track_snapshots
+from atacdenoise.evaluate.plots import (
+    depth_label,
+    plot_metric_vs_depth,
+    plot_pr_curves,
+    plot_reliability,
+    plot_track_snapshots,
+)
 from atacdenoise.evaluate.snapshots import snapshot_loci
 from atacdenoise.io.genome import read_chrom_sizes
 from atacdenoise.io.regions import regions_in_target
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 
 KINDS = {
     "pr": "precision-recall curves per method from the NPZ files of 'atacdenoise metrics --pr-curves'",
+    "reliability": "reliability diagram of the peak probability from the NPZ files of 'atacdenoise metrics'",
     "depth": "metrics vs input depth from a metrics.tsv",
     "tracks": "coverage snapshots (noisy, denoised, clean, peak calls) at the loci of largest gain and loss",
     "heatmap": "deepTools heatmap of noisy, denoised and clean coverage around clean-peak summits",
@@ -55,6 +65,10 @@ def _add_pr(k: argparse.ArgumentParser) -> None:
     k.add_argument(
         "--curves", required=True, nargs="+", type=Path, help="NPZ files from 'atacdenoise metrics --pr-curves'"
     )
+
+
+def _add_reliability(k: argparse.ArgumentParser) -> None:
+    _add_pr(k)
 
 
 def _add_depth(k: argparse.ArgumentParser) -> None:
@@ -134,6 +148,17 @@ def _what(args: argparse.Namespace) -> str:
 
 def _run_pr(args: argparse.Namespace) -> int:
     plot_pr_curves(read_pr_curves(args.curves), args.out, args.title)
+    return 0
+
+
+def _run_reliability(args: argparse.Namespace) -> int:
+    curves = read_pr_curves(args.curves)
+    if not any(k.startswith("calib_count__") for c in curves for k in c):
+        raise InputError(
+            f"{', '.join(map(str, args.curves))}: no calibration bins (no model peak probability was scored, "
+            "or the files predate them): re-run 'atacdenoise metrics' with --denoised-prefix"
+        )
+    plot_reliability(curves, args.out, args.title)
     return 0
 
 

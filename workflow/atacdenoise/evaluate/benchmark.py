@@ -15,6 +15,9 @@ metric region value`` (the metric definitions are in
 - ``auroc``, ``auprc`` of per-base scores against the clean peaks over every
   threshold (noisy: its coverage; MACS3: its -log10 p track; model: its peak
   probability);
+- ``ece`` (model only: the one method whose scores are probabilities), the
+  expected calibration error of the peak probability against the clean peaks
+  (15 equal-width bins over [0, 1], each weighted by its share of the bases);
 - ``precision``, ``recall``, ``f1``, ``specificity``, ``jaccard`` of the binary
   calls (MACS3 and model narrowPeaks painted per base) and the peak-level
   ``peak_recall`` / ``peak_precision``. The model's narrowPeaks use the threshold
@@ -141,6 +144,7 @@ _METRIC_ORDER = [
     "mse_scaled",
     "auroc",
     "auprc",
+    "ece",
     "precision",
     "recall",
     "f1",
@@ -247,7 +251,7 @@ def benchmark_track(
         sources["model.prob"] = BigWigSource(prob_bw, sizes, chroms)
         model_peaks = require_file(Path(prefix + ".peaks.narrowPeak"), "denoised peaks")
         called["model"] = intervals_by_chrom(read_narrowpeak(model_peaks, sizes))
-        methods.append(Method("model", track=True, scores=True, calls=True))
+        methods.append(Method("model", track=True, scores=True, calls=True, probability=True))
         fixed = f"model_t{fixed_threshold:g}"
         called[fixed] = calls_at(sources["model.prob"], sources["model.track"], regions, fixed_threshold, window_bp)
         methods.append(Method(fixed, calls=True))

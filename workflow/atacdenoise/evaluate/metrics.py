@@ -16,6 +16,9 @@ the concatenated arrays:
   ``scipy.stats.spearmanr``).
 - :class:`Confusion` — precision, recall, F1, specificity and Jaccard of binary
   calls.
+- :class:`Reliability` — the calibration of a per-base probability: counts, summed
+  probabilities and positive labels in :data:`CALIBRATION_BINS` equal-width bins over
+  [0, 1]; from them the expected calibration error (ECE) and the reliability diagram.
 - :class:`TrackComparison` — Pearson, Spearman and MSE over all / in-peak /
   out-of-peak bases; Spearman needs global ranks, hence a second pass
   (:meth:`TrackComparison.add_ranks`) over the same windows.
@@ -421,6 +424,85 @@ class Confusion:
         ]
 
 
+# --------------------------------------------------------------------------- calibration
+
+#: equal-width probability bins over [0, 1] of the expected calibration error and the reliability diagram
+CALIBRATION_BINS = 15
+
+
+def calibration_bins(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = CALIBRATION_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-bin base counts, summed probabilities and positive labels, int64/float64/int64[n_bins].
+
+    Bin ``k`` holds the probabilities in ``[k / n_bins, (k + 1) / n_bins)``, the last one also 1.0.
+    """
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=bool).ravel()
+    k = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+    count = np.bincount(k, minlength=n_bins).astype(np.int64)
+    total = np.bincount(k, weights=p, minlength=n_bins)
+    pos = np.bincount(k[y], minlength=n_bins).astype(np.int64)
+    return count, total, pos
+
+
+def ece_from_bins(count: np.ndarray, total: np.ndarray, pos: np.ndarray, what: str = "ECE") -> float:
+    """Compute the expected calibration error from the bins of :func:`calibration_bins`.
+
+    The sum over bins of (bases in the bin / all bases) x |mean probability - fraction positive|;
+    NaN (warned) with no bases.
+    """
+    n = int(np.sum(count))
+    if n == 0:
+        return _undefined(what, "no bases")
+    used = count > 0
+    gap = np.abs(total[used] - pos[used]) / count[used]  # |mean prob - fraction positive| per bin
+    return float(np.sum(count[used] * gap) / n)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = CALIBRATION_BINS) -> float:
+    """ECE of per-base probabilities ``probs: float[n]`` against ``labels: bool[n]`` (:func:`ece_from_bins`)."""
+    return ece_from_bins(*calibration_bins(probs, labels, n_bins))
+
+
+@dataclass
+class Reliability:
+    """Streamed calibration bins of a per-base probability (:func:`calibration_bins`), merged by summing."""
+
+    n_bins: int = CALIBRATION_BINS
+    count: np.ndarray = field(init=False)
+    total: np.ndarray = field(init=False)
+    pos: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.count = np.zeros(self.n_bins, dtype=np.int64)
+        self.total = np.zeros(self.n_bins, dtype=np.float64)
+        self.pos = np.zeros(self.n_bins, dtype=np.int64)
+
+    def add(self, probs: np.ndarray, labels: np.ndarray) -> None:
+        """Add ``probs: float[n]`` in [0, 1] with ``labels: bool[n]``."""
+        count, total, pos = calibration_bins(probs, labels, self.n_bins)
+        self.count += count
+        self.total += total
+        self.pos += pos
+
+    def ece(self, what: str = "ECE") -> float:
+        """Return the expected calibration error over every base added."""
+        return ece_from_bins(self.count, self.total, self.pos, what)
+
+    def diagram(self) -> dict[str, np.ndarray]:
+        """Return the reliability diagram: ``count``, ``mean_prob``, ``frac_pos`` by bin (NaN if empty), ``edges``."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_prob = np.where(self.count > 0, self.total / self.count, np.nan)
+            frac_pos = np.where(self.count > 0, self.pos / self.count, np.nan)
+        return {
+            "count": self.count.copy(),
+            "mean_prob": mean_prob,
+            "frac_pos": frac_pos,
+            "edges": np.linspace(0.0, 1.0, self.n_bins + 1),
+        }
+
+
 # --------------------------------------------------------------------------- intervals and regions
 
 
@@ -560,12 +642,17 @@ def peak_level(
 
 @dataclass
 class Method:
-    """What a method offers for scoring: a track (vs clean), per-base scores (vs labels), binary calls."""
+    """What a method offers for scoring: a track (vs clean), per-base scores (vs labels), binary calls.
+
+    ``probability``: its scores are probabilities in [0, 1] (the model's peak probability), so their
+    calibration is scored too (``ece``); other scores (coverage, -log10 p) are not probabilities.
+    """
 
     name: str
     track: bool = False
     scores: bool = False
     calls: bool = False
+    probability: bool = False
 
 
 @dataclass
@@ -581,6 +668,7 @@ class Benchmark:
     tracks: dict[str, TrackComparison] = field(init=False)
     scores: dict[str, CountTable] = field(init=False)
     calls: dict[str, Confusion] = field(init=False)
+    reliability: dict[str, Reliability] = field(init=False)
     n_bases: int = 0
     n_positive: int = 0
 
@@ -588,6 +676,7 @@ class Benchmark:
         self.tracks = {m.name: TrackComparison(m.name) for m in self.methods if m.track}
         self.scores = {m.name: CountTable() for m in self.methods if m.scores}
         self.calls = {m.name: Confusion() for m in self.methods if m.calls}
+        self.reliability = {m.name: Reliability() for m in self.methods if m.scores and m.probability}
 
     @property
     def needs_ranks(self) -> bool:
@@ -611,6 +700,8 @@ class Benchmark:
             acc.add(scores[name], labels)
         for name, acc in self.calls.items():
             acc.add(calls[name], labels)
+        for name, acc in self.reliability.items():
+            acc.add(scores[name], labels)
 
     def add_ranks(self, clean: np.ndarray, labels: np.ndarray, tracks: dict[str, np.ndarray]) -> None:
         """Pass 2 (Spearman): the same windows as :meth:`add`."""
@@ -640,6 +731,8 @@ class Benchmark:
                 _, tps, fps = curve_counts(self.scores[m.name])
                 rows.append((m.name, "auroc", "all", auroc_from_counts(tps, fps, f"AUROC of {m.name}")))
                 rows.append((m.name, "auprc", "all", auprc_from_counts(tps, fps, f"AUPRC of {m.name}")))
+            if m.name in self.reliability:
+                rows.append((m.name, "ece", "all", self.reliability[m.name].ece(f"ECE of {m.name}")))
             if m.name in self.calls:
                 rows += [(m.name, metric, "all", v) for metric, v in self.calls[m.name].results(m.name)]
         return pd.DataFrame(rows, columns=["method", "metric", "region", "value"])
@@ -648,7 +741,9 @@ class Benchmark:
         """Return the arrays for the PR plot.
 
         They are ``recall__M``, ``precision__M``, ``auprc__M`` per scored method,
-        ``point__M`` = (recall, precision) of the binary calls, and ``prevalence``.
+        ``point__M`` = (recall, precision) of the binary calls, and ``prevalence``; for a method whose
+        scores are probabilities, its reliability diagram ``calib_count__M``, ``calib_mean_prob__M``,
+        ``calib_frac_pos__M`` (per bin of :data:`CALIBRATION_BINS`) and ``ece__M``.
         """
         out: dict[str, np.ndarray] = {
             "prevalence": np.array(self.n_positive / self.n_bases if self.n_bases else np.nan)
@@ -660,4 +755,9 @@ class Benchmark:
         for name, conf in self.calls.items():
             r = dict(conf.results(name))
             out[f"point__{name}"] = np.array([r["recall"], r["precision"]])
+        for name, rel in self.reliability.items():
+            d = rel.diagram()
+            for key in ("count", "mean_prob", "frac_pos"):
+                out[f"calib_{key}__{name}"] = d[key]
+            out[f"ece__{name}"] = np.array(rel.ece(f"ECE of {name}"))
         return out

@@ -1,4 +1,4 @@
-"""Report figures: PR curves, metric vs depth, track snapshots (matplotlib, Agg backend).
+"""Report figures: PR curves, reliability diagrams, metric vs depth, track snapshots (matplotlib, Agg backend).
 
 Each ``plot_*`` function takes arrays or DataFrames, writes one PNG or SVG
 (format from the file suffix) atomically and returns nothing. Axes carry units,
@@ -48,6 +48,7 @@ METRIC_LABELS = {
     "mse_scaled": "MSE, depth-scaled (cut sites²)",
     "auroc": "AUROC (per base)",
     "auprc": "AUPRC (per base)",
+    "ece": "expected calibration error (per base)",
     "precision": "precision (per base)",
     "recall": "recall (per base)",
     "f1": "F1 (per base)",
@@ -166,6 +167,93 @@ def plot_pr_curves(curves: list[dict], out: str | Path, title: str = "") -> str:
             ax.grid(alpha=0.3)
     masked = any(str(c.get("blacklist", "")) not in ("", "None") for c in curves)
     title = title or f"Per-base precision-recall against the clean peaks ({_evaluated(masked)})"
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    save_figure(fig, out)
+    return title
+
+
+# --------------------------------------------------------------------------- reliability diagram
+
+
+def plot_reliability(curves: list[dict], out: str | Path, title: str = "") -> str:
+    """Reliability diagram of the model's peak probability, one panel per (sample, depth), replicates overlaid.
+
+    Parameters
+    ----------
+    curves : list of dict
+        Contents of the ``--pr-curves`` NPZ files of ``atacdenoise metrics``: keys ``sample, depth`` and,
+        per method M whose scores are probabilities, ``calib_count__M``, ``calib_mean_prob__M``,
+        ``calib_frac_pos__M`` (per equal-width probability bin) and ``ece__M``.
+
+    Each bin's mean predicted probability is drawn against the fraction of its bases inside clean peaks
+    (a calibrated probability lies on the diagonal); bars below give the bases per bin (log scale).
+    Returns the figure's title.
+    """
+    if not curves:
+        raise ValueError("plot_reliability: no curves given")
+    methods = list(dict.fromkeys(k.split("__", 1)[1] for c in curves for k in c if k.startswith("calib_count__")))
+    if not methods:
+        raise ValueError("plot_reliability: the curve files hold no calibration bins (no model probability scored)")
+    samples = list(dict.fromkeys(str(c["sample"]) for c in curves))
+    depths = _depth_order([str(c["depth"]) for c in curves])
+    fig, axes = plt.subplots(
+        2 * len(samples),
+        len(depths),
+        figsize=(4.2 * len(depths), 5.2 * len(samples)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1] * len(samples)},
+    )
+    for i, sample in enumerate(samples):
+        for j, depth in enumerate(depths):
+            ax, ax_n = axes[2 * i, j], axes[2 * i + 1, j]
+            mine = [c for c in curves if str(c["sample"]) == sample and str(c["depth"]) == depth]
+            if not mine:
+                ax.set_axis_off()
+                ax_n.set_axis_off()
+                continue
+            ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="perfect calibration")
+            for method in methods:
+                have = [c for c in mine if f"calib_count__{method}" in c]
+                for k, c in enumerate(have):
+                    count = np.asarray(c[f"calib_count__{method}"], dtype=float)
+                    edges = np.linspace(0.0, 1.0, count.size + 1)
+                    used = count > 0
+                    eces = [float(x[f"ece__{method}"]) for x in have]
+                    label = f"{_label(method)} (ECE {np.nanmean(eces):.3f})" if k == 0 else None
+                    ax.plot(
+                        np.asarray(c[f"calib_mean_prob__{method}"])[used],
+                        np.asarray(c[f"calib_frac_pos__{method}"])[used],
+                        marker="o",
+                        ms=4,
+                        color=_color(method),
+                        lw=1.5 if k == 0 else 0.8,
+                        alpha=1.0 if k == 0 else 0.5,
+                        label=label,
+                    )
+                    ax_n.bar(
+                        edges[:-1],
+                        count,
+                        width=np.diff(edges),
+                        align="edge",
+                        color=_color(method),
+                        alpha=0.6 if k == 0 else 0.3,
+                        edgecolor="white",
+                    )
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+            ax.set_xlabel("mean predicted peak probability (per bin)")
+            ax.set_ylabel("fraction of bases in clean peaks")
+            reps = f", {len(mine)} replicates" if len(mine) > 1 else ""
+            ax.set_title(f"{sample}, {depth_label(depth)}{reps}", fontsize=10)
+            ax.legend(fontsize=7, loc="upper left")
+            ax.grid(alpha=0.3)
+            ax_n.set_xlim(0, 1)
+            ax_n.set_yscale("log")
+            ax_n.set_xlabel("predicted peak probability")
+            ax_n.set_ylabel("bases")
+    masked = any(str(c.get("blacklist", "")) not in ("", "None") for c in curves)
+    title = title or f"Calibration of the peak probability against the clean peaks ({_evaluated(masked)})"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     save_figure(fig, out)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 METHOD_ORDER = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"]
 
 
-HEADLINE = ["pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc", "f1", "peak_recall", "peak_precision"]
+HEADLINE = ["pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc", "ece", "f1", "peak_recall", "peak_precision"]
 
 #: the ``cell_type`` and ``seen`` labels of the gap rows of :func:`summarise_cell_types`
 GAP_CELL_TYPE, GAP_SEEN = "seen - unseen", "gap"

@@ -41,6 +41,7 @@ from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_
 from atacdenoise.io.sidecar import read_sidecar
 from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
+from atacdenoise.model.calibration import peak_probability
 from atacdenoise.model.device import autocast_dtype, select_device
 from atacdenoise.model.fitness import assess_track, fitness_path, write_fitness
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
@@ -238,6 +239,7 @@ class TileRunner:
             forward_batch = min(batch_size, CPU_FORWARD_BATCH) if device.type == "cpu" else batch_size
         self.forward_batch = max(1, int(forward_batch))
         self.model = model.to(device).eval()
+        self.temperature = float(getattr(model, "peak_temperature", 1.0))  # model.pt's calibration (load_model)
         self.native_convs = 0
         if device.type == "cpu" and amp is None and native_conv:
             from atacdenoise.model.cpuconv import with_native_convs
@@ -289,7 +291,7 @@ class TileRunner:
             for i in range(0, x.shape[0], self.forward_batch):
                 track, logits = self.model(x[i : i + self.forward_batch])
                 tracks.append(track[:, sl].float())
-                probs.append(torch.sigmoid(logits[:, sl].float()))
+                probs.append(peak_probability(logits[:, sl].float(), self.temperature))
         track = (tracks[0] if len(tracks) == 1 else torch.cat(tracks)).reshape(-1)[:n_bases]
         prob = (probs[0] if len(probs) == 1 else torch.cat(probs)).reshape(-1)[:n_bases]
         if cuda:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from atacdenoise import __version__
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
+from atacdenoise.model.calibration import temperature_of
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,13 @@ DEFAULT_PRESET = "standard"
 #: training settings a preset brings (below the user's own keys, above train.TRAIN_DEFAULTS)
 PRESET_TRAINING: dict[str, dict[str, Any]] = {
     # the reference recipe (DESIGN 4): coverage as stored, peak head from p = 0.5, one Pearson r per batch,
-    # peaks at probability 0.5, Adam 2e-4, batch 64, 25 epochs
+    # peaks at probability 0.5 of the uncalibrated head, Adam 2e-4, batch 64, 25 epochs
     "atacworks": {
         "input_transform": {"kind": "none"},
         "prior_init": False,
         "pearson": "batch",
         "threshold": 0.5,
+        "calibrate": False,
         "lr": 2e-4,
         "batch_size": 64,
         "epochs": 25,
@@ -107,6 +109,9 @@ class DenoiseResNet(nn.Module):
         (``filters`` channels) besides the 1-channel track; off in the reference shape
     input_skip : the track is ReLU(input + the regression branch's output): a learned correction of the (depth-
         normalised) input rather than a track built from nothing; off in the reference shape
+
+    ``peak_temperature`` (not a weight, not in the state_dict) is the temperature inference divides the peak logits
+    by before the sigmoid (:mod:`atacdenoise.model.calibration`): 1.0 unless :func:`load_model` read a calibration.
     """
 
     def __init__(
@@ -138,6 +143,7 @@ class DenoiseResNet(nn.Module):
         cls_in = 1 + (filters if cls_sees_features else 0)
         self.cls_blocks = nn.Sequential(*(ResBlock(cls_in if i == 0 else filters, **block) for i in range(cls_blocks)))
         self.cls_out = nn.Conv1d(filters, 1, 1)
+        self.peak_temperature = 1.0
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: float32[B, L] noisy coverage (input-transformed) -> (track float[B, L] >= 0, peak logits float[B, L])."""
@@ -285,7 +291,10 @@ def save_model(
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[DenoiseResNet, dict]:
-    """Rebuild the model of a ``model.pt``; returns (model in eval mode, metadata without the state_dict)."""
+    """Rebuild the model of a ``model.pt``; returns (model in eval mode, metadata without the state_dict).
+
+    The model's ``peak_temperature`` is the file's calibration (1.0 without one), which inference applies.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: model file not found; train a model first or fix the model path in the config")
@@ -311,4 +320,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         ) from exc
     model.to(map_location).eval()
     meta = {k: copy.deepcopy(v) for k, v in ckpt.items() if k != "state_dict"}
+    try:
+        model.peak_temperature = temperature_of(meta)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
     return model, meta

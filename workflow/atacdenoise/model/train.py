@@ -19,6 +19,14 @@ probability cut that maximises the best epoch's per-base F1 on the validation
 regions; a number fixes it. Both the chosen cut's F1 and the F1 at 0.5 are in
 ``history.tsv``.
 
+Calibration (``calibrate: true``, the default): after the last epoch the best
+epoch's peak logits on the validation regions fit a temperature ``T``
+(:mod:`atacdenoise.model.calibration`), stored in model.pt's ``calibration``
+with the validation ECE before and after; inference computes
+``sigmoid(logit / T)``, and the ``val_f1`` threshold is chosen on these
+calibrated probabilities (the cut moves toward 0.5; the F1 it gives is the
+same, as the map is monotone). ``history.tsv`` keeps the uncalibrated values.
+
 Resumable: after every epoch the full state (model, optimizer, scaler, RNG,
 history, best model so far, settings hash) goes atomically to
 ``<out_dir>/checkpoints/last.pt``, the one before moving to ``previous.pt``;
@@ -66,6 +74,7 @@ from atacdenoise.atomic import atomic_output, host_name, pid_alive
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region
 from atacdenoise.log import progress
+from atacdenoise.model.calibration import calibrate_temperature, peak_probability
 from atacdenoise.model.dataset import (
     PairData,
     WindowSet,
@@ -117,13 +126,14 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # BCE weight of peak bases: None (1), a number, or "auto" (negatives / positives of the training labels)
     "pos_weight": None,
     "lr_schedule": "constant",  # "constant" | "cosine" (lr -> lr / 20 over the epochs)
+    "calibrate": True,  # fit a temperature for the peak logits on the validation regions (model/calibration.py)
 }
 #: F1 of thresholded validation probabilities is computed at this fixed cut too, for comparison
 FIXED_THRESHOLD = 0.5
 #: the cosine schedule ends at lr / LR_FLOOR_DIVISOR
 LR_FLOOR_DIVISOR = 20.0
 #: settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold")
+RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold", "calibrate")
 
 #: checkpoint files in ``<out_dir>/checkpoints``
 LAST_STATE, PREVIOUS_STATE, FINISHED_STATE, LOCK_FILE = "last.pt", "previous.pt", "finished.pt", "train.lock"
@@ -233,6 +243,8 @@ def _check_settings(s: dict) -> None:
     w = s["pos_weight"]
     if w is not None and w != "auto" and (isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0):
         raise InputError(f"setting pos_weight={w!r}: expected null, 'auto' or a number > 0")
+    if not isinstance(s["calibrate"], bool):
+        raise InputError(f"setting calibrate={s['calibrate']!r}: expected true or false")
     if s["lr_schedule"] not in ("constant", "cosine"):
         raise InputError(f"setting lr_schedule={s['lr_schedule']!r}: expected 'constant' or 'cosine'")
     if s["pearson"] not in ("batch", "window"):
@@ -456,6 +468,65 @@ def evaluate(
     out["val_auroc"], out["val_auprc"] = ranking_metrics(p, y, curve)
     out["val_f1_at_0.5"], out["val_best_f1"], out["val_best_threshold"] = f1_metrics(p, y, FIXED_THRESHOLD, curve)
     return out
+
+
+@torch.no_grad()
+def validation_logits(
+    model: nn.Module, loader, s: dict, device: torch.device, dtype: torch.dtype | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Peak logits (float32[n]) and labels (bool[n]) of every scored validation base (mask 1)."""
+    model.eval()
+    logits_all, labels_all = [], []
+    for batch in progress(loader, total=len(loader), desc="calibrate", unit="batch"):
+        _, logits, tgt = forward_batch(model, batch, s, device, dtype)
+        keep = tgt["mask"] > 0
+        logits_all.append(logits[keep].cpu().numpy())
+        labels_all.append((tgt["labels"][keep] > 0).cpu().numpy())
+    if not logits_all:
+        return np.zeros(0, np.float32), np.zeros(0, bool)
+    return np.concatenate(logits_all), np.concatenate(labels_all)
+
+
+def calibrate_best(
+    model: nn.Module, loader, s: dict, device: torch.device, dtype: torch.dtype | None
+) -> tuple[dict | None, dict]:
+    """Fit the temperature of the best model on the validation bases (:mod:`atacdenoise.model.calibration`).
+
+    Returns ``(calibration entry of model.pt or None, validation metrics of the calibrated probabilities)``;
+    None (warned) when the validation bases hold one class only. The metrics are ``val_f1_at_0.5``,
+    ``val_best_f1`` and ``val_best_threshold`` (the max-F1 cut on the calibrated probabilities) and
+    ``val_auprc`` (equal to the uncalibrated one: the map is monotone).
+    """
+    logits, labels = validation_logits(model.to(device), loader, s, device, dtype)
+    n_pos = int(labels.sum())
+    if n_pos in (0, labels.size):
+        log.warning(
+            "no calibration: the validation regions hold %s; the peak probability is the network's sigmoid (T = 1)",
+            "no peak base" if n_pos == 0 else "only peak bases",
+        )
+        return None, {}
+    calibration = calibrate_temperature(logits, labels)
+    probs = peak_probability(torch.from_numpy(logits), calibration["T"]).numpy()
+    curve = score_curve(probs, labels)
+    metrics: dict[str, float] = {}
+    metrics["val_f1_at_0.5"], metrics["val_best_f1"], metrics["val_best_threshold"] = f1_metrics(
+        probs, labels, FIXED_THRESHOLD, curve
+    )
+    metrics["val_auprc"] = ranking_metrics(probs, labels, curve)[1]
+    calibration.update({k: float(v) for k, v in metrics.items()})
+    log.info(
+        "calibration: temperature T = %.4f on %s validation bases; ECE %.4f -> %.4f, NLL %.4f -> %.4f; "
+        "F1 at 0.5 %.4f, max-F1 cut %.4f",
+        calibration["T"],
+        f"{labels.size:,}",
+        calibration["val_ece_before"],
+        calibration["val_ece_after"],
+        calibration["val_nll_before"],
+        calibration["val_nll_after"],
+        metrics["val_f1_at_0.5"],
+        metrics["val_best_threshold"],
+    )
+    return calibration, metrics
 
 
 def f1_metrics(probs: np.ndarray, labels: np.ndarray, fixed: float, curve=None) -> tuple[float, float, float]:
@@ -1068,7 +1139,11 @@ def _train(
             raise InputError(f"{out_dir}: no finished epoch to select a model from (epochs={s['epochs']})")
         best_model = build_model(hparams)
         best_model.load_state_dict(best["state_dict"])
-        threshold = chosen_threshold(s["threshold"], best["metrics"])
+        calibration, calibrated = (
+            calibrate_best(best_model, val_loader, s, dev, dtype) if s["calibrate"] else (None, {})
+        )
+        # the val_f1 cut is chosen on the probabilities inference will write: the calibrated ones when calibrated
+        threshold = chosen_threshold(s["threshold"], calibrated or best["metrics"])
         save_model(
             out_dir / "model.pt",
             best_model,
@@ -1082,6 +1157,7 @@ def _train(
                 "selected_by": "val_auprc" if by_auprc else "val_loss",
                 "settings": {**hparams, **{k: v for k, v in s.items() if not k.startswith("_")}},
                 "threshold_source": "val_f1" if s["threshold"] == "val_f1" else "setting",
+                **({"calibration": calibration} if calibration else {}),
                 "datasets": [
                     {"path": str(p.path), **{k: p.meta.get(k) for k in ("sample", "cell_type", "depth", "rep")}}
                     for p in pairs
@@ -1101,7 +1177,8 @@ def _train(
             "val AUPRC" if by_auprc else "-val loss",
             best["score"],
             threshold,
-            "max validation F1" if s["threshold"] == "val_f1" else "setting",
+            ("max validation F1" if s["threshold"] == "val_f1" else "setting")
+            + (f", on probabilities calibrated with T = {calibration['T']:.4f}" if calibration else ""),
             out_dir / "model.pt",
         )
         if dev.type == "cuda":
