@@ -49,7 +49,8 @@ def model_and_input(tmp_path_factory) -> dict:
 
 def test_denoise_array_equals_denoise_bigwig_base_for_base(model_and_input):
     m = model_and_input
-    paths = ad.denoise_bigwig(m["model"], m["bw"], m["sizes"], m["dir"] / "out" / "S", device="cpu", threads=1)
+    out = m["dir"] / "out" / "S"
+    paths = ad.denoise_bigwig(m["model"], m["bw"], m["sizes"], out, device="cpu", threads=1, precision="float32")
     assert sorted(p.name for p in paths.values()) == ["S.peakprob.bw", "S.peaks.narrowPeak", "S.track.bw"]
     model, meta = ad.load_model(m["model"])
     assert meta["window"] == WINDOW and meta["threshold"] == 0.5

@@ -328,6 +328,8 @@ def inferred(genome, tmp_path_factory) -> dict:
         "1",
         "--device",
         "auto" if not torch.cuda.is_available() else "cpu",
+        "--precision",
+        "float32",  # the model's values, to compare with one pass (compact outputs: tests/model/test_precision.py)
     )
     assert res.returncode == 0, res.stderr
     return {"prefix": out, "stderr": res.stderr}
@@ -411,6 +413,8 @@ def test_larger_tiles_give_the_same_outputs(genome, inferred, tmp_path):
         "cpu",
         "--interval",
         "2500",
+        "--precision",
+        "float32",
     )
     assert res.returncode == 0, res.stderr
     assert "tiles of 2500 bp" in res.stderr
@@ -555,8 +559,10 @@ def test_cli_without_sidecar_warns_and_denoises_the_chosen_chromosomes(genome, t
     with pyBigWig.open(f"{prefix}.track.bw") as bw:
         assert bw.chroms() == {"chr2": SIZES["chr2"]}
     ref_track, _ = single_pass(genome["net"], genome["x"]["chr2"], WINDOW["pad"], TRANSFORM)
-    np.testing.assert_allclose(read_bigwig(f"{prefix}.track.bw", "chr2"), ref_track, rtol=1e-5, atol=1e-5)
-    assert "probability >= 0.9" in res.stderr
+    # the default precision is float32: the model's values as one pass gives them
+    track = read_bigwig(f"{prefix}.track.bw", "chr2")
+    np.testing.assert_allclose(track, ref_track, rtol=1e-5, atol=1e-5)
+    assert "probability >= 0.9" in res.stderr and "output precision: float32" in res.stderr
 
 
 def test_mask_of_the_tiles_is_the_whole_chromosome():

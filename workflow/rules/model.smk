@@ -66,6 +66,8 @@ rule infer:
         batch=config["model"]["infer_batch_size"],
         chroms=infer_chroms_arg(),
         target=target_arg(),
+        precision=config["model"]["output_precision"],
     shell:
         "atacdenoise infer --model {input.model:q} --input {input.bw:q} --sizes {input.sizes:q} {params.chroms}"
-        " {params.target} --batch-size {params.batch} --threads {threads} --out-prefix {params.prefix:q} 2> {log:q}"
+        " {params.target} --batch-size {params.batch} --threads {threads} --precision {params.precision}"
+        " --out-prefix {params.prefix:q} 2> {log:q}"

@@ -5,12 +5,16 @@ the model's ``interval`` with ``pad`` bases of context, zeros beyond the ends.
 The input is streamed chunk by chunk (``--batch-size`` tiles), so memory does not
 grow with the genome. Writes, each atomically:
 
-* ``PREFIX.track.bw``: denoised coverage, float32 (not rounded);
-* ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits);
+* ``PREFIX.track.bw``: denoised coverage, the model's float32 values (``--precision float32``,
+  the default) or to 3 significant digits (``--precision compact``);
+* ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), on multiples of
+  1/256 (compact: 0 and 1 exact, error at most 1/512) or float32; each bigWig has a sidecar
+  ``X.bw.json`` recording its precision. Compact tracks merge equal neighbours into one record:
+  several times smaller files (see README, outputs);
 * ``PREFIX.peaks.narrowPeak``: regions of probability >= threshold, gaps of at
   most 30 bp merged, at least 200 bp long (as ``macs3 bdgpeakcall -c T -l 200 -g 30``
-  on the peakprob track), summit at the denoised track's maximum, score from the
-  probability;
+  on the peakprob track as written, i.e. on the rounded values when compact), summit at
+  the denoised track's maximum, score from the probability;
 * ``PREFIX.fitness.tsv``: the input compared with the model's training data (depth,
   share of signal in the training peaks, fragment lengths; ``ok``, ``outside`` or
   ``unknown`` per metric, a warning in the log for each ``outside``).
@@ -30,7 +34,7 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.model.fitness import fitness_path
-from atacdenoise.model.infer import denoise_bigwig, output_paths
+from atacdenoise.model.infer import PRECISIONS, PROB_STEPS, TRACK_DIGITS, denoise_bigwig, output_paths
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="BED: denoise only these regions (outputs empty elsewhere)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help=f"compact: peak probability on multiples of 1/{PROB_STEPS}, denoised track to {TRACK_DIGITS} significant "
+        "digits (several times smaller files); float32: the model's values unrounded",
+    )
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -108,5 +119,6 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         interval=args.interval,
         target_regions=args.target_regions,
+        precision=args.precision,
     )
     return 0

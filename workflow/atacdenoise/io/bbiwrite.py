@@ -253,27 +253,31 @@ def _merge_two(a: np.void, b: np.void) -> tuple:
     )
 
 
-def encode_chunk(
+def encode_runs(
     chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False
 ) -> tuple[_Blocks, np.ndarray]:
-    """Blocks and first-level zoom records of per-base ``values`` at ``start`` (zeros left out, see the writer)."""
+    """Blocks and first-level zoom records of ``values`` as bedGraph items of constant runs, zero runs left out."""
     blocks = _Blocks()
-    n = values.size
-    runs = np.count_nonzero(values[1:] != values[:-1]) + 1 if n else 0
-    if runs * 4 <= n:  # step-like: bedGraph items of constant runs, zero runs skipped
-        s, e, v = run_lengths(values)
-        keep = v != 0
-        s, e, v = s[keep] + start, e[keep] + start, v[keep]
-        items = np.empty(s.size, dtype=_RUN_ITEM)
-        items["start"], items["end"], items["value"] = s, e, v
-        for a in range(0, items.size, RUNS_PER_BLOCK):
-            part = items[a : a + RUNS_PER_BLOCK]
-            b0, b1 = int(part["start"][0]), int(part["end"][-1])
-            head = SECTION_HEADER.pack(chrom_id, b0, b1, 0, 0, 1, 0, part.size)
-            blocks.payloads.append(deflate(head + part.tobytes(), fast))
-            blocks.starts.append(b0)
-            blocks.ends.append(b1)
-        return blocks, zoom_from_runs(chrom_id, s, e, v, reduction)
+    s, e, v = run_lengths(values)
+    keep = v != 0
+    s, e, v = s[keep] + start, e[keep] + start, v[keep]
+    items = np.empty(s.size, dtype=_RUN_ITEM)
+    items["start"], items["end"], items["value"] = s, e, v
+    for a in range(0, items.size, RUNS_PER_BLOCK):
+        part = items[a : a + RUNS_PER_BLOCK]
+        b0, b1 = int(part["start"][0]), int(part["end"][-1])
+        head = SECTION_HEADER.pack(chrom_id, b0, b1, 0, 0, 1, 0, part.size)
+        blocks.payloads.append(deflate(head + part.tobytes(), fast))
+        blocks.starts.append(b0)
+        blocks.ends.append(b1)
+    return blocks, zoom_from_runs(chrom_id, s, e, v, reduction)
+
+
+def encode_dense(
+    chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False
+) -> tuple[_Blocks, np.ndarray]:
+    """Blocks and first-level zoom records of ``values`` as fixed-step items, long zero runs left out."""
+    blocks = _Blocks()
     segments = dense_segments(values)
     for a, b in segments:
         for c in range(a, b, DENSE_PER_BLOCK):
@@ -285,6 +289,26 @@ def encode_chunk(
     if not segments:
         return blocks, np.empty(0, dtype=_REC)
     return blocks, zoom_from_segments(chrom_id, start, values, segments, reduction)
+
+
+def encode_chunk(
+    chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False, smallest: bool = False
+) -> tuple[_Blocks, np.ndarray]:
+    """Blocks and first-level zoom records of per-base ``values`` at ``start`` (zeros left out, see the writer).
+
+    Step-like values (at most a quarter as many runs as bases) become bedGraph items, others fixed-step
+    items. ``smallest``: a step-like chunk is encoded both ways and the smaller kept (rounded model
+    outputs: runs of a few bases deflate better as fixed-step values, equal neighbours being repeats).
+    """
+    n = values.size
+    runs = np.count_nonzero(values[1:] != values[:-1]) + 1 if n else 0
+    if runs * 4 > n:
+        return encode_dense(chrom_id, start, values, reduction, fast)
+    step = encode_runs(chrom_id, start, values, reduction, fast)
+    if not smallest:
+        return step
+    dense = encode_dense(chrom_id, start, values, reduction, fast)
+    return dense if sum(map(len, dense[0].payloads)) < sum(map(len, step[0].payloads)) else step
 
 
 def _deflate_zoom(rec: np.ndarray, fast: bool = False) -> bytes:
@@ -473,8 +497,9 @@ class BigWigFileWriter:
     fixed-step values, split only at runs of at least :data:`DENSE_SKIP_ZEROS`
     zeros (left out; a missing base reads as 0). Values are stored exactly as
     float32. ``zoom_levels``: at most this many zoom levels (0: none), the first
-    at :data:`FIRST_ZOOM` bases, each :data:`ZOOM_FACTOR` times the last, none
-    coarser than the longest chromosome. ``fast``: deflate with ISA-L (see
+    at ``first_zoom`` bases (default :data:`FIRST_ZOOM`), each :data:`ZOOM_FACTOR` times the last, none
+    coarser than the longest chromosome. ``smallest``: encode each step-like chunk both ways and keep
+    the smaller (:func:`encode_chunk`; for rounded model outputs). ``fast``: deflate with ISA-L (see
     :func:`deflate`: faster, values identical, bytes not reproducible);
     otherwise zlib, and the same input gives the same file for any number of
     threads. ``close()`` finishes the file; ``abort()`` closes it unfinished
@@ -482,8 +507,17 @@ class BigWigFileWriter:
     """
 
     def __init__(
-        self, path: str | Path, sizes: dict[str, int], zoom_levels: int = 10, threads: int = 1, fast: bool = False
+        self,
+        path: str | Path,
+        sizes: dict[str, int],
+        zoom_levels: int = 10,
+        threads: int = 1,
+        fast: bool = False,
+        first_zoom: int = FIRST_ZOOM,
+        smallest: bool = False,
     ):
+        if first_zoom < 1:
+            raise ValueError(f"first_zoom must be a positive number of bases, got {first_zoom}")
         self.path = Path(path)
         self.sizes = {c: int(n) for c, n in sizes.items()}
         for c, n in self.sizes.items():
@@ -492,8 +526,10 @@ class BigWigFileWriter:
         self.ids = {c: i for i, c in enumerate(self.sizes)}
         self.fast = fast
         longest = max(self.sizes.values(), default=0)
-        self.reductions = [FIRST_ZOOM * ZOOM_FACTOR**k for k in range(max(0, zoom_levels))]
-        self.reductions = [r for r in self.reductions if r <= max(longest, FIRST_ZOOM)]
+        self.first_zoom = int(first_zoom)
+        self.smallest = smallest
+        self.reductions = [self.first_zoom * ZOOM_FACTOR**k for k in range(max(0, zoom_levels))]
+        self.reductions = [r for r in self.reductions if r <= max(longest, self.first_zoom)]
         self._last = (-1, 0)
         # kept open across add() calls; close() and abort() close it
         self._fh = open(self.path, "wb")  # noqa: SIM115
@@ -527,7 +563,9 @@ class BigWigFileWriter:
             raise ValueError(f"values run past the end of {chrom}")
         self._last = (idx, start + values.size)
         if values.size:
-            self._data.submit(encode_chunk, idx, int(start), values, FIRST_ZOOM, self.fast, meta=idx)
+            self._data.submit(
+                encode_chunk, idx, int(start), values, self.first_zoom, self.fast, self.smallest, meta=idx
+            )
 
     # -- results, in order, on the caller's thread
 

@@ -14,7 +14,7 @@ import numpy as np
 from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
 from atacdenoise.io.bbiread import BigWigFileReader
-from atacdenoise.io.bbiwrite import BigWigFileWriter
+from atacdenoise.io.bbiwrite import FIRST_ZOOM, BigWigFileWriter
 from atacdenoise.io.genome import check_chrom_lengths, check_chrom_names
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class BigWigWriter:
     Zoom levels (``max_zooms``, 0 for none) are built as the data streams in,
     in bounded memory; ``threads`` deflate blocks in parallel; ``fast`` uses
     ISA-L (values identical, bytes not reproducible run to run; the default,
-    zlib, gives the same bytes every run). The file appears
+    zlib, gives the same bytes every run); ``first_zoom``: bases per record of the
+    first zoom level; ``smallest``: step-like chunks encoded both ways, the smaller kept. The file appears
     under its final name only when the ``with`` block ends without an error.
     ``in_place``: write straight to ``path`` (for a caller that already chose a
     temporary name and renames it itself); it is still deleted on an error.
@@ -114,9 +115,13 @@ class BigWigWriter:
         in_place: bool = False,
         threads: int = 1,
         fast: bool = False,
+        first_zoom: int = FIRST_ZOOM,
+        smallest: bool = False,
     ):
         self.path = Path(path)
         self.sizes = dict(sizes)
+        self.first_zoom = first_zoom
+        self.smallest = smallest
         self.max_zooms = max_zooms
         self.in_place = in_place
         self.threads = threads
@@ -128,7 +133,13 @@ class BigWigWriter:
         if not self.in_place:
             remove_stale_temps(self.path)
         self.writer = BigWigFileWriter(
-            self.tmp, self.sizes, zoom_levels=self.max_zooms, threads=self.threads, fast=self.fast
+            self.tmp,
+            self.sizes,
+            zoom_levels=self.max_zooms,
+            threads=self.threads,
+            fast=self.fast,
+            first_zoom=self.first_zoom,
+            smallest=self.smallest,
         )
         return self
 

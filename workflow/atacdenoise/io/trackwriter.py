@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atacdenoise.io.bbiwrite import FIRST_ZOOM
 from atacdenoise.io.bigwig import BigWigWriter
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,20 @@ class _Abort(Exception):
 
 
 def _write_loop(
-    path: str, sizes: dict[str, int], max_zooms: int, threads: int, chunks: mp.Queue, result: mp.Queue, parent: int
+    path: str,
+    sizes: dict[str, int],
+    max_zooms: int,
+    threads: int,
+    chunks: mp.Queue,
+    result: mp.Queue,
+    parent: int,
+    first_zoom: int = FIRST_ZOOM,
+    smallest: bool = False,
 ) -> None:
     """Child process: write the chunks that arrive until ``None`` (keep the file) or ``"abort"`` (delete it)."""
     try:
         with FloatTrackWriter(
-            path, sizes, max_zooms, in_place=True, threads=threads, fast=True
+            path, sizes, max_zooms, in_place=True, threads=threads, fast=True, first_zoom=first_zoom, smallest=smallest
         ) as writer:  # the parent named it and renames it
             while True:
                 try:
@@ -76,10 +85,20 @@ class TrackWriterProcess:
 
     ``add`` blocks once :data:`QUEUE_CHUNKS` chunks wait, so memory stays bounded.
     ``close`` waits for the file (written under ``path``; raises if the child
-    failed); ``abort`` stops the child and leaves no file.
+    failed); ``abort`` stops the child and leaves no file. ``first_zoom`` (bases per record of the first
+    zoom level) and ``smallest`` (step-like chunks encoded both ways, the smaller kept) go to
+    :class:`~atacdenoise.io.bbiwrite.BigWigFileWriter`.
     """
 
-    def __init__(self, path: str | Path, sizes: dict[str, int], max_zooms: int = 10, threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        sizes: dict[str, int],
+        max_zooms: int = 10,
+        threads: int | None = None,
+        first_zoom: int = FIRST_ZOOM,
+        smallest: bool = False,
+    ):
         ctx = mp.get_context("spawn")  # no fork of a process that holds CUDA / OpenMP threads
         self.path = Path(path)
         self._chunks = ctx.Queue(maxsize=QUEUE_CHUNKS)
@@ -94,6 +113,8 @@ class TrackWriterProcess:
                 self._chunks,
                 self._result,
                 os.getpid(),
+                first_zoom,
+                smallest,
             ),
             name=f"write {self.path.name}",
             daemon=True,

@@ -16,6 +16,15 @@ bases), so it holds about one chunk plus the longest peak region.
 
 Tiling and the model run are array code (:class:`TileRunner`); :func:`denoise_bigwig` is the
 file-to-file route of ``atacdenoise infer``, :func:`denoise_array` the in-memory one.
+
+Output precision (``--precision``, config ``model.output_precision``): ``compact`` (the default) stores
+the peak probability on multiples of 1/256 (:func:`round_probability`; 0 and 1 exact, error <= 1/512)
+and the denoised track to 3 significant digits (:func:`round_significant`; 0 stays 0, relative error
+<= 0.5 %), so equal neighbours merge: each chunk is written as runs (bedGraph items) or as fixed-step
+values, whichever deflates smaller (runs of a few equal values deflate to a few bytes), with a first
+zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called on the rounded values, so they are what
+``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores the model's outputs unchanged.
+Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 """
 
 from __future__ import annotations
@@ -34,11 +43,12 @@ import torch
 
 from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
 from atacdenoise.errors import InputError
+from atacdenoise.io.bbiwrite import FIRST_ZOOM
 from atacdenoise.io.bigwig import bigwig_total, check_bigwig, open_bigwig
 from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
 from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_sizes
-from atacdenoise.io.sidecar import read_sidecar
+from atacdenoise.io.sidecar import read_sidecar, sidecar_path, write_json
 from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
 from atacdenoise.model.calibration import peak_probability
@@ -59,6 +69,78 @@ Reader = Callable[[int, int], np.ndarray]
 #: ~58 MB for 16, so peak memory no longer grows with --batch-size (measured on 2 cores: 19 % less RSS at
 #: the same speed; one tile at a time was 20 % slower; benchmarks/README.md, CPU inference).
 CPU_FORWARD_BATCH = 4
+
+#: output precisions of ``atacdenoise infer --precision`` (config ``model.output_precision``)
+PRECISIONS = ("compact", "float32")
+#: compact peak probabilities are multiples of 1 / PROB_STEPS (a power of two: the rounding is exact in float32)
+PROB_STEPS = 256
+#: compact denoised tracks keep this many significant decimal digits
+TRACK_DIGITS = 3
+#: bases per record of the first zoom level of compact outputs (float32 ones: bbiwrite's FIRST_ZOOM, 128).
+#: A dense track has a zoom record (32 bytes) in every bin: ~0.08 bytes a base compressed at 128 bp, a
+#: quarter of that at 512 bp; browser views under ~0.5 Mb then read the (now small) data blocks instead.
+COMPACT_FIRST_ZOOM = 512
+
+
+# --------------------------------------------------------------------------- output precision
+
+
+def round_probability(prob: np.ndarray, steps: int = PROB_STEPS) -> np.ndarray:
+    """Round probabilities to the nearest multiple of ``1 / steps`` (ties to even), as float32.
+
+    With ``steps`` a power of two every step is exact in float32: 0 and 1 stay exact and the error is
+    at most ``1 / (2·steps)``.
+    """
+    p = np.asarray(prob, dtype=np.float32)
+    return np.rint(p * np.float32(steps)) / np.float32(steps)
+
+
+def round_significant(values: np.ndarray, digits: int = TRACK_DIGITS) -> np.ndarray:
+    """Round every value to ``digits`` significant decimal digits, as float32 (0, NaN and inf unchanged).
+
+    The value nearest ``float(f"{v:.{digits - 1}e}")`` for each ``v``, vectorised: the error is at most
+    half a unit of the last kept digit, ``0.5·10**(floor(log10|v|) - digits + 1)``, i.e. 0.5 % of
+    ``|v|`` for 3 digits.
+    """
+    if digits < 1:
+        raise ValueError(f"digits must be at least 1, got {digits}")
+    x = np.asarray(values, dtype=np.float32).astype(np.float64)
+    ok = np.isfinite(x) & (x != 0)
+    v = x[ok]
+    shift = digits - 1 - np.floor(np.log10(np.abs(v)))  # decimal places to keep (negative: round to tens, ...)
+    scale = 10.0 ** np.abs(shift)  # an exact integer in float64 for |shift| <= 22, so the division rounds once
+    x[ok] = np.where(shift >= 0, np.rint(v * scale) / scale, np.rint(v / scale) * scale)
+    return x.astype(np.float32)
+
+
+def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(track, prob)`` as stored at ``precision`` (one of :data:`PRECISIONS`; float32: unchanged)."""
+    if precision == "float32":
+        return track, prob
+    if precision == "compact":
+        return round_significant(track), round_probability(prob)
+    raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+
+
+def precision_sidecars(precision: str) -> dict[str, dict]:
+    """Return what the sidecars of the two bigWigs record about their values, per output key."""
+    compact = precision == "compact"
+    return {
+        "track": {
+            "content": "denoised coverage",
+            "precision": precision,
+            "rounding": f"{TRACK_DIGITS} significant digits" if compact else "none (the model's float32 output)",
+            "max_relative_error": 0.5 * 10.0 ** (1 - TRACK_DIGITS) if compact else 0.0,
+            "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
+        },
+        "peakprob": {
+            "content": "peak probability",
+            "precision": precision,
+            "rounding": f"nearest multiple of 1/{PROB_STEPS}" if compact else "none (the model's float32 output)",
+            "max_abs_error": 0.5 / PROB_STEPS if compact else 0.0,
+            "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
+        },
+    }
 
 
 # --------------------------------------------------------------------------- tiling
@@ -350,6 +432,7 @@ def denoise_genome(
     paths: dict[str, Path],
     threshold: float,
     target: TargetRegions | None = None,
+    precision: str = "float32",
 ) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
@@ -359,7 +442,9 @@ def denoise_genome(
     blocks on a thread pool and streams zoom levels to disk, so memory stays
     bounded for any genome); peaks are called in a thread while
     the model computes the next chunk. With ``target`` regions only they are
-    denoised (each as its own stretch; the outputs are empty elsewhere). The three
+    denoised (each as its own stretch; the outputs are empty elsewhere). Both
+    tracks are stored at ``precision`` (:func:`apply_precision`, on the writer
+    thread) and peaks are called on the stored values. The three
     files appear together at the end, renamed from temporary names; on any error
     none is left behind.
     """
@@ -368,7 +453,14 @@ def denoise_genome(
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(path)
-    writers = {key: TrackWriterProcess(tmp[key], sizes) for key in ("track", "peakprob")}
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    first_zoom = COMPACT_FIRST_ZOOM if precision == "compact" else FIRST_ZOOM
+    compact = precision == "compact"
+    writers = {
+        key: TrackWriterProcess(tmp[key], sizes, first_zoom=first_zoom, smallest=compact)
+        for key in ("track", "peakprob")
+    }
     tables: list[pd.DataFrame] = []
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:
@@ -377,6 +469,7 @@ def denoise_genome(
             def hand_on(
                 chrom: str, offset: int, start: int, track: np.ndarray, prob: np.ndarray, peaks: PeakStream
             ) -> None:
+                track, prob = apply_precision(track, prob, precision)
                 writers["track"].add(chrom, offset + start, track)
                 writers["peakprob"].add(chrom, offset + start, prob)
                 peaks.add(start, prob, track)
@@ -483,6 +576,7 @@ def denoise_bigwig(
     amp: str = "auto",
     interval: int | None = None,
     target_regions: str | Path | None = None,
+    precision: str = "float32",
 ) -> dict[str, Path]:
     """Denoise a coverage bigWig with a model file into ``PREFIX.{track.bw,peakprob.bw,peaks.narrowPeak,fitness.tsv}``.
 
@@ -491,13 +585,18 @@ def denoise_bigwig(
     (``X.bw.json``) must show the model's preprocessing; without one a warning
     is logged. ``threshold`` defaults to the model's (chosen on validation);
     ``interval`` to the model's tile size (outputs do not depend on it). With
-    ``target_regions`` (a BED) only those regions are denoised. The three files
-    appear together, atomically; then ``PREFIX.fitness.tsv``, the input compared with the
+    ``target_regions`` (a BED) only those regions are denoised. ``precision``: ``compact``
+    (probability on 1/256 steps, track to 3 significant digits) or ``float32`` (the model's
+    outputs unchanged); see the module docstring. The three files
+    appear together, atomically, then each bigWig's sidecar ``X.bw.json`` (its precision);
+    then ``PREFIX.fitness.tsv``, the input compared with the
     model's training data (:mod:`atacdenoise.model.fitness`, a warning per metric outside what the
     model saw). Returns the paths of the three (the table is at :func:`atacdenoise.model.fitness.fitness_path`).
     """
     from atacdenoise.model.network import depth_scale, load_model, transform_input
 
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     input_path = Path(input_path)
     header = read_chrom_sizes(sizes_path)
     genome = select_chroms(header)
@@ -552,12 +651,25 @@ def denoise_bigwig(
         batch_size,
         threshold,
     )
+    log.info("output precision: %s", describe_precision(precision))
     paths = output_paths(out_prefix)
     t0 = time.perf_counter()
-    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target)
+    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target, precision)
+    for key, info in precision_sidecars(precision).items():
+        write_json(sidecar_path(paths[key]), {**info, "model": str(model_path), "input": str(input_path)})
     write_fitness(fitness, fitness_path(out_prefix))
     log_summary(runner, dev, time.perf_counter() - t0, n_peaks, paths)
     return paths
+
+
+def describe_precision(precision: str) -> str:
+    """Return one line for the log: how the two tracks are stored."""
+    if precision == "compact":
+        return (
+            f"compact (peak probability on multiples of 1/{PROB_STEPS}, denoised track to {TRACK_DIGITS} "
+            "significant digits; --precision float32 keeps the model's values)"
+        )
+    return "float32 (the model's values, unrounded)"
 
 
 def denoise_array(
