@@ -331,8 +331,9 @@ def test_inference_killed_midway_leaves_no_final_output_and_a_rerun_succeeds(tmp
     res = subprocess.run([str(BIN / "atacdenoise"), *map(str, argv)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert all(p.exists() for p in finals)
+    sidecars = ["S.track.bw.json", "S.peakprob.bw.json"]  # each bigWig's precision record
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        p.name for p in finals
+        [p.name for p in finals] + sidecars
     )  # the killed run's temporaries are gone
     assert "a temporary file left by a killed run" in res.stderr
     for path in finals[:2]:
