@@ -83,5 +83,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def local_snakemake(workdir: Path, configfiles: list[Path], *args: str) -> list[str]:
+    """Command line of the repository's workflow in ``workdir`` on the local profile, 2 cores.
+
+    ``args`` (targets and options) come before ``--configfile``, which takes every word after it.
+    """
+    cmd = ["snakemake", *args, "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    cmd += ["--profile", str(REPO / "profiles" / "local"), "--cores", "2"]
+    return [*cmd, "--configfile", *map(str, configfiles)]
+
+
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from atacdenoise import cli
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region
-from atacdenoise.model.dataset import ARRAYS, dataset_fingerprint, file_checksum, open_dataset, write_dataset
+from atacdenoise.model.dataset import ARRAYS, dataset_content_id, file_checksum, open_dataset, write_dataset
 from atacdenoise.model.network import load_model
 from atacdenoise.model.train import (
     HISTORY_COLUMNS,
@@ -239,21 +239,21 @@ def test_dataset_records_checksums_of_the_bytes_written_and_fingerprints_follow_
     assert sorted(files) == sorted(f"{c}.{n}.npy" for c in SIZES for n in ARRAYS)
     for name, entry in files.items():
         assert entry == {"bytes": (ds / name).stat().st_size, "digest": file_checksum(ds / name)}, name
-    first = dataset_fingerprint(open_dataset(ds))
+    first = dataset_content_id(open_dataset(ds))
     make_training_dataset(ds)  # re-made with identical content (new files, new times): the same fingerprint
-    assert dataset_fingerprint(open_dataset(ds)) == first
+    assert dataset_content_id(open_dataset(ds)) == first
     _regenerate_with_same_statistics(ds)
-    remade = dataset_fingerprint(open_dataset(ds))
+    remade = dataset_content_id(open_dataset(ds))
     assert remade["files"] != first["files"] and remade["meta"] != first["meta"]
     # a dataset made before checksums were recorded: its files are hashed, to the checksums write_dataset records
     _strip_checksums(ds)
-    assert dataset_fingerprint(open_dataset(ds))["files"] == remade["files"]
+    assert dataset_content_id(open_dataset(ds))["files"] == remade["files"]
     # an array truncated after the dataset was made is refused, naming it
     _regenerate_with_same_statistics(ds)
     victim = ds / "chr1.noisy.npy"
     victim.write_bytes(victim.read_bytes()[:-4])
     with pytest.raises(InputError, match=r"chr1\.noisy\.npy: .* re-make the dataset"):
-        dataset_fingerprint(open_dataset(ds))
+        dataset_content_id(open_dataset(ds))
 
 
 def test_retraining_after_the_dataset_is_remade_with_new_content_starts_from_scratch(tmp_path, caplog):

@@ -17,7 +17,7 @@ import pyBigWig
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DATA
+from conftest import SHARED_DATA, local_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +108,7 @@ def row(group: str, role: str) -> str:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--profile", str(REPO / "profiles/local")]
-    cmd += ["--cores", "2", "--configfile", str(workdir / "config.yaml"), *args]
+    cmd = local_snakemake(workdir, [workdir / "config.yaml"], *args)
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
 
 

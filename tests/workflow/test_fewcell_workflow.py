@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, local_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -64,22 +64,8 @@ def run_workflow(workdir: Path, *extra: str) -> subprocess.CompletedProcess:
     for name in ("config.yaml", "samples.tsv"):
         (workdir / "config" / "fewcell-sim" / name).write_text((REPO / "config" / "fewcell-sim" / name).read_text())
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(FAST))
-    cmd = [
-        "snakemake",
-        *TARGETS,
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(REPO / "profiles" / "local"),
-        "--cores",
-        "2",
-        "--configfile",
-        str(workdir / "config" / "fewcell-sim" / "config.yaml"),
-        str(workdir / "overlay.yaml"),
-        *extra,
-    ]
+    configs = [workdir / "config" / "fewcell-sim" / "config.yaml", workdir / "overlay.yaml"]
+    cmd = local_snakemake(workdir, configs, *TARGETS, *extra)
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
 
 

@@ -31,7 +31,7 @@ import torch
 import yaml
 
 from atacdenoise.model.network import load_model
-from conftest import REPO
+from conftest import REPO, local_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -71,27 +71,13 @@ def _write_noisy(dest: Path, keep_percent: int) -> None:
     os.replace(tmp, dest)
 
 
-def _snakemake(workdir: Path, *args: str) -> list[str]:
-    """Build the command line: ``args`` (targets, then options) go first, as --configfile takes every word after it."""
-    return [
-        "snakemake",
-        *args,
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(REPO / "profiles" / "local"),
-        "--cores",
-        "2",
-        "--configfile",
-        str(workdir / "config" / "config.yaml"),
-        str(workdir / "overlay.yaml"),
-    ]
+def _configs(workdir: Path) -> list[Path]:
+    return [workdir / "config" / "config.yaml", workdir / "overlay.yaml"]
 
 
 def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run(_snakemake(workdir, *args), cwd=workdir, capture_output=True, text=True, timeout=1200)
+    cmd = local_snakemake(workdir, _configs(workdir), *args)
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=1200)
     if res.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (workdir / "results" / "logs").rglob("*.log"))
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{res.stderr[-6000:]}\n{logs[-8000:]}")
@@ -193,7 +179,7 @@ def test_rerun_after_an_input_and_a_config_change_then_after_a_killed_training(t
     # ---- 3. the training job killed after its first checkpoint, then the workflow rerun
     last = model_dir / "checkpoints" / "last.pt"
     lock = model_dir / "checkpoints" / "train.lock"
-    cmd = _snakemake(work, f"results/models/{MODEL}/model.pt", "--forcerun", "train")
+    cmd = local_snakemake(work, _configs(work), f"results/models/{MODEL}/model.pt", "--forcerun", "train")
     with open(tmp_path / "killed.log", "w") as fh:
         proc = subprocess.Popen(cmd, cwd=work, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     t0 = time.monotonic()

@@ -13,7 +13,7 @@ import pyBigWig
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, local_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -39,22 +39,8 @@ def run_workflow(
     (workdir / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
     (workdir / "config" / "samples.tsv").write_text((REPO / "config" / "samples.tsv").read_text())
     (workdir / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    cmd = [
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--profile",
-        str(REPO / "profiles" / "local"),
-        "--cores",
-        "2",
-        "--configfile",
-        str(workdir / "config" / "config.yaml"),
-        str(workdir / "overlay.yaml"),
-        *(extra or []),
-        *targets,
-    ]
+    configs = [workdir / "config" / "config.yaml", workdir / "overlay.yaml"]
+    cmd = local_snakemake(workdir, configs, *(extra or []), *targets)
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
 
 

@@ -215,12 +215,12 @@ def plot_reliability(curves: list[dict], out: str | Path, title: str = "") -> st
             ax.plot([0, 1], [0, 1], ls=":", color="0.5", lw=1, label="perfect calibration")
             for method in methods:
                 have = [c for c in mine if f"calib_count__{method}" in c]
+                ece = np.nanmean([float(x[f"ece__{method}"]) for x in have]) if have else np.nan
                 for k, c in enumerate(have):
                     count = np.asarray(c[f"calib_count__{method}"], dtype=float)
                     edges = np.linspace(0.0, 1.0, count.size + 1)
                     used = count > 0
-                    eces = [float(x[f"ece__{method}"]) for x in have]
-                    label = f"{_label(method)} (ECE {np.nanmean(eces):.3f})" if k == 0 else None
+                    label = f"{_label(method)} (ECE {ece:.3f})" if k == 0 else None
                     ax.plot(
                         np.asarray(c[f"calib_mean_prob__{method}"])[used],
                         np.asarray(c[f"calib_frac_pos__{method}"])[used],

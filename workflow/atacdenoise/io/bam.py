@@ -103,7 +103,7 @@ def close_bam(bam: pysam.AlignmentFile) -> None:
 def check_index_files(path: str | Path) -> None:
     """Check the records of every index beside a BAM (X.bam.bai, X.bai, X.bam.csi) before htslib loads one."""
     path = Path(path)
-    for cand in (Path(f"{path}.bai"), path.with_suffix(".bai"), Path(f"{path}.csi")):
+    for cand in _index_candidates(path):
         if cand.is_file():
             check_index(cand, path, f"samtools index {path}")
 
@@ -137,13 +137,14 @@ def open_bam(path: str | Path, threads: int = 1) -> pysam.AlignmentFile:
     return bam
 
 
+def _index_candidates(path: Path) -> tuple[Path, Path, Path]:
+    """Return the index names htslib looks for beside a BAM, in its order: X.bam.bai, X.bai, X.bam.csi."""
+    return Path(f"{path}.bai"), path.with_suffix(".bai"), Path(f"{path}.csi")
+
+
 def index_path(path: str | Path) -> Path | None:
     """Find the index file htslib would use for ``path`` (X.bam.bai, X.bai, X.bam.csi), or None."""
-    path = Path(path)
-    for cand in (Path(f"{path}.bai"), path.with_suffix(".bai"), Path(f"{path}.csi")):
-        if cand.exists():
-            return cand
-    return None
+    return next((cand for cand in _index_candidates(Path(path)) if cand.exists()), None)
 
 
 def check_index_fresh(path: str | Path) -> None:

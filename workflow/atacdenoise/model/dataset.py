@@ -21,7 +21,7 @@ in stored coordinates). Window coordinates are stored coordinates throughout.
 
 ``meta.json`` also records every array file's size and checksum (``checksums``),
 computed from the bytes as they are written; training ties its checkpoints to
-them (see :func:`dataset_fingerprint`).
+them (see :func:`dataset_content_id`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ DEFAULT_PREPROCESSING = {
     "cpm": False,
 }
 
-#: checksum of the array files recorded in meta.json (``checksums``) and used by :func:`dataset_fingerprint`
+#: checksum of the array files recorded in meta.json (``checksums``) and used by :func:`dataset_content_id`
 CHECKSUM_ALGORITHM = "blake2b-128"
 CHECKSUM_CHUNK = 8 << 20
 
@@ -243,7 +243,7 @@ def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairD
     return PairData(path, meta)
 
 
-def dataset_fingerprint(pair: PairData) -> dict:
+def dataset_content_id(pair: PairData) -> dict:
     """Return what identifies a dataset's content: its meta.json and each array file's size and checksum.
 
     Checkpoints are tied to this (``train.settings_hash``), so a dataset re-made at the same path

@@ -79,7 +79,7 @@ from atacdenoise.model.dataset import (
     PairData,
     WindowSet,
     check_same_preprocessing,
-    dataset_fingerprint,
+    dataset_content_id,
     fixed_tiles,
     sample_windows,
     start_table,
@@ -263,14 +263,14 @@ def settings_hash(
 ) -> str:
     """Hash of everything that makes a checkpoint's state meaningful for this run.
 
-    Datasets count by content (:func:`~atacdenoise.model.dataset.dataset_fingerprint`: meta.json and
+    Datasets count by content (:func:`~atacdenoise.model.dataset.dataset_content_id`: meta.json and
     each array file's size and checksum), not by path: one re-made at the same path with other
     content gives another hash, one moved or re-made identically the same.
     """
     key = {
         "hparams": hparams,
         "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES},
-        "datasets": [dataset_fingerprint(p) for p in pairs],
+        "datasets": [dataset_content_id(p) for p in pairs],
         "val": [str(r) for r in val],
         "holdout": [str(r) for r in holdout],
     }
