@@ -218,9 +218,10 @@ def test_dataset_directory_files_are_fsynced_before_it_appears(monkeypatch, tmp_
     events = _record_syncs(monkeypatch)
     arrays = {k: np.arange(10) for k in ("noisy", "clean", "labels", "mask")}
     write_dataset(tmp_path / "ds", {"sample": "S"}, [("chr1", arrays)])
-    files = {os.stat(p).st_ino for p in (tmp_path / "ds").iterdir()}
+    # the pair's noisy track and meta.json, its own clean part's folder, clean track, flags and meta.json
+    files = {os.stat(p).st_ino for p in (tmp_path / "ds").rglob("*")}
     synced = {e[1] for e in events[: [e[0] for e in events].index("replace")] if e[0] == "fsync"}
-    assert files <= synced and len(files) == 5, (files, events)
+    assert files <= synced and len(files) == 6, (files, events)
     assert events[-1] == ("fsync", os.stat(tmp_path).st_ino, True if sys.platform == "linux" else None)
 
 

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from atacdenoise.io.bigwig import write_bigwig
+from atacdenoise.model.dataset import open_dataset
 from atacdenoise.model.network import build_model, save_model
 from builders import READS, make_bam, write_sizes
 from conftest import BUNDLED_CONFIGS
@@ -294,7 +295,8 @@ def test_narrowpeak_with_or_without_track_header_and_gzipped_bed_all_parse(tmp_p
     out = tmp_path / "ds"
     res = dataset(tracks, labels, sizes_file, out)
     assert res.returncode == 0, res.stderr
-    chr1, chr2 = np.load(out / "chr1.labels.npy"), np.load(out / "chr2.labels.npy")
+    pair = open_dataset(out)
+    chr1, chr2 = pair.arrays("chr1")["labels"], pair.arrays("chr2")["labels"]
     assert int(chr1.sum()) == 200 + 50 and int(chr2.sum()) == 120
     assert chr1[100:300].all() and chr1[600:650].all() and not chr1[300:600].any() and chr2[:120].all()
 

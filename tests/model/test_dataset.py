@@ -16,7 +16,9 @@ from atacdenoise.io.genome import Region, parse_region
 from atacdenoise.model.dataset import (
     allowed_starts,
     chrom_arrays,
+    dataset_content_id,
     fixed_tiles,
+    narrowest,
     open_dataset,
     read_window,
     sample_windows,
@@ -48,6 +50,7 @@ def inputs(tmp_path: Path) -> dict:
     rng = np.random.default_rng(1)
     noisy = {c: _track(rng, n, 2.0) for c, n in SIZES.items()}
     clean = {c: _track(rng, n, 30.0) for c, n in SIZES.items()}
+    clean["chrB"][7] = 300  # one chromosome needs uint16
     write_bigwig(tmp_path / "noisy.bw", SIZES, noisy)
     write_bigwig(tmp_path / "clean.bw", SIZES, clean)
     for name in ("noisy", "clean"):
@@ -90,23 +93,102 @@ def test_dataset_arrays_equal_bigwig_values_labels_and_blacklist(inputs):
     d, out = inputs["dir"], inputs["dir"] / "ds"
     assert cli.main(_argv(d, out)) == 0
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["chroms"] == SIZES
+    assert meta["chroms"] == SIZES and meta["clean_dataset"] == "clean"
     assert meta["preprocessing"] == {
         k: SIDECAR[k] for k in ("smooth_bp", "shift_plus", "shift_minus", "min_mapq", "keep_duplicates", "cpm")
     }
-    assert (meta["sample"], meta["cell_type"], meta["depth"], meta["rep"]) == ("S1", "HSC", "30000", "1")
+    pair = open_dataset(out)
+    assert (pair.meta["sample"], pair.meta["cell_type"], pair.meta["depth"], pair.meta["rep"]) == (
+        "S1",
+        "HSC",
+        "30000",
+        "1",
+    )
     for chrom in SIZES:
+        # whole-number coverage is stored in the narrowest exact type, read back equal to the bigWig's values
         noisy = np.load(out / f"{chrom}.noisy.npy", mmap_mode="r")
-        assert noisy.dtype == np.float32 and np.array_equal(noisy, inputs["noisy"][chrom])
-        assert np.array_equal(np.load(out / f"{chrom}.clean.npy"), inputs["clean"][chrom])
-    labels_a = np.load(out / "chrA.labels.npy")
+        clean = np.load(out / "clean" / f"{chrom}.clean.npy", mmap_mode="r")
+        for stored, values in ((noisy, inputs["noisy"][chrom]), (clean, inputs["clean"][chrom])):
+            assert stored.dtype == (np.uint8 if values.max() <= 255 else np.uint16)
+        assert np.array_equal(noisy.astype(np.float32), inputs["noisy"][chrom])
+        assert np.array_equal(clean.astype(np.float32), inputs["clean"][chrom])
+        assert sorted(p.name for p in (out / "clean").iterdir()) == sorted(
+            [f"{c}.{n}.npy" for c in SIZES for n in ("clean", "flags")] + ["meta.json"]
+        )
+    labels_a = pair.arrays("chrA")["labels"]
     assert labels_a.dtype == np.uint8
     assert np.flatnonzero(labels_a).tolist() == list(range(100, 300)) + list(range(4900, 5000))
-    assert np.flatnonzero(np.load(out / "chrB.labels.npy")).tolist() == list(range(10))
-    mask_a, mask_b = np.load(out / "chrA.mask.npy"), np.load(out / "chrB.mask.npy")
+    assert np.flatnonzero(pair.arrays("chrB")["labels"]).tolist() == list(range(10))
+    mask_a, mask_b = pair.arrays("chrA")["mask"], pair.arrays("chrB")["mask"]
     assert np.flatnonzero(mask_a == 0).tolist() == list(range(1000, 1500))
     assert np.flatnonzero(mask_b == 0).tolist() == list(range(2990, 3000))
     assert not list(d.glob(".ds.tmp-*"))
+
+
+def test_clean_part_once_per_sample_gives_the_same_windows_as_one_step(inputs):
+    """dataset-clean + dataset --clean-dataset (the workflow's way) == one-step dataset, window by window."""
+    d = inputs["dir"]
+    assert cli.main(_argv(d, d / "one")) == 0
+    clean_argv = ["dataset-clean", "--clean", str(d / "clean.bw"), "--labels", str(d / "peaks.narrowPeak")]
+    clean_argv += ["--sizes", str(d / "genome.sizes"), "--blacklist", str(d / "blacklist.bed.gz")]
+    assert cli.main([*clean_argv, "--sample", "S1", "--cell-type", "HSC", "--out", str(d / "S1" / "clean")]) == 0
+    pair_argv = ["dataset", "--noisy", str(d / "noisy.bw"), "--clean-dataset", str(d / "S1" / "clean")]
+    pair_argv += ["--sizes", str(d / "genome.sizes"), "--depth", "30000", "--rep", "1"]
+    assert cli.main([*pair_argv, "--out", str(d / "S1" / "30000.rep1")]) == 0
+    # the pair holds only its noisy track; the clean part is shared
+    assert sorted(p.name for p in (d / "S1" / "30000.rep1").iterdir()) == sorted(
+        [f"{c}.noisy.npy" for c in SIZES] + ["meta.json"]
+    )
+    one, two = open_dataset(d / "one"), open_dataset(d / "S1" / "30000.rep1")
+    assert json.loads((d / "S1" / "30000.rep1" / "meta.json").read_text())["clean_dataset"] == "../clean"
+    for key in ("sample", "cell_type", "depth", "rep", "preprocessing", "chroms"):
+        assert one.meta[key] == two.meta[key]
+    for chrom, n in SIZES.items():
+        for start in (-50, 0, 950, n - 100):
+            a = read_window(one, chrom, start, start + 100, 100, 60, flip=False)
+            b = read_window(two, chrom, start, start + 100, 100, 60, flip=True)
+            for name in a:
+                assert np.array_equal(a[name], b[name][::-1]), (chrom, start, name)
+    # a second pair with the same clean part: only its own noisy track is new
+    assert cli.main([*pair_argv, "--out", str(d / "S1" / "30000.rep2")]) == 0
+    assert dataset_content_id(open_dataset(d / "S1" / "30000.rep2"))["files"] == dataset_content_id(two)["files"]
+
+
+def test_narrowest_type_is_exact():
+    assert narrowest(np.array([0, 3, 255], np.float32)).dtype == np.uint8
+    assert narrowest(np.array([0, 256], np.float32)).dtype == np.uint16
+    assert narrowest(np.array([0, 70000], np.float32)).dtype == np.uint32
+    for values in ([0.5, 1], [-1, 2], [np.nan, 1], [0, 5e9], [1e-3]):
+        out = narrowest(np.array(values, np.float32))
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, np.array(values, np.float32))
+    assert narrowest(np.zeros(0, np.float32)).size == 0
+
+
+def test_dataset_options_and_clean_part_errors_name_the_fix(inputs):
+    d = inputs["dir"]
+    with pytest.raises(InputError, match="--clean-dataset DIR"):
+        _run_dataset(_argv(d, d / "ds", **{"--labels": None}))
+    with pytest.raises(InputError, match="--labels cannot go with --clean-dataset"):
+        _run_dataset([*_argv(d, d / "ds", **{"--clean": None, "--blacklist": None}), "--clean-dataset", str(d)])
+    with pytest.raises(InputError, match=r"no meta\.json"):
+        no_clean = {"--clean": None, "--labels": None, "--blacklist": None, "--sample": None}
+        _run_dataset([*_argv(d, d / "ds", **no_clean), "--clean-dataset", str(d)])
+    _run_dataset(_argv(d, d / "ds"))
+    # a pair whose clean part is gone, or was re-made with other chromosomes
+    meta = json.loads((d / "ds" / "meta.json").read_text())
+    (d / "ds" / "meta.json").write_text(json.dumps({**meta, "clean_dataset": "../elsewhere"}))
+    with pytest.raises(InputError, match=r"clean part .* is missing"):
+        open_dataset(d / "ds")
+    clean_meta = json.loads((d / "ds" / "clean" / "meta.json").read_text())
+    (d / "ds" / "meta.json").write_text(json.dumps(meta))
+    (d / "ds" / "clean" / "meta.json").write_text(json.dumps({**clean_meta, "chroms": {"chrA": 5000}}))
+    with pytest.raises(InputError, match="differ from those of its clean part"):
+        open_dataset(d / "ds")
+    # a dataset made by an older version (float32 copies in every pair) is refused with the fix
+    (d / "ds" / "meta.json").write_text(json.dumps({**meta, "format": "atacdenoise-dataset/1"}))
+    with pytest.raises(InputError, match=r"older atacdenoise.*re-make"):
+        open_dataset(d / "ds")
 
 
 def test_dataset_refuses_pair_made_with_different_smoothing(inputs):
@@ -125,7 +207,7 @@ def test_dataset_without_sidecars_warns_and_records_assumed_defaults(inputs, cap
     meta = json.loads((d / "ds" / "meta.json").read_text())
     assert meta["preprocessing_source"] == "assumed defaults" and meta["preprocessing"]["smooth_bp"] == 200
     assert "no sidecar" in caplog.text
-    assert np.load(d / "ds" / "chrA.mask.npy").all()
+    assert open_dataset(d / "ds").arrays("chrA")["mask"].all()
 
 
 def test_dataset_with_bigwig_missing_a_chromosome_of_the_sizes_file_is_input_error(inputs):
@@ -276,7 +358,7 @@ def test_dataset_of_a_chromosome_without_peaks_has_all_zero_labels(inputs, caplo
     d = inputs["dir"]
     (d / "peaks.narrowPeak").write_text("chrA\t100\t300\tp1\t10\t.\t5\t4\t3\t50\n")
     _run_dataset([*_argv(d, d / "ds"), "--chroms", "chrB"])
-    assert not np.load(d / "ds" / "chrB.labels.npy").any()
+    assert not open_dataset(d / "ds").arrays("chrB")["labels"].any()
     assert "no peaks" in caplog.text
 
 

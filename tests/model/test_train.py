@@ -94,10 +94,11 @@ def _regenerate_with_same_statistics(ds: Path, keep_checksums: bool = True) -> N
 
 
 def _strip_checksums(ds: Path) -> None:
-    """Make the dataset look like one written before meta.json recorded array checksums."""
-    meta = json.loads((ds / "meta.json").read_text())
-    meta.pop("checksums")
-    (ds / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    """Make the dataset (the pair and its clean part) look like one whose meta.json records no array checksums."""
+    for d in (ds, ds / "clean"):
+        meta = json.loads((d / "meta.json").read_text())
+        meta.pop("checksums")
+        (d / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- loss
@@ -233,18 +234,20 @@ def test_changed_settings_start_fresh_and_a_finished_run_is_never_resumed(ds, tm
 # --------------------------------------------------------------------------- checkpoints follow the data's content
 def test_dataset_records_checksums_of_the_bytes_written_and_fingerprints_follow_content(tmp_path):
     ds = make_training_dataset(tmp_path / "ds")
-    meta = json.loads((ds / "meta.json").read_text())
-    files = meta["checksums"]["files"]
-    assert meta["checksums"]["algorithm"] == "blake2b-128"
-    assert sorted(files) == sorted(f"{c}.{n}.npy" for c in SIZES for n in ARRAYS)
-    for name, entry in files.items():
-        assert entry == {"bytes": (ds / name).stat().st_size, "digest": file_checksum(ds / name)}, name
+    stored = {ds: ("noisy",), ds / "clean": ("clean", "flags")}  # the pair, and its clean part inside
+    for d, names in stored.items():
+        meta = json.loads((d / "meta.json").read_text())
+        files = meta["checksums"]["files"]
+        assert meta["checksums"]["algorithm"] == "blake2b-128"
+        assert sorted(files) == sorted(f"{c}.{n}.npy" for c in SIZES for n in names)
+        for name, entry in files.items():
+            assert entry["bytes"] == (d / name).stat().st_size and entry["digest"] == file_checksum(d / name), name
     first = dataset_content_id(open_dataset(ds))
     make_training_dataset(ds)  # re-made with identical content (new files, new times): the same fingerprint
     assert dataset_content_id(open_dataset(ds)) == first
     _regenerate_with_same_statistics(ds)
     remade = dataset_content_id(open_dataset(ds))
-    assert remade["files"] != first["files"] and remade["meta"] != first["meta"]
+    assert remade["files"] != first["files"]  # meta.json text is the same apart from its checksums
     # a dataset made before checksums were recorded: its files are hashed, to the checksums write_dataset records
     _strip_checksums(ds)
     assert dataset_content_id(open_dataset(ds))["files"] == remade["files"]

@@ -36,7 +36,7 @@ def _dry_run(workdir: Path) -> subprocess.CompletedProcess:
 def test_default_config_plans_the_whole_workflow(tmp_path):
     res = _dry_run(_workdir(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
-    for rule in ("coverage", "subsample_bam", "dataset", "train", "infer"):
+    for rule in ("coverage", "subsample_bam", "dataset_clean", "dataset", "train", "infer"):
         assert rule in res.stdout
 
 

@@ -141,6 +141,7 @@ def test_rerun_after_an_input_and_a_config_change_then_after_a_killed_training(t
         "count_fragments",
         "subsample_bam",
         "coverage",
+        "dataset_clean",
         "dataset",
         "train",
         "infer",
@@ -165,6 +166,7 @@ def test_rerun_after_an_input_and_a_config_change_then_after_a_killed_training(t
         ("subsample_bam", "sample=HSC, depth=15000, rep=1"),
         ("coverage", "sample=HSC, depth=full, rep=1"),
         ("coverage", "sample=HSC, depth=15000, rep=1"),
+        ("dataset_clean", "sample=HSC"),  # the sample's clean part: made once, kept
         ("dataset", "sample=HSC, depth=15000, rep=1"),
     }
     # the model was trained anew from epoch 1, not "resumed" after the finished run's last epoch

@@ -4,6 +4,7 @@
 rule train:
     input:
         datasets=lambda w: [f"results/dataset/{s}/{d}.rep{r}" for s, d, r in training_pairs()],
+        clean=lambda w: sorted({f"results/dataset/{s}/clean" for s, _, _ in training_pairs()}),
         sizes=config["genome"]["sizes"],
     output:
         model="results/models/{model}/model.pt",

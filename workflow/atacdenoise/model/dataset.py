@@ -1,10 +1,17 @@
 """Training data: per-chromosome arrays on disk, random training windows, fixed validation tiles.
 
-A dataset directory (one per noisy/clean pair) holds, for every chromosome,
-``{chrom}.noisy.npy`` / ``{chrom}.clean.npy`` (float32 coverage),
-``{chrom}.labels.npy`` (uint8, 1 = clean peak) and ``{chrom}.mask.npy`` (uint8,
-1 = usable, 0 = blacklisted), plus ``meta.json``. Arrays are memory-mapped, so a
-window costs only its own bytes.
+Stored once per sample, a **clean part** (``atacdenoise dataset-clean``; ``meta.json`` format
+:data:`CLEAN_FORMAT`) holds, for every chromosome, ``{chrom}.clean.npy`` (the deep coverage) and
+``{chrom}.flags.npy`` (uint8: bit 0 = in a clean peak, bit 1 = usable, i.e. not blacklisted and
+inside the target regions). A **pair** (``atacdenoise dataset``; one per noisy input, format
+:data:`META_FORMAT`) holds only ``{chrom}.noisy.npy`` and a ``meta.json`` naming its clean part
+(``clean_dataset``, a path relative to the pair's directory: ``../clean`` in the workflow, ``clean``
+when a pair is made in one step with its own clean part inside). Coverage is stored in the narrowest
+type that holds it exactly (:func:`narrowest`): smoothed cut-site counts are whole numbers, so
+uint8/uint16 (float32 only with ``cpm``). On the demo this is 1-2 bytes a base per extra noisy input
+and 3-4 for the clean part, against 9.6 bytes a base per pair when every pair held float32 copies of
+everything (``docs/ARCHITECTURE.md``). Arrays are memory-mapped, so a window costs only its own bytes,
+and decoded to float32 per window.
 
 A window is ``interval + 2 * pad`` bases: a centre of ``interval`` bases where the
 loss is computed and ``pad`` bases of context on each side. Bases beyond a
@@ -19,7 +26,7 @@ the span from the first region's start to the last one's end (``meta.json``:
 windows are drawn only where they overlap a region (``meta.json``: ``regions``,
 in stored coordinates). Window coordinates are stored coordinates throughout.
 
-``meta.json`` also records every array file's size and checksum (``checksums``),
+Each ``meta.json`` also records its array files' sizes and checksums (``checksums``),
 computed from the bytes as they are written; training ties its checkpoints to
 them (see :func:`dataset_content_id`).
 """
@@ -29,7 +36,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +55,30 @@ from atacdenoise.log import progress
 
 log = logging.getLogger(__name__)
 
-META_FORMAT = "atacdenoise-dataset/1"
+META_FORMAT = "atacdenoise-dataset/2"
+CLEAN_FORMAT = "atacdenoise-clean/1"
+#: formats of older versions, refused with the fix
+OLD_FORMATS = ("atacdenoise-dataset/1",)
+#: the arrays a window holds (all float32 once read); ``labels`` and ``mask`` are stored as bits of ``flags``
 ARRAYS: dict[str, type] = {"noisy": np.float32, "clean": np.float32, "labels": np.uint8, "mask": np.uint8}
+#: bits of ``{chrom}.flags.npy``
+FLAG_LABEL, FLAG_USABLE = 1, 2
+#: meta.json keys that describe the clean part (stored there once per sample); the rest describe a pair
+CLEAN_KEYS = (
+    "sample",
+    "cell_type",
+    "clean",
+    "labels",
+    "blacklist",
+    "target_regions",
+    "offsets",
+    "chrom_sizes",
+    "regions",
+)
+#: where a pair made in one step keeps its own clean part
+INNER_CLEAN = "clean"
+#: elements checked at a time when choosing a storage type (bounds the temporary memory)
+_CHECK_CHUNK = 1 << 24
 #: preprocessing keys recorded in meta.json and in model.pt
 PREPROCESSING_KEYS = ("smooth_bp", "shift_plus", "shift_minus", "min_mapq", "keep_duplicates", "cpm")
 #: keys on which a noisy/clean pair, several datasets, or a model and a track must agree
@@ -107,6 +137,37 @@ def chrom_arrays(
     }
 
 
+def narrowest(values: np.ndarray) -> np.ndarray:
+    """Return ``values`` in the narrowest type that holds them exactly.
+
+    uint8, uint16 or uint32 when every value is a whole number in range (smoothed cut-site counts
+    are), else float32 (coverage with ``cpm``, or a user's track). Read back as float32 the
+    result equals the float32 input bit for bit. The check runs in chunks, so it needs no more
+    than a chunk of temporary memory beside the array.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.size == 0:
+        return v.astype(np.uint8)
+    lo, hi = float(v.min()), float(v.max())  # NaN propagates: then no comparison below holds
+    if not (lo >= 0 and hi <= np.iinfo(np.uint32).max):
+        return v
+    for a in range(0, v.size, _CHECK_CHUNK):
+        chunk = v[a : a + _CHECK_CHUNK]
+        if not np.array_equal(chunk, np.floor(chunk)):
+            return v
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if hi <= np.iinfo(dtype).max:
+            return v.astype(dtype)
+    return v  # pragma: no cover (hi is bounded above)
+
+
+def flags_of(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pack per-base labels (1 = in a clean peak) and mask (1 = usable) into one uint8 array of flags."""
+    flags = np.where(np.asarray(labels) != 0, np.uint8(FLAG_LABEL), np.uint8(0))
+    flags[np.asarray(mask) != 0] |= np.uint8(FLAG_USABLE)
+    return flags
+
+
 def _new_hash() -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=16)
 
@@ -126,8 +187,8 @@ def _save_array(path: Path, array: np.ndarray) -> dict:
     """Write ``array`` as a .npy file and return its size and checksum, hashed from the bytes as they are written."""
     digest = _new_hash()
     with open(path, "wb") as fh:
-        np.save(_HashingWriter(fh, digest), array)
-    return {"bytes": path.stat().st_size, "digest": digest.hexdigest()}
+        np.save(_HashingWriter(fh, digest), np.ascontiguousarray(array))
+    return {"bytes": path.stat().st_size, "digest": digest.hexdigest(), "dtype": str(array.dtype)}
 
 
 def file_checksum(path: str | Path) -> str:
@@ -139,37 +200,121 @@ def file_checksum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _write_meta(
+    directory: Path, fmt: str, meta: dict, lengths: dict[str, int], files: dict[str, dict], clean_dataset: str = ""
+) -> None:
+    """Write meta.json: the caller's keys, then the ones the writer owns (format, chroms, checksums, clean part)."""
+    own = {"format": fmt, "chroms": lengths, "checksums": {"algorithm": CHECKSUM_ALGORITHM, "files": files}}
+    if clean_dataset:
+        own["clean_dataset"] = clean_dataset
+    meta = {**{k: v for k, v in meta.items() if k not in (*own, "clean_dataset")}, **own}
+    (directory / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _split_meta(meta: dict) -> tuple[dict, dict]:
+    """Split a dataset's description into the clean part's keys and the pair's (preprocessing and offsets: both)."""
+    clean = {k: v for k, v in meta.items() if k in CLEAN_KEYS or k.startswith("preprocessing")}
+    pair = {k: v for k, v in meta.items() if k not in CLEAN_KEYS or k == "offsets"}
+    return clean, pair
+
+
+def write_clean_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, dict[str, np.ndarray]]]) -> None:
+    """Write a sample's clean part atomically: ``{chrom}.clean.npy`` (narrowest type) and ``{chrom}.flags.npy``.
+
+    ``chroms`` yields ``(chrom, {"clean", "labels", "mask"})`` one chromosome at a time (memory stays one
+    chromosome); meta.json (format :data:`CLEAN_FORMAT`) records each file's size and checksum.
+    """
+    with atomic_output_dir(out_dir) as tmp:
+        lengths, files = {}, {}
+        for chrom, arrays in chroms:
+            files[f"{chrom}.clean.npy"] = _save_array(tmp / f"{chrom}.clean.npy", narrowest(arrays["clean"]))
+            files[f"{chrom}.flags.npy"] = _save_array(
+                tmp / f"{chrom}.flags.npy", flags_of(arrays["labels"], arrays["mask"])
+            )
+            lengths[chrom] = int(np.asarray(arrays["clean"]).size)
+        _write_meta(tmp, CLEAN_FORMAT, meta, lengths, files)
+
+
+def write_pair_dataset(
+    out_dir: str | Path, meta: dict, clean_dir: str | Path, chroms: Iterable[tuple[str, np.ndarray]]
+) -> None:
+    """Write a pair atomically: ``{chrom}.noisy.npy`` (narrowest type) and a meta.json naming its clean part.
+
+    ``clean_dir`` is recorded relative to ``out_dir`` (a results folder moved as a whole still works).
+    """
+    out_dir = Path(out_dir)
+    rel = os.path.relpath(Path(clean_dir).absolute(), out_dir.absolute())
+    with atomic_output_dir(out_dir) as tmp:
+        lengths, files = {}, {}
+        for chrom, noisy in chroms:
+            files[f"{chrom}.noisy.npy"] = _save_array(tmp / f"{chrom}.noisy.npy", narrowest(noisy))
+            lengths[chrom] = int(np.asarray(noisy).size)
+        _write_meta(tmp, META_FORMAT, meta, lengths, files, clean_dataset=rel)
+
+
 def write_dataset(out_dir: str | Path, meta: dict, chroms: Iterable[tuple[str, dict[str, np.ndarray]]]) -> None:
-    """Write a dataset directory atomically: arrays into a temporary sibling directory, then rename it.
+    """Write a pair and its own clean part (in ``out_dir/clean``) in one step, atomically.
 
     :func:`atacdenoise.atomic.atomic_output_dir`: the temporary carries host and pid, and the next attempt
     deletes one a killed run of this host left behind.
 
     ``chroms`` yields ``(chrom, chrom_arrays(...))`` one chromosome at a time (memory stays one chromosome).
-    meta.json records each array file's size and checksum (``checksums``), hashed while it is written.
+    ``meta`` is split between the two meta.json files (:data:`CLEAN_KEYS`). The workflow instead writes one
+    clean part per sample and a pair per noisy input (:func:`write_clean_dataset`, :func:`write_pair_dataset`).
     """
+    clean_meta, pair_meta = _split_meta(meta)
     with atomic_output_dir(out_dir) as tmp:
-        lengths, files = {}, {}
+        inner = tmp / INNER_CLEAN
+        inner.mkdir()
+        lengths, files, clean_files = {}, {}, {}
         for chrom, arrays in chroms:
-            for name, dtype in ARRAYS.items():
-                fname = f"{chrom}.{name}.npy"
-                files[fname] = _save_array(tmp / fname, np.ascontiguousarray(arrays[name], dtype=dtype))
-            lengths[chrom] = int(arrays["noisy"].size)
-        meta = {
-            "format": META_FORMAT,
-            **meta,
-            "chroms": lengths,
-            "checksums": {"algorithm": CHECKSUM_ALGORITHM, "files": files},
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+            files[f"{chrom}.noisy.npy"] = _save_array(tmp / f"{chrom}.noisy.npy", narrowest(arrays["noisy"]))
+            clean_files[f"{chrom}.clean.npy"] = _save_array(inner / f"{chrom}.clean.npy", narrowest(arrays["clean"]))
+            clean_files[f"{chrom}.flags.npy"] = _save_array(
+                inner / f"{chrom}.flags.npy", flags_of(arrays["labels"], arrays["mask"])
+            )
+            lengths[chrom] = int(np.asarray(arrays["noisy"]).size)
+        _write_meta(inner, CLEAN_FORMAT, clean_meta, lengths, clean_files)
+        _write_meta(tmp, META_FORMAT, pair_meta, lengths, files, clean_dataset=INNER_CLEAN)
+
+
+class ChromArrays(Mapping):
+    """The arrays of one chromosome by name (:data:`ARRAYS`), for whole-chromosome use (counts, sums, profiles).
+
+    ``noisy`` and ``clean`` are the stored memory maps (their storage type: use ``dtype=`` in sums);
+    ``labels`` and ``mask`` are decoded from the flags on access (uint8 0/1, the chromosome's length in
+    memory). Windows do not go through here: :func:`read_window` decodes only their own bases.
+    """
+
+    def __init__(self, stored: dict[str, np.ndarray]) -> None:
+        self.stored = stored
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in ("labels", "mask"):
+            bit = FLAG_LABEL if name == "labels" else FLAG_USABLE
+            return (np.asarray(self.stored["flags"]) & bit != 0).view(np.uint8)
+        return self.stored[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ARRAYS)
+
+    def __len__(self) -> int:
+        return len(ARRAYS)
 
 
 @dataclass
 class PairData:
-    """One dataset directory; arrays are memory-mapped on first use (per process, never pickled)."""
+    """One pair (its directory and its clean part's); arrays memory-mapped on first use (per process, not pickled).
+
+    ``meta`` is the clean part's meta.json overlaid with the pair's (without ``checksums``, ``format`` and
+    ``chroms``, which each file keeps for itself: :attr:`checksums`, :attr:`chroms`).
+    """
 
     path: Path
     meta: dict
+    clean_path: Path | None = None
+    #: ``{"pair": {...}, "clean": {...}}``: each directory's recorded ``checksums``
+    checksums: dict = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
     #: factors applied to the noisy and clean arrays of every window (depth normalisation; 1 = as stored)
     scale: dict = field(default_factory=lambda: {"noisy": 1.0, "clean": 1.0})
@@ -196,97 +341,142 @@ class PairData:
             return None
         return [(int(a), int(b)) for a, b in regions.get(chrom, [])]
 
-    def arrays(self, chrom: str) -> dict[str, np.ndarray]:
-        """Return the arrays of ``chrom``, memory-mapped read-only on first use and cached."""
+    def files(self) -> Iterator[tuple[str, Path]]:
+        """Yield ``(role, path)`` of every array file: role ``pair`` (noisy) or ``clean`` (clean track, flags)."""
+        clean = self.clean_path if self.clean_path is not None else self.path
+        for chrom in self.chroms:
+            yield "pair", self.path / f"{chrom}.noisy.npy"
+            yield "clean", clean / f"{chrom}.clean.npy"
+            yield "clean", clean / f"{chrom}.flags.npy"
+
+    def stored(self, chrom: str) -> dict[str, np.ndarray]:
+        """Return the stored arrays of ``chrom`` (``noisy``, ``clean``, ``flags``), memory-mapped and cached."""
         if chrom not in self._cache:
-            self._cache[chrom] = {name: np.load(self.path / f"{chrom}.{name}.npy", mmap_mode="r") for name in ARRAYS}
+            clean = self.clean_path if self.clean_path is not None else self.path
+            self._cache[chrom] = {
+                "noisy": np.load(self.path / f"{chrom}.noisy.npy", mmap_mode="r"),
+                "clean": np.load(clean / f"{chrom}.clean.npy", mmap_mode="r"),
+                "flags": np.load(clean / f"{chrom}.flags.npy", mmap_mode="r"),
+            }
         return self._cache[chrom]
+
+    def arrays(self, chrom: str) -> ChromArrays:
+        """Return the arrays of ``chrom`` by name (:class:`ChromArrays`)."""
+        return ChromArrays(self.stored(chrom))
 
     def total(self, name: str) -> float:
         """Total signal of the ``noisy`` or ``clean`` track over all the dataset's chromosomes (float64 sum)."""
-        return float(sum(np.sum(self.arrays(c)[name], dtype=np.float64) for c in self.chroms))
+        return float(sum(np.sum(self.stored(c)[name], dtype=np.float64) for c in self.chroms))
 
     def __getstate__(self) -> dict:  # DataLoader workers re-open the memory maps themselves
-        return {"path": self.path, "meta": self.meta, "_cache": {}, "scale": dict(self.scale)}
+        return {
+            "path": self.path,
+            "meta": self.meta,
+            "clean_path": self.clean_path,
+            "checksums": self.checksums,
+            "_cache": {},
+            "scale": dict(self.scale),
+        }
 
 
-def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairData:
-    """Open a dataset directory, checking its meta.json, its files and (with ``sizes``) chromosome lengths."""
-    path = Path(path)
+def _read_meta(path: Path, formats: tuple[str, ...], what: str) -> dict:
     meta_path = path / "meta.json"
     if not meta_path.exists():
-        raise InputError(f"{path}: not a dataset directory (no meta.json); make it with 'atacdenoise dataset'")
+        raise InputError(f"{path}: not a {what} directory (no meta.json); make it with 'atacdenoise {what}'")
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{meta_path}: unreadable JSON ({exc}); re-make the dataset") from exc
-    if meta.get("format") != META_FORMAT or not isinstance(meta.get("chroms"), dict):
-        raise InputError(f"{meta_path}: format {meta.get('format')!r}, expected {META_FORMAT!r}; re-make the dataset")
-    full = meta.get("chrom_sizes", meta["chroms"])
-    for chrom in meta["chroms"]:
+        raise InputError(f"{meta_path}: unreadable JSON ({exc}); re-make the {what}") from exc
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: not a JSON object; re-make the {what}")
+    if meta.get("format") in OLD_FORMATS:
+        raise InputError(
+            f"{meta_path}: format {meta.get('format')!r}, made by an older atacdenoise (float32 copies of the clean "
+            f"track in every pair); delete {path} and re-make it (snakemake re-runs the dataset rules)"
+        )
+    if meta.get("format") not in formats or not isinstance(meta.get("chroms"), dict):
+        raise InputError(f"{meta_path}: format {meta.get('format')!r}, expected {formats[0]!r}; re-make the {what}")
+    return meta
+
+
+def open_dataset(path: str | Path, sizes: dict[str, int] | None = None) -> PairData:
+    """Open a pair directory and its clean part, checking their meta.json, files and (with ``sizes``) lengths."""
+    path = Path(path)
+    meta = _read_meta(path, (META_FORMAT,), "dataset")
+    rel = meta.get("clean_dataset")
+    if not isinstance(rel, str) or not rel:
+        raise InputError(f"{path / 'meta.json'}: names no clean part (clean_dataset); re-make the dataset")
+    clean_path = Path(os.path.normpath(path / rel))
+    if not clean_path.is_dir():
+        raise InputError(
+            f"{path}: its clean part {clean_path} (clean_dataset: {rel!r} in meta.json) is missing; "
+            "make it with 'atacdenoise dataset-clean' (snakemake: the dataset_clean rule), then re-make this pair"
+        )
+    clean_meta = _read_meta(clean_path, (CLEAN_FORMAT,), "dataset-clean")
+    if clean_meta["chroms"] != meta["chroms"] or clean_meta.get("offsets") != meta.get("offsets"):
+        raise InputError(
+            f"{path}: its chromosomes or stored spans differ from those of its clean part {clean_path} (re-made since "
+            "with other chromosomes or target regions?); re-make the pair"
+        )
+    checksums = {"pair": meta.get("checksums") or {}, "clean": clean_meta.get("checksums") or {}}
+    merged = {k: v for k, v in clean_meta.items() if k not in ("format", "checksums")}
+    merged.update({k: v for k, v in meta.items() if k not in ("checksums",)})
+    pair = PairData(path, merged, clean_path, checksums)
+    full = merged.get("chrom_sizes", merged["chroms"])
+    for _, f in pair.files():
+        if not f.exists():
+            raise InputError(f"{f}: missing from the dataset; re-make the dataset")
+    for chrom in pair.chroms:
         length = full[chrom]
-        for name in ARRAYS:
-            f = path / f"{chrom}.{name}.npy"
-            if not f.exists():
-                raise InputError(f"{f}: missing from the dataset; re-make the dataset")
         if sizes is not None and chrom in sizes and sizes[chrom] != length:
             raise InputError(
                 f"{path}: chromosome {chrom} is {length:,} bp there but {sizes[chrom]:,} bp in the genome sizes file; "
                 "the dataset was made on another assembly: re-make it with the matching sizes file"
             )
-    if not meta.get("cell_type"):
+    if not merged.get("cell_type"):
         log.info(
-            "%s: meta.json records no cell_type (made without 'atacdenoise dataset --cell-type'): a model trained on "
-            "it does not list its cell type in trained_cell_types",
+            "%s: meta.json records no cell_type (made without 'atacdenoise dataset-clean --cell-type'): a model "
+            "trained on it does not list its cell type in trained_cell_types",
             path,
         )
-    return PairData(path, meta)
+    return pair
 
 
 def dataset_content_id(pair: PairData) -> dict:
-    """Return what identifies a dataset's content: its meta.json and each array file's size and checksum.
+    """Return what identifies a dataset's content: its meta.json files and each array file's size and checksum.
 
     Checkpoints are tied to this (``train.settings_hash``), so a dataset re-made at the same path
     with other content never resumes an old training run, even when its summary statistics and its
-    meta.json text are otherwise the same. The checksums come from meta.json, where
-    :func:`write_dataset` stores them while writing: the bytes are hashed as they pass from memory to
-    the file, so the cost is a hash of data already in hand (about 1.5 s per GB) and nothing is read
-    back; training pays only a ``stat`` per file. A dataset directory appears by one rename of a
-    complete temporary directory, so meta.json and the arrays it describes always change together;
-    the current sizes are compared with the recorded ones to catch a file that was truncated or
-    swapped afterwards. (Size and modification time alone would not do: a re-made dataset has new
-    times even when its content is identical, which would throw away a valid checkpoint, and a
-    copy with preserved times and other content would pass.) Datasets written before checksums were
-    recorded are hashed here, file by file in 8-MiB chunks (a full read: minutes for a genome-scale
-    dataset, once per training start); re-make them to skip that.
+    meta.json text are otherwise the same. It covers the pair and its clean part. The checksums come
+    from each meta.json, where the writers store them while writing: the bytes are hashed as they
+    pass from memory to the file, so the cost is a hash of data already in hand (about 1.5 s per GB)
+    and nothing is read back; training pays only a ``stat`` per file. A dataset directory appears by
+    one rename of a complete temporary directory, so a meta.json and the arrays it describes always
+    change together; the current sizes are compared with the recorded ones to catch a file that was
+    truncated or swapped afterwards. (Size and modification time alone would not do: a re-made
+    dataset has new times even when its content is identical, which would throw away a valid
+    checkpoint, and a copy with preserved times and other content would pass.) A directory whose
+    meta.json records no checksums is hashed here, file by file in 8-MiB chunks.
     """
     meta_text = json.dumps(pair.meta, sort_keys=True)
-    recorded = (pair.meta.get("checksums") or {}).get("files")
-    if (pair.meta.get("checksums") or {}).get("algorithm") != CHECKSUM_ALGORITHM:
-        recorded = None
     files: dict[str, list] = {}
-    if recorded is None:
-        log.info(
-            "%s: meta.json records no array checksums (made by an older version): hashing its arrays "
-            "(re-make the dataset to skip this)",
-            pair.path,
-        )
-    for chrom in pair.chroms:
-        for name in ARRAYS:
-            fname = f"{chrom}.{name}.npy"
-            path = pair.path / fname
-            size = path.stat().st_size
-            if recorded is None:
-                files[fname] = [size, file_checksum(path)]
-                continue
-            entry = recorded.get(fname)
-            if not isinstance(entry, dict) or entry.get("bytes") != size:
-                raise InputError(
-                    f"{path}: {size:,} bytes, but meta.json records "
-                    f"{entry.get('bytes') if isinstance(entry, dict) else 'no such file'}: the file was changed after "
-                    "the dataset was made; re-make the dataset"
-                )
-            files[fname] = [size, entry.get("digest")]
+    for role, path in pair.files():
+        recorded = pair.checksums.get(role) or {}
+        entries = recorded.get("files") if recorded.get("algorithm") == CHECKSUM_ALGORITHM else None
+        size = path.stat().st_size
+        key = f"{role}:{path.name}"
+        if entries is None:
+            log.info("%s: its meta.json records no checksums: hashing %s", path.parent, path.name)
+            files[key] = [size, file_checksum(path)]
+            continue
+        entry = entries.get(path.name)
+        if not isinstance(entry, dict) or entry.get("bytes") != size:
+            raise InputError(
+                f"{path}: {size:,} bytes, but meta.json records "
+                f"{entry.get('bytes') if isinstance(entry, dict) else 'no such file'}: the file was changed after "
+                "the dataset was made; re-make the dataset"
+            )
+        files[key] = [size, entry.get("digest")]
     return {"meta": hashlib.sha256(meta_text.encode()).hexdigest(), "files": files}
 
 
@@ -451,14 +641,21 @@ def extract(array: np.ndarray, start: int, length: int) -> np.ndarray:
 def read_window(
     pair: PairData, chrom: str, start: int, stop: int, interval: int, pad: int, flip: bool
 ) -> dict[str, np.ndarray]:
-    """Read the four arrays of one window, float32[interval + 2 * pad] each.
+    """Read the four arrays of one window (:data:`ARRAYS`), float32[interval + 2 * pad] each.
 
     The mask is 0 outside the chromosome, on blacklisted bases and outside the loss zone
     ``[start, stop)``; ``flip`` reverses every array (the other strand: coverage is strand-symmetric).
+    Only the window's own bases are read and decoded from their storage types.
     """
-    arrays = pair.arrays(chrom)
+    stored = pair.stored(chrom)
     w = interval + 2 * pad
-    out = {name: extract(arrays[name], start - pad, w).astype(np.float32) for name in ARRAYS}
+    flags = extract(stored["flags"], start - pad, w)
+    out = {
+        "noisy": extract(stored["noisy"], start - pad, w).astype(np.float32),
+        "clean": extract(stored["clean"], start - pad, w).astype(np.float32),
+        "labels": (flags & FLAG_LABEL).astype(np.float32),
+        "mask": ((flags & FLAG_USABLE) != 0).astype(np.float32),
+    }
     for name, factor in pair.scale.items():
         if factor != 1.0:
             out[name] *= np.float32(factor)
@@ -545,6 +742,181 @@ def _chrom_intervals(df: pd.DataFrame, chrom: str) -> tuple[np.ndarray, np.ndarr
     return sub["start"].to_numpy(), sub["end"].to_numpy()
 
 
+def _clean_meta(
+    clean: Path, labels: Path, blacklist: Path | None, sample: str, cell_type: str, preprocessing: dict, source: str
+) -> dict:
+    return {
+        "sample": sample,
+        "cell_type": cell_type,
+        "preprocessing": preprocessing,
+        "preprocessing_source": source,
+        "clean": str(clean),
+        "labels": str(labels),
+        "blacklist": str(blacklist) if blacklist else None,
+    }
+
+
+def _spans(sizes: dict[str, int], target: TargetRegions | None, meta: dict) -> tuple[dict, dict]:
+    """Return the chromosomes kept and their stored spans; with target regions, record them in ``meta``."""
+    if target is None:
+        return sizes, {c: (0, n) for c, n in sizes.items()}
+    sizes = restrict_sizes(sizes, target)
+    spans = {c: target.span(c) for c in sizes}
+    meta["target_regions"] = target.path
+    meta["offsets"] = {c: a for c, (a, _) in spans.items()}
+    meta["chrom_sizes"] = dict(sizes)
+    meta["regions"] = {
+        c: [[int(a) - spans[c][0], int(b) - spans[c][0]] for a, b in zip(target.starts[c], target.ends[c])]
+        for c in sizes
+    }
+    return sizes, spans
+
+
+def _clean_chroms(
+    clean: Path,
+    labels: Path,
+    genome: dict[str, int],
+    sizes: dict[str, int],
+    spans: dict[str, tuple[int, int]],
+    blacklist: Path | None,
+    target: TargetRegions | None,
+    noisy: Path | None = None,
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Yield ``(chrom, chrom_arrays(...))`` per chromosome (``noisy`` read too when given, else zeros of no cost)."""
+    peaks = read_narrowpeak(labels, genome)  # names checked against the genome, not only the selection
+    peaks = peaks[peaks["chrom"].isin(list(sizes))]
+    if len(peaks) == 0:
+        log.warning("%s: no peaks on %s: every label is 0", labels, list(sizes)[:5])
+    masked = _read_blacklist(blacklist, genome)
+
+    def shifted(df: pd.DataFrame | None, chrom: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if df is None:
+            return None
+        a, b = _chrom_intervals(df, chrom)
+        return a - spans[chrom][0], b - spans[chrom][0]
+
+    bw_clean = open_bigwig(clean)
+    bw_noisy = open_bigwig(noisy) if noisy is not None else None
+    try:
+        for chrom in progress(sizes, total=len(sizes), desc="dataset", unit="chrom"):
+            lo, hi = spans[chrom]
+            clean_values = read_bigwig(clean, chrom, lo, hi, bw=bw_clean)
+            noisy_values = read_bigwig(noisy, chrom, lo, hi, bw=bw_noisy) if noisy is not None else clean_values
+            arrays = chrom_arrays(noisy_values, clean_values, shifted(peaks, chrom), shifted(masked, chrom))
+            if target is not None:  # bases between target regions were not measured: no loss there
+                inside = mask_from_intervals(target.starts[chrom] - lo, target.ends[chrom] - lo, hi - lo)
+                arrays["mask"][~inside] = 0
+            log.info(
+                "%s: %s bp, %.2f%% in peaks, %.2f%% blacklisted, clean sum %.4g%s",
+                chrom,
+                f"{hi - lo:,}",
+                100 * arrays["labels"].mean(),
+                100 * (1 - arrays["mask"].mean()),
+                arrays["clean"].sum(dtype=np.float64),
+                f", noisy sum {arrays['noisy'].sum(dtype=np.float64):.4g}" if noisy is not None else "",
+            )
+            yield chrom, arrays
+    finally:
+        bw_clean.close()
+        if bw_noisy is not None:
+            bw_noisy.close()
+
+
+def build_clean_dataset(
+    clean: Path,
+    labels: Path,
+    genome: dict[str, int],
+    sizes: dict[str, int],
+    out: Path,
+    blacklist: Path | None = None,
+    sample: str = "",
+    target: TargetRegions | None = None,
+    cell_type: str = "",
+) -> None:
+    """Write a sample's clean part: its deep coverage bigWig and per-base flags (clean peaks, blacklist, targets).
+
+    ``genome`` is every chromosome of the sizes file (peak and blacklist names are checked against it),
+    ``sizes`` the chromosomes to keep. ``meta.json`` records the sample, cell type, preprocessing (from the
+    clean track's sidecar), sources and labels; the directory appears only when complete. With ``target``
+    regions only their span is stored per chromosome (see the module docstring).
+    """
+    check_bigwig(clean, sizes)
+    side = read_sidecar(clean)
+    if side is None:
+        log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", clean, clean)
+        preprocessing, source = dict(DEFAULT_PREPROCESSING), "assumed defaults"
+    else:
+        preprocessing, source = {k: side.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}, "sidecar"
+    meta = _clean_meta(clean, labels, blacklist, sample, cell_type, preprocessing, source)
+    sizes, spans = _spans(sizes, target, meta)
+    chroms = _clean_chroms(clean, labels, genome, sizes, spans, blacklist, target)
+    write_clean_dataset(out, meta, ((c, a) for c, a in chroms))
+
+
+def open_clean_dataset(path: Path) -> dict:
+    """Return the meta.json of a clean part (checked), for making a pair from it."""
+    return _read_meta(Path(path), (CLEAN_FORMAT,), "dataset-clean")
+
+
+def build_pair_dataset(
+    noisy: Path, clean_dir: Path, sizes: dict[str, int], out: Path, depth: str = "", rep: str = ""
+) -> None:
+    """Write one pair: the noisy coverage bigWig over the chromosomes and spans of its sample's clean part.
+
+    The noisy track's preprocessing (sidecar) must match the clean part's on :data:`MUST_MATCH`: the
+    network must see input made like its target.
+    """
+    clean_meta = open_clean_dataset(clean_dir)
+    chroms = clean_meta["chroms"]
+    check_bigwig(noisy, {c: sizes.get(c, n) for c, n in clean_meta.get("chrom_sizes", chroms).items()})
+    for chrom, length in clean_meta.get("chrom_sizes", chroms).items():
+        if chrom in sizes and sizes[chrom] != length:
+            raise InputError(
+                f"{clean_dir}: chromosome {chrom} is {length:,} bp there but {sizes[chrom]:,} bp in the genome sizes "
+                "file; the clean part was made on another assembly: re-make it with the matching sizes file"
+            )
+    side = read_sidecar(noisy)
+    clean_pre = clean_meta.get("preprocessing") or {}
+    if side is None:
+        log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", noisy, noisy)
+        preprocessing, source = dict(clean_pre), clean_meta.get("preprocessing_source", "assumed defaults")
+    else:
+        preprocessing, source = {k: side.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}, "sidecar"
+        if clean_meta.get("preprocessing_source") == "sidecar":
+            for key in MUST_MATCH:
+                if preprocessing.get(key) != clean_pre.get(key):
+                    raise InputError(
+                        f"{noisy} and {clean_meta.get('clean')}: made with different {key} "
+                        f"({preprocessing.get(key)!r} in {noisy}.json vs {clean_pre.get(key)!r} in "
+                        f"{clean_dir}/meta.json); "
+                        "the network must see input made like its target: re-make both coverage tracks with the same "
+                        "settings"
+                    )
+    meta = {
+        "depth": depth,
+        "rep": rep,
+        "preprocessing": preprocessing,
+        "preprocessing_source": source,
+        "noisy": str(noisy),
+    }
+    if "offsets" in clean_meta:
+        meta["offsets"] = clean_meta["offsets"]
+    offsets = clean_meta.get("offsets") or {}
+    bw = open_bigwig(noisy)
+
+    def values() -> Iterator[tuple[str, np.ndarray]]:
+        for chrom, length in progress(chroms.items(), total=len(chroms), desc="dataset", unit="chrom"):
+            lo = int(offsets.get(chrom, 0))
+            v = read_bigwig(noisy, chrom, lo, lo + int(length), bw=bw)
+            log.info("%s: %s bp, noisy sum %.4g", chrom, f"{int(length):,}", v.sum(dtype=np.float64))
+            yield chrom, v
+
+    try:
+        write_pair_dataset(out, meta, clean_dir, values())
+    finally:
+        bw.close()
+
+
 def build_dataset(
     noisy: Path,
     clean: Path,
@@ -559,79 +931,15 @@ def build_dataset(
     target: TargetRegions | None = None,
     cell_type: str = "",
 ) -> None:
-    """Write the dataset directory of one noisy/clean pair from their coverage bigWigs and the clean peaks.
+    """Write one pair with its own clean part inside (``out/clean``) in one step, from the coverage bigWigs.
 
-    ``genome`` is every chromosome of the sizes file (peak and blacklist names
-    are checked against it), ``sizes`` the chromosomes to keep. ``meta.json``
-    records the pair's sample, cell type, depth and replicate, its preprocessing
-    (from the sidecars), sources and labels; the directory appears only when complete.
-    With ``target`` regions only their span is stored per chromosome (see the module docstring).
+    As :func:`build_clean_dataset` and :func:`build_pair_dataset` together, for one pair outside the workflow
+    (which stores the clean part once per sample instead).
     """
     for bw in (noisy, clean):
         check_bigwig(bw, sizes)
     preprocessing, source = pair_preprocessing(noisy, clean)
-    peaks = read_narrowpeak(labels, genome)  # names checked against the genome, not only the selection
-    peaks = peaks[peaks["chrom"].isin(list(sizes))]
-    if len(peaks) == 0:
-        log.warning("%s: no peaks on %s: every label is 0", labels, list(sizes)[:5])
-    masked = _read_blacklist(blacklist, genome)
-    meta = {
-        "sample": sample,
-        "cell_type": cell_type,
-        "depth": depth,
-        "rep": rep,
-        "preprocessing": preprocessing,
-        "preprocessing_source": source,
-        "noisy": str(noisy),
-        "clean": str(clean),
-        "labels": str(labels),
-        "blacklist": str(blacklist) if blacklist else None,
-    }
-    if target is not None:
-        sizes = restrict_sizes(sizes, target)
-        spans = {c: target.span(c) for c in sizes}
-        meta["target_regions"] = target.path
-        meta["offsets"] = {c: a for c, (a, _) in spans.items()}
-        meta["chrom_sizes"] = dict(sizes)
-        meta["regions"] = {
-            c: [[int(a) - spans[c][0], int(b) - spans[c][0]] for a, b in zip(target.starts[c], target.ends[c])]
-            for c in sizes
-        }
-    else:
-        spans = {c: (0, n) for c, n in sizes.items()}
-    bw_noisy, bw_clean = open_bigwig(noisy), open_bigwig(clean)
-
-    def shifted(df: pd.DataFrame | None, chrom: str) -> tuple[np.ndarray, np.ndarray] | None:
-        if df is None:
-            return None
-        a, b = _chrom_intervals(df, chrom)
-        return a - spans[chrom][0], b - spans[chrom][0]
-
-    def chroms() -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-        for chrom in progress(sizes, total=len(sizes), desc="dataset", unit="chrom"):
-            lo, hi = spans[chrom]
-            arrays = chrom_arrays(
-                read_bigwig(noisy, chrom, lo, hi, bw=bw_noisy),
-                read_bigwig(clean, chrom, lo, hi, bw=bw_clean),
-                shifted(peaks, chrom),
-                shifted(masked, chrom),
-            )
-            if target is not None:  # bases between target regions were not measured: no loss there
-                inside = mask_from_intervals(target.starts[chrom] - lo, target.ends[chrom] - lo, hi - lo)
-                arrays["mask"][~inside] = 0
-            log.info(
-                "%s: %s bp, %.2f%% in peaks, %.2f%% blacklisted, noisy sum %.4g, clean sum %.4g",
-                chrom,
-                f"{hi - lo:,}",
-                100 * arrays["labels"].mean(),
-                100 * (1 - arrays["mask"].mean()),
-                arrays["noisy"].sum(dtype=np.float64),
-                arrays["clean"].sum(dtype=np.float64),
-            )
-            yield chrom, arrays
-
-    try:
-        write_dataset(out, meta, chroms())
-    finally:
-        bw_noisy.close()
-        bw_clean.close()
+    meta = _clean_meta(clean, labels, blacklist, sample, cell_type, preprocessing, source)
+    meta.update({"depth": depth, "rep": rep, "noisy": str(noisy)})
+    sizes, spans = _spans(sizes, target, meta)
+    write_dataset(out, meta, _clean_chroms(clean, labels, genome, sizes, spans, blacklist, target, noisy=noisy))
