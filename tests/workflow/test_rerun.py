@@ -196,8 +196,9 @@ def test_rerun_after_an_input_and_a_config_change_then_after_a_killed_training(t
     assert lock.exists()  # a SIGKILLed training cannot remove its lock
 
     _run(work, "--unlock")  # Snakemake's own lock of a killed run
-    resumed = _jobs(_run(work, *TARGETS))
-    assert ("train", f"model={MODEL}") in resumed
+    rerun = _run(work, *TARGETS)
+    resumed = _jobs(rerun)
+    assert ("train", f"model={MODEL}") in resumed, rerun.stderr[-4000:]
     log = train_log.read_text()
     assert f"resuming from {Path('results/models') / MODEL / 'checkpoints' / 'last.pt'} after epoch {done}" in log
     assert "taking over the lock" in log  # the killed job's lock file, left behind, was recognised as stale
