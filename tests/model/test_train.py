@@ -496,3 +496,15 @@ def test_training_a_large_network_on_the_cpu_warns_with_the_way_out(ds, tmp_path
         train([open_dataset(ds)], VAL, HOLDOUT, {**SETTINGS, "epochs": 1}, tmp_path / "large", device="cpu")
     assert "-parameter network (preset standard) on the CPU" in caplog.text
     assert "train on a GPU node (profiles/slurm-gpu) or set model.preset: light" in caplog.text
+
+
+def test_auto_workers_use_the_jobs_cpus_on_a_gpu_and_none_on_the_cpu():
+    from atacdenoise.model.train import resolve_workers
+
+    cpus = len(os.sched_getaffinity(0))
+    assert resolve_workers("auto", torch.device("cpu")) == 0
+    assert resolve_workers("auto", torch.device("cuda")) == cpus - 1
+    assert resolve_workers("auto", torch.device("cuda"), world=cpus) == 0
+    assert resolve_workers(3, torch.device("cpu")) == 3
+    with pytest.raises(InputError, match=r"num_workers='many'.*or 'auto'"):
+        resolve_settings({"num_workers": "many"})

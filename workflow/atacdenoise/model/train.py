@@ -115,7 +115,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "pearson": "batch",  # "batch" (one r per batch, reference) | "window" (mean of per-window r)
     "seed": 0,
     "amp": "auto",  # "auto" (bf16 on GPUs that support it, else fp16; off on CPU) | "bf16" | "fp16" | "off"
-    "num_workers": 0,  # DataLoader worker processes
+    # DataLoader worker processes: a number, or "auto" (on a GPU every CPU the job was given but the training
+    # process's own, per process; 0 on the CPU, where the cores run the model: resolve_workers)
+    "num_workers": "auto",
     "patience": None,  # stop after this many epochs without a better validation score; None: never
     "val_batch_size": None,  # None: batch_size
     "flip": True,  # random strand flips of training windows
@@ -232,8 +234,12 @@ def _check_settings(s: dict) -> None:
     for key in ("windows_per_epoch", "patience", "val_batch_size"):
         positive_int(key, allow_none=True)
     for key in ("pad", "seed", "num_workers"):
+        if key == "num_workers" and s[key] == "auto":
+            continue
         if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < 0:
-            raise InputError(f"setting {key}={s[key]!r}: expected an integer >= 0")
+            raise InputError(
+                f"setting {key}={s[key]!r}: expected an integer >= 0" + (" or 'auto'" if key == "num_workers" else "")
+            )
     for key in ("lr", "w_mse", "w_pearson", "w_bce"):
         if isinstance(s[key], bool) or not isinstance(s[key], (int, float)) or s[key] < 0:
             raise InputError(f"setting {key}={s[key]!r}: expected a number >= 0")
@@ -884,6 +890,23 @@ def _score(metrics: dict, by_auprc: bool) -> float:
     return -math.inf if v is None or math.isnan(v) else float(v)
 
 
+def resolve_workers(setting: int | str, device: torch.device, world: int = 1) -> int:
+    """Return the DataLoader workers per training process (``setting``, or what ``"auto"`` means here).
+
+    ``"auto"``: on a GPU the CPUs this process may use (its affinity: a SLURM job's ``cpus_per_task``)
+    shared by the ``world`` processes of the node, less one for the training process itself; on the
+    CPU 0 (the cores run the model there).
+
+    ``benchmarks/genome.py`` (loader stage) measures how many workers keep one GPU fed; the SLURM profile's
+    ``GPU_JOB_CPUS`` gives the train job that many plus one.
+    """
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return 0
+    return max(0, len(os.sched_getaffinity(0)) // max(1, world) - 1)
+
+
 def train(
     pairs: list[PairData],
     val: list[Region],
@@ -942,6 +965,9 @@ def _train(
     else:
         log.info("device: cpu (%d threads), float32, %d process(es)", torch.get_num_threads(), dist_info.world)
 
+    workers = resolve_workers(s["num_workers"], dev, dist_info.world)
+    if s["num_workers"] == "auto":
+        log.info("num_workers auto: %d DataLoader worker process(es) per training process", workers)
     table = start_table(pairs, interval, pad, [*val, *holdout])
     n_windows = s["windows_per_epoch"] or max(1, round(table.total / interval))
     val_tiles = fixed_tiles(pairs, val, interval)
@@ -951,7 +977,7 @@ def _train(
             f"{[str(p.path) for p in pairs]}"
         )
     val_set = WindowSet(pairs, val_tiles, interval, pad)
-    val_loader = _loader(val_set, s["val_batch_size"] or s["batch_size"], s["num_workers"], dev)
+    val_loader = _loader(val_set, s["val_batch_size"] or s["batch_size"], workers, dev)
     log.info(
         "%d dataset(s) %s; %s bases of allowed training-window starts; %d windows of %d + 2 x %d bases per epoch; "
         "%d validation tiles",
@@ -1042,7 +1068,7 @@ def _train(
         if dist_info.active:  # equal shares, like DistributedSampler: pad by wrapping around
             per_rank = math.ceil(n_windows / dist_info.world)
             windows = np.resize(windows, per_rank * dist_info.world)[dist_info.rank :: dist_info.world]
-        loader = _loader(WindowSet(pairs, windows, interval, pad), s["batch_size"], s["num_workers"], dev)
+        loader = _loader(WindowSet(pairs, windows, interval, pad), s["batch_size"], workers, dev)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(epoch, s)
 
