@@ -51,6 +51,7 @@ from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_
 from atacdenoise.io.sidecar import read_sidecar, sidecar_path, write_json
 from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
+from atacdenoise.model.blend import blend_weight
 from atacdenoise.model.calibration import peak_probability
 from atacdenoise.model.device import autocast_dtype, select_device
 from atacdenoise.model.fitness import assess_track, fitness_path, write_fitness
@@ -301,6 +302,8 @@ class TileRunner:
     native_conv : on a CPU in fp32, run the convolutions on :mod:`atacdenoise.model.cpuconv`'s compiled kernels
         (FFT or direct, ReLU and residual fused; ~8x oneDNN for the reference shape; falls back to
         PyTorch when they cannot be built).
+    blend : the network's weight in the written track, the rest being the transformed input
+        (:mod:`atacdenoise.model.blend`; 1 = the network alone).
     """
 
     def __init__(
@@ -314,6 +317,7 @@ class TileRunner:
         amp: torch.dtype | None = None,
         forward_batch: int | None = None,
         native_conv: bool = True,
+        blend: float = 1.0,
     ):
         if batch_size <= 0:
             raise InputError(f"--batch-size {batch_size}: expected a positive number of tiles")
@@ -336,6 +340,7 @@ class TileRunner:
         self.pad = pad
         self.batch_size = batch_size
         self.transform = transform
+        self.blend = float(blend)
         self.amp = amp
         self.width = interval + 2 * pad
         self.stats = RunStats()
@@ -372,7 +377,10 @@ class TileRunner:
                 x = self.transform(x)
             for i in range(0, x.shape[0], self.forward_batch):
                 track, logits = self.model(x[i : i + self.forward_batch])
-                tracks.append(track[:, sl].float())
+                track = track[:, sl].float()
+                if self.blend < 1.0:  # model/blend.py: part of the (transformed) input where it is already good
+                    track = self.blend * track + (1.0 - self.blend) * x[i : i + self.forward_batch, sl].float()
+                tracks.append(track)
                 probs.append(peak_probability(logits[:, sl].float(), self.temperature))
         track = (tracks[0] if len(tracks) == 1 else torch.cat(tracks)).reshape(-1)[:n_bases]
         prob = (probs[0] if len(probs) == 1 else torch.cat(probs)).reshape(-1)[:n_bases]
@@ -636,8 +644,16 @@ def denoise_bigwig(
             scale,
             input_transform["reference"],
         )
+    alpha = input_blend(meta, fitness, input_transform)
     runner = TileRunner(
-        model, dev, interval, pad, batch_size, transform=lambda x: transform_input(x, input_transform, scale), amp=dtype
+        model,
+        dev,
+        interval,
+        pad,
+        batch_size,
+        transform=lambda x: transform_input(x, input_transform, scale),
+        amp=dtype,
+        blend=alpha,
     )
     log_device(dev, dtype, threads)
     log.info(
@@ -656,10 +672,34 @@ def denoise_bigwig(
     t0 = time.perf_counter()
     n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target, precision)
     for key, info in precision_sidecars(precision).items():
-        write_json(sidecar_path(paths[key]), {**info, "model": str(model_path), "input": str(input_path)})
+        extra = {"blend_weight": alpha} if key == "track" else {}
+        write_json(sidecar_path(paths[key]), {**info, **extra, "model": str(model_path), "input": str(input_path)})
     write_fitness(fitness, fitness_path(out_prefix))
     log_summary(runner, dev, time.perf_counter() - t0, n_peaks, paths)
     return paths
+
+
+def input_blend(meta: dict, fitness: pd.DataFrame, input_transform: dict) -> float:
+    """Return the network's weight in the track for this input (:mod:`atacdenoise.model.blend`), logged."""
+    blend = meta.get("blend") if input_transform.get("kind") == "depth" else None
+    if not blend:
+        return 1.0
+    row = fitness[fitness["metric"] == "cut_sites_per_mb"]
+    depth = row["sample"].iloc[0] if len(row) else None
+    depth = float(depth) if depth is not None and pd.notna(depth) else None
+    alpha = blend_weight(blend, depth)
+    if depth is None:
+        log.info("blend: the input's depth is unknown: the track is the network's alone")
+    else:
+        log.info(
+            "blend: input at %.4g cut sites per Mb: track = %.2f x network + %.2f x input (fitted on validation at "
+            "%s cut sites per Mb)",
+            depth,
+            alpha,
+            1 - alpha,
+            ", ".join(f"{10**x:.3g}" for x in blend["log10_cut_sites_per_mb"]),
+        )
+    return alpha
 
 
 def describe_precision(precision: str) -> str:

@@ -60,6 +60,7 @@ PRESET_TRAINING: dict[str, dict[str, Any]] = {
         "pearson": "batch",
         "threshold": 0.5,
         "calibrate": False,
+        "blend": False,
         "lr": 2e-4,
         "batch_size": 64,
         "epochs": 25,

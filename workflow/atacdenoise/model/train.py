@@ -74,6 +74,7 @@ from atacdenoise.atomic import atomic_output, host_name, pid_alive
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region
 from atacdenoise.log import progress
+from atacdenoise.model.blend import fit_blend, pair_sums
 from atacdenoise.model.calibration import calibrate_temperature, peak_probability
 from atacdenoise.model.dataset import (
     PairData,
@@ -129,13 +130,16 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "pos_weight": None,
     "lr_schedule": "constant",  # "constant" | "cosine" (lr -> lr / 20 over the epochs)
     "calibrate": True,  # fit a temperature for the peak logits on the validation regions (model/calibration.py)
+    # fit, per training depth, the weight of the network's track against its input on the validation regions
+    # (model/blend.py; with input_transform depth only)
+    "blend": True,
 }
 #: F1 of thresholded validation probabilities is computed at this fixed cut too, for comparison
 FIXED_THRESHOLD = 0.5
 #: the cosine schedule ends at lr / LR_FLOOR_DIVISOR
 LR_FLOOR_DIVISOR = 20.0
 #: settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold", "calibrate")
+RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold", "calibrate", "blend")
 
 #: checkpoint files in ``<out_dir>/checkpoints``
 LAST_STATE, PREVIOUS_STATE, FINISHED_STATE, LOCK_FILE = "last.pt", "previous.pt", "finished.pt", "train.lock"
@@ -249,8 +253,9 @@ def _check_settings(s: dict) -> None:
     w = s["pos_weight"]
     if w is not None and w != "auto" and (isinstance(w, bool) or not isinstance(w, (int, float)) or w <= 0):
         raise InputError(f"setting pos_weight={w!r}: expected null, 'auto' or a number > 0")
-    if not isinstance(s["calibrate"], bool):
-        raise InputError(f"setting calibrate={s['calibrate']!r}: expected true or false")
+    for key in ("calibrate", "blend"):
+        if not isinstance(s[key], bool):
+            raise InputError(f"setting {key}={s[key]!r}: expected true or false")
     if s["lr_schedule"] not in ("constant", "cosine"):
         raise InputError(f"setting lr_schedule={s['lr_schedule']!r}: expected 'constant' or 'cosine'")
     if s["pearson"] not in ("batch", "window"):
@@ -533,6 +538,45 @@ def calibrate_best(
         metrics["val_best_threshold"],
     )
     return calibration, metrics
+
+
+def fit_pairs_blend(
+    model: nn.Module,
+    pairs: list[PairData],
+    val: list[Region],
+    s: dict,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    workers: int,
+    profile: dict,
+) -> dict | None:
+    """Fit the track blend of :mod:`atacdenoise.model.blend` on each pair's validation tiles (None when not fitted).
+
+    The input enters as the network sees it, so the blend needs ``input_transform: depth`` (track and input
+    at one reference depth); with another transform the track stays the network's.
+    """
+    if s["input_transform"].get("kind") != "depth":
+        log.info("blend: input_transform %s is not 'depth': the track is the network's alone", s["input_transform"])
+        return None
+    interval, pad = s["interval"], s["pad"]
+    tiles = fixed_tiles(pairs, val, interval)
+    model = model.to(device)
+
+    def forward(m: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        track, _, tgt = forward_batch(m, batch, s, device, dtype)
+        x = transform_input(tgt["noisy"], s["input_transform"])
+        return track, x, tgt
+
+    depths = [row.get("cut_sites_per_mb") for row in profile.get("pairs", [])]
+    per_pair = []
+    for i, p in enumerate(pairs):
+        own = tiles[tiles["pair"] == i]
+        if own.size == 0:
+            continue
+        loader = _loader(WindowSet(pairs, own, interval, pad), s["val_batch_size"] or s["batch_size"], workers, device)
+        depth = depths[i] if i < len(depths) else None
+        per_pair.append({"name": p.name, "cut_sites_per_mb": depth, "sums": pair_sums(model, loader, forward, device)})
+    return fit_blend(per_pair)
 
 
 def f1_metrics(probs: np.ndarray, labels: np.ndarray, fixed: float, curve=None) -> tuple[float, float, float]:
@@ -1170,6 +1214,8 @@ def _train(
         )
         # the val_f1 cut is chosen on the probabilities inference will write: the calibrated ones when calibrated
         threshold = chosen_threshold(s["threshold"], calibrated or best["metrics"])
+        profile = training_profile(pairs)  # what inference compares a sample with (model/fitness.py)
+        blend = fit_pairs_blend(best_model, pairs, val, s, dev, dtype, workers, profile) if s["blend"] else None
         save_model(
             out_dir / "model.pt",
             best_model,
@@ -1184,6 +1230,7 @@ def _train(
                 "settings": {**hparams, **{k: v for k, v in s.items() if not k.startswith("_")}},
                 "threshold_source": "val_f1" if s["threshold"] == "val_f1" else "setting",
                 **({"calibration": calibration} if calibration else {}),
+                **({"blend": blend} if blend else {}),
                 "datasets": [
                     {"path": str(p.path), **{k: p.meta.get(k) for k in ("sample", "cell_type", "depth", "rep")}}
                     for p in pairs
@@ -1192,7 +1239,7 @@ def _train(
                 "trained_cell_types": sorted({str(p.meta["cell_type"]) for p in pairs if p.meta.get("cell_type")}),
                 "val_regions": [str(r) for r in val],
                 "holdout_regions": [str(r) for r in holdout],
-                PROFILE_KEY: training_profile(pairs),  # what inference compares a sample with (model/fitness.py)
+                PROFILE_KEY: profile,
             },
         )
         _write_history(out_dir / "history.tsv", history)
