@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from atacdenoise import cli
 from atacdenoise.io.genome import Region
 from atacdenoise.model.blend import (
     GRID_STEPS,
@@ -131,7 +132,7 @@ def _perfect_input_dataset(path):
     return path
 
 
-def test_training_fits_the_blend_per_pair_and_stores_it(tmp_path):
+def test_training_fits_the_blend_per_pair_and_stores_it(tmp_path, capsys):
     pairs = [open_dataset(make_training_dataset(tmp_path / "a")), open_dataset(_perfect_input_dataset(tmp_path / "b"))]
     train(pairs, VAL, HOLDOUT, {**TINY_TRAINING, "epochs": 2}, tmp_path / "m")
     _, meta = load_model(tmp_path / "m" / "model.pt")
@@ -140,6 +141,9 @@ def test_training_fits_the_blend_per_pair_and_stores_it(tmp_path):
     assert perfect["alpha"] == 0.0 and perfect["pearson_input"] == pytest.approx(1.0)
     assert perfect["cut_sites_per_mb"] > rows["T/8x.rep1"]["cut_sites_per_mb"]  # the clean track is deeper
     assert meta["blend"]["alpha"] == sorted(meta["blend"]["alpha"], reverse=True)
+    assert cli.main(["model-info", "-q", "--model", str(tmp_path / "m" / "model.pt")]) == 0
+    shown = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())["blend"]
+    assert "P/deep.rep1" in shown and "network weight 0.00" in shown
     for row in rows.values():
         assert row["pearson_blend"] >= max(row["pearson_model"], row["pearson_input"]) - 1e-12
     # off: no blend stored; the reference recipe leaves it off

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_file_rows(meta: dict) -> dict:
-    """Rows about a trained model file: epoch, threshold and its source, calibration (``none`` without one)."""
+    """Rows about a trained model file: epoch, threshold and its source, calibration, the track blend by depth."""
     rows = {
         "epoch": meta.get("epoch"),
         "threshold": meta.get("threshold"),
@@ -45,11 +45,20 @@ def _model_file_rows(meta: dict) -> dict:
     calibration = meta.get("calibration")
     if not calibration:
         rows["calibration"] = "none (peak probability = sigmoid of the logits, T = 1)"
-        return rows
-    rows["calibration"] = calibration.get("method")
-    for key in CALIBRATION_KEYS:
-        if key in calibration:
-            rows[f"calibration_{key}"] = calibration[key]
+    else:
+        rows["calibration"] = calibration.get("method")
+        for key in CALIBRATION_KEYS:
+            if key in calibration:
+                rows[f"calibration_{key}"] = calibration[key]
+    blend = meta.get("blend")
+    rows["blend"] = (
+        "none (the track is the network's)"
+        if not blend
+        else "; ".join(
+            f"{p['name']}: {p['cut_sites_per_mb']:.4g} cut sites/Mb -> network weight {p['alpha_monotone']:.2f}"
+            for p in blend["pairs"]
+        )
+    )
     return rows
 
 
