@@ -271,3 +271,48 @@ def test_real_chromosome_names_pass_the_schema():
     assert [n for n in names if not chrom.match(n)] == []
     for bad in ("-h", "..", "chr1;x", "chr 1", "chr1=2", "$(x)", "a/b", "'chr1'"):
         assert not chrom.match(bad), bad
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "three"])
+def test_model_ensemble_must_be_a_positive_integer(tmp_path, value):
+    res = _dry_run(_workdir(tmp_path, lambda c: c["model"].update(ensemble=value)))
+    assert res.returncode != 0
+    assert "ensemble" in res.stdout + res.stderr
+
+
+def test_model_ensemble_defaults_to_one_model_and_k_plans_members_with_derived_seeds(tmp_path):
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["model"]["properties"]["ensemble"]["default"] == 1
+    (tmp_path / "one").mkdir()
+    (tmp_path / "three").mkdir()
+    one = subprocess.run(
+        [*_dry_run_cmd(_workdir(tmp_path / "one")), "-p"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "train_member" not in one.stdout and ".spread.bw" not in one.stdout
+    assert "atacdenoise infer --model results/models/demo/model.pt --input" in one.stdout  # as before the option
+    three = subprocess.run(
+        [*_dry_run_cmd(_workdir(tmp_path / "three", lambda c: c["model"].update(ensemble=3))), "-p"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert three.returncode == 0, three.stdout + three.stderr
+    out = three.stdout
+    members = (
+        "results/models/demo/model.pt results/models/demo/members/2/model.pt results/models/demo/members/3/model.pt"
+    )
+    assert f"atacdenoise infer --model {members} --input" in out
+    assert '"seed": 1002' in out and '"seed": 1003' in out and "--out-dir results/models/demo/members/3" in out
+    assert "results/denoised/demo/HSC/given.rep1.spread.bw" in out
+
+
+def test_model_ensemble_with_a_pretrained_model_is_refused(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"a model file")
+    res = _dry_run(_workdir(tmp_path, lambda c: c["model"].update(ensemble=2, pretrained=str(tmp_path / "model.pt"))))
+    assert res.returncode != 0
+    assert "model.ensemble is 2 but model.pretrained is set" in res.stdout + res.stderr
+
+
+def _dry_run_cmd(workdir: Path) -> list[str]:
+    return ["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-n", "--cores", "1"]

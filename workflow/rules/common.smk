@@ -112,6 +112,13 @@ MODEL = config["model"]["name"]
 DEPTHS = [str(d) for d in config["depths"]]
 CELLS = [f"c{n}" for n in config["cells"]]
 REPS = [str(r) for r in range(1, config["replicates"] + 1)]
+#: models of the ensemble (model.ensemble): 1 = a single model, the default
+ENSEMBLE = config["model"]["ensemble"]
+if ENSEMBLE > 1 and config["model"]["pretrained"]:
+    raise WorkflowError(
+        f"config model.ensemble is {ENSEMBLE} but model.pretrained is set: the ensemble trains its members here; "
+        "set model.ensemble to 1 to apply a pretrained model, or remove model.pretrained"
+    )
 
 
 # Names are folder names: never '.', '..' or a leading '-' (atacdenoise.checks.SAFE_NAME), never a '/'.
@@ -121,6 +128,7 @@ wildcard_constraints:
     rep=r"\d+",
     caller="bdgpeakcall|callpeak",
     model="[A-Za-z0-9_][A-Za-z0-9._-]*",
+    member=r"[2-9]|[1-9]\d+",
 
 
 def sample_row(wildcards):
@@ -209,12 +217,36 @@ def model_path(wildcards=None):
     return config["model"]["pretrained"] or f"results/models/{MODEL}/model.pt"
 
 
-def model_settings():
-    """The JSON settings handed to `atacdenoise train`: preset + architecture + training keys + seed."""
+def model_settings(seed=None):
+    """The JSON settings handed to `atacdenoise train`: preset + architecture + training keys + seed (default: `seed`)."""
     m = config["model"]
-    return json.dumps(
-        {"preset": m["preset"], **m["architecture"], **m["training"], "seed": config["seed"]}, sort_keys=True
-    )
+    seed = config["seed"] if seed is None else seed
+    return json.dumps({"preset": m["preset"], **m["architecture"], **m["training"], "seed": seed}, sort_keys=True)
+
+
+def member_seed(k):
+    """Training seed of ensemble member k (1-based): member 1 is the single model (`seed`), member k >= 2 `seed` × 1000 + k."""
+    return config["seed"] if k == 1 else config["seed"] * 1000 + k
+
+
+def member_settings(wildcards):
+    """`atacdenoise train --settings` of ensemble member {member} (>= 2): the model's settings, its own seed."""
+    return model_settings(member_seed(int(wildcards.member)))
+
+
+def infer_models(wildcards=None):
+    """The model file(s) inference applies: model.pt alone, or with model.ensemble K > 1 member 1 (the same
+    model.pt) and members 2..K (results/models/{model}/members/{k}/model.pt)."""
+    if ENSEMBLE == 1:
+        return model_path()
+    return [model_path()] + [f"results/models/{MODEL}/members/{k}/model.pt" for k in range(2, ENSEMBLE + 1)]
+
+
+def ensemble_outputs():
+    """The infer rule's extra output with model.ensemble K > 1: the per-base spread bigWig (none for K = 1)."""
+    if ENSEMBLE == 1:
+        return {}
+    return {"spread": "results/denoised/{model}/{sample}/{depth}.rep{rep}.spread.bw"}
 
 
 def region_args(key):
@@ -257,6 +289,7 @@ def all_targets():
     for s in SAMPLES.index:
         for d, r in noisy_targets(s):
             targets += [denoised(s, d, r, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak", "fitness.tsv")]
+            targets += [denoised(s, d, r, "spread.bw")] if ENSEMBLE > 1 else []
     if reference_samples():
         targets += benchmark_targets()
     targets += qc_targets()
@@ -304,10 +337,9 @@ def baseline_inputs(wildcards):
 
 
 def denoised_inputs(wildcards):
-    return [
-        denoised(wildcards.sample, wildcards.depth, wildcards.rep, x)
-        for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak")
-    ]
+    """The denoised outputs the benchmark reads (with an ensemble, the spread too)."""
+    names = ("track.bw", "peakprob.bw", "peaks.narrowPeak") + (("spread.bw",) if ENSEMBLE > 1 else ())
+    return [denoised(wildcards.sample, wildcards.depth, wildcards.rep, x) for x in names]
 
 
 def bench(model, *parts):

@@ -36,13 +36,48 @@ rule train:
         " --gpus {params.gpus} --threads {threads} 2> {log:q}"
 
 
+# Ensemble members 2..K (model.ensemble; member 1 is model.pt above): the same training with seed x 1000 + k.
+rule train_member:
+    input:
+        datasets=lambda w: [f"results/dataset/{s}/{d}.rep{r}" for s, d, r in training_pairs()],
+        clean=lambda w: sorted({f"results/dataset/{s}/clean" for s, _, _ in training_pairs()}),
+        sizes=config["genome"]["sizes"],
+    output:
+        model="results/models/{model}/members/{member}/model.pt",
+        history="results/models/{model}/members/{member}/history.tsv",
+    log:
+        "results/logs/train/{model}.member{member}.log",
+    benchmark:
+        "results/benchmarks/train/{model}.member{member}.tsv"
+    conda:
+        "../../envs/atacdenoise.yaml"
+    threads: config["model"]["threads"]
+    resources:
+        gpu=config["model"]["gpus"],
+        mem_mb=16000,
+        runtime=24 * 60,
+    params:
+        settings=member_settings,
+        val=region_args("val_chroms"),
+        holdout=region_args("holdout_chroms"),
+        out_dir="results/models/{model}/members/{member}",
+        gpus=config["model"]["gpus"],
+    shell:
+        "atacdenoise train --datasets {input.datasets:q} --sizes {input.sizes:q} --val {params.val}"
+        " --holdout {params.holdout} --settings {params.settings:q} --out-dir {params.out_dir:q}"
+        " --gpus {params.gpus} --threads {threads} 2> {log:q}"
+
+
+# With model.ensemble K > 1 the input is the K members' model files (`--model A B C`, the same shell text)
+# and the per-base spread bigWig is a fifth output.
 rule infer:
     input:
-        model=model_path,
+        model=infer_models,
         bw="results/coverage/{sample}/{depth}.rep{rep}.bw",
         sizes=config["genome"]["sizes"],
         regions=target_input(),
     output:
+        **ensemble_outputs(),
         track="results/denoised/{model}/{sample}/{depth}.rep{rep}.track.bw",
         prob="results/denoised/{model}/{sample}/{depth}.rep{rep}.peakprob.bw",
         peaks="results/denoised/{model}/{sample}/{depth}.rep{rep}.peaks.narrowPeak",

@@ -19,6 +19,15 @@ grow with the genome. Writes, each atomically:
   share of signal in the training peaks, fragment lengths; ``ok``, ``outside`` or
   ``unknown`` per metric, a warning in the log for each ``outside``).
 
+With several ``--model`` files (an ensemble of K models trained alike with other seeds, config
+``model.ensemble``) the track and the probability are the members' means, and two things are added:
+
+* ``PREFIX.spread.bw``: per base, the standard deviation (ddof 0, so within [0, 0.5]) of the K
+  members' calibrated peak probabilities, at the probability's precision, with its sidecar;
+* the narrowPeak's ``score`` column (0-1000) becomes each peak's confidence,
+  ``round(1000 · (1 - 2 · mean spread over the peak))``, instead of 1000 x its maximum probability
+  (which stays in the ``signal`` column).
+
 The coverage must be made with the model's preprocessing (smoothing, Tn5 shifts,
 CPM): its sidecar ``X.bw.json`` is checked against the model and a mismatch is an
 error (a bigWig without a sidecar is accepted with a warning).
@@ -41,7 +50,15 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``atacdenoise infer``."""
-    parser.add_argument("--model", required=True, type=Path, help="trained model file (model.pt)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=Path,
+        nargs="+",
+        action="extend",
+        help="trained model file (model.pt); several (--model A B C, or --model repeated) denoise with their ensemble: "
+        "mean track and probability, PREFIX.spread.bw and a per-peak confidence as the narrowPeak score",
+    )
     parser.add_argument("--input", required=True, type=Path, help="noisy coverage bigWig (with its X.bw.json sidecar)")
     parser.add_argument("--sizes", required=True, type=Path, help="chromosome sizes of the genome")
     parser.add_argument(
@@ -104,10 +121,13 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Denoise the input bigWig into the three outputs and compare it with the model's training data."""
     _check_args(args)
-    for out in [*output_paths(args.out_prefix).values(), fitness_path(args.out_prefix)]:
+    if len(set(args.model)) != len(args.model):
+        names = [str(m) for m in args.model]
+        raise InputError(f"--model: {names} names a file twice; an ensemble needs distinct models")
+    for out in [*output_paths(args.out_prefix, ensemble=len(args.model) > 1).values(), fitness_path(args.out_prefix)]:
         check_writable(out)
     denoise_bigwig(
-        args.model,
+        args.model if len(args.model) > 1 else args.model[0],
         args.input,
         args.sizes,
         args.out_prefix,

@@ -11,6 +11,8 @@ track's maximum, so at the model's threshold the output equals inference's
 ``PREFIX.peaks.narrowPeak``; without it, at the probability's maximum.
 Without ``--track``, peaks are called from the runs (or bases) at or above the threshold,
 selected as the blocks are decoded; with it, or past MAX_RUNS of those, per base in windows.
+For an ensemble's outputs add ``--spread PREFIX.spread.bw``: the score column is then each peak's
+confidence, as inference writes it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--track", type=Path, default=None, help="denoised bigWig (PREFIX.track.bw): summits at its maximum, as infer"
     )
+    parser.add_argument(
+        "--spread",
+        type=Path,
+        default=None,
+        help="an ensemble's PREFIX.spread.bw: the score column is each peak's confidence, as infer writes it",
+    )
     parser.add_argument("--min-length", type=int, default=MIN_LENGTH, help="drop peaks shorter than this (bp)")
     parser.add_argument("--max-gap", type=int, default=MAX_GAP, help="merge peaks separated by at most this many bases")
     parser.add_argument("--chroms", nargs="+", default=None, help="only these chromosomes (default: all in the bigWig)")
@@ -59,7 +67,14 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args)
     check_writable(args.out)
     peaks = threshold_bigwig(
-        args.prob, args.threshold, args.track, args.chroms, args.min_length, args.max_gap, threads=args.threads
+        args.prob,
+        args.threshold,
+        args.track,
+        args.chroms,
+        args.min_length,
+        args.max_gap,
+        threads=args.threads,
+        spread_path=args.spread,
     )
     write_narrowpeak(peaks, args.out)
     log.info("%s: %d peaks at probability >= %g -> %s", args.prob, len(peaks), args.threshold, args.out)

@@ -26,6 +26,14 @@ metric region value`` (the metric definitions are in
   peak caller on the peak probability at a fixed cut (0.5), made here over the
   evaluated regions.
 
+- for an ensemble (the peakprob sidecar lists its ``ensemble`` members, and
+  ``PREFIX.spread.bw`` holds the per-base spread), method ``model`` also gets
+  the error in the most and least uncertain tenth of the bases by spread
+  (:class:`atacdenoise.evaluate.metrics.SpreadDeciles`): ``abs_error`` (mean
+  |denoised track - clean|) and ``call_error`` (share of bases whose peak call
+  differs from the clean label) over all bases, and with suffixes ``_top10``
+  (most uncertain) and ``_bottom10`` (least uncertain). A single model has none.
+
 Classification metrics are under region ``all``.
 """
 
@@ -42,6 +50,7 @@ import pandas as pd
 from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError, require_file
 from atacdenoise.evaluate.metrics import (
+    SPREAD_METRICS,
     Benchmark,
     Method,
     evaluated_intervals,
@@ -54,6 +63,7 @@ from atacdenoise.evaluate.metrics import (
 from atacdenoise.io.bigwig import BigWigSource
 from atacdenoise.io.genome import Region, parse_region
 from atacdenoise.io.intervals import read_bed, read_narrowpeak
+from atacdenoise.io.sidecar import read_sidecar
 from atacdenoise.log import progress
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
@@ -123,6 +133,7 @@ def _window(
         for k, s in sources.items()
         if with_scores or k in ("clean", "noisy", "model.track")
     }
+    spread = read.pop("model.spread", None)
     tracks = {"noisy": read["noisy"]}
     if "model.track" in read:
         tracks["model"] = read["model.track"]
@@ -134,7 +145,15 @@ def _window(
         if "model.prob" in read:
             out["scores"]["model"] = read["model.prob"]
         out["calls"] = {name: paint_window(peaks.get(w.chrom), w.start, w.end)[keep] for name, peaks in called.items()}
+        if spread is not None:
+            out["spread"] = spread
     return out
+
+
+def is_ensemble(prob_bw: Path) -> bool:
+    """Tell whether a denoised probability bigWig was written by an ensemble (its sidecar lists the members)."""
+    sidecar = read_sidecar(prob_bw)
+    return bool(sidecar and len((sidecar.get("ensemble") or {}).get("members", [])) > 1)
 
 
 _METRIC_ORDER = [
@@ -152,6 +171,7 @@ _METRIC_ORDER = [
     "jaccard",
     "peak_recall",
     "peak_precision",
+    *SPREAD_METRICS,
 ]
 
 
@@ -255,8 +275,11 @@ def benchmark_track(
         fixed = f"model_t{fixed_threshold:g}"
         called[fixed] = calls_at(sources["model.prob"], sources["model.track"], regions, fixed_threshold, window_bp)
         methods.append(Method(fixed, calls=True))
+        if is_ensemble(prob_bw):
+            spread_bw = require_file(Path(prefix + ".spread.bw"), "ensemble spread bigWig (atacdenoise infer)")
+            sources["model.spread"] = BigWigSource(spread_bw, sizes, chroms)
 
-    bench = Benchmark(methods)
+    bench = Benchmark(methods, spread="model.spread" in sources)
     windows = region_windows(regions, window_bp)
     log.info(
         "evaluating %s on %d bp in %d window(s)", [m.name for m in methods], sum(len(r) for r in regions), len(windows)

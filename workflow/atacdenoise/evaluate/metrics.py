@@ -424,6 +424,90 @@ class Confusion:
         ]
 
 
+# --------------------------------------------------------------------------- ensemble spread vs error
+
+#: bins of the spread (sd of an ensemble's probabilities, in [0, 0.5]) when ranking bases by it: bases in one
+#: bin (0.5 / 65536 ~ 7.6e-6 wide) count as tied
+SPREAD_BINS = 1 << 16
+#: share of the bases in the "most" and "least uncertain" tails of :class:`SpreadDeciles`
+UNCERTAIN_FRACTION = 0.1
+#: the metrics of :class:`SpreadDeciles` (method ``model``, region ``all``; only for ensembles)
+SPREAD_METRICS = (
+    "abs_error",
+    "abs_error_top10",
+    "abs_error_bottom10",
+    "call_error",
+    "call_error_top10",
+    "call_error_bottom10",
+)
+
+
+def tail_weights(count: np.ndarray, fraction: float, top: bool) -> np.ndarray:
+    """Weight in [0, 1] of each bin in the tail holding ``fraction`` of the bases (by bin order).
+
+    ``count: int[n_bins]`` bases per bin, bins ordered by increasing value; ``top`` takes the tail of the
+    highest bins. Bins wholly inside the tail weigh 1, the bin that crosses the boundary the share of its
+    bases needed to reach ``fraction`` (its bases are ties), the others 0.
+    """
+    count = np.asarray(count, dtype=np.float64)
+    order = count[::-1] if top else count
+    need = fraction * count.sum()
+    before = np.cumsum(order) - order  # bases in the bins ahead of each bin
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(order > 0, np.clip((need - before) / order, 0.0, 1.0), 0.0)
+    return w[::-1] if top else w
+
+
+@dataclass
+class SpreadDeciles:
+    """Does the ensemble's spread predict its error? Errors in the most and least uncertain tenth of the bases.
+
+    The bases are ranked by the spread (``PREFIX.spread.bw``, binned into :data:`SPREAD_BINS` over [0, 0.5]);
+    the top tenth (most uncertain) and the bottom tenth (least uncertain) are compared with the whole by
+    ``abs_error``, the mean |denoised track - clean track|, and ``call_error``, the share of bases whose
+    peak call (the narrowPeak, painted) differs from the clean label. Accumulated window by window in
+    three histograms, so the holdout is never held whole.
+    """
+
+    n_bins: int = SPREAD_BINS
+    count: np.ndarray = field(init=False)
+    abs_error: np.ndarray = field(init=False)
+    call_error: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.count = np.zeros(self.n_bins, dtype=np.int64)
+        self.abs_error = np.zeros(self.n_bins)
+        self.call_error = np.zeros(self.n_bins)
+
+    def add(
+        self, spread: np.ndarray, track: np.ndarray, clean: np.ndarray, calls: np.ndarray, labels: np.ndarray
+    ) -> None:
+        """Add ``n`` evaluated bases: ``spread, track, clean: float[n]``, ``calls, labels: bool[n]``."""
+        s = np.nan_to_num(np.asarray(spread, dtype=np.float64))
+        b = np.clip((s * (2 * self.n_bins)).astype(np.int64), 0, self.n_bins - 1)
+        err = np.abs(np.asarray(track, dtype=np.float64) - np.asarray(clean, dtype=np.float64))
+        wrong = (np.asarray(calls, dtype=bool) != np.asarray(labels, dtype=bool)).astype(np.float64)
+        self.count += np.bincount(b, minlength=self.n_bins)
+        self.abs_error += np.bincount(b, weights=err, minlength=self.n_bins)
+        self.call_error += np.bincount(b, weights=wrong, minlength=self.n_bins)
+
+    def results(self, fraction: float = UNCERTAIN_FRACTION) -> list[tuple[str, float]]:
+        """``(metric, value)`` for :data:`SPREAD_METRICS` (NaN, with a warning, when no base was added)."""
+        n = int(self.count.sum())
+        if n == 0:
+            return [(m, _undefined(f"{m} by spread", "no base evaluated")) for m in SPREAD_METRICS]
+        rows = [("abs_error", self.abs_error.sum() / n)]
+        tails = {f"top{round(100 * fraction)}": True, f"bottom{round(100 * fraction)}": False}
+        for name, top in tails.items():
+            w = tail_weights(self.count, fraction, top)
+            rows.append((f"abs_error_{name}", float((w * self.abs_error).sum() / (w * self.count).sum())))
+        rows.append(("call_error", self.call_error.sum() / n))
+        for name, top in tails.items():
+            w = tail_weights(self.count, fraction, top)
+            rows.append((f"call_error_{name}", float((w * self.call_error).sum() / (w * self.count).sum())))
+        return rows
+
+
 # --------------------------------------------------------------------------- calibration
 
 #: equal-width probability bins over [0, 1] of the expected calibration error and the reliability diagram
@@ -669,6 +753,9 @@ class Benchmark:
     scores: dict[str, CountTable] = field(init=False)
     calls: dict[str, Confusion] = field(init=False)
     reliability: dict[str, Reliability] = field(init=False)
+    #: an ensemble's spread vs the error of method ``model`` (set ``spread=True``; needs its track and calls)
+    spread: bool = False
+    deciles: SpreadDeciles | None = field(init=False)
     n_bases: int = 0
     n_positive: int = 0
 
@@ -677,6 +764,7 @@ class Benchmark:
         self.scores = {m.name: CountTable() for m in self.methods if m.scores}
         self.calls = {m.name: Confusion() for m in self.methods if m.calls}
         self.reliability = {m.name: Reliability() for m in self.methods if m.scores and m.probability}
+        self.deciles = SpreadDeciles() if self.spread else None
 
     @property
     def needs_ranks(self) -> bool:
@@ -690,8 +778,12 @@ class Benchmark:
         tracks: dict[str, np.ndarray],
         scores: dict[str, np.ndarray],
         calls: dict[str, np.ndarray],
+        spread: np.ndarray | None = None,
     ) -> None:
-        """Pass 1. ``clean: float[n]``, ``labels: bool[n]``; dicts keyed by method name, arrays of n bases."""
+        """Pass 1. ``clean: float[n]``, ``labels: bool[n]``; dicts keyed by method name, arrays of n bases.
+
+        ``spread: float[n]`` is the ensemble's spread (needed when built with ``spread=True``).
+        """
         self.n_bases += labels.size
         self.n_positive += int(np.count_nonzero(labels))
         for name, acc in self.tracks.items():
@@ -702,6 +794,10 @@ class Benchmark:
             acc.add(calls[name], labels)
         for name, acc in self.reliability.items():
             acc.add(scores[name], labels)
+        if self.deciles is not None:
+            if spread is None:
+                raise ValueError("Benchmark(spread=True) needs the spread of every window")
+            self.deciles.add(spread, tracks["model"], clean, calls["model"], labels)
 
     def add_ranks(self, clean: np.ndarray, labels: np.ndarray, tracks: dict[str, np.ndarray]) -> None:
         """Pass 2 (Spearman): the same windows as :meth:`add`."""
@@ -735,6 +831,8 @@ class Benchmark:
                 rows.append((m.name, "ece", "all", self.reliability[m.name].ece(f"ECE of {m.name}")))
             if m.name in self.calls:
                 rows += [(m.name, metric, "all", v) for metric, v in self.calls[m.name].results(m.name)]
+            if m.name == "model" and self.deciles is not None:
+                rows += [(m.name, metric, "all", v) for metric, v in self.deciles.results()]
         return pd.DataFrame(rows, columns=["method", "metric", "region", "value"])
 
     def pr_curves(self, max_points: int = 1000) -> dict[str, np.ndarray]:

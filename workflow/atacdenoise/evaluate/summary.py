@@ -24,13 +24,29 @@ import pandas as pd
 from atacdenoise.errors import InputError
 from atacdenoise.evaluate.benchmark import read_metrics
 from atacdenoise.evaluate.effective_depth import effective_depths, numeric_depth
+from atacdenoise.evaluate.metrics import SPREAD_METRICS
 
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = ["noisy", "macs3_bdgpeakcall", "macs3_callpeak", "model"]
 
 
-HEADLINE = ["pearson", "spearman", "mse", "mse_scaled", "auroc", "auprc", "ece", "f1", "peak_recall", "peak_precision"]
+HEADLINE = [
+    "pearson",
+    "spearman",
+    "mse",
+    "mse_scaled",
+    "auroc",
+    "auprc",
+    "ece",
+    "f1",
+    "peak_recall",
+    "peak_precision",
+    *SPREAD_METRICS,
+]
+#: columns of the model's error in the most / least uncertain tenth of bases: always present when the model is
+#: scored, empty (NaN) unless it is an ensemble (model.ensemble > 1)
+SPREAD_COLUMNS = [f"model_{m}" for m in SPREAD_METRICS]
 
 #: the ``cell_type`` and ``seen`` labels of the gap rows of :func:`summarise_cell_types`
 GAP_CELL_TYPE, GAP_SEEN = "seen - unseen", "gap"
@@ -67,6 +83,8 @@ def summarise(metrics: pd.DataFrame, effective: pd.DataFrame | None = None, by: 
     means["column"] = means["method"] + "_" + means["metric"]
     wide = means.pivot(index=keys, columns="column", values="value")
     methods = list(dict.fromkeys(METHOD_ORDER + list(metrics["method"].unique())))
+    if "model_pearson" in wide.columns or "model_auprc" in wide.columns:
+        wide = wide.reindex(columns=[*wide.columns, *(c for c in SPREAD_COLUMNS if c not in wide.columns)])
     order = [f"{m}_{k}" for m in methods for k in HEADLINE if f"{m}_{k}" in wide.columns]
     wide = wide[order]
     if by == "sample":

@@ -25,6 +25,12 @@ values, whichever deflates smaller (runs of a few equal values deflate to a few 
 zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called on the rounded values, so they are what
 ``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores the model's outputs unchanged.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
+
+Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's
+:class:`TileRunner` (its own calibration and input scale) on the same windows, read once, and
+:func:`ensemble_stats` combines one chunk at a time into the mean track, the mean probability and the
+spread (population sd of the members' probabilities), written to ``PREFIX.spread.bw``; the peaks'
+score column becomes their confidence (:func:`atacdenoise.peaks.threshold.peak_confidence`).
 """
 
 from __future__ import annotations
@@ -123,10 +129,10 @@ def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tupl
     raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
 
 
-def precision_sidecars(precision: str) -> dict[str, dict]:
-    """Return what the sidecars of the two bigWigs record about their values, per output key."""
+def precision_sidecars(precision: str, ensemble: bool = False) -> dict[str, dict]:
+    """Return what the sidecars of the bigWigs record about their values, per output key (with ``ensemble``: three)."""
     compact = precision == "compact"
-    return {
+    out = {
         "track": {
             "content": "denoised coverage",
             "precision": precision,
@@ -142,6 +148,14 @@ def precision_sidecars(precision: str) -> dict[str, dict]:
             "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
         },
     }
+    if ensemble:
+        out["track"]["content"] = "denoised coverage, mean of the ensemble's members"
+        out["peakprob"]["content"] = "peak probability, mean of the ensemble's members' calibrated probabilities"
+        out["spread"] = {
+            **out["peakprob"],
+            "content": "spread: standard deviation (ddof 0) of the ensemble's members' calibrated peak probabilities",
+        }
+    return out
 
 
 # --------------------------------------------------------------------------- tiling
@@ -394,14 +408,19 @@ class TileRunner:
         self.stats.chunks += 1
         return track_np, prob_np
 
-    def run_chromosome(self, read: Reader, length: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def run_chromosome(
+        self, read: Reader, length: int, forward: Callable[[torch.Tensor, int], tuple] | None = None
+    ) -> Iterator[tuple]:
         """Denoise one chromosome chunk by chunk, in order.
 
         ``read(lo, hi)`` is called once per chunk, for at most
         ``batch_size·interval + 2·pad`` bases, in a background thread one chunk
         ahead of the model. Yields ``(start, track float32[n], prob float32[n])``
-        for consecutive chunks that together cover ``[0, length)``.
+        for consecutive chunks that together cover ``[0, length)``; with ``forward``
+        (``(windows, n_bases) -> outputs``, e.g. :meth:`EnsembleRunner.forward`) instead of
+        :meth:`forward`, ``(start, *outputs)``.
         """
+        forward = forward or self.forward
         chunks = plan_chunks(length, self.interval, self.batch_size)
         buffers = [self.new_buffer(), self.new_buffer()]  # one being filled while the other is computed
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
@@ -412,17 +431,73 @@ class TileRunner:
                     pending = pool.submit(self.prepare, read, *chunks[i + 1], length, buffers[(i + 1) % 2])
                 # forward() ends with a synchronous copy back, so the buffer it read is free
                 # again before the prefetch thread refills it (two chunks later)
-                track, prob = self.forward(windows, end - start)
-                yield start, track, prob
+                yield start, *forward(windows, end - start)
 
 
-def output_paths(prefix: str) -> dict[str, Path]:
-    """Return the paths of the three outputs of ``--out-prefix``."""
-    return {
+def ensemble_stats(tracks: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Combine K members' outputs of the same bases: (mean track, mean probability, spread), float32[n] each.
+
+    ``tracks``, ``probs``: float[K, n], one row per member (``probs`` calibrated, in [0, 1]). The spread is
+    the population standard deviation (ddof 0) of the members' probabilities, so it lies in [0, 0.5] for any
+    K (0.5: half the members say 0, half say 1); computed in float64, returned as float32.
+    """
+    tracks = np.asarray(tracks, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if tracks.ndim != 2 or tracks.shape != probs.shape:
+        raise ValueError(f"expected tracks and probs of one shape [K, n], got {tracks.shape} and {probs.shape}")
+    mean = (tracks.mean(axis=0), probs.mean(axis=0), probs.std(axis=0))
+    return mean[0].astype(np.float32), mean[1].astype(np.float32), mean[2].astype(np.float32)
+
+
+class EnsembleRunner:
+    """Runs K members (one :class:`TileRunner` each) on the same tiles and averages them chunk by chunk.
+
+    Every member reads the same windows (read once, by the first runner's prefetch thread) through its own
+    input transform and calibration; only one chunk of K members' outputs is held at a time
+    (:func:`ensemble_stats`). The members must share the tile geometry (``interval``, ``pad``,
+    ``batch_size``).
+    """
+
+    def __init__(self, runners: list[TileRunner]):
+        if not runners:
+            raise ValueError("an ensemble needs at least one member")
+        first = runners[0]
+        for r in runners[1:]:
+            if (r.interval, r.pad, r.batch_size) != (first.interval, first.pad, first.batch_size):
+                raise ValueError("ensemble members must share interval, pad and batch_size")
+        self.runners = runners
+        self.interval, self.pad, self.batch_size = first.interval, first.pad, first.batch_size
+
+    @property
+    def stats(self) -> RunStats:
+        """The members' run statistics summed (bases and tiles counted once, model time of all members)."""
+        s = self.runners[0].stats
+        out = RunStats(s.tiles, s.bases, s.chunks)
+        for r in self.runners:
+            out.compute_s += r.stats.compute_s
+            out.gpu_events += r.stats.gpu_events
+        return out
+
+    def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean track, mean probability, spread), float32[n_bases] each, of one chunk's windows."""
+        outs = [r.forward(windows, n_bases) for r in self.runners]
+        return ensemble_stats(np.stack([t for t, _ in outs]), np.stack([p for _, p in outs]))
+
+    def run_chromosome(self, read: Reader, length: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """As :meth:`TileRunner.run_chromosome`, yielding ``(start, track, prob, spread)``."""
+        return self.runners[0].run_chromosome(read, length, forward=self.forward)
+
+
+def output_paths(prefix: str, ensemble: bool = False) -> dict[str, Path]:
+    """Return the paths of the outputs of ``--out-prefix``: three, four with an ensemble (``PREFIX.spread.bw``)."""
+    paths = {
         "track": Path(f"{prefix}.track.bw"),
         "peakprob": Path(f"{prefix}.peakprob.bw"),
         "peaks": Path(f"{prefix}.peaks.narrowPeak"),
     }
+    if ensemble:
+        paths["spread"] = Path(f"{prefix}.spread.bw")
+    return paths
 
 
 def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
@@ -434,7 +509,7 @@ def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
 
 
 def denoise_genome(
-    runner: TileRunner,
+    runner: TileRunner | EnsembleRunner,
     input_path: Path,
     sizes: dict[str, int],
     paths: dict[str, Path],
@@ -452,8 +527,10 @@ def denoise_genome(
     the model computes the next chunk. With ``target`` regions only they are
     denoised (each as its own stretch; the outputs are empty elsewhere). Both
     tracks are stored at ``precision`` (:func:`apply_precision`, on the writer
-    thread) and peaks are called on the stored values. The three
-    files appear together at the end, renamed from temporary names; on any error
+    thread) and peaks are called on the stored values. With an
+    :class:`EnsembleRunner` (``paths`` has ``spread``) the spread is written too (at the probability's
+    precision) and each peak's score column is its confidence (:func:`atacdenoise.peaks.threshold.peak_table`).
+    The files appear together at the end, renamed from temporary names; on any error
     none is left behind.
     """
     bw = open_bigwig(input_path)
@@ -467,7 +544,8 @@ def denoise_genome(
     compact = precision == "compact"
     writers = {
         key: TrackWriterProcess(tmp[key], sizes, first_zoom=first_zoom, smallest=compact)
-        for key in ("track", "peakprob")
+        for key in ("track", "peakprob", "spread")
+        if key in paths
     }
     tables: list[pd.DataFrame] = []
     try:
@@ -475,12 +553,21 @@ def denoise_genome(
             pending: list[Future] = []
 
             def hand_on(
-                chrom: str, offset: int, start: int, track: np.ndarray, prob: np.ndarray, peaks: PeakStream
+                chrom: str,
+                offset: int,
+                start: int,
+                track: np.ndarray,
+                prob: np.ndarray,
+                peaks: PeakStream,
+                spread: np.ndarray | None = None,
             ) -> None:
                 track, prob = apply_precision(track, prob, precision)
                 writers["track"].add(chrom, offset + start, track)
                 writers["peakprob"].add(chrom, offset + start, prob)
-                peaks.add(start, prob, track)
+                if spread is not None:
+                    _, spread = apply_precision(track, spread, precision)  # on the probability's scale
+                    writers["spread"].add(chrom, offset + start, spread)
+                peaks.add(start, prob, track, spread)
 
             for chrom, length in progress(sizes.items(), total=len(sizes), desc="denoise", unit="chrom"):
                 stretches = [(0, length)] if target is None else [r[1:] for r in target_stretches(target, chrom)]
@@ -490,8 +577,8 @@ def denoise_genome(
                     def read(lo: int, hi: int, chrom: str = chrom, offset: int = offset) -> np.ndarray:
                         return read_values(bw, chrom, offset + lo, offset + hi)
 
-                    for start, track, prob in runner.run_chromosome(read, end - offset):
-                        pending.append(pool.submit(hand_on, chrom, offset, start, track, prob, peaks))
+                    for start, track, prob, *spread in runner.run_chromosome(read, end - offset):
+                        pending.append(pool.submit(hand_on, chrom, offset, start, track, prob, peaks, *spread))
                         while len(pending) > 2:
                             pending.pop(0).result()
                     while pending:
@@ -572,7 +659,7 @@ def log_summary(runner: TileRunner, device: torch.device, wall: float, n_peaks: 
 
 
 def denoise_bigwig(
-    model_path: str | Path,
+    model_path: str | Path | list[str | Path],
     input_path: str | Path,
     sizes_path: str | Path,
     out_prefix: str | Path,
@@ -600,11 +687,21 @@ def denoise_bigwig(
     then ``PREFIX.fitness.tsv``, the input compared with the
     model's training data (:mod:`atacdenoise.model.fitness`, a warning per metric outside what the
     model saw). Returns the paths of the three (the table is at :func:`atacdenoise.model.fitness.fitness_path`).
+
+    ``model_path`` may be a list of K model files trained alike (an ensemble, config ``model.ensemble``):
+    with K > 1 the track and probability are the members' means, ``PREFIX.spread.bw`` is the standard
+    deviation of their calibrated probabilities (:func:`ensemble_stats`), the narrowPeak's score column is
+    each peak's confidence, the default threshold is the mean of the members' thresholds, and the fitness
+    is that of the first member (all share the training data). A list of one is the single-model route.
     """
     from atacdenoise.model.network import depth_scale, load_model, transform_input
 
     if precision not in PRECISIONS:
         raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    model_paths = list(model_path) if isinstance(model_path, list | tuple) else [model_path]
+    if not model_paths:
+        raise InputError("--model: give at least one model file")
+    ensemble = len(model_paths) > 1
     input_path = Path(input_path)
     header = read_chrom_sizes(sizes_path)
     genome = select_chroms(header)
@@ -613,7 +710,9 @@ def denoise_bigwig(
     sizes = restrict_sizes(sizes, target)
     check_bigwig(input_path, sizes)
     dev = select_device(device)
-    model, meta = load_model(model_path, map_location="cpu")
+    members = [load_model(path, map_location="cpu") for path in model_paths]
+    check_members(model_paths, [meta for _, meta in members])
+    model, meta = members[0]
     sidecar = read_sidecar(input_path)
     if sidecar is None:
         log.warning(
@@ -625,36 +724,45 @@ def denoise_bigwig(
         check_preprocessing(sidecar, meta.get("preprocessing", {}), str(input_path))
     fitness = assess_track(meta, input_path, sidecar, genome)  # is the model fit for this sample? (logged)
     interval, pad = int(interval or meta["window"]["interval"]), int(meta["window"]["pad"])
-    threshold = float(meta.get("threshold", 0.5)) if threshold is None else float(threshold)
+    if threshold is None:
+        threshold = float(np.mean([float(m.get("threshold", 0.5)) for _, m in members]))
+    threshold = float(threshold)
     check_context(model.receptive_field, pad)
     dtype = autocast_dtype(amp, dev)
     threads = threads or len(os.sched_getaffinity(0))
     if dev.type == "cpu":
         torch.set_num_threads(threads)
-    input_transform = meta.get("input_transform", {"kind": "none"})
-    scale = 1.0
-    if input_transform.get("kind") == "depth":
-        # the total over every chromosome of the genome selection (not only `chroms`), as in training
-        total = bigwig_total(input_path, genome)
-        scale = depth_scale(input_transform, total, str(input_path))
-        log.info(
-            "depth normalisation: %s has total signal %.6g; input x %.4g to the model's reference %.6g",
-            input_path,
-            total,
-            scale,
-            input_transform["reference"],
+    total = None
+    runners, alphas = [], []
+    for (member, member_meta), path in zip(members, model_paths):
+        input_transform = member_meta.get("input_transform", {"kind": "none"})
+        scale = 1.0
+        if input_transform.get("kind") == "depth":
+            # the total over every chromosome of the genome selection (not only `chroms`), as in training
+            total = bigwig_total(input_path, genome) if total is None else total
+            scale = depth_scale(input_transform, total, str(input_path))
+            log.info(
+                "depth normalisation (%s): %s has total signal %.6g; input x %.4g to the model's reference %.6g",
+                path,
+                input_path,
+                total,
+                scale,
+                input_transform["reference"],
+            )
+        alphas.append(input_blend(member_meta, fitness, input_transform))
+        runners.append(
+            TileRunner(
+                member,
+                dev,
+                interval,
+                pad,
+                batch_size,
+                transform=lambda x, t=input_transform, c=scale: transform_input(x, t, c),
+                amp=dtype,
+                blend=alphas[-1],
+            )
         )
-    alpha = input_blend(meta, fitness, input_transform)
-    runner = TileRunner(
-        model,
-        dev,
-        interval,
-        pad,
-        batch_size,
-        transform=lambda x: transform_input(x, input_transform, scale),
-        amp=dtype,
-        blend=alpha,
-    )
+    runner = EnsembleRunner(runners) if ensemble else runners[0]
     log_device(dev, dtype, threads)
     log.info(
         "%s: %d chromosomes, %s bp%s; tiles of %d bp with %d bp context, %d per batch; peaks at probability >= %g",
@@ -667,13 +775,24 @@ def denoise_bigwig(
         batch_size,
         threshold,
     )
+    if ensemble:
+        log.info(
+            "ensemble of %d models (%s): mean track and probability, spread = sd of the members' probabilities",
+            len(model_paths),
+            ", ".join(map(str, model_paths)),
+        )
     log.info("output precision: %s", describe_precision(precision))
-    paths = output_paths(out_prefix)
+    paths = output_paths(out_prefix, ensemble=ensemble)
     t0 = time.perf_counter()
     n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target, precision)
-    for key, info in precision_sidecars(precision).items():
-        extra = {"blend_weight": alpha} if key == "track" else {}
-        write_json(sidecar_path(paths[key]), {**info, **extra, "model": str(model_path), "input": str(input_path)})
+    alpha = float(np.mean(alphas))
+    for key, info in precision_sidecars(precision, ensemble=ensemble).items():
+        record = {**info, "model": str(model_paths[0]), "input": str(input_path)}
+        if key == "track":
+            record["blend_weight"] = alpha
+        if ensemble:
+            record["ensemble"] = {"members": [str(p) for p in model_paths], "threshold": threshold}
+        write_json(sidecar_path(paths[key]), record)
     write_fitness(fitness, fitness_path(out_prefix))
     log_summary(runner, dev, time.perf_counter() - t0, n_peaks, paths)
     return paths
@@ -700,6 +819,28 @@ def input_blend(meta: dict, fitness: pd.DataFrame, input_transform: dict) -> flo
             ", ".join(f"{10**x:.3g}" for x in blend["log10_cut_sites_per_mb"]),
         )
     return alpha
+
+
+#: what the members of an ensemble must share (the first member's values are used for all)
+MEMBER_KEYS = ("preprocessing", "window", "input_transform")
+
+
+def check_members(paths: list, metas: list[dict]) -> None:
+    """Raise when ensemble members differ in preprocessing, tile window or input transform (model.pt keys).
+
+    Members differ in their seed only; those settings decide how the input is read and tiled, which all
+    members share.
+    """
+    for path, meta in zip(paths[1:], metas[1:]):
+        for key in MEMBER_KEYS:
+            a, b = metas[0].get(key), meta.get(key)
+            if key == "input_transform":  # the reference depth is a float computed from the same data
+                a, b = (a or {}).get("kind", "none"), (b or {}).get("kind", "none")
+            if a != b:
+                raise InputError(
+                    f"{path}: ensemble member differs from {paths[0]} in {key} ({b!r} vs {a!r}); "
+                    "members must be trained with the same settings but the seed (config model.ensemble)"
+                )
 
 
 def describe_precision(precision: str) -> str:

@@ -132,6 +132,7 @@ def peak_table(
     name_prefix: str = "peak",
     first_number: int = 1,
     score_scale: float = 1000.0,
+    spread: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """NarrowPeak rows for the peaks of one chromosome.
 
@@ -151,6 +152,10 @@ def peak_table(
     score_scale : float
         The integer ``score`` column is ``min(1000, round(score_scale * max score
         in the peak))``: 0-1000 for a probability, as browsers shade it.
+    spread : float[n_bases], optional
+        An ensemble's per-base spread (sd of its members' probabilities, in [0, 0.5]). When given, the
+        ``score`` column is the peak's confidence instead, :func:`peak_confidence`:
+        ``round(1000 · (1 - 2 · mean spread over the peak))``, 1000 when the members agree everywhere.
 
     Returns
     -------
@@ -171,7 +176,34 @@ def peak_table(
         raise ValueError(f"track and score differ in length: {track.shape} vs {score.shape}")
     summits, _ = peak_summits(starts, ends, track)
     best = segment_max(score, starts, ends).astype(np.float64) if starts.size else np.zeros(0)
-    return narrowpeak_frame(chrom, starts, ends, best, summits, name_prefix, first_number, score_scale)
+    table = narrowpeak_frame(chrom, starts, ends, best, summits, name_prefix, first_number, score_scale)
+    if spread is not None:
+        spread = np.asarray(spread)
+        if spread.shape != score.shape:
+            raise ValueError(f"spread and score differ in length: {spread.shape} vs {score.shape}")
+        table["score"] = peak_confidence(starts, ends, spread)
+    return table
+
+
+def segment_mean(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Mean of ``values[start:end]`` for each sorted, non-overlapping, non-empty interval (float64)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    if starts.size == 0:
+        return np.zeros(0)
+    c = np.concatenate(([0.0], np.cumsum(np.asarray(values, dtype=np.float64))))
+    return (c[ends] - c[starts]) / (ends - starts)
+
+
+def peak_confidence(starts: np.ndarray, ends: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    """Per-peak confidence of an ensemble, as the narrowPeak ``score`` (int64, 0-1000).
+
+    ``round(1000 · (1 - 2 · m))`` with ``m`` the mean spread (sd of the members' probabilities, at most 0.5)
+    over the peak's bases: 1000 when every member gives every base the same probability, 0 when they
+    disagree as much as probabilities can (half the members at 0, half at 1).
+    """
+    m = np.nan_to_num(segment_mean(spread, starts, ends))
+    return np.clip(np.round(1000.0 * (1.0 - 2.0 * m)), 0, 1000).astype(np.int64)
 
 
 def narrowpeak_frame(
@@ -335,6 +367,11 @@ def peaks_of_runs(
     return peak_table_runs(chrom, ps, pe, starts, ends, values, name_prefix, first_number, cutoff=cutoff)
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """One array of the buffered pieces (no copy when there is one)."""
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 class PeakStream:
     """Call peaks on one chromosome from chunks that arrive in order, holding few bases.
 
@@ -346,7 +383,9 @@ class PeakStream:
     ``max_gap + 2`` bases below the threshold: no peak, merged or not, can
     straddle such a run, so calling the pieces separately gives exactly the peaks
     of the whole chromosome. Memory: the bases since the last cut, i.e. at most
-    one chunk plus the longest stretch without such a run (8 bytes per base).
+    one chunk plus the longest stretch without such a run (8 bytes per base; 12 with
+    an ensemble's spread, which makes the score column each peak's confidence:
+    :func:`peak_confidence`). Either every chunk comes with a spread or none does.
     """
 
     def __init__(self, chrom: str, threshold: float, min_length: int = 200, max_gap: int = 30):
@@ -358,29 +397,38 @@ class PeakStream:
         self._start = 0
         self._prob: list[np.ndarray] = []
         self._track: list[np.ndarray] = []
+        self._spread: list[np.ndarray] | None = None  # a list once the first chunk brings a spread
         self._tables: list[pd.DataFrame] = []
         self.max_buffered = 0
 
-    def add(self, start: int, prob: np.ndarray, track: np.ndarray) -> None:
+    def add(self, start: int, prob: np.ndarray, track: np.ndarray, spread: np.ndarray | None = None) -> None:
         """Append the next chunk (``start`` must follow the previous chunk) and call the peaks that are final."""
         buffered = sum(p.size for p in self._prob)
         if start != self._start + buffered:
             raise ValueError(
                 f"{self.chrom}: chunk at {start} does not follow the previous one (expected {self._start + buffered})"
             )
+        if (spread is None) != (self._spread is None) and (self._prob or self._tables):
+            raise ValueError(f"{self.chrom}: every chunk needs a spread, or none")
         self._prob.append(np.asarray(prob, dtype=np.float32))
         self._track.append(np.asarray(track, dtype=np.float32))
-        prob_all = np.concatenate(self._prob) if len(self._prob) > 1 else self._prob[0]
+        if spread is not None:
+            self._spread = [*(self._spread or []), np.asarray(spread, dtype=np.float32)]
+        prob_all = _joined(self._prob)
         self.max_buffered = max(self.max_buffered, prob_all.size)
         cut = self._last_cut(prob_all)
+        track_all = _joined(self._track)
+        spread_all = None if self._spread is None else _joined(self._spread)
         if cut > 0:
-            track_all = np.concatenate(self._track) if len(self._track) > 1 else self._track[0]
-            self._call(prob_all[:cut], track_all[:cut])
+            self._call(prob_all[:cut], track_all[:cut], None if spread_all is None else spread_all[:cut])
             self._prob, self._track = [prob_all[cut:].copy()], [track_all[cut:].copy()]
+            if spread_all is not None:
+                self._spread = [spread_all[cut:].copy()]
             self._start += cut
         else:
-            self._prob = [prob_all]
-            self._track = [np.concatenate(self._track) if len(self._track) > 1 else self._track[0]]
+            self._prob, self._track = [prob_all], [track_all]
+            if spread_all is not None:
+                self._spread = [spread_all]
 
     def _last_cut(self, prob: np.ndarray) -> int:
         """End of the last run of at least ``quiet`` bases below the threshold, 0 when there is none."""
@@ -392,13 +440,20 @@ class PeakStream:
         full = np.flatnonzero(c[self.quiet :] - c[: -self.quiet] == self.quiet)
         return int(full[-1] + self.quiet) if full.size else 0
 
-    def _call(self, prob: np.ndarray, track: np.ndarray) -> None:
+    def _call(self, prob: np.ndarray, track: np.ndarray, spread: np.ndarray | None = None) -> None:
         starts, ends = call_peaks(prob, self.threshold, min_length=self.min_length, max_gap=self.max_gap)
         if len(starts):
             # positions are relative to the buffer; names count on from the pieces already called
             first = 1 + sum(len(t) for t in self._tables)
             table = peak_table(
-                self.chrom, starts, ends, prob, track=track, name_prefix=f"{self.chrom}_peak", first_number=first
+                self.chrom,
+                starts,
+                ends,
+                prob,
+                track=track,
+                name_prefix=f"{self.chrom}_peak",
+                first_number=first,
+                spread=spread,
             )
             table["start"] += self._start
             table["end"] += self._start
@@ -407,8 +462,9 @@ class PeakStream:
     def finish(self) -> pd.DataFrame:
         """Call the peaks left in the buffer; returns all peaks of the chromosome in narrowPeak columns."""
         if self._prob and self._prob[0].size:
-            self._call(self._prob[0], self._track[0])
+            self._call(self._prob[0], self._track[0], None if self._spread is None else self._spread[0])
         self._prob, self._track = [], []
+        self._spread = None if self._spread is None else []
         if not self._tables:
             empty = np.zeros(0, dtype=np.int64)
             return peak_table(self.chrom, empty, empty, np.zeros(0, dtype=np.float32))
@@ -431,15 +487,16 @@ def call_bigwig_chrom(
     threshold: float,
     min_length: int = MIN_LENGTH,
     max_gap: int = MAX_GAP,
+    spread=None,
 ) -> pd.DataFrame:
     """Peaks of one chromosome of an open probability bigWig (``track``: an open summit bigWig, or None).
 
-    Without a summit track, and unless there are more than :data:`MAX_RUNS`,
-    the peaks come from the runs at or above the threshold alone, selected as
-    the blocks are decoded; otherwise window by window through
+    Without a summit track or a spread (an open ensemble spread bigWig: scores are confidences), and unless
+    there are more than :data:`MAX_RUNS`, the peaks come from the runs at or above the threshold alone,
+    selected as the blocks are decoded; otherwise window by window through
     :class:`PeakStream` (bounded memory). The rows are the same either way.
     """
-    if track is None:
+    if track is None and spread is None:
         # only the runs (or bases) at or above the threshold matter (it is > 0), selected as the blocks are decoded
         data = prob.runs_at_least(chrom, threshold, max_runs=MAX_RUNS)
         if data is not None:
@@ -448,7 +505,9 @@ def call_bigwig_chrom(
     for lo in range(0, length, WINDOW):
         hi = min(length, lo + WINDOW)
         p = np.nan_to_num(prob.values(chrom, lo, hi, fill=0.0), copy=False)
-        stream.add(lo, p, p if track is None else np.nan_to_num(track.values(chrom, lo, hi, fill=0.0), copy=False))
+        t = p if track is None else np.nan_to_num(track.values(chrom, lo, hi, fill=0.0), copy=False)
+        s = None if spread is None else np.nan_to_num(spread.values(chrom, lo, hi, fill=0.0), copy=False)
+        stream.add(lo, p, t, s)
     return stream.finish()
 
 
@@ -460,15 +519,18 @@ def threshold_bigwig(
     min_length: int = MIN_LENGTH,
     max_gap: int = MAX_GAP,
     threads: int = 1,
+    spread_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Peaks of a peak-probability bigWig at ``threshold``, summits at ``track_path``'s maximum when given.
 
     ``chroms`` (default: all of the bigWig) must be in the bigWig; the summit
-    track must hold the same chromosomes with the same lengths (the track of
-    the same ``infer`` run). Returns narrowPeak rows.
+    track (and an ensemble's ``spread_path``, which makes the score column each peak's confidence)
+    must hold the same chromosomes with the same lengths (the files of the same ``infer`` run).
+    Returns narrowPeak rows.
     """
     prob = open_bigwig(prob_path, threads=threads)
     track = open_bigwig(track_path, threads=threads) if track_path is not None else None
+    spread = open_bigwig(spread_path, threads=threads) if spread_path is not None else None
     try:
         sizes = prob.chroms()
         if chroms is not None:
@@ -479,20 +541,23 @@ def threshold_bigwig(
                     f"(it has {', '.join(list(sizes)[:5])} ...)"
                 )
             sizes = {c: sizes[c] for c in chroms}
-        if track is not None:
-            other = track.chroms()
+        for other_bw, other_path in ((track, track_path), (spread, spread_path)):
+            if other_bw is None:
+                continue
+            other = other_bw.chroms()
             wrong = [c for c in sizes if other.get(c) != sizes[c]]
             if wrong:
                 raise InputError(
-                    f"{track_path}: {wrong[0]} is missing or has another length than in {prob_path}; "
-                    "give the track written by the same infer run"
+                    f"{other_path}: {wrong[0]} is missing or has another length than in {prob_path}; "
+                    "give the file written by the same infer run"
                 )
         tables = [
-            call_bigwig_chrom(prob, track, chrom, length, threshold, min_length, max_gap)
+            call_bigwig_chrom(prob, track, chrom, length, threshold, min_length, max_gap, spread=spread)
             for chrom, length in progress(sizes.items(), total=len(sizes), desc="peaks", unit="chrom")
         ]
     finally:
         prob.close()
-        if track is not None:
-            track.close()
+        for other_bw in (track, spread):
+            if other_bw is not None:
+                other_bw.close()
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
