@@ -207,6 +207,16 @@ def test_fragment_cut_sites_are_start_and_end_minus_one(tmp_path: Path) -> None:
     assert (stats.lines, stats.other_chroms, stats.used, stats.reads) == (4, 1, 3, 5)
 
 
+def test_fragment_cut_sites_take_four_bytes_each_so_a_whole_genome_fits(tmp_path: Path) -> None:
+    """Every cut site of the file is held at once (for CPM): int32 halves it (issue 19.4); int64 past 2^31 bases."""
+    path = write_fragment_lines(tmp_path / "f.tsv.gz", FRAG_LINES)
+    pos, _ = fragment_cut_sites_by_chrom(path, {"chr1": 248_956_422, "chr2": 500})
+    assert pos["chr1"].dtype == np.int32 and pos["chr2"].dtype == np.int32
+    assert sorted(pos["chr1"].tolist()) == [100, 120, 149, 299]
+    big, _ = fragment_cut_sites_by_chrom(path, {"chr1": 2**31 + 10, "chr2": 500})
+    assert big["chr1"].dtype == np.int64 and sorted(big["chr1"].tolist()) == [100, 120, 149, 299]
+
+
 def test_fragment_count_column_weights_cut_sites_only_when_duplicates_are_kept(tmp_path: Path) -> None:
     path = write_fragment_lines(tmp_path / "f.tsv", FRAG_LINES, compress=False)
     pos, _ = fragment_cut_sites_by_chrom(path, {"chr1": 1000, "chr2": 500}, use_count=True)
