@@ -284,8 +284,15 @@ def denoised(sample, depth, rep, suffix):
     return f"results/denoised/{MODEL}/{sample}/{depth}.rep{rep}.{suffix}"
 
 
+def flatten(x):
+    """A path or a list of paths as a list."""
+    return [x] if isinstance(x, str) else list(x)
+
+
 def all_targets():
-    targets = []
+    # the model file(s) themselves: a training killed after its outputs were removed (e.g. a forced retrain) leaves
+    # model.pt missing beside the old denoised files; as a target it is always re-made (and resumed) by a rerun
+    targets = [] if config["model"]["pretrained"] else list(dict.fromkeys(flatten(infer_models())))
     for s in SAMPLES.index:
         for d, r in noisy_targets(s):
             targets += [denoised(s, d, r, x) for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak", "fitness.tsv")]
