@@ -697,6 +697,15 @@ class WindowSet:
 # --------------------------------------------------------------------------- from bigWigs to a dataset
 
 
+def sidecar_preprocessing(side: dict) -> dict:
+    """Return the preprocessing keys of a coverage sidecar, each missing one at its default."""
+    return {k: side.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}
+
+
+def _warn_no_sidecar(path: Path) -> None:
+    log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", path, path)
+
+
 def pair_preprocessing(noisy: Path, clean: Path) -> tuple[dict, str]:
     """Preprocessing of a noisy/clean pair from their sidecars, and where it came from (``sidecar`` or defaults).
 
@@ -715,12 +724,12 @@ def pair_preprocessing(noisy: Path, clean: Path) -> tuple[dict, str]:
                 )
     for path, found in ((noisy, side["noisy"]), (clean, side["clean"])):
         if found is None:
-            log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", path, path)
+            _warn_no_sidecar(path)
     found = side["noisy"] or side["clean"]
     if found is None:
         log.warning("no preprocessing sidecar for either track: assuming the defaults %s", DEFAULT_PREPROCESSING)
         return dict(DEFAULT_PREPROCESSING), "assumed defaults"
-    return {k: found.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}, "sidecar"
+    return sidecar_preprocessing(found), "sidecar"
 
 
 def _read_blacklist(path: Path | None, sizes: dict[str, int]) -> pd.DataFrame | None:
@@ -843,10 +852,10 @@ def build_clean_dataset(
     check_bigwig(clean, sizes)
     side = read_sidecar(clean)
     if side is None:
-        log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", clean, clean)
+        _warn_no_sidecar(clean)
         preprocessing, source = dict(DEFAULT_PREPROCESSING), "assumed defaults"
     else:
-        preprocessing, source = {k: side.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}, "sidecar"
+        preprocessing, source = sidecar_preprocessing(side), "sidecar"
     meta = _clean_meta(clean, labels, blacklist, sample, cell_type, preprocessing, source)
     sizes, spans = _spans(sizes, target, meta)
     chroms = _clean_chroms(clean, labels, genome, sizes, spans, blacklist, target)
@@ -878,10 +887,10 @@ def build_pair_dataset(
     side = read_sidecar(noisy)
     clean_pre = clean_meta.get("preprocessing") or {}
     if side is None:
-        log.warning("%s has no sidecar %s.json (user-supplied bigWig?): its preprocessing is unknown", noisy, noisy)
+        _warn_no_sidecar(noisy)
         preprocessing, source = dict(clean_pre), clean_meta.get("preprocessing_source", "assumed defaults")
     else:
-        preprocessing, source = {k: side.get(k, DEFAULT_PREPROCESSING[k]) for k in PREPROCESSING_KEYS}, "sidecar"
+        preprocessing, source = sidecar_preprocessing(side), "sidecar"
         if clean_meta.get("preprocessing_source") == "sidecar":
             for key in MUST_MATCH:
                 if preprocessing.get(key) != clean_pre.get(key):
