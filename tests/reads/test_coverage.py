@@ -305,3 +305,55 @@ def test_target_regions_keep_only_their_cut_sites(shared_data, tmp_path):
         assert total == 201 * expected["chr12"]
     finally:
         bw.close()
+
+
+@pytest.mark.parametrize("cpm", [False, True])
+def test_streamed_coverage_equals_holding_every_cut_site(shared_data, tmp_path, cpm):
+    """Issue 19.4: cut sites spilled per chunk and read back per chromosome give the bigWig of the all-at-once route.
+
+    The real fragments file comes in chunks of 10,000 lines (every chromosome spans several), in file order
+    (chr1, chr12, chr21, chr7), and the bigWig's order is the opposite one, so each chromosome is read back
+    from the spill out of arrival order; with ``cpm`` the scale needs the total of all of them.
+    """
+    import pyBigWig
+
+    from atacdenoise.io.fragments import fragment_cut_sites_by_chrom, iter_fragment_cut_sites
+    from atacdenoise.reads.coverage import write_coverage, write_coverage_streamed
+
+    frags = shared_data / "immune" / "TeffNaive_U_1004_a.fragments.tsv.gz"
+    sizes = {"chr7": 159_345_973, "chr21": 46_709_983, "chr12": 133_275_309, "chr1": 248_956_422}
+    positions, _ = fragment_cut_sites_by_chrom(frags, sizes)
+    expected_n = {c: int(p.size) for c, p in positions.items()}
+    ref, out = tmp_path / "held.bw", tmp_path / "streamed.bw"
+    write_coverage(ref, sizes, sizes, positions, cpm=cpm)
+    n_cut, outside = write_coverage_streamed(
+        out, sizes, sizes, iter_fragment_cut_sites(frags, sizes, chunk_rows=10_000), cpm=cpm
+    )
+    assert n_cut == expected_n and outside == 0 and sum(n_cut.values()) == 2 * (38735 + 36685 + 67699 + 17858)
+    a, b = pyBigWig.open(str(ref)), pyBigWig.open(str(out))
+    try:
+        for chrom in sizes:
+            assert a.intervals(chrom) == b.intervals(chrom), chrom
+    finally:
+        a.close()
+        b.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held.bw", "streamed.bw"]  # the spill folder is gone
+
+
+def test_streamed_coverage_leaves_nothing_when_the_input_fails_midway(shared_data, tmp_path):
+    """An error while the cut sites are read (a damaged file, a bad line) leaves neither output nor spill behind."""
+    from atacdenoise.io.fragments import iter_fragment_cut_sites
+    from atacdenoise.reads.coverage import write_coverage_streamed
+
+    frags = shared_data / "immune" / "TeffNaive_U_1004_a.fragments.tsv.gz"
+    sizes = {"chr1": 248_956_422, "chr12": 133_275_309, "chr21": 46_709_983, "chr7": 159_345_973}
+
+    def failing():
+        for k, part in enumerate(iter_fragment_cut_sites(frags, sizes, chunk_rows=10_000)):
+            if k == 5:
+                raise InputError(f"{frags}: damaged")
+            yield part
+
+    with pytest.raises(InputError, match="damaged"):
+        write_coverage_streamed(tmp_path / "c.bw", sizes, sizes, failing())
+    assert list(tmp_path.iterdir()) == []

@@ -205,32 +205,26 @@ def _check_ends(path: Path, chrom: str, end: np.ndarray, length: int) -> None:
         )
 
 
-def fragment_cut_sites_by_chrom(
-    path: str | Path, sizes: dict[str, int], use_count: bool = False, chunk_rows: int = CHUNK_ROWS
-) -> tuple[dict[str, np.ndarray], FragmentStats]:
-    """Cut sites (``start`` and ``end - 1``) of every fragment on the chromosomes of ``sizes``.
+def iter_fragment_cut_sites(
+    path: str | Path,
+    sizes: dict[str, int],
+    use_count: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    stats: FragmentStats | None = None,
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(chrom, cut sites)`` parts, one per chromosome of each chunk read, for the chromosomes of ``sizes``.
 
-    Parameters
-    ----------
-    sizes : dict
-        Selected chromosomes and lengths; fragments elsewhere are skipped and counted.
-    use_count : bool
-        Weight each fragment by its count column (keeps PCR duplicates, like
-        ``--keep-duplicates`` for a BAM); otherwise each line is one fragment.
-
-    Returns
-    -------
-    positions : dict chrom -> int32[n_cut_sites] (int64 for a chromosome of 2^31 bases or more)
-    stats : FragmentStats
-
-    Every cut site of the file is held until the end (the coverage's CPM scale needs the total), so they
-    are kept as int32, 4 bytes each (issue 19.4: 25 M fragments of a whole genome took 0.98 GiB as int64;
-    benchmarks/genome.py), and each chromosome's parts are joined and freed one chromosome at a time.
+    A part holds both cut sites (``start`` and ``end - 1``) of its fragments, as int32 (int64 for a
+    chromosome of 2^31 bases or more); a chromosome may come in several parts, in any order (a file sorted
+    by position gives them one chromosome after another). ``use_count`` weights each fragment by its count
+    column (keeps PCR duplicates, like ``--keep-duplicates`` for a BAM); otherwise each line is one
+    fragment. ``stats`` (when given) is filled with the counts of the pass; once the file is read,
+    chromosome names are checked against ``sizes`` (:func:`atacdenoise.io.genome.check_chrom_names`).
+    Memory: one chunk, whatever the file size.
     """
     path = Path(path)
     dtype = np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
-    parts: dict[str, list[np.ndarray]] = {}
-    stats = FragmentStats()
+    stats = stats if stats is not None else FragmentStats()
     for chunk in iter_fragments(path, chunk_rows):
         stats.lines += len(chunk)
         chrom = chunk["chrom"].to_numpy()
@@ -247,10 +241,26 @@ def fragment_cut_sites_by_chrom(
             stats.reads += int(count.sum())
             if use_count:
                 start, end = np.repeat(start, count), np.repeat(end, count)
-            parts.setdefault(name, []).extend([start.astype(dtype), (end - 1).astype(dtype)])
+            yield name, np.concatenate([start.astype(dtype), (end - 1).astype(dtype)])
     from atacdenoise.io.genome import check_chrom_names
 
     check_chrom_names(stats.chroms_seen, sizes, path)
+
+
+def fragment_cut_sites_by_chrom(
+    path: str | Path, sizes: dict[str, int], use_count: bool = False, chunk_rows: int = CHUNK_ROWS
+) -> tuple[dict[str, np.ndarray], FragmentStats]:
+    """Cut sites of every fragment on the chromosomes of ``sizes``, all held at once (:func:`iter_fragment_cut_sites`).
+
+    Returns ``positions`` (chrom -> int32 cut sites, int64 for a chromosome of 2^31 bases or more) and the
+    pass's :class:`FragmentStats`. For the commands that need every chromosome together; the coverage
+    stage streams instead (:class:`atacdenoise.reads.coverage.CutSiteSpill`: memory set by the largest
+    chromosome, not the file).
+    """
+    parts: dict[str, list[np.ndarray]] = {}
+    stats = FragmentStats()
+    for name, part in iter_fragment_cut_sites(path, sizes, use_count, chunk_rows, stats):
+        parts.setdefault(name, []).append(part)
     return {c: np.concatenate(parts.pop(c)) for c in sizes if c in parts}, stats
 
 

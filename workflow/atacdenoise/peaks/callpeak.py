@@ -21,7 +21,7 @@ from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.intervals import write_narrowpeak
 from atacdenoise.io.regions import TargetRegions
 from atacdenoise.peaks.macs3 import bedgraph_to_bigwig, macs3_executable, read_macs3_narrowpeak, run_macs3
-from atacdenoise.reads.coverage import fragments_cut_sites_by_chrom, iter_bam_cut_sites
+from atacdenoise.reads.coverage import iter_bam_cut_sites, iter_cut_site_parts
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ def write_cut_sites_bed(
 ) -> int:
     """Write the Tn5 cut sites of a BAM or fragments file (filtered as by ``coverage``) as BED; return how many.
 
-    A BAM is streamed one chromosome at a time; a fragments file is read whole.
+    A BAM is streamed one chromosome at a time, a fragments file one chunk at a time (memory flat in its size).
     With ``target`` regions only the cut sites inside them are written.
     """
 
@@ -166,11 +166,11 @@ def write_cut_sites_bed(
         if kind == "bam":
             for chrom, pos in iter_bam_cut_sites(source, sizes, min_mapq, keep_duplicates, threads=threads):
                 total += write_cut_bed(fh, chrom, inside(chrom, pos))
-        elif kind == "fragments":
-            positions, _ = fragments_cut_sites_by_chrom(source, sizes, keep_duplicates)
-            for chrom in sizes:
-                if chrom in positions:
-                    total += write_cut_bed(fh, chrom, inside(chrom, positions.pop(chrom)))
+        elif kind == "fragments":  # per chunk, in file order (MACS3 reads an unsorted BED alike)
+            report: dict = {}
+            settings = {"keep_duplicates": keep_duplicates}
+            for chrom, pos in iter_cut_site_parts(source, kind, sizes, settings, threads, report):
+                total += write_cut_bed(fh, chrom, inside(chrom, pos))
         else:
             raise ValueError(f"kind {kind!r}: expected bam or fragments")
     return total

@@ -5,13 +5,22 @@ module walks a whole file with it. Three commands share the walk: ``coverage``
 (cut sites -> smoothed bigWig), ``callpeak`` (cut sites -> BED for MACS3) and
 ``simulate-cells`` (cut sites -> simulated fragments), so the read filters and
 the Tn5 shifts are the same in all three.
+
+Memory (issue 19.4): ``coverage`` never holds the whole file's cut sites. They
+arrive per chromosome (BAM) or per chunk (fragments file, in file order), are
+spilled to a temporary folder beside the output (:class:`CutSiteSpill`, 4 bytes
+a cut site) and read back one chromosome at a time, in the bigWig's order, once
+the total that ``cpm`` needs is known. Peak memory is one chromosome's cut sites
+and its smoothed windows: set by the largest chromosome, flat in the genome size
+and the depth of the rest.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +29,7 @@ from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import bam_damaged, check_bam, close_bam, open_bam
 from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
-from atacdenoise.io.fragments import fragment_cut_sites_by_chrom
+from atacdenoise.io.fragments import FragmentStats, fragment_cut_sites_by_chrom, iter_fragment_cut_sites
 from atacdenoise.io.regions import TargetRegions
 from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.log import progress
@@ -100,15 +109,8 @@ def bam_cut_sites_by_chrom(path: str | Path, sizes: dict[str, int], **filters) -
     return positions, report
 
 
-def fragments_cut_sites_by_chrom(
-    path: str | Path, sizes: dict[str, int], keep_duplicates: bool = False
-) -> tuple[dict[str, np.ndarray], dict]:
-    """Both cut sites of every fragment on the selected chromosomes, and a report of the lines used (logged).
-
-    ``keep_duplicates`` weights each fragment by its count column (the reads
-    that made it); otherwise every line is one fragment.
-    """
-    positions, st = fragment_cut_sites_by_chrom(path, sizes, use_count=keep_duplicates)
+def _fragments_report(path: str | Path, sizes: dict[str, int], st: FragmentStats, keep_duplicates: bool) -> dict:
+    """Log a fragments file's pass (:class:`FragmentStats`) and return it as the sidecar's filter report."""
     log.info(
         "%s: %s fragment lines; %s on chromosomes not used; %s used (%s read pairs by the count column%s)",
         path,
@@ -120,19 +122,101 @@ def fragments_cut_sites_by_chrom(
     )
     if st.used == 0:
         raise InputError(f"{path}: no fragments on the selected chromosomes ({', '.join(list(sizes)[:5])})")
-    return positions, {"lines": st.lines, "other_chroms": st.other_chroms, "used": st.used, "reads": st.reads}
+    return {"lines": st.lines, "other_chroms": st.other_chroms, "used": st.used, "reads": st.reads}
 
 
-def keep_in_regions(positions: dict[str, np.ndarray], target: TargetRegions | None) -> dict[str, int]:
-    """Drop the cut sites outside the target regions (in place); return how many each chromosome lost."""
-    if target is None:
-        return {}
-    dropped = {}
-    for chrom, pos in positions.items():
-        inside = target.contains(chrom, pos)
-        dropped[chrom] = int(inside.size - inside.sum())
-        positions[chrom] = pos[inside]
-    return dropped
+def fragments_cut_sites_by_chrom(
+    path: str | Path, sizes: dict[str, int], keep_duplicates: bool = False
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Both cut sites of every fragment on the selected chromosomes, and a report of the lines used (logged).
+
+    ``keep_duplicates`` weights each fragment by its count column (the reads
+    that made it); otherwise every line is one fragment.
+    """
+    positions, st = fragment_cut_sites_by_chrom(path, sizes, use_count=keep_duplicates)
+    return positions, _fragments_report(path, sizes, st, keep_duplicates)
+
+
+class CutSiteSpill:
+    """Cut sites per chromosome appended to raw files in ``folder`` and read back one chromosome at a time.
+
+    Parts of a chromosome may come in any order and several times (a fragments file's chunks); each is
+    appended to ``folder/<n>.cuts`` with :meth:`add`, so memory holds one part at a time. :meth:`take`
+    returns a chromosome's cut sites (in arrival order) and deletes its file. The caller owns ``folder``
+    (a temporary directory: :func:`write_coverage_streamed` removes it, on errors too).
+    """
+
+    def __init__(self, folder: str | Path, dtype: np.dtype | type = np.int32):
+        self.folder = Path(folder)
+        self.dtype = np.dtype(dtype)
+        self.files: dict[str, Path] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, chrom: str, positions: np.ndarray) -> None:
+        """Append ``positions`` to ``chrom``'s file (in :attr:`dtype`)."""
+        if positions.size == 0:
+            return
+        path = self.files.setdefault(chrom, self.folder / f"{len(self.files)}.cuts")
+        with open(path, "ab") as fh:
+            np.ascontiguousarray(positions, dtype=self.dtype).tofile(fh)
+        self.counts[chrom] = self.counts.get(chrom, 0) + int(positions.size)
+
+    def take(self, chrom: str) -> np.ndarray:
+        """Return every cut site added for ``chrom`` (empty if none) and delete its file."""
+        path = self.files.pop(chrom, None)
+        if path is None:
+            return np.zeros(0, dtype=self.dtype)
+        pos = np.fromfile(path, dtype=self.dtype)
+        path.unlink()
+        return pos
+
+
+def iter_cut_site_parts(
+    source: str | Path, kind: str, sizes: dict[str, int], settings: dict, threads: int, report: dict
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(chrom, cut sites)`` parts of a BAM (one per chromosome) or fragments file (per chunk and chromosome).
+
+    ``report`` is filled, once the input is read, with the filter counts the sidecar records (as
+    :func:`bam_cut_sites_by_chrom` and :func:`fragments_cut_sites_by_chrom` return them), and the same
+    lines are logged; an input with nothing on the selected chromosomes raises :class:`InputError`.
+    """
+    if kind == "bam":
+        yield from iter_bam_cut_sites(
+            source,
+            sizes,
+            min_mapq=settings["min_mapq"],
+            keep_duplicates=settings["keep_duplicates"],
+            shift_plus=settings["shift_plus"],
+            shift_minus=settings["shift_minus"],
+            threads=threads,
+            report=report,
+        )
+    elif kind == "fragments":
+        st = FragmentStats()
+        yield from iter_fragment_cut_sites(source, sizes, use_count=settings["keep_duplicates"], stats=st)
+        report.update(_fragments_report(source, sizes, st, settings["keep_duplicates"]))
+    else:
+        raise ValueError(f"kind {kind!r}: expected bam or fragments")
+
+
+def _write_smoothed(
+    out: str | Path,
+    header: dict[str, int],
+    sizes: dict[str, int],
+    n_cut: dict[str, int],
+    take: Callable[[str], np.ndarray],
+    smooth_bp: int,
+    cpm: bool,
+) -> None:
+    """Write the smoothed coverage of every chromosome of ``sizes``, in order, fetching its cut sites with ``take``."""
+    scale = np.float32(cs.cpm_factor(sum(n_cut.values()))) if cpm else None
+    with BigWigWriter(out, header) as writer:
+        for chrom in progress(list(sizes), total=len(sizes), desc="coverage", unit="chrom"):
+            if not n_cut.get(chrom):
+                continue
+            for start, values in cs.smoothed_windows(take(chrom), sizes[chrom], smooth_bp):
+                part = values.astype(np.float32)
+                writer.add(chrom, start, part if scale is None else part * scale)
 
 
 def write_coverage(
@@ -150,15 +234,41 @@ def write_coverage(
     array is dropped once written, to bound memory).
     """
     n_cut = {c: int(positions[c].size) if c in positions else 0 for c in sizes}
-    scale = np.float32(cs.cpm_factor(sum(n_cut.values()))) if cpm else None
-    with BigWigWriter(out, header) as writer:
-        for chrom in progress(list(sizes), total=len(sizes), desc="coverage", unit="chrom"):
-            if not n_cut[chrom]:
-                continue
-            for start, values in cs.smoothed_windows(positions.pop(chrom), sizes[chrom], smooth_bp):
-                part = values.astype(np.float32)
-                writer.add(chrom, start, part if scale is None else part * scale)
+    _write_smoothed(out, header, sizes, n_cut, positions.pop, smooth_bp, cpm)
     return n_cut
+
+
+def write_coverage_streamed(
+    out: str | Path,
+    header: dict[str, int],
+    sizes: dict[str, int],
+    parts: Iterable[tuple[str, np.ndarray]],
+    smooth_bp: int = cs.SMOOTH_BP,
+    cpm: bool = False,
+    target: TargetRegions | None = None,
+) -> tuple[dict[str, int], int]:
+    """:func:`write_coverage` from ``(chrom, cut sites)`` parts in any order, in memory flat in the input's size.
+
+    The parts (kept to the ``target`` regions when given) are spilled to a temporary folder beside
+    ``out`` (:class:`CutSiteSpill`), then each chromosome is read back, smoothed and written in the
+    order of ``sizes``, with the ``cpm`` scale from the total. Returns the cut sites per chromosome and
+    how many fell outside the target regions. The folder is removed in every case.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dtype = np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
+    outside = 0
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.cutsites-") as folder:
+        spill = CutSiteSpill(folder, dtype)
+        for chrom, pos in parts:
+            if target is not None:
+                inside = target.contains(chrom, pos)
+                outside += int(inside.size - inside.sum())
+                pos = pos[inside]
+            spill.add(chrom, pos)
+        n_cut = {c: spill.counts.get(c, 0) for c in sizes}
+        _write_smoothed(out, header, sizes, n_cut, spill.take, smooth_bp, cpm)
+    return n_cut, outside
 
 
 def make_coverage(
@@ -182,31 +292,15 @@ def make_coverage(
     On any error neither file is left behind.
     """
     out = Path(out)
-    if kind == "bam":
-        positions, filters = bam_cut_sites_by_chrom(
-            source,
-            sizes,
-            min_mapq=settings["min_mapq"],
-            keep_duplicates=settings["keep_duplicates"],
-            shift_plus=settings["shift_plus"],
-            shift_minus=settings["shift_minus"],
-            threads=threads,
-        )
-    elif kind == "fragments":
-        positions, filters = fragments_cut_sites_by_chrom(source, sizes, settings["keep_duplicates"])
-    else:
-        raise ValueError(f"kind {kind!r}: expected bam or fragments")
-    dropped = keep_in_regions(positions, target)
-    if target is not None:
-        log.info(
-            "%s: %s cut sites outside the target regions %s left out",
-            source,
-            f"{sum(dropped.values()):,}",
-            target.path,
-        )
-        filters["outside_regions"] = sum(dropped.values())
+    filters: dict = {}
     try:
-        n_cut = write_coverage(out, header, sizes, positions, settings["smooth_bp"], settings["cpm"])
+        parts = iter_cut_site_parts(source, kind, sizes, settings, threads, filters)
+        n_cut, outside = write_coverage_streamed(
+            out, header, sizes, parts, settings["smooth_bp"], settings["cpm"], target
+        )
+        if target is not None:
+            log.info("%s: %s cut sites outside the target regions %s left out", source, f"{outside:,}", target.path)
+            filters["outside_regions"] = outside
         meta = {**settings, "source": str(source), "kind": kind, "chroms": list(sizes), "n_cut_sites": n_cut}
         meta["regions"] = target.path if target is not None else None
         meta["regions_bp"] = target.bp(list(sizes)) if target is not None else sum(sizes.values())
