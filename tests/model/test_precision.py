@@ -227,8 +227,8 @@ def test_compact_outputs_are_the_float32_ones_rounded_onto_the_grid_within_the_b
 def test_compact_files_take_a_fraction_of_a_byte_per_base(denoised):
     f, c = denoised["float32"]["bytes"], denoised["compact"]["bytes"]
     # the probability meets the target of 0.2 bytes a base; the track at 3 significant digits does not
-    # (a trained light model on the demo's holdout: 0.15 and 0.43 bytes a base against 1.65 and 1.33 in
-    # float32, README Outputs), but it takes under 0.5 and under 40 % of float32
+    # (three trained light models on the demo's chr2: 0.11 and 0.32 bytes a base, at most 0.13 and 0.39, against
+    # 1.46 and 1.41 in float32; benchmarks/precision.py), but it takes under 0.5 and under 40 % of float32
     assert c["peakprob"] <= TARGET_BYTES_PER_BASE and c["peakprob"] <= f["peakprob"] / 5, (c, f)
     assert c["track"] <= 0.5 and c["track"] <= 0.4 * f["track"], (c, f)
     # the outputs are realistic: mostly non-zero, not constant, peaks present

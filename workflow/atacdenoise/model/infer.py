@@ -17,13 +17,15 @@ bases), so it holds about one chunk plus the longest peak region.
 Tiling and the model run are array code (:class:`TileRunner`); :func:`denoise_bigwig` is the
 file-to-file route of ``atacdenoise infer``, :func:`denoise_array` the in-memory one.
 
-Output precision (``--precision``, config ``model.output_precision``): ``compact`` (the default) stores
+Output precision (``--precision``, config ``model.output_precision``; default ``float32``): ``compact`` stores
 the peak probability on multiples of 1/256 (:func:`round_probability`; 0 and 1 exact, error <= 1/512)
 and the denoised track to 3 significant digits (:func:`round_significant`; 0 stays 0, relative error
 <= 0.5 %), so equal neighbours merge: each chunk is written as runs (bedGraph items) or as fixed-step
 values, whichever deflates smaller (runs of a few equal values deflate to a few bytes), with a first
 zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called on the rounded values, so they are what
-``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores the model's outputs unchanged.
+``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores the model's outputs unchanged. Why compact is
+not the default: ``benchmarks/precision.py`` (any grid merges the float32 round-off of the background's near-constant
+probability, which alone moves AUROC by up to 6e-4 on the demo; README, Outputs).
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
 Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's

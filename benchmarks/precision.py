@@ -1,0 +1,276 @@
+r"""Compact denoised outputs (issue 19.2): bytes per base and every benchmark metric against float32, per precision.
+
+For each trained demo model (``--models``: light models trained on the demo, e.g. the ``seedN/model.pt`` that
+``benchmarks/blend.py --work DIR`` leaves) the real ``atacdenoise infer`` denoises the real 5M sample's chr2
+(``results/coverage/HSC/given.rep1.bw``, ``--threads 1``) once at ``--precision float32`` and once at
+``--precision compact``, and the real ``atacdenoise metrics`` scores each on the holdout (chr2:5-10 Mb) against
+the 80M clean track and its published peaks, as ``benchmarks/blend.py`` and ``benchmarks/accuracy.py`` do.
+
+Candidate precisions that ``infer`` does not offer are measured from the float32 run's outputs: both tracks
+rounded by the candidate's functions (:data:`CANDIDATES`), written by the project's bigWig writer with the
+settings ``infer`` uses for compact outputs (first zoom level :data:`~atacdenoise.model.infer.COMPACT_FIRST_ZOOM`
+bases, each chunk as runs or fixed-step values, whichever deflates smaller, ISA-L), peaks called on the rounded
+probability at the model's stored threshold by the same :class:`~atacdenoise.peaks.threshold.PeakStream`, then
+scored by the real ``atacdenoise metrics``. The row ``compact, offline route`` is the shipped compact rounding
+taken that way: its metrics must equal the real ``infer --precision compact`` run's (checked), which shows the
+offline route is the infer route.
+
+Bytes per base: file size / bases of chr2 (10,000,000, all denoised). Deltas: candidate - float32 for every
+``model`` and ``model_t0.5`` row of ``metrics.tsv`` (MSE as a relative change), mean over the models and the
+largest |delta|; "meets" = both files <= 0.2 bytes a base and every |delta| < 0.0005 for every model (MSE:
+relative < 0.0005). Outputs are cached under ``--work``.
+
+    .venv/bin/python benchmarks/precision.py --results /work/main/results \
+        --models /work/scratch-blend/seed{1,2,3}/model.pt --work /work/scratch-compact/bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+from atacdenoise.io.bbiwrite import BigWigFileWriter  # noqa: E402
+from atacdenoise.io.bigwig import read_bigwig  # noqa: E402
+from atacdenoise.io.genome import read_chrom_sizes  # noqa: E402
+from atacdenoise.io.intervals import write_narrowpeak  # noqa: E402
+from atacdenoise.model.infer import COMPACT_FIRST_ZOOM, round_probability, round_significant  # noqa: E402
+from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream  # noqa: E402
+
+log = logging.getLogger("precision")
+
+SIZES = REPO / "resources/demo/hg19_first10mb.chr1_chr2.sizes"
+LABELS = REPO / "resources/demo/HSC_80M.macs2_peaks.chr1_chr2.bed"
+CHROM, HOLDOUT = "chr2", "chr2:5000000-10000000"
+#: the issue's target per file (bytes per base) and the largest metric change allowed ("unchanged to the 3rd decimal")
+TARGET_BYTES, TARGET_DELTA = 0.2, 0.0005
+#: bases per chunk handed to the writer and the peak caller (infer's: 16 tiles of 50 kb)
+CHUNK = 800_000
+
+
+# --------------------------------------------------------------------------- candidate roundings (pure, vectorised)
+
+
+def logit_grid(prob: np.ndarray, step: float) -> np.ndarray:
+    """Probabilities on a grid of ``step`` in logit space (0 and 1 exact), as float32: relative precision at both ends.
+
+    ``p`` becomes ``sigmoid(step * rint(logit(p) / step))``: the error in logit space is at most ``step / 2``.
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    out = p.copy()
+    mid = (p > 0) & (p < 1)
+    logit = np.log(p[mid]) - np.log1p(-p[mid])
+    out[mid] = 1.0 / (1.0 + np.exp(-np.rint(logit / step) * step))
+    return out.astype(np.float32)
+
+
+def significant_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Round float32 values to ``bits`` significant binary digits (nearest, ties to even; 0, NaN and inf unchanged)."""
+    x = np.asarray(values, dtype=np.float32).copy()
+    u = x.view(np.uint32)
+    drop = np.uint32(24 - bits)
+    lsb = (u >> drop) & np.uint32(1)
+    rounded = (u + (np.uint32(1) << (drop - np.uint32(1))) - np.uint32(1) + lsb) & ~((np.uint32(1) << drop) - 1)
+    finite = np.isfinite(x)
+    u[finite] = rounded[finite]
+    return x
+
+
+def symmetric_bits(prob: np.ndarray, bits: int) -> np.ndarray:
+    """``bits`` significant binary digits of ``min(p, 1 - p)``: relative precision towards 0 and towards 1."""
+    p = np.asarray(prob, dtype=np.float32)
+    low = significant_bits(p, bits)
+    high = (1.0 - significant_bits((1.0 - p.astype(np.float64)).astype(np.float32), bits)).astype(np.float32)
+    return np.where(p < 0.5, low, high)
+
+
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+#: candidate -> (probability rounding, track rounding); float32 outputs are rounded by them (see the docstring)
+CANDIDATES: dict[str, tuple[Callable, Callable]] = {
+    "compact, offline route (1/256; 3 digits)": (round_probability, round_significant),
+    "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), lambda t: significant_bits(t, 6)),
+    "logit step 1/32; 3 digits": (lambda p: logit_grid(p, 1 / 32), round_significant),
+    "logit step 1/64; 8 bits": (lambda p: logit_grid(p, 1 / 64), lambda t: significant_bits(t, 8)),
+    "9 bits of min(p, 1-p); 8 bits": (lambda p: symmetric_bits(p, 9), lambda t: significant_bits(t, 8)),
+    "20 bits (float32 round-off only); float32": (lambda p: significant_bits(p, 20), _same),
+}
+CANDIDATES_ORDER = list(CANDIDATES)
+QUICK = ["compact, offline route (1/256; 3 digits)", "logit step 1/16; 6 bits"]
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _run(cmd: list, what: str) -> None:
+    res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=REPO)
+    if res.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{res.stderr[-3000:]}")
+
+
+def _metrics(prefix: Path, noisy: Path, clean: Path) -> dict[str, float]:
+    """Run ``atacdenoise metrics`` on ``prefix``'s outputs (cached).
+
+    Returns the model's rows (``model`` and ``model_t0.5``) as ``method.metric.region`` -> value.
+    """
+    out = Path(f"{prefix}.metrics.tsv")
+    if not out.exists():
+        cmd = [sys.executable, "-m", "atacdenoise.cli", "metrics", "--clean", clean, "--labels", LABELS]
+        cmd += ["--noisy", noisy, "--sizes", SIZES, "--denoised-prefix", prefix, "--regions", HOLDOUT]
+        cmd += ["--model", "light", "--sample", "HSC", "--depth", "given", "--rep", "1", "--out", out]
+        _run(cmd, f"metrics of {prefix}")
+    m = pd.read_csv(out, sep="\t")
+    m = m[m["method"].str.startswith("model")]
+    return {f"{a}.{b}.{c}": float(v) for a, b, c, v in zip(m["method"], m["metric"], m["region"], m["value"])}
+
+
+def _sizes(prefix: Path, length: int) -> dict[str, float]:
+    return {k: Path(f"{prefix}.{k}.bw").stat().st_size / length for k in ("track", "peakprob")}
+
+
+def infer(model: Path, noisy: Path, prefix: Path, precision: str) -> None:
+    """Run the real ``atacdenoise infer`` on chr2 at ``precision`` (cached)."""
+    if Path(f"{prefix}.peaks.narrowPeak").exists():
+        return
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "atacdenoise.cli", "infer", "--model", model, "--input", noisy, "--sizes", SIZES]
+    cmd += ["--chroms", CHROM, "--threads", "1", "--precision", precision, "--out-prefix", prefix]
+    log.info("infer %s at %s", model, precision)
+    _run(cmd, f"infer {model} --precision {precision}")
+
+
+def offline(reference: Path, prefix: Path, rounding: tuple[Callable, Callable], threshold: float) -> None:
+    """Round the float32 outputs at ``reference``, write them as infer writes compact outputs, call peaks (cached)."""
+    if Path(f"{prefix}.peaks.narrowPeak").exists():
+        return
+    sizes = read_chrom_sizes(SIZES)
+    prob = rounding[0](read_bigwig(f"{reference}.peakprob.bw", CHROM))
+    track = rounding[1](read_bigwig(f"{reference}.track.bw", CHROM))
+    for key, values in (("track", track), ("peakprob", prob)):
+        with BigWigFileWriter(
+            f"{prefix}.{key}.bw", sizes, threads=1, fast=True, first_zoom=COMPACT_FIRST_ZOOM, smallest=True
+        ) as writer:
+            for k in range(0, values.size, CHUNK):
+                writer.add(CHROM, k, values[k : k + CHUNK])
+    peaks = PeakStream(CHROM, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
+    for k in range(0, prob.size, CHUNK):
+        peaks.add(k, prob[k : k + CHUNK], track[k : k + CHUNK])
+    write_narrowpeak(peaks.finish(), Path(f"{prefix}.peaks.narrowPeak"))
+
+
+def run_model(index: int, model: Path, work: Path, results: Path, candidates: list[str]) -> dict[str, dict]:
+    """Every candidate's sizes and metrics for one model."""
+    import torch
+
+    noisy, clean = results / "coverage/HSC/given.rep1.bw", results / "coverage/HSC/full.rep1.bw"
+    length = read_chrom_sizes(SIZES)[CHROM]
+    out = work / f"model{index}"
+    threshold = float(torch.load(model, map_location="cpu", weights_only=True)["threshold"])
+    rows = {}
+    for precision in ("float32", "compact"):
+        prefix = out / precision
+        infer(model, noisy, prefix, precision)
+        rows[precision] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
+    for k, name in enumerate(candidates):
+        prefix = out / f"candidate{CANDIDATES_ORDER.index(name)}"
+        offline(out / "float32", prefix, CANDIDATES[name], threshold)
+        rows[name] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
+        log.info("model %d: %s done (%d/%d)", index, name, k + 1, len(candidates))
+    offline_compact = rows.get(QUICK[0])
+    if offline_compact is not None and offline_compact["metrics"] != rows["compact"]["metrics"]:
+        raise SystemExit(f"model {index}: the offline route's compact metrics differ from infer --precision compact's")
+    return rows
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def deltas(rows: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per candidate: metric -> candidate - float32 (MSE: relative change)."""
+    base = rows["float32"]["metrics"]
+    out = {}
+    for name, r in rows.items():
+        d = {}
+        for key, ref in base.items():
+            value = r["metrics"][key]
+            d[key] = (value - ref) / ref if ".mse." in key else value - ref
+        out[name] = d
+    return out
+
+
+def tables(per_model: list[dict[str, dict]]) -> str:
+    """Markdown: a summary per candidate, then the largest |delta| of every metric per candidate."""
+    names = [n for n in per_model[0] if n != "float32"]
+    d = [deltas(rows) for rows in per_model]
+    metrics = list(d[0]["float32"])
+    head = (
+        "| candidate (probability; track) | track.bw B/base | peakprob.bw B/base | AUPRC | AUROC | ECE | "
+        "Pearson | Spearman | F1 | largest \\|delta\\| (metric) | meets both |"
+    )
+    lines = [head, "|---" * 11 + "|"]
+    for name in ["float32", *names]:
+        track = [rows[name]["bytes"]["track"] for rows in per_model]
+        prob = [rows[name]["bytes"]["peakprob"] for rows in per_model]
+
+        def mean(key: str, name: str = name) -> str:
+            return f"{np.mean([x[name][key] for x in d]):+.5f}"
+
+        worst = {k: max(abs(x[name][k]) for x in d) for k in metrics}
+        top = max(worst, key=worst.get)
+        ok = max(track) <= TARGET_BYTES and max(prob) <= TARGET_BYTES and worst[top] < TARGET_DELTA
+        label = "float32 (reference)" if name == "float32" else name
+        if name == "compact":
+            label = "compact (shipped: 1/256; 3 digits), real infer"
+        lines.append(
+            f"| {label} | {np.mean(track):.3f} (max {max(track):.3f}) | {np.mean(prob):.3f} (max {max(prob):.3f}) | "
+            f"{mean('model.auprc.all')} | {mean('model.auroc.all')} | {mean('model.ece.all')} | "
+            f"{mean('model.pearson.all')} | {mean('model.spearman.all')} | {mean('model.f1.all')} | "
+            f"{worst[top]:.5f} ({top}) | {'yes' if ok else 'no'} |"
+        )
+    lines += ["", "Largest |delta| over the models, every metric (MSE: relative):", ""]
+    short = {n: f"c{k}" for k, n in enumerate(names)}
+    lines.append("| metric | " + " | ".join(short.values()) + " |")
+    lines.append("|---" * (len(names) + 1) + "|")
+    for key in metrics:
+        cells = [f"{max(abs(x[n][key]) for x in d):.5f}" for n in names]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    lines += ["", "; ".join(f"{c}: {n}" for n, c in short.items())]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", type=Path, required=True, help="trained demo models (model.pt)")
+    p.add_argument("--results", type=Path, default=REPO / "results", help="the demo's results/ (coverage bigWigs)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/atacdenoise-precision"), help="outputs, cached")
+    p.add_argument("--quick", action="store_true", help="the first model and two candidates only")
+    p.add_argument("--out", type=Path, help="also write the Markdown tables here")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    missing = [m for m in [*args.models, args.results / "coverage/HSC/full.rep1.bw"] if not m.exists()]
+    if missing:
+        raise SystemExit(f"{[str(m) for m in missing]} missing: train the demo models / run the demo's data stages")
+    models = args.models[:1] if args.quick else args.models
+    candidates = QUICK if args.quick else list(CANDIDATES)
+    results = args.results.resolve()
+    per_model = [run_model(k + 1, m.resolve(), args.work, results, candidates) for k, m in enumerate(models)]
+    text = tables(per_model)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
