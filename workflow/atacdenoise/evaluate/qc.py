@@ -34,6 +34,8 @@ depth): ``cut_sites`` and ``cut_sites_per_mb`` count the regions only, so that `
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,8 @@ from atacdenoise.errors import InputError
 from atacdenoise.evaluate.metrics import merge_intervals
 from atacdenoise.io.bigwig import open_bigwig, read_bigwig
 from atacdenoise.io.intervals import mask_from_intervals, starts_in_regions
-from atacdenoise.reads.coverage import bam_cut_sites_by_chrom, fragments_cut_sites_by_chrom
+from atacdenoise.reads import cutsites as cs
+from atacdenoise.reads.coverage import CutSiteSpill, iter_cut_site_parts
 from atacdenoise.reads.fraglen import MAX_FRAGMENTS, Regions, fragment_lengths, median_length
 
 log = logging.getLogger(__name__)
@@ -98,13 +101,6 @@ def region_names(df: pd.DataFrame) -> list[str]:
     return [f"{c}:{s}-{e}" for c, s, e in zip(df["chrom"], df["start"], df["end"])]
 
 
-def in_regions(positions: dict[str, np.ndarray], regions: Regions | None) -> dict[str, np.ndarray]:
-    """Keep the cut sites (``{chrom: int[n]}``) inside ``regions``; all of them when ``regions`` is None."""
-    if regions is None:
-        return positions
-    return {c: p[starts_in_regions(p, *regions[c])] for c, p in positions.items() if c in regions}
-
-
 # --------------------------------------------------------------------------- read-filter fractions
 
 
@@ -133,55 +129,12 @@ def fragments_duplicate_fraction(lines: int, read_pairs: int) -> float:
 # --------------------------------------------------------------------------- FRiP and cut-site density
 
 
-def frip(positions: dict[str, np.ndarray], peaks: Regions) -> float:
-    """Fraction of cut sites (``{chrom: int[n]}``) inside the peaks (merged, ``{chrom: (starts, ends)}``)."""
-    total = sum(p.size for p in positions.values())
-    if total == 0:
-        return float("nan")
-    inside = sum(int(starts_in_regions(p, *peaks[c]).sum()) for c, p in positions.items() if c in peaks)
-    return inside / total
-
-
 def interval_sums(track: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> float:
     """Sum of ``track`` over disjoint, sorted ``[starts, ends)`` (float64)."""
     if len(starts) == 0:
         return 0.0
     mask = mask_from_intervals(starts, ends, track.size)
     return float(track[mask].sum(dtype=np.float64))
-
-
-def cut_site_density(
-    positions: dict[str, np.ndarray], sizes: dict[str, int], regions: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Cut sites per Mb of each region (BED rows, each counted on its own), else of each whole chromosome.
-
-    Returns
-    -------
-    DataFrame with region, chrom, start, end, cut_sites, per_mb (one row per region, input order).
-    """
-    if regions is None:
-        regions = pd.DataFrame({"chrom": list(sizes), "start": 0, "end": list(sizes.values())})
-        names = list(sizes)
-    else:
-        names = region_names(regions)
-    sorted_pos = {c: np.sort(p) for c, p in positions.items()}
-    empty = np.zeros(0, dtype=np.int64)
-    counts = [
-        int(np.diff(np.searchsorted(sorted_pos.get(c, empty), [s, e]))[0])
-        for c, s, e in zip(regions["chrom"], regions["start"], regions["end"])
-    ]
-    out = pd.DataFrame(
-        {
-            "region": names,
-            "chrom": regions["chrom"].to_numpy(),
-            "start": regions["start"].to_numpy(),
-            "end": regions["end"].to_numpy(),
-            "cut_sites": counts,
-        }
-    )
-    length = (out["end"] - out["start"]).to_numpy()
-    out["per_mb"] = np.where(length > 0, out["cut_sites"] / np.maximum(length, 1) * 1e6, np.nan)
-    return out
 
 
 # --------------------------------------------------------------------------- TSS enrichment
@@ -290,23 +243,84 @@ def fraglen_summary(hist: np.ndarray | None) -> dict[str, float]:
 # --------------------------------------------------------------------------- one input
 
 
-def _reads_qc(path, kind, sizes, min_mapq, keep_duplicates, threads) -> tuple[dict[str, np.ndarray], dict]:
-    """Cut sites of a BAM or fragments file and the counts columns of its row."""
+def _reads_qc(
+    path, kind, sizes, min_mapq, keep_duplicates, threads, folder: Path
+) -> tuple[CutSiteSpill, dict]:
+    """Spill an input's cut sites to ``folder`` (:class:`CutSiteSpill`) and return them with its counts columns.
+
+    The file is read once, one chromosome (BAM) or chunk (fragments file) at a time, so memory stays flat in
+    its size; :func:`cut_site_stats` then reads the spill back one chromosome at a time.
+    """
+    report: dict = {}
+    settings = {
+        "min_mapq": min_mapq,
+        "keep_duplicates": keep_duplicates,
+        "shift_plus": cs.SHIFT_PLUS,
+        "shift_minus": cs.SHIFT_MINUS,
+    }
+    dtype = np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
+    spill = CutSiteSpill(folder, dtype)
+    for chrom, pos in iter_cut_site_parts(path, kind, sizes, settings, threads, report):
+        spill.add(chrom, pos)
     if kind == "bam":
-        positions, filters = bam_cut_sites_by_chrom(
-            path, sizes, min_mapq=min_mapq, keep_duplicates=keep_duplicates, threads=threads
-        )
-        dup, low = bam_filter_fractions(filters, keep_duplicates)
-        counts = {"reads_used": filters["kept"], "fragments_used": np.nan}
+        dup, low = bam_filter_fractions(report, keep_duplicates)
+        counts = {"reads_used": report["kept"], "fragments_used": np.nan}
         counts |= {"duplicate_fraction": dup, "low_mapq_fraction": low}
     else:
-        positions, report = fragments_cut_sites_by_chrom(path, sizes, keep_duplicates)
         counts = {"reads_used": report["reads"], "fragments_used": report["used"]}
         counts |= {
             "duplicate_fraction": fragments_duplicate_fraction(report["used"], report["reads"]),
             "low_mapq_fraction": np.nan,
         }
-    return positions, counts
+    return spill, counts
+
+
+def cut_site_stats(
+    chromosomes: Iterable[tuple[str, np.ndarray]],
+    sizes: dict[str, int],
+    peaks: Regions | None = None,
+    regions: pd.DataFrame | None = None,
+    tss: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict:
+    """FRiP, TSS profile and cut-site density from ``(chrom, cut sites)``, one whole chromosome at a time.
+
+    Every figure is a sum over chromosomes, so only one chromosome's cut sites are held. With ``regions``
+    (BED rows), the cut sites outside them are left out of ``cut_sites``, FRiP and the TSS profile; the
+    density counts each region on its own (all cut sites in it), else each whole chromosome of ``sizes``.
+
+    Returns ``cut_sites`` (int), ``frip`` (NaN without peaks or cut sites), ``tss_profile`` (int64 sum over
+    TSSs, :func:`tss_profile`) and ``density`` (DataFrame: region, chrom, start, end, cut_sites, per_mb, one
+    row per region in input order).
+    """
+    if regions is None:
+        table = pd.DataFrame({"chrom": list(sizes), "start": 0, "end": list(sizes.values())})
+        names = list(sizes)
+    else:
+        table, names = regions, region_names(regions)
+    region_iv = merged_by_chrom(regions) if regions is not None else None
+    r_chrom = table["chrom"].to_numpy()
+    r_start, r_end = table["start"].to_numpy(np.int64), table["end"].to_numpy(np.int64)
+    counts = np.zeros(len(table), dtype=np.int64)
+    profile = np.zeros(2 * TSS_FLANK + 1, dtype=np.int64)
+    n_used = inside = 0
+    for chrom, pos in chromosomes:
+        pos = np.sort(np.asarray(pos, dtype=np.int64))
+        rows = np.flatnonzero(r_chrom == chrom)
+        counts[rows] = np.searchsorted(pos, r_end[rows]) - np.searchsorted(pos, r_start[rows])
+        if region_iv is not None:
+            used = pos[starts_in_regions(pos, *region_iv[chrom])] if chrom in region_iv else pos[:0]
+        else:
+            used = pos
+        n_used += used.size
+        if peaks is not None and chrom in peaks:
+            inside += int(starts_in_regions(used, *peaks[chrom]).sum())
+        if tss and chrom in tss:
+            profile += tss_profile(used, *tss[chrom])
+    density = pd.DataFrame({"region": names, "chrom": r_chrom, "start": r_start, "end": r_end, "cut_sites": counts})
+    length = r_end - r_start
+    density["per_mb"] = np.where(length > 0, counts / np.maximum(length, 1) * 1e6, np.nan)
+    frip = inside / n_used if peaks is not None and n_used else float("nan")
+    return {"cut_sites": n_used, "frip": frip, "tss_profile": profile, "density": density}
 
 
 def _bigwig_qc(
@@ -398,19 +412,16 @@ def input_qc(
         return row, None
     if kind not in ("bam", "fragments"):
         raise ValueError(f"kind {kind!r}: expected bam, fragments or bigwig")
-    positions, counts = _reads_qc(path, kind, sizes, min_mapq, keep_duplicates, threads)
-    used = in_regions(positions, region_iv)
-    row |= {"paired": np.nan, **counts, "cut_sites": sum(p.size for p in used.values())}
-    row["frip"] = frip(used, peak_iv) if peak_iv is not None else np.nan
-    if tss_iv:
-        profile = sum((tss_profile(used.get(c, np.zeros(0, np.int64)), *t) for c, t in tss_iv.items()))
-        row["tss_enrichment"] = tss_enrichment(profile)[0]
-    else:
-        row["tss_enrichment"] = np.nan
+    with tempfile.TemporaryDirectory(prefix="atacdenoise-qc-") as folder:
+        spill, counts = _reads_qc(path, kind, sizes, min_mapq, keep_duplicates, threads, Path(folder))
+        stats = cut_site_stats(((c, spill.take(c)) for c in sizes), sizes, peak_iv, regions, tss_iv)
+    row |= {"paired": np.nan, **counts, "cut_sites": stats["cut_sites"]}
+    row["frip"] = stats["frip"]
+    row["tss_enrichment"] = tss_enrichment(stats["tss_profile"])[0] if tss_iv else np.nan
     hist = fragment_lengths(path, kind, sizes, region_iv, min_mapq, keep_duplicates, max_fragments)
     row["paired"] = hist is not None
     row |= fraglen_summary(hist)
-    density = cut_site_density(positions, sizes, regions)
+    density = stats["density"]
     mb = float((density["end"] - density["start"]).sum()) / 1e6
     row |= {"region_mb": mb, "cut_sites_per_mb": density["cut_sites"].sum() / mb if mb else np.nan}
     row |= {f"{REGION_PREFIX}{r}": v for r, v in zip(density["region"], density["per_mb"])}
