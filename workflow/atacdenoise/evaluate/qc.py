@@ -243,9 +243,7 @@ def fraglen_summary(hist: np.ndarray | None) -> dict[str, float]:
 # --------------------------------------------------------------------------- one input
 
 
-def _reads_qc(
-    path, kind, sizes, min_mapq, keep_duplicates, threads, folder: Path
-) -> tuple[CutSiteSpill, dict]:
+def _reads_qc(path, kind, sizes, min_mapq, keep_duplicates, threads, folder: Path) -> tuple[CutSiteSpill, dict]:
     """Spill an input's cut sites to ``folder`` (:class:`CutSiteSpill`) and return them with its counts columns.
 
     The file is read once, one chromosome (BAM) or chunk (fragments file) at a time, so memory stays flat in
