@@ -12,8 +12,8 @@ settings ``infer`` uses for compact outputs (first zoom level :data:`~atacdenois
 bases, each chunk as runs or fixed-step values, whichever deflates smaller, ISA-L), peaks called on the rounded
 probability at the model's stored threshold by the same :class:`~atacdenoise.peaks.threshold.PeakStream`, then
 scored by the real ``atacdenoise metrics``. The row ``compact, offline route`` is the shipped compact rounding
-taken that way: its metrics must equal the real ``infer --precision compact`` run's (checked), which shows the
-offline route is the infer route.
+taken that way: its values and metrics must equal the real ``infer --precision compact`` run's (checked), which
+shows the offline route is the infer route. ``1/256 steps; 3 digits`` is ``compact`` before issue 19.2's fix.
 
 Bytes per base: file size / bases of chr2 (10,000,000, all denoised). Deltas: candidate - float32 for every
 ``model`` and ``model_t0.5`` row of ``metrics.tsv`` (MSE as a relative change), mean over the models and the
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -43,7 +44,13 @@ from atacdenoise.io.bbiwrite import BigWigFileWriter  # noqa: E402
 from atacdenoise.io.bigwig import read_bigwig  # noqa: E402
 from atacdenoise.io.genome import read_chrom_sizes  # noqa: E402
 from atacdenoise.io.intervals import write_narrowpeak  # noqa: E402
-from atacdenoise.model.infer import COMPACT_FIRST_ZOOM, round_probability, round_significant  # noqa: E402
+from atacdenoise.model.infer import (  # noqa: E402
+    COMPACT_FIRST_ZOOM,
+    PROB_BITS,
+    TRACK_BITS,
+    round_probability_bits,
+    round_significant_bits,
+)
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream  # noqa: E402
 
 log = logging.getLogger("precision")
@@ -73,41 +80,55 @@ def logit_grid(prob: np.ndarray, step: float) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def significant_bits(values: np.ndarray, bits: int) -> np.ndarray:
-    """Round float32 values to ``bits`` significant binary digits (nearest, ties to even; 0, NaN and inf unchanged)."""
-    x = np.asarray(values, dtype=np.float32).copy()
-    u = x.view(np.uint32)
-    drop = np.uint32(24 - bits)
-    lsb = (u >> drop) & np.uint32(1)
-    rounded = (u + (np.uint32(1) << (drop - np.uint32(1))) - np.uint32(1) + lsb) & ~((np.uint32(1) << drop) - 1)
-    finite = np.isfinite(x)
-    u[finite] = rounded[finite]
-    return x
+def grid_probability(prob: np.ndarray, steps: int = 256) -> np.ndarray:
+    """Probabilities on multiples of ``1 / steps`` (ties to even), as float32: ``compact`` before issue 19.2's fix.
 
-
-def symmetric_bits(prob: np.ndarray, bits: int) -> np.ndarray:
-    """``bits`` significant binary digits of ``min(p, 1 - p)``: relative precision towards 0 and towards 1."""
+    With ``steps`` a power of two every step is exact in float32: 0 and 1 stay exact, the error is at most
+    ``1 / (2·steps)``.
+    """
     p = np.asarray(prob, dtype=np.float32)
-    low = significant_bits(p, bits)
-    high = (1.0 - significant_bits((1.0 - p.astype(np.float64)).astype(np.float32), bits)).astype(np.float32)
-    return np.where(p < 0.5, low, high)
+    return np.rint(p * np.float32(steps)) / np.float32(steps)
+
+
+def significant_digits(values: np.ndarray, digits: int = 3) -> np.ndarray:
+    """Values to ``digits`` significant decimal digits as float32 (0, NaN, inf unchanged): ``compact``'s track before.
+
+    The value nearest ``float(f"{v:.{digits - 1}e}")`` for each ``v``: relative error <= 0.5 % for 3 digits.
+    """
+    x = np.asarray(values, dtype=np.float32).astype(np.float64)
+    ok = np.isfinite(x) & (x != 0)
+    v = x[ok]
+    shift = digits - 1 - np.floor(np.log10(np.abs(v)))  # decimal places to keep (negative: round to tens, ...)
+    scale = 10.0 ** np.abs(shift)  # an exact integer in float64 for |shift| <= 22, so the division rounds once
+    x[ok] = np.where(shift >= 0, np.rint(v * scale) / scale, np.rint(v / scale) * scale)
+    return x.astype(np.float32)
 
 
 def _same(x: np.ndarray) -> np.ndarray:
     return x
 
 
+#: the shipped ``compact`` rounding (``infer``'s functions), measured from the float32 outputs
+OFFLINE_COMPACT = f"compact, offline route ({PROB_BITS} bits of min(p, 1-p); {TRACK_BITS} bits)"
+
 #: candidate -> (probability rounding, track rounding); float32 outputs are rounded by them (see the docstring)
 CANDIDATES: dict[str, tuple[Callable, Callable]] = {
-    "compact, offline route (1/256; 3 digits)": (round_probability, round_significant),
-    "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), lambda t: significant_bits(t, 6)),
-    "logit step 1/32; 3 digits": (lambda p: logit_grid(p, 1 / 32), round_significant),
-    "logit step 1/64; 8 bits": (lambda p: logit_grid(p, 1 / 64), lambda t: significant_bits(t, 8)),
-    "9 bits of min(p, 1-p); 8 bits": (lambda p: symmetric_bits(p, 9), lambda t: significant_bits(t, 8)),
-    "20 bits (float32 round-off only); float32": (lambda p: significant_bits(p, 20), _same),
+    OFFLINE_COMPACT: (
+        lambda p: round_probability_bits(p, PROB_BITS),
+        lambda t: round_significant_bits(t, TRACK_BITS),
+    ),
+    "1/256 steps; 3 digits (compact before)": (grid_probability, significant_digits),
+    "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), lambda t: round_significant_bits(t, 6)),
+    "logit step 1/32; 3 digits": (lambda p: logit_grid(p, 1 / 32), significant_digits),
+    "logit step 1/64; 8 bits": (lambda p: logit_grid(p, 1 / 64), lambda t: round_significant_bits(t, 8)),
+    "20 bits (float32 round-off only); float32": (lambda p: round_significant_bits(p, 20), _same),
 }
-CANDIDATES_ORDER = list(CANDIDATES)
-QUICK = ["compact, offline route (1/256; 3 digits)", "logit step 1/16; 6 bits"]
+QUICK = [OFFLINE_COMPACT, "1/256 steps; 3 digits (compact before)"]
+
+
+def cache_name(candidate: str) -> str:
+    """File-name stem of a candidate's outputs under ``--work`` (from its name, so the cache survives reordering)."""
+    return "candidate-" + re.sub(r"[^A-Za-z0-9]+", "-", candidate).strip("-")
 
 
 # --------------------------------------------------------------------------- runs
@@ -183,13 +204,18 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
         infer(model, noisy, prefix, precision)
         rows[precision] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
     for k, name in enumerate(candidates):
-        prefix = out / f"candidate{CANDIDATES_ORDER.index(name)}"
+        prefix = out / cache_name(name)
         offline(out / "float32", prefix, CANDIDATES[name], threshold)
         rows[name] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
         log.info("model %d: %s done (%d/%d)", index, name, k + 1, len(candidates))
-    offline_compact = rows.get(QUICK[0])
-    if offline_compact is not None and offline_compact["metrics"] != rows["compact"]["metrics"]:
-        raise SystemExit(f"model {index}: the offline route's compact metrics differ from infer --precision compact's")
+    if OFFLINE_COMPACT in rows:  # the offline route is the infer route: same values, same metrics
+        offline_prefix = out / cache_name(OFFLINE_COMPACT)
+        for key in ("track", "peakprob"):
+            real = read_bigwig(f"{out / 'compact'}.{key}.bw", CHROM)
+            if not np.array_equal(real, read_bigwig(f"{offline_prefix}.{key}.bw", CHROM)):
+                raise SystemExit(f"model {index}: the offline route's {key} differs from infer --precision compact's")
+        if rows[OFFLINE_COMPACT]["metrics"] != rows["compact"]["metrics"]:
+            raise SystemExit(f"model {index}: the offline route's metrics differ from infer --precision compact's")
     return rows
 
 
@@ -231,7 +257,7 @@ def tables(per_model: list[dict[str, dict]]) -> str:
         ok = max(track) <= TARGET_BYTES and max(prob) <= TARGET_BYTES and worst[top] < TARGET_DELTA
         label = "float32 (reference)" if name == "float32" else name
         if name == "compact":
-            label = "compact (shipped: 1/256; 3 digits), real infer"
+            label = f"compact (shipped: {PROB_BITS} bits of min(p, 1-p); {TRACK_BITS} bits), real infer"
         lines.append(
             f"| {label} | {np.mean(track):.3f} (max {max(track):.3f}) | {np.mean(prob):.3f} (max {max(prob):.3f}) | "
             f"{mean('model.auprc.all')} | {mean('model.auroc.all')} | {mean('model.ece.all')} | "

@@ -1,4 +1,4 @@
-"""Compact denoised outputs: values on the documented grid, bounded error, float32 unchanged, few bytes per base.
+"""Compact denoised outputs: values to the documented significant bits, bounded error, float32 unchanged, small files.
 
 The realistic case runs ``atacdenoise infer`` (in process) on 2 Mb of the demo's real 5M-read HSC
 coverage (``resources/demo``) with a light-shaped model set to smooth its input and call peaks where the
@@ -9,9 +9,11 @@ floor away from reads, a probability near 1 in peaks), once per ``--precision``.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +25,13 @@ from atacdenoise.io.bbiwrite import FIRST_ZOOM, BigWigFileWriter
 from atacdenoise.io.bigwig import read_bigwig
 from atacdenoise.model.infer import (
     COMPACT_FIRST_ZOOM,
-    PROB_STEPS,
+    PROB_BITS,
+    TRACK_BITS,
     apply_precision,
     denoise_array,
     denoise_bigwig,
-    round_probability,
-    round_significant,
+    round_probability_bits,
+    round_significant_bits,
 )
 from atacdenoise.model.network import build_model, save_model, transform_input
 
@@ -39,45 +42,92 @@ SIZES = DEMO / "hg19_first10mb.chr1_chr2.sizes"
 CHROM, START, END = "chr2", 5_000_000, 7_000_000
 PRE = {"smooth_bp": 200, "shift_plus": 4, "shift_minus": -5, "min_mapq": 30, "keep_duplicates": False, "cpm": False}
 TRANSFORM = {"kind": "log1p"}
-#: the issue's target for a denoised bigWig (issue 19, item 2)
-TARGET_BYTES_PER_BASE = 0.2
 
 
-def reference_significant(values: np.ndarray, digits: int = 3) -> np.ndarray:
-    """Round each value with Python's correctly rounded decimal formatting (an independent reference)."""
-    return np.array([float(f"{v:.{digits - 1}e}") for v in values.tolist()], dtype=np.float64).astype(np.float32)
+def reference_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Round each value to ``bits`` significant bits in exact rational arithmetic (an independent reference).
+
+    ``v = m · 2**e`` with ``0.5 <= |m| < 1`` (``math.frexp``, exact); the last kept bit is worth ``2**(e - bits)``,
+    and ``round`` on an exact ``Fraction`` rounds half to even; a result past the float32 range is clamped.
+    """
+    out = []
+    for v in values.tolist():
+        if v == 0 or not math.isfinite(v):
+            out.append(v)
+            continue
+        unit = Fraction(2) ** (math.frexp(v)[1] - bits)
+        r = float(round(Fraction(v) / unit) * unit)
+        largest = (2**bits - 1) * 2.0 ** (128 - bits)  # past the float32 range: the largest float32 with `bits` bits
+        out.append(math.copysign(min(abs(r), largest), r))
+    return np.array(out, dtype=np.float64).astype(np.float32)
+
+
+def _wide_values(n: int, seed: int = 0) -> np.ndarray:
+    """float32 values of both signs over the whole normal range, plus ties and grid points."""
+    rng = np.random.default_rng(seed)
+    wide = (10.0 ** rng.uniform(-37, 38, n) * rng.choice([-1, 1], n)).astype(np.float32)
+    edges = np.array([1.0, 1.5, 1 + 2**-8, 1 + 3 * 2**-9, 255.5, 256.5, 0.1, -0.1, 3.0e38, 1e-30], np.float32)
+    return np.concatenate([wide, edges])
 
 
 # --------------------------------------------------------------------------- the rounding functions
 
 
-def test_probabilities_round_to_the_nearest_step_keeping_0_and_1():
-    p = np.array([0.0, 1.0, 0.5, 1 / 512, 3 / 512, 0.9999, 1e-8, 0.3, 255.4 / 256], dtype=np.float32)
-    q = round_probability(p)
+@pytest.mark.parametrize("bits", [1, 6, TRACK_BITS, PROB_BITS, 20, 24])
+def test_significant_bits_round_to_nearest_even_within_the_relative_bound(bits):
+    x = _wide_values(5_000)
+    q = round_significant_bits(x, bits)
     assert q.dtype == np.float32
-    np.testing.assert_array_equal(q[:2], [0.0, 1.0])  # exact 0 and 1
-    assert q[2] == 0.5
-    assert q[3] == 0.0 and q[4] == 2 / 256  # ties to even steps
-    assert q[5] == 1.0 and q[6] == 0.0 and q[8] == 255 / 256
-    np.testing.assert_array_equal(q * PROB_STEPS, np.rint(q * PROB_STEPS))  # on the grid, exactly
-    assert np.abs(q.astype(np.float64) - p).max() <= 0.5 / PROB_STEPS
+    np.testing.assert_array_equal(q, reference_bits(x, bits))
+    rel = np.abs(q.astype(np.float64) - x) / np.abs(x.astype(np.float64))
+    assert rel.max() <= 2.0**-bits
+    # at most `bits` significant bits: the float32 mantissa's last 24 - bits bits are zero
+    assert np.all(q.view(np.uint32) & np.uint32((1 << (24 - bits)) - 1) == 0)
+    np.testing.assert_array_equal(round_significant_bits(q, bits), q)  # idempotent
+    order = np.sort(x)
+    assert np.all(np.diff(round_significant_bits(order, bits).astype(np.float64)) >= 0)  # monotone
 
 
-def test_tracks_round_to_3_significant_digits_as_decimal_formatting_does():
-    rng = np.random.default_rng(0)
-    wide = (10.0 ** rng.uniform(-30, 30, 20_000) * rng.choice([-1, 1], 20_000)).astype(np.float32)
-    edges = np.array([1234.5, 999.6, 999.4, 0.0012345, -45.67, 1.0, 100.0, 1e-30, 3e38, 12.5, 0.125], np.float32)
-    x = np.concatenate([wide, edges])
-    q = round_significant(x)
+def test_significant_bits_tie_cases_specials_and_the_float32_edges():
+    q = round_significant_bits(np.array([1 + 2**-9, 1 + 3 * 2**-9, 255.5, 256.5, -(1 + 2**-9)], np.float32), 8)
+    np.testing.assert_array_equal(q, np.array([1.0, 1 + 2**-7, 256.0, 256.0, -1.0], np.float32))  # ties to even
+    special = round_significant_bits(np.array([0.0, -0.0, np.nan, np.inf, -np.inf], np.float32), 8)
+    assert special[0] == 0 and special[1] == 0 and np.signbit(special[1]) and np.isnan(special[2])
+    assert special[3] == np.inf and special[4] == -np.inf
+    # the largest float32 would round up past the range: it gets the largest float32 with 8 bits, not inf
+    top = round_significant_bits(np.array([np.finfo(np.float32).max, -np.finfo(np.float32).max], np.float32), 8)
+    np.testing.assert_array_equal(top, np.array([1, -1], np.float32) * np.float32((2**8 - 1) * 2.0 ** (128 - 8)))
+    # subnormals keep `bits` significant bits (relative error, not the 2**-149 grid's absolute one)
+    tiny = np.array([1e-45, 3e-45, 1.234e-40, 5e-39], np.float32)
+    q = round_significant_bits(tiny, 4)
+    np.testing.assert_array_equal(q, reference_bits(tiny, 4))
+    assert np.all(q > 0) and np.all(np.abs(q.astype(np.float64) - tiny) <= 2.0**-4 * tiny)
+    for bad in (0, 25):
+        with pytest.raises(ValueError, match="bits"):
+            round_significant_bits(tiny, bad)
+
+
+def test_probabilities_keep_9_bits_of_the_distance_to_the_nearer_end_monotone_in_p():
+    rng = np.random.default_rng(2)
+    tails = 10.0 ** rng.uniform(-30, np.log10(0.5), 20_000)
+    p = np.concatenate([tails, 1 - tails, rng.uniform(0, 1, 20_000), [0, 0.5, 1, 1e-8, 1 - 2**-24, 2**-24]])
+    p = np.sort(p.astype(np.float32))
+    q = round_probability_bits(p)
     assert q.dtype == np.float32
-    np.testing.assert_array_equal(q, reference_significant(x))
-    np.testing.assert_array_equal(q[-11:-4], np.array([1230, 1000, 999, 0.00123, -45.7, 1, 100], np.float32))
-    # zero stays zero (either sign); NaN and inf pass through
-    special = round_significant(np.array([0.0, -0.0, np.nan, np.inf, -np.inf], np.float32))
-    assert special[0] == 0 and special[1] == 0 and np.isnan(special[2]) and special[3] == np.inf
-    assert special[4] == -np.inf
-    with pytest.raises(ValueError, match="digits"):
-        round_significant(x, 0)
+    assert np.all(np.diff(q.astype(np.float64)) >= 0)  # sorted p -> non-decreasing output
+    exact = np.isin(p, np.array([0.0, 0.5, 1.0], np.float32))
+    np.testing.assert_array_equal(q[exact], p[exact])  # 0, 0.5 and 1 exact
+    assert q.min() >= 0 and q.max() <= 1
+    # q = the rounding of min(p, 1 - p), mirrored above 0.5: both checked in exact integer arithmetic
+    p64, q64 = p.astype(np.float64), q.astype(np.float64)
+    low = p <= 0.5
+    np.testing.assert_array_equal(q[low], reference_bits(p[low], PROB_BITS))
+    np.testing.assert_array_equal(1 - q64[~low], reference_bits((1 - p[~low]).astype(np.float32), PROB_BITS))
+    distance = np.minimum(p64, 1 - p64)
+    assert np.all(np.abs(q64 - p64) <= 2.0**-PROB_BITS * distance)  # relative precision in both tails
+    np.testing.assert_array_equal(round_probability_bits(q), q)  # idempotent
+    nan = round_probability_bits(np.array([np.nan], np.float32))
+    assert np.isnan(nan[0])
 
 
 def test_float32_precision_returns_the_arrays_unchanged_and_an_unknown_one_is_refused():
@@ -85,7 +135,8 @@ def test_float32_precision_returns_the_arrays_unchanged_and_an_unknown_one_is_re
     t, p = apply_precision(track, prob, "float32")
     assert t is track and p is prob
     t, p = apply_precision(track, prob, "compact")
-    assert t[0] == np.float32(1.23) and p[0] == np.float32(32 / 256)
+    # 1.2345 = 1.0011110|0...b -> 1.0011110b = 1.234375; 0.123456 = (505.67 / 512)·2**-3 -> (506 / 512)·2**-3
+    assert t[0] == np.float32(1.234375) and p[0] == np.float32(253 / 2048)
     with pytest.raises(InputError, match="--precision 'half'"):
         apply_precision(track, prob, "half")
 
@@ -106,7 +157,7 @@ def test_writer_keeps_the_smaller_encoding_of_a_step_like_chunk_and_the_values(t
     cuts = np.bincount(rng.integers(0, 200_000, 4_000), minlength=200_000).astype(np.float64)  # sparse reads
     kernel = np.exp(-0.5 * (np.arange(-600, 601) / 200.0) ** 2)
     smooth = np.convolve(cuts, kernel / kernel.sum(), mode="same")  # a smooth track, as a model's
-    prob = round_probability(1 / (1 + np.exp(-(smooth * 150 - 5.0))))
+    prob = (np.rint(256 / (1 + np.exp(-(smooth * 150 - 5.0)))) / 256).astype(np.float32)  # on 1/256 steps
     assert (np.count_nonzero(prob[1:] != prob[:-1]) + 1) * 4 <= prob.size  # step-like: would be bedGraph items
     sizes = {"chr1": prob.size}
     written = {}
@@ -199,38 +250,39 @@ def test_float32_outputs_are_the_models_values_bit_for_bit(denoised):
     assert side["precision"] == "float32" and side["first_zoom_bp"] == FIRST_ZOOM
 
 
-def test_compact_outputs_are_the_float32_ones_rounded_onto_the_grid_within_the_bounds(denoised):
+def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised):
     f, c = denoised["float32"], denoised["compact"]
-    # exactly the documented rounding of the model's values
-    np.testing.assert_array_equal(c["prob"], round_probability(f["prob"]))
-    np.testing.assert_array_equal(c["track"], round_significant(f["track"]))
-    # on the grid: multiples of 1/256 in [0, 1]; 3 significant digits (checked against decimal formatting)
-    prob, track = c["prob"].astype(np.float64), c["track"]
-    np.testing.assert_array_equal(prob * PROB_STEPS, np.rint(prob * PROB_STEPS))
-    assert prob.min() >= 0 and prob.max() <= 1
-    levels = np.unique(track)
-    np.testing.assert_array_equal(levels, reference_significant(levels))
-    # error bounds: half a probability step; half a unit of the third significant digit
-    assert np.abs(prob - f["prob"]).max() <= 0.5 / PROB_STEPS
+    # exactly the documented rounding of the model's values, checked against the exact reference
+    np.testing.assert_array_equal(c["prob"], round_probability_bits(f["prob"], PROB_BITS))
+    np.testing.assert_array_equal(c["track"], round_significant_bits(f["track"], TRACK_BITS))
+    levels = np.unique(c["track"])
+    np.testing.assert_array_equal(levels, reference_bits(levels, TRACK_BITS))
+    # error bounds: 2**-9 of the distance to the nearer end (0 and 1 exact); 1/256 of the track's value
+    p, q = f["prob"].astype(np.float64), c["prob"].astype(np.float64)
+    assert q.min() >= 0 and q.max() <= 1
+    assert np.all(np.abs(q - p) <= 2.0**-PROB_BITS * np.minimum(p, 1 - p))
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(q[order]) >= 0)  # the bases' ranking is kept, up to ties
     t = f["track"].astype(np.float64)
     nonzero = t != 0
-    half_unit = 0.5 * 10.0 ** (np.floor(np.log10(np.abs(t[nonzero]))) - 2)
-    err = np.abs(track[nonzero] - t[nonzero])
-    assert np.all(err <= half_unit * (1 + 1e-6) + np.abs(t[nonzero]) * 2.0**-24)
-    assert np.all(track[~nonzero] == 0)  # zero stays zero
-    assert 0.9 * np.abs(t[nonzero]).min() > 0 and np.max(err / np.abs(t[nonzero])) <= 0.005
-    side = json.loads(Path(f"{c['prefix']}.peakprob.bw.json").read_text())
-    assert side["precision"] == "compact" and side["max_abs_error"] == 0.5 / PROB_STEPS
-    assert side["first_zoom_bp"] == COMPACT_FIRST_ZOOM
+    assert np.count_nonzero(nonzero) > 0.1 * t.size
+    rel = np.abs(c["track"][nonzero] - t[nonzero]) / np.abs(t[nonzero])
+    assert rel.max() <= 2.0**-TRACK_BITS
+    assert np.all(c["track"][~nonzero] == 0)  # zero stays zero
+    for key, bits, of in (("peakprob", PROB_BITS, "min(p, 1 - p)"), ("track", TRACK_BITS, "the value")):
+        side = json.loads(Path(f"{c['prefix']}.{key}.bw.json").read_text())
+        assert side["precision"] == "compact" and side["max_relative_error"] == 2.0**-bits
+        assert side["relative_to"] == of and side["first_zoom_bp"] == COMPACT_FIRST_ZOOM
 
 
 def test_compact_files_take_a_fraction_of_a_byte_per_base(denoised):
     f, c = denoised["float32"]["bytes"], denoised["compact"]["bytes"]
-    # the probability meets the issue's target of 0.2 bytes a base; the track at 3 significant digits does not
-    # (three trained light models on the demo's chr2: 0.11 and 0.32 bytes a base, at most 0.13 and 0.39, against
-    # 1.46 and 1.41 in float32; benchmarks/precision.py), but it takes under 0.5 and under 40 % of float32
-    assert c["peakprob"] <= TARGET_BYTES_PER_BASE and c["peakprob"] <= f["peakprob"] / 5, (c, f)
-    assert c["track"] <= 0.5 and c["track"] <= 0.4 * f["track"], (c, f)
+    # the issue's 0.2 bytes a base is out of reach without moving rank metrics (three trained light models on
+    # the demo's chr2: 0.23 and 0.40 bytes a base for track and probability, at most 0.29 and 0.46, against 1.41
+    # and 1.46 in float32; benchmarks/precision.py). This fixture (not a trained model: a smoothing network)
+    # gives 0.32 and 0.40 against 1.26 and 1.47 in float32: both about a quarter of float32
+    assert c["track"] <= 0.4 and c["peakprob"] <= 0.5, (c, f)
+    assert c["track"] <= f["track"] / 3 and c["peakprob"] <= f["peakprob"] / 3, (c, f)
     # the outputs are realistic: mostly non-zero, not constant, peaks present
     prob = denoised["compact"]["prob"]
     assert 0.01 < np.mean(prob >= 0.5) < 0.2 and np.unique(prob).size > 100

@@ -6,9 +6,10 @@ The input is streamed chunk by chunk (``--batch-size`` tiles), so memory does no
 grow with the genome. Writes, each atomically:
 
 * ``PREFIX.track.bw``: denoised coverage, the model's float32 values (``--precision float32``,
-  the default) or to 3 significant digits (``--precision compact``);
-* ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), on multiples of
-  1/256 (compact: 0 and 1 exact, error at most 1/512) or float32; each bigWig has a sidecar
+  the default) or to 8 significant bits (``--precision compact``: relative error at most 1/256);
+* ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), float32 or (compact)
+  9 significant bits of min(p, 1 - p) (0, 0.5 and 1 exact, error at most 2**-9 · min(p, 1 - p),
+  monotone in p, so the tails keep their order); each bigWig has a sidecar
   ``X.bw.json`` recording its precision. Compact tracks merge equal neighbours into one record:
   several times smaller files (see README, outputs);
 * ``PREFIX.peaks.narrowPeak``: regions of probability >= threshold, gaps of at
@@ -43,7 +44,7 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.model.fitness import fitness_path
-from atacdenoise.model.infer import PRECISIONS, PROB_STEPS, TRACK_DIGITS, denoise_bigwig, output_paths
+from atacdenoise.model.infer import PRECISIONS, PROB_BITS, TRACK_BITS, denoise_bigwig, output_paths
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="float32",
-        help=f"compact: peak probability on multiples of 1/{PROB_STEPS}, denoised track to {TRACK_DIGITS} significant "
-        "digits (several times smaller files); float32: the model's values unrounded",
+        help=f"compact: peak probability to {PROB_BITS} significant bits of min(p, 1 - p), denoised track to "
+        f"{TRACK_BITS} significant bits (files 3.5-6x smaller); float32: the model's values unrounded",
     )
 
 

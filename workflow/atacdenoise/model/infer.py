@@ -18,14 +18,16 @@ Tiling and the model run are array code (:class:`TileRunner`); :func:`denoise_bi
 file-to-file route of ``atacdenoise infer``, :func:`denoise_array` the in-memory one.
 
 Output precision (``--precision``, config ``model.output_precision``; default ``float32``): ``compact`` stores
-the peak probability on multiples of 1/256 (:func:`round_probability`; 0 and 1 exact, error <= 1/512)
-and the denoised track to 3 significant digits (:func:`round_significant`; 0 stays 0, relative error
-<= 0.5 %), so equal neighbours merge: each chunk is written as runs (bedGraph items) or as fixed-step
-values, whichever deflates smaller (runs of a few equal values deflate to a few bytes), with a first
-zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called on the rounded values, so they are what
-``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores the model's outputs unchanged. Why compact is
-not the default: ``benchmarks/precision.py`` (any grid merges the float32 round-off of the background's near-constant
-probability, which alone moves AUROC by up to 6e-4 on the demo; README, Outputs).
+the peak probability with :data:`PROB_BITS` significant bits of ``min(p, 1 - p)`` (:func:`round_probability_bits`:
+0, 0.5 and 1 exact, monotone in ``p``, error <= 2**-9 · min(p, 1 - p), so relative precision in both tails,
+where the ranking of bases is decided) and the denoised track to :data:`TRACK_BITS` significant bits
+(:func:`round_significant_bits`; 0 stays 0, relative error <= 1/256), so equal neighbours merge: each chunk is
+written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
+values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called
+on the rounded values, so they are what ``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores
+the model's outputs unchanged. Why compact is not the default: it costs AUPRC/AUROC a few 1e-4 on the demo
+(any rounding merges the float32 round-off of the background's near-constant probability) and its files,
+~0.2-0.4 bytes a base, miss the 0.2 target; ``benchmarks/precision.py`` and README, Outputs.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
 Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's
@@ -81,10 +83,10 @@ CPU_FORWARD_BATCH = 4
 
 #: output precisions of ``atacdenoise infer --precision`` (config ``model.output_precision``)
 PRECISIONS = ("compact", "float32")
-#: compact peak probabilities are multiples of 1 / PROB_STEPS (a power of two: the rounding is exact in float32)
-PROB_STEPS = 256
-#: compact denoised tracks keep this many significant decimal digits
-TRACK_DIGITS = 3
+#: compact peak probabilities keep this many significant bits of min(p, 1 - p) (error <= 2**-9 · min(p, 1 - p))
+PROB_BITS = 9
+#: compact denoised tracks keep this many significant bits (relative error <= 2**-8)
+TRACK_BITS = 8
 #: bases per record of the first zoom level of compact outputs (float32 ones: bbiwrite's FIRST_ZOOM, 128).
 #: A dense track has a zoom record (32 bytes) in every bin: ~0.08 bytes a base compressed at 128 bp, a
 #: quarter of that at 512 bp; browser views under ~0.5 Mb then read the (now small) data blocks instead.
@@ -94,32 +96,38 @@ COMPACT_FIRST_ZOOM = 512
 # --------------------------------------------------------------------------- output precision
 
 
-def round_probability(prob: np.ndarray, steps: int = PROB_STEPS) -> np.ndarray:
-    """Round probabilities to the nearest multiple of ``1 / steps`` (ties to even), as float32.
+def round_significant_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Round float32 values to ``bits`` significant binary digits (nearest, ties to even), as float32.
 
-    With ``steps`` a power of two every step is exact in float32: 0 and 1 stay exact and the error is
-    at most ``1 / (2·steps)``.
+    0, NaN and inf are unchanged; the relative error is at most ``2**-bits``; the rounding is idempotent and
+    monotone non-decreasing. Done exactly in float64 (``np.frexp``/``np.ldexp``; subnormals included), so the
+    result is a float32 with at most ``bits`` significant bits. A finite value that would round past the
+    float32 range (only values within a relative ``2**-(bits + 1)`` of its maximum, 3.4e38) gets the largest
+    such float32 instead of inf (there the relative error is below ``2**(1 - bits)``).
+    """
+    if not 1 <= bits <= 24:
+        raise ValueError(f"bits must be between 1 and 24 (a float32 has 24 significant bits), got {bits}")
+    x = np.asarray(values, dtype=np.float32)
+    mantissa, exponent = np.frexp(x.astype(np.float64))  # x = mantissa · 2**exponent, 0.5 <= |mantissa| < 1
+    scaled = np.rint(np.ldexp(mantissa, bits))  # an integer of at most `bits` bits (2**bits: carried into the exponent)
+    out = np.ldexp(scaled, exponent - bits)  # exact in float64, and representable in float32 (see the docstring)
+    largest = np.ldexp(np.float64(2**bits - 1), 128 - bits)  # the largest finite float32 with `bits` bits
+    out = np.where(np.isfinite(x), np.clip(out, -largest, largest), x)
+    return out.astype(np.float32)
+
+
+def round_probability_bits(prob: np.ndarray, bits: int = PROB_BITS) -> np.ndarray:
+    """Round probabilities to ``bits`` significant bits of ``min(p, 1 - p)`` (float32): relative precision in the tails.
+
+    ``q = round_significant_bits(min(p, 1 - p), bits)`` is stored as ``q`` where ``p <= 0.5`` and ``1 - q``
+    elsewhere: 0, 0.5 and 1 stay exact, the error is at most ``2**-bits · min(p, 1 - p)``, and the result is
+    monotone non-decreasing in ``p`` (both branches are, and they meet at 0.5, which is on the grid). For
+    float32 ``p`` in [0.5, 1], ``1 - p`` and ``1 - q`` are exact (multiples of 2**-24 in [0, 1]).
     """
     p = np.asarray(prob, dtype=np.float32)
-    return np.rint(p * np.float32(steps)) / np.float32(steps)
-
-
-def round_significant(values: np.ndarray, digits: int = TRACK_DIGITS) -> np.ndarray:
-    """Round every value to ``digits`` significant decimal digits, as float32 (0, NaN and inf unchanged).
-
-    The value nearest ``float(f"{v:.{digits - 1}e}")`` for each ``v``, vectorised: the error is at most
-    half a unit of the last kept digit, ``0.5·10**(floor(log10|v|) - digits + 1)``, i.e. 0.5 % of
-    ``|v|`` for 3 digits.
-    """
-    if digits < 1:
-        raise ValueError(f"digits must be at least 1, got {digits}")
-    x = np.asarray(values, dtype=np.float32).astype(np.float64)
-    ok = np.isfinite(x) & (x != 0)
-    v = x[ok]
-    shift = digits - 1 - np.floor(np.log10(np.abs(v)))  # decimal places to keep (negative: round to tens, ...)
-    scale = 10.0 ** np.abs(shift)  # an exact integer in float64 for |shift| <= 22, so the division rounds once
-    x[ok] = np.where(shift >= 0, np.rint(v * scale) / scale, np.rint(v / scale) * scale)
-    return x.astype(np.float32)
+    low = p <= 0.5
+    q = round_significant_bits(np.where(low, p, np.float32(1) - p), bits)
+    return np.where(low, q, np.float32(1) - q).astype(np.float32)
 
 
 def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tuple[np.ndarray, np.ndarray]:
@@ -127,26 +135,29 @@ def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tupl
     if precision == "float32":
         return track, prob
     if precision == "compact":
-        return round_significant(track), round_probability(prob)
+        return round_significant_bits(track, TRACK_BITS), round_probability_bits(prob, PROB_BITS)
     raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
 
 
 def precision_sidecars(precision: str, ensemble: bool = False) -> dict[str, dict]:
     """Return what the sidecars of the bigWigs record about their values, per output key (with ``ensemble``: three)."""
     compact = precision == "compact"
+    no_rounding = "none (the model's float32 output)"
     out = {
         "track": {
             "content": "denoised coverage",
             "precision": precision,
-            "rounding": f"{TRACK_DIGITS} significant digits" if compact else "none (the model's float32 output)",
-            "max_relative_error": 0.5 * 10.0 ** (1 - TRACK_DIGITS) if compact else 0.0,
+            "rounding": f"{TRACK_BITS} significant bits" if compact else no_rounding,
+            "max_relative_error": 2.0**-TRACK_BITS if compact else 0.0,
+            "relative_to": "the value",
             "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
         },
         "peakprob": {
             "content": "peak probability",
             "precision": precision,
-            "rounding": f"nearest multiple of 1/{PROB_STEPS}" if compact else "none (the model's float32 output)",
-            "max_abs_error": 0.5 / PROB_STEPS if compact else 0.0,
+            "rounding": f"{PROB_BITS} significant bits of min(p, 1 - p)" if compact else no_rounding,
+            "max_relative_error": 2.0**-PROB_BITS if compact else 0.0,
+            "relative_to": "min(p, 1 - p)",
             "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
         },
     }
@@ -683,7 +694,7 @@ def denoise_bigwig(
     is logged. ``threshold`` defaults to the model's (chosen on validation);
     ``interval`` to the model's tile size (outputs do not depend on it). With
     ``target_regions`` (a BED) only those regions are denoised. ``precision``: ``compact``
-    (probability on 1/256 steps, track to 3 significant digits) or ``float32`` (the model's
+    (probability to 9 significant bits of min(p, 1 - p), track to 8 significant bits) or ``float32`` (the model's
     outputs unchanged); see the module docstring. The three files
     appear together, atomically, then each bigWig's sidecar ``X.bw.json`` (its precision);
     then ``PREFIX.fitness.tsv``, the input compared with the
@@ -849,8 +860,8 @@ def describe_precision(precision: str) -> str:
     """Return one line for the log: how the two tracks are stored."""
     if precision == "compact":
         return (
-            f"compact (peak probability on multiples of 1/{PROB_STEPS}, denoised track to {TRACK_DIGITS} "
-            "significant digits; --precision float32 keeps the model's values)"
+            f"compact (peak probability to {PROB_BITS} significant bits of min(p, 1 - p), denoised track to "
+            f"{TRACK_BITS} significant bits; --precision float32 keeps the model's values)"
         )
     return "float32 (the model's values, unrounded)"
 
