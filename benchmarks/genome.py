@@ -58,6 +58,7 @@ STAGES = (
     "subsample",
     "coverage_clean",
     "coverage_noisy",
+    "qc",
     "peaks_labels",
     "peaks_noisy",
     "callpeak_noisy",
@@ -329,6 +330,11 @@ def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str],
             "bases/s",
             "",
         )
+    if stage == "qc":  # rule qc, on the deep input (the largest of a sample's inputs)
+        tsv, fraglen = sc.p("clean.qc.tsv"), sc.p("clean.fraglen.tsv")
+        cmd = [ad, "qc", "--input", str(sc.clean), "--kind", "fragments", "--sizes", sizes, "--exclude", EXCLUDE]
+        cmd += ["--min-mapq", "30", "--sample", SAMPLE, "--depth", "full", "--rep", str(REP), "--threads", "1"]
+        return [*cmd, "--out", str(tsv), "--out-fraglen", str(fraglen)], [tsv, fraglen], sc.bases, "bases/s", ""
     if stage == "peaks_labels":
         peaks, pval = sc.p("clean.bdgpeakcall.narrowPeak"), sc.p("clean.bdgpeakcall.pval.bw")
         cmd = [
@@ -602,11 +608,13 @@ def cohort_jobs() -> dict[str, int]:
     """Jobs of each stage in the cohort: per sample (clean) or per noisy pair; train once."""
     pairs = COHORT["samples"] * COHORT["depths"] * COHORT["replicates"]
     per_sample = ("coverage_clean", "peaks_labels", "dataset_clean")
-    return {
+    jobs = {
         st: (1 if st == "train" else COHORT["samples"] if st in per_sample else pairs)
         for st in STAGES
         if st != "loader"
     }
+    jobs["qc"] = COHORT["samples"] + pairs  # every input, deep and noisy (each timed as the deep one)
+    return jobs
 
 
 def amdahl(t1: float, t2: float, n: int) -> float:
@@ -695,7 +703,8 @@ def extrapolate(rows: list[Row], genome_bases: int, loader: dict | None) -> tupl
         f"Cohort: {COHORT['samples']} samples x {COHORT['depths']} depths x {COHORT['replicates']} replicates of an "
         f"hg38-size genome ({fmt_num(genome_bases)} bases): {jobs['subsample']} noisy pairs; per sample one clean "
         "coverage and one label peak call; per pair subsample, coverage, both MACS3 baselines, dataset, infer and "
-        "metrics; one training run for the cohort.",
+        "metrics; one training run for the cohort; QC on every input (each timed as the deep one's, an upper "
+        "bound).",
         "Per-job times are this run's whole-genome figures; every depth's job is assumed to take as long as the "
         "measured one (subsampling reads the whole clean file whatever the depth; coverage and peak calling are "
         "dominated by the genome's length at these depths).",
