@@ -46,7 +46,6 @@ from atacdenoise.errors import InputError
 from atacdenoise.evaluate.metrics import merge_intervals
 from atacdenoise.io.bigwig import open_bigwig, read_bigwig
 from atacdenoise.io.intervals import mask_from_intervals, starts_in_regions
-from atacdenoise.reads import cutsites as cs
 from atacdenoise.reads.coverage import CutSiteSpill, iter_cut_site_parts
 from atacdenoise.reads.fraglen import MAX_FRAGMENTS, Regions, fragment_lengths, median_length
 
@@ -250,15 +249,8 @@ def _reads_qc(path, kind, sizes, min_mapq, keep_duplicates, threads, folder: Pat
     its size; :func:`cut_site_stats` then reads the spill back one chromosome at a time.
     """
     report: dict = {}
-    settings = {
-        "min_mapq": min_mapq,
-        "keep_duplicates": keep_duplicates,
-        "shift_plus": cs.SHIFT_PLUS,
-        "shift_minus": cs.SHIFT_MINUS,
-    }
-    dtype = np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
-    spill = CutSiteSpill(folder, dtype)
-    for chrom, pos in iter_cut_site_parts(path, kind, sizes, settings, threads, report):
+    spill = CutSiteSpill(folder, sizes)
+    for chrom, pos in iter_cut_site_parts(path, kind, sizes, report, min_mapq, keep_duplicates, threads=threads):
         spill.add(chrom, pos)
     if kind == "bam":
         dup, low = bam_filter_fractions(report, keep_duplicates)

@@ -205,6 +205,11 @@ def _check_ends(path: Path, chrom: str, end: np.ndarray, length: int) -> None:
         )
 
 
+def position_dtype(sizes: dict[str, int]) -> type:
+    """Integer type of cut-site positions on these chromosomes: int32 (4 bytes), int64 from 2^31 bases."""
+    return np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
+
+
 def iter_fragment_cut_sites(
     path: str | Path,
     sizes: dict[str, int],
@@ -223,7 +228,7 @@ def iter_fragment_cut_sites(
     Memory: one chunk, whatever the file size.
     """
     path = Path(path)
-    dtype = np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
+    dtype = position_dtype(sizes)
     stats = stats if stats is not None else FragmentStats()
     for chunk in iter_fragments(path, chunk_rows):
         stats.lines += len(chunk)

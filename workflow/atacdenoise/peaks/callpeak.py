@@ -21,7 +21,7 @@ from atacdenoise.io.bam import MIN_MAPQ
 from atacdenoise.io.intervals import write_narrowpeak
 from atacdenoise.io.regions import TargetRegions
 from atacdenoise.peaks.macs3 import bedgraph_to_bigwig, macs3_executable, read_macs3_narrowpeak, run_macs3
-from atacdenoise.reads.coverage import iter_bam_cut_sites, iter_cut_site_parts
+from atacdenoise.reads.coverage import iter_cut_site_parts
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +162,10 @@ def write_cut_sites_bed(
         return pos if target is None else pos[target.contains(chrom, pos)]
 
     total = 0
-    with open(bed, "w") as fh:
-        if kind == "bam":
-            for chrom, pos in iter_bam_cut_sites(source, sizes, min_mapq, keep_duplicates, threads=threads):
-                total += write_cut_bed(fh, chrom, inside(chrom, pos))
-        elif kind == "fragments":  # per chunk, in file order (MACS3 reads an unsorted BED alike)
-            report: dict = {}
-            settings = {"keep_duplicates": keep_duplicates}
-            for chrom, pos in iter_cut_site_parts(source, kind, sizes, settings, threads, report):
-                total += write_cut_bed(fh, chrom, inside(chrom, pos))
-        else:
-            raise ValueError(f"kind {kind!r}: expected bam or fragments")
+    with open(bed, "w") as fh:  # a fragments file per chunk, in file order (MACS3 reads an unsorted BED alike)
+        parts = iter_cut_site_parts(source, kind, sizes, {}, min_mapq, keep_duplicates, threads=threads)
+        for chrom, pos in parts:
+            total += write_cut_bed(fh, chrom, inside(chrom, pos))
     return total
 
 

@@ -29,7 +29,12 @@ from atacdenoise.atomic import atomic_output
 from atacdenoise.errors import InputError
 from atacdenoise.io.bam import bam_damaged, check_bam, close_bam, open_bam
 from atacdenoise.io.bigwig import BigWigWriter, check_bigwig
-from atacdenoise.io.fragments import FragmentStats, fragment_cut_sites_by_chrom, iter_fragment_cut_sites
+from atacdenoise.io.fragments import (
+    FragmentStats,
+    fragment_cut_sites_by_chrom,
+    iter_fragment_cut_sites,
+    position_dtype,
+)
 from atacdenoise.io.regions import TargetRegions
 from atacdenoise.io.sidecar import sidecar_path, write_json
 from atacdenoise.log import progress
@@ -141,14 +146,15 @@ class CutSiteSpill:
     """Cut sites per chromosome appended to raw files in ``folder`` and read back one chromosome at a time.
 
     Parts of a chromosome may come in any order and several times (a fragments file's chunks); each is
-    appended to ``folder/<n>.cuts`` with :meth:`add`, so memory holds one part at a time. :meth:`take`
+    appended to ``folder/<n>.cuts`` with :meth:`add` (int32, or int64 when a chromosome of ``sizes`` needs
+    it), so memory holds one part at a time. :meth:`take`
     returns a chromosome's cut sites (in arrival order) and deletes its file. The caller owns ``folder``
     (a temporary directory: :func:`write_coverage_streamed` removes it, on errors too).
     """
 
-    def __init__(self, folder: str | Path, dtype: np.dtype | type = np.int32):
+    def __init__(self, folder: str | Path, sizes: dict[str, int]):
         self.folder = Path(folder)
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(position_dtype(sizes))
         self.files: dict[str, Path] = {}
         self.counts: dict[str, int] = {}
 
@@ -172,29 +178,32 @@ class CutSiteSpill:
 
 
 def iter_cut_site_parts(
-    source: str | Path, kind: str, sizes: dict[str, int], settings: dict, threads: int, report: dict
+    source: str | Path,
+    kind: str,
+    sizes: dict[str, int],
+    report: dict,
+    min_mapq: int = cs.MIN_MAPQ,
+    keep_duplicates: bool = False,
+    shift_plus: int = cs.SHIFT_PLUS,
+    shift_minus: int = cs.SHIFT_MINUS,
+    threads: int = 1,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(chrom, cut sites)`` parts of a BAM (one per chromosome) or fragments file (per chunk and chromosome).
 
-    ``report`` is filled, once the input is read, with the filter counts the sidecar records (as
-    :func:`bam_cut_sites_by_chrom` and :func:`fragments_cut_sites_by_chrom` return them), and the same
-    lines are logged; an input with nothing on the selected chromosomes raises :class:`InputError`.
+    The read filters and shifts are those of :func:`iter_bam_cut_sites` (a fragments file uses only
+    ``keep_duplicates``: its cut sites are shifted already). ``report`` is filled, once the input is read,
+    with the filter counts the sidecar records (as :func:`bam_cut_sites_by_chrom` and
+    :func:`fragments_cut_sites_by_chrom` return them), and the same lines are logged; an input with nothing
+    on the selected chromosomes raises :class:`InputError`.
     """
     if kind == "bam":
         yield from iter_bam_cut_sites(
-            source,
-            sizes,
-            min_mapq=settings["min_mapq"],
-            keep_duplicates=settings["keep_duplicates"],
-            shift_plus=settings["shift_plus"],
-            shift_minus=settings["shift_minus"],
-            threads=threads,
-            report=report,
+            source, sizes, min_mapq, keep_duplicates, shift_plus, shift_minus, threads=threads, report=report
         )
     elif kind == "fragments":
         st = FragmentStats()
-        yield from iter_fragment_cut_sites(source, sizes, use_count=settings["keep_duplicates"], stats=st)
-        report.update(_fragments_report(source, sizes, st, settings["keep_duplicates"]))
+        yield from iter_fragment_cut_sites(source, sizes, use_count=keep_duplicates, stats=st)
+        report.update(_fragments_report(source, sizes, st, keep_duplicates))
     else:
         raise ValueError(f"kind {kind!r}: expected bam or fragments")
 
@@ -256,10 +265,9 @@ def write_coverage_streamed(
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    dtype = np.int32 if max(sizes.values(), default=0) < np.iinfo(np.int32).max else np.int64
     outside = 0
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.cutsites-") as folder:
-        spill = CutSiteSpill(folder, dtype)
+        spill = CutSiteSpill(folder, sizes)
         for chrom, pos in parts:
             if target is not None:
                 inside = target.contains(chrom, pos)
@@ -294,7 +302,8 @@ def make_coverage(
     out = Path(out)
     filters: dict = {}
     try:
-        parts = iter_cut_site_parts(source, kind, sizes, settings, threads, filters)
+        read = {k: settings[k] for k in ("min_mapq", "keep_duplicates", "shift_plus", "shift_minus")}
+        parts = iter_cut_site_parts(source, kind, sizes, filters, threads=threads, **read)
         n_cut, outside = write_coverage_streamed(
             out, header, sizes, parts, settings["smooth_bp"], settings["cpm"], target
         )
