@@ -238,3 +238,42 @@ def test_same_bytes_in_fresh_processes(tmp_path):
     for name in ("a.bw", "b.bw"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True)
     assert (tmp_path / "a.bw").read_bytes() == (tmp_path / "b.bw").read_bytes()
+
+
+def rounded_tracks() -> dict[str, np.ndarray]:
+    """Tracks like compact model outputs: a smooth signal with noise, to 8 significant bits (runs of a few bases)."""
+    from atacdenoise.model.infer import round_significant_bits
+
+    rng = np.random.default_rng(3)
+    out = {}
+    for c, n in SIZES.items():
+        x = np.arange(n)
+        v = 5 + 4 * np.sin(x / 300.0) + 0.05 * rng.standard_normal(n)
+        out[c] = round_significant_bits(v.astype(np.float32), 8)
+    out["chrY"][:] = 0
+    return out
+
+
+@pytest.mark.parametrize("libdeflate", [True, False])
+def test_smallest_deflates_deeper_same_values_same_bytes(tmp_path, monkeypatch, libdeflate):
+    """Compact outputs (``smallest``): libdeflate at SMALL_LEVEL, or zlib at it without libdeflate.
+
+    The same values in both readers, the same bytes for any thread count, smaller than the level-1 streams.
+    """
+    assert bbiwrite._libdeflate is not None  # a dependency: installed by `make test`
+    if not libdeflate:
+        monkeypatch.setattr(bbiwrite, "_libdeflate", None)
+    tracks = rounded_tracks()
+    small, again, level1 = tmp_path / "small.bw", tmp_path / "again.bw", tmp_path / "level1.bw"
+    write(small, tracks, threads=2, smallest=True, fast=True)
+    write(again, tracks, threads=1, smallest=True)
+    write(level1, tracks, threads=2, fast=True)
+    for c, v in tracks.items():
+        assert np.array_equal(read_bigwig(small, c), v), c
+        assert np.array_equal(bbi.fetch(str(small), c, 0, SIZES[c], missing=0.0).astype(np.float32), v), c
+    assert small.read_bytes() == again.read_bytes()
+    # deeper match search: smaller (on model outputs 15-20 %, tests/model/test_precision.py; here 8-14 %)
+    assert small.stat().st_size < 0.95 * level1.stat().st_size, (small.stat().st_size, level1.stat().st_size)
+    with pyBigWig.open(str(small)) as a, pyBigWig.open(str(level1)) as b:
+        assert a.header() == b.header()
+        assert a.stats("chr2", 0, SIZES["chr2"], nBins=50) == b.stats("chr2", 0, SIZES["chr2"], nBins=50)

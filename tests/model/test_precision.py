@@ -277,11 +277,11 @@ def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised
 
 def test_compact_files_take_a_fraction_of_a_byte_per_base(denoised):
     f, c = denoised["float32"]["bytes"], denoised["compact"]["bytes"]
-    # the 0.2 bytes a base is out of reach without moving rank metrics (three trained light models on
-    # the demo's chr2: 0.23 and 0.40 bytes a base for track and probability, at most 0.29 and 0.46, against 1.41
-    # and 1.46 in float32; benchmarks/precision.py). This fixture (not a trained model: a smoothing network)
-    # gives 0.32 and 0.40 against 1.26 and 1.47 in float32: both about a quarter of float32
-    assert c["track"] <= 0.4 and c["peakprob"] <= 0.5, (c, f)
+    # the 0.2 bytes a base is out of reach without moving rank metrics more than bf16 inference does
+    # (benchmarks/precision.py: three trained light models on the demo's chr2, about 0.2 and 0.3 bytes a base
+    # for track and probability against 1.41 and 1.46 in float32). This fixture (not a trained model: a
+    # smoothing network) gives 0.23 and 0.32 against 1.26 and 1.47 in float32 (0.32 and 0.40 deflated at level 1)
+    assert c["track"] <= 0.3 and c["peakprob"] <= 0.4, (c, f)
     assert c["track"] <= f["track"] / 3 and c["peakprob"] <= f["peakprob"] / 3, (c, f)
     # the outputs are realistic: mostly non-zero, not constant, peaks present
     prob = denoised["compact"]["prob"]

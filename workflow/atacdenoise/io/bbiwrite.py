@@ -9,8 +9,9 @@ tracks had to be written without zoom levels. Here:
 * each chunk is encoded (fixed-step or bedGraph items), deflated at level 1
   (per-base floats barely compress, so higher levels cost time for ~5 % of
   size; zlib, or with ``fast`` ISA-L's 4-10x faster ``isal_zlib``, whose
-  bytes are not reproducible) and summarised for the first zoom level by a
-  worker thread; those calls release the GIL, so ``threads`` workers use
+  bytes are not reproducible; with ``smallest``, rounded model outputs
+  written once and kept, libdeflate at :data:`SMALL_LEVEL`) and summarised
+  for the first zoom level by a worker thread; those calls release the GIL, so ``threads`` workers use
   ``threads`` cores;
 * the caller's thread writes the results strictly in order, so with zlib the
   file is the same bytes for any number of threads;
@@ -51,6 +52,11 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps the w
     _deflate_mod = zlib
     DEFLATE = "zlib"
 
+try:  # libdeflate: zlib-format streams, the same bytes every run, ~3x faster than zlib at level 6
+    import deflate as _libdeflate
+except ImportError:  # pragma: no cover - a dependency; without it compact outputs use zlib at the same level
+    _libdeflate = None
+
 BIGWIG_MAGIC = 0x888FFC26
 CHROM_TREE_MAGIC = 0x78CA8C91
 RTREE_MAGIC = 0x2468ACE0
@@ -73,6 +79,10 @@ ZOOM_FACTOR = 4
 #: in a dense chunk, runs of zeros at least this long are left out (shorter ones are written)
 DENSE_SKIP_ZEROS = 1024
 DEFLATE_LEVEL = 1
+#: deflate level of rounded model outputs (``smallest``): their runs of repeated values reward the lazy match
+#: search that starts at level 4; level 6 makes compact tracks 15-20 % smaller than level 1 (0.32 instead of
+#: 0.40 bytes a base for the peak probability on the demo, ``benchmarks/README.md``) at ~2x the write time
+SMALL_LEVEL = 6
 
 #: zoom record while it is being built (sums in float64) and on disk
 _REC = np.dtype(
@@ -104,14 +114,19 @@ _LEAF_ITEM = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"
 _NODE_ITEM = np.dtype([("c0", "<u4"), ("s0", "<u4"), ("c1", "<u4"), ("e1", "<u4"), ("offset", "<u8")])
 
 
-def deflate(data: bytes, fast: bool = False) -> bytes:
-    """zlib-format stream of ``data`` (both compressors release the GIL).
+def deflate(data: bytes, fast: bool = False, small: bool = False) -> bytes:
+    """zlib-format stream of ``data`` (every compressor here releases the GIL).
 
-    ``fast``: ISA-L, 4-10x faster than zlib at the same level and size, but its
-    streams are not reproducible byte for byte (the same input gave different,
-    equally valid streams from run to run, 1-5 blocks in 3,000); the values
-    read back are always the same. Otherwise zlib: the same bytes every run.
+    ``small`` (the writer's ``smallest``: rounded model outputs): libdeflate at :data:`SMALL_LEVEL`, or
+    zlib at that level without it; the same bytes every run. ``fast``: ISA-L, 4-10x faster than zlib at
+    the same level and size, but its streams are not reproducible byte for byte (the same input gave
+    different, equally valid streams from run to run, 1-5 blocks in 3,000); the values read back are
+    always the same. Otherwise zlib at :data:`DEFLATE_LEVEL`: the same bytes every run.
     """
+    if small:
+        if _libdeflate is not None:
+            return _libdeflate.zlib_compress(data, SMALL_LEVEL)
+        return zlib.compress(data, SMALL_LEVEL)
     if fast and DEFLATE == "isal":
         return _deflate_mod.compress(data, DEFLATE_LEVEL)
     return zlib.compress(data, DEFLATE_LEVEL)
@@ -254,7 +269,7 @@ def _merge_two(a: np.void, b: np.void) -> tuple:
 
 
 def encode_runs(
-    chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False
+    chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False, small: bool = False
 ) -> tuple[_Blocks, np.ndarray]:
     """Blocks and first-level zoom records of ``values`` as bedGraph items of constant runs, zero runs left out."""
     blocks = _Blocks()
@@ -267,14 +282,14 @@ def encode_runs(
         part = items[a : a + RUNS_PER_BLOCK]
         b0, b1 = int(part["start"][0]), int(part["end"][-1])
         head = SECTION_HEADER.pack(chrom_id, b0, b1, 0, 0, 1, 0, part.size)
-        blocks.payloads.append(deflate(head + part.tobytes(), fast))
+        blocks.payloads.append(deflate(head + part.tobytes(), fast, small))
         blocks.starts.append(b0)
         blocks.ends.append(b1)
     return blocks, zoom_from_runs(chrom_id, s, e, v, reduction)
 
 
 def encode_dense(
-    chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False
+    chrom_id: int, start: int, values: np.ndarray, reduction: int, fast: bool = False, small: bool = False
 ) -> tuple[_Blocks, np.ndarray]:
     """Blocks and first-level zoom records of ``values`` as fixed-step items, long zero runs left out."""
     blocks = _Blocks()
@@ -283,7 +298,7 @@ def encode_dense(
         for c in range(a, b, DENSE_PER_BLOCK):
             d = min(b, c + DENSE_PER_BLOCK)
             head = SECTION_HEADER.pack(chrom_id, start + c, start + d, 1, 1, 3, 0, d - c)
-            blocks.payloads.append(deflate(head + values[c:d].tobytes(), fast))
+            blocks.payloads.append(deflate(head + values[c:d].tobytes(), fast, small))
             blocks.starts.append(start + c)
             blocks.ends.append(start + d)
     if not segments:
@@ -298,24 +313,25 @@ def encode_chunk(
 
     Step-like values (at most a quarter as many runs as bases) become bedGraph items, others fixed-step
     items. ``smallest``: a step-like chunk is encoded both ways and the smaller kept (rounded model
-    outputs: runs of a few bases deflate better as fixed-step values, equal neighbours being repeats).
+    outputs: runs of a few bases deflate better as fixed-step values, equal neighbours being repeats),
+    every block deflated at :data:`SMALL_LEVEL`.
     """
     n = values.size
     runs = np.count_nonzero(values[1:] != values[:-1]) + 1 if n else 0
     if runs * 4 > n:
-        return encode_dense(chrom_id, start, values, reduction, fast)
-    step = encode_runs(chrom_id, start, values, reduction, fast)
+        return encode_dense(chrom_id, start, values, reduction, fast, smallest)
+    step = encode_runs(chrom_id, start, values, reduction, fast, smallest)
     if not smallest:
         return step
-    dense = encode_dense(chrom_id, start, values, reduction, fast)
+    dense = encode_dense(chrom_id, start, values, reduction, fast, smallest)
     return dense if sum(map(len, dense[0].payloads)) < sum(map(len, step[0].payloads)) else step
 
 
-def _deflate_zoom(rec: np.ndarray, fast: bool = False) -> bytes:
+def _deflate_zoom(rec: np.ndarray, fast: bool = False, small: bool = False) -> bytes:
     disk = np.empty(rec.size, dtype=_DISK_REC)
     for name in _DISK_REC.names:
         disk[name] = rec[name]
-    return deflate(disk.tobytes(), fast)
+    return deflate(disk.tobytes(), fast, small)
 
 
 # --- index trees ---------------------------------------------------------------------------------------------------
@@ -499,7 +515,8 @@ class BigWigFileWriter:
     float32. ``zoom_levels``: at most this many zoom levels (0: none), the first
     at ``first_zoom`` bases (default :data:`FIRST_ZOOM`), each :data:`ZOOM_FACTOR` times the last, none
     coarser than the longest chromosome. ``smallest``: encode each step-like chunk both ways and keep
-    the smaller (:func:`encode_chunk`; for rounded model outputs). ``fast``: deflate with ISA-L (see
+    the smaller (:func:`encode_chunk`; for rounded model outputs) and deflate every block with libdeflate at
+    :data:`SMALL_LEVEL` (the same bytes every run; overrides ``fast``). ``fast``: deflate with ISA-L (see
     :func:`deflate`: faster, values identical, bytes not reproducible);
     otherwise zlib, and the same input gives the same file for any number of
     threads. ``close()`` finishes the file; ``abort()`` closes it unfinished
@@ -594,7 +611,7 @@ class BigWigFileWriter:
             for level in self._zooms:  # each level from the one below: 4x fewer records each time
                 records = reduce_records(records, level.reduction)
                 for rec in level.add(records):
-                    self._zoom_out.submit(_deflate_zoom, rec, self.fast, meta=(level, rec))
+                    self._zoom_out.submit(_deflate_zoom, rec, self.fast, self.smallest, meta=(level, rec))
 
     def _consume_zoom(self, payload: bytes, meta) -> None:
         level, rec = meta
@@ -608,7 +625,7 @@ class BigWigFileWriter:
             self._data.drain(everything=True)
             for level in self._zooms:
                 for rec in level.finish():
-                    self._zoom_out.submit(_deflate_zoom, rec, self.fast, meta=(level, rec))
+                    self._zoom_out.submit(_deflate_zoom, rec, self.fast, self.smallest, meta=(level, rec))
             self._zoom_out.drain(everything=True)
             self._finish_file()
         finally:
