@@ -15,10 +15,16 @@ scored by the real ``atacdenoise metrics``. The row ``compact, offline route`` i
 taken that way: its values and metrics must equal the real ``infer --precision compact`` run's (checked), which
 shows the offline route is the infer route. ``1/256 steps; 3 digits`` is ``compact`` before issue 19.2's fix.
 
+Reference routes (:data:`REFERENCES`): the same model computed otherwise by the real ``infer --precision
+float32``, to show how far the metrics move without any rounding of the outputs: with PyTorch's convolutions
+instead of the native kernels (another correct float32 implementation) and with bf16 autocast (``--amp bf16``:
+what ``--amp auto``, the default, does on a GPU; here on the CPU).
+
 Bytes per base: file size / bases of chr2 (10,000,000, all denoised). Deltas: candidate - float32 for every
 ``model`` and ``model_t0.5`` row of ``metrics.tsv`` (MSE as a relative change), mean over the models and the
 largest |delta|; "meets" = both files <= 0.2 bytes a base and every |delta| < 0.0005 for every model (MSE:
-relative < 0.0005). Outputs are cached under ``--work``.
+relative < 0.0005); "within the GPU route" = for every metric, the largest |delta| over the models is at most
+the bf16 route's (or < 0.0005). Outputs are cached under ``--work``.
 
     .venv/bin/python benchmarks/precision.py --results /work/main/results \
         --models /work/scratch-blend/seed{1,2,3}/model.pt --work /work/scratch-compact/bench
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -121,9 +128,21 @@ CANDIDATES: dict[str, tuple[Callable, Callable]] = {
     "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), lambda t: round_significant_bits(t, 6)),
     "logit step 1/32; 3 digits": (lambda p: logit_grid(p, 1 / 32), significant_digits),
     "logit step 1/64; 8 bits": (lambda p: logit_grid(p, 1 / 64), lambda t: round_significant_bits(t, 8)),
+    "7 bits of min(p, 1-p); 6 bits": (
+        lambda p: round_probability_bits(p, 7),
+        lambda t: round_significant_bits(t, 6),
+    ),
     "20 bits (float32 round-off only); float32": (lambda p: round_significant_bits(p, 20), _same),
 }
 QUICK = [OFFLINE_COMPACT, "1/256 steps; 3 digits (compact before)"]
+
+#: other float32 computations of the same model, run by the real ``infer --precision float32``: how far the
+#: metrics move without any rounding of the outputs. name -> (environment, extra arguments, cache stem)
+GPU_ROUTE = "bf16 autocast (the GPU route's default, `--amp auto`), here on the CPU"
+REFERENCES: dict[str, tuple[dict[str, str], tuple[str, ...], str]] = {
+    "float32, PyTorch's convolutions (ATACDENOISE_NATIVE_CONV=0)": ({"ATACDENOISE_NATIVE_CONV": "0"}, (), "ref-torch"),
+    GPU_ROUTE: ({}, ("--amp", "bf16"), "ref-bf16"),
+}
 
 
 def cache_name(candidate: str) -> str:
@@ -134,8 +153,10 @@ def cache_name(candidate: str) -> str:
 # --------------------------------------------------------------------------- runs
 
 
-def _run(cmd: list, what: str) -> None:
-    res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=REPO)
+def _run(cmd: list, what: str, env: dict[str, str] | None = None) -> None:
+    res = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})}
+    )
     if res.returncode != 0:
         raise SystemExit(f"{what} failed:\n{res.stderr[-3000:]}")
 
@@ -160,15 +181,17 @@ def _sizes(prefix: Path, length: int) -> dict[str, float]:
     return {k: Path(f"{prefix}.{k}.bw").stat().st_size / length for k in ("track", "peakprob")}
 
 
-def infer(model: Path, noisy: Path, prefix: Path, precision: str) -> None:
-    """Run the real ``atacdenoise infer`` on chr2 at ``precision`` (cached)."""
+def infer(
+    model: Path, noisy: Path, prefix: Path, precision: str, env: dict[str, str] | None = None, extra: tuple = ()
+) -> None:
+    """Run the real ``atacdenoise infer`` on chr2 at ``precision`` (cached); ``env``/``extra``: a reference route's."""
     if Path(f"{prefix}.peaks.narrowPeak").exists():
         return
     prefix.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "atacdenoise.cli", "infer", "--model", model, "--input", noisy, "--sizes", SIZES]
-    cmd += ["--chroms", CHROM, "--threads", "1", "--precision", precision, "--out-prefix", prefix]
-    log.info("infer %s at %s", model, precision)
-    _run(cmd, f"infer {model} --precision {precision}")
+    cmd += ["--chroms", CHROM, "--threads", "1", "--precision", precision, *extra, "--out-prefix", prefix]
+    log.info("infer %s at %s %s %s", model, precision, env or "", " ".join(extra))
+    _run(cmd, f"infer {model} --precision {precision}", env)
 
 
 def offline(reference: Path, prefix: Path, rounding: tuple[Callable, Callable], threshold: float) -> None:
@@ -203,6 +226,9 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
         prefix = out / precision
         infer(model, noisy, prefix, precision)
         rows[precision] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
+    for name, (env, extra, stem) in REFERENCES.items():
+        infer(model, noisy, out / stem, "float32", env, extra)
+        rows[name] = {"bytes": _sizes(out / stem, length), "metrics": _metrics(out / stem, noisy, clean)}
     for k, name in enumerate(candidates):
         prefix = out / cache_name(name)
         offline(out / "float32", prefix, CANDIDATES[name], threshold)
@@ -242,9 +268,10 @@ def tables(per_model: list[dict[str, dict]]) -> str:
     metrics = list(d[0]["float32"])
     head = (
         "| candidate (probability; track) | track.bw B/base | peakprob.bw B/base | AUPRC | AUROC | ECE | "
-        "Pearson | Spearman | F1 | largest \\|delta\\| (metric) | meets both |"
+        "Pearson | Spearman | F1 | largest \\|delta\\| (metric) | meets both | within the GPU route |"
     )
-    lines = [head, "|---" * 11 + "|"]
+    lines = [head, "|---" * 12 + "|"]
+    gpu = {k: max(abs(x[GPU_ROUTE][k]) for x in d) for k in metrics}
     for name in ["float32", *names]:
         track = [rows[name]["bytes"]["track"] for rows in per_model]
         prob = [rows[name]["bytes"]["peakprob"] for rows in per_model]
@@ -255,14 +282,18 @@ def tables(per_model: list[dict[str, dict]]) -> str:
         worst = {k: max(abs(x[name][k]) for x in d) for k in metrics}
         top = max(worst, key=worst.get)
         ok = max(track) <= TARGET_BYTES and max(prob) <= TARGET_BYTES and worst[top] < TARGET_DELTA
+        # every metric moves no more than the default GPU route moves it (or < TARGET_DELTA)
+        within = all(worst[k] <= max(TARGET_DELTA, gpu[k]) for k in metrics)
         label = "float32 (reference)" if name == "float32" else name
+        if name in REFERENCES:
+            label = f"reference route: {name}"
         if name == "compact":
             label = f"compact (shipped: {PROB_BITS} bits of min(p, 1-p); {TRACK_BITS} bits), real infer"
         lines.append(
             f"| {label} | {np.mean(track):.3f} (max {max(track):.3f}) | {np.mean(prob):.3f} (max {max(prob):.3f}) | "
             f"{mean('model.auprc.all')} | {mean('model.auroc.all')} | {mean('model.ece.all')} | "
             f"{mean('model.pearson.all')} | {mean('model.spearman.all')} | {mean('model.f1.all')} | "
-            f"{worst[top]:.5f} ({top}) | {'yes' if ok else 'no'} |"
+            f"{worst[top]:.5f} ({top}) | {'yes' if ok else 'no'} | {'yes' if within else 'no'} |"
         )
     lines += ["", "Largest |delta| over the models, every metric (MSE: relative):", ""]
     short = {n: f"c{k}" for k, n in enumerate(names)}

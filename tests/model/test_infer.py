@@ -19,12 +19,14 @@ from atacdenoise.errors import InputError
 from atacdenoise.io.bigwig import read_bigwig, write_bigwig
 from atacdenoise.io.intervals import mask_from_intervals, read_narrowpeak
 from atacdenoise.model.infer import (
+    TRACK_BITS,
     PeakStream,
     TileRunner,
     check_preprocessing,
     plan_chunks,
     plan_tiles,
     read_range,
+    round_significant_bits,
     stitch,
     tile_windows,
 )
@@ -559,10 +561,11 @@ def test_cli_without_sidecar_warns_and_denoises_the_chosen_chromosomes(genome, t
     with pyBigWig.open(f"{prefix}.track.bw") as bw:
         assert bw.chroms() == {"chr2": SIZES["chr2"]}
     ref_track, _ = single_pass(genome["net"], genome["x"]["chr2"], WINDOW["pad"], TRANSFORM)
-    # the default precision is float32: the model's values as one pass gives them
+    # the default precision is compact: the values one pass gives, to 8 significant bits
     track = read_bigwig(f"{prefix}.track.bw", "chr2")
-    np.testing.assert_allclose(track, ref_track, rtol=1e-5, atol=1e-5)
-    assert "probability >= 0.9" in res.stderr and "output precision: float32" in res.stderr
+    np.testing.assert_array_equal(track, round_significant_bits(track, TRACK_BITS))
+    np.testing.assert_allclose(track, ref_track, rtol=2.0**-TRACK_BITS + 1e-5, atol=1e-5)
+    assert "probability >= 0.9" in res.stderr and "output precision: compact" in res.stderr
 
 
 def test_mask_of_the_tiles_is_the_whole_chromosome():

@@ -5,11 +5,11 @@ the model's ``interval`` with ``pad`` bases of context, zeros beyond the ends.
 The input is streamed chunk by chunk (``--batch-size`` tiles), so memory does not
 grow with the genome. Writes, each atomically:
 
-* ``PREFIX.track.bw``: denoised coverage, the model's float32 values (``--precision float32``,
-  the default) or to 8 significant bits (``--precision compact``: relative error at most 1/256);
-* ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), float32 or (compact)
+* ``PREFIX.track.bw``: denoised coverage to 8 significant bits (``--precision compact``, the
+  default: relative error at most 1/256) or the model's float32 values (``--precision float32``);
+* ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), (compact)
   9 significant bits of min(p, 1 - p) (0, 0.5 and 1 exact, error at most 2**-9 · min(p, 1 - p),
-  monotone in p, so the tails keep their order); each bigWig has a sidecar
+  monotone in p, so the tails keep their order) or float32; each bigWig has a sidecar
   ``X.bw.json`` recording its precision. Compact tracks merge equal neighbours into one record:
   several times smaller files (see README, outputs);
 * ``PREFIX.peaks.narrowPeak``: regions of probability >= threshold, gaps of at
@@ -104,8 +104,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="float32",
-        help=f"compact: peak probability to {PROB_BITS} significant bits of min(p, 1 - p), denoised track to "
+        default="compact",
+        help=f"compact (default): peak probability to {PROB_BITS} significant bits of min(p, 1 - p), denoised track to "
         f"{TRACK_BITS} significant bits (files 3.5-6x smaller); float32: the model's values unrounded",
     )
 

@@ -17,7 +17,7 @@ bases), so it holds about one chunk plus the longest peak region.
 Tiling and the model run are array code (:class:`TileRunner`); :func:`denoise_bigwig` is the
 file-to-file route of ``atacdenoise infer``, :func:`denoise_array` the in-memory one.
 
-Output precision (``--precision``, config ``model.output_precision``; default ``float32``): ``compact`` stores
+Output precision (``--precision``, config ``model.output_precision``; default ``compact``): ``compact`` stores
 the peak probability with :data:`PROB_BITS` significant bits of ``min(p, 1 - p)`` (:func:`round_probability_bits`:
 0, 0.5 and 1 exact, monotone in ``p``, error <= 2**-9 · min(p, 1 - p), so relative precision in both tails,
 where the ranking of bases is decided) and the denoised track to :data:`TRACK_BITS` significant bits
@@ -25,9 +25,10 @@ where the ranking of bases is decided) and the denoised track to :data:`TRACK_BI
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
 values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called
 on the rounded values, so they are what ``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores
-the model's outputs unchanged. Why compact is not the default: it costs AUPRC/AUROC a few 1e-4 on the demo
-(any rounding merges the float32 round-off of the background's near-constant probability) and its files,
-~0.2-0.4 bytes a base, miss the 0.2 target; ``benchmarks/precision.py`` and README, Outputs.
+the model's outputs unchanged (files 3.5-6x larger). Why compact is the default: on the demo it moves every
+benchmark metric less than computing the same model in bf16 does (the GPU route's default autocast; AUPRC and
+AUROC by a few 1e-4, as much as two correct float32 implementations differ), for ~0.2-0.4 bytes a base
+instead of ~1.4; ``benchmarks/precision.py`` and README, Outputs.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
 Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's
@@ -528,7 +529,7 @@ def denoise_genome(
     paths: dict[str, Path],
     threshold: float,
     target: TargetRegions | None = None,
-    precision: str = "float32",
+    precision: str = "compact",
 ) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
@@ -684,7 +685,7 @@ def denoise_bigwig(
     amp: str = "auto",
     interval: int | None = None,
     target_regions: str | Path | None = None,
-    precision: str = "float32",
+    precision: str = "compact",
 ) -> dict[str, Path]:
     """Denoise a coverage bigWig with a model file into ``PREFIX.{track.bw,peakprob.bw,peaks.narrowPeak,fitness.tsv}``.
 
