@@ -25,10 +25,10 @@ where the ranking of bases is decided) and the denoised track to :data:`TRACK_BI
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
 values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called
 on the rounded values, so they are what ``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores
-the model's outputs unchanged (files 3.5-6x larger). Why compact is the default: on the demo it moves every
-benchmark metric less than computing the same model in bf16 does (the GPU route's default autocast; AUPRC and
-AUROC by a few 1e-4, as much as two correct float32 implementations differ), for ~0.2-0.4 bytes a base
-instead of ~1.4; ``benchmarks/precision.py`` and README, Outputs.
+the model's outputs unchanged (files 3.5-6x larger). Why compact is the default: on the demo and the real
+immune cohort it moves every benchmark metric less than computing the same model in bf16 does (the GPU route's
+default autocast), and AUROC/AUPRC about as much as two correct float32 implementations differ, for ~0.2-0.3
+bytes a base instead of ~1.4; ``benchmarks/precision.py``, ``benchmarks/README.md`` and README, Outputs.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
 Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's
