@@ -10,8 +10,9 @@ tracks had to be written without zoom levels. Here:
   (per-base floats barely compress, so higher levels cost time for ~5 % of
   size; zlib, or with ``fast`` ISA-L's 4-10x faster ``isal_zlib``, whose
   bytes are not reproducible; with ``smallest``, rounded model outputs
-  written once and kept, libdeflate at :data:`SMALL_LEVEL`) and summarised
-  for the first zoom level by a worker thread; those calls release the GIL, so ``threads`` workers use
+  written once and kept, libdeflate at :data:`SMALL_LEVEL`, where repeats
+  make the deeper search pay) and summarised for the first zoom level by a
+  worker thread; those calls release the GIL, so ``threads`` workers use
   ``threads`` cores;
 * the caller's thread writes the results strictly in order, so with zlib the
   file is the same bytes for any number of threads;
