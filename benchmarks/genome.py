@@ -485,7 +485,7 @@ def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str],
             "--threads",
             str(threads),
             "--precision",
-            "float32",
+            args.precision,
             "--device",
             "cpu",
             "--out-prefix",
@@ -494,6 +494,7 @@ def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str],
         outs = [Path(f"{infer_prefix}.{x}") for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak", "fitness.tsv")]
         outs += [Path(f"{p}.json") for p in outs[:2]]
         note = "" if infer_bases == sc.bases else f"on {', '.join(sc.infer_chroms)} only, extrapolated per base"
+        note = f"{args.precision} outputs" + (f"; {note}" if note else "")
         return cmd, outs, infer_bases, "bases/s", note
     if stage == "metrics":
         pre = str(sc.p("noisy.{}.{}"))
@@ -767,6 +768,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader workers to measure")
     p.add_argument("--loader-windows", type=int, default=None, help="windows read per worker count (256; quick 32)")
     p.add_argument("--drop-dataset", action="store_true", help="delete each dataset after the loader stage")
+    p.add_argument(
+        "--precision",
+        choices=("compact", "float32"),
+        default="compact",
+        help="infer's output precision (compact: the rule's default, model.output_precision)",
+    )
     args = p.parse_args()
     if args.fragments is None:
         args.fragments = 100_000 if args.quick else 25_000_000
