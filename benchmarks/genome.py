@@ -493,8 +493,9 @@ def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str],
         ]
         outs = [Path(f"{infer_prefix}.{x}") for x in ("track.bw", "peakprob.bw", "peaks.narrowPeak", "fitness.tsv")]
         outs += [Path(f"{p}.json") for p in outs[:2]]
-        note = "" if infer_bases == sc.bases else f"on {', '.join(sc.infer_chroms)} only, extrapolated per base"
-        note = f"{args.precision} outputs" + (f"; {note}" if note else "")
+        note = f"{args.precision} outputs"
+        if infer_bases != sc.bases:
+            note += f"; on {', '.join(sc.infer_chroms)} only, extrapolated per base"
         return cmd, outs, infer_bases, "bases/s", note
     if stage == "metrics":
         pre = str(sc.p("noisy.{}.{}"))

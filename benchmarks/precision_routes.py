@@ -28,14 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import common  # noqa: E402
+from precision import REFERENCES  # noqa: E402  (the demo's reference routes, benchmarks/precision.py)
 
 log = logging.getLogger("precision_routes")
 
-#: route -> (environment, arguments replacing the rule's --precision)
+#: route -> (environment, arguments replacing the rule's --precision): float32 natively, then the demo's references
 ROUTES = {
     "float32 (native kernels, the reference)": ({}, "--precision float32"),
-    "float32, PyTorch's convolutions": ({"ATACDENOISE_NATIVE_CONV": "0"}, "--precision float32"),
-    "bf16 autocast (a GPU's default)": ({}, "--precision float32 --amp bf16"),
+    **{name: (env, " ".join(("--precision", "float32", *extra))) for name, (env, extra, _) in REFERENCES.items()},
 }
 METRICS = ["auprc", "auroc", "spearman", "pearson", "f1", "ece", "peak_precision", "peak_recall", "jaccard"]
 KEYS = ["sample", "depth", "rep", "method", "metric", "region"]

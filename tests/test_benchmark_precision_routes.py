@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import precision_routes as R  # noqa: E402  (benchmarks/precision_routes.py)
+from precision import GPU_ROUTE  # noqa: E402  (benchmarks/precision.py)
 
 
 def test_routes_rewrite_the_cohorts_own_commands(tmp_path):
@@ -18,7 +19,7 @@ def test_routes_rewrite_the_cohorts_own_commands(tmp_path):
     infers = [c for c in commands if c.startswith("atacdenoise infer")]
     metrics = [c for c in commands if c.startswith("atacdenoise metrics")]
     assert len(infers) == len(metrics) == 15  # 3 cell states x 5 noisy inputs
-    _env, extra = R.ROUTES["bf16 autocast (a GPU's default)"]
+    _env, extra = R.ROUTES[GPU_ROUTE]
     made = set()
     for command in infers:
         cmd, done = R.rerouted(command, tmp_path, extra)
