@@ -194,6 +194,49 @@ def test_long_chromosome_is_read_and_computed_in_bounded_chunks():
     np.testing.assert_allclose(track[-20_000:], ref[-20_000:], rtol=1e-5, atol=1e-5)
 
 
+def test_stretches_stream_as_one_pipeline_with_no_drain_at_a_boundary():
+    """The next chromosome's first chunk is read while the model still runs this one's last (issue 23)."""
+    import threading
+    import time
+
+    model = tiny_model()
+    interval, pad, batch = 1000, 30, 2
+    xs = {"chrA": coverage(4_500, seed=5), "chrB": coverage(2_100, seed=6), "chrC": coverage(700, seed=7)}
+    runner = TileRunner(model, CPU, interval, pad, batch)
+    events: list[tuple[str, str, int]] = []
+    lock = threading.Lock()
+
+    def reader(chrom: str):
+        def read(lo: int, hi: int) -> np.ndarray:
+            with lock:
+                events.append(("read", chrom, lo))
+            return xs[chrom][lo:hi]
+
+        return read
+
+    def forward(windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray]:
+        with lock:
+            events.append(("forward", "", n_bases))
+        time.sleep(0.2)  # a slow model: the prefetch thread has long finished its read
+        out = runner.forward(windows, n_bases)
+        with lock:
+            events.append(("done", "", n_bases))
+        return out
+
+    stretches = [(c, reader(c), x.size) for c, x in xs.items()]
+    chunks = list(runner.run_stretches(stretches, forward))
+    for chrom, x in xs.items():  # outputs as if each chromosome ran alone
+        mine = [c for c in chunks if c[0] == chrom]
+        assert [c[1] for c in mine] == [s for s, _ in plan_chunks(x.size, interval, batch)]
+        alone = run_tiled(TileRunner(model, CPU, interval, pad, batch), x)[0]
+        np.testing.assert_array_equal(np.concatenate([c[2] for c in mine]), alone)
+    before = 0
+    for prev, nxt in (("chrA", "chrB"), ("chrB", "chrC")):  # the next one's first read before the last chunk is done
+        before += len(plan_chunks(xs[prev].size, interval, batch))
+        first_read = events.index(("read", nxt, 0))
+        assert sum(e[0] == "done" for e in events[:first_read]) < before, events
+
+
 # --------------------------------------------------------------------------- streaming peak calls
 
 

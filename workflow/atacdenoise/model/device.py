@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -59,3 +60,15 @@ def autocast_dtype(requested: str, device: torch.device, training: bool = False)
             return torch.bfloat16
         return torch.float16 if training else None
     return torch.bfloat16 if requested == "bf16" else torch.float16
+
+
+def gpu_conv_requested() -> bool:
+    """Tell whether ``ATACDENOISE_GPU_CONV=triton`` puts GPU inference's convolutions on the Triton kernel.
+
+    The default, ``torch``, keeps PyTorch's (cuDNN's) until ``benchmarks/gpu.py`` shows the kernel
+    (:mod:`atacdenoise.model.gpuconv`) pays on a GPU.
+    """
+    value = os.environ.get("ATACDENOISE_GPU_CONV", "torch").strip().lower()
+    if value not in ("torch", "triton"):
+        raise InputError(f"ATACDENOISE_GPU_CONV={value!r}: expected torch or triton")
+    return value == "triton"

@@ -43,10 +43,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,7 +65,7 @@ from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
 from atacdenoise.model.blend import blend_weight
 from atacdenoise.model.calibration import peak_probability
-from atacdenoise.model.device import autocast_dtype, select_device
+from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, select_device
 from atacdenoise.model.fitness import assess_track, fitness_path, write_fitness
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
@@ -363,6 +364,11 @@ class TileRunner:
                 log.info(
                     "CPU inference: %d convolutions on the native kernel (atacdenoise.model.cpuconv)", self.native_convs
                 )
+        if device.type == "cuda" and gpu_conv_requested():
+            from atacdenoise.model.gpuconv import TritonDenoiser
+
+            self.model = TritonDenoiser(self.model, dtype=amp or torch.float32)
+            log.info("GPU inference: the convolutions on the Triton kernel (ATACDENOISE_GPU_CONV=triton)")
         self.device = device
         self.interval = interval
         self.pad = pad
@@ -434,18 +440,44 @@ class TileRunner:
         (``(windows, n_bases) -> outputs``, e.g. :meth:`EnsembleRunner.forward`) instead of
         :meth:`forward`, ``(start, *outputs)``.
         """
+        for _, start, *outputs in self.run_stretches([(None, read, length)], forward):
+            yield start, *outputs
+
+    def run_stretches(
+        self, stretches: Iterable[tuple[Any, Reader, int]], forward: Callable[[torch.Tensor, int], tuple] | None = None
+    ) -> Iterator[tuple]:
+        """Denoise ``(key, read, length)`` stretches one after another as one stream of chunks.
+
+        As :meth:`run_chromosome` for each stretch, yielding ``(key, start, *outputs)``, but the prefetch thread
+        reads the next stretch's first chunk while the model runs the last one of this stretch: a chromosome
+        boundary does not drain the pipeline (issue 23: on a GPU, a whole genome is ~25 of them).
+        """
         forward = forward or self.forward
-        chunks = plan_chunks(length, self.interval, self.batch_size)
+
+        def jobs() -> Iterator[tuple[Any, Reader, int, int, int]]:
+            for key, read, length in stretches:
+                for start, end in plan_chunks(length, self.interval, self.batch_size):
+                    yield key, read, length, start, end
+
         buffers = [self.new_buffer(), self.new_buffer()]  # one being filled while the other is computed
+        queue = jobs()
+        job = next(queue, None)
+        if job is None:
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-            pending = pool.submit(self.prepare, read, *chunks[0], length, buffers[0])
-            for i, (start, end) in enumerate(chunks):
+            key, read, length, start, end = job
+            pending = pool.submit(self.prepare, read, start, end, length, buffers[0])
+            i = 0
+            while job is not None:
+                key, read, length, start, end = job
                 windows = pending.result()
-                if i + 1 < len(chunks):
-                    pending = pool.submit(self.prepare, read, *chunks[i + 1], length, buffers[(i + 1) % 2])
+                job = next(queue, None)
+                if job is not None:
+                    pending = pool.submit(self.prepare, job[1], job[3], job[4], job[2], buffers[(i + 1) % 2])
                 # forward() ends with a synchronous copy back, so the buffer it read is free
                 # again before the prefetch thread refills it (two chunks later)
-                yield start, *forward(windows, end - start)
+                yield key, start, *forward(windows, end - start)
+                i += 1
 
 
 def ensemble_stats(tracks: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -501,6 +533,10 @@ class EnsembleRunner:
         """As :meth:`TileRunner.run_chromosome`, yielding ``(start, track, prob, spread)``."""
         return self.runners[0].run_chromosome(read, length, forward=self.forward)
 
+    def run_stretches(self, stretches: Iterable[tuple[Any, Reader, int]]) -> Iterator[tuple]:
+        """As :meth:`TileRunner.run_stretches`, yielding ``(key, start, track, prob, spread)``."""
+        return self.runners[0].run_stretches(stretches, forward=self.forward)
+
 
 def output_paths(prefix: str, ensemble: bool = False) -> dict[str, Path]:
     """Return the paths of the outputs of ``--out-prefix``: three, four with an ensemble (``PREFIX.spread.bw``)."""
@@ -533,8 +569,8 @@ def denoise_genome(
 ) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
-    Chromosomes go in ``sizes`` order (the bigWig order). The input is read one
-    chunk ahead in a thread (:meth:`TileRunner.run_chromosome`); each bigWig is
+    Chromosomes go in ``sizes`` order (the bigWig order), as one stream of chunks: the input is read one
+    chunk ahead in a thread, across chromosome boundaries (:meth:`TileRunner.run_stretches`); each bigWig is
     written by its own child process (:class:`TrackWriterProcess`, which deflates
     blocks on a thread pool and streams zoom levels to disk, so memory stays
     bounded for any genome); peaks are called in a thread while
@@ -583,32 +619,50 @@ def denoise_genome(
                     writers["spread"].add(chrom, offset + start, spread)
                 peaks.add(start, prob, track, spread)
 
-            for chrom, length in progress(sizes.items(), total=len(sizes), desc="denoise", unit="chrom"):
-                stretches = [(0, length)] if target is None else [r[1:] for r in target_stretches(target, chrom)]
-                for offset, end in stretches:
-                    peaks = PeakStream(chrom, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
+            # every chromosome (or target region) as one stream of chunks: no drain at a boundary
+            plan = [
+                (chrom, offset, end)
+                for chrom, length in sizes.items()
+                for _, offset, end in ([(chrom, 0, length)] if target is None else target_stretches(target, chrom))
+            ]
 
-                    def read(lo: int, hi: int, chrom: str = chrom, offset: int = offset) -> np.ndarray:
-                        return read_values(bw, chrom, offset + lo, offset + hi)
+            def reader(chrom: str, offset: int) -> Reader:
+                return lambda lo, hi: read_values(bw, chrom, offset + lo, offset + hi)
 
-                    for start, track, prob, *spread in runner.run_chromosome(read, end - offset):
-                        pending.append(pool.submit(hand_on, chrom, offset, start, track, prob, peaks, *spread))
-                        while len(pending) > 2:
-                            pending.pop(0).result()
-                    while pending:
-                        pending.pop(0).result()
-                    table = peaks.finish()
-                    if offset and len(table):
-                        table = table.assign(start=table["start"] + offset, end=table["end"] + offset)
-                    log.debug(
-                        "%s:%d-%d: %d peaks (peak caller held at most %s bases)",
-                        chrom,
-                        offset,
-                        end,
-                        len(table),
-                        f"{peaks.max_buffered:,}",
-                    )
-                    tables.append(table)
+            def finish(k: int, peaks: PeakStream) -> pd.DataFrame:
+                chrom, offset, end = plan[k]
+                table = peaks.finish()
+                if offset and len(table):
+                    table = table.assign(start=table["start"] + offset, end=table["end"] + offset)
+                log.debug(
+                    "%s:%d-%d: %d peaks (peak caller held at most %s bases)",
+                    chrom,
+                    offset,
+                    end,
+                    len(table),
+                    f"{peaks.max_buffered:,}",
+                )
+                return table
+
+            stretches = ((k, reader(chrom, offset), end - offset) for k, (chrom, offset, end) in enumerate(plan))
+            finished: list[Future] = []
+            current: tuple[int, PeakStream] | None = None
+            for k, start, track, prob, *spread in runner.run_stretches(
+                progress(stretches, total=len(plan), desc="denoise", unit="region" if target else "chrom")
+            ):
+                if current is None or current[0] != k:
+                    if current is not None:  # on the writer thread, after the stretch's last chunk
+                        finished.append(pool.submit(finish, *current))
+                    current = (k, PeakStream(plan[k][0], threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP))
+                chrom, offset, _ = plan[k]
+                pending.append(pool.submit(hand_on, chrom, offset, start, track, prob, current[1], *spread))
+                while len(pending) > 2:
+                    pending.pop(0).result()
+            if current is not None:
+                finished.append(pool.submit(finish, *current))
+            while pending:
+                pending.pop(0).result()
+            tables = [f.result() for f in finished]
         for writer in writers.values():
             writer.close()
         peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)

@@ -1,0 +1,151 @@
+"""The Triton convolution kernel (model/gpuconv.py) against the model's own PyTorch convolutions.
+
+On the CPU the kernel runs under Triton's interpreter (``TRITON_INTERPRET=1``, set before Triton is imported, so in
+a child process): the same kernel source, every tile and mask, executed with NumPy. On a GPU (tests marked ``gpu``)
+it is compiled for the card and compared with the float32 model on the reference shape.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from atacdenoise.errors import InputError
+from atacdenoise.model import gpuconv
+from atacdenoise.model.device import gpu_conv_requested
+from atacdenoise.model.network import build_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: the interpreter's check, run in a child process: prints one line per case, "case max|d track| max|d logit| ..."
+INTERPRETED = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+    from atacdenoise.model.network import build_model
+    from atacdenoise.model.gpuconv import TritonDenoiser
+
+    cases = {
+        "light": dict(preset="light"),
+        "features_skip": dict(preset="light", cls_sees_features=True, input_skip=True),
+        "reference_convs": dict(preset="standard", reg_blocks=1, cls_blocks=1),
+        "wide": dict(preset="light", filters=17, kernel_size=5, dilation=3, convs_per_block=2),
+    }
+    for name, hp in cases.items():
+        torch.manual_seed(len(name))
+        model = build_model(hp).eval()
+        for p in model.parameters():  # weights away from initialisation, biases too
+            p.data += 0.05 * torch.randn_like(p)
+        x = torch.rand(2, int(sys.argv[1])) * 4
+        with torch.no_grad():
+            track, logits = model(x)
+            t32, l32 = TritonDenoiser(model, torch.float32, {"BLOCK_L": 128})(x)
+            t16, l16 = TritonDenoiser(model, torch.bfloat16, {"BLOCK_L": 64})(x)
+        scale = float(track.abs().max())
+        print(
+            name,
+            float((t32 - track).abs().max()) / scale,
+            float((l32 - logits).abs().max()),
+            float(torch.corrcoef(torch.stack([t16.flatten().float(), track.flatten()]))[0, 1]),
+            float((torch.sigmoid(l16.float()) - torch.sigmoid(logits)).abs().max()),
+            t32.dtype, tuple(t32.shape), tuple(l32.shape),
+        )
+    """
+)
+
+
+def test_interpreted_kernel_equals_the_model_in_float32_and_is_close_in_bf16():
+    pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "TRITON_INTERPRET": "1"}
+    length = 700  # not a multiple of any BLOCK_L: the last tile is partial
+    res = subprocess.run(
+        [sys.executable, "-c", INTERPRETED, str(length)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [line.split() for line in res.stdout.strip().splitlines()]
+    assert [r[0] for r in rows] == ["light", "features_skip", "reference_convs", "wide"]
+    for name, d_track, d_logit, r16, d_prob16, dtype, shape_t, shape_l in (
+        (r[0], float(r[1]), float(r[2]), float(r[3]), float(r[4]), r[5], r[6] + r[7], r[8] + r[9]) for r in rows
+    ):
+        assert d_track < 1e-5, (name, d_track)  # IEEE float32 products: the model's outputs to rounding
+        assert d_logit < 1e-4, (name, d_logit)
+        assert r16 > 0.999, (name, r16)  # bf16 activations, float32 sums: as autocast
+        assert d_prob16 < 0.05, (name, d_prob16)
+        assert dtype == "torch.float32" and shape_t == shape_l == f"(2,{length})", (name, dtype, shape_t)
+
+
+def test_padded_channels_are_powers_of_two_from_16():
+    assert [gpuconv.padded(c) for c in (1, 8, 15, 16, 17, 32, 33)] == [16, 16, 16, 16, 32, 32, 64]
+
+
+def test_kernel_choice_is_torch_unless_asked(monkeypatch):
+    monkeypatch.delenv("ATACDENOISE_GPU_CONV", raising=False)
+    assert not gpu_conv_requested()
+    monkeypatch.setenv("ATACDENOISE_GPU_CONV", "Triton ")
+    assert gpu_conv_requested()
+    monkeypatch.setenv("ATACDENOISE_GPU_CONV", "cudnn")
+    with pytest.raises(InputError, match="expected torch or triton"):
+        gpu_conv_requested()
+
+
+# --------------------------------------------------------------------------- GPU (skipped without CUDA)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _reference_model(**overrides) -> torch.nn.Module:
+    torch.manual_seed(3)
+    model = build_model({"preset": "standard", **overrides}).eval().cuda()
+    for p in model.parameters():
+        p.data += 0.02 * torch.randn_like(p)
+    return model
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("overrides", [{}, {"cls_sees_features": True, "input_skip": True}])
+def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides):
+    model = _reference_model(**overrides)
+    x = torch.rand(4, 20_011, device="cuda") * 3
+    with torch.no_grad():
+        torch.backends.cudnn.allow_tf32 = False
+        track, logits = model(x)
+        t32, l32 = gpuconv.TritonDenoiser(model, torch.float32)(x)
+        t16, l16 = gpuconv.TritonDenoiser(model, torch.bfloat16)(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            ta, la = model(x)
+    scale = float(track.abs().max())
+    assert float((t32 - track).abs().max()) / scale < 1e-5
+    assert float((torch.sigmoid(l32) - torch.sigmoid(logits)).abs().max()) < 1e-5
+    # bf16: no further from float32 than PyTorch's own bf16 autocast is (the GPU route's tolerance, test_infer.py)
+    prob, prob16, proba = torch.sigmoid(logits), torch.sigmoid(l16.float()), torch.sigmoid(la.float())
+    assert float((prob16 - prob).abs().max()) < max(0.05, 2 * float((proba - prob).abs().max()))
+    r16 = np.corrcoef(t16.float().flatten().cpu().numpy(), track.flatten().cpu().numpy())[0, 1]
+    assert r16 > 0.99, (r16, ta.dtype)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_tile_runner_on_the_kernel_matches_the_torch_route(monkeypatch):
+    from atacdenoise.model.infer import TileRunner
+
+    model = _reference_model()
+    x = torch.rand(3, 70_000) * 2
+    monkeypatch.setenv("ATACDENOISE_GPU_CONV", "torch")
+    ref = TileRunner(model, torch.device("cuda"), 50_000, 5_000, 2, amp=None)
+    monkeypatch.setenv("ATACDENOISE_GPU_CONV", "triton")
+    fast = TileRunner(model, torch.device("cuda"), 50_000, 5_000, 2, amp=None)
+    assert isinstance(fast.model, gpuconv.TritonDenoiser) and not isinstance(ref.model, gpuconv.TritonDenoiser)
+    windows = x[:, :60_000].contiguous()
+    t_ref, p_ref = ref.forward(windows.clone(), 100_000)
+    t_fast, p_fast = fast.forward(windows.clone(), 100_000)
+    np.testing.assert_allclose(t_fast, t_ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(p_fast, p_ref, rtol=1e-4, atol=1e-4)

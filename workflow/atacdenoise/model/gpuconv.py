@@ -1,0 +1,288 @@
+"""The model's dilated convolutions on a GPU's tensor cores (Triton), for inference.
+
+Why: cuDNN runs the reference shape's convs (15 channels, 51 taps 8 bases
+apart) at ~35-40 TFLOP/s on an H200, ~4-5 % of its dense bf16 rate
+(``shared/GPU.md``): the time is per layer, not per FLOP (32 channels cost
+only 1.23x 15), and channel padding, cuDNN autotuning and ``torch.compile``
+barely move it.
+
+How: each conv is an implicit GEMM. Activations are kept channels-last,
+``[B, L, C]`` with ``C`` padded to a power of two >= 16 (zero weights, so the
+outputs are unchanged). A program computes ``BLOCK_L`` positions x all output
+channels of one window: for each tap, the ``BLOCK_L x C`` tile of the input
+shifted by the tap's offset (zeros beyond the window's ends: 'same' padding)
+times the tap's ``C x C`` weights, accumulated in float32 by ``tl.dot`` (the
+tensor cores). A conv with one input channel (each branch's first) takes the
+taps as its reduction instead: ``BLOCK_L x 64`` gathered inputs times ``64 x
+C``. The store adds the bias, the block's skip path (identity or 1x1
+projection, from the block's input) and applies the ReLU, so a residual block
+is three passes over memory, as in :mod:`atacdenoise.model.cpuconv`. The 1x1
+output heads run in PyTorch.
+
+:class:`TritonDenoiser` wraps a loaded :class:`~atacdenoise.model.network.DenoiseResNet`
+with the same ``forward`` (``[B, L]`` -> track, logits), in bf16 (activations
+stored in bf16, as autocast does) or float32 (``tl.dot`` in IEEE float32, for
+checking). It is opt-in (``ATACDENOISE_GPU_CONV=triton``) until
+``benchmarks/gpu.py`` shows it pays on a GPU; the tests run the kernel under
+Triton's interpreter (``TRITON_INTERPRET=1``) on the CPU against PyTorch's
+convolutions, and on a GPU (marked ``gpu``) against the float32 model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from torch import nn
+
+from atacdenoise.model.network import DenoiseResNet, ResBlock
+
+log = logging.getLogger(__name__)
+
+#: positions per program, warps and pipeline stages of the kernel (``tune`` in benchmarks/gpu.py sweeps them)
+DEFAULT_CONFIG = {"BLOCK_L": 128, "num_warps": 4, "num_stages": 3}
+
+_SKIP_NONE, _SKIP_IDENTITY, _SKIP_PROJECT, _SKIP_ONE = 0, 1, 2, 3
+
+try:  # Triton ships with CUDA builds of PyTorch; CPU-only installs may lack it
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+
+def available() -> bool:
+    """Tell whether Triton is importable (the kernels also need a CUDA device, or ``TRITON_INTERPRET=1``)."""
+    return triton is not None
+
+
+def padded(channels: int) -> int:
+    """Channels as stored: the next power of two >= 16 (``tl.dot`` needs >= 16, ``tl.arange`` a power of two)."""
+    return max(16, 1 << (int(channels) - 1).bit_length())
+
+
+if triton is not None:
+
+    @triton.jit
+    def _mma(acc, a, w, IEEE: tl.constexpr, UPCAST: tl.constexpr):
+        """Return acc + a @ w on the tensor cores (IEEE: exact float32 products; UPCAST: float32 operands)."""
+        if UPCAST:
+            return acc + tl.dot(a.to(tl.float32), w.to(tl.float32), input_precision="ieee")
+        if IEEE:
+            return acc + tl.dot(a, w, input_precision="ieee")
+        return acc + tl.dot(a, w)
+
+    @triton.jit
+    def _conv_kernel(
+        x_ptr,
+        w_ptr,
+        b_ptr,
+        s_ptr,
+        sw_ptr,
+        sb_ptr,
+        y_ptr,
+        L,
+        x_batch,
+        s_batch,
+        y_batch,
+        CIN: tl.constexpr,
+        COUT: tl.constexpr,
+        TAPS: tl.constexpr,
+        KPAD: tl.constexpr,
+        DIL: tl.constexpr,
+        SKIP: tl.constexpr,
+        SC: tl.constexpr,
+        RELU: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
+        BLOCK_L: tl.constexpr,
+    ):
+        """y[b, l, :] = relu?(bias + sum_t x[b, l + (t - TAPS // 2) * DIL, :] @ w[t] + skip), channels-last."""
+        pid = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        offs = pid * BLOCK_L + tl.arange(0, BLOCK_L)
+        co = tl.arange(0, COUT)
+        inside = offs < L
+        half = (TAPS - 1) // 2
+        xb = x_ptr + b * x_batch
+        acc = tl.zeros((BLOCK_L, COUT), dtype=tl.float32)
+        if CIN == 1:  # one input channel: the taps are the reduction
+            k = tl.arange(0, KPAD)
+            pos = offs[:, None] + (k[None, :] - half) * DIL
+            a = tl.load(xb + pos, mask=(k[None, :] < TAPS) & (pos >= 0) & (pos < L), other=0.0)
+            w = tl.load(w_ptr + k[:, None] * COUT + co[None, :])
+            acc = _mma(acc, a, w, IEEE, UPCAST)
+        else:
+            ci = tl.arange(0, CIN)
+            for t in range(TAPS):
+                pos = offs + (t - half) * DIL
+                a = tl.load(xb + pos[:, None] * CIN + ci[None, :], mask=((pos >= 0) & (pos < L))[:, None], other=0.0)
+                w = tl.load(w_ptr + t * CIN * COUT + ci[:, None] * COUT + co[None, :])
+                acc = _mma(acc, a, w, IEEE, UPCAST)
+        acc += tl.load(b_ptr + co)[None, :]
+        if SKIP != 0:
+            sb = s_ptr + b * s_batch
+            if SKIP == 1:  # identity: the block's input has the output's channels
+                r = tl.load(sb + offs[:, None] * COUT + co[None, :], mask=inside[:, None], other=0.0)
+                acc += r.to(tl.float32)
+            elif SKIP == 2:  # 1x1 projection of SC channels
+                sc = tl.arange(0, SC)
+                r = tl.load(sb + offs[:, None] * SC + sc[None, :], mask=inside[:, None], other=0.0)
+                sw = tl.load(sw_ptr + sc[:, None] * COUT + co[None, :])
+                acc = _mma(acc, r, sw, IEEE, UPCAST)
+                acc += tl.load(sb_ptr + co)[None, :]
+            else:  # 1x1 projection of one channel: an outer product
+                r = tl.load(sb + offs, mask=inside, other=0.0).to(tl.float32)
+                acc += r[:, None] * tl.load(sw_ptr + co)[None, :] + tl.load(sb_ptr + co)[None, :]
+        if RELU:
+            acc = tl.maximum(acc, 0.0)
+        out = y_ptr + b * y_batch + offs[:, None] * COUT + co[None, :]
+        tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=inside[:, None])
+
+
+class _Conv:
+    """One conv's weights as the kernel reads them: ``[taps, cin, cout]`` (``[KPAD, cout]`` for one input channel)."""
+
+    def __init__(self, conv: nn.Conv1d, dtype: torch.dtype, device: torch.device):
+        if conv.stride[0] != 1 or conv.groups != 1 or conv.kernel_size[0] % 2 == 0:
+            raise ValueError(f"{conv}: only stride-1, ungrouped, odd-sized convolutions are supported")
+        w = conv.weight.detach().float()  # [cout, cin, taps]
+        cout, cin, taps = w.shape
+        self.cin, self.cout, self.taps, self.dil = cin, padded(cout), taps, conv.dilation[0]
+        bias = conv.bias.detach().float() if conv.bias is not None else torch.zeros(cout, device=w.device)
+        self.bias = torch.zeros(self.cout, dtype=torch.float32, device=device)
+        self.bias[:cout] = bias
+        if cin == 1:
+            self.kpad = padded(taps)
+            self.w = torch.zeros(self.kpad, self.cout, dtype=dtype, device=device)
+            self.w[:taps, :cout] = w[:, 0, :].t()
+        else:
+            self.cin, self.kpad = padded(cin), 16
+            self.w = torch.zeros(taps, self.cin, self.cout, dtype=dtype, device=device)
+            self.w[:, :cin, :cout] = w.permute(2, 1, 0)
+
+
+class _Skip:
+    """A block's 1x1 skip projection as the kernel reads it (``[sc, cout]``), or the identity."""
+
+    def __init__(self, skip: nn.Module, cin: int, cout: int, dtype: torch.dtype, device: torch.device):
+        self.mode, self.sc = _SKIP_IDENTITY, cout
+        self.w = self.b = None
+        if isinstance(skip, nn.Conv1d):
+            w = skip.weight.detach().float()[:, :, 0]  # [cout, cin]
+            self.mode = _SKIP_ONE if cin == 1 else _SKIP_PROJECT
+            self.sc = 1 if cin == 1 else padded(cin)
+            self.w = torch.zeros(self.sc, cout, dtype=dtype if cin > 1 else torch.float32, device=device)
+            self.w[: w.shape[1], : w.shape[0]] = w.t()
+            self.b = torch.zeros(cout, dtype=torch.float32, device=device)
+            self.b[: w.shape[0]] = skip.bias.detach().float()
+
+
+def conv_cl(
+    x: torch.Tensor,
+    conv: _Conv,
+    relu: bool,
+    skip: _Skip | None = None,
+    skip_src: torch.Tensor | None = None,
+    ieee: bool = False,
+    config: dict | None = None,
+) -> torch.Tensor:
+    """One conv on channels-last ``x`` (``[B, L, cin]``, or ``[B, L]`` for one channel) -> ``[B, L, cout]``."""
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    B, L = x.shape[0], x.shape[1]
+    y = torch.empty((B, L, conv.cout), dtype=x.dtype, device=x.device)
+    mode = _SKIP_NONE if skip is None else skip.mode
+    src = skip_src if skip_src is not None else x
+    dummy = conv.bias
+    grid = (triton.cdiv(L, cfg["BLOCK_L"]), B)
+    _conv_kernel[grid](
+        x,
+        conv.w,
+        conv.bias,
+        src,
+        skip.w if skip is not None and skip.w is not None else dummy,
+        skip.b if skip is not None and skip.b is not None else dummy,
+        y,
+        L,
+        x.stride(0),
+        src.stride(0),
+        y.stride(0),
+        CIN=conv.cin,
+        COUT=conv.cout,
+        TAPS=conv.taps,
+        KPAD=conv.kpad,
+        DIL=conv.dil,
+        SKIP=mode,
+        SC=skip.sc if skip is not None else 1,
+        RELU=relu,
+        IEEE=ieee,
+        UPCAST=os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
+        BLOCK_L=cfg["BLOCK_L"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
+    )
+    return y
+
+
+class _Block:
+    """A :class:`ResBlock` on the kernel: ReLU after every conv, the skip added in the last one's store."""
+
+    def __init__(self, block: ResBlock, dtype: torch.dtype, device: torch.device):
+        self.convs = [_Conv(c, dtype, device) for c in block.convs]
+        first = block.convs[0]
+        self.skip = _Skip(block.skip, first.in_channels, self.convs[-1].cout, dtype, device)
+
+    def __call__(self, x: torch.Tensor, ieee: bool, config: dict | None) -> torch.Tensor:
+        y, last = x, len(self.convs) - 1
+        for i, conv in enumerate(self.convs):
+            skip = self.skip if i == last else None
+            y = conv_cl(y, conv, relu=True, skip=skip, skip_src=x if i == last else None, ieee=ieee, config=config)
+        return y
+
+
+class TritonDenoiser(nn.Module):
+    """A :class:`DenoiseResNet` whose residual blocks run on the Triton kernel (inference only).
+
+    ``dtype``: ``torch.bfloat16`` (activations and weights in bf16, sums in float32: what bf16 autocast does)
+    or ``torch.float32`` (IEEE float32 products: equal to the model to ~1e-5, for checking). ``forward`` takes
+    and returns what the model's does; the outputs are float32.
+    """
+
+    def __init__(self, model: DenoiseResNet, dtype: torch.dtype = torch.bfloat16, config: dict | None = None):
+        super().__init__()
+        if triton is None:
+            raise RuntimeError("Triton is not installed: the GPU convolution kernel needs it (a CUDA build of torch)")
+        device = next(model.parameters()).device
+        self.dtype, self.config, self.ieee = dtype, dict(config or {}), dtype == torch.float32
+        self.hparams = dict(model.hparams)
+        self.filters = model.hparams["filters"]
+        self.peak_temperature = getattr(model, "peak_temperature", 1.0)
+        self.reg = [_Block(b, dtype, device) for b in model.reg_blocks]
+        self.cls = [_Block(b, dtype, device) for b in model.cls_blocks]
+        self.reg_out = _head(model.reg_out, device)
+        self.cls_out = _head(model.cls_out, device)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: float[B, L] -> (track float32[B, L] >= 0, peak logits float32[B, L])."""
+        h = x.to(self.dtype).contiguous()
+        for block in self.reg:
+            h = block(h, self.ieee, self.config)
+        w, b = self.reg_out
+        r = torch.matmul(h[..., : self.filters].float(), w) + b
+        track = torch.relu(r + x.float() if self.hparams["input_skip"] else r)
+        if self.hparams["cls_sees_features"]:
+            c = torch.cat([track.unsqueeze(-1).to(self.dtype), h[..., : self.filters]], dim=-1)
+            c = nn.functional.pad(c, (0, padded(c.shape[-1]) - c.shape[-1])).contiguous()
+        else:
+            c = track.to(self.dtype).contiguous()
+        for block in self.cls:
+            c = block(c, self.ieee, self.config)
+        w, b = self.cls_out
+        logits = torch.matmul(c[..., : self.filters].float(), w) + b
+        return track, logits
+
+
+def _head(conv: nn.Conv1d, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return a 1x1 conv to one channel as (weights float32[cin], bias) for a channels-last matmul."""
+    return conv.weight.detach().float()[0, :, 0].to(device), conv.bias.detach().float()[0].to(device)
