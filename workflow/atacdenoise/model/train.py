@@ -1068,7 +1068,8 @@ def _train(
             (raw_settings or {}).get("preset", DEFAULT_PRESET),
         )
     model = model.to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"])
+    # fused: one kernel for the whole step on a GPU (issue 23); the CPU keeps the default implementation
+    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     log.info(
         "model: %s parameters, receptive field %d bp (track) / %d bp (peaks); %s",
@@ -1087,6 +1088,8 @@ def _train(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # a checkpoint of a GPU run resumed on a CPU, or the other way
+            group["fused"] = dev.type == "cuda"
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
