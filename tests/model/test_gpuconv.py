@@ -82,6 +82,40 @@ def test_interpreted_kernel_equals_the_model_in_float32_and_is_close_in_bf16():
         assert dtype == "torch.float32" and shape_t == shape_l == f"(2,{length})", (name, dtype, shape_t)
 
 
+def _compile_for(arch: int, cin: int, skip: int, config: dict) -> str:
+    """PTX of the kernel for a ``sm_<arch>`` card, compiled here without one (as a launch specialises it)."""
+    triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    pointers = {"x_ptr": "*bf16", "w_ptr": "*bf16", "b_ptr": "*fp32", "s_ptr": "*bf16", "sw_ptr": "*bf16"}
+    sig = {**pointers, "sb_ptr": "*fp32", "y_ptr": "*bf16", "L": "i32", "x_batch": "i32", "s_batch": "i32"}
+    sig["y_batch"] = "i32"
+    const = dict(CIN=cin, COUT=16, TAPS=51, KPAD=64 if cin == 1 else 16, DIL=8, SKIP=skip, SC=cin, RELU=True)
+    const.update(IEEE=False, UPCAST=False, CACHE=config["cache"], BLOCK_L=config["BLOCK_L"])
+    names = [*sig, *const]
+    sig.update(dict.fromkeys(const, "constexpr"))
+    # a launch marks pointers and integers divisible by 16 as such: 60,000-base windows, 16 channels
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names[:11]}
+    kernel = triton.compile(
+        ASTSource(fn=gpuconv._conv_kernel, signature=sig, constexprs=const, attrs=attrs),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": config["num_warps"], "num_stages": config["num_stages"]},
+    )
+    return kernel.asm["ptx"]
+
+
+@pytest.mark.parametrize("arch, mma", [(90, "wgmma.mma_async"), (80, "mma.sync.aligned")])
+def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, mma, monkeypatch):
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    for cin, skip in ((16, 1), (16, 0), (1, 3), (16, 2)):
+        ptx = _compile_for(arch, cin, skip, gpuconv.DEFAULT_CONFIG)
+        assert f"{mma}" in ptx and ".bf16" in ptx, (arch, cin, skip)  # bf16 operands on the tensor cores
+        if cin == 16:  # each tap's input tile: asynchronous 16-byte copies that stay in L1 (the next taps reuse it)
+            assert "cp.async.ca.shared.global" in ptx and "cp.async.cg" not in ptx, (arch, cin, skip)
+            assert "ld.global.b16" not in ptx  # no scalar 2-byte loads
+
+
 def test_padded_channels_are_powers_of_two_from_16():
     assert [gpuconv.padded(c) for c in (1, 8, 15, 16, 17, 32, 33)] == [16, 16, 16, 16, 32, 32, 64]
 

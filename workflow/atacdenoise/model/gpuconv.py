@@ -40,8 +40,10 @@ from atacdenoise.model.network import DenoiseResNet, ResBlock
 
 log = logging.getLogger(__name__)
 
-#: positions per program, warps and pipeline stages of the kernel (``tune`` in benchmarks/gpu.py sweeps them)
-DEFAULT_CONFIG = {"BLOCK_L": 128, "num_warps": 4, "num_stages": 3}
+#: positions per program, warps, pipeline stages, and the cache of each tap's input tile: ".ca" keeps it in L1,
+#: where the next taps (8 bases further) find most of it; Triton's own choice for 16-byte copies is L2 only
+#: (".cg"). benchmarks/gpu_levers.py sweeps them on a GPU; tests/model/test_gpuconv.py checks the PTX here.
+DEFAULT_CONFIG = {"BLOCK_L": 128, "num_warps": 4, "num_stages": 3, "cache": ".ca"}
 
 _SKIP_NONE, _SKIP_IDENTITY, _SKIP_PROJECT, _SKIP_ONE = 0, 1, 2, 3
 
@@ -96,6 +98,7 @@ if triton is not None:
         RELU: tl.constexpr,
         IEEE: tl.constexpr,
         UPCAST: tl.constexpr,
+        CACHE: tl.constexpr,
         BLOCK_L: tl.constexpr,
     ):
         """y[b, l, :] = relu?(bias + sum_t x[b, l + (t - TAPS // 2) * DIL, :] @ w[t] + skip), channels-last."""
@@ -117,7 +120,12 @@ if triton is not None:
             ci = tl.arange(0, CIN)
             for t in range(TAPS):
                 pos = offs + (t - half) * DIL
-                a = tl.load(xb + pos[:, None] * CIN + ci[None, :], mask=((pos >= 0) & (pos < L))[:, None], other=0.0)
+                a = tl.load(
+                    xb + pos[:, None] * CIN + ci[None, :],
+                    mask=((pos >= 0) & (pos < L))[:, None],
+                    other=0.0,
+                    cache_modifier=CACHE,
+                )
                 w = tl.load(w_ptr + t * CIN * COUT + ci[:, None] * COUT + co[None, :])
                 acc = _mma(acc, a, w, IEEE, UPCAST)
         acc += tl.load(b_ptr + co)[None, :]
@@ -218,6 +226,7 @@ def conv_cl(
         RELU=relu,
         IEEE=ieee,
         UPCAST=os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
+        CACHE=cfg["cache"],
         BLOCK_L=cfg["BLOCK_L"],
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
