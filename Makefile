@@ -16,7 +16,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv demo report test test-fast lint format docs install-profile clean
+.PHONY: help venv demo report test test-fast lint format docs install-profile clean gpu-wheels
 
 help:
 	@echo "make demo            install (first time) and run the whole workflow on the demo data"
@@ -27,6 +27,7 @@ help:
 	@echo "make format          ruff format + snakefmt: rewrite the files in place"
 	@echo "make docs            regenerate the config-key tables of README.md and config/README.md from the schema"
 	@echo "make clean           remove results/ and .snakemake/ (keeps .venv)"
+	@echo "make gpu-wheels      cp312 wheels of what a bare GPU image lacks (.gpuwheels/; benchmarks/gpu_session.sh)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "atac-denoise needs Python >= 3.11 (found %d.%d); set PYTHON=python3.11" % sys.version_info[:2])'
@@ -65,6 +66,14 @@ docs: $(STAMP)
 
 install-profile:
 	bash profiles/install.sh
+
+# what the GPU image (torch + Triton, Python 3.12) lacks, as wheels to carry there (benchmarks/gpu_session.sh)
+GPU_WHEELS := pysam==0.24.1 pyBigWig==0.3.29 isal==1.9.1 jsonschema==4.26.0 pybbi==0.4.2 deflate==0.9.0
+gpu-wheels: $(STAMP)
+	$(BIN)/pip download -q -d .gpuwheels --only-binary=:all: --python-version 3.12 --implementation cp \
+		--abi cp312 --abi abi3 --abi none --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform any $(GPU_WHEELS)
+	rm -f .gpuwheels/numpy-*.whl .gpuwheels/typing_extensions-*.whl  # the image's own stay in charge
 
 clean:
 	rm -rf results .snakemake
