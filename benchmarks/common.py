@@ -588,3 +588,122 @@ def parse_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 250k, 3M, 1G)")
     mult = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[m.group(2).lower()]
     return int(float(m.group(1)) * mult)
+
+
+#: bases per chunk of :func:`synthetic_coverage_genome_bigwig`; fixed, so the values do not depend on the processes
+GENOME_CHUNK = 8_000_000
+
+
+def synthetic_coverage_chunk(task: tuple[int, int, int, float]) -> tuple[np.ndarray, int]:
+    """One chunk of :func:`synthetic_coverage_genome_bigwig`: (coverage[n], cut sites drawn).
+
+    The coverage holds integer counts in the narrowest unsigned type that fits them (uint8 at the default
+    density: a quarter of the bytes of float32 to send from a worker process).
+
+    ``task`` is ``(n_bases, seed, chunk_index, cuts_per_kb)``; the chunk's generator is seeded with
+    ``(seed, chunk_index)``. The cut sites are drawn as in :func:`synthetic_coverage`; the 201-bp box
+    is a difference of two slices of the padded cumulative sum (no index arrays: ~5x faster).
+    """
+    n, seed, index, cuts_per_kb = task
+    rng = np.random.default_rng((seed, index))
+    n_cuts = rng.poisson(cuts_per_kb * n / 1000)
+    n_open = max(1, n // 50_000)
+    centres = rng.integers(0, max(1, n), n_open)
+    half = n_cuts // 2
+    pos = np.concatenate(
+        [centres[rng.integers(0, n_open, half)] + rng.integers(-1000, 1000, half), rng.integers(0, n, n_cuts - half)]
+    )
+    pos = pos[(pos >= 0) & (pos < n)]
+    csum = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(pos, minlength=n), out=csum[1:])
+    # cov[i] = csum[min(i + 101, n)] - csum[max(i - 100, 0)]: pad 100 zeros before, 100 copies of the total after
+    ext = np.pad(csum, (100, 100), mode="edge")
+    cov = ext[201 : 201 + n] - ext[:n]
+    top = int(cov.max(initial=0))
+    return cov.astype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32), int(pos.size)
+
+
+def synthetic_coverage_genome_bigwig(
+    path: Path,
+    sizes: dict[str, int],
+    seed: int = 11,
+    cuts_per_kb: float = 4.0,
+    processes: int | None = None,
+    threads: int | None = None,
+) -> dict:
+    """Make a coverage bigWig (with its JSON sidecar) over a whole genome, fast: chunks made in parallel processes.
+
+    Every chromosome is cut into :data:`GENOME_CHUNK`-base chunks, each made by
+    :func:`synthetic_coverage_chunk` in one of ``processes`` spawned workers (default: half the usable
+    cores, at least 1) while this process writes them in order with the project's bigWig writer
+    (``threads`` deflate threads, default the other half; ISA-L when installed, else zlib level 1;
+    10 zoom levels). At most ``2 x processes`` chunks wait, so memory stays bounded. The values do not depend on
+    ``processes`` or ``threads`` (boxes do not cross chunk edges, as in :func:`synthetic_coverage_bigwig`).
+
+    Returns ``{"path", "bases", "bytes", "seconds", "processes", "threads", "cached"}``; an existing file
+    (with its sidecar and ``X.bw.make.json``) is reused and reports the seconds of the run that made it.
+    """
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    from atacdenoise.io.bigwig import BigWigWriter
+
+    path = Path(path)
+    made = Path(str(path) + ".make.json")
+    if path.exists() and Path(str(path) + ".json").exists() and made.exists():
+        return {**json.loads(made.read_text()), "path": str(path), "cached": True}
+    cores = len(os.sched_getaffinity(0))
+    processes = processes or max(1, cores // 2)
+    threads = threads or max(1, cores - processes)
+    tasks = [(c, off, min(GENOME_CHUNK, n - off)) for c, n in sizes.items() for off in range(0, n, GENOME_CHUNK)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_cut: dict[str, int] = {}
+    t0 = time.perf_counter()
+    with (
+        ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool,
+        BigWigWriter(path, sizes, threads=threads, fast=True) as w,
+    ):
+        waiting: deque = deque()
+        todo = iter(enumerate(tasks))
+        while True:
+            while len(waiting) < 2 * processes:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                i, (c, off, m) = nxt
+                waiting.append((c, off, pool.submit(synthetic_coverage_chunk, (m, seed, i, cuts_per_kb))))
+            if not waiting:
+                break
+            c, off, fut = waiting.popleft()
+            cov, cuts = fut.result()
+            n_cut[c] = n_cut.get(c, 0) + cuts
+            w.add(c, off, cov)
+    seconds = time.perf_counter() - t0
+    meta = {
+        "smooth_bp": 200,
+        "shift_plus": 4,
+        "shift_minus": -5,
+        "min_mapq": 30,
+        "keep_duplicates": False,
+        "cpm": False,
+        "source": "synthetic (benchmarks/common.py: synthetic_coverage_genome_bigwig)",
+        "kind": "bam",
+        "n_cut_sites": n_cut,
+    }
+    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
+    bases = sum(sizes.values())
+    info = {
+        "bases": bases,
+        "chroms": len(sizes),
+        "bytes": path.stat().st_size,
+        "seconds": seconds,
+        "processes": processes,
+        "threads": threads,
+    }
+    made.write_text(json.dumps(info, indent=2))
+    log(
+        f"  wrote {path} ({fmt_num(bases)} bases, {len(sizes)} chromosomes, {fmt_bytes(info['bytes'])}) in "
+        f"{seconds:.1f} s ({bases / seconds / 1e6:.1f} M bases/s; {processes} processes, {threads} writer threads)"
+    )
+    return {**info, "path": str(path), "cached": False}

@@ -10,22 +10,46 @@ Targets (issue 9), one H100:
   most 2.7 min (AtacWorks: 2.7 min on 8x V100).
 
 Stages, each written to ``--out`` as soon as it ends (so a cut-off run still
-reports what it measured), each skipped when ``--budget`` seconds would be exceeded:
+reports what it measured), each skipped when ``--budget`` seconds would be exceeded
+(the reason is recorded):
 
-A. levers: forward passes of the reference shape on random windows — batch size,
-   fp32 vs bf16 autocast, and the dilation fold (the model run on the 8 phases of
-   the sequence with undilated kernels, identical arithmetic) — output bases/s;
+A. levers (``gpu_levers.py``): forward passes of the reference shape on random
+   windows — fp32 and bf16 autocast, channels padded to 16, ``torch.compile``,
+   CUDA graphs, and the Triton kernel (``model/gpuconv.py``) over a sweep of its
+   configurations — output bases/s, each against a prediction written before the
+   run; the fastest that inference can run (and its batch) is used by B and C
+   (``--gpu-conv``). The dilation fold measured no gain (GPU.md) and is gone;
 B. the whole genome through the real inference loop
    (``model.infer.denoise_genome``: prefetch thread, TileRunner, peak calls)
    with the bigWig reads and writes replaced by in-memory ones: what the model and
    the Python around it can do;
-C. the real ``atacdenoise infer`` command (bigWig in, two bigWigs and a
-   narrowPeak out) on a subset of chromosomes, extrapolated linearly to the
-   genome, plus the throughput of one bigWig track writer (``bbiwrite``, its
-   default threads per track, 10 zoom levels);
-D. training: ``atacdenoise.model.train.train`` for one epoch of ``--train-windows``
-   windows on a synthetic dataset, extrapolated to a whole-genome epoch
-   (3.09 Gb / interval windows), for the default and a tuned loader.
+C. the real ``atacdenoise infer`` command on every chromosome of the genome
+   (``--cli-chroms`` restricts it): a coverage bigWig in, the denoised and
+   peak-probability bigWigs and the narrowPeak out. Its whole-process wall time is
+   the measured whole-genome time (no extrapolation), with the command's own
+   denoise and GPU seconds from its log, the peak RSS of its process tree and the
+   bytes (and bytes per base) it wrote. The input bigWig is made first, in
+   parallel processes (``common.synthetic_coverage_genome_bigwig``; 84 M bases/s
+   on 2 cores, 37 s for hg38), timed apart and kept in ``--work`` for the next
+   run. Also the throughput of one bigWig track writer (``bbiwrite``, its
+   default threads, 10 zoom levels, compact storage as inference writes it). The
+   command starts only when its estimate (stage B's rate, else stage A's, else
+   the model's FLOPs, against the track writer's rate) fits the budget;
+D. training data from the real commands, as the workflow's rules run them:
+   synthetic clean and noisy coverage bigWigs and clean peaks (a BED) over
+   ``--train-chroms``, then ``atacdenoise dataset-clean`` and ``atacdenoise
+   dataset --clean-dataset``, each timed on its own; then
+   ``atacdenoise.model.train.train`` (in this process) for one epoch of
+   ``--train-windows`` windows of that dataset, extrapolated to a whole-genome
+   epoch (hg38's 3.09 Gb / 50-kb interval = 61,765 windows), for the default
+   and a tuned loader.
+
+Every run writes ``OUT/gpu.md`` (tables), ``OUT/gpu.json`` (the card, driver,
+torch / CUDA / cuDNN and Python versions, the UTC date, CPU count and RAM, no host
+name; the arguments; every figure of every stage, and the stages skipped with
+their reason) and the commands' logs (``infer.log``, ``dataset-clean.log``,
+``dataset.log``); ``--results PATH`` copies gpu.json there too (e.g.
+``benchmarks/results/gpu.json``, the committed latest GPU run).
 
 Random (untrained) weights: the speed of a forward pass does not depend on them;
 the number of peaks does (reported).
@@ -34,7 +58,8 @@ Usage on the GPU machine::
 
     PYTHONPATH=workflow python benchmarks/gpu.py --out $OUT --budget 360
 
-and locally as a smoke test::
+and locally as a smoke test (``--quick``: every chromosome at 1/1000 of its
+length, a 3-Mb dataset, the light preset)::
 
     .venv/bin/python benchmarks/gpu.py --device cpu --quick --out /tmp/gpu-smoke
 """
@@ -42,11 +67,16 @@ and locally as a smoke test::
 from __future__ import annotations
 
 import argparse
-import copy
+import contextlib
+import datetime
+import hashlib
 import json
 import logging
 import os
+import platform
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,11 +86,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C
+from gpu_levers import lever_table, stage_levers
 
 ATACWORKS_INFER_S = 22 * 60.0  # published: whole genome, 8x V100
 ATACWORKS_EPOCH_S = 2.7 * 60.0  # published: one epoch, 8x V100
 TARGET_INFER_S = 60.0
 TARGET_EPOCH_S = 2.7 * 60.0
+#: input-generation rate the budget check assumes (measured: 84 M bases/s for hg38 on 2 cores; more cores are faster)
+GEN_BPS = 80e6
+#: seconds of a command's start-up, model load and input checks, added to every estimate
+START_S = 15.0
+#: effective FLOP/s assumed when stage A did not measure the model (budget checks only)
+ASSUMED_FLOPS = {"cuda": 20e12, "cpu": 20e9}
 
 T_START = time.perf_counter()
 
@@ -84,49 +121,6 @@ def model_flops_per_base(model) -> int:
     return 2 * macs
 
 
-def folded(model):
-    """Run the same network on the ``d`` phases of the sequence with undilated kernels (a lever under test).
-
-    When every conv wider than one tap has dilation ``d`` (stride 1, padding a
-    multiple of ``d``), base ``t`` only ever meets bases ``t ± k·d``: the network
-    splits into ``d`` independent sub-sequences (bases ``r, r+d, r+2d, ...``)
-    that see the same weights undilated. Running them as ``d`` more rows of the
-    batch gives the same numbers (up to rounding order) with plain convolutions.
-    Inputs whose length is not a multiple of ``d`` use the original model.
-    Neutral on the 2-core CPU (measured); kept here until measured on a GPU.
-    """
-    import torch
-
-    class FoldedDilation(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module):
-            super().__init__()
-            self.original = model
-            self.folded = copy.deepcopy(model)
-            dilations = set()
-            for conv in self.folded.modules():
-                if isinstance(conv, torch.nn.Conv1d) and conv.kernel_size[0] > 1:
-                    assert conv.stride == (1,) and conv.padding[0] % conv.dilation[0] == 0
-                    dilations.add(conv.dilation[0])
-                    conv.padding = (conv.padding[0] // conv.dilation[0],)
-                    conv.dilation = (1,)
-            assert len(dilations) <= 1, dilations
-            self.d = dilations.pop() if dilations else 1
-
-        def forward(self, x):
-            b, n = x.shape
-            d = self.d
-            if d == 1 or n % d:
-                return self.original(x)
-            track, logits = self.folded(x.reshape(b, n // d, d).transpose(1, 2).reshape(b * d, n // d))
-
-            def unfold(y):
-                return y.reshape(b, d, n // d).transpose(1, 2).reshape(b, n)
-
-            return unfold(track), unfold(logits)
-
-    return FoldedDilation(model)
-
-
 def sync(device) -> None:
     import torch
 
@@ -134,85 +128,10 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def time_forward(model, device, batch: int, width: int, amp, reps_min: int = 5, seconds: float = 1.5) -> float:
-    """Seconds per forward pass of ``batch`` windows of ``width`` bases (after two warm-up passes)."""
-    import torch
-
-    x = (torch.rand(batch, width, device=device) * 8).floor()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
-        for _ in range(2):
-            model(x)
-        sync(device)
-        n, t0 = 0, time.perf_counter()
-        while n < reps_min or time.perf_counter() - t0 < seconds:
-            model(x)
-            n += 1
-            if n >= 200:
-                break
-        sync(device)
-    return (time.perf_counter() - t0) / n
-
-
-# --------------------------------------------------------------------------- stages
-
-
-def stage_levers(args, device, flops_base: int, interval: int, pad: int) -> dict:
-    import torch
-
-    from atacdenoise.model.network import build_model
-
-    torch.manual_seed(0)
-    model = build_model({"preset": args.preset}).to(device).eval()
-    fold = folded(model).to(device).eval()
-    width = interval + 2 * pad
-    bf16 = torch.bfloat16 if device.type == "cuda" else None
-    with torch.inference_mode():  # the fold is the same arithmetic: check it on this device, fp32
-        x = (torch.rand(2, width, device=device) * 8).floor()
-        (t0, l0), (t1, l1) = model(x), fold(x)
-        fold_diff = max(float((t0 - t1).abs().max()), float((l0 - l1).abs().max()))
-    C.log(f"  levers: fold vs plain max |difference| {fold_diff:.2e} (fp32)")
-    configs = []
-    for b in args.batch_sizes:
-        configs.append(("plain", b, None))
-        if bf16 is not None:
-            configs.append(("plain", b, bf16))
-            configs.append(("fold", b, bf16))
-        else:
-            configs.append(("fold", b, None))
-    rows, best = [], None
-    for kind, b, amp in configs:
-        if elapsed() > args.budget * 0.15:
-            C.log(f"levers: stopping early at {elapsed():.0f} s")
-            break
-        net = fold if kind == "fold" else model
-        try:
-            s = time_forward(net, device, b, width, amp)
-        except RuntimeError as exc:  # out of memory
-            C.log(f"levers {kind} b{b} {amp}: {exc}")
-            continue
-        bps = b * interval / s
-        gflops = b * width * flops_base / s / 1e9
-        rec = {
-            "model": kind,
-            "batch": b,
-            "amp": "bf16" if amp is not None else "fp32",
-            "out_bp_per_s": bps,
-            "tflops": gflops / 1e3,
-            "ms_per_batch": s * 1e3,
-        }
-        rows.append(rec)
-        C.log(
-            f"  levers: {kind:5s} batch {b:4d} {rec['amp']}: {bps / 1e6:8.2f} M output bp/s, {gflops / 1e3:.2f} TFLOP/s"
-        )
-        if best is None or bps > best["out_bp_per_s"]:
-            best = rec
-    return {"rows": rows, "best": best, "fold_max_abs_diff_fp32": fold_diff}
-
-
 class _NullWriter:
     """Stands in for TrackWriterProcess: takes the chunks, writes nothing (an empty file at close)."""
 
-    def __init__(self, path, sizes, max_zooms=0):
+    def __init__(self, path, sizes, max_zooms=0, **writer_options):
         self.path = Path(path)
         self.bases = 0
 
@@ -234,7 +153,7 @@ def stage_genome_compute(
     pad: int,
     batch: int,
     amp,
-    fold: bool,
+    conv: str,
     work: Path,
     predicted_bps: float | None,
 ) -> dict:
@@ -273,9 +192,7 @@ def stage_genome_compute(
     try:
         torch.manual_seed(0)
         model = build_model({"preset": args.preset})
-        if fold:
-            model = folded(model)
-        runner = TileRunner(model, device, interval, pad, batch, amp=amp)
+        runner = TileRunner(model, device, interval, pad, batch, amp=amp)  # conv: ATACDENOISE_GPU_CONV, set by main
         paths = cmd.output_paths(str(work / "compute"))
         t0 = time.perf_counter()
         n_peaks = cmd.denoise_genome(runner, Path("synthetic.bw"), run_sizes, paths, 0.5)
@@ -296,24 +213,35 @@ def stage_genome_compute(
         "peaks": n_peaks,
         "batch": batch,
         "amp": "bf16" if amp is not None else "fp32",
-        "fold": fold,
+        "conv": conv,
         "extrapolated": run_bases < genome_bases,
         "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
     }
 
 
 def writer_throughput(n: int = 16_000_000) -> float:
-    """Measure the bases/s of one FloatTrackWriter on a per-base float track, in this process.
+    """Measure the bases/s of one track writer on a model-like probability track, as inference writes it.
 
-    The writer is the native one, with its default threads and zoom levels.
+    The native writer with its default threads, 10 zoom levels and inference's default (compact) storage:
+    probabilities rounded to 9 significant bits, first zoom level and block encoding as in
+    ``model.infer.denoise_genome``.
     """
     from atacdenoise.io.trackwriter import FloatTrackWriter, default_write_threads
+    from atacdenoise.model.infer import COMPACT_FIRST_ZOOM, round_probability_bits
 
     rng = np.random.default_rng(0)
-    values = (1 / (1 + np.exp(-rng.normal(-3, 2, n)))).astype(np.float32)
+    values = round_probability_bits((1 / (1 + np.exp(-rng.normal(-3, 2, n)))).astype(np.float32))
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        with FloatTrackWriter(Path(d) / "w.bw", {"chr1": n}, 10, threads=default_write_threads(), fast=True) as w:
+        with FloatTrackWriter(
+            Path(d) / "w.bw",
+            {"chr1": n},
+            10,
+            threads=default_write_threads(),
+            fast=True,
+            first_zoom=COMPACT_FIRST_ZOOM,
+            smallest=True,
+        ) as w:
             for s in range(0, n, 800_000):
                 w.add("chr1", s, values[s : s + 800_000])
         return n / (time.perf_counter() - t0)
@@ -343,15 +271,70 @@ def make_model_file(path: Path, preset: str, interval: int, pad: int) -> Path:
     return path
 
 
-def stage_cli(
-    args, device, sizes: dict[str, int], subset: dict[str, int], interval: int, pad: int, batch: int, work: Path
-) -> dict:
-    """Run the real `atacdenoise infer` on ``subset`` (input bigWig made first), extrapolated to ``sizes``."""
-    t0 = time.perf_counter()
-    bw = C.synthetic_coverage_bigwig(work / "subset.bw", subset)
-    make_s = time.perf_counter() - t0
-    sizes_file = C.write_sizes(subset, work / "subset.sizes")
-    model = make_model_file(work / "model.pt", args.preset, interval, pad)
+def cli_input_path(work: Path, sizes: dict[str, int]) -> Path:
+    """Where stage C's input bigWig over ``sizes`` lives in ``work``: named by a hash of the chromosome sizes.
+
+    So the whole genome, the quick genome and a ``--cli-chroms`` subset each have their own.
+    """
+    key = hashlib.sha1(json.dumps(sizes).encode()).hexdigest()[:10]
+    return work / f"input-{len(sizes)}chr-{key}.bw"
+
+
+def cli_input_ready(work: Path, sizes: dict[str, int]) -> bool:
+    """Tell whether a previous run left the input of ``sizes`` complete (bigWig, sidecar, timing record)."""
+    path = cli_input_path(work, sizes)
+    return all(Path(str(path) + suffix).exists() for suffix in ("", ".json", ".make.json"))
+
+
+def cli_input(work: Path, sizes: dict[str, int]) -> dict:
+    """Make (or reuse from ``work``) the input coverage bigWig of stage C over ``sizes``.
+
+    See :func:`common.synthetic_coverage_genome_bigwig` (parallel, cached; the timing of the run that made it).
+    """
+    return C.synthetic_coverage_genome_bigwig(cli_input_path(work, sizes), sizes)
+
+
+def estimate_infer_s(res: dict, device, flops: int, bases: int, interval: int, pad: int) -> tuple[float, dict]:
+    """Seconds the real ``atacdenoise infer`` should take on ``bases`` (for the budget check), and its parts.
+
+    The model loop from stage B (else the forward passes of stage A, else the FLOPs at
+    :data:`ASSUMED_FLOPS`), against one track writer's rate (the two tracks are written in parallel);
+    the slower of the two plus :data:`START_S`.
+    """
+    parts: dict[str, float] = {}
+    g = res.get("genome_compute")
+    best = (res.get("levers") or {}).get("best")
+    if g:
+        parts["model loop (stage B)"] = g["wall_s"] / g["bases"] * bases
+    elif best:
+        parts["forward passes (stage A)"] = bases / best["out_bp_per_s"]
+    else:
+        rate = ASSUMED_FLOPS[device.type]
+        parts[f"FLOPs at an assumed {rate / 1e12:g} TFLOP/s"] = bases * (interval + 2 * pad) / interval * flops / rate
+    if res.get("writer_bps"):
+        parts["track writer"] = bases / res["writer_bps"]
+    return START_S + max(parts.values()), parts
+
+
+def file_sizes(prefix: Path) -> dict[str, int]:
+    """Bytes of every file written under ``prefix`` (``PREFIX.*``), by name."""
+    return {p.name: p.stat().st_size for p in sorted(prefix.parent.glob(prefix.name + ".*")) if p.is_file()}
+
+
+def stage_cli(args, device, sizes: dict[str, int], bw: Path, batch: int, run: Path) -> dict:
+    """Run the real ``atacdenoise infer`` on the input bigWig ``bw`` over every chromosome of ``sizes``.
+
+    Measured, not extrapolated: wall time of the whole process (start-up included) from the parent, the
+    command's own denoise time and GPU time from its log, the peak RSS of its process tree (the two
+    writer processes included), and the bytes it wrote.
+    """
+    import torch
+
+    if device.type == "cuda":  # hand the memory cached by stages A and B back before the command needs its own
+        torch.cuda.empty_cache()
+    sizes_file = C.write_sizes(sizes, run / "cli.sizes")
+    model = make_model_file(run / "model.pt", args.preset, args.interval, args.pad)
+    prefix = run / "out" / "genome"
     cmd = [
         C.python_exe(),
         "-m",
@@ -364,60 +347,182 @@ def stage_cli(
         "--sizes",
         str(sizes_file),
         "--out-prefix",
-        str(work / "out" / "subset"),
+        str(prefix),
         "--batch-size",
         str(batch),
         "--device",
         device.type,
     ]
-    sample, out = C.run_cmd(cmd, capture=False)
-    log_text = out
-    m = re.search(r"denoised ([\d,]+) bp in \d+ tiles \(\d+ batches\) in ([\d.]+) s", log_text)
-    g = re.search(r"([\d.]+) s of GPU time", log_text)
-    inner = float(m.group(2)) if m else float("nan")
-    bases = sum(subset.values())
-    scale = sum(sizes.values()) / bases
-    outs = {p.name: p.stat().st_size for p in (work / "out").iterdir()}
+    C.log("  " + " ".join(cmd))
+    sample, log_text = C.run_cmd(cmd, capture=False)
+    (args.out / "infer.log").write_text(log_text)
+    m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s", log_text)
+    g = re.search(r"([\d.]+) s of GPU time, peak GPU memory ([\d.]+) GiB", log_text)
+    bases = sum(sizes.values())
+    denoised = int(m.group(1).replace(",", "")) if m else 0
+    outs = file_sizes(prefix)
+    bigwigs = {k: v for k, v in outs.items() if k.endswith(".bw")}
+    peaks_file = Path(f"{prefix}.peaks.narrowPeak")
+    n_peaks = sum(1 for _ in peaks_file.open()) if peaks_file.exists() else None
     return {
+        "chroms": len(sizes),
         "bases": bases,
+        "denoised_bases": denoised,
+        "tiles": int(m.group(2)) if m else None,
+        "batches": int(m.group(3)) if m else None,
+        "batch": batch,
         "wall_s": sample.wall,
-        "denoise_s": inner,
+        "denoise_s": float(m.group(4)) if m else None,
         "gpu_s": float(g.group(1)) if g else None,
+        "peak_gpu_mem_gib": float(g.group(2)) if g else None,
         "rss": sample.rss,
-        "genome_s": inner * scale,
-        "genome_wall_s": sample.wall * scale,
-        "input_make_s": make_s,
         "outputs": outs,
+        "output_bytes": sum(outs.values()),
+        "bigwig_bytes_per_base": {k: v / bases for k, v in bigwigs.items()},
+        "bytes_per_base": sum(outs.values()) / bases,
+        "peaks": n_peaks,
+        "extrapolated": False,
         "log_tail": "\n".join(log_text.strip().splitlines()[-8:]),
     }
 
 
-def make_dataset(path: Path, subset: dict[str, int]) -> Path:
-    """Write a synthetic training dataset directory (noisy = thinned clean; labels where clean is high)."""
-    from atacdenoise.model.dataset import DEFAULT_PREPROCESSING, chrom_arrays, write_dataset
+# --------------------------------------------------------------------------- stage D: dataset and training
 
-    if (path / "meta.json").exists():
-        return path
-    rng = np.random.default_rng(9)
 
-    def chroms():
-        for c, n in subset.items():
-            clean = C.synthetic_coverage(n, rng, cuts_per_kb=8.0)
+def write_coverage_sidecar(path: Path, n_cut: dict[str, int]) -> None:
+    """Write the preprocessing sidecar ``X.bw.json`` of a synthetic coverage bigWig (the default preprocessing)."""
+    meta = {
+        "smooth_bp": 200,
+        "shift_plus": 4,
+        "shift_minus": -5,
+        "min_mapq": 30,
+        "keep_duplicates": False,
+        "cpm": False,
+        "source": "synthetic (benchmarks/gpu.py)",
+        "kind": "bam",
+        "n_cut_sites": n_cut,
+    }
+    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
+
+
+def make_dataset_inputs(src: Path, sizes: dict[str, int], seed: int = 9) -> dict:
+    """Write (or reuse) the inputs of ``atacdenoise dataset-clean`` / ``dataset`` over ``sizes`` in ``src``.
+
+    ``clean.bw``: synthetic coverage at 8 cut sites per kb (:func:`common.synthetic_coverage_chunk`);
+    ``noisy.bw``: the clean track thinned to a tenth (``floor(0.1 x clean + U[0, 1))``); ``peaks.bed``:
+    the runs where the clean track is above its 97th percentile (the clean peaks); ``genome.sizes``.
+    Both bigWigs carry a preprocessing sidecar. Returns the paths, bases and seconds
+    (the seconds of the run that made them when reused).
+    """
+    from atacdenoise.io.bigwig import BigWigWriter
+    from atacdenoise.io.intervals import intervals_from_mask
+
+    done = src / "inputs.json"
+    if done.exists():
+        return {**json.loads(done.read_text()), "cached": True}
+    src.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = {"clean": src / "clean.bw", "noisy": src / "noisy.bw", "labels": src / "peaks.bed"}
+    cuts: dict[str, dict[str, int]] = {"clean": {}, "noisy": {}}
+    beds = []
+    t0 = time.perf_counter()
+    with BigWigWriter(paths["clean"], sizes) as wc, BigWigWriter(paths["noisy"], sizes) as wn:
+        for i, (c, n) in enumerate(sizes.items()):
+            clean, cuts["clean"][c] = C.synthetic_coverage_chunk((n, seed, i, 8.0))
+            clean = clean.astype(np.float32)
             noisy = np.floor(clean * 0.1 + rng.random(n, dtype=np.float32)).astype(np.float32)
-            hi = clean > np.quantile(clean[:: max(1, n // 100_000)], 0.97)
-            from atacdenoise.io.intervals import intervals_from_mask
+            cuts["noisy"][c] = int(noisy.sum() // 201)
+            starts, ends = intervals_from_mask(clean > np.quantile(clean[:: max(1, n // 100_000)], 0.97))
+            beds.append("".join(f"{c}\t{a}\t{b}\n" for a, b in zip(starts.tolist(), ends.tolist())))
+            wc.add(c, 0, clean)
+            wn.add(c, 0, noisy)
+    for key in ("clean", "noisy"):
+        write_coverage_sidecar(paths[key], cuts[key])
+    paths["labels"].write_text("".join(beds))
+    sizes_file = C.write_sizes(sizes, src / "genome.sizes")
+    info = {
+        **{k: str(v) for k, v in paths.items()},
+        "sizes": str(sizes_file),
+        "chroms": list(sizes),
+        "bases": sum(sizes.values()),
+        "labels": str(paths["labels"]),
+        "peaks": sum(b.count("\n") for b in beds),
+        "seconds": time.perf_counter() - t0,
+    }
+    done.write_text(json.dumps(info, indent=2))
+    return {**info, "cached": False}
 
-            yield c, chrom_arrays(noisy, clean, intervals_from_mask(hi))
 
-    write_dataset(
-        path, {"sample": "synthetic", "depth": "1", "rep": 1, "preprocessing": dict(DEFAULT_PREPROCESSING)}, chroms()
-    )
-    return path
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def stage_dataset(args, inputs: dict, run: Path) -> dict:
+    """Run ``atacdenoise dataset-clean`` then ``atacdenoise dataset --clean-dataset`` as the workflow's rules do.
+
+    Each command is timed on its own (wall from the parent, start-up included; peak RSS of its process
+    tree); its log goes to ``OUT/dataset-clean.log`` and ``OUT/dataset.log``.
+    """
+    clean_dir, pair_dir = run / "dataset" / "clean", run / "dataset" / "1.rep1"
+    shutil.rmtree(run / "dataset", ignore_errors=True)
+    cli = [C.python_exe(), "-m", "atacdenoise.cli"]
+    steps = {
+        "dataset-clean": [
+            *cli,
+            "dataset-clean",
+            "--clean",
+            inputs["clean"],
+            "--labels",
+            inputs["labels"],
+            "--sizes",
+            inputs["sizes"],
+            "--sample",
+            "synthetic",
+            "--cell-type",
+            "synthetic",
+            "--out",
+            str(clean_dir),
+        ],
+        "dataset": [
+            *cli,
+            "dataset",
+            "--noisy",
+            inputs["noisy"],
+            "--clean-dataset",
+            str(clean_dir),
+            "--sizes",
+            inputs["sizes"],
+            "--depth",
+            "1",
+            "--rep",
+            "1",
+            "--out",
+            str(pair_dir),
+        ],
+    }
+    out: dict = {"chroms": inputs["chroms"], "bases": inputs["bases"], "inputs_s": inputs["seconds"]}
+    out["inputs_cached"] = inputs["cached"]
+    for name, cmd in steps.items():
+        C.log("  " + " ".join(cmd))
+        sample, log_text = C.run_cmd(cmd, capture=False)
+        (args.out / f"{name}.log").write_text(log_text)
+        out[name] = {"wall_s": sample.wall, "rss": sample.rss, "command": " ".join(cmd[1:])}
+    out["dataset-clean"]["bytes"] = dir_bytes(clean_dir)
+    out["dataset"]["bytes"] = dir_bytes(pair_dir)
+    out["bytes_per_base"] = (out["dataset-clean"]["bytes"] + out["dataset"]["bytes"]) / inputs["bases"]
+    out["path"] = str(pair_dir)
+    out["from_command"] = (pair_dir / "meta.json").exists() and (clean_dir / "meta.json").exists()
+    return out
 
 
 def stage_train(
-    args, device, genome_bases: int, dataset: Path, work: Path, batch: int, workers: int, windows: int, tag: str
+    args, device, genome_bases: int, dataset: Path, run: Path, batch: int, workers: int, windows: int, tag: str
 ) -> dict:
+    """Train one epoch of ``windows`` windows from the dataset directory ``dataset`` with ``train()``, in process.
+
+    Windows per second come from the epoch's own timing (``history`` row: training pass only); the
+    whole-genome epoch is ``genome_bases / interval`` windows at that rate.
+    """
     import torch
 
     from atacdenoise.io.genome import Region
@@ -439,13 +544,15 @@ def stage_train(
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    out_dir = run / f"train_{tag}"
+    shutil.rmtree(out_dir, ignore_errors=True)  # train() would resume from a previous run's checkpoints
     t0 = time.perf_counter()
-    res = train(pairs, val, [], settings, work / f"train_{tag}", device=device.type)
+    res = train(pairs, val, [], settings, out_dir, device=device.type)
     wall = time.perf_counter() - t0
     row = res.history[-1]
     bps = float(row["train_bases_per_s"])  # window bases (interval + 2 pad) per second of the training pass
     win_per_s = bps / (args.interval + 2 * args.pad)
-    genome_windows = genome_bases / args.interval
+    genome_windows = round(genome_bases / args.interval)
     return {
         "tag": tag,
         "batch": batch,
@@ -461,69 +568,136 @@ def stage_train(
     }
 
 
-# --------------------------------------------------------------------------- report
+def estimate_train_s(res: dict, device, flops: int, windows: int, interval: int, pad: int) -> float:
+    """Seconds one timed epoch of ``windows`` windows should take (forward + backward ~3.5 forward passes)."""
+    best = (res.get("levers") or {}).get("best")
+    rate = best["out_bp_per_s"] if best else ASSUMED_FLOPS[device.type] / flops * interval / (interval + 2 * pad)
+    return START_S + windows * interval * 3.5 / rate
+
+
+# --------------------------------------------------------------------------- machine facts and report
+
+
+def nvidia_driver() -> str | None:
+    """Return the NVIDIA driver version (``nvidia-smi``, else NVML), or None without one."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            text = subprocess.run(
+                [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
+            if text:
+                return text.splitlines()[0].strip()
+    with contextlib.suppress(Exception):  # NVML (nvidia-ml-py) when installed; any failure means no answer
+        import pynvml
+
+        pynvml.nvmlInit()
+        version = pynvml.nvmlSystemGetDriverVersion()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    return None
+
+
+def environment(device) -> dict:
+    """Machine facts for gpu.json (no host name): CPU, cores, RAM, card, driver, torch / CUDA / cuDNN, Python."""
+    import torch
+
+    info = C.machine()
+    ram = 0
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        line = next(ln for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
+        ram = int(line.split()[1]) * 1024
+    info.update(
+        {
+            "cpu_count": os.cpu_count(),
+            "ram_bytes": ram,
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "device": device.type,
+            "driver": None,
+            "deflate": C.deflate_libraries(),
+        }
+    )
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            {
+                "gpu": props.name,
+                "gpu_count": torch.cuda.device_count(),
+                "gpu_memory_gib": props.total_memory / 2**30,
+                "gpu_capability": f"{props.major}.{props.minor}",
+                "gpu_multiprocessors": props.multi_processor_count,
+                "driver": nvidia_driver(),
+            }
+        )
+        with contextlib.suppress(Exception):  # the CUDA driver API version (e.g. 13000), a private torch call
+            info["cuda_driver_api"] = torch._C._cuda_getDriverVersion()
+    return info
 
 
 def write_report(args, info: dict, res: dict) -> str:
     lines = [
         f"## GPU inference and training ({args.preset} shape)",
         "",
-        f"Machine: {C.machine_line(info)}. Device run started {res.get('started', '')}; "
+        f"Machine: {C.machine_line(info)}; driver {info.get('driver') or 'n/a'}, CUDA {info.get('cuda') or 'n/a'}, "
+        f"cuDNN {info.get('cudnn') or 'n/a'}. Run started {res.get('date_utc', '')} (UTC); "
         f"total script time {elapsed():.0f} s.",
         "",
     ]
     lev = res.get("levers")
     if lev:
+        checks = lev.get("checks") or {}
         lines += [
-            "### A. Forward-pass levers (random windows of interval + 2 pad bases; output bases/s)",
+            "### A. The model alone: each lever against PyTorch's bf16 autocast (`gpu_levers.py`)",
             "",
-            f"fold = the dilation fold (`gpu.py: folded`); its outputs differ from the plain model's by at most "
-            f"{lev['fold_max_abs_diff_fp32']:.1e} in fp32 on this device.",
+            f"Random windows of interval + 2 pad bases, batch {lev.get('batch')}; output bases/s; TFLOP/s counts "
+            "the model's own (unpadded) convolutions; 'predicted' was written before the run.",
             "",
-            C.table(
-                ["model", "batch", "precision", "M output bp/s", "TFLOP/s", "ms/batch"],
-                [
-                    [
-                        r["model"],
-                        r["batch"],
-                        r["amp"],
-                        f"{r['out_bp_per_s'] / 1e6:.2f}",
-                        f"{r['tflops']:.2f}",
-                        f"{r['ms_per_batch']:.1f}",
-                    ]
-                    for r in lev["rows"]
-                ],
-            ),
+            *lever_table(lev),
             "",
         ]
+        if checks:
+            lines += [
+                "Outputs on this card (largest differences from the float32 model, TF32 off): Triton float32 "
+                f"track {checks['triton_fp32_track_rel']:.1e} (relative), "
+                f"probability {checks['triton_fp32_prob']:.1e}; "
+                f"Triton bf16 {checks['triton_bf16_track_rel']:.1e} / {checks['triton_bf16_prob']:.1e}; "
+                f"PyTorch bf16 autocast {checks['autocast_bf16_track_rel']:.1e} / {checks['autocast_bf16_prob']:.1e}.",
+                "",
+            ]
+        lines += [f"- {n}" for n in lev.get("notes", [])] + ([""] if lev.get("notes") else [])
+    genome_bases = sum(res["sizes"].values())
     rows = []
     g = res.get("genome_compute")
     if g:
+        hg38 = g["genome_bases"] == res["hg38_bases"]  # the quick genome's figures are not held against the target
         rows.append(
             [
-                "whole genome, real loop, bigWig I/O in memory "
-                f"({'fold' if g['fold'] else 'plain'}, {g['amp']}, batch {g['batch']})",
+                f"B. whole genome, real loop, bigWig I/O in memory ({g['conv']} convs, {g['amp']}, batch {g['batch']})",
                 f"{g['bases'] / 1e6:.0f}" + (" (extrapolated)" if g["extrapolated"] else ""),
                 f"{g['wall_s']:.1f}",
                 f"{g['genome_s']:.1f}",
                 f"{g['genome_gpu_s']:.1f}",
-                f"{ATACWORKS_INFER_S / g['genome_s']:.0f}x",
-                f"{TARGET_INFER_S / g['genome_s']:.2f}",
-                "yes" if g["genome_s"] <= TARGET_INFER_S else "no",
+                f"{ATACWORKS_INFER_S / g['genome_s']:.0f}x" if hg38 else "n/a",
+                f"{TARGET_INFER_S / g['genome_s']:.2f}" if hg38 else "n/a",
+                ("yes" if g["genome_s"] <= TARGET_INFER_S else "no") if hg38 else "n/a",
             ]
         )
     c = res.get("cli")
     if c:
+        whole = c["bases"] == res["hg38_bases"]  # the figure to hold against the target: hg38's every chromosome
         rows.append(
             [
-                f"`atacdenoise infer` incl. bigWig read/write (batch {args.infer_batch or 'best'})",
-                f"{c['bases'] / 1e6:.0f}",
+                f"C. `atacdenoise infer`, whole process, bigWig in, bigWigs + narrowPeak out (batch {c['batch']})",
+                f"{c['bases'] / 1e6:.0f}"
+                + ("" if whole else " (not hg38)" if c["bases"] == genome_bases else " (subset)"),
                 f"{c['wall_s']:.1f}",
-                f"{c['genome_s']:.1f} (wall {c['genome_wall_s']:.0f})",
-                f"{(c['gpu_s'] or float('nan')) * sum(res['sizes'].values()) / c['bases']:.1f}",
-                f"{ATACWORKS_INFER_S / c['genome_s']:.1f}x",
-                f"{TARGET_INFER_S / c['genome_s']:.2f}",
-                "yes" if c["genome_s"] <= TARGET_INFER_S else "no",
+                f"{c['wall_s']:.1f}" if whole else "n/a",
+                f"{c['gpu_s']:.1f}" if c.get("gpu_s") is not None and whole else "n/a",
+                f"{ATACWORKS_INFER_S / c['wall_s']:.1f}x" if whole else "n/a",
+                f"{TARGET_INFER_S / c['wall_s']:.2f}" if whole else "n/a",
+                ("yes" if c["wall_s"] <= TARGET_INFER_S else "no") if whole else "n/a",
             ]
         )
     if rows:
@@ -545,23 +719,108 @@ def write_report(args, info: dict, res: dict) -> str:
             ),
             "",
         ]
+    ci = res.get("cli_input")
+    if ci or c:
+        table_rows = []
+        if ci:
+            table_rows.append(
+                [
+                    "make the input bigWig (synthetic coverage; worker processes "
+                    f"{ci['processes']}, writer threads {ci['threads']})"
+                    + (", reused from the work folder" if ci.get("cached") else ""),
+                    ci["chroms"],
+                    f"{ci['bases'] / 1e6:.1f}",
+                    f"{ci['seconds']:.1f}",
+                    f"{ci['seconds'] / ci['bases'] * 1e9:.1f}",
+                    "",
+                    "n/a",
+                    f"{C.fmt_bytes(ci['bytes'])} ({ci['bytes'] / ci['bases']:.3f} B/base)",
+                ]
+            )
+        if c:
+            table_rows.append(
+                [
+                    "`atacdenoise infer` (the measured whole-genome time)",
+                    c["chroms"],
+                    f"{c['bases'] / 1e6:.1f}",
+                    f"{c['wall_s']:.1f}",
+                    f"{c['wall_s'] / c['bases'] * 1e9:.1f}",
+                    f"{c['denoise_s']:.1f}" + (f" (GPU {c['gpu_s']:.1f})" if c.get("gpu_s") is not None else ""),
+                    C.fmt_bytes(c["rss"]),
+                    f"{C.fmt_bytes(c['output_bytes'])} ({c['bytes_per_base']:.3f} B/base)",
+                ]
+            )
+        lines += [
+            "### C. The real command on every chromosome (input made first, timed apart)",
+            "",
+            C.table(
+                ["step", "chroms", "bases (M)", "wall s", "s per Gb", "denoise s (log)", "peak RSS", "written"],
+                table_rows,
+            ),
+            "",
+        ]
+        if c:
+            lines += [
+                "Outputs: "
+                + ", ".join(
+                    f"{k} {C.fmt_bytes(v)}"
+                    + (f" ({c['bigwig_bytes_per_base'][k]:.3f} B/base)" if k.endswith(".bw") else "")
+                    for k, v in c["outputs"].items()
+                    if not k.endswith(".json")
+                )
+                + f"; {c['peaks']} peaks.",
+                "",
+            ]
     if res.get("writer_bps"):
         w = res["writer_bps"]
         from atacdenoise.io.trackwriter import default_write_threads
 
         lines += [
             "One bigWig track writer "
-            f"(atacdenoise.io.bbiwrite, {default_write_threads()} threads, zoom levels, per-base float32): "
+            f"(atacdenoise.io.bbiwrite, {default_write_threads()} threads, zoom levels, compact probability track): "
             f"{w / 1e6:.1f} M bases/s on this machine's CPU, "
             "so writing two 3.09-Gb tracks (in parallel, one process each) "
-            f"takes at least {sum(res['sizes'].values()) / w:.0f} s.",
+            f"takes at least {3.09e9 / w:.0f} s.",
             "",
         ]
+    ds = res.get("dataset")
     tr = res.get("train", [])
+    if ds:
+        lines += [
+            "### D. Training data from the real commands, then one epoch",
+            "",
+            C.table(
+                ["step", "chroms", "bases (M)", "wall s", "peak RSS", "written"],
+                [
+                    [
+                        "synthetic clean/noisy bigWigs + clean peaks"
+                        + (" (reused from the work folder)" if ds["inputs_cached"] else ""),
+                        len(ds["chroms"]),
+                        f"{ds['bases'] / 1e6:.1f}",
+                        f"{ds['inputs_s']:.1f}",
+                        "n/a",
+                        "",
+                    ],
+                    *(
+                        [
+                            f"`atacdenoise {name}`",
+                            len(ds["chroms"]),
+                            f"{ds['bases'] / 1e6:.1f}",
+                            f"{ds[name]['wall_s']:.1f}",
+                            C.fmt_bytes(ds[name]["rss"]),
+                            C.fmt_bytes(ds[name]["bytes"]),
+                        ]
+                        for name in ("dataset-clean", "dataset")
+                    ),
+                ],
+            ),
+            "",
+        ]
     if tr:
         lines += [
-            "### Training, one whole-genome epoch "
-            "(3.09 Gb / 50-kb windows; AtacWorks 2.7 min on 8x V100; target <= 2.7 min)",
+            "Training, one whole-genome epoch "
+            f"({tr[0]['genome_windows']:,} windows = hg38's 3.09 Gb / {args.interval:,}-bp intervals; "
+            "AtacWorks 2.7 min on 8x V100; target <= 2.7 min):",
             "",
             C.table(
                 [
@@ -590,33 +849,69 @@ def write_report(args, info: dict, res: dict) -> str:
             ),
             "",
         ]
+    for skip in res.get("skipped", []):
+        lines.append(f"- Skipped {skip['stage']}: {skip['reason']}")
     for note in res.get("notes", []):
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def quick_genome(sizes: dict[str, int]) -> dict[str, int]:
+    """Return the tiny genome of ``--quick``: every chromosome of ``sizes`` at 1/1000 of its length (hg38: 3.09 Mb)."""
+    return {c: max(1, n // 1000) for c, n in sizes.items()}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--out", type=Path, required=True, help="folder for gpu.md, gpu.json and logs")
+    p.add_argument("--out", type=Path, required=True, help="folder for gpu.md, gpu.json and the commands' logs")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "atacdenoise-bench" / "gpu",
+        help="folder for the generated inputs (reused by the next run) and this run's outputs (WORK/run, replaced)",
+    )
+    p.add_argument(
+        "--results", type=Path, default=None, help="also copy gpu.json here (e.g. benchmarks/results/gpu.json)"
+    )
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument(
         "--budget", type=float, default=360.0, help="seconds; stages that would not fit are skipped or shortened"
     )
-    p.add_argument("--preset", default="atacworks")
+    p.add_argument(
+        "--preset", default=None, help="model shape (default: atacworks, the reference shape; light with --quick)"
+    )
     p.add_argument("--interval", type=int, default=50_000)
     p.add_argument("--pad", type=int, default=5_000)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64, 128])
     p.add_argument("--infer-batch", type=int, default=None, help="batch for stages B/C (default: the best of stage A)")
     p.add_argument(
-        "--subset", nargs="+", default=["chr20", "chr21", "chr22"], help="chromosomes of the real CLI run (stage C)"
+        "--gpu-conv",
+        choices=("auto", "torch", "triton"),
+        default="auto",
+        help="convolutions of stages B/C on a GPU (ATACDENOISE_GPU_CONV); auto: the faster of stage A",
+    )
+    p.add_argument(
+        "--cli-chroms",
+        nargs="+",
+        default=None,
+        help="chromosomes of the real `atacdenoise infer` run (stage C); default: every chromosome of the genome",
     )
     p.add_argument("--train-windows", type=int, default=2048)
-    p.add_argument("--train-chroms", nargs="+", default=["chr21", "chr22"])
+    p.add_argument("--train-chroms", nargs="+", default=["chr21", "chr22"], help="chromosomes of stage D's dataset")
     p.add_argument("--stages", default="ABCD")
-    p.add_argument("--quick", action="store_true", help="tiny genome (a CPU smoke test)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes (a CPU smoke test): every chromosome at 1/1000 of its length; a 1.5-Mb dataset "
+        "chromosome per --train-chroms; 32 training windows; the light preset unless --preset is given",
+    )
     args = p.parse_args()
+    args.preset = args.preset or ("light" if args.quick else "atacworks")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -627,45 +922,80 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible")
-    sizes = select_chroms(read_chrom_sizes(C.chrom_sizes_file("hg38.chrom.sizes")))
+    hg38 = select_chroms(read_chrom_sizes(C.chrom_sizes_file("hg38.chrom.sizes")))
+    sizes = hg38
+    unknown = sorted(set(args.train_chroms + (args.cli_chroms or [])) - set(hg38))
+    if unknown:
+        sys.exit(f"--cli-chroms / --train-chroms: {unknown} not among the genome's chromosomes ({', '.join(hg38)})")
+    train_sizes = {c: hg38[c] for c in args.train_chroms}
     if args.quick:
-        sizes = C.genome_prefix(sizes, 3_000_000)
-        args.subset = list(sizes)[:1]
-        args.train_chroms = list(sizes)[:1]
+        sizes = quick_genome(hg38)
+        train_sizes = {c: min(n, 1_500_000) for c, n in train_sizes.items()}
+        args.train_windows = min(args.train_windows, 32)
         args.batch_sizes = args.batch_sizes[:2]
-    info = C.machine()
-    info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "sizes": sizes, "notes": []}
+    cli_sizes = {c: sizes[c] for c in args.cli_chroms} if args.cli_chroms else dict(sizes)
+    info = environment(device)
+    res: dict = {
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "sizes": sizes,
+        "hg38_bases": sum(hg38.values()),
+        "cli_sizes": cli_sizes,
+        "train_sizes": train_sizes,
+        "skipped": [],
+        "notes": [],
+    }
+    work = args.work
+    run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)  # the last run's outputs (not the reusable inputs)
+    run.mkdir(parents=True)
 
-    def save() -> None:
-        (args.out / "gpu.json").write_text(
-            json.dumps(
-                {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **res}, indent=2, default=str
-            )
-        )
+    def save(complete: bool = False) -> None:
+        doc = {
+            "format": "atacdenoise-bench-gpu/1",
+            "complete": complete,
+            "elapsed_s": elapsed(),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "machine": info,
+            **res,
+        }
+        text = json.dumps(doc, indent=2, default=str)
+        (args.out / "gpu.json").write_text(text)
         (args.out / "gpu.md").write_text(write_report(args, info, res))
+        if args.results:
+            args.results.parent.mkdir(parents=True, exist_ok=True)
+            args.results.write_text(text)
+
+    def skip(stage: str, reason: str) -> None:
+        C.log(f"{stage}: skipped: {reason}")
+        res["skipped"].append({"stage": stage, "reason": reason, "at_s": elapsed()})
+        save()
 
     from atacdenoise.model.network import build_model
 
     flops = model_flops_per_base(build_model({"preset": args.preset}))
     res["flops_per_base"] = flops
-    work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
-    batch, amp, fold = args.infer_batch or 64, (torch.bfloat16 if device.type == "cuda" else None), False
+    batch, amp = args.infer_batch or 64, (torch.bfloat16 if device.type == "cuda" else None)
+    conv = args.gpu_conv if args.gpu_conv != "auto" else "torch"
     predicted = None
     if "A" in args.stages:
-        lev = stage_levers(args, device, flops, args.interval, args.pad)
+        lev = stage_levers(args, device, flops, args.interval, args.pad, C.log, lambda: elapsed() > args.budget * 0.3)
         res["levers"] = lev
         save()
         if lev["best"]:
             best = lev["best"]
             batch = args.infer_batch or best["batch"]
-            fold = best["model"] == "fold"
             amp = torch.bfloat16 if best["amp"] == "bf16" else None
             predicted = best["out_bp_per_s"]
+            if args.gpu_conv == "auto":
+                conv = "triton" if best["model"] == "triton" else "torch"
+    if device.type == "cuda":  # stage B's TileRunner and stage C's command read it
+        os.environ["ATACDENOISE_GPU_CONV"] = conv
+    res["conv"] = conv
     if "B" in args.stages and elapsed() < args.budget * 0.5:
-        C.log(f"B: whole genome compute ({sum(sizes.values()):,} bases), batch {batch}, fold {fold}, amp {amp}")
+        C.log(f"B: whole genome compute ({sum(sizes.values()):,} bases), batch {batch}, {conv} convs, amp {amp}")
         res["genome_compute"] = stage_genome_compute(
-            args, device, sizes, args.interval, args.pad, batch, amp, fold, work, predicted
+            args, device, sizes, args.interval, args.pad, batch, amp, conv, run, predicted
         )
         C.log(f"  {res['genome_compute']}")
         save()
@@ -673,45 +1003,79 @@ def main() -> None:
         rate = predicted / args.interval / 3.5
         args.train_windows = int(min(args.train_windows, max(256, rate * 25)) // 32 * 32)
         C.log(f"training: {args.train_windows} windows per timed epoch (predicted {rate:.0f} windows/s)")
-    if "D" in args.stages and elapsed() < args.budget * 0.7:
-        C.log("D: training (default loader)")
-        ds = make_dataset(work / "dataset", {c: sizes[c] for c in args.train_chroms})
-        res["train"] = [stage_train(args, device, sum(sizes.values()), ds, work, 16, 0, args.train_windows, "default")]
-        C.log(f"  {res['train'][-1]}")
-        save()
-    if "C" in args.stages and elapsed() < args.budget * 0.8:
-        C.log("C: atacdenoise infer on a subset")
+    if "C" in args.stages:
+        cli_bases = sum(cli_sizes.values())
+        C.log(f"C: atacdenoise infer on {len(cli_sizes)} chromosomes ({cli_bases:,} bases)")
         res["writer_bps"] = writer_throughput(4_000_000 if args.quick else 16_000_000)
         save()
-        subset = {c: sizes[c] for c in args.subset}
-        res["cli"] = stage_cli(args, device, sizes, subset, args.interval, args.pad, batch, work)
-        C.log(f"  {res['cli']}")
-        save()
-    if "D" in args.stages and elapsed() < args.budget * 0.85 and res.get("train"):
-        C.log("D: training (tuned loader)")
-        ds = work / "dataset"
-        workers = min(8, max(2, (os.cpu_count() or 2) // 2))
-        res["train"].append(
-            stage_train(args, device, sum(sizes.values()), ds, work, 32, workers, args.train_windows, "tuned")
-        )
-        C.log(f"  {res['train'][-1]}")
-        save()
+        ready = cli_input_ready(work, cli_sizes)
+        make_est = 0.0 if ready else cli_bases / GEN_BPS
+        infer_est, parts = estimate_infer_s(res, device, flops, cli_bases, args.interval, args.pad)
+        res["cli_estimate"] = {"input_s": make_est, "infer_s": infer_est, "parts": parts}
+        if elapsed() + make_est > args.budget:
+            skip("C", f"making the input (~{make_est:.0f} s) would pass the budget at {elapsed():.0f} s")
+        else:
+            res["cli_input"] = cli_input(work, cli_sizes)
+            save()
+            if elapsed() + infer_est > args.budget:
+                skip(
+                    "C",
+                    f"the command (~{infer_est:.0f} s: {', '.join(f'{k} {v:.0f} s' for k, v in parts.items())}) "
+                    f"would pass the budget at {elapsed():.0f} s; its input is kept in {work} for a "
+                    "`--stages C` run",
+                )
+            else:
+                res["cli"] = stage_cli(args, device, cli_sizes, Path(res["cli_input"]["path"]), batch, run)
+                C.log(f"  {res['cli']}")
+                save()
+    if "D" in args.stages:
+        train_est = estimate_train_s(res, device, flops, args.train_windows, args.interval, args.pad)
+        dataset_est = START_S * 2 + sum(train_sizes.values()) / 20e6
+        if elapsed() + dataset_est + train_est > args.budget:
+            skip("D", f"dataset (~{dataset_est:.0f} s) and one epoch (~{train_est:.0f} s) would pass the budget")
+        else:
+            C.log(f"D: dataset of {', '.join(train_sizes)} from `atacdenoise dataset-clean` + `atacdenoise dataset`")
+            key = hashlib.sha1(json.dumps(train_sizes).encode()).hexdigest()[:10]
+            inputs = make_dataset_inputs(work / f"dataset-inputs-{key}", train_sizes)
+            res["dataset"] = stage_dataset(args, inputs, run)
+            C.log(f"  {res['dataset']}")
+            save()
+            C.log("D: training (default loader)")
+            pair = Path(res["dataset"]["path"])
+            res["train"] = [
+                stage_train(args, device, sum(hg38.values()), pair, run, 16, 0, args.train_windows, "default")
+            ]
+            C.log(f"  {res['train'][-1]}")
+            save()
+            if elapsed() + train_est > args.budget:
+                skip("D (tuned loader)", f"one more epoch (~{train_est:.0f} s) would pass the budget")
+            else:
+                C.log("D: training (tuned loader)")
+                workers = min(8, max(2, (os.cpu_count() or 2) // 2))
+                res["train"].append(
+                    stage_train(args, device, sum(hg38.values()), pair, run, 32, workers, args.train_windows, "tuned")
+                )
+                C.log(f"  {res['train'][-1]}")
+                save()
     res["notes"] += [
         f"Model FLOPs per sequence position: {flops / 1e6:.3f} MFLOP (2 x multiply-adds of every conv); "
         "a tile computes interval + 2 pad "
         f"= {args.interval + 2 * args.pad:,} positions for {args.interval:,} output bases.",
-        f"Genome: {', '.join(list(sizes)[:2])} ... {list(sizes)[-1]} of hg38 ({sum(sizes.values()):,} bases); "
-        "synthetic coverage; random "
+        f"Genome: {', '.join(list(sizes)[:2])} ... {list(sizes)[-1]} of hg38"
+        + (" at 1/1000 of their lengths (--quick)" if args.quick else "")
+        + f" ({sum(sizes.values()):,} bases); synthetic coverage; random "
         "(untrained) weights, whose peak probabilities stay below 0.5 (no peaks: peak calling costs its minimum).",
         "B replaces only the bigWig reader and the two bigWig writer processes "
-        "(peak calls, prefetch thread, device copies stay); "
-        "C is the real command, its 'genome s' = the command's own denoise time x genome/subset bases "
-        "(wall = whole process incl. start-up).",
-        "Training: the real train() for one epoch; "
+        "(peak calls, prefetch thread, device copies stay). "
+        "C is the real command on every chromosome (unless --cli-chroms): its wall time is the whole process "
+        "(start-up, model load, input checks, denoising, both bigWigs and the narrowPeak written), measured, "
+        "not extrapolated; the input bigWig is made first and timed apart.",
+        "D: the dataset comes from the real `atacdenoise dataset-clean` and `atacdenoise dataset` commands "
+        "(the workflow's two rules); training is `train()` in this process for one epoch; "
         "'genome epoch s' = (3.09 Gb / interval) windows / measured windows per second of the "
         "training pass (validation excluded; includes cuDNN autotuning of the first batches).",
     ]
-    save()
+    save(complete=True)
     print((args.out / "gpu.md").read_text())
 
 
