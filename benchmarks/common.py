@@ -562,18 +562,7 @@ def synthetic_coverage_bigwig(path: Path, sizes: dict[str, int], seed: int = 11,
                 cov = synthetic_coverage(m, rng, cuts_per_kb)
                 n_cut[c] = n_cut.get(c, 0) + int(cov.sum() // 201)
                 w.add(c, off, cov)
-    meta = {
-        "smooth_bp": 200,
-        "shift_plus": 4,
-        "shift_minus": -5,
-        "min_mapq": 30,
-        "keep_duplicates": False,
-        "cpm": False,
-        "source": "synthetic (benchmarks/common.py)",
-        "kind": "bam",
-        "n_cut_sites": n_cut,
-    }
-    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
+    write_synthetic_sidecar(path, n_cut, "synthetic (benchmarks/common.py)")
     log(
         f"  wrote {path} ({fmt_num(sum(sizes.values()))} bases, {fmt_bytes(path.stat().st_size)}) "
         f"in {time.perf_counter() - t0:.0f} s"
@@ -680,18 +669,7 @@ def synthetic_coverage_genome_bigwig(
             n_cut[c] = n_cut.get(c, 0) + cuts
             w.add(c, off, cov)
     seconds = time.perf_counter() - t0
-    meta = {
-        "smooth_bp": 200,
-        "shift_plus": 4,
-        "shift_minus": -5,
-        "min_mapq": 30,
-        "keep_duplicates": False,
-        "cpm": False,
-        "source": "synthetic (benchmarks/common.py: synthetic_coverage_genome_bigwig)",
-        "kind": "bam",
-        "n_cut_sites": n_cut,
-    }
-    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
+    write_synthetic_sidecar(path, n_cut, "synthetic (benchmarks/common.py: synthetic_coverage_genome_bigwig)")
     bases = sum(sizes.values())
     info = {
         "bases": bases,
@@ -707,3 +685,11 @@ def synthetic_coverage_genome_bigwig(
         f"{seconds:.1f} s ({bases / seconds / 1e6:.1f} M bases/s; {processes} processes, {threads} writer threads)"
     )
     return {**info, "path": str(path), "cached": False}
+
+
+def write_synthetic_sidecar(path: Path, n_cut: dict[str, int], source: str) -> None:
+    """Write the preprocessing sidecar ``X.bw.json`` of a synthetic coverage bigWig (the default preprocessing)."""
+    from atacdenoise.model.dataset import DEFAULT_PREPROCESSING
+
+    meta = {**DEFAULT_PREPROCESSING, "source": source, "kind": "bam", "n_cut_sites": n_cut}
+    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))

@@ -250,20 +250,14 @@ def writer_throughput(n: int = 16_000_000) -> float:
 def make_model_file(path: Path, preset: str, interval: int, pad: int) -> Path:
     import torch
 
+    from atacdenoise.model.dataset import DEFAULT_PREPROCESSING
     from atacdenoise.model.network import build_model, save_model
 
     torch.manual_seed(0)
     save_model(
         path,
         build_model({"preset": preset}),
-        preprocessing={
-            "smooth_bp": 200,
-            "shift_plus": 4,
-            "shift_minus": -5,
-            "min_mapq": 30,
-            "keep_duplicates": False,
-            "cpm": False,
-        },
+        preprocessing=dict(DEFAULT_PREPROCESSING),
         window={"interval": interval, "pad": pad},
         input_transform={"kind": "none"},
         threshold=0.5,
@@ -389,22 +383,6 @@ def stage_cli(args, device, sizes: dict[str, int], bw: Path, batch: int, run: Pa
 # --------------------------------------------------------------------------- stage D: dataset and training
 
 
-def write_coverage_sidecar(path: Path, n_cut: dict[str, int]) -> None:
-    """Write the preprocessing sidecar ``X.bw.json`` of a synthetic coverage bigWig (the default preprocessing)."""
-    meta = {
-        "smooth_bp": 200,
-        "shift_plus": 4,
-        "shift_minus": -5,
-        "min_mapq": 30,
-        "keep_duplicates": False,
-        "cpm": False,
-        "source": "synthetic (benchmarks/gpu.py)",
-        "kind": "bam",
-        "n_cut_sites": n_cut,
-    }
-    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2))
-
-
 def make_dataset_inputs(src: Path, sizes: dict[str, int], seed: int = 9) -> dict:
     """Write (or reuse) the inputs of ``atacdenoise dataset-clean`` / ``dataset`` over ``sizes`` in ``src``.
 
@@ -437,7 +415,7 @@ def make_dataset_inputs(src: Path, sizes: dict[str, int], seed: int = 9) -> dict
             wc.add(c, 0, clean)
             wn.add(c, 0, noisy)
     for key in ("clean", "noisy"):
-        write_coverage_sidecar(paths[key], cuts[key])
+        C.write_synthetic_sidecar(paths[key], cuts[key], "synthetic (benchmarks/gpu.py)")
     paths["labels"].write_text("".join(beds))
     sizes_file = C.write_sizes(sizes, src / "genome.sizes")
     info = {
