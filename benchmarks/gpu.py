@@ -86,7 +86,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C
-from gpu_levers import lever_table, stage_levers
+from gpu_levers import lever_table, stage_levers, triton_available
 
 ATACWORKS_INFER_S = 22 * 60.0  # published: whole genome, 8x V100
 ATACWORKS_EPOCH_S = 2.7 * 60.0  # published: one epoch, 8x V100
@@ -533,6 +533,7 @@ def stage_train(
     genome_windows = round(genome_bases / args.interval)
     return {
         "tag": tag,
+        "conv": os.environ.get("ATACDENOISE_GPU_CONV", "torch") if device.type == "cuda" else "torch",
         "batch": batch,
         "workers": workers,
         "windows": windows,
@@ -1035,6 +1036,25 @@ def main() -> None:
                 )
                 C.log(f"  {res['train'][-1]}")
                 save()
+                other = "torch" if conv == "triton" else "triton"
+                if device.type != "cuda" or (other == "triton" and not triton_available()):
+                    pass
+                elif elapsed() + train_est > args.budget:
+                    skip(f"D (tuned loader, {other} convs)", f"one more epoch (~{train_est:.0f} s) passes the budget")
+                else:  # the same epoch with the convolutions of the other route, forward and backward
+                    C.log(f"D: training (tuned loader, {other} convs)")
+                    os.environ["ATACDENOISE_GPU_CONV"] = other
+                    try:
+                        tag = f"tuned, {other} convs"
+                        res["train"].append(
+                            stage_train(
+                                args, device, sum(hg38.values()), pair, run, 32, workers, args.train_windows, tag
+                            )
+                        )
+                    finally:
+                        os.environ["ATACDENOISE_GPU_CONV"] = conv
+                    C.log(f"  {res['train'][-1]}")
+                    save()
     res["notes"] += [
         f"Model FLOPs per sequence position: {flops / 1e6:.3f} MFLOP (2 x multiply-adds of every conv); "
         "a tile computes interval + 2 pad "

@@ -251,6 +251,13 @@ def stage_levers(args, device, flops_base: int, interval: int, pad: int, log: Ca
     return {"rows": rows, "best": best, "checks": checks, "notes": notes, "batch": batch}
 
 
+def triton_available() -> bool:
+    """Tell whether the Triton kernel can be imported here (a CUDA build of torch ships Triton)."""
+    from atacdenoise.model import gpuconv
+
+    return gpuconv.available()
+
+
 def _triton(model, cfg: dict) -> Callable:
     """Return the Triton route (bf16) with kernel configuration ``cfg``."""
     import torch

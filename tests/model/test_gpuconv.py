@@ -82,6 +82,61 @@ def test_interpreted_kernel_equals_the_model_in_float32_and_is_close_in_bf16():
         assert dtype == "torch.float32" and shape_t == shape_l == f"(2,{length})", (name, dtype, shape_t)
 
 
+#: gradients through ``model.conv_impl = "triton"`` (forward and backward on the kernel) against PyTorch's autograd
+TRAINING = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+    import torch.nn.functional as F
+    from atacdenoise.model.network import build_model
+
+    def loss(model, x):
+        track, logits = model(x)
+        return (track.float() ** 2).mean() + F.binary_cross_entropy_with_logits(logits.float(), (x > 2).float())
+
+    cases = {
+        "light": dict(preset="light"),
+        "wide_features_skip": dict(
+            preset="light", filters=16, kernel_size=5, convs_per_block=2, cls_sees_features=True, input_skip=True
+        ),
+    }
+    for name, hp in cases.items():
+        torch.manual_seed(len(name))
+        model = build_model(hp)
+        for p in model.parameters():
+            p.data += 0.05 * torch.randn_like(p)
+        params = list(model.parameters())
+        x = torch.rand(2, int(sys.argv[1])) * 4
+        ref = torch.autograd.grad(loss(model, x), params)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = torch.autograd.grad(loss(model, x), params)
+        model.conv_impl = "triton"
+        got = torch.autograd.grad(loss(model, x), params)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got16 = torch.autograd.grad(loss(model, x), params)
+
+        def rel(grads):
+            return max(float((a.float() - b).abs().max() / b.abs().max()) for a, b in zip(grads, ref))
+
+        print(name, rel(got), rel(got16), rel(auto), len(params))
+    """
+)
+
+
+def test_interpreted_training_gradients_equal_autograd_in_float32_and_match_autocast_in_bf16():
+    pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "TRITON_INTERPRET": "1"}
+    res = subprocess.run([sys.executable, "-c", TRAINING, "300"], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [line.split() for line in res.stdout.strip().splitlines()]
+    assert [r[0] for r in rows] == ["light", "wide_features_skip"]
+    for name, fp32, bf16, autocast, n_params in rows:
+        assert float(fp32) < 1e-5, (name, fp32)  # every parameter's gradient, input and weight paths both
+        assert float(bf16) < max(0.1, 2 * float(autocast)), (name, bf16, autocast)
+        assert int(n_params) > 10
+
+
 def _compile_for(arch: int, cin: int, skip: int, config: dict) -> str:
     """PTX of the kernel for a ``sm_<arch>`` card, compiled here without one (as a launch specialises it)."""
     triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
@@ -105,6 +160,27 @@ def _compile_for(arch: int, cin: int, skip: int, config: dict) -> str:
     return kernel.asm["ptx"]
 
 
+def _compile_weight_grad_for(arch: int) -> str:
+    """PTX of the weight-gradient kernel (training) for a ``sm_<arch>`` card, as :func:`_compile_for`."""
+    triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    sig = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*fp32", "L": "i32", "tiles_per_row": "i32"}
+    sig.update({"n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
+    cfg = gpuconv.WGRAD_CONFIG
+    const = dict(C=16, TAPS=51, DIL=8, TILES=cfg["tiles"], IEEE=False, UPCAST=False, BLOCK_L=cfg["BLOCK_L"])
+    names = [*sig, *const]
+    sig.update(dict.fromkeys(const, "constexpr"))
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in ("x_ptr", "g_ptr", "out_ptr", "x_batch", "g_batch")}
+    kernel = triton.compile(
+        ASTSource(fn=gpuconv._wgrad_kernel, signature=sig, constexprs=const, attrs=attrs),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": cfg["num_warps"]},
+    )
+    return kernel.asm["ptx"]
+
+
 @pytest.mark.parametrize("arch, mma", [(90, "wgmma.mma_async"), (80, "mma.sync.aligned")])
 def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, mma, monkeypatch):
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
@@ -114,6 +190,8 @@ def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, m
         if cin == 16:  # each tap's input tile: asynchronous 16-byte copies that stay in L1 (the next taps reuse it)
             assert "cp.async.ca.shared.global" in ptx and "cp.async.cg" not in ptx, (arch, cin, skip)
             assert "ld.global.b16" not in ptx  # no scalar 2-byte loads
+    ptx = _compile_weight_grad_for(arch)  # training's weight gradient: 16 x 16 products summed over positions
+    assert "mma.sync.aligned.m16n8k16" in ptx and ".bf16" in ptx  # tensor cores (M = 16: below wgmma's 64 rows)
 
 
 def test_padded_channels_are_powers_of_two_from_16():
@@ -164,6 +242,38 @@ def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides):
     assert float((prob16 - prob).abs().max()) < max(0.05, 2 * float((proba - prob).abs().max()))
     r16 = np.corrcoef(t16.float().flatten().cpu().numpy(), track.flatten().cpu().numpy())[0, 1]
     assert r16 > 0.99, (r16, ta.dtype)
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape():
+    model = _reference_model(cls_sees_features=True)
+    params = list(model.parameters())
+    x = torch.rand(2, 20_011, device="cuda") * 3
+    labels = (x > 2).float()
+
+    def grads() -> list[torch.Tensor]:
+        track, logits = model(x)
+        loss = (track.float() ** 2).mean() + torch.nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), labels
+        )
+        return torch.autograd.grad(loss, params)
+
+    torch.backends.cudnn.allow_tf32 = False
+    ref = grads()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        auto = grads()
+    model.conv_impl = "triton"
+    got = grads()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        got16 = grads()
+    model.conv_impl = "torch"
+
+    def rel(g: list[torch.Tensor]) -> float:
+        return max(float((a.float() - b).abs().max() / b.abs().max()) for a, b in zip(g, ref))
+
+    assert rel(got) < 1e-4
+    assert rel(got16) < max(0.1, 2 * rel(auto)), (rel(got16), rel(auto))
 
 
 @pytest.mark.gpu

@@ -63,7 +63,7 @@ def autocast_dtype(requested: str, device: torch.device, training: bool = False)
 
 
 def gpu_conv_requested() -> bool:
-    """Tell whether ``ATACDENOISE_GPU_CONV=triton`` puts GPU inference's convolutions on the Triton kernel.
+    """Tell whether ``ATACDENOISE_GPU_CONV=triton`` puts the convolutions of GPU inference and training on Triton.
 
     The default, ``torch``, keeps PyTorch's (cuDNN's) until ``benchmarks/gpu.py`` shows the kernel
     (:mod:`atacdenoise.model.gpuconv`) pays on a GPU.

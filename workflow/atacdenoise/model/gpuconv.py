@@ -22,10 +22,22 @@ output heads run in PyTorch.
 :class:`TritonDenoiser` wraps a loaded :class:`~atacdenoise.model.network.DenoiseResNet`
 with the same ``forward`` (``[B, L]`` -> track, logits), in bf16 (activations
 stored in bf16, as autocast does) or float32 (``tl.dot`` in IEEE float32, for
-checking). It is opt-in (``ATACDENOISE_GPU_CONV=triton``) until
-``benchmarks/gpu.py`` shows it pays on a GPU; the tests run the kernel under
-Triton's interpreter (``TRITON_INTERPRET=1``) on the CPU against PyTorch's
-convolutions, and on a GPU (marked ``gpu``) against the float32 model.
+checking).
+
+Training (:func:`train_forward`, reached through ``model.conv_impl =
+"triton"``): each conv with its ReLU (and the block's skip, added in the store)
+is an autograd function on the same kernel; its input gradient is the same
+convolution with the taps reversed and the weights transposed, its weight
+gradient one ``16 x 16`` product per tap summed over every position
+(``_wgrad_kernel``, partial sums per chunk added in a fixed order: the same
+gradients every run). The 1x1 projections and heads run in PyTorch.
+
+Both are opt-in (``ATACDENOISE_GPU_CONV=triton``) until ``benchmarks/gpu.py``
+shows they pay on a GPU; the tests run the kernels under Triton's interpreter
+(``TRITON_INTERPRET=1``) on the CPU against PyTorch's convolutions and
+autograd, compile them for sm_90/sm_80 without a GPU and check their
+instructions, and on a GPU (marked ``gpu``) compare them with the float32
+model.
 """
 
 from __future__ import annotations
@@ -147,6 +159,42 @@ if triton is not None:
             acc = tl.maximum(acc, 0.0)
         out = y_ptr + b * y_batch + offs[:, None] * COUT + co[None, :]
         tl.store(out, acc.to(y_ptr.dtype.element_ty), mask=inside[:, None])
+
+    @triton.jit
+    def _wgrad_kernel(
+        x_ptr,
+        g_ptr,
+        out_ptr,
+        L,
+        tiles_per_row,
+        n_tiles,
+        x_batch,
+        g_batch,
+        C: tl.constexpr,
+        TAPS: tl.constexpr,
+        DIL: tl.constexpr,
+        TILES: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
+        BLOCK_L: tl.constexpr,
+    ):
+        """out[chunk, t] = sum over the chunk's positions p of x[p + (t - TAPS // 2) * DIL, :]^T @ g[p, :]."""
+        t = tl.program_id(0)
+        chunk = tl.program_id(1)
+        c = tl.arange(0, C)
+        half = (TAPS - 1) // 2
+        acc = tl.zeros((C, C), dtype=tl.float32)
+        for i in range(TILES):  # TILES tiles of BLOCK_L positions, along the windows of the batch one after another
+            tile = chunk * TILES + i
+            b = (tile // tiles_per_row).to(tl.int64)
+            offs = (tile % tiles_per_row) * BLOCK_L + tl.arange(0, BLOCK_L)
+            live = (offs < L) & ((offs * 0 + tile) < n_tiles)
+            pos = offs + (t - half) * DIL
+            shifted = (live & (pos >= 0) & (pos < L))[:, None]
+            xt = tl.load(x_ptr + b * x_batch + pos[:, None] * C + c[None, :], mask=shifted, other=0.0)
+            gt = tl.load(g_ptr + b * g_batch + offs[:, None] * C + c[None, :], mask=live[:, None], other=0.0)
+            acc = _mma(acc, tl.trans(xt), gt, IEEE, UPCAST)
+        tl.store(out_ptr + (chunk * TAPS + t) * C * C + c[:, None] * C + c[None, :], acc)
 
 
 class _Conv:
@@ -295,3 +343,158 @@ class TritonDenoiser(nn.Module):
 def _head(conv: nn.Conv1d, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Return a 1x1 conv to one channel as (weights float32[cin], bias) for a channels-last matmul."""
     return conv.weight.detach().float()[0, :, 0].to(device), conv.bias.detach().float()[0].to(device)
+
+
+# --------------------------------------------------------------------------- training (forward and backward)
+
+#: positions per tile and tiles per program of the weight-gradient kernel
+WGRAD_CONFIG = {"BLOCK_L": 64, "tiles": 16, "num_warps": 4}
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _square_conv(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dil: int, relu: bool, skip: torch.Tensor | None, ieee: bool
+) -> torch.Tensor:
+    """``[B, L, C]`` -> ``[B, L, C]``: the kernel with ``w`` ``[taps, C, C]``, plus ``skip`` (same shape), ReLU."""
+    cfg = DEFAULT_CONFIG
+    B, L, C = x.shape
+    y = torch.empty_like(x)
+    src = skip if skip is not None else x
+    _conv_kernel[(triton.cdiv(L, cfg["BLOCK_L"]), B)](
+        x,
+        w,
+        bias,
+        src,
+        bias,
+        bias,
+        y,
+        L,
+        x.stride(0),
+        src.stride(0),
+        y.stride(0),
+        CIN=C,
+        COUT=C,
+        TAPS=w.shape[0],
+        KPAD=16,
+        DIL=dil,
+        SKIP=_SKIP_IDENTITY if skip is not None else _SKIP_NONE,
+        SC=C,
+        RELU=relu,
+        IEEE=ieee,
+        UPCAST=_interpreted(),
+        CACHE=cfg["cache"],
+        BLOCK_L=cfg["BLOCK_L"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
+    )
+    return y
+
+
+def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool) -> torch.Tensor:
+    """``[taps, C, C]`` float32: for each tap, the shifted input's channels against the output gradient's."""
+    cfg = WGRAD_CONFIG
+    B, L, C = x.shape
+    per_row = triton.cdiv(L, cfg["BLOCK_L"])
+    chunks = triton.cdiv(B * per_row, cfg["tiles"])
+    partial = torch.empty((chunks, taps, C, C), dtype=torch.float32, device=x.device)
+    _wgrad_kernel[(taps, chunks)](
+        x,
+        g,
+        partial,
+        L,
+        per_row,
+        B * per_row,
+        x.stride(0),
+        g.stride(0),
+        C=C,
+        TAPS=taps,
+        DIL=dil,
+        TILES=cfg["tiles"],
+        IEEE=ieee,
+        UPCAST=_interpreted(),
+        BLOCK_L=cfg["BLOCK_L"],
+        num_warps=cfg["num_warps"],
+    )
+    return partial.sum(0)  # a fixed order: the same gradients every run (no atomics)
+
+
+class _ConvReLU(torch.autograd.Function):
+    """``relu(conv(x) + bias [+ skip])`` on the kernel, channels-last, and its gradients on the kernel too.
+
+    The input gradient is the same convolution with the taps reversed and the weights transposed; the weight
+    gradient one small product per tap summed over every position (:func:`_weight_grad`).
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, bias, skip, dil: int, ieee: bool):
+        y = _square_conv(x, w, bias, dil, True, skip, ieee)
+        ctx.save_for_backward(x, w, y)
+        ctx.dil, ctx.ieee, ctx.skip = dil, ieee, skip is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, y = ctx.saved_tensors
+        g = (grad * (y > 0)).to(x.dtype).contiguous()  # through the ReLU
+        reverse = w.flip(0).transpose(1, 2).contiguous()
+        zero = torch.zeros(w.shape[2], dtype=torch.float32, device=w.device)
+        dx = _square_conv(g, reverse, zero, ctx.dil, False, None, ctx.ieee)
+        dw = _weight_grad(x, g, w.shape[0], ctx.dil, ctx.ieee).to(w.dtype)
+        db = g.float().sum((0, 1))
+        return dx, dw, db, (g if ctx.skip else None), None, None
+
+
+def _pad_last(t: torch.Tensor, size: int) -> torch.Tensor:
+    return nn.functional.pad(t, (0, size - t.shape[-1]))
+
+
+def _block(block: ResBlock, h: torch.Tensor, dtype: torch.dtype, ieee: bool) -> torch.Tensor:
+    """Run a residual block on ``h`` ``[B, L, C]`` (channels padded with zeros) -> ``[B, L, C]``, differentiably."""
+    C = h.shape[-1]
+    if isinstance(block.skip, nn.Conv1d):  # the 1x1 projection in PyTorch, added by the last conv's store
+        w = block.skip.weight[:, :, 0].t()  # [cin, cout]
+        proj = nn.functional.pad(w, (0, C - w.shape[1], 0, C - w.shape[0]))  # [C, C], zero padded
+        skip = (h.float() @ proj + _pad_last(block.skip.bias.float(), C)).to(dtype).contiguous()
+    else:
+        skip = h
+    y, last = h, len(block.convs) - 1
+    for i, conv in enumerate(block.convs):
+        w = conv.weight.permute(2, 1, 0)  # [taps, cin, cout]
+        w = nn.functional.pad(w, (0, C - w.shape[2], 0, C - w.shape[1])).to(dtype).contiguous()
+        b = _pad_last(conv.bias.float(), C)
+        y = _ConvReLU.apply(y, w, b, skip if i == last else None, conv.dilation[0], ieee)
+    return y
+
+
+def train_forward(model: DenoiseResNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model(x)`` with its convolutions on the kernel, forward and backward (training).
+
+    The precision is the autocast's (bf16 or fp16 activations and weights, float32 sums), else float32 with IEEE
+    products. Every channel count is padded to one power of two >= 16 (zero weights; their gradients are dropped
+    by the padding's backward), the network's input and the track to it as well. Differentiable with respect to
+    the model's own parameters, so the optimizer, checkpoints and DistributedDataParallel see the model as always.
+    """
+    kind = x.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else torch.float32
+    ieee = dtype == torch.float32
+    hp = model.hparams
+    f = hp["filters"]
+    C = padded(f + 1 if hp["cls_sees_features"] else f)
+    with torch.autocast(kind, enabled=False):  # the heads and projections in float32, as the kernel's sums
+        xf = x.float()
+        h = _pad_last(xf.unsqueeze(-1), C).to(dtype).contiguous()
+        for block in model.reg_blocks:
+            h = _block(block, h, dtype, ieee)
+        r = h[..., :f].float() @ model.reg_out.weight[0, :, 0] + model.reg_out.bias[0]
+        track = torch.relu(r + xf if hp["input_skip"] else r)
+        c = track.unsqueeze(-1).to(dtype)
+        if hp["cls_sees_features"]:
+            c = torch.cat([c, h[..., :f]], dim=-1)
+        c = _pad_last(c, C).contiguous()
+        for block in model.cls_blocks:
+            c = _block(block, c, dtype, ieee)
+        logits = c[..., :f].float() @ model.cls_out.weight[0, :, 0] + model.cls_out.bias[0]
+    return track, logits

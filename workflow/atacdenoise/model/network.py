@@ -113,6 +113,8 @@ class DenoiseResNet(nn.Module):
 
     ``peak_temperature`` (not a weight, not in the state_dict) is the temperature inference divides the peak logits
     by before the sigmoid (:mod:`atacdenoise.model.calibration`): 1.0 unless :func:`load_model` read a calibration.
+    ``conv_impl`` (not in the state_dict either): ``"torch"``, or ``"triton"`` to run the convolutions, forward and
+    backward, on :mod:`atacdenoise.model.gpuconv`'s kernel (training on a GPU with ``ATACDENOISE_GPU_CONV=triton``).
     """
 
     def __init__(
@@ -145,9 +147,14 @@ class DenoiseResNet(nn.Module):
         self.cls_blocks = nn.Sequential(*(ResBlock(cls_in if i == 0 else filters, **block) for i in range(cls_blocks)))
         self.cls_out = nn.Conv1d(filters, 1, 1)
         self.peak_temperature = 1.0
+        self.conv_impl = "torch"
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: float32[B, L] noisy coverage (input-transformed) -> (track float[B, L] >= 0, peak logits float[B, L])."""
+        if self.conv_impl == "triton":
+            from atacdenoise.model.gpuconv import train_forward
+
+            return train_forward(self, x)
         h = self.reg_blocks(x.unsqueeze(1))
         r = self.reg_out(h)
         # input_skip: the network learns a correction of its (depth-normalised) input, starting from it

@@ -85,7 +85,7 @@ from atacdenoise.model.dataset import (
     sample_windows,
     start_table,
 )
-from atacdenoise.model.device import autocast_dtype, select_device
+from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, select_device
 from atacdenoise.model.fitness import PROFILE_KEY, training_profile
 from atacdenoise.model.network import (
     DEFAULT_PRESET,
@@ -1068,6 +1068,9 @@ def _train(
             (raw_settings or {}).get("preset", DEFAULT_PRESET),
         )
     model = model.to(dev)
+    if dev.type == "cuda" and gpu_conv_requested():
+        model.conv_impl = "triton"
+        log.info("the convolutions on the Triton kernel, forward and backward (ATACDENOISE_GPU_CONV=triton)")
     # fused: one kernel for the whole step on a GPU (issue 23); the CPU keeps the default implementation
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
