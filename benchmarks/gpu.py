@@ -968,6 +968,9 @@ def main() -> None:
             predicted = best["out_bp_per_s"]
             if args.gpu_conv == "auto":
                 conv = "triton" if best["model"] == "triton" else "torch"
+            if best["model"] == "triton":  # the sweep's fastest configuration, for stages B, C and D
+                os.environ["ATACDENOISE_TRITON_CONFIG"] = json.dumps(best["config"])
+                res["triton_config"] = best["config"]
     if device.type == "cuda":  # stage B's TileRunner and stage C's command read it
         os.environ["ATACDENOISE_GPU_CONV"] = conv
     res["conv"] = conv

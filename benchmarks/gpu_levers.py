@@ -13,9 +13,13 @@ channels padded to 16      1.0-1.03x: zero-weight channels make the tensors 16-a
                            16 channels measured within 2 % (GPU.md)
 torch.compile              1.1x: fuses ReLU, residual add and bias into the convs' epilogues (GPU.md: 67 M bp/s)
 CUDA graph                 1.0-1.05x: ~110 launches per batch of 64 x 60 kb are not what costs
-triton (model/gpuconv.py)  3-6x: an implicit GEMM per conv on the tensor cores, one 16-channel tile per tap, the
+triton, "taps"             3-6x: an implicit GEMM per conv on the tensor cores, one 16-channel tile per tap, the
                            bias, skip and ReLU in the store; bounded by loading each tap's shifted input tile (4 KB
                            per 128 positions for 16 MMAs) from L1/shared memory: ~25-45 % of the dense bf16 rate
+triton, "block"            5-10x: rows of S = 4 same-phase positions x 16 channels, one 64 x 64 product per offset
+                           (15 offsets instead of 51 taps): 3.6x less data per product, N = 64 instead of 16, for
+                           1.2x the products; compute-bound on paper (~45 % of the dense rate counted in the
+                           model's own FLOPs)
 triton + CUDA graph        the triton row + 0-5 %
 =========================  =====================================================================================
 
@@ -35,13 +39,24 @@ PREDICTIONS = {
     "padded 16": "1.0-1.03x",
     "torch.compile": "1.1x",
     "CUDA graph": "1.0-1.05x",
-    "triton": "3-6x (≥ 150 TFLOP/s is the target)",
+    "triton": "taps 3-6x, block 5-10x (≥ 150 TFLOP/s is the target)",
     "triton + CUDA graph": "triton + 0-5 %",
 }
 
-#: the Triton kernel's sweep: positions per program, warps, and where each tap's input tile is cached (".ca": L1,
-#: where the next taps find it again; "": Triton's choice, L2 only); 3 pipeline stages, then 2 and 4 for the best
-TRITON_SWEEP = [(64, 4, ".ca"), (128, 4, ".ca"), (128, 8, ".ca"), (256, 4, ".ca"), (256, 8, ".ca"), (128, 4, "")]
+#: the Triton kernels' sweep (model/gpuconv.py, DEFAULT_CONFIG's keys), 3 pipeline stages, then 2 and 4 for the best.
+#: "taps": positions per program, warps, and where each tap's input tile is cached (".ca": L1, where the next taps
+#: find it again; "": Triton's choice, L2 only). "block": the block-Toeplitz form, S positions a row (N = 16 S),
+#: BLOCK_Q x dilation rows a program.
+TRITON_SWEEP = [
+    {"kernel": "taps", "BLOCK_L": 128, "num_warps": 4, "cache": ".ca"},
+    {"kernel": "taps", "BLOCK_L": 256, "num_warps": 8, "cache": ".ca"},
+    {"kernel": "taps", "BLOCK_L": 128, "num_warps": 4, "cache": ""},
+    {"kernel": "block", "S": 4, "BLOCK_Q": 8, "num_warps": 4, "cache": ".ca"},
+    {"kernel": "block", "S": 4, "BLOCK_Q": 16, "num_warps": 4, "cache": ".ca"},
+    {"kernel": "block", "S": 4, "BLOCK_Q": 16, "num_warps": 8, "cache": ".ca"},
+    {"kernel": "block", "S": 2, "BLOCK_Q": 16, "num_warps": 4, "cache": ".ca"},
+    {"kernel": "block", "S": 8, "BLOCK_Q": 8, "num_warps": 8, "cache": ".ca"},
+]
 
 
 def pad_filters(model, multiple: int = 16):
@@ -183,8 +198,8 @@ def stage_levers(args, device, flops_base: int, interval: int, pad: int, log: Ca
     else:
         notes.append("torch.compile and CUDA graph rows: GPU only")
     if triton_ok:
-        for block, warps, cache in TRITON_SWEEP:
-            cfg = {"BLOCK_L": block, "num_warps": warps, "num_stages": 3, "cache": cache}
+        for sweep in TRITON_SWEEP:
+            cfg = {**sweep, "num_stages": 3}
             variants.append(("triton", cfg, lambda cfg=cfg: _triton(model, cfg)))
     rows: list[dict] = []
 

@@ -7,6 +7,7 @@ it is compiled for the card and compared with the float32 model on the reference
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,8 @@ INTERPRETED = textwrap.dedent(
             track, logits = model(x)
             t32, l32 = TritonDenoiser(model, torch.float32, {"BLOCK_L": 128})(x)
             t16, l16 = TritonDenoiser(model, torch.bfloat16, {"BLOCK_L": 64})(x)
+            block = {"kernel": "block", "S": 2 if name == "light" else 4, "BLOCK_Q": 2}  # "wide": dilation 3, taps
+            tb, lb = TritonDenoiser(model, torch.float32, block)(x)
         scale = float(track.abs().max())
         print(
             name,
@@ -57,6 +60,8 @@ INTERPRETED = textwrap.dedent(
             float(torch.corrcoef(torch.stack([t16.flatten().float(), track.flatten()]))[0, 1]),
             float((torch.sigmoid(l16.float()) - torch.sigmoid(logits)).abs().max()),
             t32.dtype, tuple(t32.shape), tuple(l32.shape),
+            float((tb - track).abs().max()) / scale,
+            float((lb - logits).abs().max()),
         )
     """
 )
@@ -72,11 +77,12 @@ def test_interpreted_kernel_equals_the_model_in_float32_and_is_close_in_bf16():
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [line.split() for line in res.stdout.strip().splitlines()]
     assert [r[0] for r in rows] == ["light", "features_skip", "reference_convs", "wide"]
-    for name, d_track, d_logit, r16, d_prob16, dtype, shape_t, shape_l in (
-        (r[0], float(r[1]), float(r[2]), float(r[3]), float(r[4]), r[5], r[6] + r[7], r[8] + r[9]) for r in rows
+    for name, d_track, d_logit, r16, d_prob16, dtype, shape_t, shape_l, d_block, d_block_logit in (
+        (r[0], *map(float, r[1:5]), r[5], r[6] + r[7], r[8] + r[9], float(r[10]), float(r[11])) for r in rows
     ):
         assert d_track < 1e-5, (name, d_track)  # IEEE float32 products: the model's outputs to rounding
         assert d_logit < 1e-4, (name, d_logit)
+        assert d_block < 1e-5 and d_block_logit < 1e-4, (name, d_block, d_block_logit)  # the block-Toeplitz form
         assert r16 > 0.999, (name, r16)  # bf16 activations, float32 sums: as autocast
         assert d_prob16 < 0.05, (name, d_prob16)
         assert dtype == "torch.float32" and shape_t == shape_l == f"(2,{length})", (name, dtype, shape_t)
@@ -89,6 +95,7 @@ TRAINING = textwrap.dedent(
     os.environ["TRITON_INTERPRET"] = "1"
     import torch
     import torch.nn.functional as F
+    from atacdenoise.model import gpuconv
     from atacdenoise.model.network import build_model
 
     def loss(model, x):
@@ -111,6 +118,8 @@ TRAINING = textwrap.dedent(
         ref = torch.autograd.grad(loss(model, x), params)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             auto = torch.autograd.grad(loss(model, x), params)
+        os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"kernel": "block", "BLOCK_Q": 2}' if name == "light" else ""
+        gpuconv._train_config.cache_clear()
         model.conv_impl = "triton"
         got = torch.autograd.grad(loss(model, x), params)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -160,6 +169,27 @@ def _compile_for(arch: int, cin: int, skip: int, config: dict) -> str:
     return kernel.asm["ptx"]
 
 
+def _compile_block_for(arch: int) -> str:
+    """PTX of the block-Toeplitz kernel (S = 4, 15 offsets, dilation 8) for a ``sm_<arch>`` card."""
+    triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    sig = {"x_ptr": "*bf16", "m_ptr": "*bf16", "b_ptr": "*fp32", "s_ptr": "*bf16", "y_ptr": "*bf16", "L": "i32"}
+    sig.update({"x_batch": "i32", "s_batch": "i32", "y_batch": "i32"})
+    const = dict(C=16, S=4, ND=15, D0=-7, DIL=8, SKIP=1, RELU=True, IEEE=False, UPCAST=False, CACHE=".ca")
+    const["BLOCK_Q"] = 8
+    names = [*sig, *const]
+    sig.update(dict.fromkeys(const, "constexpr"))
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names[:9]}
+    kernel = triton.compile(
+        ASTSource(fn=gpuconv._block_kernel, signature=sig, constexprs=const, attrs=attrs),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": 4, "num_stages": 3},
+    )
+    return kernel.asm["ptx"]
+
+
 def _compile_weight_grad_for(arch: int) -> str:
     """PTX of the weight-gradient kernel (training) for a ``sm_<arch>`` card, as :func:`_compile_for`."""
     triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
@@ -190,8 +220,49 @@ def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, m
         if cin == 16:  # each tap's input tile: asynchronous 16-byte copies that stay in L1 (the next taps reuse it)
             assert "cp.async.ca.shared.global" in ptx and "cp.async.cg" not in ptx, (arch, cin, skip)
             assert "ld.global.b16" not in ptx  # no scalar 2-byte loads
+    ptx = _compile_block_for(arch)  # the block-Toeplitz form: 64 x 64 products (S = 4)
+    assert ("wgmma.mma_async.sync.aligned.m64n64k16" if arch == 90 else mma) in ptx and ".bf16" in ptx
+    assert "cp.async.ca.shared.global" in ptx and "ld.global.b16" not in ptx
     ptx = _compile_weight_grad_for(arch)  # training's weight gradient: 16 x 16 products summed over positions
     assert "mma.sync.aligned.m16n8k16" in ptx and ".bf16" in ptx  # tensor cores (M = 16: below wgmma's 64 rows)
+
+
+def test_block_toeplitz_matrices_are_the_convolution():
+    """Rows of S same-phase positions times the offsets' matrices: the dilated conv, in plain PyTorch."""
+    torch.manual_seed(2)
+    taps, C, dil, L = 7, 16, 4, 203
+    w = torch.randn(taps, C, C, dtype=torch.float64)
+    x = torch.randn(L, C, dtype=torch.float64)
+    ref = torch.nn.functional.conv1d(x.t()[None], w.permute(2, 1, 0), padding=(taps // 2) * dil, dilation=dil)[
+        0
+    ].t()  # [L, C]
+    for S in (1, 2, 4):
+        mats, d0 = gpuconv.block_toeplitz(w, S)
+        assert mats.shape == (2 * ((taps // 2 + S - 1) // S) + 1, S * C, S * C) and d0 == -((taps // 2 + S - 1) // S)
+        span = dil * S
+        n = -(-L // span) * span
+        xp = torch.zeros(n, C, dtype=torch.float64)
+        xp[:L] = x
+        rows = xp.reshape(-1, S, dil, C).permute(0, 2, 1, 3).reshape(-1, dil, S * C)  # [blocks, phase, S*C]
+        out = torch.zeros_like(rows)
+        for i, m in enumerate(mats):
+            d = d0 + i
+            shifted = torch.zeros_like(rows)
+            lo, hi = max(0, -d), min(rows.shape[0], rows.shape[0] - d)
+            shifted[lo:hi] = rows[lo + d : hi + d]
+            out += shifted @ m
+        y = out.reshape(-1, dil, S, C).permute(0, 2, 1, 3).reshape(n, C)[:L]
+        torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_kernel_configuration_from_the_environment_is_checked():
+    assert gpuconv.config_from_env("") == gpuconv.DEFAULT_CONFIG
+    cfg = gpuconv.config_from_env('{"kernel": "block", "S": 8}')
+    assert cfg["kernel"] == "block" and cfg["S"] == 8 and cfg["BLOCK_L"] == gpuconv.DEFAULT_CONFIG["BLOCK_L"]
+    with pytest.raises(InputError, match="unknown keys"):
+        gpuconv.config_from_env('{"BLOCK": 64}')
+    with pytest.raises(InputError, match="not JSON"):
+        gpuconv.config_from_env("kernel=block")
 
 
 def test_padded_channels_are_powers_of_two_from_16():
@@ -211,6 +282,8 @@ def test_kernel_choice_is_torch_unless_asked(monkeypatch):
 # --------------------------------------------------------------------------- GPU (skipped without CUDA)
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+#: the kernels' two forms (model/gpuconv.py: DEFAULT_CONFIG["kernel"])
+KERNELS = [{"kernel": "taps"}, {"kernel": "block"}]
 
 
 def _reference_model(**overrides) -> torch.nn.Module:
@@ -223,15 +296,16 @@ def _reference_model(**overrides) -> torch.nn.Module:
 
 @pytest.mark.gpu
 @gpu
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("overrides", [{}, {"cls_sees_features": True, "input_skip": True}])
-def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides):
+def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides, kernel, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     model = _reference_model(**overrides)
     x = torch.rand(4, 20_011, device="cuda") * 3
     with torch.no_grad():
-        torch.backends.cudnn.allow_tf32 = False
         track, logits = model(x)
-        t32, l32 = gpuconv.TritonDenoiser(model, torch.float32)(x)
-        t16, l16 = gpuconv.TritonDenoiser(model, torch.bfloat16)(x)
+        t32, l32 = gpuconv.TritonDenoiser(model, torch.float32, kernel)(x)
+        t16, l16 = gpuconv.TritonDenoiser(model, torch.bfloat16, kernel)(x)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             ta, la = model(x)
     scale = float(track.abs().max())
@@ -246,7 +320,11 @@ def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides):
 
 @pytest.mark.gpu
 @gpu
-def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape(kernel, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setenv("ATACDENOISE_TRITON_CONFIG", json.dumps(kernel))
+    gpuconv._train_config.cache_clear()
     model = _reference_model(cls_sees_features=True)
     params = list(model.parameters())
     x = torch.rand(2, 20_011, device="cuda") * 3
@@ -259,7 +337,6 @@ def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape
         )
         return torch.autograd.grad(loss, params)
 
-    torch.backends.cudnn.allow_tf32 = False
     ref = grads()
     with torch.autocast("cuda", dtype=torch.bfloat16):
         auto = grads()
@@ -272,6 +349,7 @@ def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape
     def rel(g: list[torch.Tensor]) -> float:
         return max(float((a.float() - b).abs().max() / b.abs().max()) for a, b in zip(g, ref))
 
+    gpuconv._train_config.cache_clear()
     assert rel(got) < 1e-4
     assert rel(got16) < max(0.1, 2 * rel(auto)), (rel(got16), rel(auto))
 
@@ -281,6 +359,7 @@ def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape
 def test_gpu_tile_runner_on_the_kernel_matches_the_torch_route(monkeypatch):
     from atacdenoise.model.infer import TileRunner
 
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     model = _reference_model()
     x = torch.rand(3, 70_000) * 2
     monkeypatch.setenv("ATACDENOISE_GPU_CONV", "torch")

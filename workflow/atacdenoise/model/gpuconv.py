@@ -42,12 +42,15 @@ model.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 
 import torch
 from torch import nn
 
+from atacdenoise.errors import InputError
 from atacdenoise.model.network import DenoiseResNet, ResBlock
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,39 @@ log = logging.getLogger(__name__)
 #: positions per program, warps, pipeline stages, and the cache of each tap's input tile: ".ca" keeps it in L1,
 #: where the next taps (8 bases further) find most of it; Triton's own choice for 16-byte copies is L2 only
 #: (".cg"). benchmarks/gpu_levers.py sweeps them on a GPU; tests/model/test_gpuconv.py checks the PTX here.
-DEFAULT_CONFIG = {"BLOCK_L": 128, "num_warps": 4, "num_stages": 3, "cache": ".ca"}
+#: ``kernel``: "taps" (one 16-channel product per tap, ``BLOCK_L`` positions a program) or "block" (the
+#: block-Toeplitz form: ``S`` same-phase positions x 16 channels a row, ``BLOCK_Q`` x dilation rows a program, one
+#: ``16 S x 16 S`` product per offset: ~3.6x less data moved per product at S = 4, for ~1.2x the products)
+DEFAULT_CONFIG = {
+    "BLOCK_L": 128,
+    "num_warps": 4,
+    "num_stages": 3,
+    "cache": ".ca",
+    "kernel": "taps",
+    "S": 4,
+    "BLOCK_Q": 8,
+}
+
+
+def config_from_env(raw: str | None = None) -> dict:
+    """Return the kernel configuration: :data:`DEFAULT_CONFIG` updated by ``ATACDENOISE_TRITON_CONFIG`` (JSON).
+
+    How ``benchmarks/gpu.py`` hands the fastest configuration of its sweep to the commands it runs.
+    """
+    raw = os.environ.get("ATACDENOISE_TRITON_CONFIG", "") if raw is None else raw
+    if not raw.strip():
+        return dict(DEFAULT_CONFIG)
+    try:
+        cfg = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"ATACDENOISE_TRITON_CONFIG={raw!r}: not JSON ({exc})") from exc
+    unknown = sorted(set(cfg) - set(DEFAULT_CONFIG)) if isinstance(cfg, dict) else ["(not an object)"]
+    if unknown:
+        raise InputError(
+            f"ATACDENOISE_TRITON_CONFIG: unknown keys {unknown}; expected some of {sorted(DEFAULT_CONFIG)}"
+        )
+    return {**DEFAULT_CONFIG, **cfg}
+
 
 _SKIP_NONE, _SKIP_IDENTITY, _SKIP_PROJECT, _SKIP_ONE = 0, 1, 2, 3
 
@@ -196,6 +231,125 @@ if triton is not None:
             acc = _mma(acc, tl.trans(xt), gt, IEEE, UPCAST)
         tl.store(out_ptr + (chunk * TAPS + t) * C * C + c[:, None] * C + c[None, :], acc)
 
+    @triton.jit
+    def _block_kernel(
+        x_ptr,
+        m_ptr,
+        b_ptr,
+        s_ptr,
+        y_ptr,
+        L,
+        x_batch,
+        s_batch,
+        y_batch,
+        C: tl.constexpr,
+        S: tl.constexpr,
+        ND: tl.constexpr,
+        D0: tl.constexpr,
+        DIL: tl.constexpr,
+        SKIP: tl.constexpr,
+        RELU: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
+        CACHE: tl.constexpr,
+        BLOCK_Q: tl.constexpr,
+    ):
+        """Run the conv as a block-Toeplitz product: rows of S same-phase positions x C channels, ND offsets.
+
+        A row ``m`` of the tile holds positions ``p0 + DIL * (S * (m // DIL) + s) + m % DIL`` for ``s < S``;
+        offset ``d`` reads the rows ``DIL * S * d`` positions further and multiplies them by ``m[d]``
+        (``S*C x S*C``), which holds every tap that links an input row to an output row.
+        """
+        pid = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        F: tl.constexpr = S * C
+        m = tl.arange(0, BLOCK_Q * DIL)
+        f = tl.arange(0, F)
+        c = f % C
+        pos = pid * (DIL * S * BLOCK_Q) + DIL * (S * (m // DIL)[:, None] + (f // C)[None, :]) + (m % DIL)[:, None]
+        xb = x_ptr + b * x_batch
+        acc = tl.zeros((BLOCK_Q * DIL, F), dtype=tl.float32)
+        for i in range(ND):
+            src = pos + DIL * S * (D0 + i)
+            a = tl.load(xb + src * C + c[None, :], mask=(src >= 0) & (src < L), other=0.0, cache_modifier=CACHE)
+            w = tl.load(m_ptr + i * F * F + f[:, None] * F + f[None, :])
+            acc = _mma(acc, a, w, IEEE, UPCAST)
+        acc += tl.load(b_ptr + c)[None, :]
+        inside = pos < L
+        if SKIP != 0:
+            r = tl.load(s_ptr + b * s_batch + pos * C + c[None, :], mask=inside, other=0.0)
+            acc += r.to(tl.float32)
+        if RELU:
+            acc = tl.maximum(acc, 0.0)
+        tl.store(y_ptr + b * y_batch + pos * C + c[None, :], acc.to(y_ptr.dtype.element_ty), mask=inside)
+
+
+def block_toeplitz(w: torch.Tensor, S: int) -> tuple[torch.Tensor, int]:
+    """Conv weights ``[taps, C, C]`` -> (``[ND, S*C, S*C]`` block-Toeplitz matrices, first offset ``D0``).
+
+    Matrix ``d`` (offset ``D0 + d``) links input position ``s_in`` of a row to output position ``s_out`` of the
+    row ``d`` rows earlier through tap ``S * (D0 + d) + s_in - s_out + taps // 2`` (zeros where that is no tap).
+    Differentiable in ``w`` (a gather).
+    """
+    taps, C, _ = w.shape
+    half = (taps - 1) // 2
+    dmax = (half + S - 1) // S
+    d = torch.arange(-dmax, dmax + 1, device=w.device)
+    si = torch.arange(S, device=w.device)
+    t = S * d[:, None, None] + si[None, :, None] - si[None, None, :] + half  # [ND, s_in, s_out]
+    index = torch.where((t >= 0) & (t < taps), t, taps)
+    g = torch.cat([w, w.new_zeros(1, C, C)])[index]  # [ND, s_in, s_out, c_in, c_out]
+    return g.permute(0, 1, 3, 2, 4).reshape(d.numel(), S * C, S * C).contiguous(), -dmax
+
+
+def block_eligible(channels: int, dil: int, cfg: dict) -> bool:
+    """Tell whether the block-Toeplitz kernel can run a ``channels -> channels`` conv of dilation ``dil``."""
+    rows = cfg["BLOCK_Q"] * dil
+    return cfg["kernel"] == "block" and channels >= 16 and dil & (dil - 1) == 0 and rows >= 16 and rows <= 512
+
+
+def _block_conv(
+    x: torch.Tensor,
+    mats: torch.Tensor,
+    d0: int,
+    bias: torch.Tensor,
+    dil: int,
+    relu: bool,
+    skip: torch.Tensor | None,
+    ieee: bool,
+    cfg: dict,
+) -> torch.Tensor:
+    """``[B, L, C]`` -> ``[B, L, C]`` by :func:`block_toeplitz`'s matrices ``mats``, plus ``skip``, ReLU."""
+    B, L, C = x.shape
+    S = mats.shape[1] // C
+    y = torch.empty_like(x)
+    src = skip if skip is not None else x
+    _block_kernel[(triton.cdiv(L, dil * S * cfg["BLOCK_Q"]), B)](
+        x,
+        mats,
+        bias,
+        src,
+        y,
+        L,
+        x.stride(0),
+        src.stride(0),
+        y.stride(0),
+        C=C,
+        S=S,
+        ND=mats.shape[0],
+        D0=d0,
+        DIL=dil,
+        SKIP=1 if skip is not None else 0,
+        RELU=relu,
+        IEEE=ieee,
+        UPCAST=_interpreted(),
+        CACHE=cfg["cache"],
+        BLOCK_Q=cfg["BLOCK_Q"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
+    )
+    return y
+
 
 class _Conv:
     """One conv's weights as the kernel reads them: ``[taps, cin, cout]`` (``[KPAD, cout]`` for one input channel)."""
@@ -217,6 +371,13 @@ class _Conv:
             self.cin, self.kpad = padded(cin), 16
             self.w = torch.zeros(taps, self.cin, self.cout, dtype=dtype, device=device)
             self.w[:, :cin, :cout] = w.permute(2, 1, 0)
+        self._mats: dict[int, tuple[torch.Tensor, int]] = {}
+
+    def mats(self, S: int) -> tuple[torch.Tensor, int]:
+        """Return the conv's :func:`block_toeplitz` matrices for rows of ``S`` positions (made once)."""
+        if S not in self._mats:
+            self._mats[S] = block_toeplitz(self.w, S)
+        return self._mats[S]
 
 
 class _Skip:
@@ -291,11 +452,25 @@ class _Block:
         self.skip = _Skip(block.skip, first.in_channels, self.convs[-1].cout, dtype, device)
 
     def __call__(self, x: torch.Tensor, ieee: bool, config: dict | None) -> torch.Tensor:
+        cfg = {**DEFAULT_CONFIG, **(config or {})}
         y, last = x, len(self.convs) - 1
         for i, conv in enumerate(self.convs):
             skip = self.skip if i == last else None
-            y = conv_cl(y, conv, relu=True, skip=skip, skip_src=x if i == last else None, ieee=ieee, config=config)
+            if conv.cin == conv.cout and block_eligible(conv.cin, conv.dil, cfg):
+                residual = self.skip_tensor(x, y.dtype) if i == last else None
+                mats, d0 = conv.mats(cfg["S"])
+                y = _block_conv(y, mats, d0, conv.bias, conv.dil, True, residual, ieee, cfg)
+            else:
+                y = conv_cl(y, conv, relu=True, skip=skip, skip_src=x if i == last else None, ieee=ieee, config=cfg)
         return y
+
+    def skip_tensor(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Return the skip path as a tensor ``[B, L, cout]`` (the block kernel adds one; the taps kernel projects)."""
+        if self.skip.mode == _SKIP_IDENTITY:
+            return x
+        if self.skip.mode == _SKIP_ONE:  # x: [B, L]
+            return (x.float()[..., None] * self.skip.w[0] + self.skip.b).to(dtype).contiguous()
+        return (x.float() @ self.skip.w.float() + self.skip.b).to(dtype).contiguous()
 
 
 class TritonDenoiser(nn.Module):
@@ -311,7 +486,8 @@ class TritonDenoiser(nn.Module):
         if triton is None:
             raise RuntimeError("Triton is not installed: the GPU convolution kernel needs it (a CUDA build of torch)")
         device = next(model.parameters()).device
-        self.dtype, self.config, self.ieee = dtype, dict(config or {}), dtype == torch.float32
+        self.dtype, self.ieee = dtype, dtype == torch.float32
+        self.config = {**config_from_env(), **(config or {})}
         self.hparams = dict(model.hparams)
         self.filters = model.hparams["filters"]
         self.peak_temperature = getattr(model, "peak_temperature", 1.0)
@@ -351,6 +527,11 @@ def _head(conv: nn.Conv1d, device: torch.device) -> tuple[torch.Tensor, torch.Te
 WGRAD_CONFIG = {"BLOCK_L": 64, "tiles": 16, "num_warps": 4}
 
 
+@functools.cache
+def _train_config() -> dict:
+    return config_from_env()
+
+
 def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
@@ -359,8 +540,11 @@ def _square_conv(
     x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, dil: int, relu: bool, skip: torch.Tensor | None, ieee: bool
 ) -> torch.Tensor:
     """``[B, L, C]`` -> ``[B, L, C]``: the kernel with ``w`` ``[taps, C, C]``, plus ``skip`` (same shape), ReLU."""
-    cfg = DEFAULT_CONFIG
+    cfg = _train_config()
     B, L, C = x.shape
+    if block_eligible(C, dil, cfg):
+        mats, d0 = block_toeplitz(w, cfg["S"])
+        return _block_conv(x, mats, d0, bias, dil, relu, skip, ieee, cfg)
     y = torch.empty_like(x)
     src = skip if skip is not None else x
     _conv_kernel[(triton.cdiv(L, cfg["BLOCK_L"]), B)](
