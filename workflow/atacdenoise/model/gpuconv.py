@@ -46,6 +46,7 @@ import functools
 import json
 import logging
 import os
+from types import SimpleNamespace
 
 import torch
 from torch import nn
@@ -398,9 +399,9 @@ class _Skip:
 
 def conv_cl(
     x: torch.Tensor,
-    conv: _Conv,
+    conv: _Conv | SimpleNamespace,
     relu: bool,
-    skip: _Skip | None = None,
+    skip: _Skip | SimpleNamespace | None = None,
     skip_src: torch.Tensor | None = None,
     ieee: bool = False,
     config: dict | None = None,
@@ -541,40 +542,13 @@ def _square_conv(
 ) -> torch.Tensor:
     """``[B, L, C]`` -> ``[B, L, C]``: the kernel with ``w`` ``[taps, C, C]``, plus ``skip`` (same shape), ReLU."""
     cfg = _train_config()
-    B, L, C = x.shape
+    C = x.shape[-1]
     if block_eligible(C, dil, cfg):
         mats, d0 = block_toeplitz(w, cfg["S"])
         return _block_conv(x, mats, d0, bias, dil, relu, skip, ieee, cfg)
-    y = torch.empty_like(x)
-    src = skip if skip is not None else x
-    _conv_kernel[(triton.cdiv(L, cfg["BLOCK_L"]), B)](
-        x,
-        w,
-        bias,
-        src,
-        bias,
-        bias,
-        y,
-        L,
-        x.stride(0),
-        src.stride(0),
-        y.stride(0),
-        CIN=C,
-        COUT=C,
-        TAPS=w.shape[0],
-        KPAD=16,
-        DIL=dil,
-        SKIP=_SKIP_IDENTITY if skip is not None else _SKIP_NONE,
-        SC=C,
-        RELU=relu,
-        IEEE=ieee,
-        UPCAST=_interpreted(),
-        CACHE=cfg["cache"],
-        BLOCK_L=cfg["BLOCK_L"],
-        num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"],
-    )
-    return y
+    weights = SimpleNamespace(w=w, bias=bias, cin=C, cout=C, taps=w.shape[0], kpad=16, dil=dil)  # as a _Conv
+    identity = SimpleNamespace(mode=_SKIP_IDENTITY, sc=C, w=None, b=None)  # as a _Skip
+    return conv_cl(x, weights, relu, identity if skip is not None else None, skip, ieee, cfg)
 
 
 def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool) -> torch.Tensor:
