@@ -10,24 +10,29 @@
 # 3. benchmarks/gpu.py within what is left of BUDGET seconds: stage A (every lever of benchmarks/gpu_levers.py),
 #    B, C (the real `atacdenoise infer` on the whole genome), D (training from an on-disk dataset).
 # Everything lands in $OUT (gpu.md, gpu.json, logs); copy gpu.json to benchmarks/results/ and commit it.
+# Arguments after the budget go to gpu.py. A dry run here: PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
+# 300 --device cpu --quick (the wheels, built for the image's Python 3.12, are then skipped).
 set -uo pipefail
 budget=${1:-400}
+py=${PYTHON:-python3}
 out=${OUT:-/tmp/gpu-session}
 mkdir -p "$out"
 start=$(date +%s)
-python3 -m pip install -q --no-deps --no-index --target /tmp/site .gpuwheels/*.whl 2>&1 | tail -3
+if [ -z "${PYTHON:-}" ]; then
+    "$py" -m pip install -q --no-deps --no-index --target /tmp/site .gpuwheels/*.whl 2>&1 | tail -3
+fi
 export PYTHONPATH=/tmp/site:$PWD/workflow
 export TRITON_DEFAULT_FP_FUSION=1
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-    python3 -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
+    "$py" -c 'import torch, triton; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
 torch.backends.cudnn.version(), "triton", triton.__version__)'
 } >"$out/versions.txt" 2>&1
 cat "$out/versions.txt"
-timeout 150 python3 -m pytest -m gpu -q -p no:cacheprovider tests/model/test_gpuconv.py tests/model/test_infer.py \
+timeout 150 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/model/test_gpuconv.py tests/model/test_infer.py \
     >"$out/pytest-gpu.txt" 2>&1
 echo "pytest -m gpu: exit $? ($(tail -1 "$out/pytest-gpu.txt"))"
 left=$((budget - ($(date +%s) - start)))
-python3 benchmarks/gpu.py --out "$out" --budget "$left" "${@:2}" >"$out/gpu-stdout.txt" 2>&1
+"$py" benchmarks/gpu.py --out "$out" --budget "$left" "${@:2}" >"$out/gpu-stdout.txt" 2>&1
 echo "gpu.py: exit $?"
 tail -60 "$out/gpu-stdout.txt"
