@@ -435,7 +435,7 @@ def conv_cl(
         SC=skip.sc if skip is not None else 1,
         RELU=relu,
         IEEE=ieee,
-        UPCAST=os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"),
+        UPCAST=_interpreted(),
         CACHE=cfg["cache"],
         BLOCK_L=cfg["BLOCK_L"],
         num_warps=cfg["num_warps"],

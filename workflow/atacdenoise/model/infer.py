@@ -40,6 +40,7 @@ score column becomes their confidence (:func:`atacdenoise.peaks.threshold.peak_c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -465,19 +466,23 @@ class TileRunner:
         if job is None:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
-            key, read, length, start, end = job
-            pending = pool.submit(self.prepare, read, start, end, length, buffers[0])
-            i = 0
-            while job is not None:
-                key, read, length, start, end = job
+
+            def submit(job: tuple[Any, Reader, int, int, int], buffer: Any) -> Future:
+                _, read, length, start, end = job
+                return pool.submit(self.prepare, read, start, end, length, buffer)
+
+            pending = submit(job, buffers[0])
+            for i in itertools.count():
+                key, _, _, start, end = job
                 windows = pending.result()
                 job = next(queue, None)
                 if job is not None:
-                    pending = pool.submit(self.prepare, job[1], job[3], job[4], job[2], buffers[(i + 1) % 2])
+                    pending = submit(job, buffers[(i + 1) % 2])
                 # forward() ends with a synchronous copy back, so the buffer it read is free
                 # again before the prefetch thread refills it (two chunks later)
                 yield key, start, *forward(windows, end - start)
-                i += 1
+                if job is None:
+                    return
 
 
 def ensemble_stats(tracks: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
