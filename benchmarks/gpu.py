@@ -225,7 +225,7 @@ def writer_throughput(n: int = 16_000_000) -> float:
     """Measure the bases/s of one track writer on a model-like probability track, as inference writes it.
 
     The native writer with its default threads, 10 zoom levels and inference's default (compact) storage:
-    probabilities rounded to 9 significant bits, first zoom level and block encoding as in
+    probabilities rounded as compact outputs are, first zoom level and block encoding as in
     ``model.infer.denoise_genome``.
     """
     from atacdenoise.io.trackwriter import FloatTrackWriter, default_write_threads

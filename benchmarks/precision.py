@@ -13,7 +13,8 @@ bases, each chunk as runs or fixed-step values, whichever deflates smaller, ISA-
 probability at the model's stored threshold by the same :class:`~atacdenoise.peaks.threshold.PeakStream`, then
 scored by the real ``atacdenoise metrics``. The row ``compact, offline route`` is the shipped compact rounding
 taken that way: its values and metrics must equal the real ``infer --precision compact`` run's (checked), which
-shows the offline route is the infer route. ``1/256 steps; 3 digits`` is ``compact`` before issue 19.2's fix.
+shows the offline route is the infer route. ``9 bits ...`` is ``compact`` as it was until 2026-12-05, ``1/256 steps;
+3 digits`` as it was before issue 19.2's first fix.
 
 Reference routes (:data:`REFERENCES`): the same model computed otherwise by the real ``infer --precision
 float32``, to show how far the metrics move without any rounding of the outputs: with PyTorch's convolutions
@@ -53,7 +54,7 @@ from atacdenoise.io.genome import read_chrom_sizes  # noqa: E402
 from atacdenoise.io.intervals import write_narrowpeak  # noqa: E402
 from atacdenoise.model.infer import (  # noqa: E402
     COMPACT_FIRST_ZOOM,
-    PROB_BITS,
+    COMPACT_PROB_ROUNDING,
     TRACK_BITS,
     round_probability_bits,
     round_significant_bits,
@@ -116,25 +117,30 @@ def _same(x: np.ndarray) -> np.ndarray:
 
 
 #: the shipped ``compact`` rounding (``infer``'s functions), measured from the float32 outputs
-OFFLINE_COMPACT = f"compact, offline route ({PROB_BITS} bits of min(p, 1-p); {TRACK_BITS} bits)"
+OFFLINE_COMPACT = f"compact, offline route ({COMPACT_PROB_ROUNDING}; {TRACK_BITS} bits)"
+#: ``compact`` before this change (9 bits of min(p, 1 - p) everywhere), at today's writer settings
+COMPACT_9 = "9 bits of min(p, 1-p); 8 bits (compact before)"
+
+
+def _bits(bits: int, low_bits: int | None = None) -> Callable:
+    """Return a rounding to ``bits`` significant bits of min(p, 1 - p) (``low_bits`` below 1/128; None: one band)."""
+    return lambda p: round_probability_bits(p, bits, low_bits=low_bits)
+
 
 #: candidate -> (probability rounding, track rounding); float32 outputs are rounded by them (see the docstring)
 CANDIDATES: dict[str, tuple[Callable, Callable]] = {
-    OFFLINE_COMPACT: (
-        lambda p: round_probability_bits(p, PROB_BITS),
-        lambda t: round_significant_bits(t, TRACK_BITS),
-    ),
-    "1/256 steps; 3 digits (compact before)": (grid_probability, significant_digits),
+    OFFLINE_COMPACT: (round_probability_bits, lambda t: round_significant_bits(t, TRACK_BITS)),
+    COMPACT_9: (_bits(9), lambda t: round_significant_bits(t, 8)),
+    "1/256 steps; 3 digits (compact before issue 19.2)": (grid_probability, significant_digits),
     "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), lambda t: round_significant_bits(t, 6)),
-    "logit step 1/32; 3 digits": (lambda p: logit_grid(p, 1 / 32), significant_digits),
-    "logit step 1/64; 8 bits": (lambda p: logit_grid(p, 1 / 64), lambda t: round_significant_bits(t, 8)),
-    "7 bits of min(p, 1-p); 6 bits": (
-        lambda p: round_probability_bits(p, 7),
-        lambda t: round_significant_bits(t, 6),
-    ),
+    "9 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(9, 6), lambda t: round_significant_bits(t, 8)),
+    "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": (_bits(8, 5), lambda t: round_significant_bits(t, 8)),
+    "7 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(7, 6), lambda t: round_significant_bits(t, 8)),
+    "7 bits of min(p, 1-p), 4 below 1/128; 7 bits": (_bits(7, 4), lambda t: round_significant_bits(t, 7)),
+    "16 bits of min(p, 1-p); float32": (_bits(16), _same),
     "20 bits (float32 round-off only); float32": (lambda p: round_significant_bits(p, 20), _same),
 }
-QUICK = [OFFLINE_COMPACT, "1/256 steps; 3 digits (compact before)"]
+QUICK = [OFFLINE_COMPACT, COMPACT_9]
 
 #: other float32 computations of the same model, run by the real ``infer --precision float32``: how far the
 #: metrics move without any rounding of the outputs. name -> (environment, extra arguments, cache stem)
@@ -288,7 +294,7 @@ def tables(per_model: list[dict[str, dict]]) -> str:
         if name in REFERENCES:
             label = f"reference route: {name}"
         if name == "compact":
-            label = f"compact (shipped: {PROB_BITS} bits of min(p, 1-p); {TRACK_BITS} bits), real infer"
+            label = f"compact (shipped: {COMPACT_PROB_ROUNDING}; {TRACK_BITS} bits), real infer"
         lines.append(
             f"| {label} | {np.mean(track):.3f} (max {max(track):.3f}) | {np.mean(prob):.3f} (max {max(prob):.3f}) | "
             f"{mean('model.auprc.all')} | {mean('model.auroc.all')} | {mean('model.ece.all')} | "

@@ -8,10 +8,10 @@ grow with the genome. Writes, each atomically:
 * ``PREFIX.track.bw``: denoised coverage to 8 significant bits (``--precision compact``, the
   default: relative error at most 1/256) or the model's float32 values (``--precision float32``);
 * ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), (compact)
-  9 significant bits of min(p, 1 - p) (0, 0.5 and 1 exact, error at most 2**-9 · min(p, 1 - p),
-  monotone in p, so the tails keep their order) or float32; each bigWig has a sidecar
-  ``X.bw.json`` recording its precision. Compact tracks merge equal neighbours into one record:
-  several times smaller files (see README, outputs);
+  8 significant bits of min(p, 1 - p), 6 where it is below 1/128 (0, 0.5 and 1 exact, error at most
+  2**-8 · min(p, 1 - p), 2**-6 nearer an end, monotone in p, so the tails keep their order) or float32;
+  each bigWig has a sidecar ``X.bw.json`` recording its precision. Compact tracks merge equal
+  neighbours into one record: several times smaller files (see README, outputs);
 * ``PREFIX.peaks.narrowPeak``: regions of probability >= threshold, gaps of at
   most 30 bp merged, at least 200 bp long (as ``macs3 bdgpeakcall -c T -l 200 -g 30``
   on the peakprob track as written, i.e. on the rounded values when compact), summit at
@@ -44,7 +44,7 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.model.fitness import fitness_path
-from atacdenoise.model.infer import PRECISIONS, PROB_BITS, TRACK_BITS, denoise_bigwig, output_paths
+from atacdenoise.model.infer import COMPACT_PROB_ROUNDING, PRECISIONS, TRACK_BITS, denoise_bigwig, output_paths
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="compact",
-        help=f"compact (default): peak probability to {PROB_BITS} significant bits of min(p, 1 - p), denoised track to "
-        f"{TRACK_BITS} significant bits (files 3.5-6x smaller); float32: the model's values unrounded",
+        help=f"compact (default): peak probability to {COMPACT_PROB_ROUNDING}, denoised track to "
+        f"{TRACK_BITS} significant bits (files 6-8x smaller); float32: the model's values unrounded",
     )
 
 

@@ -81,8 +81,8 @@ ZOOM_FACTOR = 4
 DENSE_SKIP_ZEROS = 1024
 DEFLATE_LEVEL = 1
 #: deflate level of rounded model outputs (``smallest``): their runs of repeated values reward the lazy match
-#: search that starts at level 4; level 6 makes compact tracks 15-20 % smaller than level 1 (0.32 instead of
-#: 0.40 bytes a base for the peak probability on the demo, ``benchmarks/README.md``) at ~2x the write time
+#: search that starts at level 4; level 6 made compact tracks 15-20 % smaller than level 1 (0.32 instead of
+#: 0.40 bytes a base for the peak probability on the demo, 9 bits, ``benchmarks/README.md``) at ~2x the write time
 SMALL_LEVEL = 6
 
 #: zoom record while it is being built (sums in float64) and on disk

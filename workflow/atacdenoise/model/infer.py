@@ -18,17 +18,19 @@ Tiling and the model run are array code (:class:`TileRunner`); :func:`denoise_bi
 file-to-file route of ``atacdenoise infer``, :func:`denoise_array` the in-memory one.
 
 Output precision (``--precision``, config ``model.output_precision``; default ``compact``): ``compact`` stores
-the peak probability with :data:`PROB_BITS` significant bits of ``min(p, 1 - p)`` (:func:`round_probability_bits`:
-0, 0.5 and 1 exact, monotone in ``p``, error <= 2**-9 · min(p, 1 - p), so relative precision in both tails,
-where the ranking of bases is decided) and the denoised track to :data:`TRACK_BITS` significant bits
+the peak probability with :data:`PROB_BITS` significant bits of ``min(p, 1 - p)``, :data:`PROB_LOW_BITS` where
+that is below :data:`PROB_LOW_BELOW` (:func:`round_probability_bits`: 0, 0.5 and 1 exact, monotone in ``p``,
+error <= 2**-8 · min(p, 1 - p) from 1/128 to 127/128 and 2**-6 · min(p, 1 - p) nearer an end: relative precision
+in both tails, coarser on the background, whose order below 1 % is set by float32 round-off) and the denoised
+track to :data:`TRACK_BITS` significant bits
 (:func:`round_significant_bits`; 0 stays 0, relative error <= 1/256), so equal neighbours merge: each chunk is
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
 values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases; peaks are called
 on the rounded values, so they are what ``macs3 bdgpeakcall`` finds on the written file. ``float32`` stores
-the model's outputs unchanged (files 3.5-6x larger). Why compact is the default: on the demo and the real
-immune cohort it moves every benchmark metric less than computing the same model in bf16 does (the GPU route's
-default autocast), and AUROC/AUPRC about as much as two correct float32 implementations differ, for ~0.2-0.3
-bytes a base instead of ~1.4; ``benchmarks/precision.py``, ``benchmarks/README.md`` and README, Outputs.
+the model's outputs unchanged (files 6-8x larger). Why compact is the default: on the demo and the real
+immune cohort it moves the benchmark metrics about as much as computing the same model in bf16 does (the GPU
+route's default autocast), for ~0.2 bytes a base instead of ~1.4; ``benchmarks/precision.py``,
+``benchmarks/README.md`` and README, Outputs.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
 Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's
@@ -86,14 +88,26 @@ CPU_FORWARD_BATCH = 4
 
 #: output precisions of ``atacdenoise infer --precision`` (config ``model.output_precision``)
 PRECISIONS = ("compact", "float32")
-#: compact peak probabilities keep this many significant bits of min(p, 1 - p) (error <= 2**-9 · min(p, 1 - p))
-PROB_BITS = 9
+#: compact peak probabilities keep PROB_BITS significant bits of q = min(p, 1 - p) (error <= 2**-8 · q), and
+#: PROB_LOW_BITS where q < PROB_LOW_BELOW (error <= 2**-6 · q): the background (p < 1/128 holds ~4/5 of a genome's
+#: bases) is ordered by round-off there - even 16 bits move the demo's AUROC by 6e-4 - so its bits buy bytes,
+#: not ranking (with a first zoom of 4 kb, 0.22 bytes a base on the demo instead of 0.32 for 9 bits everywhere;
+#: benchmarks/README.md)
+PROB_BITS = 8
+PROB_LOW_BITS = 6
+#: a power of two, on every rounding grid, so the two bands join monotonically
+PROB_LOW_BELOW = 2.0**-7
+#: the compact probability's rounding, in words (``--help``, the sidecars)
+COMPACT_PROB_ROUNDING = (
+    f"{PROB_BITS} significant bits of min(p, 1 - p), {PROB_LOW_BITS} where it is below 1/{round(1 / PROB_LOW_BELOW)}"
+)
 #: compact denoised tracks keep this many significant bits (relative error <= 2**-8)
 TRACK_BITS = 8
 #: bases per record of the first zoom level of compact outputs (float32 ones: bbiwrite's FIRST_ZOOM, 128).
-#: A dense track has a zoom record (32 bytes) in every bin: ~0.08 bytes a base compressed at 128 bp, a
-#: quarter of that at 512 bp; browser views under ~0.5 Mb then read the (now small) data blocks instead.
-COMPACT_FIRST_ZOOM = 512
+#: A dense track has a zoom record (32 bytes) in every bin: ~0.08 bytes a base compressed at 128 bp, ~0.025
+#: at 512 bp, ~0.005 at 4,096 bp; browser views under ~4 Mb then read the data blocks instead (~0.2 bytes a
+#: base: under 1 MB for a 4-Mb view)
+COMPACT_FIRST_ZOOM = 4096
 
 
 # --------------------------------------------------------------------------- output precision
@@ -119,18 +133,28 @@ def round_significant_bits(values: np.ndarray, bits: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def round_probability_bits(prob: np.ndarray, bits: int = PROB_BITS) -> np.ndarray:
-    """Round probabilities to ``bits`` significant bits of ``min(p, 1 - p)`` (float32): relative precision in the tails.
+def round_probability_bits(
+    prob: np.ndarray, bits: int = PROB_BITS, low_bits: int | None = PROB_LOW_BITS, low_below: float = PROB_LOW_BELOW
+) -> np.ndarray:
+    """Round probabilities to ``bits`` significant bits of ``d = min(p, 1 - p)``, ``low_bits`` where ``d < low_below``.
 
-    ``q = round_significant_bits(min(p, 1 - p), bits)`` is stored as ``q`` where ``p <= 0.5`` and ``1 - q``
-    elsewhere: 0, 0.5 and 1 stay exact, the error is at most ``2**-bits · min(p, 1 - p)``, and the result is
-    monotone non-decreasing in ``p`` (both branches are, and they meet at 0.5, which is on the grid). For
-    float32 ``p`` in [0.5, 1], ``1 - p`` and ``1 - q`` are exact (multiples of 2**-24 in [0, 1]).
+    ``r = round_significant_bits(d, bits or low_bits)`` is stored as ``r`` where ``p <= 0.5`` and ``1 - r``
+    elsewhere (float32): 0, 0.5 and 1 stay exact and the error is at most ``2**-bits · d`` (``2**-low_bits · d``
+    below ``low_below``): relative precision in both tails. The result is monotone non-decreasing in ``p``: each
+    band's rounding is, ``low_below`` (a power of two, on both grids) separates their results, and the two
+    mirrored halves meet at 0.5, which is on the grid. ``low_bits=None``: ``bits`` everywhere. For float32 ``p``
+    in [0.5, 1], ``1 - p`` and ``1 - r`` are exact (multiples of 2**-24 in [0, 1]).
     """
+    if not 0 < low_below <= 0.5 or np.frexp(low_below)[0] != 0.5:
+        raise ValueError(f"low_below must be a power of two in (0, 0.5], got {low_below}")
     p = np.asarray(prob, dtype=np.float32)
     low = p <= 0.5
-    q = round_significant_bits(np.where(low, p, np.float32(1) - p), bits)
-    return np.where(low, q, np.float32(1) - q).astype(np.float32)
+    d = np.where(low, p, np.float32(1) - p)
+    r = round_significant_bits(d, bits)
+    if low_bits is not None and low_bits != bits:
+        coarse = d < low_below
+        r[coarse] = round_significant_bits(d[coarse], low_bits)
+    return np.where(low, r, np.float32(1) - r).astype(np.float32)
 
 
 def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +162,7 @@ def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tupl
     if precision == "float32":
         return track, prob
     if precision == "compact":
-        return round_significant_bits(track, TRACK_BITS), round_probability_bits(prob, PROB_BITS)
+        return round_significant_bits(track, TRACK_BITS), round_probability_bits(prob)
     raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
 
 
@@ -158,8 +182,8 @@ def precision_sidecars(precision: str, ensemble: bool = False) -> dict[str, dict
         "peakprob": {
             "content": "peak probability",
             "precision": precision,
-            "rounding": f"{PROB_BITS} significant bits of min(p, 1 - p)" if compact else no_rounding,
-            "max_relative_error": 2.0**-PROB_BITS if compact else 0.0,
+            "rounding": COMPACT_PROB_ROUNDING if compact else no_rounding,
+            "max_relative_error": 2.0**-PROB_LOW_BITS if compact else 0.0,
             "relative_to": "min(p, 1 - p)",
             "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
         },
@@ -754,7 +778,7 @@ def denoise_bigwig(
     is logged. ``threshold`` defaults to the model's (chosen on validation);
     ``interval`` to the model's tile size (outputs do not depend on it). With
     ``target_regions`` (a BED) only those regions are denoised. ``precision``: ``compact``
-    (probability to 9 significant bits of min(p, 1 - p), track to 8 significant bits) or ``float32`` (the model's
+    (probability: :data:`COMPACT_PROB_ROUNDING`; track to 8 significant bits) or ``float32`` (the model's
     outputs unchanged); see the module docstring. The three files
     appear together, atomically, then each bigWig's sidecar ``X.bw.json`` (its precision);
     then ``PREFIX.fitness.tsv``, the input compared with the
@@ -920,7 +944,7 @@ def describe_precision(precision: str) -> str:
     """Return one line for the log: how the two tracks are stored."""
     if precision == "compact":
         return (
-            f"compact (peak probability to {PROB_BITS} significant bits of min(p, 1 - p), denoised track to "
+            f"compact (peak probability to {COMPACT_PROB_ROUNDING}, denoised track to "
             f"{TRACK_BITS} significant bits; --precision float32 keeps the model's values)"
         )
     return "float32 (the model's values, unrounded)"
