@@ -8,7 +8,10 @@ float32`` three ways, their outputs under ``--work``: natively (the reference), 
 the fourth. For each route: the largest |delta| from the float32 reference over every input, the ``model`` and
 ``model_t0.5`` rows and every region. Cached: a route's file that exists is not remade.
 
-    .venv/bin/python benchmarks/precision_routes.py --work /work/scratch-immune/routes
+    .venv/bin/python benchmarks/precision_routes.py --work /work/scratch-immune/routes [--routes 0 2]
+
+``--routes 0 2`` runs the reference and the bf16 route only (each route re-runs every input's ``infer``: ~1 min
+an input on 2 cores).
 """
 
 from __future__ import annotations
@@ -107,13 +110,22 @@ def main() -> int:
     p.add_argument("--config", type=Path, default=Path("config/immune/config.yaml"), help="the cohort's config")
     p.add_argument("--work", type=Path, default=Path("/tmp/atacdenoise-precision-routes"), help="outputs, cached")
     p.add_argument("--out", type=Path, help="also write the Markdown table here")
+    p.add_argument(
+        "--routes",
+        type=int,
+        nargs="+",
+        choices=range(len(ROUTES)),
+        default=list(range(len(ROUTES))),
+        help="which routes to run, by their index in ROUTES (0, the float32 reference, always runs); default all",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     commands = rule_commands(args.config)
     work = args.work.resolve()
     tables = {}
     for k, (name, (env, extra)) in enumerate(ROUTES.items()):
-        tables[name] = run_route(commands, work / f"route{k}", env, extra)
+        if k == 0 or k in args.routes:
+            tables[name] = run_route(commands, work / f"route{k}", env, extra)
     workflow = [REPO / re.search(r"--out (\S+)", c).group(1) for c in commands if c.startswith("atacdenoise metrics")]
     missing = [str(t) for t in workflow if not t.exists()]
     if missing:
