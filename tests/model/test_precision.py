@@ -301,7 +301,7 @@ def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised
 def test_compact_files_take_a_fraction_of_a_byte_per_base(denoised):
     f, c = denoised["float32"]["bytes"], denoised["compact"]["bytes"]
     # benchmarks/precision.py, three trained light models on the demo's chr2: 0.17 and 0.22 bytes a base for track
-    # and probability on average (at most 0.20 and 0.27) against 1.41 and 1.46 in float32. This fixture (not a
+    # and probability on average (at most 0.20 and 0.27) against 1.40 and 1.44 in float32. This fixture (not a
     # trained model: a smoothing network) gives 0.21 and 0.22 against 1.25 and 1.14 in float32 (0.23 and 0.32
     # with 9 bits of min(p, 1 - p) everywhere and a first zoom of 512 bp)
     assert c["track"] <= 0.25 and c["peakprob"] <= 0.25, (c, f)
