@@ -21,7 +21,7 @@ Output precision (``--precision``, config ``model.output_precision``; default ``
 the peak probability with :data:`PROB_BITS` significant bits of ``min(p, 1 - p)``, :data:`PROB_LOW_BITS` where
 that is below :data:`PROB_LOW_BELOW` (:func:`round_probability_bits`: 0, 0.5 and 1 exact, monotone in ``p``,
 error <= 2**-8 · min(p, 1 - p) from 1/128 to 127/128 and 2**-6 · min(p, 1 - p) nearer an end: relative precision
-in both tails, coarser on the background, whose order below 1 % is set by float32 round-off) and the denoised
+in both tails, coarser on the background, whose order below 1/128 is set by float32 round-off) and the denoised
 track to :data:`TRACK_BITS` significant bits
 (:func:`round_significant_bits`; 0 stays 0, relative error <= 1/256), so equal neighbours merge: each chunk is
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
@@ -89,7 +89,7 @@ CPU_FORWARD_BATCH = 4
 #: output precisions of ``atacdenoise infer --precision`` (config ``model.output_precision``)
 PRECISIONS = ("compact", "float32")
 #: compact peak probabilities keep PROB_BITS significant bits of q = min(p, 1 - p) (error <= 2**-8 · q), and
-#: PROB_LOW_BITS where q < PROB_LOW_BELOW (error <= 2**-6 · q): the background (p < 1/128 holds ~4/5 of a genome's
+#: PROB_LOW_BITS where q < PROB_LOW_BELOW (error <= 2**-6 · q): the background (p < 1/128 holds ~4/5 of the demo's
 #: bases) is ordered by round-off there - even 16 bits move the demo's AUROC by 6e-4 - so its bits buy bytes,
 #: not ranking (with a first zoom of 4 kb, 0.22 bytes a base on the demo instead of 0.32 for 9 bits everywhere;
 #: benchmarks/README.md)
@@ -138,12 +138,13 @@ def round_probability_bits(
 ) -> np.ndarray:
     """Round probabilities to ``bits`` significant bits of ``d = min(p, 1 - p)``, ``low_bits`` where ``d < low_below``.
 
-    ``r = round_significant_bits(d, bits or low_bits)`` is stored as ``r`` where ``p <= 0.5`` and ``1 - r``
-    elsewhere (float32): 0, 0.5 and 1 stay exact and the error is at most ``2**-bits · d`` (``2**-low_bits · d``
-    below ``low_below``): relative precision in both tails. The result is monotone non-decreasing in ``p``: each
-    band's rounding is, ``low_below`` (a power of two, on both grids) separates their results, and the two
-    mirrored halves meet at 0.5, which is on the grid. ``low_bits=None``: ``bits`` everywhere. For float32 ``p``
-    in [0.5, 1], ``1 - p`` and ``1 - r`` are exact (multiples of 2**-24 in [0, 1]).
+    ``r``, ``d`` rounded to ``bits`` significant bits (``low_bits`` where ``d < low_below``), is stored as ``r``
+    where ``p <= 0.5`` and ``1 - r`` elsewhere (float32): 0, 0.5 and 1 stay exact and the error is at most
+    ``2**-bits · d`` (``2**-low_bits · d`` below ``low_below``): relative precision in both tails. The result is
+    monotone non-decreasing in ``p``: each band's rounding is, ``low_below`` (a power of two, on both grids)
+    separates their results, and the two mirrored halves meet at 0.5, which is on the grid. ``low_bits=None``:
+    ``bits`` everywhere. For float32 ``p`` in [0.5, 1], ``1 - p`` and ``1 - r`` are exact (multiples of 2**-24
+    in [0, 1]).
     """
     if not 0 < low_below <= 0.5 or np.frexp(low_below)[0] != 0.5:
         raise ValueError(f"low_below must be a power of two in (0, 0.5], got {low_below}")
