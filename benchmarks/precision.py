@@ -127,18 +127,23 @@ def _bits(bits: int, low_bits: int | None = None) -> Callable:
     return lambda p: round_probability_bits(p, bits, low_bits=low_bits)
 
 
+def _track(bits: int) -> Callable:
+    """Return a rounding to ``bits`` significant bits (the track's, or a probability's own)."""
+    return lambda t: round_significant_bits(t, bits)
+
+
 #: candidate -> (probability rounding, track rounding); float32 outputs are rounded by them (see the docstring)
 CANDIDATES: dict[str, tuple[Callable, Callable]] = {
-    OFFLINE_COMPACT: (round_probability_bits, lambda t: round_significant_bits(t, TRACK_BITS)),
-    COMPACT_9: (_bits(9), lambda t: round_significant_bits(t, 8)),
+    OFFLINE_COMPACT: (round_probability_bits, _track(TRACK_BITS)),
+    COMPACT_9: (_bits(9), _track(8)),
     "1/256 steps; 3 digits (compact before issue 19.2)": (grid_probability, significant_digits),
-    "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), lambda t: round_significant_bits(t, 6)),
-    "9 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(9, 6), lambda t: round_significant_bits(t, 8)),
-    "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": (_bits(8, 5), lambda t: round_significant_bits(t, 8)),
-    "7 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(7, 6), lambda t: round_significant_bits(t, 8)),
-    "7 bits of min(p, 1-p), 4 below 1/128; 7 bits": (_bits(7, 4), lambda t: round_significant_bits(t, 7)),
+    "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), _track(6)),
+    "9 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(9, 6), _track(8)),
+    "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": (_bits(8, 5), _track(8)),
+    "7 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(7, 6), _track(8)),
+    "7 bits of min(p, 1-p), 4 below 1/128; 7 bits": (_bits(7, 4), _track(7)),
     "16 bits of min(p, 1-p); float32": (_bits(16), _same),
-    "20 bits (float32 round-off only); float32": (lambda p: round_significant_bits(p, 20), _same),
+    "20 bits (float32 round-off only); float32": (_track(20), _same),
 }
 QUICK = [OFFLINE_COMPACT, COMPACT_9]
 

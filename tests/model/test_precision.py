@@ -104,9 +104,19 @@ def test_significant_bits_tie_cases_specials_and_the_float32_edges():
     q = round_significant_bits(tiny, 4)
     np.testing.assert_array_equal(q, reference_bits(tiny, 4))
     assert np.all(q > 0) and np.all(np.abs(q.astype(np.float64) - tiny) <= 2.0**-4 * tiny)
-    for bad in (0, 25):
+    for bad in (0, 25, 8.0, np.array([8, 0])):
         with pytest.raises(ValueError, match="bits"):
             round_significant_bits(tiny, bad)
+
+
+def test_significant_bits_per_value_are_each_values_own_rounding():
+    """Per-element bits (one pass for the probability's two bands) give what each count gives alone."""
+    x = _wide_values(5_000)
+    x = np.concatenate([x, np.array([np.finfo(np.float32).max, -np.finfo(np.float32).max, np.inf, np.nan], np.float32)])
+    bits = np.random.default_rng(3).integers(1, 25, x.size)
+    q = round_significant_bits(x, bits)
+    for b in np.unique(bits):
+        np.testing.assert_array_equal(q[bits == b], round_significant_bits(x[bits == b], int(b)))
 
 
 def test_probabilities_keep_7_bits_of_the_distance_to_the_nearer_end_4_below_1_128_monotone_in_p():

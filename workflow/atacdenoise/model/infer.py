@@ -113,23 +113,29 @@ COMPACT_FIRST_ZOOM = 4096
 # --------------------------------------------------------------------------- output precision
 
 
-def round_significant_bits(values: np.ndarray, bits: int) -> np.ndarray:
+def round_significant_bits(values: np.ndarray, bits: int | np.ndarray) -> np.ndarray:
     """Round float32 values to ``bits`` significant binary digits (nearest, ties to even), as float32.
 
-    0, NaN and inf are unchanged; the relative error is at most ``2**-bits``; the rounding is idempotent and
-    monotone non-decreasing. Done exactly in float64 (``np.frexp``/``np.ldexp``; subnormals included), so the
-    result is a float32 with at most ``bits`` significant bits. A finite value that would round past the
-    float32 range (only values within a relative ``2**-(bits + 1)`` of its maximum, 3.4e38) gets the largest
-    such float32 instead of inf (there the relative error is below ``2**(1 - bits)``).
+    ``bits`` is one count or one per value (an integer array that broadcasts against ``values``), so a banded
+    rounding is one pass. 0, NaN and inf are unchanged; the relative error is at most ``2**-bits``; the
+    rounding is idempotent and monotone non-decreasing for one ``bits``. Done exactly in float64
+    (``np.frexp``/``np.ldexp``; subnormals included), so the result is a float32 with at most ``bits``
+    significant bits. A finite value that would round past the float32 range (only values within a relative
+    ``2**-(bits + 1)`` of its maximum, 3.4e38) gets the largest such float32 instead of inf (there the relative
+    error is below ``2**(1 - bits)``).
     """
-    if not 1 <= bits <= 24:
-        raise ValueError(f"bits must be between 1 and 24 (a float32 has 24 significant bits), got {bits}")
+    nbits = np.asarray(bits)
+    if nbits.dtype.kind not in "iu" or nbits.size == 0 or nbits.min() < 1 or nbits.max() > 24:
+        raise ValueError(f"bits must be integers between 1 and 24 (a float32 has 24 significant bits), got {bits}")
     x = np.asarray(values, dtype=np.float32)
     mantissa, exponent = np.frexp(x.astype(np.float64))  # x = mantissa · 2**exponent, 0.5 <= |mantissa| < 1
-    scaled = np.rint(np.ldexp(mantissa, bits))  # an integer of at most `bits` bits (2**bits: carried into the exponent)
-    out = np.ldexp(scaled, exponent - bits)  # exact in float64, and representable in float32 (see the docstring)
-    largest = np.ldexp(np.float64(2**bits - 1), 128 - bits)  # the largest finite float32 with `bits` bits
-    out = np.where(np.isfinite(x), np.clip(out, -largest, largest), x)
+    scaled = np.rint(np.ldexp(mantissa, nbits))  # at most `bits` bits (2**bits: carried into the exponent)
+    out = np.asarray(np.ldexp(scaled, exponent - nbits))  # exact in float64, representable in float32 (docstring)
+    over = np.abs(out) > np.finfo(np.float32).max  # rounded past the range (and inf, restored below)
+    if over.any():
+        nb = np.broadcast_to(nbits, out.shape)[over]
+        out[over] = np.copysign(np.ldexp(2.0**nb - 1, 128 - nb), out[over])  # the largest float32 with nb bits
+    out = np.where(np.isfinite(x), out, x)
     return out.astype(np.float32)
 
 
@@ -151,10 +157,8 @@ def round_probability_bits(
     p = np.asarray(prob, dtype=np.float32)
     low = p <= 0.5
     d = np.where(low, p, np.float32(1) - p)
-    r = round_significant_bits(d, bits)
-    if low_bits is not None and low_bits != bits:
-        coarse = d < low_below
-        r[coarse] = round_significant_bits(d[coarse], low_bits)
+    band = bits if low_bits is None else np.where(d < low_below, np.int32(low_bits), np.int32(bits))
+    r = round_significant_bits(d, band)  # one pass: per-element bits
     return np.where(low, r, np.float32(1) - r).astype(np.float32)
 
 
