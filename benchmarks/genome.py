@@ -254,6 +254,11 @@ def path_bytes(paths: list[Path]) -> int:
     return total
 
 
+def denoised_prefix(sc: Scope, threads: int, precision: str) -> Path:
+    """Where ``infer`` writes at ``threads`` and ``precision`` (a folder each: no run overwrites another's)."""
+    return sc.p(f"denoised.t{threads}.{precision}/{SAMPLE}")
+
+
 def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str], list[Path], float, str, str]:
     """(command, outputs, rate numerator, rate unit, note) of ``stage`` as its rule runs it."""
     ad = common.tool("atacdenoise", "install the project: make setup")
@@ -290,7 +295,7 @@ def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str],
         "lr": 0.001,
         "seed": SEED,
     }
-    infer_prefix = sc.p(f"denoised.t{threads}/{SAMPLE}")
+    infer_prefix = denoised_prefix(sc, threads, args.precision)
     infer_bases = sum(sc.sizes[c] for c in sc.infer_chroms)
     part = sc.partial if stage in sc.partial_stages else None
     chroms = ["--chroms", *part] if part else []
@@ -510,7 +515,7 @@ def stage_command(stage: str, sc: Scope, threads: int, args) -> tuple[list[str],
             "--noisy",
             str(noisy_bw),
             "--denoised-prefix",
-            str(sc.p(f"denoised.t{args.threads}/{SAMPLE}")),
+            str(denoised_prefix(sc, args.threads, args.precision)),
             "--baseline",
             f"macs3_bdgpeakcall={pre.format('bdgpeakcall', 'narrowPeak')},{pre.format('bdgpeakcall', 'pval.bw')}",
             "--baseline",
@@ -596,6 +601,9 @@ def run_stage(stage: str, sc: Scope, threads: int, args) -> Row:
     log(f"[{sc.name}] {stage} (threads {threads}): {' '.join(cmd)[:300]}")
     s, _ = run_cmd(cmd, env=child_env(), cores=threads)
     row = Row(stage, sc.name, threads, s.wall, s.rss, path_bytes(outs), count / s.wall, unit, load, note)
+    if stage == "infer":  # each bigWig's bytes a base (issue 19.2's measure): outs start with track.bw, peakprob.bw
+        row.extra["bytes_per_base"] = {p.name.split(".")[-2]: p.stat().st_size / count for p in outs[:2]}
+        row.note += "; " + ", ".join(f"{k}.bw {v:.3f} B/base" for k, v in row.extra["bytes_per_base"].items())
     if "extrapolated" in note:  # the whole genome's time, per base
         part = sc.infer_chroms if stage == "infer" else sc.partial
         row.extra["genome_scale"] = sc.bases / sum(sc.sizes[c] for c in part)

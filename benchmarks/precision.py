@@ -21,10 +21,14 @@ float32``, to show how far the metrics move without any rounding of the outputs:
 instead of the native kernels (another correct float32 implementation) and with bf16 autocast (``--amp bf16``:
 what ``--amp auto``, the default, does on a GPU; here on the CPU).
 
+``--depths`` denoises more of the demo's inputs with each model (``coverage/HSC/{depth}.rep1.bw``: ``given`` is
+the 5M library, the default; the demo also makes 15000 and 60000): every (model, input) pair is then one case
+of the tables below, and a last table gives each input's figures apart.
+
 Bytes per base: file size / bases of chr2 (10,000,000, all denoised). Deltas: candidate - float32 for every
-``model`` and ``model_t0.5`` row of ``metrics.tsv`` (MSE as a relative change), mean over the models and the
-largest |delta|; "meets" = both files <= 0.2 bytes a base and every |delta| < 0.0005 for every model (MSE:
-relative < 0.0005); "within the GPU route" = for every metric, the largest |delta| over the models is at most
+``model`` and ``model_t0.5`` row of ``metrics.tsv`` (MSE as a relative change), mean over the cases and the
+largest |delta|; "meets" = both files <= 0.2 bytes a base and every |delta| < 0.0005 for every case (MSE:
+relative < 0.0005); "within the GPU route" = for every metric, the largest |delta| over the cases is at most
 the bf16 route's (or < 0.0005). Outputs are cached under ``--work``.
 
     .venv/bin/python benchmarks/precision.py --results /work/main/results \
@@ -224,13 +228,13 @@ def offline(reference: Path, prefix: Path, rounding: tuple[Callable, Callable], 
     write_narrowpeak(peaks.finish(), Path(f"{prefix}.peaks.narrowPeak"))
 
 
-def run_model(index: int, model: Path, work: Path, results: Path, candidates: list[str]) -> dict[str, dict]:
-    """Every candidate's sizes and metrics for one model."""
+def run_model(index: int, model: Path, work: Path, results: Path, candidates: list[str], depth: str) -> dict[str, dict]:
+    """Every candidate's sizes and metrics for one model denoising the demo's input of ``depth``."""
     import torch
 
-    noisy, clean = results / "coverage/HSC/given.rep1.bw", results / "coverage/HSC/full.rep1.bw"
+    noisy, clean = results / f"coverage/HSC/{depth}.rep1.bw", results / "coverage/HSC/full.rep1.bw"
     length = read_chrom_sizes(SIZES)[CHROM]
-    out = work / f"model{index}"
+    out = work / f"model{index}" if depth == "given" else work / f"model{index}" / f"depth-{depth}"
     threshold = float(torch.load(model, map_location="cpu", weights_only=True)["threshold"])
     rows = {}
     for precision in ("float32", "compact"):
@@ -244,15 +248,15 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
         prefix = out / cache_name(name)
         offline(out / "float32", prefix, CANDIDATES[name], threshold)
         rows[name] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
-        log.info("model %d: %s done (%d/%d)", index, name, k + 1, len(candidates))
+        log.info("model %d, %s: %s done (%d/%d)", index, depth, name, k + 1, len(candidates))
     if OFFLINE_COMPACT in rows:  # the offline route is the infer route: same values, same metrics
         offline_prefix = out / cache_name(OFFLINE_COMPACT)
         for key in ("track", "peakprob"):
             real = read_bigwig(f"{out / 'compact'}.{key}.bw", CHROM)
             if not np.array_equal(real, read_bigwig(f"{offline_prefix}.{key}.bw", CHROM)):
-                raise SystemExit(f"model {index}: the offline route's {key} differs from infer --precision compact's")
+                raise SystemExit(f"model {index}, {depth}: the offline route's {key} differs from infer's compact")
         if rows[OFFLINE_COMPACT]["metrics"] != rows["compact"]["metrics"]:
-            raise SystemExit(f"model {index}: the offline route's metrics differ from infer --precision compact's")
+            raise SystemExit(f"model {index}, {depth}: the offline route's metrics differ from infer's compact")
     return rows
 
 
@@ -272,10 +276,10 @@ def deltas(rows: dict[str, dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def tables(per_model: list[dict[str, dict]]) -> str:
+def tables(per_case: list[dict[str, dict]]) -> str:
     """Markdown: a summary per candidate, then the largest |delta| of every metric per candidate."""
-    names = [n for n in per_model[0] if n != "float32"]
-    d = [deltas(rows) for rows in per_model]
+    names = [n for n in per_case[0] if n != "float32"]
+    d = [deltas(rows) for rows in per_case]
     metrics = list(d[0]["float32"])
     head = (
         "| candidate (probability; track) | track.bw B/base | peakprob.bw B/base | AUPRC | AUROC | ECE | "
@@ -284,8 +288,8 @@ def tables(per_model: list[dict[str, dict]]) -> str:
     lines = [head, "|---" * 12 + "|"]
     gpu = {k: max(abs(x[GPU_ROUTE][k]) for x in d) for k in metrics}
     for name in ["float32", *names]:
-        track = [rows[name]["bytes"]["track"] for rows in per_model]
-        prob = [rows[name]["bytes"]["peakprob"] for rows in per_model]
+        track = [rows[name]["bytes"]["track"] for rows in per_case]
+        prob = [rows[name]["bytes"]["peakprob"] for rows in per_case]
 
         def mean(key: str, name: str = name) -> str:
             return f"{np.mean([x[name][key] for x in d]):+.5f}"
@@ -306,7 +310,7 @@ def tables(per_model: list[dict[str, dict]]) -> str:
             f"{mean('model.pearson.all')} | {mean('model.spearman.all')} | {mean('model.f1.all')} | "
             f"{worst[top]:.5f} ({top}) | {'yes' if ok else 'no'} | {'yes' if within else 'no'} |"
         )
-    lines += ["", "Largest |delta| over the models, every metric (MSE: relative):", ""]
+    lines += ["", "Largest |delta| over the models (and inputs), every metric (MSE: relative):", ""]
     short = {n: f"c{k}" for k, n in enumerate(names)}
     lines.append("| metric | " + " | ".join(short.values()) + " |")
     lines.append("|---" * (len(names) + 1) + "|")
@@ -317,23 +321,57 @@ def tables(per_model: list[dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def per_depth_table(depths: list[str], per_case: list[dict[str, dict]]) -> str:
+    """Markdown: per candidate and input depth, bytes a base (mean, max over the models), largest AUPRC/AUROC moves."""
+    order = list(dict.fromkeys(depths))
+    names = ["float32", *[n for n in per_case[0] if n != "float32"]]
+    d = [deltas(rows) for rows in per_case]
+    head = "| candidate | " + " | ".join(f"{x}: track, peakprob B/base; AUPRC, AUROC" for x in order) + " |"
+    lines = [head, "|---" * (len(order) + 1) + "|"]
+    for name in names:
+        cells = []
+        for depth in order:
+            idx = [k for k, x in enumerate(depths) if x == depth]
+            track = [per_case[k][name]["bytes"]["track"] for k in idx]
+            prob = [per_case[k][name]["bytes"]["peakprob"] for k in idx]
+            auprc = max(abs(d[k][name]["model.auprc.all"]) for k in idx)
+            auroc = max(abs(d[k][name]["model.auroc.all"]) for k in idx)
+            cells.append(
+                f"{np.mean(track):.3f} ({max(track):.3f}), {np.mean(prob):.3f} ({max(prob):.3f}); "
+                f"{auprc:.4f}, {auroc:.4f}"
+            )
+        label = "compact (shipped), real infer" if name == "compact" else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", type=Path, required=True, help="trained demo models (model.pt)")
     p.add_argument("--results", type=Path, default=REPO / "results", help="the demo's results/ (coverage bigWigs)")
     p.add_argument("--work", type=Path, default=Path("/tmp/atacdenoise-precision"), help="outputs, cached")
+    p.add_argument(
+        "--depths",
+        nargs="+",
+        default=["given"],
+        help="the demo's inputs to denoise (coverage/HSC/{depth}.rep1.bw: given = the 5M library, 15000, 60000)",
+    )
     p.add_argument("--quick", action="store_true", help="the first model and two candidates only")
     p.add_argument("--out", type=Path, help="also write the Markdown tables here")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    missing = [m for m in [*args.models, args.results / "coverage/HSC/full.rep1.bw"] if not m.exists()]
+    inputs = [args.results / f"coverage/HSC/{d}.rep1.bw" for d in ("full", *args.depths)]
+    missing = [m for m in [*args.models, *inputs] if not m.exists()]
     if missing:
         raise SystemExit(f"{[str(m) for m in missing]} missing: train the demo models / run the demo's data stages")
     models = args.models[:1] if args.quick else args.models
     candidates = QUICK if args.quick else list(CANDIDATES)
     results = args.results.resolve()
-    per_model = [run_model(k + 1, m.resolve(), args.work, results, candidates) for k, m in enumerate(models)]
-    text = tables(per_model)
+    cases = [(k + 1, m.resolve(), d) for d in args.depths for k, m in enumerate(models)]
+    per_case = [run_model(k, m, args.work, results, candidates, d) for k, m, d in cases]
+    text = tables(per_case)
+    if len(args.depths) > 1:  # each input's files and its largest AUPRC and AUROC moves, per candidate
+        text += "\n\n" + per_depth_table([d for _, _, d in cases], per_case)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -53,6 +53,11 @@ def test_quick_run_reports_every_stage_with_positive_figures(tmp_path):
     for r in rows:
         assert r["wall"] > 0 and r["rss"] > 0 and r["rate"] > 0, r
         assert r["written"] > 0 or r["stage"] == "loader", r
+    # infer reports each bigWig's bytes a base (compact, the default)
+    for r in (r for r in rows if r["stage"] == "infer"):
+        assert set(r["extra"]["bytes_per_base"]) == {"track", "peakprob"}, r
+        assert all(0 < v < 4 for v in r["extra"]["bytes_per_base"].values()), r
+        assert "compact outputs" in r["note"] and "peakprob.bw" in r["note"], r
     # the threaded stages ran at 1 and 2 threads on the genome
     for st in G.THREADED:
         assert {r["threads"] for r in rows if r["stage"] == st and r["scope"] == "genome"} == {1, 2}, st
