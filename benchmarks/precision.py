@@ -13,7 +13,8 @@ bases, each chunk as runs or fixed-step values, whichever deflates smaller, ISA-
 probability at the model's stored threshold by the same :class:`~atacdenoise.peaks.threshold.PeakStream`, then
 scored by the real ``atacdenoise metrics``. The row ``compact, offline route`` is the shipped compact rounding
 taken that way: its values and metrics must equal the real ``infer --precision compact`` run's (checked), which
-shows the offline route is the infer route. ``9 bits ...`` is ``compact`` as it was until 2026-12-05, ``1/256 steps;
+shows the offline route is the infer route. ``... per base`` is ``compact`` before its 8-bp bins (2026-12-05
+afternoon), ``9 bits ...`` as it was until 2026-12-05 morning, ``1/256 steps;
 3 digits`` as it was before issue 19.2's first fix.
 
 Reference routes (:data:`REFERENCES`): the same model computed otherwise by the real ``infer --precision
@@ -59,7 +60,10 @@ from atacdenoise.io.intervals import write_narrowpeak  # noqa: E402
 from atacdenoise.model.infer import (  # noqa: E402
     COMPACT_FIRST_ZOOM,
     COMPACT_PROB_ROUNDING,
+    COMPACT_PROB_STORAGE,
+    PROB_BIN_CUTS,
     TRACK_BITS,
+    bin_probability,
     round_probability_bits,
     round_significant_bits,
 )
@@ -116,14 +120,33 @@ def significant_digits(values: np.ndarray, digits: int = 3) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def bin_means(values: np.ndarray, width: int) -> np.ndarray:
+    """Each ``width``-base bin (from base 0; the last one may be shorter) holds its mean, as float32."""
+    n = values.size // width * width
+    means = values[:n].reshape(-1, width).mean(axis=1, dtype=np.float64)
+    tail = [values[n:].mean(dtype=np.float64)] if n < values.size else []
+    out = np.repeat(means, width)
+    return np.concatenate([out, np.repeat(tail, values.size - n)]).astype(np.float32)
+
+
+def _binned(width: int, rounding: Callable) -> Callable:
+    """Return ``rounding`` of ``width``-base means."""
+    return lambda x: rounding(bin_means(x, width))
+
+
 def _same(x: np.ndarray) -> np.ndarray:
     return x
 
 
 #: the shipped ``compact`` rounding (``infer``'s functions), measured from the float32 outputs
-OFFLINE_COMPACT = f"compact, offline route ({COMPACT_PROB_ROUNDING}; {TRACK_BITS} bits)"
+OFFLINE_COMPACT = f"compact, offline route ({COMPACT_PROB_STORAGE}; {TRACK_BITS} bits)"
+#: ``compact`` before the 8-bp bins (the same rounding, per base)
+PER_BASE = f"{COMPACT_PROB_ROUNDING}, per base; {TRACK_BITS} bits (compact before the 8-bp bins)"
+#: candidates whose probability is stored as infer stores compact ones: bin means, per base where a bin
+#: straddles the model's threshold or 0.5 (:func:`~atacdenoise.model.infer.bin_probability`)
+BINNED = {OFFLINE_COMPACT}
 #: ``compact`` before this change (9 bits of min(p, 1 - p) everywhere), at today's writer settings
-COMPACT_9 = "9 bits of min(p, 1-p); 8 bits (compact before)"
+COMPACT_9 = "9 bits of min(p, 1-p); 8 bits (compact until 2026-12-05 morning)"
 
 
 def _bits(bits: int, low_bits: int | None = None) -> Callable:
@@ -139,6 +162,7 @@ def _track(bits: int) -> Callable:
 #: candidate -> (probability rounding, track rounding); float32 outputs are rounded by them (see the docstring)
 CANDIDATES: dict[str, tuple[Callable, Callable]] = {
     OFFLINE_COMPACT: (round_probability_bits, _track(TRACK_BITS)),
+    PER_BASE: (round_probability_bits, _track(TRACK_BITS)),
     COMPACT_9: (_bits(9), _track(8)),
     "1/256 steps; 3 digits (compact before issue 19.2)": (grid_probability, significant_digits),
     "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), _track(6)),
@@ -146,10 +170,18 @@ CANDIDATES: dict[str, tuple[Callable, Callable]] = {
     "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": (_bits(8, 5), _track(8)),
     "7 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(7, 6), _track(8)),
     "7 bits of min(p, 1-p), 4 below 1/128; 7 bits": (_bits(7, 4), _track(7)),
+    "8-bp means, then compact (both)": (_binned(8, round_probability_bits), _binned(8, _track(TRACK_BITS))),
+    "16-bp means, then compact (both)": (_binned(16, round_probability_bits), _binned(16, _track(TRACK_BITS))),
+    "8-bp means of the probability, straddling bins not kept; track compact": (
+        _binned(8, round_probability_bits),
+        _track(TRACK_BITS),
+    ),
+    "compact probability per base; track: 4-bp means, 8 bits": (round_probability_bits, _binned(4, _track(8))),
+    "compact probability per base; track: 2-bp means, 8 bits": (round_probability_bits, _binned(2, _track(8))),
     "16 bits of min(p, 1-p); float32": (_bits(16), _same),
     "20 bits (float32 round-off only); float32": (_track(20), _same),
 }
-QUICK = [OFFLINE_COMPACT, COMPACT_9]
+QUICK = [OFFLINE_COMPACT, PER_BASE]
 
 #: other float32 computations of the same model, run by the real ``infer --precision float32``: how far the
 #: metrics move without any rounding of the outputs. name -> (environment, extra arguments, cache stem)
@@ -209,14 +241,22 @@ def infer(
     _run(cmd, f"infer {model} --precision {precision}", env)
 
 
-def offline(reference: Path, prefix: Path, rounding: tuple[Callable, Callable], threshold: float) -> None:
-    """Round the float32 outputs at ``reference``, write them as infer writes compact outputs, call peaks (cached)."""
+def offline(
+    reference: Path, prefix: Path, rounding: tuple[Callable, Callable], threshold: float, binned: bool = False
+) -> None:
+    """Round the float32 outputs at ``reference``, write them as infer writes compact outputs, call peaks (cached).
+
+    ``binned``: the probability is stored as infer stores compact ones (:data:`BINNED`); peaks are called on
+    the per-base rounding either way, as infer calls them.
+    """
     if Path(f"{prefix}.peaks.narrowPeak").exists():
         return
     sizes = read_chrom_sizes(SIZES)
-    prob = rounding[0](read_bigwig(f"{reference}.peakprob.bw", CHROM))
+    raw = read_bigwig(f"{reference}.peakprob.bw", CHROM)
+    prob = rounding[0](raw)
     track = rounding[1](read_bigwig(f"{reference}.track.bw", CHROM))
-    for key, values in (("track", track), ("peakprob", prob)):
+    stored = bin_probability(prob, raw, 0, (threshold, *PROB_BIN_CUTS)) if binned else prob
+    for key, values in (("track", track), ("peakprob", stored)):
         with BigWigFileWriter(
             f"{prefix}.{key}.bw", sizes, threads=1, fast=True, first_zoom=COMPACT_FIRST_ZOOM, smallest=True
         ) as writer:
@@ -246,7 +286,7 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
         rows[name] = {"bytes": _sizes(out / stem, length), "metrics": _metrics(out / stem, noisy, clean)}
     for k, name in enumerate(candidates):
         prefix = out / cache_name(name)
-        offline(out / "float32", prefix, CANDIDATES[name], threshold)
+        offline(out / "float32", prefix, CANDIDATES[name], threshold, binned=name in BINNED)
         rows[name] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
         log.info("model %d, %s: %s done (%d/%d)", index, depth, name, k + 1, len(candidates))
     if OFFLINE_COMPACT in rows:  # the offline route is the infer route: same values, same metrics
@@ -303,7 +343,7 @@ def tables(per_case: list[dict[str, dict]]) -> str:
         if name in REFERENCES:
             label = f"reference route: {name}"
         if name == "compact":
-            label = f"compact (shipped: {COMPACT_PROB_ROUNDING}; {TRACK_BITS} bits), real infer"
+            label = f"compact (shipped: {COMPACT_PROB_STORAGE}; {TRACK_BITS} bits), real infer"
         lines.append(
             f"| {label} | {np.mean(track):.3f} (max {max(track):.3f}) | {np.mean(prob):.3f} (max {max(prob):.3f}) | "
             f"{mean('model.auprc.all')} | {mean('model.auroc.all')} | {mean('model.ece.all')} | "

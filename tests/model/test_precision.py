@@ -25,11 +25,13 @@ from atacdenoise.io.bbiwrite import FIRST_ZOOM, BigWigFileWriter
 from atacdenoise.io.bigwig import read_bigwig
 from atacdenoise.model.infer import (
     COMPACT_FIRST_ZOOM,
+    PROB_BIN,
     PROB_BITS,
     PROB_LOW_BELOW,
     PROB_LOW_BITS,
     TRACK_BITS,
     apply_precision,
+    bin_probability,
     denoise_array,
     denoise_bigwig,
     round_probability_bits,
@@ -283,39 +285,84 @@ def test_float32_outputs_are_the_models_values_bit_for_bit(denoised):
 
 def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised):
     f, c = denoised["float32"], denoised["compact"]
-    # exactly the documented rounding of the model's values, checked against the exact reference
-    np.testing.assert_array_equal(c["prob"], round_probability_bits(f["prob"]))
+    # exactly the documented storage of the model's values: the probability's 8-bp means (per base where a
+    # bin straddles the threshold, 0.5 here, the fixture model's), rounded; the track rounded
+    rounded = round_probability_bits(f["prob"])
+    np.testing.assert_array_equal(c["prob"], bin_probability(rounded, f["prob"], START, (0.5,)))
+    assert np.array_equal(c["prob"] >= 0.5, rounded >= 0.5)  # the same calls as per-base rounding
+    binned = c["prob"] != rounded
+    assert 0.1 < np.mean(binned) < 0.9  # a quarter of the bases hold a bin mean unlike their own value (0.26)
     np.testing.assert_array_equal(c["track"], round_significant_bits(f["track"], TRACK_BITS))
     levels = np.unique(c["track"])
     np.testing.assert_array_equal(levels, reference_bits(levels, TRACK_BITS))
     # error bounds: 2**-8 of the distance to the nearer end (0 and 1 exact), 2**-6 below 1/128; 1/256 of the
     # track's value
-    p, q = f["prob"].astype(np.float64), c["prob"].astype(np.float64)
-    assert q.min() >= 0 and q.max() <= 1
+    p, q = f["prob"].astype(np.float64), rounded.astype(np.float64)
+    assert c["prob"].min() >= 0 and c["prob"].max() <= 1
     d = np.minimum(p, 1 - p)
     assert np.all(np.abs(q - p) <= np.where(d < PROB_LOW_BELOW, 2.0**-PROB_LOW_BITS, 2.0**-PROB_BITS) * d)
     order = np.argsort(p, kind="stable")
-    assert np.all(np.diff(q[order]) >= 0)  # the bases' ranking is kept, up to ties
+    assert np.all(np.diff(q[order]) >= 0)  # the per-base rounding keeps the bases' ranking, up to ties
     t = f["track"].astype(np.float64)
     nonzero = t != 0
     assert np.count_nonzero(nonzero) > 0.1 * t.size
     rel = np.abs(c["track"][nonzero] - t[nonzero]) / np.abs(t[nonzero])
     assert rel.max() <= 2.0**-TRACK_BITS
     assert np.all(c["track"][~nonzero] == 0)  # zero stays zero
-    for key, bits, of in (("peakprob", PROB_LOW_BITS, "min(p, 1 - p)"), ("track", TRACK_BITS, "the value")):
+    for key, bits, of in (
+        ("peakprob", PROB_LOW_BITS, f"min(p, 1 - p) of the {PROB_BIN}-bp mean or of the base"),
+        ("track", TRACK_BITS, "the value"),
+    ):
         side = json.loads(Path(f"{c['prefix']}.{key}.bw.json").read_text())
         assert side["precision"] == "compact" and side["max_relative_error"] == 2.0**-bits
         assert side["relative_to"] == of and side["first_zoom_bp"] == COMPACT_FIRST_ZOOM
+    assert json.loads(Path(f"{c['prefix']}.peakprob.bw.json").read_text())["bin_bp"] == PROB_BIN
+
+
+def _bin_reference(rounded: np.ndarray, prob: np.ndarray, start: int, cuts: tuple, width: int) -> np.ndarray:
+    """One bin at a time: the rounded mean, or the bases' own rounded values where they straddle a cut."""
+    out, i = np.empty_like(rounded), 0
+    while i < prob.size:
+        j = min(prob.size, ((start + i) // width + 1) * width - start)  # the end of base i's bin
+        r = rounded[i:j]
+        if any(0 < np.count_nonzero(r >= cut) < r.size for cut in cuts):
+            out[i:j] = r
+        else:
+            out[i:j] = round_probability_bits(np.float32(prob[i:j].mean(dtype=np.float64)))
+        i = j
+    return out
+
+
+@pytest.mark.parametrize("start", [0, 5, 8, 1_000_003])
+def test_probability_bins_are_aligned_means_and_keep_the_calls_at_every_cut(start):
+    rng = np.random.default_rng(start)
+    # a background, a ramp through both cuts and noisy peaks: bins on either side and straddling
+    prob = np.concatenate(
+        [rng.random(301) * 0.01, np.linspace(0, 1, 257), np.clip(0.5 + rng.normal(0, 0.2, 203), 0, 1)]
+    ).astype(np.float32)
+    rounded = round_probability_bits(prob)
+    cuts = (0.5, 0.3125)
+    stored = bin_probability(rounded, prob, start, cuts, width=PROB_BIN)
+    np.testing.assert_array_equal(stored, _bin_reference(rounded, prob, start, cuts, PROB_BIN))
+    for cut in cuts:
+        np.testing.assert_array_equal(stored >= cut, rounded >= cut)
+    # bins start at multiples of the width on the chromosome: constant within each unsplit bin
+    ids = (start + np.arange(prob.size)) // PROB_BIN
+    kept = stored != rounded
+    for b in np.unique(ids[kept]):
+        assert np.unique(stored[ids == b]).size == 1
+    assert bin_probability(rounded[:0], prob[:0], start, cuts).size == 0
 
 
 def test_compact_files_take_a_fraction_of_a_byte_per_base(denoised):
     f, c = denoised["float32"]["bytes"], denoised["compact"]["bytes"]
-    # benchmarks/precision.py, three trained light models on the demo's chr2: 0.17 and 0.22 bytes a base for track
-    # and probability on average (at most 0.20 and 0.27) against 1.40 and 1.44 in float32. This fixture (not a
-    # trained model: a smoothing network) gives 0.21 and 0.22 against 1.25 and 1.14 in float32 (0.23 and 0.32
-    # with 9 bits of min(p, 1 - p) everywhere and a first zoom of 512 bp)
-    assert c["track"] <= 0.25 and c["peakprob"] <= 0.25, (c, f)
-    assert c["track"] <= f["track"] / 5 and c["peakprob"] <= f["peakprob"] / 5, (c, f)
+    # benchmarks/precision.py, the demo model on the demo's chr2 at its three depths: 0.11-0.17 bytes a base for
+    # the probability (0.17-0.37 per base, before the 8-bp bins) and 0.13-0.24 for the track, against 1.3-2.1 and
+    # 1.2-1.4 in float32. This fixture (not a trained model: a smoothing network) gives 0.12 and 0.21 against
+    # 1.14 and 1.25 in float32 (0.22 for the probability per base; 0.32 with 9 bits of min(p, 1 - p) everywhere
+    # and a first zoom of 512 bp)
+    assert c["peakprob"] <= 0.2 and c["track"] <= 0.25, (c, f)
+    assert c["peakprob"] <= f["peakprob"] / 8 and c["track"] <= f["track"] / 5, (c, f)
     # the outputs are realistic: mostly non-zero, not constant, peaks present
     prob = denoised["compact"]["prob"]
     assert 0.01 < np.mean(prob >= 0.5) < 0.2 and np.unique(prob).size > 100

@@ -44,7 +44,7 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.model.fitness import fitness_path
-from atacdenoise.model.infer import COMPACT_PROB_ROUNDING, PRECISIONS, TRACK_BITS, denoise_bigwig, output_paths
+from atacdenoise.model.infer import COMPACT_PROB_STORAGE, PRECISIONS, TRACK_BITS, denoise_bigwig, output_paths
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="compact",
-        help=f"compact (default): peak probability to {COMPACT_PROB_ROUNDING}, denoised track to "
-        f"{TRACK_BITS} significant bits (files 6-8x smaller); float32: the model's values unrounded",
+        help=f"compact (default): peak probability as {COMPACT_PROB_STORAGE}, denoised track to "
+        f"{TRACK_BITS} significant bits (files 6-12x smaller); float32: the model's values unrounded",
     )
 
 
