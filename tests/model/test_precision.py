@@ -325,7 +325,7 @@ def _bin_reference(rounded: np.ndarray, prob: np.ndarray, start: int, cuts: tupl
     while i < prob.size:
         j = min(prob.size, ((start + i) // width + 1) * width - start)  # the end of base i's bin
         r = rounded[i:j]
-        if any(0 < np.count_nonzero(r >= cut) < r.size for cut in cuts):
+        if any(0 < np.count_nonzero(r >= np.float32(cut)) < r.size for cut in cuts):
             out[i:j] = r
         else:
             out[i:j] = round_probability_bits(np.float32(prob[i:j].mean(dtype=np.float64)))
@@ -341,10 +341,10 @@ def test_probability_bins_are_aligned_means_and_keep_the_calls_at_every_cut(star
         [rng.random(301) * 0.01, np.linspace(0, 1, 257), np.clip(0.5 + rng.normal(0, 0.2, 203), 0, 1)]
     ).astype(np.float32)
     rounded = round_probability_bits(prob)
-    cuts = (0.5, 0.3125)
+    cuts = (0.5, 0.1)  # 0.1 is not a float32: compared as float32, as the peak caller does
     stored = bin_probability(rounded, prob, start, cuts, width=PROB_BIN)
     np.testing.assert_array_equal(stored, _bin_reference(rounded, prob, start, cuts, PROB_BIN))
-    for cut in cuts:
+    for cut in map(np.float32, cuts):
         np.testing.assert_array_equal(stored >= cut, rounded >= cut)
     # bins start at multiples of the width on the chromosome: constant within each unsplit bin
     ids = (start + np.arange(prob.size)) // PROB_BIN

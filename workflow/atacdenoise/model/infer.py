@@ -30,9 +30,9 @@ is then stored as the rounded means of :data:`PROB_BIN`-base bins (:func:`bin_pr
 whose rounded values straddle the model's threshold or 0.5; peaks are called on the per-base rounded values,
 and the written file gives the same calls at both cuts (so the same peaks in ``macs3 bdgpeakcall`` at the
 threshold). ``float32`` stores
-the model's outputs unchanged (files 6-8x larger). Why compact is the default: on the demo and the real
+the model's outputs unchanged (files 6-12x larger). Why compact is the default: on the demo and the real
 immune cohort it moves the benchmark metrics about as much as computing the same model in bf16 does (the GPU
-route's default autocast), for ~0.2 bytes a base instead of ~1.4; ``benchmarks/precision.py``,
+route's default autocast), for 0.1-0.25 bytes a base instead of 1.2-2.1; ``benchmarks/precision.py``,
 ``benchmarks/README.md`` and README, Outputs.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
@@ -106,10 +106,10 @@ COMPACT_PROB_ROUNDING = (
 )
 #: compact probabilities are stored as the means of PROB_BIN-base bins (aligned to multiples of PROB_BIN on the
 #: chromosome, rounded as above), except in a bin whose rounded values fall on both sides of the model's
-#: threshold or of 0.5: there every base keeps its own rounded value, so the stored track gives the per-base
-#: calls at both cuts exactly. The model's probability has base-level structure (a comb around every cut site)
-#: that neither the labels nor the calls resolve; the means halve the file (demo: 0.12-0.17 bytes a base
-#: instead of 0.17-0.36) and move AUPRC and AUROC no more than the per-base rounding does
+#: threshold or of 0.5: there every base keeps its own rounded value, so the stored probability gives the
+#: per-base calls at both cuts exactly. The model's probability has base-level structure (a comb around every cut
+#: site) that neither the labels nor the calls resolve; the means halve the file (demo: 0.11-0.17 bytes a base
+#: instead of 0.17-0.37) and move AUPRC and AUROC no more than the per-base rounding does
 #: (benchmarks/README.md, Compact denoised outputs)
 PROB_BIN = 8
 #: the cuts whose calls the bins keep besides the model's threshold
@@ -188,10 +188,10 @@ def bin_probability(
     ``prob`` is the model's probability from position ``start`` of a chromosome, ``rounded`` its per-base
     compact rounding (:func:`round_probability_bits`). Bins are aligned to multiples of ``width`` on the
     chromosome (the first and last may be cut short by the chunk); a bin whose ``rounded`` values fall on both
-    sides of any of ``cuts`` (``rounded >= cut`` for some bases, not for others) keeps ``rounded`` per base.
-    Every other bin's value is its mean of ``prob`` rounded the same way, which lies on the same side of every
-    cut as all its bases' rounded values (the rounding is monotone), so ``stored >= cut`` equals
-    ``rounded >= cut`` at every base, for every cut.
+    sides of any of ``cuts`` (``rounded >= cut`` for some bases, not for others; compared as float32, as the
+    peak caller and MACS3 compare) keeps ``rounded`` per base. Every other bin's value is its mean of ``prob``
+    rounded the same way, which lies on the same side of every cut as all its bases' rounded values (the
+    rounding is monotone), so ``stored >= cut`` equals ``rounded >= cut`` at every base, for every cut.
     """
     n = prob.size
     if n == 0:
@@ -203,7 +203,7 @@ def bin_probability(
     stored = round_probability_bits(means)[ids]
     split = np.zeros(counts.size, bool)
     for cut in cuts:
-        above = np.bincount(ids, weights=rounded >= cut, minlength=counts.size)
+        above = np.bincount(ids, weights=rounded >= np.float32(cut), minlength=counts.size)
         split |= (above > 0) & (above < counts)
     keep = split[ids]
     stored[keep] = rounded[keep]
