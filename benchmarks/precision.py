@@ -246,8 +246,8 @@ def offline(
 ) -> None:
     """Round the float32 outputs at ``reference``, write them as infer writes compact outputs, call peaks (cached).
 
-    ``binned``: the probability is stored as infer stores compact ones (:data:`BINNED`); peaks are called on
-    the per-base rounding either way, as infer calls them.
+    ``binned``: the probability is stored as infer stores compact ones (:data:`BINNED`). Peaks are called on
+    the stored values, as infer calls them.
     """
     if Path(f"{prefix}.peaks.narrowPeak").exists():
         return
@@ -264,7 +264,7 @@ def offline(
                 writer.add(CHROM, k, values[k : k + CHUNK])
     peaks = PeakStream(CHROM, threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP)
     for k in range(0, prob.size, CHUNK):
-        peaks.add(k, prob[k : k + CHUNK], track[k : k + CHUNK])
+        peaks.add(k, stored[k : k + CHUNK], track[k : k + CHUNK])
     write_narrowpeak(peaks.finish(), Path(f"{prefix}.peaks.narrowPeak"))
 
 

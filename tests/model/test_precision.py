@@ -319,6 +319,21 @@ def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised
     assert json.loads(Path(f"{c['prefix']}.peakprob.bw.json").read_text())["bin_bp"] == PROB_BIN
 
 
+def test_peaks_are_what_the_compact_file_gives_at_the_threshold(denoised, tmp_path):
+    """`atacdenoise threshold` on the stored (binned) probability, summits on the track: infer's narrowPeak."""
+    prefix = denoised["compact"]["prefix"]
+    out = tmp_path / "again.narrowPeak"
+    cmd = [sys.executable, "-m", "atacdenoise.cli", "threshold", "--prob", f"{prefix}.peakprob.bw"]
+    cmd += ["--track", f"{prefix}.track.bw", "--threshold", "0.5", "--out", out]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    ours = Path(f"{prefix}.peaks.narrowPeak").read_text()
+    assert ours.count("\n") > 20 and out.read_text() == ours
+    # about the float32 outputs' peaks (the rounding may move a call at the threshold, the bins never do)
+    f32 = Path(f"{denoised['float32']['prefix']}.peaks.narrowPeak").read_text()
+    assert abs(ours.count("\n") - f32.count("\n")) <= 2
+
+
 def _bin_reference(rounded: np.ndarray, prob: np.ndarray, start: int, cuts: tuple, width: int) -> np.ndarray:
     """One bin at a time: the rounded mean, or the bases' own rounded values where they straddle a cut."""
     out, i = np.empty_like(rounded), 0

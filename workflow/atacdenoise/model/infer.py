@@ -27,9 +27,9 @@ track to :data:`TRACK_BITS` significant bits
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
 values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases. The probability
 is then stored as the rounded means of :data:`PROB_BIN`-base bins (:func:`bin_probability`), except in bins
-whose rounded values straddle the model's threshold or 0.5; peaks are called on the per-base rounded values,
-and the written file gives the same calls at both cuts (so the same peaks in ``macs3 bdgpeakcall`` at the
-threshold). ``float32`` stores
+whose rounded values straddle the model's threshold or 0.5, so the stored values give the per-base calls at
+both cuts; peaks are called on the stored values, so they are what ``macs3 bdgpeakcall`` (and
+``atacdenoise threshold``) find on the written file at the threshold. ``float32`` stores
 the model's outputs unchanged (files 6-12x larger). Why compact is the default: on the demo and the real
 immune cohort it moves the benchmark metrics about as much as computing the same model in bf16 does (the GPU
 route's default autocast), for 0.1-0.25 bytes a base instead of 1.2-2.1; ``benchmarks/precision.py``,
@@ -705,7 +705,7 @@ def denoise_genome(
                 if spread is not None:
                     _, spread = apply_precision(track, spread, precision)  # on the probability's scale
                     writers["spread"].add(chrom, offset + start, spread)
-                peaks.add(start, prob, track, spread)  # per base: the stored file gives the same calls
+                peaks.add(start, stored, track, spread)  # the same calls as per base (bin_probability)
 
             # every chromosome (or target region) as one stream of chunks: no drain at a boundary
             plan = [
