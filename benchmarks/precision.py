@@ -34,6 +34,8 @@ the bf16 route's (or < 0.0005). Outputs are cached under ``--work``.
 
     .venv/bin/python benchmarks/precision.py --results /work/main/results \
         --models /work/scratch-blend/seed{1,2,3}/model.pt --work /work/scratch-compact/bench
+    .venv/bin/python benchmarks/precision.py --results /work/main/results \
+        --models /work/main/results/models/demo/model.pt --depths 15000 60000 given --work /work/scratch-compact/bench
 """
 
 from __future__ import annotations
