@@ -22,20 +22,24 @@ import torch
 
 from atacdenoise.errors import InputError
 from atacdenoise.io.bbiwrite import FIRST_ZOOM, BigWigFileWriter
-from atacdenoise.io.bigwig import read_bigwig
+from atacdenoise.io.bigwig import bigwig_total, read_bigwig
 from atacdenoise.model.infer import (
     COMPACT_FIRST_ZOOM,
     PROB_BIN,
     PROB_BITS,
     PROB_LOW_BELOW,
     PROB_LOW_BITS,
+    TRACK_BIN,
     TRACK_BITS,
+    TRACK_FLOOR,
     apply_precision,
     bin_probability,
+    bin_track,
     denoise_array,
     denoise_bigwig,
     round_probability_bits,
     round_significant_bits,
+    track_floor,
 )
 from atacdenoise.model.network import build_model, save_model, transform_input
 
@@ -208,8 +212,12 @@ def test_writer_keeps_the_smaller_encoding_of_a_step_like_chunk_and_the_values(t
 # --------------------------------------------------------------------------- inference on real coverage
 
 
-def smoothing_model(x: np.ndarray, pad: int) -> torch.nn.Module:
-    """Light-shaped network set to smooth its input (0 on its lowest 60 %) and to call peaks on its top 5 %."""
+def smoothing_model(x: np.ndarray, pad: int, transform: dict = TRANSFORM, mean: float | None = None) -> torch.nn.Module:
+    """Light-shaped network set to smooth its input (0 on its lowest 60 %) and to call peaks on its top 5 %.
+
+    ``transform``: the model's input transform (a depth one at scale 1: the coverage as it is); ``mean``: the
+    track's mean over ``x`` (a trained depth-normalised model's is the reference total over the genome's length).
+    """
     torch.manual_seed(0)
     model = build_model({"preset": "light"}).eval()
     with torch.no_grad():
@@ -220,11 +228,15 @@ def smoothing_model(x: np.ndarray, pad: int) -> torch.nn.Module:
         for block in [*model.reg_blocks, *model.cls_blocks]:
             if isinstance(block.skip, torch.nn.Conv1d):
                 block.skip.weight.fill_(1.0)
-        inp = transform_input(torch.from_numpy(np.pad(x, pad))[None], TRANSFORM)
+        inp = transform_input(torch.from_numpy(np.pad(x, pad))[None], transform)
         track, _ = model(inp)
         # a trained model's track is exactly 0 (the output ReLU) on most of the background (66 % of the demo's
         # holdout): set the offset that zeroes the lowest 60 %
         model.reg_out.bias.fill_(-float(np.quantile(track[0, pad:-pad].numpy(), 0.6)))
+        if mean is not None:  # the track is ReLU of reg_out's output: scaling reg_out scales it
+            gain = mean / float(model(inp)[0][0, pad:-pad].mean())
+            model.reg_out.weight *= gain
+            model.reg_out.bias *= gain
         _, logits = model(inp)
         logits = logits[0, pad:-pad].numpy()
         cut, scale = np.quantile(logits, 0.95), 4.0 / logits.std()
@@ -272,6 +284,25 @@ def denoised(tmp_path_factory) -> dict:
     ref_track, ref_prob = denoise_array(
         model, x, interval, pad, device="cpu", transform=lambda t: transform_input(t, TRANSFORM)
     )
+    # a depth-normalised model (the default input transform; its reference the input's total: scale 1), whose
+    # compact track is binned below the model's mean coverage
+    depth = {"kind": "depth", "reference": bigwig_total(noisy, {CHROM: 10_000_000})}
+    genome_bp = sum(int(line.split()[1]) for line in SIZES.read_text().splitlines())  # chr1, chr2: the input's
+    model = smoothing_model(x, pad, depth, mean=depth["reference"] / genome_bp)
+    save_model(model_pt, model, preprocessing=PRE, window=window, input_transform=depth, threshold=0.5)
+    prefix = d / "depth"
+    denoise_bigwig(
+        model_pt, noisy, SIZES, prefix, chroms=[CHROM], device="cpu", threads=1,
+        target_regions=bed, precision="compact",
+    )  # fmt: skip
+    out["depth"] = {
+        "genome_bp": genome_bp,
+        "prefix": prefix,
+        "track": read_bigwig(f"{prefix}.track.bw", CHROM)[START:END],
+        "bytes": {k: Path(f"{prefix}.{k}.bw").stat().st_size / (END - START) for k in ("track", "peakprob")},
+        "ref": denoise_array(model, x, interval, pad, device="cpu", transform=lambda t: transform_input(t, depth))[0],
+        "transform": depth,
+    }
     return {**out, "ref": (ref_track, ref_prob)}
 
 
@@ -381,3 +412,58 @@ def test_compact_files_take_a_fraction_of_a_byte_per_base(denoised):
     # the outputs are realistic: mostly non-zero, not constant, peaks present
     prob = denoised["compact"]["prob"]
     assert 0.01 < np.mean(prob >= 0.5) < 0.2 and np.unique(prob).size > 100
+
+
+def _track_reference(track: np.ndarray, start: int, floor: float, width: int) -> np.ndarray:
+    """One bin at a time: below the floor, the nonzero bases hold the nonzero mean; then 8 bits."""
+    out, i = track.copy(), 0
+    while i < track.size:
+        j = min(track.size, ((start + i) // width + 1) * width - start)  # the end of base i's bin
+        t = track[i:j]
+        if np.abs(t).max() < floor and np.any(t != 0):
+            out[i:j] = np.where(t != 0, np.float32(t[t != 0].mean(dtype=np.float64)), 0)
+        i = j
+    return reference_bits(out, TRACK_BITS)
+
+
+@pytest.mark.parametrize("start", [0, 5, 8, 1_000_003])
+def test_track_bins_are_aligned_nonzero_means_below_the_floor_and_keep_the_zeros(start):
+    rng = np.random.default_rng(start)
+    # the background: exact zeros among small values; then signal around and far above the floor
+    low = np.where(rng.random(403) < 0.6, 0, rng.random(403) * 2).astype(np.float32)
+    track = np.concatenate([low, rng.random(205) * 4, 10 + rng.random(101) * 100]).astype(np.float32)
+    floor = 2.5
+    stored = bin_track(track, start, floor, width=TRACK_BIN)
+    np.testing.assert_array_equal(stored, _track_reference(track, start, floor, TRACK_BIN))
+    np.testing.assert_array_equal(stored == 0, track == 0)  # zeros stay zero, nonzero values stay nonzero
+    high = track >= floor
+    np.testing.assert_array_equal(stored[high], round_significant_bits(track[high], TRACK_BITS))  # bins >= floor
+    assert np.mean(stored != round_significant_bits(track, TRACK_BITS)) > 0.1
+    np.testing.assert_array_equal(bin_track(track, start, 0.0), round_significant_bits(track, TRACK_BITS))
+    assert bin_track(track[:0], start, floor).size == 0
+
+
+def test_track_floor_is_the_models_mean_coverage_and_needs_depth_normalisation():
+    def meta(kind: str, reference: float | None = None) -> dict:
+        return {"input_transform": {"kind": kind, **({"reference": reference} if reference else {})}}
+
+    assert track_floor([meta("depth", 2e7)], 10_000_000) == TRACK_FLOOR * 2.0
+    assert track_floor([meta("depth", 2e7), meta("depth", 4e7)], 10_000_000) == TRACK_FLOOR * 3.0  # an ensemble
+    # no known output scale: the track stays per base
+    assert track_floor([meta("log1p")], 10_000_000) == 0.0
+    assert track_floor([meta("depth", 2e7), meta("none")], 10_000_000) == 0.0
+    assert track_floor([meta("depth")], 10_000_000) == 0.0
+    assert track_floor([{}], 10_000_000) == 0.0
+
+
+def test_a_depth_normalised_models_compact_track_is_binned_below_its_mean_coverage(denoised):
+    d = denoised["depth"]
+    side = json.loads(Path(f"{d['prefix']}.track.bw.json").read_text())
+    # the input is scaled to the reference total over the genome's chromosomes it has (both)
+    floor = track_floor([{"input_transform": d["transform"]}], d["genome_bp"])
+    assert side["bin_bp"] == TRACK_BIN and side["bin_floor"] == pytest.approx(floor) and floor > 0
+    np.testing.assert_array_equal(d["track"], bin_track(d["ref"], START, floor))
+    rounded = round_significant_bits(d["ref"], TRACK_BITS)
+    assert 0.05 < np.mean(d["track"] != rounded) < 0.9, np.mean(d["track"] != rounded)
+
+    assert d["bytes"]["track"] <= 0.2, d["bytes"]

@@ -6,7 +6,9 @@ The input is streamed chunk by chunk (``--batch-size`` tiles), so memory does no
 grow with the genome. Writes, each atomically:
 
 * ``PREFIX.track.bw``: denoised coverage to 8 significant bits (``--precision compact``, the
-  default: relative error at most 1/256) or the model's float32 values (``--precision float32``);
+  default: relative error at most 1/256; with a depth-normalised model, in 8-bp bins whose values all lie
+  below the model's mean coverage the nonzero bases hold the bin's nonzero mean) or the model's float32
+  values (``--precision float32``);
 * ``PREFIX.peakprob.bw``: per-base peak probability (sigmoid of the logits), (compact)
   8 significant bits of min(p, 1 - p), 6 where it is below 1/128 (0, 0.5 and 1 exact, error at most
   2**-8 · min(p, 1 - p), 2**-6 nearer an end, monotone in p, so the tails keep their order) or float32;
@@ -44,7 +46,13 @@ from pathlib import Path
 from atacdenoise.checks import check_writable
 from atacdenoise.errors import InputError
 from atacdenoise.model.fitness import fitness_path
-from atacdenoise.model.infer import COMPACT_PROB_STORAGE, PRECISIONS, TRACK_BITS, denoise_bigwig, output_paths
+from atacdenoise.model.infer import (
+    COMPACT_PROB_STORAGE,
+    COMPACT_TRACK_STORAGE,
+    PRECISIONS,
+    denoise_bigwig,
+    output_paths,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="compact",
-        help=f"compact (default): peak probability as {COMPACT_PROB_STORAGE}, denoised track to "
-        f"{TRACK_BITS} significant bits (files 6-12x smaller); float32: the model's values unrounded",
+        help=f"compact (default): peak probability as {COMPACT_PROB_STORAGE}; denoised track to "
+        f"{COMPACT_TRACK_STORAGE} (files 6-12x smaller); float32: the model's values unrounded",
     )
 
 

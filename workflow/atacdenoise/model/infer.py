@@ -23,7 +23,9 @@ that is below :data:`PROB_LOW_BELOW` (:func:`round_probability_bits`: 0, 0.5 and
 error <= 2**-8 · min(p, 1 - p) from 1/128 to 127/128 and 2**-6 · min(p, 1 - p) nearer an end: relative precision
 in both tails, coarser on the background, whose order below 1/128 is set by float32 round-off) and the denoised
 track to :data:`TRACK_BITS` significant bits
-(:func:`round_significant_bits`; 0 stays 0, relative error <= 1/256), so equal neighbours merge: each chunk is
+(:func:`round_significant_bits`; 0 stays 0, relative error <= 1/256; with a depth-normalised model, in
+:data:`TRACK_BIN`-base bins whose values all lie below the model's mean coverage the nonzero bases hold the
+bin's nonzero mean, :func:`bin_track`), so equal neighbours merge: each chunk is
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
 values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases. The probability
 is then stored as the rounded means of :data:`PROB_BIN`-base bins (:func:`bin_probability`), except in bins
@@ -121,6 +123,22 @@ COMPACT_PROB_STORAGE = (
 )
 #: compact denoised tracks keep this many significant bits (relative error <= 2**-8)
 TRACK_BITS = 8
+#: compact tracks are also binned where the signal is low: in a TRACK_BIN-base bin (aligned to multiples of
+#: TRACK_BIN on the chromosome) whose every value lies below the floor, the nonzero bases hold the mean of the
+#: bin's nonzero values (zeros stay zero: the background's many exact zeros keep their ties, which rank metrics
+#: count). The floor is TRACK_FLOOR times the model's mean coverage, the depth-normalisation reference total over
+#: the genome's length: the scale the track comes out at, whatever the data's depth or units (models without
+#: ``input_transform: depth`` have no such scale: their track stays per base). Low-signal stretches carry the
+#: same comb around every cut site as the probability; binning them brings the demo's densest track (60,000
+#: reads) from 0.24 to 0.19 bytes a base and moves no track metric beyond what bf16 does on the same input
+#: (benchmarks/README.md, Compact denoised outputs)
+TRACK_BIN = 8
+TRACK_FLOOR = 1.0
+#: how the compact track is stored, in words (``--help``, the sidecars, the log)
+COMPACT_TRACK_STORAGE = (
+    f"{TRACK_BITS} significant bits; in {TRACK_BIN}-bp bins whose values all lie below the model's mean coverage "
+    "(input_transform depth), the nonzero bases hold the mean of the bin's nonzero values"
+)
 #: bases per record of the first zoom level of compact outputs (float32 ones: bbiwrite's FIRST_ZOOM, 128).
 #: A dense track has a zoom record (32 bytes) in every bin: ~0.08 bytes a base compressed at 128 bp, ~0.025
 #: at 512 bp, ~0.005 at 4,096 bp; browser views under ~4 Mb then read the data blocks instead (~0.2 bytes a
@@ -235,26 +253,79 @@ def _bin_rows(rounded: np.ndarray, prob: np.ndarray, cuts: tuple[float, ...]) ->
     return stored
 
 
-def apply_precision(track: np.ndarray, prob: np.ndarray, precision: str) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(track, prob)`` as stored at ``precision`` (one of :data:`PRECISIONS`; float32: unchanged)."""
+def bin_track(track: np.ndarray, start: int, floor: float, width: int = TRACK_BIN) -> np.ndarray:
+    """Return the compact track as stored: :data:`TRACK_BITS` significant bits, low-signal bins as one value.
+
+    ``track`` starts at position ``start`` of a chromosome. Bins are aligned to multiples of ``width`` on the
+    chromosome (the first and last may be cut short by the chunk); in a bin whose every ``|value|`` is below
+    ``floor`` the nonzero bases take the mean of the bin's nonzero values and zeros stay zero. Then every
+    value is rounded (:func:`round_significant_bits`). ``floor <= 0``: the per-base rounding alone.
+    """
+    x = np.asarray(track, dtype=np.float32)
+    if floor <= 0:
+        return round_significant_bits(x, TRACK_BITS)
+    n = x.size
+    head = min(n, -start % width)
+    body = (n - head) // width * width
+    out = np.empty(n, np.float32)
+    for lo, hi, size in ((0, head, head), (head, head + body, width), (head + body, n, n - head - body)):
+        if hi > lo:
+            rows = x[lo:hi].reshape(-1, size)
+            nonzero = rows != 0
+            count = nonzero.sum(axis=1)
+            mean = (rows.sum(axis=1, dtype=np.float64) / np.maximum(count, 1)).astype(np.float32)
+            low = (np.abs(rows).max(axis=1) < floor)[:, None] & nonzero
+            out[lo:hi] = np.where(low, mean[:, None], rows).reshape(-1)
+    return round_significant_bits(out, TRACK_BITS)
+
+
+def track_floor(metas: list[dict], genome_bp: int) -> float:
+    """Return the compact track's bin floor: :data:`TRACK_FLOOR` x the models' mean coverage (0: no bins).
+
+    The mean coverage is the depth-normalisation reference total over ``genome_bp`` (the genome selection's
+    bases, over which inference scales the input to that total), averaged over an ensemble's members; a
+    member without ``input_transform: depth`` has no known output scale, and then nothing is binned.
+    """
+    refs = [(m.get("input_transform") or {}).get("reference") for m in metas]
+    kinds = [(m.get("input_transform") or {}).get("kind") for m in metas]
+    if genome_bp <= 0 or any(k != "depth" for k in kinds) or not all(r and r > 0 for r in refs):
+        return 0.0
+    return TRACK_FLOOR * float(np.mean(refs)) / genome_bp
+
+
+def apply_precision(
+    track: np.ndarray, prob: np.ndarray, precision: str, start: int = 0, floor: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(track, per-base rounded prob)`` at ``precision`` (one of :data:`PRECISIONS`; float32: unchanged).
+
+    The compact track is as stored (:func:`bin_track` from chromosome position ``start`` with ``floor``); the
+    probability is stored as :func:`bin_probability` of the rounded values returned here.
+    """
     if precision == "float32":
         return track, prob
     if precision == "compact":
-        return round_significant_bits(track, TRACK_BITS), round_probability_bits(prob)
+        return bin_track(track, start, floor), round_probability_bits(prob)
     raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
 
 
-def precision_sidecars(precision: str, ensemble: bool = False) -> dict[str, dict]:
-    """Return what the sidecars of the bigWigs record about their values, per output key (with ``ensemble``: three)."""
+def precision_sidecars(precision: str, ensemble: bool = False, floor: float = 0.0) -> dict[str, dict]:
+    """Return what the sidecars of the bigWigs record about their values, per output key (with ``ensemble``: three).
+
+    ``floor``: the compact track's bin floor (:func:`track_floor`; 0: not binned).
+    """
     compact = precision == "compact"
+    binned = compact and floor > 0
     no_rounding = "none (the model's float32 output)"
+    track_rounding = COMPACT_TRACK_STORAGE if binned else f"{TRACK_BITS} significant bits"
     out = {
         "track": {
             "content": "denoised coverage",
             "precision": precision,
-            "rounding": f"{TRACK_BITS} significant bits" if compact else no_rounding,
+            "rounding": track_rounding if compact else no_rounding,
             "max_relative_error": 2.0**-TRACK_BITS if compact else 0.0,
-            "relative_to": "the value",
+            "relative_to": "the value (in a binned bin: the mean of its nonzero values)" if binned else "the value",
+            "bin_bp": TRACK_BIN if binned else 1,
+            "bin_floor": floor if binned else 0.0,
             "first_zoom_bp": COMPACT_FIRST_ZOOM if compact else FIRST_ZOOM,
         },
         "peakprob": {
@@ -677,6 +748,7 @@ def denoise_genome(
     threshold: float,
     target: TargetRegions | None = None,
     precision: str = "compact",
+    floor: float = 0.0,
 ) -> int:
     """Stream every chromosome through the model into the three outputs; returns the number of peaks.
 
@@ -688,7 +760,7 @@ def denoise_genome(
     the model computes the next chunk. With ``target`` regions only they are
     denoised (each as its own stretch; the outputs are empty elsewhere). Both
     tracks are stored at ``precision`` (:func:`apply_precision`, on the writer
-    thread) and peaks are called on the stored values. With an
+    thread; ``floor``: the compact track's, :func:`track_floor`) and peaks are called on the stored values. With an
     :class:`EnsembleRunner` (``paths`` has ``spread``) the spread is written too (at the probability's
     precision) and each peak's score column is its confidence (:func:`atacdenoise.peaks.threshold.peak_table`).
     The files appear together at the end, renamed from temporary names; on any error
@@ -723,12 +795,12 @@ def denoise_genome(
                 spread: np.ndarray | None = None,
             ) -> None:
                 raw = prob
-                track, prob = apply_precision(track, prob, precision)
+                track, prob = apply_precision(track, prob, precision, offset + start, floor)
                 writers["track"].add(chrom, offset + start, track)
                 stored = bin_probability(prob, raw, offset + start, (threshold, *PROB_BIN_CUTS)) if compact else prob
                 writers["peakprob"].add(chrom, offset + start, stored)
                 if spread is not None:
-                    _, spread = apply_precision(track, spread, precision)  # on the probability's scale
+                    spread = round_probability_bits(spread) if compact else spread  # the probability's scale
                     writers["spread"].add(chrom, offset + start, spread)
                 peaks.add(start, stored, track, spread)  # the same calls as per base (bin_probability)
 
@@ -862,7 +934,7 @@ def denoise_bigwig(
     is logged. ``threshold`` defaults to the model's (chosen on validation);
     ``interval`` to the model's tile size (outputs do not depend on it). With
     ``target_regions`` (a BED) only those regions are denoised. ``precision``: ``compact``
-    (probability: :data:`COMPACT_PROB_STORAGE`; track to 8 significant bits) or ``float32`` (the model's
+    (probability: :data:`COMPACT_PROB_STORAGE`; track: :data:`COMPACT_TRACK_STORAGE`) or ``float32`` (the model's
     outputs unchanged); see the module docstring. The three files
     appear together, atomically, then each bigWig's sidecar ``X.bw.json`` (its precision);
     then ``PREFIX.fitness.tsv``, the input compared with the
@@ -962,12 +1034,19 @@ def denoise_bigwig(
             len(model_paths),
             ", ".join(map(str, model_paths)),
         )
-    log.info("output precision: %s", describe_precision(precision))
+    # the track's scale: the input is brought to the reference total over the genome's chromosomes it has
+    in_input = open_bigwig(input_path)
+    try:
+        genome_bp = sum(n for c, n in genome.items() if c in in_input.chroms())
+    finally:
+        in_input.close()
+    floor = track_floor([m for _, m in members], genome_bp)
+    log.info("output precision: %s", describe_precision(precision, floor))
     paths = output_paths(out_prefix, ensemble=ensemble)
     t0 = time.perf_counter()
-    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target, precision)
+    n_peaks = denoise_genome(runner, input_path, sizes, paths, threshold, target, precision, floor)
     alpha = float(np.mean(alphas))
-    for key, info in precision_sidecars(precision, ensemble=ensemble).items():
+    for key, info in precision_sidecars(precision, ensemble=ensemble, floor=floor).items():
         record = {**info, "model": str(model_paths[0]), "input": str(input_path)}
         if key == "track":
             record["blend_weight"] = alpha
@@ -1024,12 +1103,17 @@ def check_members(paths: list, metas: list[dict]) -> None:
                 )
 
 
-def describe_precision(precision: str) -> str:
-    """Return one line for the log: how the two tracks are stored."""
+def describe_precision(precision: str, floor: float = 0.0) -> str:
+    """Return one line for the log: how the two tracks are stored (``floor``: the track's, :func:`track_floor`)."""
     if precision == "compact":
+        track = (
+            f"{COMPACT_TRACK_STORAGE} ({floor:.4g})"
+            if floor > 0
+            else f"{TRACK_BITS} significant bits (per base: the model has no depth normalisation)"
+        )
         return (
-            f"compact (peak probability as {COMPACT_PROB_STORAGE}, denoised track to "
-            f"{TRACK_BITS} significant bits; --precision float32 keeps the model's values)"
+            f"compact (peak probability as {COMPACT_PROB_STORAGE}; denoised track: {track}; "
+            "--precision float32 keeps the model's values)"
         )
     return "float32 (the model's values, unrounded)"
 
