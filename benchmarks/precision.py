@@ -41,6 +41,7 @@ the bf16 route's (or < 0.0005). Outputs are cached under ``--work``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import re
@@ -63,11 +64,16 @@ from atacdenoise.model.infer import (  # noqa: E402
     COMPACT_FIRST_ZOOM,
     COMPACT_PROB_ROUNDING,
     COMPACT_PROB_STORAGE,
+    COMPACT_TRACK_STORAGE,
     PROB_BIN_CUTS,
+    TRACK_BIN,
     TRACK_BITS,
+    TRACK_FLOOR,
     bin_probability,
+    bin_track,
     round_probability_bits,
     round_significant_bits,
+    track_floor,
 )
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream  # noqa: E402
 
@@ -132,21 +138,28 @@ def bin_means(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def _binned(width: int, rounding: Callable) -> Callable:
-    """Return ``rounding`` of ``width``-base means."""
-    return lambda x: rounding(bin_means(x, width))
+    """Return ``rounding`` of ``width``-base means (``floor``, for a track: unused)."""
+    return lambda x, floor=0.0: rounding(bin_means(x, width))
 
 
-def _same(x: np.ndarray) -> np.ndarray:
+def _same(x: np.ndarray, floor: float = 0.0) -> np.ndarray:
     return x
 
 
+def _floor_bins(factor: float, width: int = TRACK_BIN) -> Callable:
+    """Return the compact track's storage (:func:`~atacdenoise.model.infer.bin_track`) at ``factor`` x its floor."""
+    return lambda t, floor: bin_track(t, 0, factor * floor, width)
+
+
 #: the shipped ``compact`` rounding (``infer``'s functions), measured from the float32 outputs
-OFFLINE_COMPACT = f"compact, offline route ({COMPACT_PROB_STORAGE}; {TRACK_BITS} bits)"
+OFFLINE_COMPACT = f"compact, offline route ({COMPACT_PROB_STORAGE}; track: {COMPACT_TRACK_STORAGE})"
 #: ``compact`` before the 8-bp bins (the same rounding, per base)
 PER_BASE = f"{COMPACT_PROB_ROUNDING}, per base; {TRACK_BITS} bits (compact before the 8-bp bins)"
+#: ``compact`` before the track's bins (2026-12-05 evening): the probability as now, the track per base
+TRACK_PER_BASE = f"probability as compact; track: {TRACK_BITS} bits per base (compact before the track's bins)"
 #: candidates whose probability is stored as infer stores compact ones: bin means, per base where a bin
 #: straddles the model's threshold or 0.5 (:func:`~atacdenoise.model.infer.bin_probability`)
-BINNED = {OFFLINE_COMPACT}
+BINNED = {OFFLINE_COMPACT, TRACK_PER_BASE}
 #: ``compact`` before this change (9 bits of min(p, 1 - p) everywhere), at today's writer settings
 COMPACT_9 = "9 bits of min(p, 1-p); 8 bits (compact until 2026-12-05 morning)"
 
@@ -157,16 +170,30 @@ def _bits(bits: int, low_bits: int | None = None) -> Callable:
 
 
 def _track(bits: int) -> Callable:
-    """Return a rounding to ``bits`` significant bits (the track's, or a probability's own)."""
-    return lambda t: round_significant_bits(t, bits)
+    """Return a rounding to ``bits`` significant bits (the track's, or a probability's own; ``floor``: unused)."""
+    return lambda t, floor=0.0: round_significant_bits(t, bits)
 
 
-#: candidate -> (probability rounding, track rounding); float32 outputs are rounded by them (see the docstring)
+#: candidate -> (probability rounding, track rounding(track, floor)); float32 outputs are rounded by them (see
+#: the docstring); ``floor`` is the model's compact-track floor (:func:`~atacdenoise.model.infer.track_floor`)
 CANDIDATES: dict[str, tuple[Callable, Callable]] = {
-    OFFLINE_COMPACT: (round_probability_bits, _track(TRACK_BITS)),
+    OFFLINE_COMPACT: (round_probability_bits, _floor_bins(TRACK_FLOOR)),
+    TRACK_PER_BASE: (round_probability_bits, _track(TRACK_BITS)),
+    f"probability as compact; track: {TRACK_BIN}-bp bins below half the floor": (
+        round_probability_bits,
+        _floor_bins(TRACK_FLOOR / 2),
+    ),
+    f"probability as compact; track: {TRACK_BIN}-bp bins below twice the floor": (
+        round_probability_bits,
+        _floor_bins(TRACK_FLOOR * 2),
+    ),
+    f"probability as compact; track: {2 * TRACK_BIN}-bp bins below the floor": (
+        round_probability_bits,
+        _floor_bins(TRACK_FLOOR, 2 * TRACK_BIN),
+    ),
     PER_BASE: (round_probability_bits, _track(TRACK_BITS)),
     COMPACT_9: (_bits(9), _track(8)),
-    "1/256 steps; 3 digits (compact before issue 19.2)": (grid_probability, significant_digits),
+    "1/256 steps; 3 digits (compact before issue 19.2)": (grid_probability, lambda t, floor=0.0: significant_digits(t)),
     "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), _track(6)),
     "9 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(9, 6), _track(8)),
     "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": (_bits(8, 5), _track(8)),
@@ -183,7 +210,8 @@ CANDIDATES: dict[str, tuple[Callable, Callable]] = {
     "16 bits of min(p, 1-p); float32": (_bits(16), _same),
     "20 bits (float32 round-off only); float32": (_track(20), _same),
 }
-QUICK = [OFFLINE_COMPACT, PER_BASE]
+BINNED |= {name for name in CANDIDATES if name.startswith("probability as compact")}
+QUICK = [OFFLINE_COMPACT, TRACK_PER_BASE]
 
 #: other float32 computations of the same model, run by the real ``infer --precision float32``: how far the
 #: metrics move without any rounding of the outputs. name -> (environment, extra arguments, cache stem)
@@ -196,7 +224,10 @@ REFERENCES: dict[str, tuple[dict[str, str], tuple[str, ...], str]] = {
 
 def cache_name(candidate: str) -> str:
     """File-name stem of a candidate's outputs under ``--work`` (from its name, so the cache survives reordering)."""
-    return "candidate-" + re.sub(r"[^A-Za-z0-9]+", "-", candidate).strip("-")
+    stem = "candidate-" + re.sub(r"[^A-Za-z0-9]+", "-", candidate).strip("-")
+    if len(stem) > 160:  # a file name has at most 255 bytes: the start and a digest of the whole name
+        stem = f"{stem[:140]}-{hashlib.sha256(candidate.encode()).hexdigest()[:12]}"
+    return stem
 
 
 # --------------------------------------------------------------------------- runs
@@ -244,7 +275,12 @@ def infer(
 
 
 def offline(
-    reference: Path, prefix: Path, rounding: tuple[Callable, Callable], threshold: float, binned: bool = False
+    reference: Path,
+    prefix: Path,
+    rounding: tuple[Callable, Callable],
+    threshold: float,
+    floor: float = 0.0,
+    binned: bool = False,
 ) -> None:
     """Round the float32 outputs at ``reference``, write them as infer writes compact outputs, call peaks (cached).
 
@@ -256,7 +292,7 @@ def offline(
     sizes = read_chrom_sizes(SIZES)
     raw = read_bigwig(f"{reference}.peakprob.bw", CHROM)
     prob = rounding[0](raw)
-    track = rounding[1](read_bigwig(f"{reference}.track.bw", CHROM))
+    track = rounding[1](read_bigwig(f"{reference}.track.bw", CHROM), floor)
     stored = bin_probability(prob, raw, 0, (threshold, *PROB_BIN_CUTS)) if binned else prob
     for key, values in (("track", track), ("peakprob", stored)):
         with BigWigFileWriter(
@@ -277,7 +313,9 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
     noisy, clean = results / f"coverage/HSC/{depth}.rep1.bw", results / "coverage/HSC/full.rep1.bw"
     length = read_chrom_sizes(SIZES)[CHROM]
     out = work / f"model{index}" if depth == "given" else work / f"model{index}" / f"depth-{depth}"
-    threshold = float(torch.load(model, map_location="cpu", weights_only=True)["threshold"])
+    meta = torch.load(model, map_location="cpu", weights_only=True)
+    threshold = float(meta["threshold"])
+    floor = track_floor([meta], sum(read_chrom_sizes(SIZES).values()))  # as infer's: the input has both chroms
     rows = {}
     for precision in ("float32", "compact"):
         prefix = out / precision
@@ -288,7 +326,7 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
         rows[name] = {"bytes": _sizes(out / stem, length), "metrics": _metrics(out / stem, noisy, clean)}
     for k, name in enumerate(candidates):
         prefix = out / cache_name(name)
-        offline(out / "float32", prefix, CANDIDATES[name], threshold, binned=name in BINNED)
+        offline(out / "float32", prefix, CANDIDATES[name], threshold, floor, binned=name in BINNED)
         rows[name] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
         log.info("model %d, %s: %s done (%d/%d)", index, depth, name, k + 1, len(candidates))
     if OFFLINE_COMPACT in rows:  # the offline route is the infer route: same values, same metrics
@@ -345,7 +383,7 @@ def tables(per_case: list[dict[str, dict]]) -> str:
         if name in REFERENCES:
             label = f"reference route: {name}"
         if name == "compact":
-            label = f"compact (shipped: {COMPACT_PROB_STORAGE}; {TRACK_BITS} bits), real infer"
+            label = f"compact (shipped: {COMPACT_PROB_STORAGE}; track: {COMPACT_TRACK_STORAGE}), real infer"
         lines.append(
             f"| {label} | {np.mean(track):.3f} (max {max(track):.3f}) | {np.mean(prob):.3f} (max {max(prob):.3f}) | "
             f"{mean('model.auprc.all')} | {mean('model.auroc.all')} | {mean('model.ece.all')} | "
@@ -387,6 +425,37 @@ def per_depth_table(depths: list[str], per_case: list[dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+TRACK_METRICS = (".pearson.", ".spearman.", ".mse.")
+
+
+def track_table(depths: list[str], per_case: list[dict[str, dict]]) -> str:
+    """Markdown: per candidate and input, the largest |delta| of the track's metrics, and within bf16 or not.
+
+    "within bf16": every track metric moves no more than the bf16 route moves it on that input (or < 0.0005).
+    """
+    order = list(dict.fromkeys(depths))
+    names = [n for n in per_case[0] if n != "float32"]
+    d = [deltas(rows) for rows in per_case]
+    keys = [k for k in d[0]["float32"] if any(t in k for t in TRACK_METRICS)]
+    head = "| candidate | " + " | ".join(
+        f"{x}: track B/base; largest track \\|delta\\| (metric); within bf16" for x in order
+    )
+    lines = [head + " |", "|---" * (len(order) + 1) + "|"]
+    for name in names:
+        cells = []
+        for depth in order:
+            idx = [k for k, x in enumerate(depths) if x == depth]
+            worst = {k: max(abs(d[i][name][k]) for i in idx) for k in keys}
+            gpu = {k: max(abs(d[i][GPU_ROUTE][k]) for i in idx) for k in keys}
+            top = max(worst, key=worst.get)
+            within = all(worst[k] <= max(TARGET_DELTA, gpu[k]) for k in keys)
+            track = max(per_case[i][name]["bytes"]["track"] for i in idx)
+            cells.append(f"{track:.3f}; {worst[top]:.5f} ({top}); {'yes' if within else 'no'}")
+        label = "compact (shipped), real infer" if name == "compact" else name
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", type=Path, required=True, help="trained demo models (model.pt)")
@@ -414,6 +483,7 @@ def main() -> int:
     text = tables(per_case)
     if len(args.depths) > 1:  # each input's files and its largest AUPRC and AUROC moves, per candidate
         text += "\n\n" + per_depth_table([d for _, _, d in cases], per_case)
+    text += "\n\n" + track_table([d for _, _, d in cases], per_case)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
