@@ -270,13 +270,31 @@ def bin_track(track: np.ndarray, start: int, floor: float, width: int = TRACK_BI
     out = np.empty(n, np.float32)
     for lo, hi, size in ((0, head, head), (head, head + body, width), (head + body, n, n - head - body)):
         if hi > lo:
-            rows = x[lo:hi].reshape(-1, size)
-            nonzero = rows != 0
-            count = nonzero.sum(axis=1)
-            mean = (rows.sum(axis=1, dtype=np.float64) / np.maximum(count, 1)).astype(np.float32)
-            low = (np.abs(rows).max(axis=1) < floor)[:, None] & nonzero
-            out[lo:hi] = np.where(low, mean[:, None], rows).reshape(-1)
+            out[lo:hi] = _track_rows(x[lo:hi].reshape(-1, size), floor)
     return round_significant_bits(out, TRACK_BITS)
+
+
+def _track_rows(rows: np.ndarray, floor: float) -> np.ndarray:
+    """:func:`bin_track` of bins given as rows, before the rounding, flattened."""
+    top = _fold(np.maximum, np.abs(rows))
+    pick = np.flatnonzero((top < floor) & (top > 0))  # low bins with a nonzero value (all-zero bins stay)
+    out = rows.copy()
+    low = rows[pick]
+    nonzero = low != 0
+    mean = _fold(np.add, low.astype(np.float64)) / _fold(np.add, nonzero.astype(np.int32))
+    out[pick] = np.where(nonzero, mean.astype(np.float32)[:, None], np.float32(0))
+    return out.reshape(-1)
+
+
+def _fold(ufunc: np.ufunc, rows: np.ndarray) -> np.ndarray:
+    """Return ``ufunc`` reduced over each row, by halving the rows while their width is even.
+
+    2x faster than ``ufunc.reduce(rows, axis=1)`` on 8-wide rows, whose per-row loops are short.
+    """
+    while rows.shape[1] > 1 and rows.shape[1] % 2 == 0:
+        half = rows.shape[1] // 2
+        rows = ufunc(rows[:, :half], rows[:, half:])
+    return ufunc.reduce(rows, axis=1)
 
 
 def track_floor(metas: list[dict], genome_bp: int) -> float:
