@@ -37,6 +37,7 @@ from atacdenoise.model.infer import (
     bin_track,
     denoise_array,
     denoise_bigwig,
+    keep_sides,
     round_probability_bits,
     round_significant_bits,
     track_floor,
@@ -320,7 +321,7 @@ def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised
     # bin straddles the threshold, 0.5 here, the fixture model's), rounded; the track rounded
     rounded = round_probability_bits(f["prob"])
     np.testing.assert_array_equal(c["prob"], bin_probability(rounded, f["prob"], START, (0.5,)))
-    assert np.array_equal(c["prob"] >= 0.5, rounded >= 0.5)  # the same calls as per-base rounding
+    np.testing.assert_array_equal(c["prob"] >= 0.5, f["prob"] >= 0.5)  # the model's own calls, base by base
     binned = c["prob"] != rounded
     assert 0.1 < np.mean(binned) < 0.9  # a quarter of the bases hold a bin mean unlike their own value (0.26)
     np.testing.assert_array_equal(c["track"], round_significant_bits(f["track"], TRACK_BITS))
@@ -360,21 +361,36 @@ def test_peaks_are_what_the_compact_file_gives_at_the_threshold(denoised, tmp_pa
     assert res.returncode == 0, res.stderr
     ours = Path(f"{prefix}.peaks.narrowPeak").read_text()
     assert ours.count("\n") > 20 and out.read_text() == ours
-    # about the float32 outputs' peaks (the rounding may move a call at the threshold, the bins never do)
+    # the float32 outputs' peaks: the same regions (the stored values keep the model's side of the threshold)
     f32 = Path(f"{denoised['float32']['prefix']}.peaks.narrowPeak").read_text()
-    assert abs(ours.count("\n") - f32.count("\n")) <= 2
+    regions = [[line.split("\t")[:3] for line in text.splitlines()] for text in (ours, f32)]
+    assert regions[0] == regions[1]
+
+
+def _sided(value: float, rounded: float, cuts: tuple) -> float:
+    """Return ``rounded``, moved to the cut (or the float32 below it) where it lies across a cut from ``value``."""
+    for cut in map(np.float32, cuts):
+        if value >= cut and rounded < cut:
+            rounded = cut
+        elif value < cut and rounded >= cut:
+            rounded = np.nextafter(cut, np.float32(0))
+    return np.float32(rounded)
 
 
 def _bin_reference(rounded: np.ndarray, prob: np.ndarray, start: int, cuts: tuple, width: int) -> np.ndarray:
-    """One bin at a time: the rounded mean, or the bases' own rounded values where they straddle a cut."""
+    """One bin at a time: the rounded mean, or the bases' own rounded values where they straddle a cut.
+
+    Each value is kept on its source's side of every cut.
+    """
     out, i = np.empty_like(rounded), 0
     while i < prob.size:
         j = min(prob.size, ((start + i) // width + 1) * width - start)  # the end of base i's bin
-        r = rounded[i:j]
-        if any(0 < np.count_nonzero(r >= np.float32(cut)) < r.size for cut in cuts):
-            out[i:j] = r
+        p = prob[i:j]
+        if any(0 < np.count_nonzero(p >= np.float32(cut)) < p.size for cut in cuts):
+            out[i:j] = [_sided(a, b, cuts) for a, b in zip(p, rounded[i:j])]
         else:
-            out[i:j] = round_probability_bits(np.float32(prob[i:j].mean(dtype=np.float64)))
+            mean = np.float32(p.mean(dtype=np.float64))
+            out[i:j] = _sided(mean, round_probability_bits(mean), cuts)
         i = j
     return out
 
@@ -388,13 +404,18 @@ def test_probability_bins_are_aligned_means_and_keep_the_calls_at_every_cut(star
     ).astype(np.float32)
     rounded = round_probability_bits(prob)
     cuts = (0.5, 0.1)  # 0.1 is not a float32: compared as float32, as the peak caller does
+    # values the rounding carries across a cut: just below and at each cut
+    near = [np.nextafter(np.float32(c), np.float32(0)) for c in cuts] + [np.float32(c) for c in cuts]
+    prob = np.concatenate([prob, np.array(near, np.float32)])
+    rounded = round_probability_bits(prob)
+    assert any(np.any((prob >= np.float32(c)) != (rounded >= np.float32(c))) for c in cuts)
     stored = bin_probability(rounded, prob, start, cuts, width=PROB_BIN)
     np.testing.assert_array_equal(stored, _bin_reference(rounded, prob, start, cuts, PROB_BIN))
     for cut in map(np.float32, cuts):
-        np.testing.assert_array_equal(stored >= cut, rounded >= cut)
+        np.testing.assert_array_equal(stored >= cut, prob >= cut)  # the model's own calls
     # bins start at multiples of the width on the chromosome: constant within each unsplit bin
     ids = (start + np.arange(prob.size)) // PROB_BIN
-    kept = stored != rounded
+    kept = stored != keep_sides(rounded, prob, cuts)
     for b in np.unique(ids[kept]):
         assert np.unique(stored[ids == b]).size == 1
     assert bin_probability(rounded[:0], prob[:0], start, cuts).size == 0
@@ -476,3 +497,23 @@ def test_a_depth_normalised_models_compact_track_is_binned_below_its_mean_covera
     assert res.returncode == 0, res.stderr
     ours = Path(f"{d['prefix']}.peaks.narrowPeak").read_text()
     assert ours.count("\n") > 20 and out.read_text() == ours
+
+
+def test_keep_sides_moves_only_values_carried_across_a_cut_and_keeps_the_bound_and_the_order():
+    cuts = (0.5648118, 0.5)
+    c0, c1 = map(np.float32, cuts)
+    # just below and at each cut, where 8 significant bits of min(p, 1 - p) round across it; and far from them
+    prob = np.array(
+        [np.nextafter(c0, np.float32(0)), c0, np.nextafter(c1, np.float32(0)), c1, 0.3, 0.9, 0.56, 0.57], np.float32
+    )
+    prob = np.sort(np.concatenate([prob, np.linspace(0.49, 0.58, 2001, dtype=np.float32)]))
+    rounded = round_probability_bits(prob)
+    assert np.any((rounded >= c0) != (prob >= c0))  # the rounding alone moves calls at the threshold
+    sided = keep_sides(rounded, prob, cuts)
+    for cut in (c0, c1):
+        np.testing.assert_array_equal(sided >= cut, prob >= cut)
+    moved = sided != rounded
+    assert np.all(np.isin(sided[moved], [c0, c1, np.nextafter(c0, np.float32(0)), np.nextafter(c1, np.float32(0))]))
+    assert np.all(np.abs(sided.astype(np.float64) - prob) <= np.abs(rounded.astype(np.float64) - prob))
+    assert np.all(np.diff(sided) >= 0)  # still monotone in p
+    assert keep_sides(rounded, prob, ()) is not rounded and np.array_equal(keep_sides(rounded, prob, ()), rounded)

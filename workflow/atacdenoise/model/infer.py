@@ -29,12 +29,13 @@ bin's nonzero mean, :func:`bin_track`), so equal neighbours merge: each chunk is
 written as runs (bedGraph items) or as fixed-step values, whichever deflates smaller (runs of a few equal
 values deflate to a few bytes), with a first zoom level of :data:`COMPACT_FIRST_ZOOM` bases. The probability
 is then stored as the rounded means of :data:`PROB_BIN`-base bins (:func:`bin_probability`), except in bins
-whose rounded values straddle the model's threshold or 0.5, so the stored values give the per-base calls at
-both cuts; peaks are called on the stored values, so they are what ``macs3 bdgpeakcall`` (and
-``atacdenoise threshold``) find on the written file at the threshold. ``float32`` stores
-the model's outputs unchanged (files 6-12x larger). Why compact is the default: on the demo and the real
-immune cohort it moves the benchmark metrics about as much as computing the same model in bf16 does (the GPU
-route's default autocast), for 0.1-0.25 bytes a base instead of 1.2-2.1; ``benchmarks/precision.py``,
+whose bases straddle the model's threshold or 0.5, and every stored value is kept on the model's side of both
+(:func:`keep_sides`), so the stored values give the model's own per-base calls at both cuts; peaks are called
+on the stored values, so they are what ``macs3 bdgpeakcall`` (and ``atacdenoise threshold``) find on the
+written file at the threshold. ``float32`` stores the model's outputs unchanged (files 6-12x larger). Why
+compact is the default: on the demo it leaves every thresholded and peak-level metric as float32's and moves
+the others about as much as computing the same model in bf16 does (the GPU route's default autocast), for
+0.1-0.2 bytes a base instead of 1.2-2.1; ``benchmarks/precision.py``,
 ``benchmarks/README.md`` and README, Outputs.
 Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
@@ -107,19 +108,20 @@ COMPACT_PROB_ROUNDING = (
     f"{PROB_BITS} significant bits of min(p, 1 - p), {PROB_LOW_BITS} where it is below 1/{round(1 / PROB_LOW_BELOW)}"
 )
 #: compact probabilities are stored as the means of PROB_BIN-base bins (aligned to multiples of PROB_BIN on the
-#: chromosome, rounded as above), except in a bin whose rounded values fall on both sides of the model's
-#: threshold or of 0.5: there every base keeps its own rounded value, so the stored probability gives the
-#: per-base calls at both cuts exactly. The model's probability has base-level structure (a comb around every cut
-#: site) that neither the labels nor the calls resolve; the means halve the file (demo: 0.11-0.17 bytes a base
-#: instead of 0.17-0.37) and move AUPRC and AUROC no more than the per-base rounding does
-#: (benchmarks/README.md, Compact denoised outputs)
+#: chromosome, rounded as above), except in a bin whose bases fall on both sides of the model's threshold or of
+#: 0.5: there every base keeps its own rounded value. A value the rounding would carry across either cut is
+#: kept on the model's side (the cut itself, or the float32 just below it: :func:`keep_sides`), so the stored
+#: probability gives the model's own per-base calls at both cuts exactly. The model's probability has base-level
+#: structure (a comb around every cut site) that neither the labels nor the calls resolve; the means halve the
+#: file (demo: 0.11-0.17 bytes a base instead of 0.17-0.37) and move AUPRC and AUROC no more than the per-base
+#: rounding does (benchmarks/README.md, Compact denoised outputs)
 PROB_BIN = 8
 #: the cuts whose calls the bins keep besides the model's threshold
 PROB_BIN_CUTS = (0.5,)
 #: how the compact probability is stored, in words (``--help``, the sidecars, the log)
 COMPACT_PROB_STORAGE = (
     f"means of {PROB_BIN}-bp bins rounded to {COMPACT_PROB_ROUNDING}; bases keep their own rounded values in "
-    "bins that straddle the threshold or 0.5"
+    "bins that straddle the threshold or 0.5, and every value stays on the model's side of both"
 )
 #: compact denoised tracks keep this many significant bits (relative error <= 2**-8)
 TRACK_BITS = 8
@@ -218,38 +220,57 @@ def round_probability_bits(
     return np.where(low, r, np.float32(1) - r).astype(np.float32)
 
 
+def keep_sides(rounded: np.ndarray, prob: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
+    """Return ``rounded`` with every value on the side of every cut that ``prob`` is on (a new array).
+
+    A value the rounding carried across a cut (``prob`` within the rounding error of it) becomes the cut itself
+    (``prob >= cut``) or the float32 just below it (``prob < cut``): both lie between ``prob`` and its rounded
+    value, so the error bound and the order in ``prob`` hold, and ``stored >= cut`` equals ``prob >= cut``
+    (compared as float32, as the peak caller, the metrics and MACS3 compare) at every base, for every cut.
+    """
+    out = np.array(rounded, dtype=np.float32, copy=True)
+    p = np.asarray(prob, dtype=np.float32)
+    for cut in map(np.float32, cuts):
+        above = p >= cut
+        out[above & (out < cut)] = cut
+        out[~above & (out >= cut)] = np.nextafter(cut, np.float32(0))
+    return out
+
+
 def bin_probability(
     rounded: np.ndarray, prob: np.ndarray, start: int, cuts: tuple[float, ...], width: int = PROB_BIN
 ) -> np.ndarray:
     """Return the compact probability as stored: each ``width``-base bin holds its rounded mean.
 
     ``prob`` is the model's probability from position ``start`` of a chromosome, ``rounded`` its per-base
-    compact rounding (:func:`round_probability_bits`). Bins are aligned to multiples of ``width`` on the
-    chromosome (the first and last may be cut short by the chunk); a bin whose ``rounded`` values fall on both
-    sides of any of ``cuts`` (``rounded >= cut`` for some bases, not for others; compared as float32, as the
-    peak caller and MACS3 compare) keeps ``rounded`` per base. Every other bin's value is its mean of ``prob``
-    rounded the same way, which lies on the same side of every cut as all its bases' rounded values (the
-    rounding is monotone), so ``stored >= cut`` equals ``rounded >= cut`` at every base, for every cut.
+    compact rounding (:func:`round_probability_bits`); every value stored is first kept on ``prob``'s side of
+    each of ``cuts`` (:func:`keep_sides`). Bins are aligned to multiples of ``width`` on the chromosome (the
+    first and last may be cut short by the chunk); a bin whose bases fall on both sides of any cut keeps its
+    bases' values. Every other bin's value is its mean of ``prob``, rounded and kept on the mean's side, which
+    is all its bases' side: so ``stored >= cut`` equals ``prob >= cut`` at every base, for every cut, and the
+    file gives the model's own calls there.
     """
+    sided = keep_sides(rounded, prob, cuts)
     n = prob.size
     head = min(n, -start % width)  # the bases before the first bin boundary
     body = (n - head) // width * width  # whole bins
     out = np.empty(n, np.float32)
     for lo, hi, size in ((0, head, head), (head, head + body, width), (head + body, n, n - head - body)):
         if hi > lo:  # each piece as a (bins, bases) array
-            out[lo:hi] = _bin_rows(rounded[lo:hi].reshape(-1, size), prob[lo:hi].reshape(-1, size), cuts)
+            out[lo:hi] = _bin_rows(sided[lo:hi].reshape(-1, size), prob[lo:hi].reshape(-1, size), cuts)
     return out
 
 
-def _bin_rows(rounded: np.ndarray, prob: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
-    """:func:`bin_probability` of bins given as rows, flattened."""
-    stored = np.repeat(round_probability_bits(prob.mean(axis=1, dtype=np.float64).astype(np.float32)), prob.shape[1])
+def _bin_rows(sided: np.ndarray, prob: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
+    """:func:`bin_probability` of bins given as rows, flattened (``sided``: the rounded values, kept on side)."""
+    mean = prob.mean(axis=1, dtype=np.float64).astype(np.float32)
+    stored = np.repeat(keep_sides(round_probability_bits(mean), mean, cuts), prob.shape[1])
     split = np.zeros(prob.shape[0], bool)
     for cut in cuts:
-        above = rounded >= np.float32(cut)
+        above = sided >= np.float32(cut)
         split |= above.any(axis=1) & ~above.all(axis=1)
     keep = np.repeat(split, prob.shape[1])
-    stored[keep] = rounded.reshape(-1)[keep]
+    stored[keep] = sided.reshape(-1)[keep]
     return stored
 
 
@@ -820,7 +841,7 @@ def denoise_genome(
                 if spread is not None:
                     spread = round_probability_bits(spread) if compact else spread  # the probability's scale
                     writers["spread"].add(chrom, offset + start, spread)
-                peaks.add(start, stored, track, spread)  # the same calls as per base (bin_probability)
+                peaks.add(start, stored, track, spread)  # the model's own calls (bin_probability)
 
             # every chromosome (or target region) as one stream of chunks: no drain at a boundary
             plan = [
