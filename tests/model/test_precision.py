@@ -351,16 +351,20 @@ def test_compact_outputs_are_the_float32_ones_rounded_within_the_bounds(denoised
     assert json.loads(Path(f"{c['prefix']}.peakprob.bw.json").read_text())["bin_bp"] == PROB_BIN
 
 
-def test_peaks_are_what_the_compact_file_gives_at_the_threshold(denoised, tmp_path):
-    """`atacdenoise threshold` on the stored (binned) probability, summits on the track: infer's narrowPeak."""
-    prefix = denoised["compact"]["prefix"]
-    out = tmp_path / "again.narrowPeak"
+def _threshold_again(prefix: Path, out: Path) -> str:
+    """Return infer's narrowPeak at ``prefix``, checked equal to `atacdenoise threshold` on its stored files."""
     cmd = [sys.executable, "-m", "atacdenoise.cli", "threshold", "--prob", f"{prefix}.peakprob.bw"]
     cmd += ["--track", f"{prefix}.track.bw", "--threshold", "0.5", "--out", out]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     ours = Path(f"{prefix}.peaks.narrowPeak").read_text()
     assert ours.count("\n") > 20 and out.read_text() == ours
+    return ours
+
+
+def test_peaks_are_what_the_compact_file_gives_at_the_threshold(denoised, tmp_path):
+    """`atacdenoise threshold` on the stored (binned) probability, summits on the track: infer's narrowPeak."""
+    ours = _threshold_again(denoised["compact"]["prefix"], tmp_path / "again.narrowPeak")
     # the float32 outputs' peaks: the same regions (the stored values keep the model's side of the threshold)
     f32 = Path(f"{denoised['float32']['prefix']}.peaks.narrowPeak").read_text()
     regions = [[line.split("\t")[:3] for line in text.splitlines()] for text in (ours, f32)]
@@ -487,16 +491,9 @@ def test_a_depth_normalised_models_compact_track_is_binned_below_its_mean_covera
     np.testing.assert_array_equal(d["track"], bin_track(d["ref"], START, floor))
     rounded = round_significant_bits(d["ref"], TRACK_BITS)
     assert 0.05 < np.mean(d["track"] != rounded) < 0.9, np.mean(d["track"] != rounded)
-
     assert d["bytes"]["track"] <= 0.2, d["bytes"]
     # the summits and signal come from the stored track: `atacdenoise threshold` on the files gives the narrowPeak
-    out = tmp_path / "again.narrowPeak"
-    cmd = [sys.executable, "-m", "atacdenoise.cli", "threshold", "--prob", f"{d['prefix']}.peakprob.bw"]
-    cmd += ["--track", f"{d['prefix']}.track.bw", "--threshold", "0.5", "--out", out]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    ours = Path(f"{d['prefix']}.peaks.narrowPeak").read_text()
-    assert ours.count("\n") > 20 and out.read_text() == ours
+    _threshold_again(d["prefix"], tmp_path / "again.narrowPeak")
 
 
 def test_keep_sides_moves_only_values_carried_across_a_cut_and_keeps_the_bound_and_the_order():
