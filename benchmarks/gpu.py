@@ -81,6 +81,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -961,6 +962,12 @@ def main() -> None:
         res["skipped"].append({"stage": stage, "reason": reason, "at_s": elapsed()})
         save()
 
+    def failed(stage: str, exc: BaseException) -> None:
+        """Record a stage that raised (a compile failure, out of memory, a command's error) and go on."""
+        C.log(f"{stage}: FAILED: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+        res.setdefault("failed", []).append({"stage": stage, "error": f"{type(exc).__name__}: {str(exc)[:2000]}"})
+        skip(stage, f"failed ({type(exc).__name__}: {str(exc)[:200]})")
+
     from atacdenoise.model.network import build_model
 
     flops = model_flops_per_base(build_model({"preset": args.preset}))
@@ -987,11 +994,14 @@ def main() -> None:
     res["conv"] = conv
     if "B" in args.stages and elapsed() < args.budget * 0.5:
         C.log(f"B: whole genome compute ({sum(sizes.values()):,} bases), batch {batch}, {conv} convs, amp {amp}")
-        res["genome_compute"] = stage_genome_compute(
-            args, device, sizes, args.interval, args.pad, batch, amp, conv, run, predicted
-        )
-        C.log(f"  {res['genome_compute']}")
-        save()
+        try:
+            res["genome_compute"] = stage_genome_compute(
+                args, device, sizes, args.interval, args.pad, batch, amp, conv, run, predicted
+            )
+            C.log(f"  {res['genome_compute']}")
+            save()
+        except Exception as exc:  # the next stages still run
+            failed("B", exc)
     if predicted and not args.quick:  # about 25 s of training per loader: forward + backward ~3.5 forward passes
         rate = predicted / args.interval / 3.5
         args.train_windows = int(min(args.train_windows, max(256, rate * 25)) // 32 * 32)
@@ -1018,10 +1028,14 @@ def main() -> None:
                     "`--stages C` run",
                 )
             else:
-                res["cli"] = stage_cli(args, device, cli_sizes, Path(res["cli_input"]["path"]), batch, run)
-                C.log(f"  {res['cli']}")
-                save()
-    if "D" in args.stages:
+                try:
+                    res["cli"] = stage_cli(args, device, cli_sizes, Path(res["cli_input"]["path"]), batch, run)
+                    C.log(f"  {res['cli']}")
+                    save()
+                except Exception as exc:  # stage D still runs
+                    failed("C", exc)
+    def stage_d() -> None:
+        """Stage D: the on-disk dataset from the real commands, then one epoch per loader."""
         train_est = estimate_train_s(res, device, flops, args.train_windows, args.interval, args.pad)
         dataset_est = START_S * 2 + sum(train_sizes.values()) / 20e6
         if elapsed() + dataset_est + train_est > args.budget:
@@ -1069,6 +1083,11 @@ def main() -> None:
                         os.environ["ATACDENOISE_GPU_CONV"] = conv
                     C.log(f"  {res['train'][-1]}")
                     save()
+    if "D" in args.stages:
+        try:
+            stage_d()
+        except Exception as exc:  # what the stages measured is kept
+            failed("D", exc)
     res["notes"] += [
         f"Model FLOPs per sequence position: {flops / 1e6:.3f} MFLOP (2 x multiply-adds of every conv); "
         "a tile computes interval + 2 pad "

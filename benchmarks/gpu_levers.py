@@ -171,8 +171,13 @@ def stage_levers(args, device, flops_base: int, interval: int, pad: int, log: Ca
     notes = []
     checks = {}
     if triton_ok:
-        checks = check_outputs(model, device, min(width, 20_011))
-        log("  levers: output checks " + ", ".join(f"{k} {v:.2e}" for k, v in checks.items()))
+        try:
+            checks = check_outputs(model, device, min(width, 20_011))
+            log("  levers: output checks " + ", ".join(f"{k} {v:.2e}" for k, v in checks.items()))
+        except Exception as exc:  # a Triton compile or launch failure (TritonError is no RuntimeError)
+            log(f"  levers: Triton output check failed: {type(exc).__name__}: {str(exc)[:300]}")
+            notes.append(f"Triton rows skipped: the output check failed ({type(exc).__name__}: {str(exc)[:120]})")
+            triton_ok = False
     else:
         notes.append("Triton rows skipped: " + ("Triton is not installed" if cuda else "no GPU"))
     # a GPU's batch: the first >= 64 (else the largest); a CPU smoke run: the smallest
@@ -211,7 +216,7 @@ def stage_levers(args, device, flops_base: int, interval: int, pad: int, log: Ca
         try:
             fn = make()
             s = _time(fn, inp, device, reps_min=5 if cuda else 1, seconds=1.0 if cuda else 0.0)
-        except (RuntimeError, torch.OutOfMemoryError) as exc:  # out of memory, a compile failure
+        except Exception as exc:  # out of memory, a torch.compile or Triton compile failure
             log(f"  levers {name} {cfg} batch {b}: {type(exc).__name__}: {str(exc)[:300]}")
             notes.append(f"{name} {cfg or ''} batch {b}: failed ({type(exc).__name__}: {str(exc)[:120]})")
             return None
