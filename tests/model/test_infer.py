@@ -718,3 +718,46 @@ def test_a_failure_mid_run_leaves_no_output_and_no_temporary_file(genome, tmp_pa
     with pytest.raises(RuntimeError, match="simulated failure"):
         denoise_genome(runner, genome["noisy"], SIZES, output_paths(str(tmp_path / "s")), 0.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_compact_chunks_rounded_on_several_threads_equal_one_thread(genome, tmp_path, monkeypatch):
+    """Chunks are rounded in parallel (a GPU's output rate) but written and peak-called in order: same files."""
+    from atacdenoise.model import infer
+    from atacdenoise.model.infer import denoise_genome, output_paths
+
+    assert infer.round_threads(2) == 1 and infer.round_threads(16) == infer.ROUND_THREADS_MAX  # a laptop: as before
+    floor = float(np.mean(genome["x"]["chr1"]))  # bins where the track is low, per-base rounding elsewhere
+    outputs = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(infer, "round_threads", lambda threads=threads: threads)
+        runner = TileRunner(  # batch 2: 13 chunks
+            genome["net"], CPU, WINDOW["interval"], WINDOW["pad"], 2, lambda x: transform_input(x, TRANSFORM)
+        )
+        paths = output_paths(str(tmp_path / f"t{threads}"))
+        denoise_genome(runner, genome["noisy"], SIZES, paths, 0.5, precision="compact", floor=floor)
+        outputs[threads] = paths
+    for key in ("track", "peakprob"):
+        for chrom in SIZES:
+            np.testing.assert_array_equal(read_bigwig(outputs[4][key], chrom), read_bigwig(outputs[1][key], chrom))
+    peaks = outputs[1]["peaks"].read_text()
+    assert peaks and outputs[4]["peaks"].read_text() == peaks
+
+
+def test_a_rounding_failure_leaves_no_output(genome, tmp_path, monkeypatch):
+    from atacdenoise.model import infer
+    from atacdenoise.model.infer import denoise_genome, output_paths
+
+    calls = []
+
+    def failing(track, start, floor, width=infer.TRACK_BIN):
+        calls.append(start)
+        if len(calls) == 3:
+            raise RuntimeError("simulated rounding failure")
+        return track
+
+    monkeypatch.setattr(infer, "bin_track", failing)
+    monkeypatch.setattr(infer, "round_threads", lambda: 3)
+    runner = TileRunner(genome["net"], CPU, WINDOW["interval"], WINDOW["pad"], batch_size=2)
+    with pytest.raises(RuntimeError, match="simulated rounding failure"):
+        denoise_genome(runner, genome["noisy"], SIZES, output_paths(str(tmp_path / "s")), 0.5, floor=1.0)
+    assert list(tmp_path.iterdir()) == []

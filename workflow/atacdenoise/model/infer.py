@@ -146,6 +146,8 @@ COMPACT_TRACK_STORAGE = (
 #: at 512 bp, ~0.005 at 4,096 bp; browser views under ~4 Mb then read the data blocks instead (~0.2 bytes a
 #: base: under 1 MB for a 4-Mb view)
 COMPACT_FIRST_ZOOM = 4096
+#: at most this many threads round the compact outputs (:func:`round_threads`)
+ROUND_THREADS_MAX = 6
 
 
 # --------------------------------------------------------------------------- output precision
@@ -330,6 +332,15 @@ def track_floor(metas: list[dict], genome_bp: int) -> float:
     if genome_bp <= 0 or any(k != "depth" for k in kinds) or not all(r and r > 0 for r in refs):
         return 0.0
     return TRACK_FLOOR * float(np.mean(refs)) / genome_bp
+
+
+def round_threads(cores: int | None = None) -> int:
+    """Threads that round the compact outputs' chunks in parallel: half the cores, 1 to :data:`ROUND_THREADS_MAX`.
+
+    The rounding (~35 ms per M bases a thread) would bound a GPU's output rate from one thread (~29 M bases/s);
+    on a laptop's few cores one thread keeps up with the model, and more would only take cores from it.
+    """
+    return max(1, min(ROUND_THREADS_MAX, (cores or os.cpu_count() or 1) // 2))
 
 
 def apply_precision(
@@ -798,8 +809,9 @@ def denoise_genome(
     bounded for any genome); peaks are called in a thread while
     the model computes the next chunk. With ``target`` regions only they are
     denoised (each as its own stretch; the outputs are empty elsewhere). Both
-    tracks are stored at ``precision`` (:func:`apply_precision`, on the writer
-    thread; ``floor``: the compact track's, :func:`track_floor`) and peaks are called on the stored values. With an
+    tracks are stored at ``precision`` (:func:`apply_precision`, chunks rounded in parallel on
+    :func:`round_threads` threads, then written in order by the writer thread; ``floor``: the compact track's,
+    :func:`track_floor`) and peaks are called on the stored values. With an
     :class:`EnsembleRunner` (``paths`` has ``spread``) the spread is written too (at the probability's
     precision) and each peak's score column is its confidence (:func:`atacdenoise.peaks.threshold.peak_table`).
     The files appear together at the end, renamed from temporary names; on any error
@@ -820,26 +832,31 @@ def denoise_genome(
         if key in paths
     }
     tables: list[pd.DataFrame] = []
+    rounders = round_threads() if compact else 1
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool:
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool,
+            ThreadPoolExecutor(max_workers=rounders, thread_name_prefix="round") as rounding,
+        ):
             pending: list[Future] = []
 
-            def hand_on(
-                chrom: str,
-                offset: int,
-                start: int,
-                track: np.ndarray,
-                prob: np.ndarray,
-                peaks: PeakStream,
-                spread: np.ndarray | None = None,
-            ) -> None:
+            def stored_values(
+                pos: int, track: np.ndarray, prob: np.ndarray, spread: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                """Return one chunk's values as stored (chunks in parallel: the rounding is pure)."""
                 raw = prob
-                track, prob = apply_precision(track, prob, precision, offset + start, floor)
+                track, prob = apply_precision(track, prob, precision, pos, floor)
+                stored = bin_probability(prob, raw, pos, (threshold, *PROB_BIN_CUTS)) if compact else prob
+                if spread is not None and compact:
+                    spread = round_probability_bits(spread)  # the probability's scale
+                return track, stored, spread
+
+            def hand_on(chrom: str, offset: int, start: int, ready: Future, peaks: PeakStream) -> None:
+                """Write one chunk's stored values and call peaks on them, in chunk order (the writer thread)."""
+                track, stored, spread = ready.result()
                 writers["track"].add(chrom, offset + start, track)
-                stored = bin_probability(prob, raw, offset + start, (threshold, *PROB_BIN_CUTS)) if compact else prob
                 writers["peakprob"].add(chrom, offset + start, stored)
                 if spread is not None:
-                    spread = round_probability_bits(spread) if compact else spread  # the probability's scale
                     writers["spread"].add(chrom, offset + start, spread)
                 peaks.add(start, stored, track, spread)  # the model's own calls (bin_probability)
 
@@ -879,8 +896,9 @@ def denoise_genome(
                         finished.append(pool.submit(finish, *current))
                     current = (k, PeakStream(plan[k][0], threshold, min_length=MIN_LENGTH, max_gap=MAX_GAP))
                 chrom, offset, _ = plan[k]
-                pending.append(pool.submit(hand_on, chrom, offset, start, track, prob, current[1], *spread))
-                while len(pending) > 2:
+                ready = rounding.submit(stored_values, offset + start, track, prob, spread[0] if spread else None)
+                pending.append(pool.submit(hand_on, chrom, offset, start, ready, current[1]))
+                while len(pending) > rounders + 1:
                     pending.pop(0).result()
             if current is not None:
                 finished.append(pool.submit(finish, *current))
