@@ -884,7 +884,8 @@ def main() -> None:
         "--gpu-conv",
         choices=("auto", "torch", "triton"),
         default="auto",
-        help="convolutions of stages B/C on a GPU (ATACDENOISE_GPU_CONV); auto: the faster of stage A",
+        help="convolutions of stages B/C on a GPU (ATACDENOISE_GPU_CONV); auto: the faster of stage A, else "
+        "the commands' own default (Triton on cards with bf16 tensor cores)",
     )
     p.add_argument(
         "--cli-chroms",
@@ -973,7 +974,10 @@ def main() -> None:
     flops = model_flops_per_base(build_model({"preset": args.preset}))
     res["flops_per_base"] = flops
     batch, amp = args.infer_batch or 64, (torch.bfloat16 if device.type == "cuda" else None)
-    conv = args.gpu_conv if args.gpu_conv != "auto" else "torch"
+    from atacdenoise.model.device import gpu_conv_requested
+
+    # auto: stage A's faster route, else what the commands pick themselves (Triton on a tensor-core card)
+    conv = args.gpu_conv if args.gpu_conv != "auto" else ("triton" if gpu_conv_requested(device) else "torch")
     predicted = None
     if "A" in args.stages:
         lev = stage_levers(args, device, flops, args.interval, args.pad, C.log, lambda: elapsed() > args.budget * 0.3)
@@ -1034,6 +1038,7 @@ def main() -> None:
                     save()
                 except Exception as exc:  # stage D still runs
                     failed("C", exc)
+
     def stage_d() -> None:
         """Stage D: the on-disk dataset from the real commands, then one epoch per loader."""
         train_est = estimate_train_s(res, device, flops, args.train_windows, args.interval, args.pad)
@@ -1083,6 +1088,7 @@ def main() -> None:
                         os.environ["ATACDENOISE_GPU_CONV"] = conv
                     C.log(f"  {res['train'][-1]}")
                     save()
+
     if "D" in args.stages:
         try:
             stage_d()

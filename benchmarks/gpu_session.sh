@@ -7,8 +7,10 @@
 #
 # 1. the carried wheels into /tmp/site (nothing is installed into the image's own Python);
 # 2. the GPU tests (`pytest -m gpu`: the Triton kernel and the GPU inference path against the float32 model);
-# 3. benchmarks/gpu.py within what is left of BUDGET seconds: stage A (every lever of benchmarks/gpu_levers.py),
-#    B, C (the real `atacdenoise infer` on the whole genome), D (training from an on-disk dataset).
+# 3. benchmarks/gpu.py within what is left of BUDGET seconds, less 60: stage A (every lever of
+#    benchmarks/gpu_levers.py), B, C (the real `atacdenoise infer` on the whole genome), D (training from an
+#    on-disk dataset);
+# 4. benchmarks/gpu_profile.py: the kernels of an inference batch and of a training step (gpu-profile.md).
 # Everything lands in $OUT (gpu.md, gpu.json, logs); copy gpu.json to benchmarks/results/ and commit it.
 # Arguments after the budget go to gpu.py. A dry run here: PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
 # 300 --device cpu --quick (the wheels, built for the image's Python 3.12, are then skipped).
@@ -33,6 +35,12 @@ timeout 150 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/model/test_gpuco
     >"$out/pytest-gpu.txt" 2>&1
 echo "pytest -m gpu: exit $? ($(tail -1 "$out/pytest-gpu.txt"))"
 left=$((budget - ($(date +%s) - start)))
-"$py" benchmarks/gpu.py --out "$out" --budget "$left" "${@:2}" >"$out/gpu-stdout.txt" 2>&1
+"$py" benchmarks/gpu.py --out "$out" --budget "$((left - 60))" "${@:2}" >"$out/gpu-stdout.txt" 2>&1
 echo "gpu.py: exit $?"
 tail -60 "$out/gpu-stdout.txt"
+# 4. where the card's time goes: the kernels of an inference batch and of a training step, per route
+quick=$(printf '%s\n' "$@" | grep -q -- --quick && echo --quick)
+device=$(printf '%s\n' "$@" | grep -q -- 'cpu' && echo cpu || echo cuda)
+timeout 120 "$py" benchmarks/gpu_profile.py --out "$out" --device "$device" $quick >"$out/gpu-profile-stdout.txt" 2>&1
+echo "gpu_profile.py: exit $?"
+cat "$out/gpu-profile.md" 2>/dev/null | cut -c1-160 | head -80

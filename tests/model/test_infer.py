@@ -675,6 +675,8 @@ def test_gpu_cli_picks_cuda_and_logs_gpu_time_and_memory(genome, tmp_path):
         prefix,
         "--amp",
         "off",
+        "--precision",
+        "float32",  # the model's values (the compact default rounds to 8 significant bits)
     )
     assert res.returncode == 0, res.stderr
     assert "device: cuda" in res.stderr and "GPU time" in res.stderr and "peak GPU memory" in res.stderr

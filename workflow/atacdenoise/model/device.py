@@ -62,13 +62,21 @@ def autocast_dtype(requested: str, device: torch.device, training: bool = False)
     return torch.bfloat16 if requested == "bf16" else torch.float16
 
 
-def gpu_conv_requested() -> bool:
-    """Tell whether ``ATACDENOISE_GPU_CONV=triton`` puts the convolutions of GPU inference and training on Triton.
+def gpu_conv_requested(device: torch.device | None = None) -> bool:
+    """Tell whether the convolutions of GPU inference and training on ``device`` run on the Triton kernel.
 
-    The default, ``torch``, keeps PyTorch's (cuDNN's) until ``benchmarks/gpu.py`` shows the kernel
-    (:mod:`atacdenoise.model.gpuconv`) pays on a GPU.
+    ``ATACDENOISE_GPU_CONV``: ``auto`` (the default) picks Triton (:mod:`atacdenoise.model.gpuconv`) where it
+    runs: Triton is installed and the card has bf16 tensor cores (compute capability >= 8.0: A100, H100,
+    H200...); it ran the reference shape 5.5x faster than cuDNN on an H100 (``benchmarks/README.md``, issue 23).
+    ``torch`` keeps PyTorch's (cuDNN's) convolutions; ``triton`` asks for the kernel whatever the card.
     """
-    value = os.environ.get("ATACDENOISE_GPU_CONV", "torch").strip().lower()
-    if value not in ("torch", "triton"):
-        raise InputError(f"ATACDENOISE_GPU_CONV={value!r}: expected torch or triton")
-    return value == "triton"
+    value = os.environ.get("ATACDENOISE_GPU_CONV", "auto").strip().lower()
+    if value not in ("auto", "torch", "triton"):
+        raise InputError(f"ATACDENOISE_GPU_CONV={value!r}: expected auto, torch or triton")
+    if value != "auto":
+        return value == "triton"
+    if device is None or device.type != "cuda":
+        return False
+    from atacdenoise.model import gpuconv
+
+    return gpuconv.available() and torch.cuda.get_device_capability(device) >= (8, 0)

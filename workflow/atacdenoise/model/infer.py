@@ -51,6 +51,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -532,6 +533,22 @@ class RunStats:
     chunks: int = 0
     compute_s: float = 0.0
     gpu_events: list = field(default_factory=list)
+    #: where the rest of the wall time went: the model waiting for its input, and for the outputs to drain;
+    #: the output stage's own seconds (rounding summed over its threads, the writers' queues, the peak calls)
+    input_wait_s: float = 0.0
+    output_wait_s: float = 0.0
+    round_s: float = 0.0
+    round_threads: int = 1
+    write_s: float = 0.0
+    peaks_s: float = 0.0
+
+    def stages(self) -> str:
+        """One line for the log: where the time went besides the model, to tell a run's bottleneck."""
+        return (
+            f"model {self.compute_s:.1f} s; waited {self.input_wait_s:.1f} s for the input and "
+            f"{self.output_wait_s:.1f} s for the outputs (rounding {self.round_s:.1f} s on {self.round_threads} "
+            f"thread(s), bigWig writers' queues {self.write_s:.1f} s, peak calls {self.peaks_s:.1f} s)"
+        )
 
     def gpu_seconds(self) -> float:
         """Sum of the GPU time between recorded event pairs (synchronises)."""
@@ -592,11 +609,11 @@ class TileRunner:
                 log.info(
                     "CPU inference: %d convolutions on the native kernel (atacdenoise.model.cpuconv)", self.native_convs
                 )
-        if device.type == "cuda" and gpu_conv_requested():
+        if device.type == "cuda" and gpu_conv_requested(device):
             from atacdenoise.model.gpuconv import TritonDenoiser
 
             self.model = TritonDenoiser(self.model, dtype=amp or torch.float32)
-            log.info("GPU inference: the convolutions on the Triton kernel (ATACDENOISE_GPU_CONV=triton)")
+            log.info("GPU inference: the convolutions on the Triton kernel (ATACDENOISE_GPU_CONV=torch: cuDNN's)")
         self.device = device
         self.interval = interval
         self.pad = pad
@@ -701,7 +718,9 @@ class TileRunner:
             pending = submit(job, buffers[0])
             for i in itertools.count():
                 key, _, _, start, end = job
+                t0 = time.perf_counter()
                 windows = pending.result()
+                self.stats.input_wait_s += time.perf_counter() - t0
                 job = next(queue, None)
                 if job is not None:
                     pending = submit(job, buffers[(i + 1) % 2])
@@ -751,6 +770,8 @@ class EnsembleRunner:
         """The members' run statistics summed (bases and tiles counted once, model time of all members)."""
         s = self.runners[0].stats
         out = RunStats(s.tiles, s.bases, s.chunks)
+        for key in ("input_wait_s", "output_wait_s", "round_s", "round_threads", "write_s", "peaks_s"):
+            setattr(out, key, getattr(s, key))  # the stream runs through the first member (run_stretches)
         for r in self.runners:
             out.compute_s += r.stats.compute_s
             out.gpu_events += r.stats.gpu_events
@@ -833,6 +854,9 @@ def denoise_genome(
     }
     tables: list[pd.DataFrame] = []
     rounders = round_threads() if compact else 1
+    stats = runner.runners[0].stats if isinstance(runner, EnsembleRunner) else runner.stats
+    stats.round_threads = rounders
+    lock = threading.Lock()
     try:
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer") as pool,
@@ -844,21 +868,28 @@ def denoise_genome(
                 pos: int, track: np.ndarray, prob: np.ndarray, spread: np.ndarray | None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
                 """Return one chunk's values as stored (chunks in parallel: the rounding is pure)."""
+                t0 = time.perf_counter()
                 raw = prob
                 track, prob = apply_precision(track, prob, precision, pos, floor)
                 stored = bin_probability(prob, raw, pos, (threshold, *PROB_BIN_CUTS)) if compact else prob
                 if spread is not None and compact:
                     spread = round_probability_bits(spread)  # the probability's scale
+                with lock:
+                    stats.round_s += time.perf_counter() - t0
                 return track, stored, spread
 
             def hand_on(chrom: str, offset: int, start: int, ready: Future, peaks: PeakStream) -> None:
                 """Write one chunk's stored values and call peaks on them, in chunk order (the writer thread)."""
                 track, stored, spread = ready.result()
+                t0 = time.perf_counter()
                 writers["track"].add(chrom, offset + start, track)
                 writers["peakprob"].add(chrom, offset + start, stored)
                 if spread is not None:
                     writers["spread"].add(chrom, offset + start, spread)
+                t1 = time.perf_counter()
                 peaks.add(start, stored, track, spread)  # the model's own calls (bin_probability)
+                stats.write_s += t1 - t0
+                stats.peaks_s += time.perf_counter() - t1
 
             # every chromosome (or target region) as one stream of chunks: no drain at a boundary
             plan = [
@@ -898,8 +929,10 @@ def denoise_genome(
                 chrom, offset, _ = plan[k]
                 ready = rounding.submit(stored_values, offset + start, track, prob, spread[0] if spread else None)
                 pending.append(pool.submit(hand_on, chrom, offset, start, ready, current[1]))
+                t0 = time.perf_counter()
                 while len(pending) > rounders + 1:
                     pending.pop(0).result()
+                stats.output_wait_s += time.perf_counter() - t0
             if current is not None:
                 finished.append(pool.submit(finish, *current))
             while pending:
@@ -951,6 +984,7 @@ def log_summary(runner: TileRunner, device: torch.device, wall: float, n_peaks: 
         f"{s.bases / max(wall, 1e-9):,.0f}",
         s.compute_s,
     )
+    log.info("where the time went: %s", s.stages())
     if device.type == "cuda":
         log.info(
             "GPU %s: %.2f s of GPU time, peak GPU memory %.2f GiB",

@@ -1068,9 +1068,9 @@ def _train(
             (raw_settings or {}).get("preset", DEFAULT_PRESET),
         )
     model = model.to(dev)
-    if dev.type == "cuda" and gpu_conv_requested():
+    if dev.type == "cuda" and gpu_conv_requested(dev):
         model.conv_impl = "triton"
-        log.info("the convolutions on the Triton kernel, forward and backward (ATACDENOISE_GPU_CONV=triton)")
+        log.info("the convolutions on the Triton kernel, forward and backward (ATACDENOISE_GPU_CONV=torch: cuDNN's)")
     # fused: one kernel for the whole step on a GPU (issue 23); the CPU keeps the default implementation
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
