@@ -50,7 +50,8 @@ INTERPRETED = textwrap.dedent(
             track, logits = model(x)
             t32, l32 = TritonDenoiser(model, torch.float32, {"BLOCK_L": 128})(x)
             t16, l16 = TritonDenoiser(model, torch.bfloat16, {"BLOCK_L": 64})(x)
-            block = {"kernel": "block", "S": 2 if name == "light" else 4, "BLOCK_Q": 2}  # "wide": dilation 3, taps
+            S = {"light": 2, "reference_convs": 8}.get(name, 4)  # 8: the default's (DEFAULT_CONFIG)
+            block = {"kernel": "block", "S": S, "BLOCK_Q": 2}  # "wide": dilation 3, taps
             tb, lb = TritonDenoiser(model, torch.float32, block)(x)
         scale = float(track.abs().max())
         print(
@@ -118,7 +119,8 @@ TRAINING = textwrap.dedent(
         ref = torch.autograd.grad(loss(model, x), params)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             auto = torch.autograd.grad(loss(model, x), params)
-        os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"kernel": "block", "BLOCK_Q": 2}' if name == "light" else ""
+        # the default's block form (S = 8) and the taps form, the one where the block form cannot run
+        os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"BLOCK_Q": 2}' if name == "light" else '{"kernel": "taps"}'
         gpuconv._train_config.cache_clear()
         model.conv_impl = "triton"
         got = torch.autograd.grad(loss(model, x), params)
