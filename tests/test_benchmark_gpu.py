@@ -124,3 +124,33 @@ def test_stage_a_levers_run_and_padded_channels_keep_the_models_outputs():
     assert any("GPU only" in n for n in lev["notes"]) and any("Triton rows skipped" in n for n in lev["notes"])
     table = L.lever_table(lev)
     assert len(table) == 2 + len(lev["rows"]) and all(r["prediction"] in "".join(table) for r in lev["rows"])
+
+
+def test_a_stage_that_fails_is_recorded_and_the_run_completes(tmp_path):
+    """One GPU session must not be lost to one stage: the command's error lands in gpu.json, the run goes on."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--device", "cpu", "--quick", "--stages", "C",
+           "--infer-batch", "-1", "--budget", "600", "--out", str(out), "--work", str(tmp_path / "work")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "gpu.json").read_text())
+    assert data["complete"] and [f["stage"] for f in data["failed"]] == ["C"] and "cli" not in data
+    assert "--batch-size" in data["failed"][0]["error"] and data["skipped"][0]["stage"] == "C"
+
+
+def test_kernel_profile_smoke_run_writes_its_tables(tmp_path):
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "gpu_profile.py"),
+        "--device",
+        "cpu",
+        "--quick",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "gpu-profile.json").read_text())
+    assert [c["case"] for c in data["cases"]] == ["inference, torch convs", "training step, torch convs"]
+    assert all(c["windows_per_s"] > 0 and c["s"] > 0 for c in data["cases"])
+    assert "training step, torch convs" in (tmp_path / "gpu-profile.md").read_text()
