@@ -49,6 +49,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -157,9 +158,6 @@ OFFLINE_COMPACT = f"compact, offline route ({COMPACT_PROB_STORAGE}; track: {COMP
 PER_BASE = f"{COMPACT_PROB_ROUNDING}, per base; {TRACK_BITS} bits (compact before the 8-bp bins)"
 #: ``compact`` before the track's bins (2026-12-05 evening): the probability as now, the track per base
 TRACK_PER_BASE = f"probability as compact; track: {TRACK_BITS} bits per base (compact before the track's bins)"
-#: candidates whose probability is stored as infer stores compact ones: bin means, per base where a bin
-#: straddles the model's threshold or 0.5 (:func:`~atacdenoise.model.infer.bin_probability`)
-BINNED = {OFFLINE_COMPACT, TRACK_PER_BASE}
 #: ``compact`` before this change (9 bits of min(p, 1 - p) everywhere), at today's writer settings
 COMPACT_9 = "9 bits of min(p, 1-p); 8 bits (compact until 2026-12-05 morning)"
 
@@ -174,43 +172,51 @@ def _track(bits: int) -> Callable:
     return lambda t, floor=0.0: round_significant_bits(t, bits)
 
 
-#: candidate -> (probability rounding, track rounding(track, floor)); float32 outputs are rounded by them (see
-#: the docstring); ``floor`` is the model's compact-track floor (:func:`~atacdenoise.model.infer.track_floor`)
-CANDIDATES: dict[str, tuple[Callable, Callable]] = {
-    OFFLINE_COMPACT: (round_probability_bits, _floor_bins(TRACK_FLOOR)),
-    TRACK_PER_BASE: (round_probability_bits, _track(TRACK_BITS)),
-    f"probability as compact; track: {TRACK_BIN}-bp bins below half the floor": (
-        round_probability_bits,
-        _floor_bins(TRACK_FLOOR / 2),
+class Candidate(NamedTuple):
+    """One way to store the outputs: the probability's and the track's roundings, and how the probability is kept.
+
+    ``binned``: the probability is then stored as infer stores compact ones (bin means, per base where a bin
+    straddles the model's threshold or 0.5: :func:`~atacdenoise.model.infer.bin_probability`).
+    """
+
+    prob: Callable
+    track: Callable  # track(values, floor): ``floor`` is the model's compact-track floor (``track_floor``)
+    binned: bool = False
+
+
+#: candidate -> its storage; the float32 outputs are rounded by them (see the docstring)
+CANDIDATES: dict[str, Candidate] = {
+    OFFLINE_COMPACT: Candidate(round_probability_bits, _floor_bins(TRACK_FLOOR), binned=True),
+    TRACK_PER_BASE: Candidate(round_probability_bits, _track(TRACK_BITS), binned=True),
+    f"probability as compact; track: {TRACK_BIN}-bp bins below half the floor": Candidate(
+        round_probability_bits, _floor_bins(TRACK_FLOOR / 2), binned=True
     ),
-    f"probability as compact; track: {TRACK_BIN}-bp bins below twice the floor": (
-        round_probability_bits,
-        _floor_bins(TRACK_FLOOR * 2),
+    f"probability as compact; track: {TRACK_BIN}-bp bins below twice the floor": Candidate(
+        round_probability_bits, _floor_bins(TRACK_FLOOR * 2), binned=True
     ),
-    f"probability as compact; track: {2 * TRACK_BIN}-bp bins below the floor": (
-        round_probability_bits,
-        _floor_bins(TRACK_FLOOR, 2 * TRACK_BIN),
+    f"probability as compact; track: {2 * TRACK_BIN}-bp bins below the floor": Candidate(
+        round_probability_bits, _floor_bins(TRACK_FLOOR, 2 * TRACK_BIN), binned=True
     ),
-    PER_BASE: (round_probability_bits, _track(TRACK_BITS)),
-    COMPACT_9: (_bits(9), _track(8)),
-    "1/256 steps; 3 digits (compact before issue 19.2)": (grid_probability, lambda t, floor=0.0: significant_digits(t)),
-    "logit step 1/16; 6 bits": (lambda p: logit_grid(p, 1 / 16), _track(6)),
-    "9 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(9, 6), _track(8)),
-    "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": (_bits(8, 5), _track(8)),
-    "7 bits of min(p, 1-p), 6 below 1/128; 8 bits": (_bits(7, 6), _track(8)),
-    "7 bits of min(p, 1-p), 4 below 1/128; 7 bits": (_bits(7, 4), _track(7)),
-    "8-bp means, then compact (both)": (_binned(8, round_probability_bits), _binned(8, _track(TRACK_BITS))),
-    "16-bp means, then compact (both)": (_binned(16, round_probability_bits), _binned(16, _track(TRACK_BITS))),
-    "8-bp means of the probability, straddling bins not kept; track compact": (
-        _binned(8, round_probability_bits),
-        _track(TRACK_BITS),
+    PER_BASE: Candidate(round_probability_bits, _track(TRACK_BITS)),
+    COMPACT_9: Candidate(_bits(9), _track(8)),
+    "1/256 steps; 3 digits (compact before issue 19.2)": Candidate(
+        grid_probability, lambda t, floor=0.0: significant_digits(t)
     ),
-    "compact probability per base; track: 4-bp means, 8 bits": (round_probability_bits, _binned(4, _track(8))),
-    "compact probability per base; track: 2-bp means, 8 bits": (round_probability_bits, _binned(2, _track(8))),
-    "16 bits of min(p, 1-p); float32": (_bits(16), _same),
-    "20 bits (float32 round-off only); float32": (_track(20), _same),
+    "logit step 1/16; 6 bits": Candidate(lambda p: logit_grid(p, 1 / 16), _track(6)),
+    "9 bits of min(p, 1-p), 6 below 1/128; 8 bits": Candidate(_bits(9, 6), _track(8)),
+    "8 bits of min(p, 1-p), 5 below 1/128; 8 bits": Candidate(_bits(8, 5), _track(8)),
+    "7 bits of min(p, 1-p), 6 below 1/128; 8 bits": Candidate(_bits(7, 6), _track(8)),
+    "7 bits of min(p, 1-p), 4 below 1/128; 7 bits": Candidate(_bits(7, 4), _track(7)),
+    "8-bp means, then compact (both)": Candidate(_binned(8, round_probability_bits), _binned(8, _track(TRACK_BITS))),
+    "16-bp means, then compact (both)": Candidate(_binned(16, round_probability_bits), _binned(16, _track(TRACK_BITS))),
+    "8-bp means of the probability, straddling bins not kept; track compact": Candidate(
+        _binned(8, round_probability_bits), _track(TRACK_BITS)
+    ),
+    "compact probability per base; track: 4-bp means, 8 bits": Candidate(round_probability_bits, _binned(4, _track(8))),
+    "compact probability per base; track: 2-bp means, 8 bits": Candidate(round_probability_bits, _binned(2, _track(8))),
+    "16 bits of min(p, 1-p); float32": Candidate(_bits(16), _same),
+    "20 bits (float32 round-off only); float32": Candidate(_track(20), _same),
 }
-BINNED |= {name for name in CANDIDATES if name.startswith("probability as compact")}
 QUICK = [OFFLINE_COMPACT, TRACK_PER_BASE]
 
 #: other float32 computations of the same model, run by the real ``infer --precision float32``: how far the
@@ -284,7 +290,7 @@ def offline(
 ) -> None:
     """Round the float32 outputs at ``reference``, write them as infer writes compact outputs, call peaks (cached).
 
-    ``binned``: the probability is stored as infer stores compact ones (:data:`BINNED`). Peaks are called on
+    ``binned``: the probability is stored as infer stores compact ones (:attr:`Candidate.binned`). Peaks are called on
     the stored values, as infer calls them.
     """
     if Path(f"{prefix}.peaks.narrowPeak").exists():
@@ -326,7 +332,8 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
         rows[name] = {"bytes": _sizes(out / stem, length), "metrics": _metrics(out / stem, noisy, clean)}
     for k, name in enumerate(candidates):
         prefix = out / cache_name(name)
-        offline(out / "float32", prefix, CANDIDATES[name], threshold, floor, binned=name in BINNED)
+        cand = CANDIDATES[name]
+        offline(out / "float32", prefix, (cand.prob, cand.track), threshold, floor, binned=cand.binned)
         rows[name] = {"bytes": _sizes(prefix, length), "metrics": _metrics(prefix, noisy, clean)}
         log.info("model %d, %s: %s done (%d/%d)", index, depth, name, k + 1, len(candidates))
     if OFFLINE_COMPACT in rows:  # the offline route is the infer route: same values, same metrics

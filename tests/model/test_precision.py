@@ -32,6 +32,7 @@ from atacdenoise.model.infer import (
     TRACK_BIN,
     TRACK_BITS,
     TRACK_FLOOR,
+    aligned_pieces,
     apply_precision,
     bin_probability,
     bin_track,
@@ -514,3 +515,17 @@ def test_keep_sides_moves_only_values_carried_across_a_cut_and_keeps_the_bound_a
     assert np.all(np.abs(sided.astype(np.float64) - prob) <= np.abs(rounded.astype(np.float64) - prob))
     assert np.all(np.diff(sided) >= 0)  # still monotone in p
     assert keep_sides(rounded, prob, ()) is not rounded and np.array_equal(keep_sides(rounded, prob, ()), rounded)
+
+
+@pytest.mark.parametrize("start, n", [(0, 0), (0, 16), (3, 5), (5, 3), (8, 17), (13, 40), (7, 1), (1000003, 9999)])
+def test_aligned_pieces_tile_the_chunk_on_the_chromosomes_bin_boundaries(start, n):
+    pieces = aligned_pieces(start, n, 8)
+    assert [(lo, hi) for lo, hi, _ in pieces] == [
+        (a, b) for a, b in zip([0, *[h for _, h, _ in pieces]], [h for _, h, _ in pieces])
+    ]
+    assert sum(hi - lo for lo, hi, _ in pieces) == n  # contiguous from 0 to n
+    bins = [(start + lo + k * size, size) for lo, hi, size in pieces for k in range((hi - lo) // size)]
+    assert all((hi - lo) % size == 0 and 0 < size <= 8 for lo, hi, size in pieces)
+    for first, size in bins:  # every bin lies within one aligned 8-bp bin of the chromosome
+        assert first // 8 == (first + size - 1) // 8
+    assert len({first // 8 for first, _ in bins}) == len(bins)  # and no two share one

@@ -45,8 +45,8 @@ def bigwig_chrom_sizes(path: str | Path) -> dict[str, int]:
         bw.close()
 
 
-def check_bigwig(path: str | Path, sizes: dict[str, int]) -> None:
-    """Raise when the bigWig lacks a chromosome of ``sizes`` or has a different length for one."""
+def check_bigwig(path: str | Path, sizes: dict[str, int]) -> dict[str, int]:
+    """Raise when the bigWig lacks a chromosome of ``sizes`` or has a different length for one; else its chroms."""
     found = bigwig_chrom_sizes(path)
     check_chrom_names(found, sizes, path)
     check_chrom_lengths(found, sizes, path)
@@ -56,6 +56,7 @@ def check_bigwig(path: str | Path, sizes: dict[str, int]) -> None:
             f"{path}: chromosomes {missing[:5]} of the genome sizes file are missing from this bigWig; "
             "re-create it over the whole genome or restrict genome.chroms in the config"
         )
+    return found
 
 
 def bigwig_total(path: str | Path, chroms: dict[str, int] | None = None) -> float:

@@ -254,14 +254,22 @@ def bin_probability(
     file gives the model's own calls there.
     """
     sided = keep_sides(rounded, prob, cuts)
-    n = prob.size
-    head = min(n, -start % width)  # the bases before the first bin boundary
-    body = (n - head) // width * width  # whole bins
-    out = np.empty(n, np.float32)
-    for lo, hi, size in ((0, head, head), (head, head + body, width), (head + body, n, n - head - body)):
-        if hi > lo:  # each piece as a (bins, bases) array
-            out[lo:hi] = _bin_rows(sided[lo:hi].reshape(-1, size), prob[lo:hi].reshape(-1, size), cuts)
+    out = np.empty(prob.size, np.float32)
+    for lo, hi, size in aligned_pieces(start, prob.size, width):
+        out[lo:hi] = _bin_rows(sided[lo:hi].reshape(-1, size), prob[lo:hi].reshape(-1, size), cuts)
     return out
+
+
+def aligned_pieces(start: int, n: int, width: int) -> list[tuple[int, int, int]]:
+    """Split ``n`` bases from chromosome position ``start`` into bins aligned on multiples of ``width``.
+
+    Returns the non-empty pieces as ``(lo, hi, bin size)``: the bases before the first boundary (one short bin),
+    the whole bins, the bases after the last boundary (one short bin); each piece reshapes to ``(bins, size)``.
+    """
+    head = min(n, -start % width)
+    body = (n - head) // width * width
+    pieces = ((0, head, head), (head, head + body, width), (head + body, n, n - head - body))
+    return [(lo, hi, size) for lo, hi, size in pieces if hi > lo]
 
 
 def _bin_rows(sided: np.ndarray, prob: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
@@ -288,13 +296,9 @@ def bin_track(track: np.ndarray, start: int, floor: float, width: int = TRACK_BI
     x = np.asarray(track, dtype=np.float32)
     if floor <= 0:
         return round_significant_bits(x, TRACK_BITS)
-    n = x.size
-    head = min(n, -start % width)
-    body = (n - head) // width * width
-    out = np.empty(n, np.float32)
-    for lo, hi, size in ((0, head, head), (head, head + body, width), (head + body, n, n - head - body)):
-        if hi > lo:
-            out[lo:hi] = _track_rows(x[lo:hi].reshape(-1, size), floor)
+    out = np.empty(x.size, np.float32)
+    for lo, hi, size in aligned_pieces(start, x.size, width):
+        out[lo:hi] = _track_rows(x[lo:hi].reshape(-1, size), floor)
     return round_significant_bits(out, TRACK_BITS)
 
 
@@ -1052,7 +1056,7 @@ def denoise_bigwig(
     sizes = select_chroms(header, include=chroms)
     target = read_target_regions(target_regions, sizes)
     sizes = restrict_sizes(sizes, target)
-    check_bigwig(input_path, sizes)
+    in_input = check_bigwig(input_path, sizes)  # the bigWig's chromosomes and lengths
     dev = select_device(device)
     members = [load_model(path, map_location="cpu") for path in model_paths]
     check_members(model_paths, [meta for _, meta in members])
@@ -1126,11 +1130,7 @@ def denoise_bigwig(
             ", ".join(map(str, model_paths)),
         )
     # the track's scale: the input is brought to the reference total over the genome's chromosomes it has
-    in_input = open_bigwig(input_path)
-    try:
-        genome_bp = sum(n for c, n in genome.items() if c in in_input.chroms())
-    finally:
-        in_input.close()
+    genome_bp = sum(n for c, n in genome.items() if c in in_input)
     floor = track_floor([m for _, m in members], genome_bp)
     log.info("output precision: %s", describe_precision(precision, floor))
     paths = output_paths(out_prefix, ensemble=ensemble)
