@@ -152,22 +152,21 @@ def main() -> None:
         "mask": torch.ones(b, interval, device=device),
     }
     s = {"pad": pad, "interval": interval, "w_mse": 1.0, "w_pearson": 1.0, "w_bce": 1.0, "pearson": "window"}
-    for route in routes:
+    # the Triton route's weight gradient both ways: per tap (the default) and through the block form's matrices
+    cases = [("torch", None)] + ([("triton", "taps"), ("triton", "block")] if "triton" in routes else [])
+    base = dict(results["config"] or {})
+    for route, wgrad in cases:
+        if wgrad is not None:
+            os.environ["ATACDENOISE_TRITON_CONFIG"] = json.dumps({**base, "wgrad": wgrad})
+            gpuconv._train_config.cache_clear()
         torch.manual_seed(0)
         model = build_model({"preset": args.preset}).to(device).train()
         model.conv_impl = route
         opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=cuda)
         sec, kernels = profile(lambda model=model, opt=opt: train_step(model, opt, batch, s, bf16), device, args.reps)
-        results["cases"].append(
-            {
-                "case": f"training step, {route} convs",
-                "batch": b,
-                "s": sec,
-                "windows_per_s": b / sec,
-                "kernels": kernels,
-            }
-        )
-        log.info("training %s: %.1f ms per step of %d windows (%.0f windows/s)", route, sec * 1e3, b, b / sec)
+        name = f"training step, {route} convs" + (f", {wgrad} weight gradient" if wgrad else "")
+        results["cases"].append({"case": name, "batch": b, "s": sec, "windows_per_s": b / sec, "kernels": kernels})
+        log.info("%s: %.1f ms per step of %d windows (%.0f windows/s)", name, sec * 1e3, b, b / sec)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu-profile.json").write_text(json.dumps(results, indent=2))
     lines = [f"# Kernel profile ({results['device']}, torch {results['torch']}, Triton config {results['config']})", ""]

@@ -108,6 +108,14 @@ TRAINING = textwrap.dedent(
         "wide_features_skip": dict(
             preset="light", filters=16, kernel_size=5, convs_per_block=2, cls_sees_features=True, input_skip=True
         ),
+        "light_block_wgrad": dict(preset="light"),
+    }
+    # the default's block form (S = 8), the taps form (where the block form cannot run), and the block form's
+    # weight gradient (wgrad: block)
+    configs = {
+        "light": '{"BLOCK_Q": 2}',
+        "wide_features_skip": '{"kernel": "taps"}',
+        "light_block_wgrad": '{"BLOCK_Q": 2, "wgrad": "block"}',
     }
     for name, hp in cases.items():
         torch.manual_seed(len(name))
@@ -119,8 +127,7 @@ TRAINING = textwrap.dedent(
         ref = torch.autograd.grad(loss(model, x), params)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             auto = torch.autograd.grad(loss(model, x), params)
-        # the default's block form (S = 8) and the taps form, the one where the block form cannot run
-        os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"BLOCK_Q": 2}' if name == "light" else '{"kernel": "taps"}'
+        os.environ["ATACDENOISE_TRITON_CONFIG"] = configs[name]
         gpuconv._train_config.cache_clear()
         model.conv_impl = "triton"
         got = torch.autograd.grad(loss(model, x), params)
@@ -141,7 +148,7 @@ def test_interpreted_training_gradients_equal_autograd_in_float32_and_match_auto
     res = subprocess.run([sys.executable, "-c", TRAINING, "200"], env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [line.split() for line in res.stdout.strip().splitlines()]
-    assert [r[0] for r in rows] == ["light", "wide_features_skip"]
+    assert [r[0] for r in rows] == ["light", "wide_features_skip", "light_block_wgrad"]
     for name, fp32, bf16, autocast, n_params in rows:
         assert float(fp32) < 1e-5, (name, fp32)  # every parameter's gradient, input and weight paths both
         assert float(bf16) < max(0.1, 2 * float(autocast)), (name, bf16, autocast)
@@ -214,6 +221,29 @@ def _compile_weight_grad_for(arch: int) -> str:
     return kernel.asm["ptx"]
 
 
+def _compile_block_weight_grad_for(arch: int) -> str:
+    """PTX of the block form's weight gradient (training, ``wgrad: block``) at the default's S = 8, as above."""
+    triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    cfg = gpuconv.DEFAULT_CONFIG
+    sig = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*fp32", "L": "i32", "tiles_per_row": "i32"}
+    sig.update({"n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
+    d = -(-25 // cfg["S"])
+    const = dict(C=16, S=cfg["S"], ND=2 * d + 1, D0=-d, DIL=8, TILES=gpuconv.WGRAD_CONFIG["block_tiles"])
+    const.update(IEEE=False, UPCAST=False, BLOCK_Q=cfg["BLOCK_Q"])
+    names = [*sig, *const]
+    sig.update(dict.fromkeys(const, "constexpr"))
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in ("x_ptr", "g_ptr", "out_ptr", "x_batch", "g_batch")}
+    kernel = triton.compile(
+        ASTSource(fn=gpuconv._block_wgrad_kernel, signature=sig, constexprs=const, attrs=attrs),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"]},
+    )
+    return kernel.asm["ptx"]
+
+
 @pytest.mark.parametrize("arch, mma", [(90, "wgmma.mma_async"), (80, "mma.sync.aligned")])
 def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, mma, monkeypatch):
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
@@ -232,6 +262,9 @@ def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, m
     assert ("wgmma.mma_async.sync.aligned.m64n64k16" if arch == 90 else mma) in ptx and ".bf16" in ptx
     ptx = _compile_weight_grad_for(arch)  # training's weight gradient: 16 x 16 products summed over positions
     assert "mma.sync.aligned.m16n8k16" in ptx and ".bf16" in ptx  # tensor cores (M = 16: below wgmma's 64 rows)
+    ptx = _compile_block_weight_grad_for(arch)  # the block form's: 128 x 128 products of 64-row tiles
+    assert ("wgmma.mma_async.sync.aligned.m64n128k16" if arch == 90 else mma) in ptx and ".bf16" in ptx
+    assert "cp.async" in ptx and "ld.global.b16" not in ptx
 
 
 def test_block_toeplitz_matrices_are_the_convolution():
@@ -260,6 +293,21 @@ def test_block_toeplitz_matrices_are_the_convolution():
             out += shifted @ m
         y = out.reshape(-1, dil, S, C).permute(0, 2, 1, 3).reshape(n, C)[:L]
         torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_block_toeplitz_adjoint_is_the_adjoint_of_the_gather():
+    """<block_toeplitz(w), dM> = <w, adjoint(dM)>: the block form's weight gradient sums the right blocks."""
+    torch.manual_seed(4)
+    for taps, C, S in ((51, 16, 8), (51, 16, 4), (7, 16, 2), (21, 16, 8)):
+        w = torch.randn(taps, C, C, dtype=torch.float64)
+        mats, _ = gpuconv.block_toeplitz(w, S)
+        dm = torch.randn_like(mats)
+        back = gpuconv.block_toeplitz_adjoint(dm, taps, C)
+        assert back.shape == w.shape
+        torch.testing.assert_close((mats * dm).sum(), (w * back).sum(), rtol=1e-12, atol=1e-9)
+        wr = w.clone().requires_grad_(True)  # and it is autograd's gradient of the gather
+        grad = torch.autograd.grad((gpuconv.block_toeplitz(wr, S)[0] * dm).sum(), wr)[0]
+        torch.testing.assert_close(grad, back, rtol=1e-12, atol=1e-12)
 
 
 def test_kernel_configuration_from_the_environment_is_checked():
@@ -339,7 +387,7 @@ def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides, 
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("kernel", [*KERNELS, {"kernel": "block", "wgrad": "block"}])
 def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape(kernel, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setenv("ATACDENOISE_TRITON_CONFIG", json.dumps(kernel))

@@ -30,7 +30,11 @@ is an autograd function on the same kernel; its input gradient is the same
 convolution with the taps reversed and the weights transposed, its weight
 gradient one ``16 x 16`` product per tap summed over every position
 (``_wgrad_kernel``, partial sums per chunk added in a fixed order: the same
-gradients every run). The 1x1 projections and heads run in PyTorch.
+gradients every run), or with ``wgrad: block`` in the configuration the
+gradients of the block form's matrices (``_block_wgrad_kernel``: one ``S*C x
+S*C`` product per offset, each tile read once per offset instead of once per
+tap) summed back onto the taps (:func:`block_toeplitz_adjoint`). The 1x1
+projections and heads run in PyTorch.
 
 Both are the default on cards with bf16 tensor cores (compute capability >= 8.0;
 ``ATACDENOISE_GPU_CONV=torch`` keeps cuDNN's): on an H100 the block form ran
@@ -74,6 +78,9 @@ DEFAULT_CONFIG = {
     "kernel": "block",
     "S": 8,
     "BLOCK_Q": 8,
+    # training's weight gradient: "taps" (16 x 16 products per tap, measured) or "block" (one S*C x S*C product
+    # per offset of the block form, ~5x fewer bytes read; not yet measured on a GPU: a lever for gpu.py)
+    "wgrad": "taps",
 }
 
 
@@ -289,6 +296,77 @@ if triton is not None:
         tl.store(y_ptr + b * y_batch + pos * C + c[None, :], acc.to(y_ptr.dtype.element_ty), mask=inside)
 
 
+if triton is not None:
+
+    @triton.jit
+    def _block_wgrad_kernel(
+        x_ptr,
+        g_ptr,
+        out_ptr,
+        L,
+        tiles_per_row,
+        n_tiles,
+        x_batch,
+        g_batch,
+        C: tl.constexpr,
+        S: tl.constexpr,
+        ND: tl.constexpr,
+        D0: tl.constexpr,
+        DIL: tl.constexpr,
+        TILES: tl.constexpr,
+        IEEE: tl.constexpr,
+        UPCAST: tl.constexpr,
+        BLOCK_Q: tl.constexpr,
+    ):
+        """out[chunk, i] = sum over the chunk's rows of x[rows + DIL S (D0 + i)]^T @ g[rows] (``_block_kernel``'s rows).
+
+        The gradient of :func:`block_toeplitz`'s matrix ``i`` (``S*C x S*C``); its taps' gradients are summed
+        from it by :func:`block_toeplitz_adjoint`.
+        """
+        i = tl.program_id(0)
+        chunk = tl.program_id(1)
+        F: tl.constexpr = S * C
+        m = tl.arange(0, BLOCK_Q * DIL)
+        f = tl.arange(0, F)
+        c = f % C
+        rows = DIL * (S * (m // DIL)[:, None] + (f // C)[None, :]) + (m % DIL)[:, None]
+        acc = tl.zeros((F, F), dtype=tl.float32)
+        for k in range(TILES):  # TILES tiles of BLOCK_Q x DIL rows, along the windows of the batch
+            tile = chunk * TILES + k
+            b = (tile // tiles_per_row).to(tl.int64)
+            pos = (tile % tiles_per_row) * (DIL * S * BLOCK_Q) + rows
+            real = (pos * 0 + tile) < n_tiles  # the last program's tiles past the batch's end: none
+            gt = tl.load(g_ptr + b * g_batch + pos * C + c[None, :], mask=real & (pos < L), other=0.0)
+            src = pos + DIL * S * (D0 + i)  # an input element's mask is its own position's, not its row's output
+            at = tl.load(x_ptr + b * x_batch + src * C + c[None, :], mask=real & (src >= 0) & (src < L), other=0.0)
+            acc = _mma(acc, tl.trans(at), gt, IEEE, UPCAST)
+        tl.store(out_ptr + (chunk * ND + i) * F * F + f[:, None] * F + f[None, :], acc)
+
+
+def _toeplitz_index(taps: int, S: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """Tap of each (offset, s_in, s_out) block of :func:`block_toeplitz` (``taps``: no tap, a zero block), ``dmax``."""
+    half = (taps - 1) // 2
+    dmax = (half + S - 1) // S
+    d = torch.arange(-dmax, dmax + 1, device=device)
+    si = torch.arange(S, device=device)
+    t = S * d[:, None, None] + si[None, :, None] - si[None, None, :] + half  # [ND, s_in, s_out]
+    return torch.where((t >= 0) & (t < taps), t, taps), dmax
+
+
+def block_toeplitz_adjoint(dm: torch.Tensor, taps: int, C: int) -> torch.Tensor:
+    """Gradients ``[ND, S*C, S*C]`` of :func:`block_toeplitz`'s matrices -> the taps' ``[taps, C, C]``.
+
+    The adjoint of its gather: each tap's gradient is the sum of every block the tap fills.
+    """
+    nd, F, _ = dm.shape
+    S = F // C
+    index, _ = _toeplitz_index(taps, S, dm.device)
+    blocks = dm.reshape(nd, S, C, S, C).permute(0, 1, 3, 2, 4).reshape(-1, C, C)  # [ND * s_in * s_out, c_in, c_out]
+    out = dm.new_zeros(taps + 1, C, C)
+    out.index_add_(0, index.reshape(-1), blocks)
+    return out[:taps]
+
+
 def block_toeplitz(w: torch.Tensor, S: int) -> tuple[torch.Tensor, int]:
     """Conv weights ``[taps, C, C]`` -> (``[ND, S*C, S*C]`` block-Toeplitz matrices, first offset ``D0``).
 
@@ -297,14 +375,9 @@ def block_toeplitz(w: torch.Tensor, S: int) -> tuple[torch.Tensor, int]:
     Differentiable in ``w`` (a gather).
     """
     taps, C, _ = w.shape
-    half = (taps - 1) // 2
-    dmax = (half + S - 1) // S
-    d = torch.arange(-dmax, dmax + 1, device=w.device)
-    si = torch.arange(S, device=w.device)
-    t = S * d[:, None, None] + si[None, :, None] - si[None, None, :] + half  # [ND, s_in, s_out]
-    index = torch.where((t >= 0) & (t < taps), t, taps)
+    index, dmax = _toeplitz_index(taps, S, w.device)
     g = torch.cat([w, w.new_zeros(1, C, C)])[index]  # [ND, s_in, s_out, c_in, c_out]
-    return g.permute(0, 1, 3, 2, 4).reshape(d.numel(), S * C, S * C).contiguous(), -dmax
+    return g.permute(0, 1, 3, 2, 4).reshape(index.shape[0], S * C, S * C).contiguous(), -dmax
 
 
 def block_eligible(channels: int, dil: int, cfg: dict) -> bool:
@@ -529,7 +602,9 @@ def _head(conv: nn.Conv1d, device: torch.device) -> tuple[torch.Tensor, torch.Te
 # --------------------------------------------------------------------------- training (forward and backward)
 
 #: positions per tile and tiles per program of the weight-gradient kernel
-WGRAD_CONFIG = {"BLOCK_L": 64, "tiles": 16, "num_warps": 4}
+#: the taps-form weight gradient's tiles (positions, tiles per program, warps); ``block_tiles``: row tiles per
+#: program of the block form's (:func:`_block_weight_grad`)
+WGRAD_CONFIG = {"BLOCK_L": 64, "tiles": 16, "num_warps": 4, "block_tiles": 32}
 
 
 @functools.cache
@@ -556,7 +631,14 @@ def _square_conv(
 
 
 def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool) -> torch.Tensor:
-    """``[taps, C, C]`` float32: for each tap, the shifted input's channels against the output gradient's."""
+    """``[taps, C, C]`` float32: for each tap, the shifted input's channels against the output gradient's.
+
+    ``wgrad: block`` in the configuration (where the block form runs the conv): through the block form's
+    matrices (:func:`_block_weight_grad`); else one ``C x C`` product per tap.
+    """
+    train = _train_config()
+    if train.get("wgrad") == "block" and block_eligible(x.shape[-1], dil, train):
+        return _block_weight_grad(x, g, taps, dil, ieee, train)
     cfg = WGRAD_CONFIG
     B, L, C = x.shape
     per_row = triton.cdiv(L, cfg["BLOCK_L"])
@@ -581,6 +663,44 @@ def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bo
         num_warps=cfg["num_warps"],
     )
     return partial.sum(0)  # a fixed order: the same gradients every run (no atomics)
+
+
+def _block_weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool, cfg: dict) -> torch.Tensor:
+    """:func:`_weight_grad` as the gradients of :func:`block_toeplitz`'s matrices (``_block_wgrad_kernel``) summed.
+
+    One ``S*C x S*C`` product per offset and row tile (9 offsets at S = 8 for the reference shape's 51 taps)
+    instead of 51 ``C x C`` products: each tile of the input and the gradient is read once per offset.
+    """
+    B, L, C = x.shape
+    S, q = cfg["S"], cfg["BLOCK_Q"]
+    index, dmax = _toeplitz_index(taps, S, x.device)
+    nd = index.shape[0]
+    per_row = triton.cdiv(L, dil * S * q)
+    tiles = WGRAD_CONFIG["block_tiles"]
+    chunks = triton.cdiv(B * per_row, tiles)
+    partial = torch.empty((chunks, nd, S * C, S * C), dtype=torch.float32, device=x.device)
+    _block_wgrad_kernel[(nd, chunks)](
+        x,
+        g,
+        partial,
+        L,
+        per_row,
+        B * per_row,
+        x.stride(0),
+        g.stride(0),
+        C=C,
+        S=S,
+        ND=nd,
+        D0=-dmax,
+        DIL=dil,
+        TILES=tiles,
+        IEEE=ieee,
+        UPCAST=_interpreted(),
+        BLOCK_Q=q,
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
+    )
+    return block_toeplitz_adjoint(partial.sum(0), taps, C)  # a fixed order: the same gradients every run
 
 
 class _ConvReLU(torch.autograd.Function):
