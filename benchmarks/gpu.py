@@ -496,6 +496,26 @@ def stage_dataset(args, inputs: dict, run: Path) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def triton_training_env(config: str):
+    """Inside: training on the Triton kernels with kernel configuration ``config`` (JSON). After: as before."""
+    from atacdenoise.model import gpuconv
+
+    keys = ("ATACDENOISE_GPU_CONV", "ATACDENOISE_TRITON_CONFIG")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({"ATACDENOISE_GPU_CONV": "triton", "ATACDENOISE_TRITON_CONFIG": config})
+    gpuconv._train_config.cache_clear()  # read once per process
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        gpuconv._train_config.cache_clear()
+
+
 def stage_train(
     args, device, genome_bases: int, dataset: Path, run: Path, batch: int, workers: int, windows: int, tag: str
 ) -> dict:
@@ -1086,6 +1106,25 @@ def main() -> None:
                         )
                     finally:
                         os.environ["ATACDENOISE_GPU_CONV"] = conv
+                    C.log(f"  {res['train'][-1]}")
+                    save()
+                if device.type != "cuda" or not triton_available():
+                    pass
+                elif elapsed() + train_est > args.budget:
+                    skip(
+                        "D (tuned loader, block weight gradient)",
+                        f"one more epoch (~{train_est:.0f} s) passes the budget",
+                    )
+                else:  # the Triton route with training's other weight-gradient form (gpuconv: wgrad block)
+                    C.log("D: training (tuned loader, Triton convs, block weight gradient)")
+                    cfg = {**json.loads(os.environ.get("ATACDENOISE_TRITON_CONFIG") or "{}"), "wgrad": "block"}
+                    tag = "tuned, triton convs, block weight gradient"
+                    with triton_training_env(json.dumps(cfg)):
+                        res["train"].append(
+                            stage_train(
+                                args, device, sum(hg38.values()), pair, run, 32, workers, args.train_windows, tag
+                            )
+                        )
                     C.log(f"  {res['train'][-1]}")
                     save()
 

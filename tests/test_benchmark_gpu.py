@@ -154,3 +154,15 @@ def test_kernel_profile_smoke_run_writes_its_tables(tmp_path):
     assert [c["case"] for c in data["cases"]] == ["inference, torch convs", "training step, torch convs"]
     assert all(c["windows_per_s"] > 0 and c["s"] > 0 for c in data["cases"])
     assert "training step, torch convs" in (tmp_path / "gpu-profile.md").read_text()
+
+
+def test_training_environment_of_a_stage_d_variant_is_restored(monkeypatch):
+    from atacdenoise.model import gpuconv
+
+    monkeypatch.setenv("ATACDENOISE_GPU_CONV", "torch")
+    monkeypatch.delenv("ATACDENOISE_TRITON_CONFIG", raising=False)
+    gpuconv._train_config.cache_clear()
+    with G.triton_training_env('{"wgrad": "block"}'):
+        assert os.environ["ATACDENOISE_GPU_CONV"] == "triton" and gpuconv._train_config()["wgrad"] == "block"
+    assert os.environ["ATACDENOISE_GPU_CONV"] == "torch" and "ATACDENOISE_TRITON_CONFIG" not in os.environ
+    assert gpuconv._train_config()["wgrad"] == gpuconv.DEFAULT_CONFIG["wgrad"]
