@@ -324,6 +324,22 @@ def test_padded_channels_are_powers_of_two_from_16():
     assert [gpuconv.padded(c) for c in (1, 8, 15, 16, 17, 32, 33)] == [16, 16, 16, 16, 32, 32, 64]
 
 
+def test_kernels_that_fail_fall_back_to_pytorch_unless_asked_for_by_name(monkeypatch, caplog):
+    from atacdenoise.model.device import gpu_kernels_work
+
+    def broken() -> None:
+        raise RuntimeError("ptxas: no such card")
+
+    monkeypatch.delenv("ATACDENOISE_GPU_CONV", raising=False)  # auto: a warning, then PyTorch's convolutions
+    with caplog.at_level("WARNING"):
+        assert not gpu_kernels_work(broken, "GPU inference")
+    assert "GPU inference: the Triton kernels failed" in caplog.text and "ptxas: no such card" in caplog.text
+    assert gpu_kernels_work(lambda: None, "GPU inference")
+    monkeypatch.setenv("ATACDENOISE_GPU_CONV", "triton")  # asked for: the error is the user's to see
+    with pytest.raises(RuntimeError, match="no such card"):
+        gpu_kernels_work(broken, "training")
+
+
 def test_kernel_choice_is_triton_on_tensor_core_cards_unless_asked_otherwise(monkeypatch):
     monkeypatch.delenv("ATACDENOISE_GPU_CONV", raising=False)
     assert not gpu_conv_requested(torch.device("cpu")) and not gpu_conv_requested()  # auto: a GPU's choice

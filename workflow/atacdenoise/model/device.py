@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -80,3 +81,26 @@ def gpu_conv_requested(device: torch.device | None = None) -> bool:
     from atacdenoise.model import gpuconv
 
     return gpuconv.available() and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def gpu_kernels_work(probe: Callable[[], object], what: str) -> bool:
+    """Run ``probe`` (the Triton kernels compiled and run once, on a tiny input); tell whether they work here.
+
+    Chosen by default (``auto``), a failure (a Triton install that cannot compile for this card or without a
+    host C compiler, say) is logged as a warning and PyTorch's convolutions run instead; asked for by name
+    (``ATACDENOISE_GPU_CONV=triton``), the error is raised.
+    """
+    try:
+        probe()
+        return True
+    except Exception as exc:
+        if os.environ.get("ATACDENOISE_GPU_CONV", "auto").strip().lower() == "triton":
+            raise
+        log.warning(
+            "%s: the Triton kernels failed on this GPU (%s: %s); PyTorch's convolutions instead "
+            "(ATACDENOISE_GPU_CONV=torch skips the attempt)",
+            what,
+            type(exc).__name__,
+            str(exc)[:300],
+        )
+        return False

@@ -75,7 +75,7 @@ from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
 from atacdenoise.model.blend import blend_weight
 from atacdenoise.model.calibration import peak_probability
-from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, select_device
+from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, gpu_kernels_work, select_device
 from atacdenoise.model.fitness import assess_track, fitness_path, write_fitness
 from atacdenoise.peaks.threshold import MAX_GAP, MIN_LENGTH, PeakStream
 
@@ -616,8 +616,10 @@ class TileRunner:
         if device.type == "cuda" and gpu_conv_requested(device):
             from atacdenoise.model.gpuconv import TritonDenoiser
 
-            self.model = TritonDenoiser(self.model, dtype=amp or torch.float32)
-            log.info("GPU inference: the convolutions on the Triton kernel (ATACDENOISE_GPU_CONV=torch: cuDNN's)")
+            kernels = TritonDenoiser(self.model, dtype=amp or torch.float32)
+            if gpu_kernels_work(lambda: kernels(torch.zeros(1, 4096, device=device)), "GPU inference"):
+                self.model = kernels
+                log.info("GPU inference: the convolutions on the Triton kernel (ATACDENOISE_GPU_CONV=torch: cuDNN's)")
         self.device = device
         self.interval = interval
         self.pad = pad

@@ -85,7 +85,7 @@ from atacdenoise.model.dataset import (
     sample_windows,
     start_table,
 )
-from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, select_device
+from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, gpu_kernels_work, select_device
 from atacdenoise.model.fitness import PROFILE_KEY, training_profile
 from atacdenoise.model.network import (
     DEFAULT_PRESET,
@@ -1070,7 +1070,17 @@ def _train(
     model = model.to(dev)
     if dev.type == "cuda" and gpu_conv_requested(dev):
         model.conv_impl = "triton"
-        log.info("the convolutions on the Triton kernel, forward and backward (ATACDENOISE_GPU_CONV=torch: cuDNN's)")
+
+        def probe() -> None:  # forward and backward once on a tiny input: compiles every kernel training uses
+            with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+                track, logits = model(torch.arange(4096.0, device=dev).remainder(7)[None])  # no RNG draw
+            (track.float().sum() + logits.float().sum()).backward()
+            model.zero_grad(set_to_none=True)
+
+        if gpu_kernels_work(probe, "training"):
+            log.info("the convolutions on the Triton kernel, forward and backward (ATACDENOISE_GPU_CONV=torch: cuDNN)")
+        else:
+            model.conv_impl = "torch"
     # fused: one kernel for the whole step on a GPU (issue 23); the CPU keeps the default implementation
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
