@@ -85,7 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=16, help="tiles per forward pass (and per input read); larger on a GPU"
     )
     parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if present, else CPU"
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: CUDA if present, else CPU; on a GPU with bf16 tensor cores the convolutions run on the "
+        "project's Triton kernels (ATACDENOISE_GPU_CONV=torch: PyTorch's)",
     )
     parser.add_argument(
         "--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads for the model on CPU"

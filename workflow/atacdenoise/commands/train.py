@@ -53,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out-dir", required=True, type=Path, help="output directory (model.pt, history.tsv, checkpoints/)"
     )
     parser.add_argument(
-        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA if present, else CPU"
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto: CUDA if present, else CPU; on a GPU with bf16 tensor cores the convolutions run on the "
+        "project's Triton kernels (ATACDENOISE_GPU_CONV=torch: PyTorch's)",
     )
     parser.add_argument(
         "--gpus",
