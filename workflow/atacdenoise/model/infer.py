@@ -342,10 +342,11 @@ def track_floor(metas: list[dict], genome_bp: int) -> float:
 def round_threads(cores: int | None = None) -> int:
     """Threads that round the compact outputs' chunks in parallel: half the cores, 1 to :data:`ROUND_THREADS_MAX`.
 
-    The rounding (~35 ms per M bases a thread) would bound a GPU's output rate from one thread (~29 M bases/s);
-    on a laptop's few cores one thread keeps up with the model, and more would only take cores from it.
+    The cores this process may use (a SLURM job's, not the node's). The rounding (~35 ms per M bases a thread)
+    would bound a GPU's output rate from one thread (~29 M bases/s); on a laptop's few cores one thread keeps up
+    with the model, and more would only take cores from it.
     """
-    return max(1, min(ROUND_THREADS_MAX, (cores or os.cpu_count() or 1) // 2))
+    return max(1, min(ROUND_THREADS_MAX, (cores or len(os.sched_getaffinity(0))) // 2))
 
 
 def apply_precision(
