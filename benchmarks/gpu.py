@@ -497,13 +497,18 @@ def stage_dataset(args, inputs: dict, run: Path) -> dict:
 
 
 @contextlib.contextmanager
-def triton_training_env(config: str):
-    """Inside: training on the Triton kernels with kernel configuration ``config`` (JSON). After: as before."""
+def training_env(conv: str, config: str | None = None):
+    """Inside: the convolutions on route ``conv``, Triton's configured by ``config`` (JSON) when given.
+
+    After: the environment (``ATACDENOISE_GPU_CONV``, ``ATACDENOISE_TRITON_CONFIG``) as before.
+    """
     from atacdenoise.model import gpuconv
 
     keys = ("ATACDENOISE_GPU_CONV", "ATACDENOISE_TRITON_CONFIG")
     saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({"ATACDENOISE_GPU_CONV": "triton", "ATACDENOISE_TRITON_CONFIG": config})
+    os.environ["ATACDENOISE_GPU_CONV"] = conv
+    if config is not None:
+        os.environ["ATACDENOISE_TRITON_CONFIG"] = config
     gpuconv._train_config.cache_clear()  # read once per process
     try:
         yield
@@ -1089,37 +1094,22 @@ def main() -> None:
                 )
                 C.log(f"  {res['train'][-1]}")
                 save()
+                # on a GPU, the same epoch on the other convolution route, and on the Triton kernels with
+                # training's other weight-gradient form (gpuconv: wgrad block)
                 other = "torch" if conv == "triton" else "triton"
-                if device.type != "cuda" or (other == "triton" and not triton_available()):
-                    pass
-                elif elapsed() + train_est > args.budget:
-                    skip(f"D (tuned loader, {other} convs)", f"one more epoch (~{train_est:.0f} s) passes the budget")
-                else:  # the same epoch with the convolutions of the other route, forward and backward
-                    C.log(f"D: training (tuned loader, {other} convs)")
-                    os.environ["ATACDENOISE_GPU_CONV"] = other
-                    try:
-                        tag = f"tuned, {other} convs"
-                        res["train"].append(
-                            stage_train(
-                                args, device, sum(hg38.values()), pair, run, 32, workers, args.train_windows, tag
-                            )
-                        )
-                    finally:
-                        os.environ["ATACDENOISE_GPU_CONV"] = conv
-                    C.log(f"  {res['train'][-1]}")
-                    save()
-                if device.type != "cuda" or not triton_available():
-                    pass
-                elif elapsed() + train_est > args.budget:
-                    skip(
-                        "D (tuned loader, block weight gradient)",
-                        f"one more epoch (~{train_est:.0f} s) passes the budget",
-                    )
-                else:  # the Triton route with training's other weight-gradient form (gpuconv: wgrad block)
-                    C.log("D: training (tuned loader, Triton convs, block weight gradient)")
-                    cfg = {**json.loads(os.environ.get("ATACDENOISE_TRITON_CONFIG") or "{}"), "wgrad": "block"}
-                    tag = "tuned, triton convs, block weight gradient"
-                    with triton_training_env(json.dumps(cfg)):
+                block = {**json.loads(os.environ.get("ATACDENOISE_TRITON_CONFIG") or "{}"), "wgrad": "block"}
+                variants = [
+                    (f"tuned, {other} convs", other, None),
+                    ("tuned, triton convs, block weight gradient", "triton", json.dumps(block)),
+                ]
+                for tag, route, config in variants if device.type == "cuda" else []:
+                    if route == "triton" and not triton_available():
+                        continue
+                    if elapsed() + train_est > args.budget:
+                        skip(f"D ({tag})", f"one more epoch (~{train_est:.0f} s) passes the budget")
+                        continue
+                    C.log(f"D: training ({tag})")
+                    with training_env(route, config):
                         res["train"].append(
                             stage_train(
                                 args, device, sum(hg38.values()), pair, run, 32, workers, args.train_windows, tag

@@ -162,7 +162,7 @@ def test_training_environment_of_a_stage_d_variant_is_restored(monkeypatch):
     monkeypatch.setenv("ATACDENOISE_GPU_CONV", "torch")
     monkeypatch.delenv("ATACDENOISE_TRITON_CONFIG", raising=False)
     gpuconv._train_config.cache_clear()
-    with G.triton_training_env('{"wgrad": "block"}'):
+    with G.training_env("triton", '{"wgrad": "block"}'):
         assert os.environ["ATACDENOISE_GPU_CONV"] == "triton" and gpuconv._train_config()["wgrad"] == "block"
     assert os.environ["ATACDENOISE_GPU_CONV"] == "torch" and "ATACDENOISE_TRITON_CONFIG" not in os.environ
     assert gpuconv._train_config()["wgrad"] == gpuconv.DEFAULT_CONFIG["wgrad"]

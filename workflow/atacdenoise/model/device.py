@@ -63,6 +63,14 @@ def autocast_dtype(requested: str, device: torch.device, training: bool = False)
     return torch.bfloat16 if requested == "bf16" else torch.float16
 
 
+def gpu_conv_setting() -> str:
+    """Return ``ATACDENOISE_GPU_CONV`` checked: ``auto`` (unset), ``torch`` or ``triton``."""
+    value = os.environ.get("ATACDENOISE_GPU_CONV", "auto").strip().lower()
+    if value not in ("auto", "torch", "triton"):
+        raise InputError(f"ATACDENOISE_GPU_CONV={value!r}: expected auto, torch or triton")
+    return value
+
+
 def gpu_conv_requested(device: torch.device | None = None) -> bool:
     """Tell whether the convolutions of GPU inference and training on ``device`` run on the Triton kernel.
 
@@ -71,9 +79,7 @@ def gpu_conv_requested(device: torch.device | None = None) -> bool:
     H200...); it ran the reference shape 5.5x faster than cuDNN on an H100 (``benchmarks/README.md``, issue 23).
     ``torch`` keeps PyTorch's (cuDNN's) convolutions; ``triton`` asks for the kernel whatever the card.
     """
-    value = os.environ.get("ATACDENOISE_GPU_CONV", "auto").strip().lower()
-    if value not in ("auto", "torch", "triton"):
-        raise InputError(f"ATACDENOISE_GPU_CONV={value!r}: expected auto, torch or triton")
+    value = gpu_conv_setting()
     if value != "auto":
         return value == "triton"
     if device is None or device.type != "cuda":
@@ -94,7 +100,7 @@ def gpu_kernels_work(probe: Callable[[], object], what: str) -> bool:
         probe()
         return True
     except Exception as exc:
-        if os.environ.get("ATACDENOISE_GPU_CONV", "auto").strip().lower() == "triton":
+        if gpu_conv_setting() == "triton":
             raise
         log.warning(
             "%s: the Triton kernels failed on this GPU (%s: %s); PyTorch's convolutions instead "

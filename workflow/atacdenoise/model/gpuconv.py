@@ -295,9 +295,6 @@ if triton is not None:
             acc = tl.maximum(acc, 0.0)
         tl.store(y_ptr + b * y_batch + pos * C + c[None, :], acc.to(y_ptr.dtype.element_ty), mask=inside)
 
-
-if triton is not None:
-
     @triton.jit
     def _block_wgrad_kernel(
         x_ptr,
@@ -343,8 +340,12 @@ if triton is not None:
         tl.store(out_ptr + (chunk * ND + i) * F * F + f[:, None] * F + f[None, :], acc)
 
 
+@functools.cache
 def _toeplitz_index(taps: int, S: int, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Tap of each (offset, s_in, s_out) block of :func:`block_toeplitz` (``taps``: no tap, a zero block), ``dmax``."""
+    """Tap of each (offset, s_in, s_out) block of :func:`block_toeplitz` (``taps``: no tap, a zero block), ``dmax``.
+
+    Made once per shape and device (every conv of every training step asks for it); the tensor is read only.
+    """
     half = (taps - 1) // 2
     dmax = (half + S - 1) // S
     d = torch.arange(-dmax, dmax + 1, device=device)

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -633,6 +633,11 @@ class TileRunner:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
+    @property
+    def stream_stats(self) -> RunStats:
+        """Where the chunk stream's own figures go (the waits, the output stage): this runner's."""
+        return self.stats
+
     def new_buffer(self) -> torch.Tensor:
         """Allocate a host buffer for one batch of windows (pinned on CUDA so the copy is asynchronous)."""
         return torch.zeros((self.batch_size, self.width), dtype=torch.float32, pin_memory=self.device.type == "cuda")
@@ -773,16 +778,18 @@ class EnsembleRunner:
         self.interval, self.pad, self.batch_size = first.interval, first.pad, first.batch_size
 
     @property
+    def stream_stats(self) -> RunStats:
+        """Where the chunk stream's own figures go (the waits, the output stage): the first member's."""
+        return self.runners[0].stats
+
+    @property
     def stats(self) -> RunStats:
-        """The members' run statistics summed (bases and tiles counted once, model time of all members)."""
-        s = self.runners[0].stats
-        out = RunStats(s.tiles, s.bases, s.chunks)
-        for key in ("input_wait_s", "output_wait_s", "round_s", "round_threads", "write_s", "peaks_s"):
-            setattr(out, key, getattr(s, key))  # the stream runs through the first member (run_stretches)
-        for r in self.runners:
-            out.compute_s += r.stats.compute_s
-            out.gpu_events += r.stats.gpu_events
-        return out
+        """The members' run statistics: the stream's (bases, tiles, waits) with the model time of all members."""
+        return replace(
+            self.stream_stats,
+            compute_s=sum(r.stats.compute_s for r in self.runners),
+            gpu_events=[e for r in self.runners for e in r.stats.gpu_events],
+        )
 
     def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean track, mean probability, spread), float32[n_bases] each, of one chunk's windows."""
@@ -861,7 +868,7 @@ def denoise_genome(
     }
     tables: list[pd.DataFrame] = []
     rounders = round_threads() if compact else 1
-    stats = runner.runners[0].stats if isinstance(runner, EnsembleRunner) else runner.stats
+    stats = runner.stream_stats
     stats.round_threads = rounders
     lock = threading.Lock()
     try:
