@@ -22,6 +22,11 @@ float32``, to show how far the metrics move without any rounding of the outputs:
 instead of the native kernels (another correct float32 implementation) and with bf16 autocast (``--amp bf16``:
 what ``--amp auto``, the default, does on a GPU; here on the CPU).
 
+The last table (:func:`background_anatomy`) shows where the float32 probability's AUROC is decided: at the
+network's background value, whose round-off variants (a few float32 steps apart) cover half the holdout and
+order peak bases above or below the rest, and what keeping that order costs in records (runs) per low-tail
+rounding. ``--only TEXT ...`` measures only the candidates whose names hold one of the texts.
+
 ``--depths`` denoises more of the demo's inputs with each model (``coverage/HSC/{depth}.rep1.bw``: ``given`` is
 the 5M library, the default; the demo also makes 15000 and 60000): every (model, input) pair is then one case
 of the tables below, and a last table gives each input's figures apart.
@@ -85,6 +90,8 @@ LABELS = REPO / "resources/demo/HSC_80M.macs2_peaks.chr1_chr2.bed"
 CHROM, HOLDOUT = "chr2", "chr2:5000000-10000000"
 #: the issue's target per file (bytes per base) and the largest metric change allowed ("unchanged to the 3rd decimal")
 TARGET_BYTES, TARGET_DELTA = 0.2, 0.0005
+#: low-tail bits of the candidates that keep the background's order (see :func:`background_anatomy`)
+LOW_TAIL_BITS = (12, 16, 18, 20)
 #: bases per chunk handed to the writer and the peak caller (infer's: 16 tiles of 50 kb)
 CHUNK = 800_000
 
@@ -214,6 +221,13 @@ CANDIDATES: dict[str, Candidate] = {
     ),
     "compact probability per base; track: 4-bp means, 8 bits": Candidate(round_probability_bits, _binned(4, _track(8))),
     "compact probability per base; track: 2-bp means, 8 bits": Candidate(round_probability_bits, _binned(2, _track(8))),
+    # what AUROC's third decimal costs: the low tail kept to its float32 round-off, per base (bins move AUROC too)
+    **{
+        f"8 bits of min(p, 1-p), {b} below 1/128, per base; track compact": Candidate(
+            _bits(8, b), _floor_bins(TRACK_FLOOR)
+        )
+        for b in LOW_TAIL_BITS
+    },
     "16 bits of min(p, 1-p); float32": Candidate(_bits(16), _same),
     "20 bits (float32 round-off only); float32": Candidate(_track(20), _same),
 }
@@ -347,6 +361,78 @@ def run_model(index: int, model: Path, work: Path, results: Path, candidates: li
     return rows
 
 
+# --------------------------------------------------------------------------- the background's order
+
+
+#: values within this relative distance of the probability's most common value count as its round-off variants
+BACKGROUND_REL = 1e-5
+
+
+def runs(values: np.ndarray) -> int:
+    """Count the runs of equal neighbouring values: the bedGraph records a bigWig stores for them."""
+    return int(1 + np.count_nonzero(np.diff(values))) if values.size else 0
+
+
+def background_anatomy(reference: Path) -> dict:
+    """Where the float32 probability's AUROC on the holdout is decided, from the float32 run at ``reference``.
+
+    The network gives every base far from reads (almost) one value ``c``: the most common value. Its variants
+    within :data:`BACKGROUND_REL` (a few float32 steps apart) order some peak bases above or below the rest,
+    by input (on the demo model: up at the 5M library, down at 15,000 reads). Returns their count and share of
+    the holdout, the peak-base share at the lowest and highest variant, AUROC of the float32 values, its move
+    when only the variants become ``c``, and per low-tail rounding (8 significant bits of min(p, 1 - p), ``b``
+    below 1/128; 6 is compact's, per base) the AUROC move and the runs (records) against float32's.
+    """
+    from atacdenoise.evaluate.metrics import auroc, intervals_by_chrom, paint_window
+    from atacdenoise.io.genome import parse_region
+    from atacdenoise.io.intervals import read_bed
+
+    region = parse_region(HOLDOUT, read_chrom_sizes(SIZES))
+    lo, hi = region.start, region.end
+    prob = read_bigwig(f"{reference}.peakprob.bw", CHROM, lo, hi)
+    labels = paint_window(intervals_by_chrom(read_bed(LABELS)).get(CHROM), lo, hi)
+    values, counts = np.unique(prob, return_counts=True)
+    c = values[np.argmax(counts)]
+    near = np.abs(prob.astype(np.float64) / np.float64(c) - 1) < BACKGROUND_REL
+    variants = np.unique(prob[near])
+    share = [float(labels[prob == v].mean()) for v in (variants[0], variants[-1])]
+    base = auroc(prob, labels)
+    merged = np.where(near, c, prob)
+    rows = []
+    for bits in (6, *LOW_TAIL_BITS):
+        r = round_probability_bits(prob, 8, low_bits=bits)
+        rows.append({"low_bits": bits, "auroc_delta": auroc(r, labels) - base, "runs_vs_float32": runs(r) / runs(prob)})
+    return {
+        "background": float(c),
+        "variants": int(variants.size),
+        "bases_share": float(near.mean()),
+        "peak_share_lowest_highest": share,
+        "peak_share_all": float(labels.mean()),
+        "auroc": base,
+        "auroc_delta_variants_merged": auroc(merged, labels) - base,
+        "roundings": rows,
+    }
+
+
+def anatomy_table(cases: list[tuple[str, dict]]) -> str:
+    """Markdown: :func:`background_anatomy` of each case (model, input)."""
+    lines = [
+        "| case | background c | variants within 1e-5 of c: bases (share of holdout) | peak bases at the lowest "
+        "/ highest variant (all bases) | AUROC | AUROC move, only the variants made c | AUROC move (runs vs "
+        "float32) with 6 / " + " / ".join(map(str, LOW_TAIL_BITS)) + " bits below 1/128, per base |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, a in cases:
+        lo, hi = a["peak_share_lowest_highest"]
+        moves = "; ".join(f"{r['auroc_delta']:+.5f} ({r['runs_vs_float32']:.2f})" for r in a["roundings"])
+        lines.append(
+            f"| {name} | {a['background']:.9g} | {a['variants']} ({a['bases_share']:.1%}) | "
+            f"{lo:.2%} / {hi:.2%} ({a['peak_share_all']:.2%}) | {a['auroc']:.5f} | "
+            f"{a['auroc_delta_variants_merged']:+.5f} | {moves} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -475,6 +561,9 @@ def main() -> int:
         help="the demo's inputs to denoise (coverage/HSC/{depth}.rep1.bw: given = the 5M library, 15000, 60000)",
     )
     p.add_argument("--quick", action="store_true", help="the first model and two candidates only")
+    p.add_argument(
+        "--only", nargs="+", metavar="TEXT", help="only the candidates whose names hold one of these (and compact's)"
+    )
     p.add_argument("--out", type=Path, help="also write the Markdown tables here")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -484,6 +573,8 @@ def main() -> int:
         raise SystemExit(f"{[str(m) for m in missing]} missing: train the demo models / run the demo's data stages")
     models = args.models[:1] if args.quick else args.models
     candidates = QUICK if args.quick else list(CANDIDATES)
+    if args.only:
+        candidates = [c for c in candidates if c == OFFLINE_COMPACT or any(t in c for t in args.only)]
     results = args.results.resolve()
     cases = [(k + 1, m.resolve(), d) for d in args.depths for k, m in enumerate(models)]
     per_case = [run_model(k, m, args.work, results, candidates, d) for k, m, d in cases]
@@ -491,6 +582,9 @@ def main() -> int:
     if len(args.depths) > 1:  # each input's files and its largest AUPRC and AUROC moves, per candidate
         text += "\n\n" + per_depth_table([d for _, _, d in cases], per_case)
     text += "\n\n" + track_table([d for _, _, d in cases], per_case)
+    names = [f"model {k}, {d}" for k, _, d in cases]
+    refs = [args.work / f"model{k}" / ("" if d == "given" else f"depth-{d}") / "float32" for k, _, d in cases]
+    text += "\n\n" + anatomy_table([(n, background_anatomy(r)) for n, r in zip(names, refs)])
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
