@@ -25,7 +25,7 @@ from atacdenoise import native
 
 PACKAGE = Path(atacdenoise.__file__).resolve().parent
 #: modules that load C files, each declaring them as NATIVE_SOURCES = {name: (path, defines)}
-LOADERS = ("atacdenoise.model.cpuconv",)
+LOADERS = ("atacdenoise.model.cpuconv", "atacdenoise.model.compact_native")
 #: the strict build every C file must pass
 STRICT = ["-Wall", "-Wextra", "-Werror", "-O2", "-march=native", "-shared", "-fPIC"]
 

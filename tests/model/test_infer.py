@@ -751,13 +751,13 @@ def test_a_rounding_failure_leaves_no_output(genome, tmp_path, monkeypatch):
 
     calls = []
 
-    def failing(track, start, floor, width=infer.TRACK_BIN):
+    def failing(track, prob, start, floor, cuts):
         calls.append(start)
         if len(calls) == 3:
             raise RuntimeError("simulated rounding failure")
-        return track
+        return track, prob
 
-    monkeypatch.setattr(infer, "bin_track", failing)
+    monkeypatch.setattr(infer, "compact_chunk", failing)
     monkeypatch.setattr(infer, "round_threads", lambda: 3)
     runner = TileRunner(genome["net"], CPU, WINDOW["interval"], WINDOW["pad"], batch_size=2)
     with pytest.raises(RuntimeError, match="simulated rounding failure"):

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-from atacdenoise.errors import InputError
 from atacdenoise.io.bbiwrite import FIRST_ZOOM, BigWigFileWriter
 from atacdenoise.io.bigwig import bigwig_total, read_bigwig
 from atacdenoise.model.infer import (
@@ -33,9 +32,9 @@ from atacdenoise.model.infer import (
     TRACK_BITS,
     TRACK_FLOOR,
     aligned_pieces,
-    apply_precision,
     bin_probability,
     bin_track,
+    compact_chunk,
     denoise_array,
     denoise_bigwig,
     keep_sides,
@@ -168,16 +167,16 @@ def test_the_band_edge_must_be_a_power_of_two_so_the_rounding_stays_monotone(low
         round_probability_bits(np.array([0.1], np.float32), low_below=low_below)
 
 
-def test_float32_precision_returns_the_arrays_unchanged_and_an_unknown_one_is_refused():
+def test_compact_chunk_rounds_the_track_to_8_bits_and_the_probability_to_8_or_6():
     track, prob = np.array([1.2345], np.float32), np.array([0.123456, 0.001], np.float32)
-    t, p = apply_precision(track, prob, "float32")
-    assert t is track and p is prob
-    t, p = apply_precision(track, prob, "compact")
     # 1.2345 = 1.0011110|0...b -> 1.0011110b = 1.234375; 0.123456 = (252.84 / 256)·2**-3 -> (253 / 256)·2**-3 (8
     # bits); 0.001 = (32.77 / 64)·2**-9 -> (33 / 64)·2**-9 (6 bits, below 1/128)
-    assert t[0] == np.float32(1.234375) and p[0] == np.float32(253 / 2048) and p[1] == np.float32(33 / 32768)
-    with pytest.raises(InputError, match="--precision 'half'"):
-        apply_precision(track, prob, "half")
+    assert round_significant_bits(track, TRACK_BITS)[0] == np.float32(1.234375)
+    p = round_probability_bits(prob)
+    assert p[0] == np.float32(253 / 2048) and p[1] == np.float32(33 / 32768)
+    # one base per bin (chunk from position 7, bins of 8): each base is its own bin's mean
+    t, p = compact_chunk(track, prob[:1], 7, 0.0, (0.5,))
+    assert t[0] == np.float32(1.234375) and p[0] == np.float32(253 / 2048)
 
 
 # --------------------------------------------------------------------------- the writer
@@ -394,7 +393,7 @@ def _bin_reference(rounded: np.ndarray, prob: np.ndarray, start: int, cuts: tupl
         if any(0 < np.count_nonzero(p >= np.float32(cut)) < p.size for cut in cuts):
             out[i:j] = [_sided(a, b, cuts) for a, b in zip(p, rounded[i:j])]
         else:
-            mean = np.float32(p.mean(dtype=np.float64))
+            mean = np.float32(sum(map(float, p)) / p.size)  # float64, left to right
             out[i:j] = _sided(mean, round_probability_bits(mean), cuts)
         i = j
     return out
@@ -448,7 +447,7 @@ def _track_reference(track: np.ndarray, start: int, floor: float, width: int) ->
         j = min(track.size, ((start + i) // width + 1) * width - start)  # the end of base i's bin
         t = track[i:j]
         if np.abs(t).max() < floor and np.any(t != 0):
-            out[i:j] = np.where(t != 0, np.float32(t[t != 0].mean(dtype=np.float64)), 0)
+            out[i:j] = np.where(t != 0, np.float32(sum(map(float, t)) / np.count_nonzero(t)), 0)
         i = j
     return reference_bits(out, TRACK_BITS)
 

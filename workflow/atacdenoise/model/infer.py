@@ -36,8 +36,9 @@ written file at the threshold. ``float32`` stores the model's outputs unchanged 
 compact is the default: on the demo it leaves every thresholded and peak-level metric as float32's and moves
 the others about as much as computing the same model in bf16 does (the GPU route's default autocast), for
 0.1-0.2 bytes a base instead of 1.2-2.1; ``benchmarks/precision.py``,
-``benchmarks/README.md`` and README, Outputs.
-Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
+``benchmarks/README.md`` and README, Outputs. Each chunk is rounded and binned by :func:`compact_chunk`: in one
+native pass (:mod:`atacdenoise.model.compact_native`, the same values, ~7x faster) when it builds, else by these
+NumPy functions (the reference). Each bigWig gets a sidecar ``X.bw.json`` recording its precision.
 
 Ensembles (``--model A B C``, config ``model.ensemble``): :class:`EnsembleRunner` runs every member's
 :class:`TileRunner` (its own calibration and input scale) on the same windows, read once, and
@@ -73,6 +74,7 @@ from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_
 from atacdenoise.io.sidecar import read_sidecar, sidecar_path, write_json
 from atacdenoise.io.trackwriter import TrackWriterProcess
 from atacdenoise.log import progress
+from atacdenoise.model import compact_native
 from atacdenoise.model.blend import blend_weight
 from atacdenoise.model.calibration import peak_probability
 from atacdenoise.model.device import autocast_dtype, gpu_conv_requested, gpu_kernels_work, select_device
@@ -274,7 +276,7 @@ def aligned_pieces(start: int, n: int, width: int) -> list[tuple[int, int, int]]
 
 def _bin_rows(sided: np.ndarray, prob: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
     """:func:`bin_probability` of bins given as rows, flattened (``sided``: the rounded values, kept on side)."""
-    mean = prob.mean(axis=1, dtype=np.float64).astype(np.float32)
+    mean = (_row_sum(prob) / prob.shape[1]).astype(np.float32)
     stored = np.repeat(keep_sides(round_probability_bits(mean), mean, cuts), prob.shape[1])
     split = np.zeros(prob.shape[0], bool)
     for cut in cuts:
@@ -309,9 +311,17 @@ def _track_rows(rows: np.ndarray, floor: float) -> np.ndarray:
     out = rows.copy()
     low = rows[pick]
     nonzero = low != 0
-    mean = _fold(np.add, low.astype(np.float64)) / _fold(np.add, nonzero.astype(np.int32))
+    mean = _row_sum(low) / _fold(np.add, nonzero.astype(np.int32))
     out[pick] = np.where(nonzero, mean.astype(np.float32)[:, None], np.float32(0))
     return out.reshape(-1)
+
+
+def _row_sum(rows: np.ndarray) -> np.ndarray:
+    """Return each row's sum in float64, left to right: one defined order, the native kernel's (bit for bit)."""
+    total = rows[:, 0].astype(np.float64)
+    for j in range(1, rows.shape[1]):
+        total += rows[:, j]
+    return total
 
 
 def _fold(ufunc: np.ufunc, rows: np.ndarray) -> np.ndarray:
@@ -342,26 +352,39 @@ def track_floor(metas: list[dict], genome_bp: int) -> float:
 def round_threads(cores: int | None = None) -> int:
     """Threads that round the compact outputs' chunks in parallel: half the cores, 1 to :data:`ROUND_THREADS_MAX`.
 
-    The cores this process may use (a SLURM job's, not the node's). The rounding (~35 ms per M bases a thread)
-    would bound a GPU's output rate from one thread (~29 M bases/s); on a laptop's few cores one thread keeps up
-    with the model, and more would only take cores from it.
+    The cores this process may use (a SLURM job's, not the node's). In NumPy the rounding (~50 ms per M bases a
+    thread) would bound a GPU's output rate from one thread (~20 M bases/s); the native pass
+    (:mod:`atacdenoise.model.compact_native`, ~7 ms) releases the GIL, so the threads still add up. On a
+    laptop's few cores one thread keeps up with the model, and more would only take cores from it.
     """
     return max(1, min(ROUND_THREADS_MAX, (cores or len(os.sched_getaffinity(0))) // 2))
 
 
-def apply_precision(
-    track: np.ndarray, prob: np.ndarray, precision: str, start: int = 0, floor: float = 0.0
+def compact_chunk(
+    track: np.ndarray, prob: np.ndarray, start: int, floor: float, cuts: tuple[float, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(track, per-base rounded prob)`` at ``precision`` (one of :data:`PRECISIONS`; float32: unchanged).
+    """Return one chunk's compact ``(track, probability)`` as stored, from chromosome position ``start``.
 
-    The compact track is as stored (:func:`bin_track` from chromosome position ``start`` with ``floor``); the
-    probability is stored as :func:`bin_probability` of the rounded values returned here.
+    :func:`bin_track` with ``floor`` and :func:`bin_probability` of :func:`round_probability_bits` kept on the
+    model's side of ``cuts``: in one native pass (:mod:`atacdenoise.model.compact_native`, the same values) when
+    it is built, else with these NumPy functions.
     """
-    if precision == "float32":
-        return track, prob
-    if precision == "compact":
-        return bin_track(track, start, floor), round_probability_bits(prob)
-    raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    kernels = compact_native.load()
+    if kernels is None:
+        return bin_track(track, start, floor), bin_probability(round_probability_bits(prob), prob, start, cuts)
+    bands = (PROB_BITS, PROB_LOW_BITS, PROB_LOW_BELOW)
+    return (
+        compact_native.compact_track(kernels, track, start, floor, TRACK_BIN, TRACK_BITS),
+        compact_native.compact_probability(kernels, prob, start, cuts, PROB_BIN, *bands),
+    )
+
+
+def compact_spread(spread: np.ndarray) -> np.ndarray:
+    """Return an ensemble's spread as stored by compact outputs: :func:`round_probability_bits` (native if built)."""
+    kernels = compact_native.load()
+    if kernels is None:
+        return round_probability_bits(spread)
+    return compact_native.round_probability(kernels, spread, PROB_BITS, PROB_LOW_BITS, PROB_LOW_BELOW)
 
 
 def precision_sidecars(precision: str, ensemble: bool = False, floor: float = 0.0) -> dict[str, dict]:
@@ -844,7 +867,7 @@ def denoise_genome(
     bounded for any genome); peaks are called in a thread while
     the model computes the next chunk. With ``target`` regions only they are
     denoised (each as its own stretch; the outputs are empty elsewhere). Both
-    tracks are stored at ``precision`` (:func:`apply_precision`, chunks rounded in parallel on
+    tracks are stored at ``precision`` (:func:`compact_chunk`, chunks rounded in parallel on
     :func:`round_threads` threads, then written in order by the writer thread; ``floor``: the compact track's,
     :func:`track_floor`) and peaks are called on the stored values. With an
     :class:`EnsembleRunner` (``paths`` has ``spread``) the spread is written too (at the probability's
@@ -883,14 +906,13 @@ def denoise_genome(
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
                 """Return one chunk's values as stored (chunks in parallel: the rounding is pure)."""
                 t0 = time.perf_counter()
-                raw = prob
-                track, prob = apply_precision(track, prob, precision, pos, floor)
-                stored = bin_probability(prob, raw, pos, (threshold, *PROB_BIN_CUTS)) if compact else prob
-                if spread is not None and compact:
-                    spread = round_probability_bits(spread)  # the probability's scale
+                if compact:
+                    track, prob = compact_chunk(track, prob, pos, floor, (threshold, *PROB_BIN_CUTS))
+                    if spread is not None:
+                        spread = compact_spread(spread)  # the probability's scale
                 with lock:
                     stats.round_s += time.perf_counter() - t0
-                return track, stored, spread
+                return track, prob, spread
 
             def hand_on(chrom: str, offset: int, start: int, ready: Future, peaks: PeakStream) -> None:
                 """Write one chunk's stored values and call peaks on them, in chunk order (the writer thread)."""

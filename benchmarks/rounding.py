@@ -1,0 +1,213 @@
+#!/usr/bin/env python
+"""The compact outputs' rounding and bins: the native pass (``compact_native.c``) against NumPy's, per chunk and whole.
+
+``atacdenoise infer`` stores both tracks at the compact precision: every base rounded and binned
+(``model/infer.py``: ``bin_track``, ``bin_probability``). Where a GPU computes the model, this and the bigWig
+writers are the CPU's work per base, and they bound the run (issue 23: the card was busy 23 % of a whole-genome
+run). Rows, both routes on the same values, the same threads:
+
+* **one chunk**: ``compact_chunk`` on 6.4 M bases (a GPU batch: 128 tiles of 50 kb) of real model output, one
+  thread, best of ``--runs`` (ms per M bases). The values are the float32 outputs of ``atacdenoise infer
+  --precision float32`` on the demo (``--results``: the demo model on the 5M sample's chr2), else of the
+  near-free model below;
+* **whole command, near-free model**: ``atacdenoise infer`` on a synthetic coverage bigWig of ``--bases`` (default
+  chr1's length) with a depth-normalised model of next to no arithmetic (as when a GPU runs the model): wall time
+  of the whole process, and the rounding seconds it logs ("where the time went");
+* **whole command, the demo model** (with ``--results``): the same on the demo's chr2, where the CPU computes
+  the model (the rounding is then a small part of the run).
+
+The NumPy route is ``ATACDENOISE_NATIVE_COMPACT=0``; the outputs of both routes are compared byte for byte.
+
+Usage: ``.venv/bin/python benchmarks/rounding.py [--results results] [--quick] [--runs 3]``
+"""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import common as C
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+
+#: bases of one chunk: a GPU batch of 128 tiles of 50 kb
+CHUNK = 128 * 50_000
+ROUTES = {"NumPy": {"ATACDENOISE_NATIVE_COMPACT": "0"}, "native": {"ATACDENOISE_NATIVE_COMPACT": "1"}}
+
+
+def tiny_model(path: Path, genome_bp: int) -> Path:
+    """Save a depth-normalised model of next to no arithmetic (light, 2 filters, 1 tap): its track is binned."""
+    import torch
+
+    from atacdenoise.model.dataset import DEFAULT_PREPROCESSING
+    from atacdenoise.model.network import build_model, save_model
+
+    torch.manual_seed(0)
+    reference = 4.0 * genome_bp / 1000 * 201  # 4 cut sites per kb, each a 201-bp box: the input's own total
+    save_model(
+        path,
+        build_model({"preset": "light", "filters": 2, "kernel_size": 1}),
+        preprocessing=dict(DEFAULT_PREPROCESSING),
+        window={"interval": 50_000, "pad": 5_000},
+        input_transform={"kind": "depth", "reference": reference},
+        threshold=0.5,
+    )
+    return path
+
+
+def infer_cmd(model: Path, bw: Path, sizes: Path, chrom: str, prefix: Path, threads: int, precision: str) -> list:
+    return [
+        C.python_exe(),
+        "-m",
+        "atacdenoise.cli",
+        "infer",
+        "--model",
+        str(model),
+        "--input",
+        str(bw),
+        "--sizes",
+        str(sizes),
+        "--chroms",
+        chrom,
+        "--threads",
+        str(threads),
+        "--precision",
+        precision,
+        "--out-prefix",
+        str(prefix),
+    ]
+
+
+def whole(label: str, cmd_for, runs: int, threads: int) -> dict:
+    """Both routes of one command, alternating runs; their outputs must be the same bytes."""
+    out: dict = {}
+    for k in range(runs):
+        for route, env in ROUTES.items():
+            prefix = cmd_for.work / f"{route}"
+            sample, text = C.run_cmd(cmd_for(prefix), env=env, capture=False, cores=threads, cwd=REPO)
+            m = re.search(r"rounding ([\d.]+) s on (\d+) thread", text)
+            r = out.setdefault(route, {"wall": [], "round_s": []})
+            r["wall"].append(sample.wall)
+            r["round_s"].append(float(m.group(1)) if m else float("nan"))
+            C.log(f"  {label}, {route}, run {k + 1}/{runs}: {sample.wall:.2f} s, rounding {r['round_s'][-1]:.2f} s")
+    for key in ("track.bw", "peakprob.bw", "peaks.narrowPeak"):
+        a, b = (cmd_for.work / f"{route}.{key}" for route in ROUTES)
+        if not filecmp.cmp(a, b, shallow=False):
+            raise SystemExit(f"{label}: the two routes wrote different {key}")
+    return out
+
+
+class Command:
+    """``infer`` of one model on one chromosome, at one precision, writing under ``work``."""
+
+    def __init__(self, work: Path, model: Path, bw: Path, sizes: Path, chrom: str, threads: int):
+        self.work, self.args = work, (model, bw, sizes, chrom)
+        self.threads = threads
+        work.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, prefix: Path, precision: str = "compact") -> list:
+        return infer_cmd(*self.args, prefix, self.threads, precision)
+
+
+def chunk_rates(values: Path, chrom: str, runs: int) -> dict[str, float]:
+    """Ms per M bases of ``compact_chunk`` on one chunk of ``values``' float32 outputs, per route, one thread."""
+    import numpy as np
+
+    from atacdenoise.io.bigwig import read_bigwig
+    from atacdenoise.model import compact_native
+    from atacdenoise.model.infer import PROB_BIN_CUTS, compact_chunk
+
+    track = read_bigwig(f"{values}.track.bw", chrom)[:CHUNK]
+    prob = read_bigwig(f"{values}.peakprob.bw", chrom)[:CHUNK]
+    kernels = compact_native.load()
+    if kernels is None:
+        raise SystemExit("the native compact rounding did not build: nothing to compare")
+    cuts = (0.5648118, *PROB_BIN_CUTS)  # the demo model's threshold, and 0.5
+    out, results = {}, {}
+    for route, loader in (("NumPy", lambda: None), ("native", lambda: kernels)):
+        compact_native.load = loader
+        best = float("inf")
+        for _ in range(max(runs, 3)):
+            t0 = time.perf_counter()
+            results[route] = compact_chunk(track, prob, 1_000_003, 4.9, cuts)
+            best = min(best, time.perf_counter() - t0)
+        out[route] = best / track.size * 1e9  # ns per base = ms per M bases
+    for a, b in zip(results["NumPy"], results["native"]):
+        if not np.array_equal(a.view(np.uint32), b.view(np.uint32)):
+            raise SystemExit("one chunk: the two routes differ")
+    out["bases"] = track.size
+    return out
+
+
+def main() -> int:
+    p = C.base_parser(__doc__)
+    p.add_argument("--results", type=Path, default=None, help="the demo's results/ (its model and coverage)")
+    p.add_argument("--bases", type=C.parse_size, default=None, help="synthetic chromosome length (default: chr1's)")
+    args = p.parse_args()
+    work = args.cache / "rounding"
+    work.mkdir(parents=True, exist_ok=True)
+    bases = args.bases or (2_000_000 if args.quick else 248_956_422)
+    sizes = {"chrS": bases}
+    bw = C.synthetic_coverage_genome_bigwig(work / f"input-{bases}.bw", sizes)["path"]
+    sizes_file = C.write_sizes(sizes, work / f"synthetic-{bases}.sizes")
+    tiny = Command(work / "tiny", tiny_model(work / "tiny.pt", bases), Path(bw), sizes_file, "chrS", args.threads)
+    rows, data = [], {"bases": bases}
+    data["tiny"] = whole("near-free model", tiny, args.runs, args.threads)
+    demo = None
+    if args.results:
+        model, cov = args.results / "models/demo/model.pt", args.results / "coverage/HSC/given.rep1.bw"
+        sizes_demo = REPO / "resources/demo/hg19_first10mb.chr1_chr2.sizes"
+        demo = Command(work / "demo", model, cov, sizes_demo, "chr2", args.threads)
+        data["demo"] = whole("demo model", demo, args.runs, args.threads)
+    values = (demo or tiny).work / "float32"
+    if not Path(f"{values}.peaks.narrowPeak").exists():
+        C.run_cmd((demo or tiny)(values, "float32"), cwd=REPO)
+    data["chunk"] = chunk_rates(values, "chr2" if demo else "chrS", args.runs)
+    chunk = data["chunk"]
+    rows.append(
+        [
+            f"one chunk ({chunk['bases'] / 1e6:.1f} M bases, {'demo model' if demo else 'near-free model'}), 1 thread",
+            f"{chunk['NumPy']:.1f} ms per M bases",
+            f"{chunk['native']:.1f} ms per M bases",
+            f"{chunk['NumPy'] / chunk['native']:.1f}x",
+        ]
+    )
+    for key, label in (
+        ("tiny", f"whole `infer`, near-free model, {bases / 1e6:g} Mb"),
+        ("demo", "whole `infer`, demo model, chr2 (10 Mb)"),
+    ):
+        if key not in data:
+            continue
+        d = data[key]
+        walls = {r: statistics.median(d[r]["wall"]) for r in ROUTES}
+        rounds = {r: statistics.median(d[r]["round_s"]) for r in ROUTES}
+        rows.append(
+            [
+                label,
+                f"{walls['NumPy']:.2f} s (rounding {rounds['NumPy']:.2f} s)",
+                f"{walls['native']:.2f} s (rounding {rounds['native']:.2f} s)",
+                f"{walls['NumPy'] / walls['native']:.2f}x",
+            ]
+        )
+    C.report(
+        "Compact rounding: native pass vs NumPy (same values, same threads)",
+        ["what", "NumPy (ATACDENOISE_NATIVE_COMPACT=0)", "native (compact_native.c)", "NumPy / native"],
+        rows,
+        [
+            "Both routes write the same bytes (compared); whole commands alternate routes, medians of the runs.",
+            "Rounding seconds: the command's own log, summed over its rounding threads (half the cores, <= 6).",
+        ],
+        args,
+        data,
+        settings=[f"infer --threads {args.threads}, pinned to as many cores; compact outputs (the default)"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""benchmarks/rounding.py: the native compact rounding against NumPy's, a smoke run of the script (issue 23)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_quick_run_compares_both_routes_per_chunk_and_whole(tmp_path):
+    out = tmp_path / "rounding.json"
+    cmd = [sys.executable, str(REPO / "benchmarks/rounding.py"), "--quick", "--runs", "1", "--cache", str(tmp_path)]
+    res = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r[0].split(" (")[0] for r in data["rows"]] == ["one chunk", "whole `infer`, near-free model, 2 Mb"]
+    chunk = data["chunk"]
+    assert chunk["bases"] == 2_000_000 and chunk["NumPy"] > 0 and chunk["native"] > 0
+    for route in ("NumPy", "native"):  # one run each, with the command's own rounding seconds
+        assert len(data["tiny"][route]["wall"]) == 1 and data["tiny"][route]["round_s"][0] >= 0
+    assert "| one chunk" in res.stdout and "NumPy / native" in res.stdout
