@@ -77,6 +77,12 @@ def python_exe() -> str:
     return sys.executable
 
 
+def infer_argv(model: Path, bw: Path, sizes: Path, prefix: Path, *options: object) -> list[str]:
+    """Return ``atacdenoise infer`` of ``model`` on the bigWig ``bw``, writing ``prefix``.*, then ``options``."""
+    cmd = [python_exe(), "-m", "atacdenoise.cli", "infer", "--model", str(model), "--input", str(bw)]
+    return [*cmd, "--sizes", str(sizes), "--out-prefix", str(prefix), *map(str, options)]
+
+
 def tool(name: str, hint: str) -> str:
     """Path of a command-line tool: the venv's bin first, then PATH; exits with ``hint`` when missing."""
     for cand in (VENV_BIN / name, Path(sys.executable).parent / name):

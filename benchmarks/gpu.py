@@ -332,24 +332,7 @@ def stage_cli(args, device, sizes: dict[str, int], bw: Path, batch: int, run: Pa
     sizes_file = C.write_sizes(sizes, run / "cli.sizes")
     model = make_model_file(run / "model.pt", args.preset, args.interval, args.pad)
     prefix = run / "out" / "genome"
-    cmd = [
-        C.python_exe(),
-        "-m",
-        "atacdenoise.cli",
-        "infer",
-        "--model",
-        str(model),
-        "--input",
-        str(bw),
-        "--sizes",
-        str(sizes_file),
-        "--out-prefix",
-        str(prefix),
-        "--batch-size",
-        str(batch),
-        "--device",
-        device.type,
-    ]
+    cmd = C.infer_argv(model, bw, sizes_file, prefix, "--batch-size", batch, "--device", device.type)
     C.log("  " + " ".join(cmd))
     sample, log_text = C.run_cmd(cmd, capture=False)
     (args.out / "infer.log").write_text(log_text)

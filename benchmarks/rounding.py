@@ -60,29 +60,6 @@ def tiny_model(path: Path, genome_bp: int) -> Path:
     return path
 
 
-def infer_cmd(model: Path, bw: Path, sizes: Path, chrom: str, prefix: Path, threads: int, precision: str) -> list:
-    return [
-        C.python_exe(),
-        "-m",
-        "atacdenoise.cli",
-        "infer",
-        "--model",
-        str(model),
-        "--input",
-        str(bw),
-        "--sizes",
-        str(sizes),
-        "--chroms",
-        chrom,
-        "--threads",
-        str(threads),
-        "--precision",
-        precision,
-        "--out-prefix",
-        str(prefix),
-    ]
-
-
 def whole(label: str, cmd_for, runs: int, threads: int) -> dict:
     """Both routes of one command, alternating runs; their outputs must be the same bytes."""
     out: dict = {}
@@ -111,7 +88,9 @@ class Command:
         work.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, prefix: Path, precision: str = "compact") -> list:
-        return infer_cmd(*self.args, prefix, self.threads, precision)
+        model, bw, sizes, chrom = self.args
+        options = ("--chroms", chrom, "--threads", self.threads, "--precision", precision)
+        return C.infer_argv(model, bw, sizes, prefix, *options)
 
 
 def chunk_rates(values: Path, chrom: str, runs: int) -> dict[str, float]:
