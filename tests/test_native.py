@@ -240,9 +240,39 @@ SANITIZER_RUN = textwrap.dedent(
 )
 
 
+SANITIZER_COMPACT = textwrap.dedent(
+    """
+    import ctypes, sys
+    import numpy as np
+    from atacdenoise.model import compact_native as cn
+    from atacdenoise.model.infer import bin_probability, bin_track, round_probability_bits
+
+    try:
+        kernels = cn.bind_rounding(ctypes.CDLL(sys.argv[2]))
+    except OSError as exc:
+        print(exc)
+        sys.exit(77)
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 8, 9, 4_097):  # empty, one short bin, whole bins, short bins at both ends
+        for start in (0, 3, 8, 1_000_003):
+            p = rng.random(n).astype(np.float32)
+            p[: n // 3] *= 1e-3
+            t = np.where(rng.random(n) < 0.5, 0, rng.random(n) * 8).astype(np.float32)
+            cuts = (0.56, 0.5)
+            want = bin_probability(round_probability_bits(p), p, start, cuts)
+            got = cn.compact_probability(kernels, p, start, cuts, 8, 8, 6, 2.0**-7)
+            assert np.array_equal(got, want)
+            assert np.array_equal(cn.compact_track(kernels, t, start, 4.0, 8, 8), bin_track(t, start, 4.0))
+            assert np.array_equal(cn.round_probability(kernels, p, 8, 6, 2.0**-7), round_probability_bits(p))
+    print("clean")
+    """
+)
+
+
 @needs_cc
+@pytest.mark.parametrize("library", ["cpuconv", "compact_native"])
 @pytest.mark.parametrize("sanitizer", ["undefined", "address"])
-def test_kernels_clean_under_sanitizer(sanitizer, tmp_path):
+def test_kernels_clean_under_sanitizer(sanitizer, library, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")]))
     if sanitizer == "address":  # its runtime must come first in the process: preloaded into Python
         runtime = subprocess.run([*CC, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
@@ -252,14 +282,18 @@ def test_kernels_clean_under_sanitizer(sanitizer, tmp_path):
     flags = ["-O1", "-g", "-march=native", "-shared", "-fPIC", f"-fsanitize={sanitizer}", "-fno-sanitize-recover=all"]
     args = []
     for path, (name, defines) in declared_sources().items():
-        if name.startswith("cpuconv_"):
+        if name.startswith(library):
             try:
                 native.compile_library(CC, path, defines, tmp_path / f"{name}.so", flags=flags)
             except native.BuildError as exc:
                 pytest.skip(f"{CC[0]} cannot build with -fsanitize={sanitizer}: {exc}")
             args += [name, str(tmp_path / f"{name}.so")]
     res = subprocess.run(
-        [sys.executable, "-c", SANITIZER_RUN, *args], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", SANITIZER_RUN if library == "cpuconv" else SANITIZER_COMPACT, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     if res.returncode == 77:
         pytest.skip(f"the -fsanitize={sanitizer} library does not load here: {res.stdout.strip()}")
