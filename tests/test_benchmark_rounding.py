@@ -15,7 +15,14 @@ def test_quick_run_compares_both_routes_per_chunk_and_whole(tmp_path):
     res = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert [r[0].split(" (")[0] for r in data["rows"]] == ["one chunk", "whole `infer`, near-free model, 2 Mb"]
+    assert [r[0].split(" (")[0] for r in data["rows"]] == [
+        "one chunk",
+        "the writer's encoding of those chunks' stored values",
+        "whole `infer`, near-free model, 2 Mb",
+    ]
+    enc = data["encode"]  # both tracks of the chunk, each rule timed and its bytes counted
+    assert enc["bases"] == 4_000_000 and enc["both"] > 0 and enc["fixed-step below 64"] > 0
+    assert enc["both bytes"] > 0 and enc["fixed-step below 64 bytes"] > 0
     chunk = data["chunk"]
     assert chunk["bases"] == 2_000_000 and chunk["NumPy"] > 0 and chunk["native"] > 0
     for route in ("NumPy", "native"):  # one run each, with the command's own rounding seconds

@@ -277,3 +277,24 @@ def test_smallest_deflates_deeper_same_values_same_bytes(tmp_path, monkeypatch, 
     with pyBigWig.open(str(small)) as a, pyBigWig.open(str(level1)) as b:
         assert a.header() == b.header()
         assert a.stats("chr2", 0, SIZES["chr2"], nBins=50) == b.stats("chr2", 0, SIZES["chr2"], nBins=50)
+
+
+def test_smallest_writes_short_runs_as_fixed_step_values_without_trying_items(monkeypatch):
+    """Step-like chunks of short runs (compact outputs): fixed-step values, not deflated twice; long runs: both."""
+    rng = np.random.default_rng(4)
+    short = np.repeat(rng.random(20_000).astype(np.float32) + 1, 10)  # runs of 10: step-like, short
+    long_runs = np.repeat(rng.random(500).astype(np.float32) + 1, 400)  # runs of 400: bedGraph items win
+    tried = []
+    real_runs = bbiwrite.encode_runs
+    monkeypatch.setattr(bbiwrite, "encode_runs", lambda *a: tried.append(a[2].size) or real_runs(*a))
+    blocks, _ = bbiwrite.encode_chunk(0, 0, short, 4096, True, True)
+    assert tried == [] and len(blocks.payloads) > 0
+    dense, _ = bbiwrite.encode_dense(0, 0, short, 4096, True, True)
+    assert blocks.payloads == dense.payloads
+    items, _ = bbiwrite.encode_chunk(0, 0, long_runs, 4096, True, True)
+    assert tried == [long_runs.size]
+    assert sum(map(len, items.payloads)) < sum(
+        map(len, bbiwrite.encode_dense(0, 0, long_runs, 4096, True, True)[0].payloads)
+    )
+    bbiwrite.encode_chunk(0, 0, short, 4096, True, False)  # without smallest: items, as before
+    assert tried == [long_runs.size, short.size]

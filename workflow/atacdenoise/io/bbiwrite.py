@@ -80,6 +80,11 @@ ZOOM_FACTOR = 4
 #: in a dense chunk, runs of zeros at least this long are left out (shorter ones are written)
 DENSE_SKIP_ZEROS = 1024
 DEFLATE_LEVEL = 1
+#: with ``smallest``, step-like chunks whose runs average fewer bases than this are written as fixed-step values
+#: without trying bedGraph items: on every compact chunk of the demo model's outputs (mean runs of 7-56 bases)
+#: those deflated to 0.49-0.63 of the items, and on regular runs the items win only from ~128 bases
+#: (``benchmarks/README.md``, "The rounding in one native pass"); trying both deflated every such chunk twice
+SMALLEST_BOTH_FROM = 64
 #: deflate level of rounded model outputs (``smallest``): their runs of repeated values reward the lazy match
 #: search that starts at level 4; level 6 made compact tracks 15-20 % smaller than level 1 (0.32 instead of
 #: 0.40 bytes a base for the peak probability on the demo, 9 bits, ``benchmarks/README.md``) at ~2x the write time
@@ -313,13 +318,14 @@ def encode_chunk(
     """Blocks and first-level zoom records of per-base ``values`` at ``start`` (zeros left out, see the writer).
 
     Step-like values (at most a quarter as many runs as bases) become bedGraph items, others fixed-step
-    items. ``smallest``: a step-like chunk is encoded both ways and the smaller kept (rounded model
-    outputs: runs of a few bases deflate better as fixed-step values, equal neighbours being repeats),
-    every block deflated at :data:`SMALL_LEVEL`.
+    items. ``smallest`` (rounded model outputs, every block deflated at :data:`SMALL_LEVEL`): runs of a few
+    bases deflate better as fixed-step values, equal neighbours being repeats, so a step-like chunk whose runs
+    average fewer than :data:`SMALLEST_BOTH_FROM` bases is written so; one with longer runs is encoded both
+    ways and the smaller kept.
     """
     n = values.size
     runs = np.count_nonzero(values[1:] != values[:-1]) + 1 if n else 0
-    if runs * 4 > n:
+    if runs * 4 > n or (smallest and runs * SMALLEST_BOTH_FROM > n):
         return encode_dense(chrom_id, start, values, reduction, fast, smallest)
     step = encode_runs(chrom_id, start, values, reduction, fast, smallest)
     if not smallest:
