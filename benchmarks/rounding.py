@@ -6,6 +6,9 @@
 writers are the CPU's work per base, and they bound the run (issue 23: the card was busy 23 % of a whole-genome
 run). Rows, both routes on the same values, the same threads:
 
+* **the writers' side**: the writer's encoding of those stored chunks under the old and the new ``smallest``
+  rule (``bbiwrite.SMALLEST_BOTH_FROM``), and the hand-off of chunks to a writer process (``mp.Queue`` against
+  the raw pipe of ``TrackWriterProcess``);
 * **one chunk**: ``compact_chunk`` on 6.4 M bases (a GPU batch: 128 tiles of 50 kb) of real model output, one
   thread, best of ``--runs`` (ms per M bases). The values are the float32 outputs of ``atacdenoise infer
   --precision float32`` on the demo (``--results``: the demo model on the 5M sample's chr2), else of the
@@ -157,6 +160,70 @@ def encode_rates(values: Path, chrom: str, runs: int) -> dict[str, float]:
     return out
 
 
+def _drain_queue(chunks, done) -> None:
+    """Child: take pickled chunks off an ``mp.Queue`` until None (the hand-off until this change)."""
+    n = 0
+    while (item := chunks.get()) is not None:
+        n += item[2].nbytes
+    done.put(n)
+
+
+def _drain_pipe(conn, done) -> None:
+    """Child: receive chunks as a header and raw bytes until None (``TrackWriterProcess``'s hand-off now)."""
+    import numpy as np
+
+    n = 0
+    while (item := conn.recv()) is not None:
+        values = np.empty(item[2], np.float32)
+        conn.recv_bytes_into(values)
+        n += values.nbytes
+    done.put(n)
+
+
+def handoff_rates(bases: int, chunks: int) -> dict[str, float]:
+    """GB/s of handing ``chunks`` chunks of ``bases`` float32 to a child process that only receives them.
+
+    ``mp.Queue``: pickled by its feeder thread (the writer processes' hand-off until this change); ``raw pipe``: a
+    header, then the array's bytes received straight into an array (``TrackWriterProcess`` now, whose sender
+    thread does the same). Timed from the first chunk to the child's count of what it got.
+    """
+    import multiprocessing as mp
+
+    import numpy as np
+
+    ctx = mp.get_context("spawn")
+    values = np.random.default_rng(0).random(bases, dtype=np.float32)
+    out = {}
+    for route in ("mp.Queue", "raw pipe"):
+        done = ctx.Queue()
+        if route == "mp.Queue":
+            chunks_q = ctx.Queue(maxsize=4)
+            proc = ctx.Process(target=_drain_queue, args=(chunks_q, done))
+            proc.start()
+
+            def send(item, chunks_q=chunks_q):
+                chunks_q.put(item)
+        else:
+            receiver, sender = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_drain_pipe, args=(receiver, done))
+            proc.start()
+
+            def send(item, sender=sender):
+                sender.send(None if item is None else (*item[:2], item[2].size))
+                if item is not None:
+                    sender.send_bytes(memoryview(item[2]).cast("B"))
+
+        send(("chrA", 0, values[:1000]))  # the child is up
+        t0 = time.perf_counter()
+        for k in range(chunks):
+            send(("chrA", k, values))
+        send(None)
+        got = done.get() - 4000
+        out[route] = got / (time.perf_counter() - t0) / 1e9
+        proc.join()
+    return out
+
+
 def main() -> int:
     p = C.base_parser(__doc__)
     p.add_argument("--results", type=Path, default=None, help="the demo's results/ (its model and coverage)")
@@ -182,6 +249,7 @@ def main() -> int:
         C.run_cmd((demo or tiny)(values, "float32"), cwd=REPO)
     data["chunk"] = chunk_rates(values, "chr2" if demo else "chrS", args.runs)
     data["encode"] = encode_rates(values, "chr2" if demo else "chrS", args.runs)
+    data["handoff"] = handoff_rates(CHUNK, 4 if args.quick else 40)
     chunk = data["chunk"]
     rows.append(
         [
@@ -199,6 +267,16 @@ def main() -> int:
             f"{enc[both]:.1f} ms per M bases ({enc[both + ' bytes'] / enc['bases']:.3f} B/base)",
             f"{enc[now]:.1f} ms per M bases ({enc[now + ' bytes'] / enc['bases']:.3f} B/base)",
             f"{enc[both] / enc[now]:.2f}x",
+        ]
+    )
+    hand = data["handoff"]
+    rows.append(
+        [
+            "hand-off of 6.4-M-base chunks to a writer process (the child only receives them), GB/s: "
+            "mp.Queue (pickled) vs raw pipe",
+            f"{hand['mp.Queue']:.2f} GB/s",
+            f"{hand['raw pipe']:.2f} GB/s",
+            f"{hand['raw pipe'] / hand['mp.Queue']:.2f}x (pipe / queue)",
         ]
     )
     for key, label in (
