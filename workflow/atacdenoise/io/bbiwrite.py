@@ -83,7 +83,7 @@ DEFLATE_LEVEL = 1
 #: with ``smallest``, step-like chunks whose runs average fewer bases than this are written as fixed-step values
 #: without trying bedGraph items: on every compact chunk of the demo model's outputs (mean runs of 7-56 bases)
 #: those deflated to 0.49-0.63 of the items, and on regular runs the items win only from ~128 bases
-#: (``benchmarks/README.md``, "The rounding in one native pass"); trying both deflated every such chunk twice
+#: (``benchmarks/README.md``, "The CPU side of compact outputs"); trying both deflated every such chunk twice
 SMALLEST_BOTH_FROM = 64
 #: deflate level of rounded model outputs (``smallest``): their runs of repeated values reward the lazy match
 #: search that starts at level 4; level 6 made compact tracks 15-20 % smaller than level 1 (0.32 instead of
