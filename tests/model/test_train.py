@@ -27,12 +27,14 @@ from atacdenoise.model.dataset import ARRAYS, dataset_content_id, file_checksum,
 from atacdenoise.model.network import load_model
 from atacdenoise.model.train import (
     HISTORY_COLUMNS,
+    base_lr,
     f1_metrics,
     load_settings,
     loss_terms,
     lr_at,
     masked_pearson,
     resolve_settings,
+    settings_hash,
     train,
 )
 from builders import PRE, TINY_TRAINING, make_training_dataset
@@ -347,6 +349,32 @@ def test_cosine_lr_runs_from_lr_to_a_twentieth_and_constant_stays():
     )
     assert all(a > b for a, b in itertools.pairwise(lrs))
     assert {lr_at(e, {**s, "lr_schedule": "constant"}) for e in range(1, 6)} == {1e-3}
+
+
+def test_lr_follows_the_global_batch_from_lr_batch_by_its_rule():
+    s = {"lr": 1e-3, "epochs": 5, "lr_schedule": "constant", "batch_size": 16, "lr_batch": 4, "lr_scaling": "sqrt"}
+    assert base_lr(s) == pytest.approx(2e-3) and lr_at(3, s) == pytest.approx(2e-3)
+    assert base_lr({**s, "lr_scaling": "linear"}) == pytest.approx(4e-3)
+    assert base_lr(s, world=4) == pytest.approx(4e-3)  # DDP: 4 processes of 16 windows make a batch of 64
+    assert base_lr({**s, "lr_batch": None}, world=4) == 1e-3  # no lr_batch: lr as given
+    cosine = {**s, "lr_schedule": "cosine"}
+    assert lr_at(1, cosine) == pytest.approx(2e-3) and lr_at(5, cosine) == pytest.approx(2e-3 / 20)
+    for bad, key in (({"lr_batch": 0}, "lr_batch"), ({"lr_batch": 4, "lr_scaling": "log"}, "lr_scaling")):
+        with pytest.raises(InputError, match=key):
+            resolve_settings(bad)
+
+
+def test_scaled_lr_trains_logs_and_keeps_old_checkpoints_hash(ds, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="atacdenoise")
+    result = _run(ds, tmp_path / "m", epochs=1, batch_size=4, lr_batch=1, lr_scaling="linear")
+    assert [row["lr"] for row in result.history] == pytest.approx([4 * SETTINGS["lr"]])
+    assert "was set for batch 1, this run's is 4 (linear scaling)" in caplog.text
+    pairs, hp = [open_dataset(ds)], resolve_settings({})[0]
+    _, plain = resolve_settings({})
+    same = settings_hash(hp, plain, pairs, VAL, HOLDOUT)
+    without = {k: v for k, v in plain.items() if k not in ("lr_batch", "lr_scaling")}  # as an older version had
+    assert settings_hash(hp, without, pairs, VAL, HOLDOUT) == same
+    assert settings_hash(hp, {**plain, "lr_batch": 16}, pairs, VAL, HOLDOUT) != same
 
 
 def test_cosine_schedule_and_auto_pos_weight_train_and_log(ds, tmp_path, caplog):

@@ -10,7 +10,9 @@ Loss (on the central ``interval`` bases of each window, where mask == 1)::
 number, or ``"auto"`` for the training labels' negative/positive ratio). The
 learning rate is constant or follows a cosine from ``lr`` down to ``lr / 20``
 over ``epochs`` (``lr_schedule: "cosine"``, a pure function of the epoch, so a
-resumed run follows the same curve). The best epoch is the one with the highest
+resumed run follows the same curve). With ``lr_batch`` set, ``lr`` is the rate for
+that batch and follows the run's global batch (``batch_size`` x processes) by
+``lr_scaling`` (square root or linear: :func:`base_lr`). The best epoch is the one with the highest
 validation AUPRC (per-base peak probabilities vs labels); when the validation
 regions hold no peak it is the one with the lowest validation loss.
 
@@ -129,6 +131,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # BCE weight of peak bases: None (1), a number, or "auto" (negatives / positives of the training labels)
     "pos_weight": None,
     "lr_schedule": "constant",  # "constant" | "cosine" (lr -> lr / 20 over the epochs)
+    # the batch `lr` is meant for: another (global) batch scales it by lr_scaling, so a GPU run may take larger
+    # batches without re-tuning lr (issue 23); None: lr as given for every batch
+    "lr_batch": None,
+    "lr_scaling": "sqrt",  # "sqrt" | "linear": lr x (batch / lr_batch) ** (1/2 | 1)
     "calibrate": True,  # fit a temperature for the peak logits on the validation regions (model/calibration.py)
     # fit, per training depth, the weight of the network's track against its input on the validation regions
     # (model/blend.py; with input_transform depth only)
@@ -138,6 +144,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 FIXED_THRESHOLD = 0.5
 #: the cosine schedule ends at lr / LR_FLOOR_DIVISOR
 LR_FLOOR_DIVISOR = 20.0
+#: how the learning rate follows the batch size (lr_batch): the exponent of batch / lr_batch
+LR_SCALING = {"sqrt": 0.5, "linear": 1.0}
 #: settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("epochs", "patience", "num_workers", "val_batch_size", "threshold", "calibrate", "blend")
 
@@ -235,7 +243,7 @@ def _check_settings(s: dict) -> None:
 
     for key in ("epochs", "batch_size", "interval"):
         positive_int(key)
-    for key in ("windows_per_epoch", "patience", "val_batch_size"):
+    for key in ("windows_per_epoch", "patience", "val_batch_size", "lr_batch"):
         positive_int(key, allow_none=True)
     for key in ("pad", "seed", "num_workers"):
         if key == "num_workers" and s[key] == "auto":
@@ -258,6 +266,8 @@ def _check_settings(s: dict) -> None:
             raise InputError(f"setting {key}={s[key]!r}: expected true or false")
     if s["lr_schedule"] not in ("constant", "cosine"):
         raise InputError(f"setting lr_schedule={s['lr_schedule']!r}: expected 'constant' or 'cosine'")
+    if s["lr_scaling"] not in LR_SCALING:
+        raise InputError(f"setting lr_scaling={s['lr_scaling']!r}: expected one of {', '.join(LR_SCALING)}")
     if s["pearson"] not in ("batch", "window"):
         raise InputError(f"setting pearson={s['pearson']!r}: expected 'batch' or 'window'")
     if s["amp"] not in ("auto", "bf16", "fp16", "off"):
@@ -267,6 +277,11 @@ def _check_settings(s: dict) -> None:
             f'setting input_transform={s["input_transform"]!r}: expected an object such as {{"kind": "none"}}'
         )
     transform_input(np.zeros(1, np.float32), s["input_transform"])  # raises for an unknown kind
+
+
+def _unused(settings: dict) -> tuple[str, ...]:
+    """Name the settings without effect on this run, left out of its hash (older checkpoints then resume)."""
+    return ("lr_batch", "lr_scaling") if settings.get("lr_batch") is None else ()
 
 
 def settings_hash(
@@ -280,7 +295,7 @@ def settings_hash(
     """
     key = {
         "hparams": hparams,
-        "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES},
+        "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES and k not in _unused(settings)},
         "datasets": [dataset_content_id(p) for p in pairs],
         "val": [str(r) for r in val],
         "holdout": [str(r) for r in holdout],
@@ -342,12 +357,26 @@ def resolve_pos_weight(setting: float | str | None, pairs: list[PairData]) -> fl
     return weight
 
 
-def lr_at(epoch: int, s: dict) -> float:
-    """Learning rate of ``epoch`` (1-based): constant, or a cosine from lr to lr / LR_FLOOR_DIVISOR over the epochs."""
+def base_lr(s: dict, world: int = 1) -> float:
+    """Learning rate for this run's batch: ``lr``, scaled when ``lr_batch`` names the batch it was set for.
+
+    The batch is the global one, ``batch_size`` x ``world`` (DDP averages the processes' gradients). Square-root
+    scaling keeps the gradient noise per step; linear scaling keeps the step per window (issue 23: a GPU
+    trains faster on larger batches; benchmarks/ACCURACY.md measures both on the demo).
+    """
+    lr = float(s["lr"])
+    if s.get("lr_batch") is None:
+        return lr
+    return lr * (s["batch_size"] * world / s["lr_batch"]) ** LR_SCALING[s.get("lr_scaling", "sqrt")]
+
+
+def lr_at(epoch: int, s: dict, world: int = 1) -> float:
+    """Learning rate of ``epoch`` (1-based): constant, or a cosine from :func:`base_lr` to 1/LR_FLOOR_DIVISOR of it."""
+    lr = base_lr(s, world)
     if s["lr_schedule"] == "constant" or s["epochs"] <= 1:
-        return float(s["lr"])
-    floor = s["lr"] / LR_FLOOR_DIVISOR
-    return float(floor + 0.5 * (s["lr"] - floor) * (1.0 + math.cos(math.pi * (epoch - 1) / (s["epochs"] - 1))))
+        return lr
+    floor = lr / LR_FLOOR_DIVISOR
+    return float(floor + 0.5 * (lr - floor) * (1.0 + math.cos(math.pi * (epoch - 1) / (s["epochs"] - 1))))
 
 
 def init_peak_prior(model: nn.Module, pairs: list[PairData]) -> float:
@@ -1082,7 +1111,17 @@ def _train(
         else:
             model.conv_impl = "torch"
     # fused: one kernel for the whole step on a GPU (issue 23); the CPU keeps the default implementation
-    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], fused=dev.type == "cuda")
+    lr = base_lr(s, dist_info.world)
+    if s["lr_batch"] is not None:
+        log.info(
+            "learning rate %.3g: lr %g was set for batch %d, this run's is %d (%s scaling)",
+            lr,
+            s["lr"],
+            s["lr_batch"],
+            s["batch_size"] * dist_info.world,
+            s["lr_scaling"],
+        )
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=dev.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     log.info(
         "model: %s parameters, receptive field %d bp (track) / %d bp (peaks); %s",
@@ -1130,7 +1169,7 @@ def _train(
             windows = np.resize(windows, per_rank * dist_info.world)[dist_info.rank :: dist_info.world]
         loader = _loader(WindowSet(pairs, windows, interval, pad), s["batch_size"], workers, dev)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, s)
+            group["lr"] = lr_at(epoch, s, dist_info.world)
 
         net.train()
         sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, mse, pearson_loss, bce, batches
@@ -1146,7 +1185,7 @@ def _train(
             sums[4] += 1
         sums = _all_sum(sums, dist_info, dev)
         train_seconds = time.perf_counter() - t0
-        row: dict[str, Any] = {"epoch": epoch, "lr": lr_at(epoch, s)}
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr_at(epoch, s, dist_info.world)}
         for i, k in enumerate(("loss", "mse", "pearson_loss", "bce")):
             row[f"train_{k}"] = sums[i] / max(sums[4], 1)
 
