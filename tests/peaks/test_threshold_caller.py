@@ -260,3 +260,29 @@ def test_narrowpeak_text_equals_pandas_to_csv(tmp_path):
         assert format_narrowpeak(frame) == want
     write_narrowpeak(df, tmp_path / "x.narrowPeak")
     assert (tmp_path / "x.narrowPeak").read_text() == format_narrowpeak(df)
+
+
+def _last_cut_by_windows(prob: np.ndarray, threshold: float, quiet: int) -> int:
+    """Return the definition's cut: the end of the last window of ``quiet`` bases all below the threshold (0: none)."""
+    below = prob < threshold
+    if below.size < quiet:
+        return 0
+    c = np.concatenate(([0], np.cumsum(below, dtype=np.int64)))
+    full = np.flatnonzero(c[quiet:] - c[:-quiet] == quiet)
+    return int(full[-1] + quiet) if full.size else 0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_stream_cut_is_the_end_of_the_last_quiet_run_nan_neither_below_nor_above(seed):
+    from atacdenoise.peaks.threshold import PeakStream
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 400))
+    prob = np.where(rng.random(n) < rng.uniform(0.0, 0.2), 0.9, 0.1).astype(np.float32)
+    prob[rng.random(n) < 0.02] = np.nan
+    if seed % 5 == 0:
+        prob[:] = 0.1  # all below: the cut is the end
+    if seed % 7 == 0 and n:
+        prob[-1] = 0.5  # at the threshold: not below
+    stream = PeakStream("chrT", 0.5, min_length=20, max_gap=int(rng.integers(0, 40)))
+    assert stream._last_cut(prob) == _last_cut_by_windows(prob, 0.5, stream.quiet)
