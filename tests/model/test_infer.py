@@ -214,17 +214,17 @@ def test_stretches_stream_as_one_pipeline_with_no_drain_at_a_boundary():
 
         return read
 
-    def forward(windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray]:
+    def launch(windows: torch.Tensor, n_bases: int):
         with lock:
             events.append(("forward", "", n_bases))
         time.sleep(0.2)  # a slow model: the prefetch thread has long finished its read
-        out = runner.forward(windows, n_bases)
+        out = runner.launch(windows, n_bases)
         with lock:
             events.append(("done", "", n_bases))
         return out
 
     stretches = [(c, reader(c), x.size) for c, x in xs.items()]
-    chunks = list(runner.run_stretches(stretches, forward))
+    chunks = list(runner.run_stretches(stretches, launch))
     for chrom, x in xs.items():  # outputs as if each chromosome ran alone
         mine = [c for c in chunks if c[0] == chrom]
         assert [c[1] for c in mine] == [s for s, _ in plan_chunks(x.size, interval, batch)]
@@ -235,6 +235,24 @@ def test_stretches_stream_as_one_pipeline_with_no_drain_at_a_boundary():
         before += len(plan_chunks(xs[prev].size, interval, batch))
         first_read = events.index(("read", nxt, 0))
         assert sum(e[0] == "done" for e in events[:first_read]) < before, events
+
+
+def test_each_chunk_is_launched_before_the_previous_ones_outputs_are_handed_on():
+    """The launch-ahead order a GPU overlaps by (its model runs chunk k + 1 while the caller hands chunk k on)."""
+    runner = TileRunner(tiny_model(), CPU, 1000, 30, 2)
+    x = coverage(9_000, seed=8)  # 5 chunks of 2 tiles
+    order: list[str] = []
+
+    def launch(windows: torch.Tensor, n_bases: int):
+        order.append(f"launch{sum(o.startswith('launch') for o in order)}")
+        return runner.launch(windows, n_bases)
+
+    got = []
+    for k, (_, track, _) in enumerate(runner.run_chromosome(lambda lo, hi: x[lo:hi], x.size, launch)):
+        order.append(f"hand{k}")
+        got.append(track)
+    assert order == ["launch0", "launch1", "hand0", "launch2", "hand1", "launch3", "hand2", "launch4", "hand3", "hand4"]
+    np.testing.assert_array_equal(np.concatenate(got), run_tiled(TileRunner(tiny_model(), CPU, 1000, 30, 2), x)[0])
 
 
 # --------------------------------------------------------------------------- streaming peak calls
@@ -658,6 +676,41 @@ def test_gpu_tiled_inference_matches_the_cpu_single_pass():
     np.testing.assert_allclose(prob, ref_prob, rtol=1e-4, atol=1e-4)
     track16, prob16, _ = run_tiled(TileRunner(model, torch.device("cuda"), 1000, 30, 4, amp=torch.bfloat16), x)
     assert np.abs(prob16 - ref_prob).max() < 0.05 and np.corrcoef(track16, ref_track)[0, 1] > 0.99
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_copy_streams_and_launch_ahead_give_the_cpus_outputs_chunk_for_chunk():
+    """Uploads, model and downloads on three streams, each chunk launched before the last is handed on (issue 23).
+
+    Over 100 chunks every one equals the CPU's, so no input buffer is refilled before its upload and no output is
+    read before its download; an ensemble (one upload, two members) too.
+    """
+    from atacdenoise.model.infer import EnsembleRunner, Launched
+
+    cuda = torch.device("cuda")
+    x = coverage(400_037, seed=3)
+    runner = TileRunner(tiny_model(), cuda, 1000, 30, 4)
+    track, prob, _ = run_tiled(runner, x)
+    ref_track, ref_prob, _ = run_tiled(TileRunner(tiny_model(), CPU, 1000, 30, 4), x)
+    np.testing.assert_allclose(track, ref_track, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(prob, ref_prob, rtol=1e-4, atol=1e-4)
+    assert runner.stats.chunks == len(plan_chunks(x.size, 1000, 4)) == 101
+    windows = runner.new_buffer()
+    assert windows.is_pinned()
+    launched = runner.launch(windows, 4000)
+    assert isinstance(launched, Launched) and launched.done is not None and launched.arrays[0].is_pinned()
+    assert all(a.shape == (4000,) for a in launched.result())
+
+    def members(device: torch.device) -> EnsembleRunner:
+        return EnsembleRunner([TileRunner(tiny_model(seed), device, 1000, 30, 4) for seed in (1, 2)])
+
+    chunks = list(members(cuda).run_chromosome(lambda lo, hi: x[lo:hi], x.size))
+    ref = list(members(CPU).run_chromosome(lambda lo, hi: x[lo:hi], x.size))
+    assert [c[0] for c in chunks] == [c[0] for c in ref]
+    for got, want in zip(chunks, ref):
+        for a, b in zip(got[1:], want[1:]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu

@@ -586,6 +586,44 @@ class RunStats:
         return sum(a.elapsed_time(b) for a, b in self.gpu_events) / 1000.0
 
 
+class Launched:
+    """One chunk's outputs on their way to the host: :meth:`result` waits for them (a GPU's copies are async).
+
+    ``arrays`` are host tensors (pinned on CUDA, filled by a copy on the runner's download stream), ``done``
+    the CUDA event recorded after that copy (None when they are already there, as on a CPU); ``stats`` gets the
+    seconds :meth:`result` waits as model time.
+    """
+
+    def __init__(self, arrays: tuple[torch.Tensor, ...], done: Any = None, stats: RunStats | None = None):
+        self.arrays, self.done, self.stats = arrays, done, stats
+
+    def result(self) -> tuple[np.ndarray, ...]:
+        """Return the outputs as float32 arrays, once the device has copied them back."""
+        if self.done is not None:
+            t0 = time.perf_counter()
+            self.done.synchronize()
+            if self.stats is not None:
+                self.stats.compute_s += time.perf_counter() - t0
+            self.done = None
+        return tuple(a.numpy() for a in self.arrays)
+
+
+class Combined:
+    """Launched chunks of several members whose results are combined by ``combine`` (an ensemble's chunk)."""
+
+    def __init__(self, parts: list[Launched], combine: Callable[[list[tuple[np.ndarray, ...]]], tuple]):
+        self.parts, self.combine = parts, combine
+
+    def result(self) -> tuple[np.ndarray, ...]:
+        """Return ``combine`` of the members' results."""
+        return self.combine([p.result() for p in self.parts])
+
+
+#: host buffers of windows per runner: one being filled by the prefetch thread, one being uploaded and run, one
+#: whose chunk is still on the device while the next is launched (TileRunner.run_stretches)
+INPUT_BUFFERS = 3
+
+
 class TileRunner:
     """Runs the model on batches of tile windows and returns the stitched outputs.
 
@@ -653,8 +691,12 @@ class TileRunner:
         self.amp = amp
         self.width = interval + 2 * pad
         self.stats = RunStats()
+        #: on CUDA, the windows go up on one stream and the outputs come down on another, beside the model's
+        #: (issue 23: the copies of one chunk overlap the model on the next)
+        self.upload_stream = self.download_stream = None
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+            self.upload_stream, self.download_stream = torch.cuda.Stream(device), torch.cuda.Stream(device)
 
     @property
     def stream_stats(self) -> RunStats:
@@ -674,9 +716,47 @@ class TileRunner:
 
     def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray]:
         """Denoised track and peak probability, float32[n_bases] each, of one chunk's windows."""
+        return self.launch(windows, n_bases).result()
+
+    def upload(self, windows: torch.Tensor) -> torch.Tensor:
+        """Return ``windows`` on the device, copied on the upload stream; the current stream waits for the copy.
+
+        On a CPU they are returned as they are. On CUDA ``windows`` should be pinned (:meth:`new_buffer`) and
+        left unchanged until the chunk's :meth:`Launched.result` has returned.
+        """
+        if self.upload_stream is None or windows.device.type == "cuda":
+            return windows.to(self.device)
+        with torch.cuda.stream(self.upload_stream):
+            x = windows.to(self.device, non_blocking=True)
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_stream(self.upload_stream)
+        x.record_stream(compute)  # its memory is not reused by the upload stream while the model reads it
+        return x
+
+    def download(self, *outputs: torch.Tensor) -> Launched:
+        """Copy ``outputs`` (on the device) into pinned host memory on the download stream, without waiting."""
+        if self.download_stream is None:
+            return Launched(tuple(t.cpu() for t in outputs))
+        self.download_stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.download_stream):
+            hosts = tuple(torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in outputs)
+            for host, t in zip(hosts, outputs):
+                host.copy_(t, non_blocking=True)
+                t.record_stream(self.download_stream)
+            done = torch.cuda.Event()
+            done.record(self.download_stream)
+        return Launched(hosts, done, self.stats)
+
+    def launch(self, windows: torch.Tensor, n_bases: int) -> Launched:
+        """Start the model on one chunk's windows: the track and peak probability, float32[n_bases] each, to come.
+
+        On a CPU the work is done when this returns; on CUDA it is queued (upload, model, download on three
+        streams) and :meth:`Launched.result` waits for it, so the host can prepare and hand on other chunks
+        meanwhile. ``windows`` may already be on the device (:meth:`upload`; an ensemble uploads once).
+        """
         t0 = time.perf_counter()
         cuda = self.device.type == "cuda"
-        x = windows.to(self.device, non_blocking=cuda)
+        x = self.upload(windows)
         if cuda:
             begin, finish = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
@@ -701,45 +781,49 @@ class TileRunner:
         if cuda:
             finish.record()
             self.stats.gpu_events.append((begin, finish))
-        track_np, prob_np = track.cpu().numpy(), prob.cpu().numpy()
+        launched = self.download(track, prob)
         self.stats.compute_s += time.perf_counter() - t0
         self.stats.tiles += windows.shape[0]
         self.stats.bases += n_bases
         self.stats.chunks += 1
-        return track_np, prob_np
+        return launched
 
     def run_chromosome(
-        self, read: Reader, length: int, forward: Callable[[torch.Tensor, int], tuple] | None = None
+        self, read: Reader, length: int, launch: Callable[[torch.Tensor, int], Launched | Combined] | None = None
     ) -> Iterator[tuple]:
         """Denoise one chromosome chunk by chunk, in order.
 
         ``read(lo, hi)`` is called once per chunk, for at most
         ``batch_size·interval + 2·pad`` bases, in a background thread one chunk
         ahead of the model. Yields ``(start, track float32[n], prob float32[n])``
-        for consecutive chunks that together cover ``[0, length)``; with ``forward``
-        (``(windows, n_bases) -> outputs``, e.g. :meth:`EnsembleRunner.forward`) instead of
-        :meth:`forward`, ``(start, *outputs)``.
+        for consecutive chunks that together cover ``[0, length)``; with ``launch``
+        (``(windows, n_bases) -> Launched``, e.g. :meth:`EnsembleRunner.launch`) instead of
+        :meth:`launch`, ``(start, *outputs)``.
         """
-        for _, start, *outputs in self.run_stretches([(None, read, length)], forward):
+        for _, start, *outputs in self.run_stretches([(None, read, length)], launch):
             yield start, *outputs
 
     def run_stretches(
-        self, stretches: Iterable[tuple[Any, Reader, int]], forward: Callable[[torch.Tensor, int], tuple] | None = None
+        self,
+        stretches: Iterable[tuple[Any, Reader, int]],
+        launch: Callable[[torch.Tensor, int], Launched | Combined] | None = None,
     ) -> Iterator[tuple]:
         """Denoise ``(key, read, length)`` stretches one after another as one stream of chunks.
 
         As :meth:`run_chromosome` for each stretch, yielding ``(key, start, *outputs)``, but the prefetch thread
         reads the next stretch's first chunk while the model runs the last one of this stretch: a chromosome
-        boundary does not drain the pipeline (issue 23: on a GPU, a whole genome is ~25 of them).
+        boundary does not drain the pipeline (issue 23: on a GPU, a whole genome is ~25 of them). Each chunk is
+        launched before the previous one's outputs are yielded, so a GPU runs it while the caller hands those
+        on (on a CPU the order of the work is the same as without: the model runs in this thread).
         """
-        forward = forward or self.forward
+        launch = launch or self.launch
 
         def jobs() -> Iterator[tuple[Any, Reader, int, int, int]]:
             for key, read, length in stretches:
                 for start, end in plan_chunks(length, self.interval, self.batch_size):
                     yield key, read, length, start, end
 
-        buffers = [self.new_buffer(), self.new_buffer()]  # one being filled while the other is computed
+        buffers = [self.new_buffer() for _ in range(INPUT_BUFFERS)]
         queue = jobs()
         job = next(queue, None)
         if job is None:
@@ -751,6 +835,7 @@ class TileRunner:
                 return pool.submit(self.prepare, read, start, end, length, buffer)
 
             pending = submit(job, buffers[0])
+            previous: tuple[Any, int, Launched | Combined] | None = None
             for i in itertools.count():
                 key, _, _, start, end = job
                 t0 = time.perf_counter()
@@ -758,11 +843,15 @@ class TileRunner:
                 self.stats.input_wait_s += time.perf_counter() - t0
                 job = next(queue, None)
                 if job is not None:
-                    pending = submit(job, buffers[(i + 1) % 2])
-                # forward() ends with a synchronous copy back, so the buffer it read is free
-                # again before the prefetch thread refills it (two chunks later)
-                yield key, start, *forward(windows, end - start)
+                    # buffer i + 1 last held chunk i - 2, whose outputs were yielded (so awaited) last round:
+                    # its upload, which the model waited for, is long done
+                    pending = submit(job, buffers[(i + 1) % INPUT_BUFFERS])
+                launched = launch(windows, end - start)
+                if previous is not None:
+                    yield previous[0], previous[1], *previous[2].result()
+                previous = (key, start, launched)
                 if job is None:
+                    yield key, start, *launched.result()
                     return
 
 
@@ -816,16 +905,25 @@ class EnsembleRunner:
 
     def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean track, mean probability, spread), float32[n_bases] each, of one chunk's windows."""
-        outs = [r.forward(windows, n_bases) for r in self.runners]
-        return ensemble_stats(np.stack([t for t, _ in outs]), np.stack([p for _, p in outs]))
+        return self.launch(windows, n_bases).result()
+
+    def launch(self, windows: torch.Tensor, n_bases: int) -> Combined:
+        """Start every member on one chunk's windows (uploaded once); the result is :meth:`forward`'s."""
+        x = self.runners[0].upload(windows)
+        return Combined([r.launch(x, n_bases) for r in self.runners], _ensemble_of)
 
     def run_chromosome(self, read: Reader, length: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """As :meth:`TileRunner.run_chromosome`, yielding ``(start, track, prob, spread)``."""
-        return self.runners[0].run_chromosome(read, length, forward=self.forward)
+        return self.runners[0].run_chromosome(read, length, launch=self.launch)
 
     def run_stretches(self, stretches: Iterable[tuple[Any, Reader, int]]) -> Iterator[tuple]:
         """As :meth:`TileRunner.run_stretches`, yielding ``(key, start, track, prob, spread)``."""
-        return self.runners[0].run_stretches(stretches, forward=self.forward)
+        return self.runners[0].run_stretches(stretches, launch=self.launch)
+
+
+def _ensemble_of(outs: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ensemble_stats` of the members' ``(track, prob)`` outputs of one chunk."""
+    return ensemble_stats(np.stack([t for t, _ in outs]), np.stack([p for _, p in outs]))
 
 
 def output_paths(prefix: str, ensemble: bool = False) -> dict[str, Path]:
