@@ -505,12 +505,22 @@ def training_env(conv: str, config: str | None = None):
 
 
 def stage_train(
-    args, device, genome_bases: int, dataset: Path, run: Path, batch: int, workers: int, windows: int, tag: str
+    args,
+    device,
+    genome_bases: int,
+    dataset: Path,
+    run: Path,
+    batch: int,
+    workers: int,
+    windows: int,
+    tag: str,
+    extra: dict | None = None,
 ) -> dict:
     """Train one epoch of ``windows`` windows from the dataset directory ``dataset`` with ``train()``, in process.
 
     Windows per second come from the epoch's own timing (``history`` row: training pass only); the
-    whole-genome epoch is ``genome_bases / interval`` windows at that rate.
+    whole-genome epoch is ``genome_bases / interval`` windows at that rate. ``extra``: more training settings
+    (e.g. ``lr_batch`` for a scaled learning rate).
     """
     import torch
 
@@ -530,6 +540,7 @@ def stage_train(
         "num_workers": workers,
         "interval": args.interval,
         "pad": args.pad,
+        **(extra or {}),
     }
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -548,6 +559,8 @@ def stage_train(
         "batch": batch,
         "workers": workers,
         "windows": windows,
+        "settings": extra or {},
+        "lr": row.get("lr"),
         "wall_s": wall,
         "epoch_row_s": row["seconds"],
         "windows_per_s": win_per_s,
@@ -825,6 +838,7 @@ def write_report(args, info: dict, res: dict) -> str:
                 [
                     "loader",
                     "batch",
+                    "lr",
                     "windows timed",
                     "windows/s",
                     "genome epoch s",
@@ -836,6 +850,7 @@ def write_report(args, info: dict, res: dict) -> str:
                     [
                         f"{t['tag']} ({t['workers']} workers)",
                         t["batch"],
+                        f"{t['lr']:.3g}" if t.get("lr") else "n/a",
                         t["windows"],
                         f"{t['windows_per_s']:.1f}",
                         f"{t['genome_epoch_s']:.0f}",
@@ -1077,15 +1092,19 @@ def main() -> None:
                 )
                 C.log(f"  {res['train'][-1]}")
                 save()
-                # on a GPU, the same epoch on the other convolution route, and on the Triton kernels with
-                # training's other weight-gradient form (gpuconv: wgrad block)
+                # on a GPU: a batch of 128 with the learning rate scaled from 16 (train.base_lr; its accuracy is
+                # checked on the demo, benchmarks/ACCURACY.md), the Triton kernels with training's other
+                # weight-gradient form (gpuconv: wgrad block), and the other convolution route
                 other = "torch" if conv == "triton" else "triton"
                 block = {**json.loads(os.environ.get("ATACDENOISE_TRITON_CONFIG") or "{}"), "wgrad": "block"}
+                scaled = {"lr_batch": 16, "lr_scaling": "sqrt"}
                 variants = [
-                    (f"tuned, {other} convs", other, None),
-                    ("tuned, triton convs, block weight gradient", "triton", json.dumps(block)),
+                    ("tuned, batch 128, lr scaled", conv, None, 128, scaled),
+                    ("tuned, triton convs, block weight gradient", "triton", json.dumps(block), 32, None),
+                    ("tuned, batch 128, block weight gradient", "triton", json.dumps(block), 128, scaled),
+                    (f"tuned, {other} convs", other, None, 32, None),
                 ]
-                for tag, route, config in variants if device.type == "cuda" else []:
+                for tag, route, config, batch, extra in variants if device.type == "cuda" else []:
                     if route == "triton" and not triton_available():
                         continue
                     if elapsed() + train_est > args.budget:
@@ -1095,7 +1114,16 @@ def main() -> None:
                     with training_env(route, config):
                         res["train"].append(
                             stage_train(
-                                args, device, sum(hg38.values()), pair, run, 32, workers, args.train_windows, tag
+                                args,
+                                device,
+                                sum(hg38.values()),
+                                pair,
+                                run,
+                                batch,
+                                workers,
+                                args.train_windows,
+                                tag,
+                                extra,
                             )
                         )
                     C.log(f"  {res['train'][-1]}")
