@@ -405,13 +405,13 @@ def masked_pearson(x: Tensor, y: Tensor, mask: Tensor, per_window: bool = False,
         x, y, mask = x.reshape(1, -1), y.reshape(1, -1), mask.reshape(1, -1)
     n = mask.sum(dim=1)
     ok = n >= 2
-    if not bool(ok.any()):
-        return x.sum() * 0.0
-    x, y, mask, n = x[ok], y[ok], mask[ok], n[ok]
+    # no branch on the values (a GPU would have to finish the step to answer it): windows of < 2 bases get
+    # r = 0 and no weight, and with none left the result is 0 (the mean of the others is the same, bit for bit)
+    n = n.clamp_min(1.0)
     dx = (x - (x * mask).sum(dim=1, keepdim=True) / n[:, None]) * mask
     dy = (y - (y * mask).sum(dim=1, keepdim=True) / n[:, None]) * mask
     r = (dx * dy).sum(dim=1) / torch.sqrt((dx * dx).sum(dim=1) * (dy * dy).sum(dim=1) + eps)
-    return r.mean()
+    return torch.where(ok, r, 0.0).sum() / ok.sum().clamp_min(1).to(r.dtype)
 
 
 def loss_terms(
@@ -1172,7 +1172,10 @@ def _train(
             group["lr"] = lr_at(epoch, s, dist_info.world)
 
         net.train()
-        sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss, mse, pearson_loss, bce, batches
+        # the loss terms summed on the device (float64, in step order): reading them each step would make the
+        # host wait for every step's kernels before it queues the next (issue 23)
+        acc = torch.zeros(4, dtype=torch.float64, device=dev)  # loss, mse, pearson_loss, bce
+        steps = 0
         for batch in progress(loader, total=len(loader), desc=f"epoch {epoch}", unit="batch"):
             track, logits, tgt = forward_batch(net, batch, s, dev, dtype)
             terms = loss_terms(track, logits, tgt["clean"], tgt["labels"], tgt["mask"], s)
@@ -1180,10 +1183,9 @@ def _train(
             scaler.scale(terms["loss"]).backward()
             scaler.step(optimizer)
             scaler.update()
-            for i, k in enumerate(("loss", "mse", "pearson_loss", "bce")):
-                sums[i] += float(terms[k].detach())
-            sums[4] += 1
-        sums = _all_sum(sums, dist_info, dev)
+            acc += torch.stack([terms[k].detach() for k in ("loss", "mse", "pearson_loss", "bce")]).double()
+            steps += 1
+        sums = _all_sum([*acc.tolist(), float(steps)], dist_info, dev)
         train_seconds = time.perf_counter() - t0
         row: dict[str, Any] = {"epoch": epoch, "lr": lr_at(epoch, s, dist_info.world)}
         for i, k in enumerate(("loss", "mse", "pearson_loss", "bce")):
