@@ -14,6 +14,10 @@ run). Rows, both routes on the same values, the same threads:
   thread, best of ``--runs`` (ms per M bases). The values are the float32 outputs of ``atacdenoise infer
   --precision float32`` on the demo (``--results``: the demo model on the 5M sample's chr2), else of the
   near-free model below;
+* **peak calls**: the chunks of that output streamed through ``PeakStream`` (infer's writer thread calls
+  peaks this way), the last quiet run found by a cumulative sum over every base (until 2026-12-06) against
+  from the positions of the bases not below the threshold; also on a background-only probability (no peaks,
+  like the random-weights model of the H100 run);
 * **whole command, near-free model**: ``atacdenoise infer`` on a synthetic coverage bigWig of ``--bases`` (default
   chr1's length) with a depth-normalised model of next to no arithmetic (as when a GPU runs the model): wall time
   of the whole process, and the rounding seconds it logs ("where the time went");
@@ -161,6 +165,53 @@ def encode_rates(values: Path, chrom: str, runs: int) -> dict[str, float]:
     return out
 
 
+def _windowed_cut(stream, prob):
+    """PeakStream's last cut as it was until 2026-12-06: a cumulative sum over every base (the definition)."""
+    import numpy as np
+
+    below = prob < stream.threshold
+    if below.size < stream.quiet:
+        return 0
+    c = np.concatenate(([0], np.cumsum(below, dtype=np.int64)))
+    full = np.flatnonzero(c[stream.quiet :] - c[: -stream.quiet] == stream.quiet)
+    return int(full[-1] + stream.quiet) if full.size else 0
+
+
+def peak_rates(values: Path, chrom: str, threshold: float, runs: int) -> dict[str, float]:
+    """Ms per M bases of streaming chunks through ``PeakStream`` (the writer thread's peak calls), one thread.
+
+    On ``values``' float32 outputs (their probability at their model's threshold) and on a background-only
+    probability of the same length (no peaks, as the random-weights model of the H100 run), with the cut found by
+    a cumulative sum (until now) and from the bases not below the threshold (now); the peak tables must agree.
+    """
+    import numpy as np
+
+    from atacdenoise.io.bigwig import read_bigwig
+    from atacdenoise.peaks.threshold import PeakStream
+
+    prob = read_bigwig(f"{values}.peakprob.bw", chrom)
+    track = read_bigwig(f"{values}.track.bw", chrom)
+    out: dict[str, float] = {"bases": prob.size, "threshold": threshold}
+    for kind, p in (("model", prob), ("background", np.full_like(prob, 2e-4))):
+        tables = {}
+        for route in ("windowed", "edges"):
+            best = float("inf")
+            for _ in range(max(runs, 3)):
+                stream = PeakStream(chrom, threshold)
+                if route == "windowed":
+                    stream._last_cut = lambda q, stream=stream: _windowed_cut(stream, q)
+                t0 = time.perf_counter()
+                for k in range(0, p.size, CHUNK):
+                    stream.add(k, p[k : k + CHUNK], track[k : k + CHUNK])
+                tables[route] = stream.finish()
+                best = min(best, time.perf_counter() - t0)
+            out[f"{kind} {route}"] = best / p.size * 1e9
+        if not tables["windowed"].equals(tables["edges"]):
+            raise SystemExit(f"peak calls ({kind}): the two cuts gave different peaks")
+        out[f"{kind} peaks"] = len(tables["edges"])
+    return out
+
+
 def _drain_queue(chunks, done) -> None:
     """Child: take pickled chunks off an ``mp.Queue`` until None (the hand-off until this change)."""
     n = 0
@@ -252,6 +303,10 @@ def main() -> int:
     stored = (demo or tiny).work / "native"  # the compact files the real command wrote: the writer's input
     data["encode"] = encode_rates(stored, "chr2" if demo else "chrS", args.runs)
     data["handoff"] = handoff_rates(CHUNK, 4 if args.quick else 40)
+    import torch
+
+    threshold = float(torch.load((demo or tiny).args[0], map_location="cpu", weights_only=False)["threshold"])
+    data["peaks"] = peak_rates(values, "chr2" if demo else "chrS", threshold, args.runs)
     chunk = data["chunk"]
     rows.append(
         [
@@ -281,6 +336,17 @@ def main() -> int:
             f"{hand['raw pipe'] / hand['mp.Queue']:.2f}x",
         ]
     )
+    pk = data["peaks"]
+    for kind, label in (("model", "the model's probability"), ("background", "a background-only probability")):
+        rows.append(
+            [
+                f"peak calls streamed by chunk (PeakStream, the writer thread), {label} ({pk[kind + ' peaks']} "
+                f"peaks in {pk['bases'] / 1e6:.0f} M bases), 1 thread: the cut by cumulative sum vs from the edges",
+                f"{pk[kind + ' windowed']:.1f} ms per M bases",
+                f"{pk[kind + ' edges']:.1f} ms per M bases",
+                f"{pk[kind + ' windowed'] / pk[kind + ' edges']:.1f}x",
+            ]
+        )
     for key, label in (
         ("tiny", f"whole `infer`, near-free model, {bases / 1e6:g} Mb"),
         ("demo", "whole `infer`, demo model, chr2 (10 Mb)"),

@@ -19,8 +19,13 @@ def test_quick_run_compares_both_routes_per_chunk_and_whole(tmp_path):
         "one chunk",
         "the writer's encoding of the stored compact values",
         "hand-off of 6.4-M-base chunks to a writer process",
+        "peak calls streamed by chunk",
+        "peak calls streamed by chunk",
         "whole `infer`, near-free model, 2 Mb",
     ]
+    peaks = data["peaks"]  # both cuts timed on both probabilities (the script checks their tables agree)
+    assert peaks["bases"] == 2_000_000 and peaks["background peaks"] == 0
+    assert all(peaks[f"{kind} {cut}"] > 0 for kind in ("model", "background") for cut in ("windowed", "edges"))
     enc = data["encode"]  # both tracks of the chunk, each rule timed and its bytes counted
     assert enc["bases"] == 4_000_000 and enc["both"] > 0 and enc["fixed-step below 64"] > 0
     assert enc["both bytes"] > 0 and enc["fixed-step below 64 bytes"] > 0
