@@ -43,7 +43,13 @@ D. training data from the real commands, as the workflow's rules run them:
    ``atacdenoise.model.train.train`` (in this process) for one epoch of
    ``--train-windows`` windows of that dataset, extrapolated to a whole-genome
    epoch (hg38's 3.09 Gb / 50-kb interval = 61,765 windows), for the default
-   and a tuned loader.
+   and a tuned loader; on a GPU also at batch 128 with the learning rate scaled
+   from 16 (``lr_batch``), with the block weight gradient, and on the other
+   convolution route;
+E. stage C again with the model stage D trained (the project's recipe: depth
+   normalised, calibrated), whose track is binned and deflates like a trained
+   model's and which calls peaks: stage C's random weights are the writers'
+   worst case and call none (``infer-trained.log``).
 
 Every run writes ``OUT/gpu.md`` (tables), ``OUT/gpu.json`` (the card, driver,
 torch / CUDA / cuDNN and Python versions, the UTC date, CPU count and RAM, no host
@@ -52,8 +58,8 @@ their reason) and the commands' logs (``infer.log``, ``dataset-clean.log``,
 ``dataset.log``); ``--results PATH`` copies gpu.json there too (e.g.
 ``benchmarks/results/gpu.json``, the committed latest GPU run).
 
-Random (untrained) weights: the speed of a forward pass does not depend on them;
-the number of peaks does (reported).
+Random (untrained) weights in stages A-C: the speed of a forward pass does not depend on them; the
+number of peaks and the bytes written do (stage E has a trained model's).
 
 Usage on the GPU machine::
 
@@ -318,24 +324,36 @@ def file_sizes(prefix: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(prefix.parent.glob(prefix.name + ".*")) if p.is_file()}
 
 
-def stage_cli(args, device, sizes: dict[str, int], bw: Path, batch: int, run: Path) -> dict:
+#: stage C's model (random weights of --preset) and stage E's (trained by stage D): result key, label, log file
+CLI_RUNS = {
+    "cli": ("random weights", "infer.log"),
+    "cli_trained": ("trained for one epoch by stage D", "infer-trained.log"),
+}
+
+
+def stage_cli(
+    args, device, sizes: dict[str, int], bw: Path, batch: int, run: Path, model: Path | None = None, key: str = "cli"
+) -> dict:
     """Run the real ``atacdenoise infer`` on the input bigWig ``bw`` over every chromosome of ``sizes``.
 
     Measured, not extrapolated: wall time of the whole process (start-up included) from the parent, the
     command's own denoise time and GPU time from its log, the peak RSS of its process tree (the two
-    writer processes included), and the bytes it wrote.
+    writer processes included), the bytes it wrote, and its log's line of where the time went. ``model``: a
+    trained model.pt (stage E), else random weights of ``--preset`` (their outputs are noise-like: the writers'
+    worst case, and no peaks).
     """
     import torch
 
     if device.type == "cuda":  # hand the memory cached by stages A and B back before the command needs its own
         torch.cuda.empty_cache()
     sizes_file = C.write_sizes(sizes, run / "cli.sizes")
-    model = make_model_file(run / "model.pt", args.preset, args.interval, args.pad)
-    prefix = run / "out" / "genome"
+    model = model or make_model_file(run / "model.pt", args.preset, args.interval, args.pad)
+    prefix = run / f"out-{key}" / "genome"
     cmd = C.infer_argv(model, bw, sizes_file, prefix, "--batch-size", batch, "--device", device.type)
     C.log("  " + " ".join(cmd))
     sample, log_text = C.run_cmd(cmd, capture=False)
-    (args.out / "infer.log").write_text(log_text)
+    (args.out / CLI_RUNS[key][1]).write_text(log_text)
+    where = re.search(r"where the time went: (.*)", log_text)
     m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s", log_text)
     g = re.search(r"([\d.]+) s of GPU time, peak GPU memory ([\d.]+) GiB", log_text)
     bases = sum(sizes.values())
@@ -362,6 +380,8 @@ def stage_cli(args, device, sizes: dict[str, int], bw: Path, batch: int, run: Pa
         "bytes_per_base": sum(outs.values()) / bases,
         "peaks": n_peaks,
         "extrapolated": False,
+        "model": CLI_RUNS[key][0],
+        "stages": where.group(1).strip() if where else None,
         "log_tail": "\n".join(log_text.strip().splitlines()[-8:]),
     }
 
@@ -696,12 +716,16 @@ def write_report(args, info: dict, res: dict) -> str:
                 ("yes" if g["genome_s"] <= TARGET_INFER_S else "no") if hg38 else "n/a",
             ]
         )
-    c = res.get("cli")
-    if c:
+    for key, (label, _) in CLI_RUNS.items():
+        c = res.get(key)
+        if not c:
+            continue
         whole = c["bases"] == res["hg38_bases"]  # the figure to hold against the target: hg38's every chromosome
+        stage = "C" if key == "cli" else "E"
         rows.append(
             [
-                f"C. `atacdenoise infer`, whole process, bigWig in, bigWigs + narrowPeak out (batch {c['batch']})",
+                f"{stage}. `atacdenoise infer`, whole process, bigWig in, bigWigs + narrowPeak out (batch "
+                f"{c['batch']}; model: {label})",
                 f"{c['bases'] / 1e6:.0f}"
                 + ("" if whole else " (not hg38)" if c["bases"] == genome_bases else " (subset)"),
                 f"{c['wall_s']:.1f}",
@@ -732,7 +756,8 @@ def write_report(args, info: dict, res: dict) -> str:
             "",
         ]
     ci = res.get("cli_input")
-    if ci or c:
+    runs = [(key, label, res[key]) for key, (label, _) in CLI_RUNS.items() if res.get(key)]
+    if ci or runs:
         table_rows = []
         if ci:
             table_rows.append(
@@ -749,10 +774,10 @@ def write_report(args, info: dict, res: dict) -> str:
                     f"{C.fmt_bytes(ci['bytes'])} ({ci['bytes'] / ci['bases']:.3f} B/base)",
                 ]
             )
-        if c:
+        for _, label, c in runs:
             table_rows.append(
                 [
-                    "`atacdenoise infer` (the measured whole-genome time)",
+                    f"`atacdenoise infer`, model: {label} (the measured whole-genome time)",
                     c["chroms"],
                     f"{c['bases'] / 1e6:.1f}",
                     f"{c['wall_s']:.1f}",
@@ -763,7 +788,7 @@ def write_report(args, info: dict, res: dict) -> str:
                 ]
             )
         lines += [
-            "### C. The real command on every chromosome (input made first, timed apart)",
+            "### C (and E). The real command on every chromosome (input made first, timed apart)",
             "",
             C.table(
                 ["step", "chroms", "bases (M)", "wall s", "s per Gb", "denoise s (log)", "peak RSS", "written"],
@@ -771,16 +796,16 @@ def write_report(args, info: dict, res: dict) -> str:
             ),
             "",
         ]
-        if c:
+        for _, label, c in runs:
             lines += [
-                "Outputs: "
+                f"Outputs (model: {label}): "
                 + ", ".join(
                     f"{k} {C.fmt_bytes(v)}"
                     + (f" ({c['bigwig_bytes_per_base'][k]:.3f} B/base)" if k.endswith(".bw") else "")
                     for k, v in c["outputs"].items()
                     if not k.endswith(".json")
                 )
-                + f"; {c['peaks']} peaks.",
+                + f"; {c['peaks']} peaks. Where the time went: {c.get('stages') or 'not logged'}.",
                 "",
             ]
     if res.get("writer_bps"):
@@ -918,7 +943,7 @@ def main() -> None:
     )
     p.add_argument("--train-windows", type=int, default=2048)
     p.add_argument("--train-chroms", nargs="+", default=["chr21", "chr22"], help="chromosomes of stage D's dataset")
-    p.add_argument("--stages", default="ABCD")
+    p.add_argument("--stages", default="ABCDE")
     p.add_argument(
         "--quick",
         action="store_true",
@@ -1134,6 +1159,25 @@ def main() -> None:
             stage_d()
         except Exception as exc:  # what the stages measured is kept
             failed("D", exc)
+    trained = [p for p in [run / "train_default" / "model.pt"] if p.exists()]  # stage D's first epoch
+    if "E" in args.stages and res.get("cli_input"):
+        # stage C again with a model trained by the project's recipe (depth normalised, calibrated): its tracks
+        # are binned and deflate like a real model's, and it calls peaks (random weights: neither)
+        estimate = (res.get("cli") or {}).get("wall_s") or res.get("cli_estimate", {}).get("infer_s", 0.0)
+        if not trained:
+            skip("E", "no model trained by stage D")
+        elif elapsed() + estimate > args.budget:
+            skip("E", f"the command (~{estimate:.0f} s, as stage C) would pass the budget at {elapsed():.0f} s")
+        else:
+            C.log(f"E: atacdenoise infer on {len(cli_sizes)} chromosomes with {trained[0]}")
+            try:
+                res["cli_trained"] = stage_cli(
+                    args, device, cli_sizes, Path(res["cli_input"]["path"]), batch, run, trained[0], "cli_trained"
+                )
+                C.log(f"  {res['cli_trained']}")
+                save()
+            except Exception as exc:
+                failed("E", exc)
     res["notes"] += [
         f"Model FLOPs per sequence position: {flops / 1e6:.3f} MFLOP (2 x multiply-adds of every conv); "
         "a tile computes interval + 2 pad "

@@ -41,9 +41,9 @@ def test_genome_input_is_made_once_chunk_by_chunk_and_reused(tmp_path):
     assert sidecar["smooth_bp"] == 200 and set(sidecar["n_cut_sites"]) == set(sizes)
 
 
-def test_quick_run_of_stages_c_and_d_runs_the_real_commands_on_every_chromosome(tmp_path):
+def test_quick_run_of_stages_c_d_and_e_runs_the_real_commands_on_every_chromosome(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--device", "cpu", "--quick", "--stages", "CD",
+    cmd = [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--device", "cpu", "--quick", "--stages", "CDE",
            "--budget", "3600", "--out", str(out), "--work", str(work),
            "--results", str(tmp_path / "results" / "gpu.json")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=600)
@@ -54,7 +54,7 @@ def test_quick_run_of_stages_c_and_d_runs_the_real_commands_on_every_chromosome(
     machine = data["machine"]
     for key in ("cpu_count", "ram_bytes", "python", "torch", "cuda", "cudnn", "driver", "cores"):
         assert key in machine, key
-    assert data["date_utc"].endswith("+00:00") and data["args"]["stages"] == "CD"
+    assert data["date_utc"].endswith("+00:00") and data["args"]["stages"] == "CDE"
 
     # stage C: the real infer over every chromosome of the quick genome (hg38's at 1/1000), measured, not scaled
     hg38 = C.read_sizes(C.chrom_sizes_file("hg38.chrom.sizes"))
@@ -70,7 +70,7 @@ def test_quick_run_of_stages_c_and_d_runs_the_real_commands_on_every_chromosome(
     assert made["bases"] == sum(quick.values()) and made["seconds"] > 0 and made["bytes"] > 0
     from atacdenoise.io.bigwig import bigwig_chrom_sizes, open_bigwig
 
-    prefix = work / "run" / "out" / "genome"
+    prefix = work / "run" / "out-cli" / "genome"
     for suffix in ("track.bw", "peakprob.bw"):
         path = Path(f"{prefix}.{suffix}")
         assert path.stat().st_size > 0 and cli["outputs"][path.name] == path.stat().st_size
@@ -93,7 +93,19 @@ def test_quick_run_of_stages_c_and_d_runs_the_real_commands_on_every_chromosome(
     assert [t["tag"] for t in data["train"]] == ["default", "tuned"]
     for t in data["train"]:
         assert t["windows"] > 0 and t["windows_per_s"] > 0 and t["genome_windows"] == 61_765, t
-    for heading in ("C. The real command on every chromosome", "D. Training data from the real commands"):
+    assert cli["model"] == "random weights" and cli["stages"].startswith("model ")
+
+    # stage E: the same command with the model stage D trained (default loader), its own outputs and log
+    trained = data["cli_trained"]
+    assert trained["model"] == "trained for one epoch by stage D" and trained["bases"] == cli["bases"]
+    assert trained["output_bytes"] > 0 and "waited" in trained["stages"]
+    assert Path(work / "run" / "out-cli_trained" / "genome.peaks.narrowPeak").exists()
+    assert "denoised" in (out / "infer-trained.log").read_text()
+    for heading in (
+        "C (and E). The real command on every chromosome",
+        "model: trained for one epoch by stage D",
+        "D. Training data from the real commands",
+    ):
         assert heading in proc.stdout, heading
 
 
