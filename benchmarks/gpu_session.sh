@@ -3,13 +3,13 @@
 # machine's start included), from the repository root on the GPU image (torch + Triton, no pysam/pyBigWig/...):
 #
 #     make gpu-wheels                     # here, once: the image's missing packages as cp312 wheels (.gpuwheels/)
-#     run(command="bash benchmarks/gpu_session.sh 400", carry=[".gpuwheels"], timeout_s=560)
+#     run(command="bash benchmarks/gpu_session.sh 480 --stages ACDE", carry=[".gpuwheels"], timeout_s=570)
 #
 # 1. the carried wheels into /tmp/site (nothing is installed into the image's own Python);
 # 2. the GPU tests (`pytest -m gpu`: the Triton kernel and the GPU inference path against the float32 model);
 # 3. benchmarks/gpu.py within what is left of BUDGET seconds, less 60: stage A (every lever of
 #    benchmarks/gpu_levers.py), B, C (the real `atacdenoise infer` on the whole genome), D (training from an
-#    on-disk dataset);
+#    on-disk dataset, also at batch 128), E (C again with D's trained model);
 # 4. benchmarks/gpu_profile.py: the kernels of an inference batch and of a training step (gpu-profile.md).
 # Everything lands in $OUT (gpu.md, gpu.json, logs); copy gpu.json to benchmarks/results/ and commit it.
 # Arguments after the budget go to gpu.py. A dry run here: PYTHON=.venv/bin/python bash benchmarks/gpu_session.sh
