@@ -324,10 +324,11 @@ def file_sizes(prefix: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in sorted(prefix.parent.glob(prefix.name + ".*")) if p.is_file()}
 
 
-#: stage C's model (random weights of --preset) and stage E's (trained by stage D): result key, label, log file
+#: stage C's model (random weights of --preset) and stage E's (trained by stage D): result key -> stage, label,
+#: log file
 CLI_RUNS = {
-    "cli": ("random weights", "infer.log"),
-    "cli_trained": ("trained for one epoch by stage D", "infer-trained.log"),
+    "cli": ("C", "random weights", "infer.log"),
+    "cli_trained": ("E", "trained for one epoch by stage D", "infer-trained.log"),
 }
 
 
@@ -352,7 +353,7 @@ def stage_cli(
     cmd = C.infer_argv(model, bw, sizes_file, prefix, "--batch-size", batch, "--device", device.type)
     C.log("  " + " ".join(cmd))
     sample, log_text = C.run_cmd(cmd, capture=False)
-    (args.out / CLI_RUNS[key][1]).write_text(log_text)
+    (args.out / CLI_RUNS[key][2]).write_text(log_text)
     where = re.search(r"where the time went: (.*)", log_text)
     m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s", log_text)
     g = re.search(r"([\d.]+) s of GPU time, peak GPU memory ([\d.]+) GiB", log_text)
@@ -380,7 +381,7 @@ def stage_cli(
         "bytes_per_base": sum(outs.values()) / bases,
         "peaks": n_peaks,
         "extrapolated": False,
-        "model": CLI_RUNS[key][0],
+        "model": CLI_RUNS[key][1],
         "stages": where.group(1).strip() if where else None,
         "log_tail": "\n".join(log_text.strip().splitlines()[-8:]),
     }
@@ -716,12 +717,9 @@ def write_report(args, info: dict, res: dict) -> str:
                 ("yes" if g["genome_s"] <= TARGET_INFER_S else "no") if hg38 else "n/a",
             ]
         )
-    for key, (label, _) in CLI_RUNS.items():
-        c = res.get(key)
-        if not c:
-            continue
+    runs = [(stage, label, res[key]) for key, (stage, label, _) in CLI_RUNS.items() if res.get(key)]
+    for stage, label, c in runs:
         whole = c["bases"] == res["hg38_bases"]  # the figure to hold against the target: hg38's every chromosome
-        stage = "C" if key == "cli" else "E"
         rows.append(
             [
                 f"{stage}. `atacdenoise infer`, whole process, bigWig in, bigWigs + narrowPeak out (batch "
@@ -756,7 +754,6 @@ def write_report(args, info: dict, res: dict) -> str:
             "",
         ]
     ci = res.get("cli_input")
-    runs = [(key, label, res[key]) for key, (label, _) in CLI_RUNS.items() if res.get(key)]
     if ci or runs:
         table_rows = []
         if ci:
@@ -1129,7 +1126,7 @@ def main() -> None:
                     ("tuned, batch 128, block weight gradient", "triton", json.dumps(block), 128, scaled),
                     (f"tuned, {other} convs", other, None, 32, None),
                 ]
-                for tag, route, config, batch, extra in variants if device.type == "cuda" else []:
+                for tag, route, config, train_batch, extra in variants if device.type == "cuda" else []:
                     if route == "triton" and not triton_available():
                         continue
                     if elapsed() + train_est > args.budget:
@@ -1144,7 +1141,7 @@ def main() -> None:
                                 sum(hg38.values()),
                                 pair,
                                 run,
-                                batch,
+                                train_batch,
                                 workers,
                                 args.train_windows,
                                 tag,
@@ -1159,20 +1156,20 @@ def main() -> None:
             stage_d()
         except Exception as exc:  # what the stages measured is kept
             failed("D", exc)
-    trained = [p for p in [run / "train_default" / "model.pt"] if p.exists()]  # stage D's first epoch
+    trained = run / "train_default" / "model.pt"  # stage D's first epoch
     if "E" in args.stages and res.get("cli_input"):
         # stage C again with a model trained by the project's recipe (depth normalised, calibrated): its tracks
         # are binned and deflate like a real model's, and it calls peaks (random weights: neither)
         estimate = (res.get("cli") or {}).get("wall_s") or res.get("cli_estimate", {}).get("infer_s", 0.0)
-        if not trained:
+        if not trained.exists():
             skip("E", "no model trained by stage D")
         elif elapsed() + estimate > args.budget:
             skip("E", f"the command (~{estimate:.0f} s, as stage C) would pass the budget at {elapsed():.0f} s")
         else:
-            C.log(f"E: atacdenoise infer on {len(cli_sizes)} chromosomes with {trained[0]}")
+            C.log(f"E: atacdenoise infer on {len(cli_sizes)} chromosomes with {trained}")
             try:
                 res["cli_trained"] = stage_cli(
-                    args, device, cli_sizes, Path(res["cli_input"]["path"]), batch, run, trained[0], "cli_trained"
+                    args, device, cli_sizes, Path(res["cli_input"]["path"]), batch, run, trained, "cli_trained"
                 )
                 C.log(f"  {res['cli_trained']}")
                 save()

@@ -303,9 +303,9 @@ def main() -> int:
     stored = (demo or tiny).work / "native"  # the compact files the real command wrote: the writer's input
     data["encode"] = encode_rates(stored, "chr2" if demo else "chrS", args.runs)
     data["handoff"] = handoff_rates(CHUNK, 4 if args.quick else 40)
-    import torch
+    from atacdenoise.model.network import load_model
 
-    threshold = float(torch.load((demo or tiny).args[0], map_location="cpu", weights_only=False)["threshold"])
+    threshold = float(load_model((demo or tiny).args[0])[1]["threshold"])
     data["peaks"] = peak_rates(values, "chr2" if demo else "chrS", threshold, args.runs)
     chunk = data["chunk"]
     rows.append(
@@ -368,8 +368,8 @@ def main() -> int:
         "The compact outputs' CPU side: rounding, encoding, hand-off (same values, same threads)",
         [
             "what",
-            "until now: NumPy rounding (ATACDENOISE_NATIVE_COMPACT=0); both encodings; mp.Queue",
-            "now: compact_native.c; fixed-step below 64-base runs; raw pipe",
+            "until now: NumPy rounding (ATACDENOISE_NATIVE_COMPACT=0); both encodings; mp.Queue; cut by cumsum",
+            "now: compact_native.c; fixed-step below 64-base runs; raw pipe; cut from the edges",
             "speed-up",
         ],
         rows,

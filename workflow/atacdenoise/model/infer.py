@@ -609,14 +609,15 @@ class Launched:
 
 
 class Combined:
-    """Launched chunks of several members whose results are combined by ``combine`` (an ensemble's chunk)."""
+    """An ensemble's chunk: its members' launched chunks, combined by :func:`ensemble_stats` when they are back."""
 
-    def __init__(self, parts: list[Launched], combine: Callable[[list[tuple[np.ndarray, ...]]], tuple]):
-        self.parts, self.combine = parts, combine
+    def __init__(self, parts: list[Launched]):
+        self.parts = parts
 
-    def result(self) -> tuple[np.ndarray, ...]:
-        """Return ``combine`` of the members' results."""
-        return self.combine([p.result() for p in self.parts])
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (mean track, mean probability, spread) of the members' outputs."""
+        outs = [p.result() for p in self.parts]
+        return ensemble_stats(np.stack([t for t, _ in outs]), np.stack([p for _, p in outs]))
 
 
 #: host buffers of windows per runner: one being filled by the prefetch thread, one being uploaded and run, one
@@ -910,7 +911,7 @@ class EnsembleRunner:
     def launch(self, windows: torch.Tensor, n_bases: int) -> Combined:
         """Start every member on one chunk's windows (uploaded once); the result is :meth:`forward`'s."""
         x = self.runners[0].upload(windows)
-        return Combined([r.launch(x, n_bases) for r in self.runners], _ensemble_of)
+        return Combined([r.launch(x, n_bases) for r in self.runners])
 
     def run_chromosome(self, read: Reader, length: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """As :meth:`TileRunner.run_chromosome`, yielding ``(start, track, prob, spread)``."""
@@ -919,11 +920,6 @@ class EnsembleRunner:
     def run_stretches(self, stretches: Iterable[tuple[Any, Reader, int]]) -> Iterator[tuple]:
         """As :meth:`TileRunner.run_stretches`, yielding ``(key, start, track, prob, spread)``."""
         return self.runners[0].run_stretches(stretches, launch=self.launch)
-
-
-def _ensemble_of(outs: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`ensemble_stats` of the members' ``(track, prob)`` outputs of one chunk."""
-    return ensemble_stats(np.stack([t for t, _ in outs]), np.stack([p for _, p in outs]))
 
 
 def output_paths(prefix: str, ensemble: bool = False) -> dict[str, Path]:

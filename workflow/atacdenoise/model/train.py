@@ -293,9 +293,10 @@ def settings_hash(
     each array file's size and checksum), not by path: one re-made at the same path with other
     content gives another hash, one moved or re-made identically the same.
     """
+    left_out = {*RESUMABLE_CHANGES, *_unused(settings)}
     key = {
         "hparams": hparams,
-        "settings": {k: v for k, v in settings.items() if k not in RESUMABLE_CHANGES and k not in _unused(settings)},
+        "settings": {k: v for k, v in settings.items() if k not in left_out},
         "datasets": [dataset_content_id(p) for p in pairs],
         "val": [str(r) for r in val],
         "holdout": [str(r) for r in holdout],
