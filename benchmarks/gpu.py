@@ -140,6 +140,9 @@ def sync(device) -> None:
 class _NullWriter:
     """Stands in for TrackWriterProcess: takes the chunks, writes nothing (an empty file at close)."""
 
+    #: no hand-off to another process at all
+    shared = True
+
     def __init__(self, path, sizes, max_zooms=0, **writer_options):
         self.path = Path(path)
         self.bases = 0

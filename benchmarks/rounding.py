@@ -8,8 +8,8 @@ run). Rows, both routes on the same values, the same threads:
 
 * **the writers' side**: the writer's encoding of the compact files the command wrote (in chunks of a GPU batch,
   6.4 M bases) under the old and the new ``smallest``
-  rule (``bbiwrite.SMALLEST_BOTH_FROM``), and the hand-off of chunks to a writer process (``mp.Queue`` against
-  the raw pipe of ``TrackWriterProcess``);
+  rule (``bbiwrite.SMALLEST_BOTH_FROM``), and the hand-off of chunks to a writer process (``TrackWriterProcess``'s
+  raw pipe against its shared memory, and an ``mp.Queue``): GB/s, and CPU seconds per GB of both processes;
 * **one chunk**: ``compact_chunk`` on 6.4 M bases (a GPU batch: 128 tiles of 50 kb) of real model output, one
   thread, best of ``--runs`` (ms per M bases). The values are the float32 outputs of ``atacdenoise infer
   --precision float32`` on the demo (``--results``: the demo model on the 5M sample's chr2), else of the
@@ -212,41 +212,58 @@ def peak_rates(values: Path, chrom: str, threshold: float, runs: int) -> dict[st
     return out
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process so far (user + system)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _drain_queue(chunks, done) -> None:
-    """Child: take pickled chunks off an ``mp.Queue`` until None (the hand-off until this change)."""
-    n = 0
+    """Child: take pickled chunks off an ``mp.Queue`` until None (the hand-off until 2026-12-05)."""
+    n, c0 = 0, None
     while (item := chunks.get()) is not None:
+        c0 = _cpu_s() if c0 is None else c0  # from the first chunk (the child is up)
         n += item[2].nbytes
-    done.put(n)
+    done.put((n, _cpu_s() - c0))
 
 
-def _drain_pipe(conn, done) -> None:
-    """Child: receive chunks as a header and raw bytes until None (``TrackWriterProcess``'s hand-off now)."""
-    import numpy as np
+def _drain_chunks(receiver, done) -> None:
+    """Child: take chunks from a :class:`ChunkSender`'s receiver until None (``TrackWriterProcess``'s hand-off)."""
+    receiver.attach()
+    n, c0 = 0, None
+    while (item := receiver.recv()) is not None:
+        c0 = _cpu_s() if c0 is None else c0
+        n += item[2].nbytes
+    done.put((n, _cpu_s() - c0))
 
-    n = 0
-    while (item := conn.recv()) is not None:
-        values = np.empty(item[2], np.float32)
-        conn.recv_bytes_into(values)
-        n += values.nbytes
-    done.put(n)
+
+#: the hand-off routes: an ``mp.Queue`` (until 2026-12-05), ``ChunkSender`` through its pipe (until 2026-12-06),
+#: ``ChunkSender`` through shared memory (now, where the platform has it)
+HANDOFFS = ("mp.Queue", "raw pipe", "shared memory")
 
 
 def handoff_rates(bases: int, chunks: int) -> dict[str, float]:
-    """GB/s of handing ``chunks`` chunks of ``bases`` float32 to a child process that only receives them.
+    """GB/s and CPU seconds per GB of handing ``chunks`` chunks of ``bases`` float32 to a child that only takes them.
 
-    ``mp.Queue``: pickled by its feeder thread (the writer processes' hand-off until this change); ``raw pipe``: a
-    header, then the array's bytes received straight into an array (``TrackWriterProcess`` now, whose sender
-    thread does the same). Timed from the first chunk to the child's count of what it got.
+    ``mp.Queue``: pickled by its feeder thread; ``raw pipe``: :class:`~atacdenoise.io.trackwriter.ChunkSender`
+    with ``ATACDENOISE_HANDOFF=pipe`` (a header, then the bytes received straight into an array); ``shared
+    memory``: ``ChunkSender`` as ``TrackWriterProcess`` uses it (each chunk copied into 16-MB slots piece by piece,
+    a header per piece; the child copies them out into one array). Timed from the first chunk to the child's count
+    of what it got; CPU seconds of this process and of the child over the same span.
     """
     import multiprocessing as mp
+    import os
 
     import numpy as np
 
+    from atacdenoise.io.trackwriter import HANDOFF_ENV, ChunkSender
+
     ctx = mp.get_context("spawn")
     values = np.random.default_rng(0).random(bases, dtype=np.float32)
-    out = {}
-    for route in ("mp.Queue", "raw pipe"):
+    out: dict[str, float] = {}
+    for route in HANDOFFS:
         done = ctx.Queue()
         if route == "mp.Queue":
             chunks_q = ctx.Queue(maxsize=4)
@@ -255,24 +272,39 @@ def handoff_rates(bases: int, chunks: int) -> dict[str, float]:
 
             def send(item, chunks_q=chunks_q):
                 chunks_q.put(item)
+
+            close = chunks_q.close
         else:
-            receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_drain_pipe, args=(receiver, done))
+            os.environ[HANDOFF_ENV] = "pipe" if route == "raw pipe" else "shared"
+            sender = ChunkSender(ctx)
+            os.environ.pop(HANDOFF_ENV)
+            if sender.shared != (route == "shared memory"):
+                raise SystemExit(f"hand-off: no {route} on this machine")
+            proc = ctx.Process(target=_drain_chunks, args=(sender.receiver(), done))
             proc.start()
+            sender.started()
 
-            def send(item, sender=sender):
-                sender.send(None if item is None else (*item[:2], item[2].size))
-                if item is not None:
-                    sender.send_bytes(memoryview(item[2]).cast("B"))
+            def send(item, sender=sender, proc=proc):
+                if item is None:
+                    sender.send(None)
+                    return
+                for piece in sender.pieces(*item, proc.is_alive):
+                    sender.send(piece)
 
+            close = sender.close
         send(("chrA", 0, values[:1000]))  # the child is up
-        t0 = time.perf_counter()
+        time.sleep(0.5)
+        t0, c0 = time.perf_counter(), _cpu_s()
         for k in range(chunks):
             send(("chrA", k, values))
         send(None)
-        got = done.get() - 4000
-        out[route] = got / (time.perf_counter() - t0) / 1e9
+        got, child_cpu = done.get()
+        wall, parent_cpu = time.perf_counter() - t0, _cpu_s() - c0
+        gb = (got - 4000) / 1e9
+        out[route] = gb / wall
+        out[f"{route} cpu s/GB"] = (parent_cpu + child_cpu) / gb
         proc.join()
+        close()
     return out
 
 
@@ -329,11 +361,12 @@ def main() -> int:
     hand = data["handoff"]
     rows.append(
         [
-            "hand-off of 6.4-M-base chunks to a writer process (the child only receives them), GB/s: "
-            "mp.Queue (pickled) vs raw pipe",
-            f"{hand['mp.Queue']:.2f} GB/s",
-            f"{hand['raw pipe']:.2f} GB/s",
-            f"{hand['raw pipe'] / hand['mp.Queue']:.2f}x",
+            "hand-off of 6.4-M-base chunks to a writer process (the child only receives them): raw pipe vs shared "
+            f"memory (an mp.Queue, pickled: {hand['mp.Queue']:.2f} GB/s, "
+            f"{hand['mp.Queue cpu s/GB']:.2f} CPU s per GB)",
+            f"{hand['raw pipe']:.2f} GB/s, {hand['raw pipe cpu s/GB']:.2f} CPU s per GB",
+            f"{hand['shared memory']:.2f} GB/s, {hand['shared memory cpu s/GB']:.2f} CPU s per GB",
+            f"{hand['shared memory'] / hand['raw pipe']:.2f}x",
         ]
     )
     pk = data["peaks"]
@@ -368,8 +401,8 @@ def main() -> int:
         "The compact outputs' CPU side: rounding, encoding, hand-off (same values, same threads)",
         [
             "what",
-            "until now: NumPy rounding (ATACDENOISE_NATIVE_COMPACT=0); both encodings; mp.Queue; cut by cumsum",
-            "now: compact_native.c; fixed-step below 64-base runs; raw pipe; cut from the edges",
+            "until now: NumPy rounding (ATACDENOISE_NATIVE_COMPACT=0); both encodings; raw pipe; cut by cumsum",
+            "now: compact_native.c; fixed-step below 64-base runs; shared memory; cut from the edges",
             "speed-up",
         ],
         rows,

@@ -29,7 +29,8 @@ def test_quick_run_compares_both_routes_per_chunk_and_whole(tmp_path):
     enc = data["encode"]  # both tracks of the chunk, each rule timed and its bytes counted
     assert enc["bases"] == 4_000_000 and enc["both"] > 0 and enc["fixed-step below 64"] > 0
     assert enc["both bytes"] > 0 and enc["fixed-step below 64 bytes"] > 0
-    assert data["handoff"]["mp.Queue"] > 0 and data["handoff"]["raw pipe"] > 0
+    for route in ("mp.Queue", "raw pipe", "shared memory"):  # each timed, with the CPU of both processes
+        assert data["handoff"][route] > 0 and data["handoff"][f"{route} cpu s/GB"] > 0
     chunk = data["chunk"]
     assert chunk["bases"] == 2_000_000 and chunk["NumPy"] > 0 and chunk["native"] > 0
     for route in ("NumPy", "native"):  # one run each, with the command's own rounding seconds

@@ -737,37 +737,6 @@ def test_gpu_cli_picks_cuda_and_logs_gpu_time_and_memory(genome, tmp_path):
     np.testing.assert_allclose(read_bigwig(f"{prefix}.track.bw", "chr1"), ref_track, rtol=1e-4, atol=1e-4)
 
 
-def test_track_writer_process_writes_exactly_and_abort_leaves_no_file(tmp_path):
-    from atacdenoise.io.trackwriter import TrackWriterProcess
-
-    values = np.random.default_rng(9).random(30_000, dtype=np.float32)
-    w = TrackWriterProcess(tmp_path / "kept.bw", {"chrA": 30_000}, max_zooms=0)
-    w.add("chrA", 0, values[:20_000])
-    w.add("chrA", 20_000, values[20_000:])
-    w.close()
-    assert np.array_equal(read_bigwig(tmp_path / "kept.bw", "chrA"), values)
-    w = TrackWriterProcess(tmp_path / "dropped.bw", {"chrA": 30_000}, max_zooms=0)
-    w.add("chrA", 0, values[:20_000])
-    w.abort()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.bw"]
-
-
-def test_track_writer_process_reports_a_failing_child_and_leaves_no_file(tmp_path):
-    """A chunk the child's writer refuses (past the chromosome's end): add or close raises with the child's reason."""
-    from atacdenoise.io.trackwriter import QUEUE_CHUNKS, TrackWriterProcess
-
-    values = np.ones(1_000, np.float32)
-    w = TrackWriterProcess(tmp_path / "bad.bw", {"chrA": 1_500}, max_zooms=0)
-    with pytest.raises(RuntimeError, match=r"bad\.bw: bigWig writer failed: ValueError: values run past the end"):
-        w.add("chrA", 0, values)
-        w.add("chrA", 1_000, values)  # ends at 2,000 > 1,500
-        for k in range(QUEUE_CHUNKS + 2):  # the child is gone: a later add or the close raises
-            w.add("chrA", 2_000 + 1_000 * k, values)
-        w.close()
-    w.abort()
-    assert list(tmp_path.iterdir()) == []
-
-
 class FailingModel(torch.nn.Module):
     """The tiny model, failing on its third batch: an error in the middle of a chromosome."""
 

@@ -72,7 +72,7 @@ from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
 from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_sizes
 from atacdenoise.io.sidecar import read_sidecar, sidecar_path, write_json
-from atacdenoise.io.trackwriter import TrackWriterProcess
+from atacdenoise.io.trackwriter import HANDOFF_ENV, TrackWriterProcess, default_write_threads
 from atacdenoise.log import progress
 from atacdenoise.model import compact_native
 from atacdenoise.model.blend import blend_weight
@@ -983,6 +983,12 @@ def denoise_genome(
         for key in ("track", "peakprob", "spread")
         if key in paths
     }
+    log.info(
+        "bigWig writers: %d processes of %d deflate threads, their chunks through %s",
+        len(writers),
+        default_write_threads(),
+        "shared memory" if all(w.shared for w in writers.values()) else f"a pipe ({HANDOFF_ENV}, or no memfd)",
+    )
     tables: list[pd.DataFrame] = []
     rounders = round_threads() if compact else 1
     stats = runner.stream_stats
