@@ -198,3 +198,27 @@ def test_damaged_block_is_a_clear_error(tmp_path, threads):
     bad.write_bytes(bytes(raw))
     with BigWigFileReader(bad, threads=threads) as r, pytest.raises(BigWigReadError, match="damaged"):
         r.values("chr1")
+
+
+@pytest.mark.parametrize("fill", [np.nan, 0.0])
+def test_painting_runs_fills_the_gaps_in_one_pass_only_where_nothing_was_painted(fill):
+    """The fast route (gaps take the fill) equals putting the gaps' bases back, wherever it is allowed to run."""
+    rng = np.random.default_rng(4)
+    bounds = np.unique(rng.integers(0, 5_000, 800))
+    runs = bbiread._Decoded(bounds[:-1:2] + 1_000, bounds[1::2] + 1_000, rng.random(bounds.size // 2, np.float32))
+    slow = np.full(8_000, fill, np.float32)
+    fast = slow.copy()
+    assert bbiread._paint_runs(slow, 500, runs, fill, None) == bbiread._paint_runs(fast, 500, runs, fill, 0)
+    assert_same(fast, slow)
+    # bases painted before, between these runs: kept when the caller says they are not clean
+    before = np.full(8_000, fill, np.float32)
+    before[::3] = 7.0
+    kept = before.copy()
+    clean = bbiread._paint_runs(kept, 500, runs, fill, clean=8_000)
+    assert clean == 8_000
+    inside = np.zeros(8_000, bool)
+    for s, e in zip(runs.starts - 500, runs.ends - 500):
+        inside[s:e] = True
+    assert_same(kept[~inside], before[~inside])
+    assert_same(kept[inside], fast[inside])
+

@@ -801,3 +801,23 @@ def test_a_rounding_failure_leaves_no_output(genome, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="simulated rounding failure"):
         denoise_genome(runner, genome["noisy"], SIZES, output_paths(str(tmp_path / "s")), 0.5, floor=1.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_values_zeroes_nan_and_missing_bases_and_bounds_infinities(tmp_path):
+    """infer's reader: NaN and missing bases read as 0, infinities as the largest float32, the rest as stored."""
+    from atacdenoise.io.bigwig import open_bigwig
+    from atacdenoise.model.infer import read_values
+
+    path = tmp_path / "odd.bw"
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader([("chrA", 100)])
+    bw.addEntries("chrA", 10, values=[1.0, float("nan"), float("inf"), float("-inf"), 2.0], span=1, step=1)
+    bw.addEntries("chrA", 50, values=[3.0, 4.0], span=1, step=1)
+    bw.close()
+    big = np.finfo(np.float32).max
+    reader = open_bigwig(path)
+    try:
+        np.testing.assert_array_equal(read_values(reader, "chrA", 8, 17), [0, 0, 1, 0, big, -big, 2, 0, 0])
+        np.testing.assert_array_equal(read_values(reader, "chrA", 49, 53), [0, 3, 4, 0])
+    finally:
+        reader.close()

@@ -937,9 +937,14 @@ def output_paths(prefix: str, ensemble: bool = False) -> dict[str, Path]:
 def read_values(bw, chrom: str, lo: int, hi: int) -> np.ndarray:
     """Read float32[hi - lo] of an open bigWig (:func:`atacdenoise.io.bigwig.open_bigwig`).
 
-    Bases without data, or NaN, read as 0.
+    Bases without data, or NaN, read as 0 (infinities as the largest float32).
     """
-    return np.nan_to_num(bw.values(chrom, lo, hi, fill=0.0), copy=False)
+    values = bw.values(chrom, lo, hi, fill=0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = np.sum(values, dtype=np.float32)
+    if not np.isfinite(total):  # one pass, no mask: a NaN or an infinity makes the sum so
+        np.nan_to_num(values, copy=False)
+    return values
 
 
 def denoise_genome(
