@@ -804,7 +804,7 @@ def test_a_rounding_failure_leaves_no_output(genome, tmp_path, monkeypatch):
 
 
 def test_read_values_zeroes_nan_and_missing_bases_and_bounds_infinities(tmp_path):
-    """infer's reader: NaN and missing bases read as 0, infinities as the largest float32, the rest as stored."""
+    """The reader of infer: NaN and missing bases read as 0, infinities as the largest float32, the rest as stored."""
     from atacdenoise.io.bigwig import open_bigwig
     from atacdenoise.model.infer import read_values
 
