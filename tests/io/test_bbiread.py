@@ -221,4 +221,3 @@ def test_painting_runs_fills_the_gaps_in_one_pass_only_where_nothing_was_painted
         inside[s:e] = True
     assert_same(kept[~inside], before[~inside])
     assert_same(kept[inside], fast[inside])
-
