@@ -131,6 +131,13 @@ def test_tile_windows_hold_context_and_zeros_beyond_the_chromosome_ends():
     lo, hi = read_range(10, 20, length, pad)
     assert (lo, hi) == (7, 23)
     assert np.array_equal(tile_windows(x[lo:hi], 10, 20, length, interval, pad), w[1:2])
+    # two tiles inside a longer chromosome: windowed straight from the values read (no zero buffer), into ``out``
+    y = np.arange(1, 46, dtype=np.float32)
+    whole = tile_windows(y, 0, 45, 45, interval, pad)
+    lo, hi = read_range(10, 30, 45, pad)
+    out = np.full((4, interval + 2 * pad), -1, np.float32)
+    got = tile_windows(y[lo:hi], 10, 30, 45, interval, pad, out=out)
+    assert got.base is out and np.array_equal(got, whole[1:3]) and (out[2:] == -1).all()
 
 
 def test_stitch_keeps_the_central_interval_and_cuts_the_tail():

@@ -495,9 +495,12 @@ def tile_windows(
     lo, hi = read_range(start, end, length, pad)
     if values.shape != (hi - lo,):
         raise ValueError(f"expected {hi - lo} input values for [{lo}, {hi}), got shape {values.shape}")
-    buf = np.zeros(n_tiles * interval + 2 * pad, dtype=np.float32)
-    offset = lo - (start - pad)
-    buf[offset : offset + values.size] = values
+    if lo == start - pad and values.size == n_tiles * interval + 2 * pad:  # inside the chromosome: no zeros to add
+        buf = values
+    else:
+        buf = np.zeros(n_tiles * interval + 2 * pad, dtype=np.float32)
+        offset = lo - (start - pad)
+        buf[offset : offset + values.size] = values
     view = np.lib.stride_tricks.sliding_window_view(buf, width)[::interval][:n_tiles]
     if out is None:
         return view.copy()
