@@ -140,8 +140,9 @@ def sync(device) -> None:
 class _NullWriter:
     """Stands in for TrackWriterProcess: takes the chunks, writes nothing (an empty file at close)."""
 
-    #: no hand-off to another process at all
+    #: no hand-off to another process at all, and no CPU spent writing
     shared = True
+    cpu_s = 0.0
 
     def __init__(self, path, sizes, max_zooms=0, **writer_options):
         self.path = Path(path)
@@ -358,6 +359,7 @@ def stage_cli(
     sample, log_text = C.run_cmd(cmd, capture=False)
     (args.out / CLI_RUNS[key][2]).write_text(log_text)
     where = re.search(r"where the time went: (.*)", log_text)
+    busy = re.search(r"busy per stage: (.*the slowest: ([^,]+),.*)", log_text)
     m = re.search(r"denoised ([\d,]+) bp in (\d+) tiles \((\d+) batches\) in ([\d.]+) s", log_text)
     g = re.search(r"([\d.]+) s of GPU time, peak GPU memory ([\d.]+) GiB", log_text)
     bases = sum(sizes.values())
@@ -386,6 +388,8 @@ def stage_cli(
         "extrapolated": False,
         "model": CLI_RUNS[key][1],
         "stages": where.group(1).strip() if where else None,
+        "busy": busy.group(1).strip() if busy else None,
+        "slowest": busy.group(2).strip() if busy else None,
         "log_tail": "\n".join(log_text.strip().splitlines()[-8:]),
     }
 
@@ -805,7 +809,8 @@ def write_report(args, info: dict, res: dict) -> str:
                     for k, v in c["outputs"].items()
                     if not k.endswith(".json")
                 )
-                + f"; {c['peaks']} peaks. Where the time went: {c.get('stages') or 'not logged'}.",
+                + f"; {c['peaks']} peaks. Where the time went: {c.get('stages') or 'not logged'}. "
+                + f"Busy per stage: {c.get('busy') or 'not logged'}.",
                 "",
             ]
     if res.get("writer_bps"):

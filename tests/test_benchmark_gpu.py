@@ -94,6 +94,9 @@ def test_quick_run_of_stages_c_d_and_e_runs_the_real_commands_on_every_chromosom
     for t in data["train"]:
         assert t["windows"] > 0 and t["windows_per_s"] > 0 and t["genome_windows"] == 61_765, t
     assert cli["model"] == "random weights" and cli["stages"].startswith("model ")
+    # every stage's busy seconds, and the slowest named (on a CPU, the model's or a writer's)
+    assert cli["busy"].startswith("model ") and "input " in cli["busy"] and "track writer " in cli["busy"]
+    assert cli["slowest"] in ("model", "input", "rounding", "writer thread", "track writer", "peakprob writer")
 
     # stage E: the same command with the model stage D trained (default loader), its own outputs and log
     trained = data["cli_trained"]

@@ -79,7 +79,9 @@ def test_track_writer_process_writes_exactly_and_abort_leaves_no_file(tmp_path):
     w = TrackWriterProcess(tmp_path / "kept.bw", {"chrA": 30_000}, max_zooms=0)
     w.add("chrA", 0, values[:20_000])
     w.add("chrA", 20_000, values[20_000:])
+    assert w.cpu_s is None
     w.close()
+    assert w.cpu_s > 0  # the child's CPU seconds on the file (infer's "busy per stage")
     assert np.array_equal(read_bigwig(tmp_path / "kept.bw", "chrA"), values)
     w = TrackWriterProcess(tmp_path / "dropped.bw", {"chrA": 30_000}, max_zooms=0)
     w.add("chrA", 0, values[:20_000])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -413,6 +414,13 @@ def test_cli_writes_float_tracks_equal_to_one_pass_of_the_model(genome, inferred
     if load_kernel() is not None:  # the outputs below come from the native CPU convolution
         assert "convolutions on the native kernel" in inferred["stderr"]
     assert torch.cuda.is_available() or "no CUDA device: running on CPU" in inferred["stderr"]
+    # the log names each stage's busy seconds and the slowest (the writers' CPU seconds: test_trackwriter.py)
+    busy = re.search(
+        r"busy per stage: model [\d.]+; input [\d.]+; rounding [\d.]+; writer thread [\d.]+; track writer "
+        r"[\d.]+; peakprob writer [\d.]+ .*; the slowest: [a-z ]+, [\d.]+ s of the [\d.]+ s",
+        inferred["stderr"],
+    )
+    assert busy, inferred["stderr"][-2000:]
     for chrom, x in genome["x"].items():
         ref_track, ref_prob = single_pass(genome["net"], x, WINDOW["pad"], TRANSFORM)
         track = read_bigwig(f"{prefix}.track.bw", chrom)
@@ -828,3 +836,22 @@ def test_read_values_zeroes_nan_and_missing_bases_and_bounds_infinities(tmp_path
         np.testing.assert_array_equal(read_values(reader, "chrA", 49, 53), [0, 3, 4, 0])
     finally:
         reader.close()
+
+
+def test_busy_per_stage_spreads_each_stage_over_its_threads_and_names_the_slowest():
+    from atacdenoise.model.infer import RunStats
+
+    s = RunStats(compute_s=10.0, input_s=4.0, round_s=18.0, round_threads=6, write_s=1.0, peaks_s=2.5)
+    s.writer_cpu_s, s.write_threads = {"track": 96.0, "peakprob": 40.0}, 8
+    assert s.busy() == {
+        "model": 10.0,
+        "input": 4.0,
+        "rounding": 3.0,
+        "writer thread": 3.5,
+        "track writer": 12.0,
+        "peakprob writer": 5.0,
+    }
+    assert s.busy(model_s=6.0)["model"] == 6.0  # the GPU's own time where there is one
+    line = s.busy_line(wall=20.0)
+    assert line.startswith("model 10.0; input 4.0; rounding 3.0; writer thread 3.5; track writer 12.0;")
+    assert line.endswith("the slowest: track writer, 12.0 s of the 20.0 s")

@@ -24,6 +24,7 @@ import mmap
 import multiprocessing as mp
 import os
 import queue
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing import reduction
@@ -59,6 +60,12 @@ FloatTrackWriter = BigWigWriter
 
 class _Abort(Exception):
     """The parent asked the writer to stop without keeping the file."""
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def shared_slots(count: int, nbytes: int) -> list[int]:
@@ -232,8 +239,12 @@ def _write_loop(
     first_zoom: int = FIRST_ZOOM,
     smallest: bool = False,
 ) -> None:
-    """Child process: write the chunks that arrive until ``None`` (keep the file) or ``"abort"`` (delete it)."""
+    """Child process: write the chunks that arrive until ``None`` (keep the file) or ``"abort"`` (delete it).
+
+    Puts the process's CPU seconds on ``result`` when the file is done, else the reason it is not.
+    """
     try:
+        cpu0 = _cpu_seconds()
         chunks.attach()
         with FloatTrackWriter(
             path, sizes, max_zooms, in_place=True, threads=threads, fast=True, first_zoom=first_zoom, smallest=smallest
@@ -252,7 +263,7 @@ def _write_loop(
                 if isinstance(item, str):
                     raise _Abort()
                 writer.add(*item)
-        result.put(None)
+        result.put(_cpu_seconds() - cpu0)
     except BaseException as exc:  # reported to the parent, which raises it
         result.put(f"{type(exc).__name__}: {exc}")
 
@@ -262,8 +273,8 @@ class TrackWriterProcess:
 
     ``add`` blocks once :data:`QUEUE_CHUNKS` chunks wait, so memory stays bounded.
     ``close`` waits for the file (written under ``path``; raises if the child
-    failed); ``abort`` stops the child and leaves no file. ``first_zoom`` (bases per record of the first
-    zoom level) and ``smallest`` (compact outputs: see :func:`~atacdenoise.io.bbiwrite.encode_chunk`) go to
+    failed) and sets ``cpu_s``, the child's CPU seconds; ``abort`` stops the child and leaves no file.
+    ``first_zoom`` (bases per record of the first zoom level) and ``smallest`` (compact outputs: see :func:`~atacdenoise.io.bbiwrite.encode_chunk`) go to
     :class:`~atacdenoise.io.bbiwrite.BigWigFileWriter`.
 
     A thread of this process hands the chunks on through a :class:`ChunkSender`: through shared memory in pieces
@@ -285,6 +296,9 @@ class TrackWriterProcess:
         ctx = mp.get_context("spawn")  # no fork of a process that holds CUDA / OpenMP threads
         self.path = Path(path)
         self._chunks = ChunkSender(ctx, slot_bases)
+        self.threads = threads or default_write_threads()
+        #: CPU seconds the child spent on the file (all its threads), known once :meth:`close` returned
+        self.cpu_s: float | None = None
         self._result = ctx.Queue()
         self._proc = ctx.Process(
             target=_write_loop,
@@ -292,7 +306,7 @@ class TrackWriterProcess:
                 str(path),
                 dict(sizes),
                 max_zooms,
-                threads or default_write_threads(),
+                self.threads,
                 self._chunks.receiver(),
                 self._result,
                 os.getpid(),
@@ -341,6 +355,8 @@ class TrackWriterProcess:
         try:
             message = self._result.get(timeout=5)
         except queue.Empty:
+            message = None
+        if not isinstance(message, str):
             message = f"exit status {self._proc.exitcode}" if self._send_error is None else str(self._send_error)
         self._chunks.close()
         raise RuntimeError(f"{self.path}: bigWig writer failed: {message}")
@@ -362,8 +378,9 @@ class TrackWriterProcess:
         self._sender.join()
         self._proc.join()
         self._chunks.close()
-        if message is not None:
+        if isinstance(message, str):
             raise RuntimeError(f"{self.path}: bigWig writer failed: {message}")
+        self.cpu_s = float(message)
 
     def abort(self) -> None:
         """Stop the child without keeping the file (used on errors)."""

@@ -572,6 +572,10 @@ class RunStats:
     round_threads: int = 1
     write_s: float = 0.0
     peaks_s: float = 0.0
+    #: the prefetch thread's seconds reading and tiling the input; each writer process's CPU seconds and threads
+    input_s: float = 0.0
+    writer_cpu_s: dict = field(default_factory=dict)
+    write_threads: int = 1
 
     def stages(self) -> str:
         """One line for the log: where the time went besides the model, to tell a run's bottleneck."""
@@ -579,6 +583,32 @@ class RunStats:
             f"model {self.compute_s:.1f} s; waited {self.input_wait_s:.1f} s for the input and "
             f"{self.output_wait_s:.1f} s for the outputs (rounding {self.round_s:.1f} s on {self.round_threads} "
             f"thread(s), bigWig writers' queues {self.write_s:.1f} s, peak calls {self.peaks_s:.1f} s)"
+        )
+
+    def busy(self, model_s: float | None = None) -> dict[str, float]:
+        """Seconds each stage of the stream was busy, spread over its own threads (``model_s``: the GPU's time).
+
+        Where the stages overlap, the run takes about as long as the largest (issue 23). ``writer thread``: handing
+        chunks to the writer processes and calling peaks; a writer process: its CPU seconds over its threads.
+        """
+        out = {
+            "model": self.compute_s if model_s is None else model_s,
+            "input": self.input_s,
+            "rounding": self.round_s / max(self.round_threads, 1),
+            "writer thread": self.write_s + self.peaks_s,
+        }
+        for key, cpu in self.writer_cpu_s.items():
+            out[f"{key} writer"] = cpu / max(self.write_threads, 1)
+        return out
+
+    def busy_line(self, wall: float, model_s: float | None = None) -> str:
+        """One line for the log: each stage's busy seconds and the slowest of them, against the wall time."""
+        busy = self.busy(model_s)
+        slowest = max(busy, key=busy.get)
+        parts = [f"{k} {v:.1f}" for k, v in busy.items()]
+        return (
+            f"{'; '.join(parts)} (s, each over its own threads: rounding {self.round_threads}, writers "
+            f"{self.write_threads}); the slowest: {slowest}, {busy[slowest]:.1f} s of the {wall:.1f} s"
         )
 
     def gpu_seconds(self) -> float:
@@ -713,9 +743,11 @@ class TileRunner:
 
     def prepare(self, read: Reader, start: int, end: int, length: int, buffer: torch.Tensor) -> torch.Tensor:
         """Read and window one chunk into ``buffer``; returns the filled rows (runs in the prefetch thread)."""
+        t0 = time.perf_counter()
         lo, hi = read_range(start, end, length, self.pad)
         values = np.asarray(read(lo, hi), dtype=np.float32)
         windows = tile_windows(values, start, end, length, self.interval, self.pad, out=buffer.numpy())
+        self.stats.input_s += time.perf_counter() - t0
         return buffer[: windows.shape[0]]
 
     def forward(self, windows: torch.Tensor, n_bases: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1084,6 +1116,8 @@ def denoise_genome(
             tables = [f.result() for f in finished]
         for writer in writers.values():
             writer.close()
+        stats.writer_cpu_s = {key: w.cpu_s or 0.0 for key, w in writers.items()}
+        stats.write_threads = max((getattr(w, "threads", 1) for w in writers.values()), default=1)
         peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
         write_narrowpeak(peaks_df, tmp["peaks"])
         for key, path in paths.items():
@@ -1129,11 +1163,13 @@ def log_summary(runner: TileRunner, device: torch.device, wall: float, n_peaks: 
         s.compute_s,
     )
     log.info("where the time went: %s", s.stages())
+    gpu_s = s.gpu_seconds() if device.type == "cuda" else None
+    log.info("busy per stage: %s", s.busy_line(wall, gpu_s))
     if device.type == "cuda":
         log.info(
             "GPU %s: %.2f s of GPU time, peak GPU memory %.2f GiB",
             torch.cuda.get_device_name(device),
-            s.gpu_seconds(),
+            gpu_s,
             torch.cuda.max_memory_allocated(device) / 2**30,
         )
     import resource
