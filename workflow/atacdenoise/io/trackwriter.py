@@ -274,8 +274,8 @@ class TrackWriterProcess:
     ``add`` blocks once :data:`QUEUE_CHUNKS` chunks wait, so memory stays bounded.
     ``close`` waits for the file (written under ``path``; raises if the child
     failed) and sets ``cpu_s``, the child's CPU seconds; ``abort`` stops the child and leaves no file.
-    ``first_zoom`` (bases per record of the first zoom level) and ``smallest`` (compact outputs: see :func:`~atacdenoise.io.bbiwrite.encode_chunk`) go to
-    :class:`~atacdenoise.io.bbiwrite.BigWigFileWriter`.
+    ``first_zoom`` (bases per record of the first zoom level) and ``smallest`` (compact outputs: see
+    :func:`~atacdenoise.io.bbiwrite.encode_chunk`) go to :class:`~atacdenoise.io.bbiwrite.BigWigFileWriter`.
 
     A thread of this process hands the chunks on through a :class:`ChunkSender`: through shared memory in pieces
     of ``slot_bases`` values where there is some (each copied once on either side), else as raw bytes through a
