@@ -748,6 +748,7 @@ def test_gpu_cli_picks_cuda_and_logs_gpu_time_and_memory(genome, tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "device: cuda" in res.stderr and "GPU time" in res.stderr and "peak GPU memory" in res.stderr
+    assert "busy per stage: model " in res.stderr and "the slowest: " in res.stderr  # the model's: the GPU's time
     ref_track, _ = single_pass(genome["net"], genome["x"]["chr1"], WINDOW["pad"], TRANSFORM)
     np.testing.assert_allclose(read_bigwig(f"{prefix}.track.bw", "chr1"), ref_track, rtol=1e-4, atol=1e-4)
 
