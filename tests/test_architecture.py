@@ -1,7 +1,7 @@
 """The package's shape: layers import only downwards, commands stay thin, each helper has one home.
 
 The layers, lowest first (``docs/ARCHITECTURE.md`` explains them): the base modules
-(``errors``, ``log``, ``atomic``, ``native``), then ``io``, ``reads``, ``peaks``,
+(``errors``, ``log``, ``atomic``, ``native``, ``cpus``), then ``io``, ``reads``, ``peaks``,
 ``evaluate``, ``model``, then ``checks``, ``commands`` and ``cli``. A module may import
 its own layer and the ones below, never one above; sibling subpackages of one rank do
 not exist, so every pair of layers has one allowed direction.
@@ -20,7 +20,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "workflow" / "atacdenoise"
 LAYERS = ["base", "io", "reads", "peaks", "evaluate", "model", "checks", "commands", "cli"]
-BASE = {"errors", "log", "atomic", "native"}
+BASE = {"errors", "log", "atomic", "native", "cpus"}
 #: names every command module defines (its protocol with cli.py), and may therefore share
 COMMAND_PROTOCOL = {"add_arguments", "run", "_check_args"}
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from atacdenoise.checks import check_writable
+from atacdenoise.cpus import usable_cores
 from atacdenoise.errors import InputError
 from atacdenoise.model.fitness import fitness_path
 from atacdenoise.model.infer import (
@@ -91,9 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: CUDA if present, else CPU; on a GPU with bf16 tensor cores the convolutions run on the "
         "project's Triton kernels (ATACDENOISE_GPU_CONV=torch: PyTorch's)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="CPU threads for the model on CPU"
-    )
+    parser.add_argument("--threads", type=int, default=usable_cores(), help="CPU threads for the model on CPU")
     parser.add_argument(
         "--threshold", type=float, default=None, help="peak-probability threshold (default: the model's, normally 0.5)"
     )

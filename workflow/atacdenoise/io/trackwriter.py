@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from atacdenoise.cpus import usable_cores
 from atacdenoise.io.bbiwrite import FIRST_ZOOM
 from atacdenoise.io.bigwig import BigWigWriter
 
@@ -51,7 +52,7 @@ HANDOFF_ENV = "ATACDENOISE_HANDOFF"
 
 def default_write_threads() -> int:
     """Deflate threads per track writer: half the usable cores (two tracks are written at once), 1 to 8."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) // 2))
+    return max(1, min(8, usable_cores() // 2))
 
 
 #: a per-base float track writer is the project's bigWig writer (the name says what the tracks are)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -65,6 +64,7 @@ import pandas as pd
 import torch
 
 from atacdenoise.atomic import commit, remove_stale_temps, temp_path_for
+from atacdenoise.cpus import usable_cores
 from atacdenoise.errors import InputError
 from atacdenoise.io.bbiwrite import FIRST_ZOOM
 from atacdenoise.io.bigwig import bigwig_total, check_bigwig, open_bigwig
@@ -357,7 +357,7 @@ def round_threads(cores: int | None = None) -> int:
     (:mod:`atacdenoise.model.compact_native`, ~7 ms) releases the GIL, so the threads still add up. On a
     laptop's few cores one thread keeps up with the model, and more would only take cores from it.
     """
-    return max(1, min(ROUND_THREADS_MAX, (cores or len(os.sched_getaffinity(0))) // 2))
+    return max(1, min(ROUND_THREADS_MAX, (cores or usable_cores()) // 2))
 
 
 def compact_chunk(
@@ -1253,7 +1253,7 @@ def denoise_bigwig(
     threshold = float(threshold)
     check_context(model.receptive_field, pad)
     dtype = autocast_dtype(amp, dev)
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or usable_cores()
     if dev.type == "cpu":
         torch.set_num_threads(threads)
     total = None

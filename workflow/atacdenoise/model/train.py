@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atacdenoise.atomic import atomic_output, host_name, pid_alive
+from atacdenoise.cpus import usable_cores
 from atacdenoise.errors import InputError
 from atacdenoise.io.genome import Region
 from atacdenoise.log import progress
@@ -978,7 +979,7 @@ def resolve_workers(setting: int | str, device: torch.device, world: int = 1) ->
         return int(setting)
     if device.type != "cuda":
         return 0
-    return max(0, len(os.sched_getaffinity(0)) // max(1, world) - 1)
+    return max(0, usable_cores() // max(1, world) - 1)
 
 
 def train(
