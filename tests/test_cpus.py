@@ -14,7 +14,7 @@ def test_usable_cores_is_the_affinity_mask_where_there_is_one():
 
 
 def test_without_an_affinity_mask_the_machine_count_sets_every_default(monkeypatch):
-    """macOS has no os.sched_getaffinity: the defaults of infer, the writers and the loader still work."""
+    """On macOS (no os.sched_getaffinity) the defaults of infer, the writers and the loader still work."""
     from atacdenoise.io.trackwriter import default_write_threads
     from atacdenoise.model.infer import round_threads
     from atacdenoise.model.train import resolve_workers
