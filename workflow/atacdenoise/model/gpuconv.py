@@ -726,7 +726,7 @@ class _ConvReLU(torch.autograd.Function):
         zero = torch.zeros(w.shape[2], dtype=torch.float32, device=w.device)
         dx = _square_conv(g, reverse, zero, ctx.dil, False, None, ctx.ieee)
         dw = _weight_grad(x, g, w.shape[0], ctx.dil, ctx.ieee).to(w.dtype)
-        db = g.float().sum((0, 1))
+        db = g.sum((0, 1), dtype=torch.float32)  # float32 sums, no float32 copy of g
         return dx, dw, db, (g if ctx.skip else None), None, None
 
 
