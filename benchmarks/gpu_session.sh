@@ -38,6 +38,11 @@ left=$((budget - ($(date +%s) - start)))
 "$py" benchmarks/gpu.py --out "$out" --budget "$((left - 60))" "${@:2}" >"$out/gpu-stdout.txt" 2>&1
 echo "gpu.py: exit $?"
 tail -60 "$out/gpu-stdout.txt"
+# the whole-genome infer runs' own account: each stage's busy seconds, the slowest, the writers' hand-off
+for log in "$out"/infer*.log; do
+    [ -f "$log" ] && grep -h "busy per stage\|where the time went\|bigWig writers:" "$log" | cut -c1-400 |
+        sed "s|^|$(basename "$log"): |"
+done
 # 4. where the card's time goes: the kernels of an inference batch and of a training step, per route
 quick=$(printf '%s\n' "$@" | grep -q -- --quick && echo --quick)
 device=$(printf '%s\n' "$@" | grep -q -- 'cpu' && echo cpu || echo cuda)

@@ -1024,7 +1024,7 @@ def denoise_genome(
         if key in paths
     }
     log.info(
-        "bigWig writers: %d processes of %d deflate threads, their chunks through %s",
+        "bigWig writers: %d processes of %d deflate thread(s), their chunks through %s",
         len(writers),
         default_write_threads(),
         "shared memory" if all(w.shared for w in writers.values()) else f"a pipe ({HANDOFF_ENV}, or no memfd)",
