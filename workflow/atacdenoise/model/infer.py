@@ -496,7 +496,7 @@ def tile_windows(
     if values.shape != (hi - lo,):
         raise ValueError(f"expected {hi - lo} input values for [{lo}, {hi}), got shape {values.shape}")
     if lo == start - pad and values.size == n_tiles * interval + 2 * pad:  # inside the chromosome: no zeros to add
-        buf = values
+        buf = np.asarray(values, dtype=np.float32)  # no copy of float32 values
     else:
         buf = np.zeros(n_tiles * interval + 2 * pad, dtype=np.float32)
         offset = lo - (start - pad)
