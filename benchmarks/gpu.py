@@ -143,6 +143,7 @@ class _NullWriter:
     #: no hand-off to another process at all, and no CPU spent writing
     shared = True
     cpu_s = 0.0
+    threads = 1
 
     def __init__(self, path, sizes, max_zooms=0, **writer_options):
         self.path = Path(path)

@@ -283,31 +283,27 @@ def input_rates(bw_path: Path, chrom: str, runs: int) -> dict[str, float]:
     return out
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process so far (user + system)."""
-    import resource
-
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def _drain_queue(chunks, done) -> None:
     """Child: take pickled chunks off an ``mp.Queue`` until None (the hand-off until 2026-12-05)."""
+    from atacdenoise.cpus import cpu_seconds
+
     n, c0 = 0, None
     while (item := chunks.get()) is not None:
-        c0 = _cpu_s() if c0 is None else c0  # from the first chunk (the child is up)
+        c0 = cpu_seconds() if c0 is None else c0  # from the first chunk (the child is up)
         n += item[2].nbytes
-    done.put((n, _cpu_s() - c0))
+    done.put((n, cpu_seconds() - c0))
 
 
 def _drain_chunks(receiver, done) -> None:
     """Child: take chunks from a :class:`ChunkSender`'s receiver until None (``TrackWriterProcess``'s hand-off)."""
+    from atacdenoise.cpus import cpu_seconds
+
     receiver.attach()
     n, c0 = 0, None
     while (item := receiver.recv()) is not None:
-        c0 = _cpu_s() if c0 is None else c0
+        c0 = cpu_seconds() if c0 is None else c0
         n += item[2].nbytes
-    done.put((n, _cpu_s() - c0))
+    done.put((n, cpu_seconds() - c0))
 
 
 #: the hand-off routes: an ``mp.Queue`` (until 2026-12-05), ``ChunkSender`` through its pipe (until 2026-12-06),
@@ -329,6 +325,7 @@ def handoff_rates(bases: int, chunks: int) -> dict[str, float]:
 
     import numpy as np
 
+    from atacdenoise.cpus import cpu_seconds
     from atacdenoise.io.trackwriter import HANDOFF_ENV, ChunkSender
 
     ctx = mp.get_context("spawn")
@@ -365,12 +362,12 @@ def handoff_rates(bases: int, chunks: int) -> dict[str, float]:
             close = sender.close
         send(("chrA", 0, values[:1000]))  # the child is up
         time.sleep(0.5)
-        t0, c0 = time.perf_counter(), _cpu_s()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         for k in range(chunks):
             send(("chrA", k, values))
         send(None)
         got, child_cpu = done.get()
-        wall, parent_cpu = time.perf_counter() - t0, _cpu_s() - c0
+        wall, parent_cpu = time.perf_counter() - t0, cpu_seconds() - c0
         gb = (got - 4000) / 1e9
         out[route] = gb / wall
         out[f"{route} cpu s/GB"] = (parent_cpu + child_cpu) / gb

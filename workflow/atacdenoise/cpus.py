@@ -1,4 +1,4 @@
-"""How many CPU cores this process may use.
+"""How many CPU cores this process may use, and how much CPU time it has used.
 
 The affinity mask where the system has one (Linux: a SLURM job bound to its cores by cpuset sees only those),
 else the machine's count (macOS has no ``os.sched_getaffinity``). Thread and worker defaults derive from it.
@@ -7,6 +7,13 @@ else the machine's count (macOS has no ``os.sched_getaffinity``). Thread and wor
 from __future__ import annotations
 
 import os
+import resource
+
+
+def cpu_seconds() -> float:
+    """Return the user + system CPU seconds of this process so far, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def usable_cores() -> int:

@@ -24,7 +24,6 @@ import mmap
 import multiprocessing as mp
 import os
 import queue
-import resource
 import threading
 from collections.abc import Callable, Iterator
 from multiprocessing import reduction
@@ -34,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from atacdenoise.cpus import usable_cores
+from atacdenoise.cpus import cpu_seconds, usable_cores
 from atacdenoise.io.bbiwrite import FIRST_ZOOM
 from atacdenoise.io.bigwig import BigWigWriter
 
@@ -61,12 +60,6 @@ FloatTrackWriter = BigWigWriter
 
 class _Abort(Exception):
     """The parent asked the writer to stop without keeping the file."""
-
-
-def _cpu_seconds() -> float:
-    """User + system CPU seconds of this process, all its threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def shared_slots(count: int, nbytes: int) -> list[int]:
@@ -245,7 +238,7 @@ def _write_loop(
     Puts the process's CPU seconds on ``result`` when the file is done, else the reason it is not.
     """
     try:
-        cpu0 = _cpu_seconds()
+        cpu0 = cpu_seconds()
         chunks.attach()
         with FloatTrackWriter(
             path, sizes, max_zooms, in_place=True, threads=threads, fast=True, first_zoom=first_zoom, smallest=smallest
@@ -264,7 +257,7 @@ def _write_loop(
                 if isinstance(item, str):
                     raise _Abort()
                 writer.add(*item)
-        result.put(_cpu_seconds() - cpu0)
+        result.put(cpu_seconds() - cpu0)
     except BaseException as exc:  # reported to the parent, which raises it
         result.put(f"{type(exc).__name__}: {exc}")
 

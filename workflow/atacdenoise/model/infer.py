@@ -72,7 +72,7 @@ from atacdenoise.io.genome import read_chrom_sizes, select_chroms
 from atacdenoise.io.intervals import NARROWPEAK_COLUMNS, write_narrowpeak
 from atacdenoise.io.regions import TargetRegions, read_target_regions, restrict_sizes
 from atacdenoise.io.sidecar import read_sidecar, sidecar_path, write_json
-from atacdenoise.io.trackwriter import HANDOFF_ENV, TrackWriterProcess, default_write_threads
+from atacdenoise.io.trackwriter import HANDOFF_ENV, TrackWriterProcess
 from atacdenoise.log import progress
 from atacdenoise.model import compact_native
 from atacdenoise.model.blend import blend_weight
@@ -1026,7 +1026,7 @@ def denoise_genome(
     log.info(
         "bigWig writers: %d processes of %d deflate thread(s), their chunks through %s",
         len(writers),
-        default_write_threads(),
+        writers["track"].threads,
         "shared memory" if all(w.shared for w in writers.values()) else f"a pipe ({HANDOFF_ENV}, or no memfd)",
     )
     tables: list[pd.DataFrame] = []
@@ -1116,8 +1116,8 @@ def denoise_genome(
             tables = [f.result() for f in finished]
         for writer in writers.values():
             writer.close()
-        stats.writer_cpu_s = {key: w.cpu_s or 0.0 for key, w in writers.items()}
-        stats.write_threads = max((getattr(w, "threads", 1) for w in writers.values()), default=1)
+        stats.writer_cpu_s = {key: w.cpu_s for key, w in writers.items()}
+        stats.write_threads = writers["track"].threads
         peaks_df = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NARROWPEAK_COLUMNS)
         write_narrowpeak(peaks_df, tmp["peaks"])
         for key, path in paths.items():
