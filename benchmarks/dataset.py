@@ -36,6 +36,8 @@ import numpy as np, torch
 torch.set_num_threads(1)
 from atacdenoise.model.dataset import open_dataset, start_table, sample_windows, WindowSet
 from atacdenoise.model.train import _loader
+import atacdenoise.model.dataset as D
+decode = getattr(D, "decode_batch", lambda b: b)  # windows come as stored since issue 23: decoded as training does
 pairs = [open_dataset(p) for p in {datasets!r}]
 table = start_table(pairs, 50_000, 5_000, [])
 windows = sample_windows(table, {windows}, 50_000, np.random.default_rng(7))
@@ -43,6 +45,7 @@ loader = _loader(WindowSet(pairs, windows, 50_000, 5_000), 16, {workers}, torch.
 t0 = time.perf_counter()
 n = total = 0
 for batch in loader:
+    batch = decode(batch)
     n += batch["noisy"].shape[0]
     total += float(batch["noisy"].sum() + batch["clean"].sum() + batch["labels"].sum() + batch["mask"].sum())
 seconds = time.perf_counter() - t0

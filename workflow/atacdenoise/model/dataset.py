@@ -10,8 +10,9 @@ when a pair is made in one step with its own clean part inside). Coverage is sto
 type that holds it exactly (:func:`narrowest`): smoothed cut-site counts are whole numbers, so
 uint8/uint16 (float32 only with ``cpm``). On the demo this is 1-2 bytes a base per extra noisy input
 and 3-4 for the clean part, against 9.6 bytes a base per pair when every pair held float32 copies of
-everything (``docs/ARCHITECTURE.md``). Arrays are memory-mapped, so a window costs only its own bytes,
-and decoded to float32 per window.
+everything (``docs/ARCHITECTURE.md``). Arrays are memory-mapped, so a window costs only its own bytes;
+training hands windows on in their stored types (:func:`read_window_stored`) and decodes them to float32
+where the model runs (:func:`decode_batch`).
 
 A window is ``interval + 2 * pad`` bases: a centre of ``interval`` bases where the
 loss is computed and ``pad`` bases of context on each side. Bases beyond a
@@ -638,6 +639,109 @@ def extract(array: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
+#: the stored types a window's coverage is handed on in (:func:`wire_types`): one per :class:`WindowSet`, so that
+#: every window of a batch stacks; uint16 travels as its int16 view (types every PyTorch device supports)
+WIRE_TYPES = (np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.float32))
+
+
+def wire_types(pairs: list[PairData]) -> dict[str, np.dtype]:
+    """Return the type each coverage array (``noisy``, ``clean``) of ``pairs`` is handed on in: the narrowest.
+
+    uint8 where every chromosome of every pair stores uint8, int16 (a uint16 view) where uint16 is the widest,
+    float32 otherwise (uint32 counts, ``cpm`` coverage).
+    """
+    out = {}
+    for name in ("noisy", "clean"):
+        kinds = {pair.stored(chrom)[name].dtype for pair in pairs for chrom in pair.chroms}
+        if kinds <= {np.dtype(np.uint8)}:
+            out[name] = WIRE_TYPES[0]
+        elif kinds <= {np.dtype(np.uint8), np.dtype(np.uint16)}:
+            out[name] = WIRE_TYPES[1]
+        else:
+            out[name] = WIRE_TYPES[2]
+    return out
+
+
+def _to_wire(values: np.ndarray, wire: np.dtype) -> np.ndarray:
+    if wire == np.int16:
+        return values.astype(np.uint16, copy=False).view(np.int16)
+    return values.astype(wire, copy=False)
+
+
+def read_window_stored(
+    pair: PairData,
+    chrom: str,
+    start: int,
+    stop: int,
+    interval: int,
+    pad: int,
+    flip: bool,
+    wire: dict[str, np.dtype] | None = None,
+) -> dict[str, np.ndarray]:
+    """Read one window as stored: what the training loader hands on, decoded on the device (:func:`decode_batch`).
+
+    ``noisy`` and ``clean`` in their ``wire`` types (default: float32), ``flags`` uint8 (bit 0 in a peak, bit 1
+    usable, cleared outside the chromosome, on blacklisted bases and outside the loss zone ``[start, stop)``),
+    ``scale`` float32[2] (the pair's factors for noisy and clean), each array ``interval + 2 * pad`` bases long;
+    ``flip`` reverses them (the other strand: coverage is strand-symmetric). 4-5 bytes a base on the demo
+    instead of the 16 of four float32 arrays: fewer bytes through the workers' shared memory, the pinned copy
+    and the copy to the GPU (issue 23).
+    """
+    stored = pair.stored(chrom)
+    w = interval + 2 * pad
+    wire = wire or {"noisy": WIRE_TYPES[2], "clean": WIRE_TYPES[2]}
+    flags = extract(stored["flags"], start - pad, w)
+    flags[:pad] &= np.uint8(~FLAG_USABLE & 0xFF)
+    flags[pad + (stop - start) :] &= np.uint8(~FLAG_USABLE & 0xFF)
+    out = {
+        "noisy": _to_wire(extract(stored["noisy"], start - pad, w), wire["noisy"]),
+        "clean": _to_wire(extract(stored["clean"], start - pad, w), wire["clean"]),
+        "flags": flags,
+    }
+    if flip:
+        out = flip_window(out)
+    out["scale"] = np.array([pair.scale["noisy"], pair.scale["clean"]], dtype=np.float32)
+    return out
+
+
+def decode_window(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Decode a window of :func:`read_window_stored` into the four float32 arrays (:data:`ARRAYS`), in NumPy.
+
+    The same values as :func:`decode_batch` gives on a device, bit for bit (tested).
+    """
+    flags, (fn, fc) = window["flags"], window["scale"]
+    out = {}
+    for name, factor in (("noisy", fn), ("clean", fc)):
+        v = window[name]
+        v = (v.view(np.uint16) if v.dtype == np.int16 else v).astype(np.float32, copy=False)
+        out[name] = v * factor if factor != 1.0 else v
+    out["labels"] = (flags & FLAG_LABEL).astype(np.float32)
+    out["mask"] = ((flags & FLAG_USABLE) != 0).astype(np.float32)
+    return out
+
+
+def decode_batch(batch: dict) -> dict:
+    """Decode a collated batch of :func:`read_window_stored` windows into four float32 ``[B, W]`` tensors there.
+
+    Run on the device after the copy (``int16`` is a uint16 view; each window's factors multiply its row); a
+    batch of float32 windows (:func:`read_window`) is returned as it is.
+    """
+    import torch  # here: making and reading datasets needs no torch
+
+    if "flags" not in batch:
+        return batch
+    flags, scale = batch["flags"], batch["scale"].float()
+    out = {}
+    for i, name in enumerate(("noisy", "clean")):
+        v = batch[name]
+        if v.dtype == torch.int16:  # the uint16 view
+            v = v.int().bitwise_and_(0xFFFF)
+        out[name] = v.float() * scale[:, i : i + 1]
+    out["labels"] = (flags & FLAG_LABEL).float()
+    out["mask"] = (flags & FLAG_USABLE).ne(0).float()
+    return out
+
+
 def read_window(
     pair: PairData, chrom: str, start: int, stop: int, interval: int, pad: int, flip: bool
 ) -> dict[str, np.ndarray]:
@@ -647,23 +751,7 @@ def read_window(
     ``[start, stop)``; ``flip`` reverses every array (the other strand: coverage is strand-symmetric).
     Only the window's own bases are read and decoded from their storage types.
     """
-    stored = pair.stored(chrom)
-    w = interval + 2 * pad
-    flags = extract(stored["flags"], start - pad, w)
-    out = {
-        "noisy": extract(stored["noisy"], start - pad, w).astype(np.float32),
-        "clean": extract(stored["clean"], start - pad, w).astype(np.float32),
-        "labels": (flags & FLAG_LABEL).astype(np.float32),
-        "mask": ((flags & FLAG_USABLE) != 0).astype(np.float32),
-    }
-    for name, factor in pair.scale.items():
-        if factor != 1.0:
-            out[name] *= np.float32(factor)
-    out["mask"][:pad] = 0
-    out["mask"][pad + (stop - start) :] = 0
-    if flip:
-        out = flip_window(out)
-    return out
+    return decode_window(read_window_stored(pair, chrom, start, stop, interval, pad, flip))
 
 
 def flip_window(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -672,13 +760,20 @@ def flip_window(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class WindowSet:
-    """Map-style dataset (for ``torch.utils.data.DataLoader``) over a table of windows."""
+    """Map-style dataset (for ``torch.utils.data.DataLoader``) over a table of windows.
 
-    def __init__(self, pairs: list[PairData], windows: np.ndarray, interval: int, pad: int):
+    Each window comes as stored (:func:`read_window_stored`, coverage in :func:`wire_types`), for
+    :func:`decode_batch` to decode where the model runs; ``decoded=True``: the four float32 arrays
+    (:func:`read_window`).
+    """
+
+    def __init__(self, pairs: list[PairData], windows: np.ndarray, interval: int, pad: int, decoded: bool = False):
         self.pairs = pairs
         self.windows = windows
         self.interval = interval
         self.pad = pad
+        self.decoded = decoded
+        self.wire = wire_types(pairs)
         self._chroms = [list(p.chroms) for p in pairs]
 
     def __len__(self) -> int:
@@ -688,7 +783,10 @@ class WindowSet:
         w = self.windows[i]
         pair = self.pairs[int(w["pair"])]
         chrom = self._chroms[int(w["pair"])][int(w["chrom"])]
-        return read_window(pair, chrom, int(w["start"]), int(w["stop"]), self.interval, self.pad, bool(w["flip"]))
+        args = (pair, chrom, int(w["start"]), int(w["stop"]), self.interval, self.pad, bool(w["flip"]))
+        if self.decoded:
+            return read_window(*args)
+        return read_window_stored(*args, wire=self.wire)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return (self[i] for i in range(len(self)))
