@@ -83,7 +83,7 @@ def test_quick_run_of_stages_c_d_and_e_runs_the_real_commands_on_every_chromosom
         bw.close()
     assert Path(f"{prefix}.peaks.narrowPeak").exists() and "denoised" in (out / "infer.log").read_text()
 
-    # stage D: the dataset from `atacdenoise dataset-clean` + `atacdenoise dataset`, then one epoch
+    # stage D: the dataset from `atacdenoise dataset-clean` + `atacdenoise dataset`, then two epochs (the second timed)
     ds = data["dataset"]
     assert ds["from_command"] and ds["chroms"] == ["chr21", "chr22"]
     for name in ("dataset-clean", "dataset"):
@@ -93,6 +93,7 @@ def test_quick_run_of_stages_c_d_and_e_runs_the_real_commands_on_every_chromosom
     assert [t["tag"] for t in data["train"]] == ["default", "tuned"]
     for t in data["train"]:
         assert t["windows"] > 0 and t["windows_per_s"] > 0 and t["genome_windows"] == 61_765, t
+        assert t["first_epoch_windows_per_s"] > 0 and t["genome_epoch_s"] == 61_765 / t["windows_per_s"], t
     assert cli["model"] == "random weights" and cli["stages"].startswith("model ")
     # every stage's busy seconds, and the slowest named (on a CPU, the model's or a writer's)
     assert cli["busy"].startswith("model ") and "input " in cli["busy"] and "track writer " in cli["busy"]
@@ -100,13 +101,13 @@ def test_quick_run_of_stages_c_d_and_e_runs_the_real_commands_on_every_chromosom
 
     # stage E: the same command with the model stage D trained (default loader), its own outputs and log
     trained = data["cli_trained"]
-    assert trained["model"] == "trained for one epoch by stage D" and trained["bases"] == cli["bases"]
+    assert trained["model"] == "trained for two short epochs by stage D" and trained["bases"] == cli["bases"]
     assert trained["output_bytes"] > 0 and "waited" in trained["stages"]
     assert Path(work / "run" / "out-cli_trained" / "genome.peaks.narrowPeak").exists()
     assert "denoised" in (out / "infer-trained.log").read_text()
     for heading in (
         "C (and E). The real command on every chromosome",
-        "model: trained for one epoch by stage D",
+        "model: trained for two short epochs by stage D",
         "D. Training data from the real commands",
     ):
         assert heading in proc.stdout, heading
