@@ -136,3 +136,15 @@ def test_noisy_baseline_reads_stored_batches(pairs):
     stored = torch.utils.data.DataLoader(WindowSet(pairs, _windows(3), INTERVAL, PAD), batch_size=4)
     floats = torch.utils.data.DataLoader(WindowSet(pairs, _windows(3), INTERVAL, PAD, decoded=True), batch_size=4)
     assert noisy_baseline(stored, s) == noisy_baseline(floats, s)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_decodes_pinned_stored_batches_as_the_cpu_does(pairs):
+    """What training does on a card: pinned stored batches, copied without blocking, decoded there (issue 23)."""
+    loader = torch.utils.data.DataLoader(WindowSet(pairs, _windows(3), INTERVAL, PAD), batch_size=6, pin_memory=True)
+    for batch in loader:
+        want = decode_batch(batch)
+        got = decode_batch({k: v.to("cuda", non_blocking=True) for k, v in batch.items()})
+        for name in ("noisy", "clean", "labels", "mask"):
+            assert got[name].is_cuda and torch.equal(got[name].cpu(), want[name]), name
