@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -265,6 +266,50 @@ def test_kernel_compiles_to_tensor_core_products_with_pipelined_l1_loads(arch, m
     ptx = _compile_block_weight_grad_for(arch)  # the block form's: 128 x 128 products of 64-row tiles
     assert ("wgmma.mma_async.sync.aligned.m64n128k16" if arch == 90 else mma) in ptx and ".bf16" in ptx
     assert "cp.async" in ptx and "ld.global.b16" not in ptx
+
+
+def _ptxas_resources(ptx: str, tmp_path: Path) -> tuple[int, int]:
+    """Return the registers per thread and spilled bytes of ``ptx`` for sm_90a, from the ptxas Triton ships.
+
+    Triton emits PTX of its own CUDA's version; of the assemblers it ships, the first that takes it answers.
+    """
+    import triton
+
+    src = tmp_path / "kernel.ptx"
+    src.write_text(ptx)
+    tried = []
+    for ptxas in sorted((Path(triton.__file__).parent / "backends" / "nvidia" / "bin").glob("ptxas*"), reverse=True):
+        res = subprocess.run(
+            [str(ptxas), "-arch=sm_90a", "-v", str(src), "-o", os.devnull], capture_output=True, text=True
+        )
+        if res.returncode == 0:
+            text = res.stdout + res.stderr
+            regs = int(re.search(r"Used (\d+) registers", text).group(1))
+            spills = sum(int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", text))
+            return regs, spills
+        tried.append(f"{ptxas.name}: {res.stderr.strip()[-200:]}")
+    raise AssertionError(f"no ptxas shipped with Triton assembles the PTX: {tried}")
+
+
+def test_training_and_inference_kernels_fit_the_registers_of_an_h100(monkeypatch, tmp_path):
+    """Assembled for sm_90a here (no card needed): no spills to local memory, room for 2+ programs per SM.
+
+    A configuration that spills would run at a fraction of the measured rate (issue 23): caught before a GPU run.
+    """
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    cfg = gpuconv.DEFAULT_CONFIG
+    kernels = {
+        "forward, block form (the default)": (
+            _compile_block_for(90, cfg["S"], cfg["BLOCK_Q"], cfg["num_warps"], cfg["num_stages"]),
+            cfg["num_warps"],
+        ),
+        "weight gradient, taps form": (_compile_weight_grad_for(90), gpuconv.WGRAD_CONFIG["num_warps"]),
+        "weight gradient, block form": (_compile_block_weight_grad_for(90), cfg["num_warps"]),
+    }
+    for name, (ptx, warps) in kernels.items():
+        regs, spills = _ptxas_resources(ptx, tmp_path)
+        assert spills == 0, (name, regs, spills)
+        assert regs * warps * 32 * 2 <= 65536, (name, regs, warps)  # two programs' registers fit one SM's 64 K
 
 
 def test_block_toeplitz_matrices_are_the_convolution():
