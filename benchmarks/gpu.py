@@ -603,7 +603,18 @@ def stage_train(
         "genome_epoch_s": genome_windows / win_per_s,
         "gpu_s": row.get("gpu_seconds"),
         "peak_gpu_mem_gib": row.get("gpu_peak_mem_gib"),
+        # the weight-gradient form the run trained with: configured, or chosen at its start with both timed
+        "weight_gradient": res.gpu_choices.get("weight_gradient"),
     }
+
+
+def wgrad_cell(info: dict | None) -> str:
+    """Return the report's cell for a training case's weight gradient: the form, both forms' step times if timed."""
+    if not info:
+        return "n/a"
+    if info.get("how") == "timed":
+        return f"{info['form']} (taps {info['taps_ms']:.0f} / block {info['block_ms']:.0f} ms)"
+    return f"{info['form']} ({info.get('how', '')})"
 
 
 def estimate_train_s(res: dict, device, flops: int, windows: int, interval: int, pad: int) -> float:
@@ -879,6 +890,7 @@ def write_report(args, info: dict, res: dict) -> str:
                     "windows timed",
                     "windows/s (epoch 2)",
                     "epoch 1",
+                    "weight gradient",
                     "genome epoch s",
                     "vs AtacWorks",
                     "meets",
@@ -892,6 +904,7 @@ def write_report(args, info: dict, res: dict) -> str:
                         t["windows"],
                         f"{t['windows_per_s']:.1f}",
                         f"{t['first_epoch_windows_per_s']:.1f}" if t.get("first_epoch_windows_per_s") else "n/a",
+                        wgrad_cell(t.get("weight_gradient")),
                         f"{t['genome_epoch_s']:.0f}",
                         f"{ATACWORKS_EPOCH_S / t['genome_epoch_s']:.2f}x",
                         "yes" if t["genome_epoch_s"] <= TARGET_EPOCH_S else "no",

@@ -152,7 +152,8 @@ def main() -> None:
         "mask": torch.ones(b, interval, device=device),
     }
     s = {"pad": pad, "interval": interval, "w_mse": 1.0, "w_pearson": 1.0, "w_bce": 1.0, "pearson": "window"}
-    # the Triton route's weight gradient both ways: per tap (the default) and through the block form's matrices
+    # the Triton route's weight gradient both ways (training's "auto" times the same two at its start and takes the
+    # faster): per tap and through the block form's matrices
     cases = [("torch", None)] + ([("triton", "taps"), ("triton", "block")] if "triton" in routes else [])
     base = dict(results["config"] or {})
     for route, wgrad in cases:

@@ -31,7 +31,7 @@ export TRITON_DEFAULT_FP_FUSION=1
 torch.backends.cudnn.version(), "triton", triton.__version__)'
 } >"$out/versions.txt" 2>&1
 cat "$out/versions.txt"
-timeout 150 "$py" -m pytest -m gpu -q -p no:cacheprovider tests/model/test_gpuconv.py tests/model/test_infer.py \
+timeout 200 "$py" -m pytest -m gpu -q -rP -p no:cacheprovider tests/model/test_gpuconv.py tests/model/test_infer.py \
     tests/model/test_window_handoff.py >"$out/pytest-gpu.txt" 2>&1
 echo "pytest -m gpu: exit $? ($(tail -1 "$out/pytest-gpu.txt"))"
 left=$((budget - ($(date +%s) - start)))

@@ -156,6 +156,85 @@ def test_interpreted_training_gradients_equal_autograd_in_float32_and_match_auto
         assert int(n_params) > 10
 
 
+#: "auto" weight gradient (gpuconv.choose_weight_grad) under the interpreter: timed for real, then with set timings
+CHOOSE = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["TRITON_INTERPRET"] = "1"
+    os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"BLOCK_Q": 2}'
+    import torch
+    from atacdenoise.model import gpuconv
+    from atacdenoise.model.network import build_model
+
+    width = int(sys.argv[1])
+    torch.manual_seed(3)
+    model = build_model(dict(preset="light", reg_blocks=1, cls_blocks=1, convs_per_block=2))
+    model.conv_impl = "triton"
+    rng = torch.get_rng_state()
+    out = {"timed": gpuconv.choose_weight_grad(model, 2, width, None, reps=1)}
+    out["rng_untouched"] = bool(torch.equal(rng, torch.get_rng_state()))
+    out["form_now"] = gpuconv.weight_grad_form(gpuconv._train_config())
+    out["grads_cleared"] = all(p.grad is None for p in model.parameters())
+    step = gpuconv._train_step_ms
+
+    def timings(*ms, run=()):  # steps that take the given milliseconds; those in ``run`` also compute gradients
+        calls = iter(enumerate(ms))
+
+        def fake(m, x, d):
+            i, t = next(calls)
+            if i in run:
+                step(m, x, d)
+            return t
+
+        return fake
+
+    for name, ms in {"tie": (100, 100, 95, 95), "faster": (100, 100, 50, 50)}.items():
+        gpuconv._train_step_ms = timings(*ms)  # no gradients: both forms' agree (zeros)
+        out[name] = gpuconv.choose_weight_grad(model, 2, width, None, reps=1)
+    adjoint = gpuconv.block_toeplitz_adjoint
+    gpuconv.block_toeplitz_adjoint = lambda dm, taps, C: adjoint(dm, taps, C) * 3  # a wrong block form
+    gpuconv._train_step_ms = timings(100, 100, 50, 50, run=(0, 2))  # each form's first step: its gradients
+    out["wrong"] = gpuconv.choose_weight_grad(model, 2, width, None, reps=1)
+    os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"BLOCK_Q": 2, "wgrad": "taps"}'
+    gpuconv._train_config.cache_clear()
+    out["configured"] = gpuconv.choose_weight_grad(model, 2, width, None, reps=1)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_auto_weight_gradient_takes_the_faster_form_only_when_its_gradients_agree():
+    """Issue 23: "auto" times both forms on the run's batch; the block form must be 10 % faster and agree."""
+    pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "workflow"), "TRITON_INTERPRET": "1"}
+    res = subprocess.run([sys.executable, "-c", CHOOSE, "64"], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    timed = out["timed"]
+    assert timed["how"] == "timed" and timed["batch"] == 2 and timed["taps_ms"] > 0 and timed["block_ms"] > 0
+    assert timed["grad_difference"] < 1e-5  # float32 under the interpreter: the two forms agree to rounding
+    assert out["form_now"] == timed["form"] in ("taps", "block")
+    assert out["rng_untouched"] and out["grads_cleared"]  # the run's random stream and gradients as before
+    assert out["tie"]["form"] == "taps" and out["faster"]["form"] == "block"  # 5 % faster: not enough; 2x: taken
+    assert out["wrong"]["form"] == "taps" and out["wrong"]["grad_difference"] > 0.5
+    assert "differ from the taps form's" in res.stderr
+    assert out["configured"] == {"form": "taps", "how": "configured"}
+
+
+def test_weight_gradient_setting_is_checked():
+    assert gpuconv.config_from_env("")["wgrad"] == "auto"
+    assert gpuconv.config_from_env('{"wgrad": "block"}')["wgrad"] == "block"
+    with pytest.raises(InputError, match="wgrad 'fast'"):
+        gpuconv.config_from_env('{"wgrad": "fast"}')
+    gpuconv.use_weight_grad("taps")
+    assert (
+        gpuconv.weight_grad_form({"wgrad": "auto"}) == "taps"
+        and gpuconv.weight_grad_form({"wgrad": "block"}) == "block"
+    )
+    with pytest.raises(ValueError):
+        gpuconv.use_weight_grad("auto")
+
+
 def _compile_for(arch: int, cin: int, skip: int, config: dict) -> str:
     """PTX of the kernel for a ``sm_<arch>`` card, compiled here without one (as a launch specialises it)."""
     triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
@@ -448,7 +527,7 @@ def test_gpu_kernel_matches_the_float32_model_on_the_reference_shape(overrides, 
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("kernel", [*KERNELS, {"kernel": "block", "wgrad": "block"}])
+@pytest.mark.parametrize("kernel", [{**k, "wgrad": "taps"} for k in KERNELS] + [{"kernel": "block", "wgrad": "block"}])
 def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape(kernel, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setenv("ATACDENOISE_TRITON_CONFIG", json.dumps(kernel))
@@ -480,6 +559,21 @@ def test_gpu_training_gradients_on_the_kernel_match_cudnn_on_the_reference_shape
     gpuconv._train_config.cache_clear()
     assert rel(got) < 1e-4
     assert rel(got16) < max(0.1, 2 * rel(auto)), (rel(got16), rel(auto))
+
+
+@pytest.mark.gpu
+@gpu
+def test_gpu_auto_weight_gradient_times_both_forms_on_the_card(monkeypatch):
+    """Issue 23: training's start-up choice on a card, on windows of the standard preset's width (both agree)."""
+    monkeypatch.delenv("ATACDENOISE_TRITON_CONFIG", raising=False)
+    gpuconv._train_config.cache_clear()
+    model = _reference_model().train()
+    model.conv_impl = "triton"
+    info = gpuconv.choose_weight_grad(model, 4, 60_000, torch.bfloat16)
+    print(info)  # the two forms' milliseconds on this card, in the session's pytest log
+    assert info["how"] == "timed" and info["taps_ms"] > 0 and info["block_ms"] > 0
+    assert info["grad_difference"] < 5e-2 and info["form"] == gpuconv.weight_grad_form(gpuconv._train_config())
+    gpuconv.use_weight_grad("taps")
 
 
 @pytest.mark.gpu

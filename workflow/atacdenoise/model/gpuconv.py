@@ -30,11 +30,12 @@ is an autograd function on the same kernel; its input gradient is the same
 convolution with the taps reversed and the weights transposed, its weight
 gradient one ``16 x 16`` product per tap summed over every position
 (``_wgrad_kernel``, partial sums per chunk added in a fixed order: the same
-gradients every run), or with ``wgrad: block`` in the configuration the
-gradients of the block form's matrices (``_block_wgrad_kernel``: one ``S*C x
-S*C`` product per offset, each tile read once per offset instead of once per
-tap) summed back onto the taps (:func:`block_toeplitz_adjoint`). The 1x1
-projections and heads run in PyTorch.
+gradients every run), or the gradients of the block form's matrices
+(``_block_wgrad_kernel``: one ``S*C x S*C`` product per offset, each tile read
+once per offset instead of once per tap) summed back onto the taps
+(:func:`block_toeplitz_adjoint`). Which of the two: ``wgrad`` in the
+configuration, by default the faster on the card (:func:`choose_weight_grad`,
+timed at the start of training). The 1x1 projections and heads run in PyTorch.
 
 Both are the default on cards with bf16 tensor cores (compute capability >= 8.0;
 ``ATACDENOISE_GPU_CONV=torch`` keeps cuDNN's): on an H100 the block form ran
@@ -52,6 +53,7 @@ import functools
 import json
 import logging
 import os
+import time
 from types import SimpleNamespace
 
 import torch
@@ -78,10 +80,16 @@ DEFAULT_CONFIG = {
     "kernel": "block",
     "S": 8,
     "BLOCK_Q": 8,
-    # training's weight gradient: "taps" (16 x 16 products per tap, measured) or "block" (one S*C x S*C product
-    # per offset of the block form, ~5x fewer bytes read; not yet measured on a GPU: a lever for gpu.py)
-    "wgrad": "taps",
+    # training's weight gradient: "taps" (16 x 16 products per tap), "block" (one S*C x S*C product per offset of
+    # the block form, ~5x fewer bytes read) or "auto": the faster of the two, timed on the card at the start of
+    # training on a batch of the run's own shape (:func:`choose_weight_grad`; until then "taps")
+    "wgrad": "auto",
 }
+
+#: the weight-gradient forms :data:`DEFAULT_CONFIG` may name
+WGRAD_FORMS = ("taps", "block", "auto")
+#: "auto" takes the block form only when it is this much faster (a near tie keeps one form from run to run)
+WGRAD_MARGIN = 0.9
 
 
 def config_from_env(raw: str | None = None) -> dict:
@@ -101,6 +109,8 @@ def config_from_env(raw: str | None = None) -> dict:
         raise InputError(
             f"ATACDENOISE_TRITON_CONFIG: unknown keys {unknown}; expected some of {sorted(DEFAULT_CONFIG)}"
         )
+    if cfg.get("wgrad", "auto") not in WGRAD_FORMS:
+        raise InputError(f"ATACDENOISE_TRITON_CONFIG: wgrad {cfg['wgrad']!r}; expected one of {list(WGRAD_FORMS)}")
     return {**DEFAULT_CONFIG, **cfg}
 
 
@@ -638,7 +648,7 @@ def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bo
     matrices (:func:`_block_weight_grad`); else one ``C x C`` product per tap.
     """
     train = _train_config()
-    if train.get("wgrad") == "block" and block_eligible(x.shape[-1], dil, train):
+    if weight_grad_form(train) == "block" and block_eligible(x.shape[-1], dil, train):
         return _block_weight_grad(x, g, taps, dil, ieee, train)
     cfg = WGRAD_CONFIG
     B, L, C = x.shape
@@ -702,6 +712,96 @@ def _block_weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ie
         num_stages=cfg["num_stages"],
     )
     return block_toeplitz_adjoint(partial.sum(0), taps, C)  # a fixed order: the same gradients every run
+
+
+#: the form "auto" stands for in this process (:func:`choose_weight_grad`); "taps" until it has chosen
+_chosen = {"wgrad": "taps"}
+
+
+def use_weight_grad(form: str) -> None:
+    """Make "auto" stand for ``form`` ("taps" or "block") in this process (e.g. rank 0's choice, broadcast)."""
+    if form not in ("taps", "block"):
+        raise ValueError(form)
+    _chosen["wgrad"] = form
+
+
+def weight_grad_form(cfg: dict) -> str:
+    """Return the weight-gradient form training runs with ``cfg``: as configured, or what "auto" chose."""
+    form = cfg.get("wgrad", "auto")
+    return _chosen["wgrad"] if form == "auto" else form
+
+
+def _train_step_ms(model: DenoiseResNet, x: torch.Tensor, dtype: torch.dtype | None) -> float:
+    """Run one forward and backward of ``model`` on ``x`` (gradients left in place); return its milliseconds.
+
+    On a GPU the card's time between two events, on a CPU (Triton's interpreter, in tests) the wall time.
+    """
+    model.zero_grad(set_to_none=True)
+    cuda = x.device.type == "cuda"
+    if cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+    t0 = time.perf_counter()
+    with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        track, logits = model(x)
+    (track.float().mean() + logits.float().mean()).backward()
+    if cuda:
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def choose_weight_grad(model: DenoiseResNet, batch: int, width: int, dtype: torch.dtype | None, reps: int = 3) -> dict:
+    """Time a training step with each weight-gradient form on the card; make "auto" mean the faster (issue 23).
+
+    A step (forward, backward) of ``batch`` windows of ``width`` bases, as training runs them, ``reps`` times a form
+    after one untimed step that compiles its kernels for these shapes. The block form is taken only when it is
+    faster by :data:`WGRAD_MARGIN` and its gradients agree with the taps form's (else the taps form, warned).
+    Draws from its own generator, not the run's. Returns what it measured (logged by the caller); with the form
+    fixed in ``ATACDENOISE_TRITON_CONFIG``, or no conv the block form can run, nothing is timed.
+    """
+    cfg = _train_config()
+    if cfg.get("wgrad", "auto") != "auto":
+        return {"form": cfg["wgrad"], "how": "configured"}
+    hp = model.hparams
+    C = padded(hp["filters"] + 1 if hp["cls_sees_features"] else hp["filters"])
+    dils = {conv.dilation[0] for blk in [*model.reg_blocks, *model.cls_blocks] for conv in blk.convs}
+    if not any(block_eligible(C, d, cfg) for d in dils):
+        _chosen["wgrad"] = "taps"
+        return {"form": "taps", "how": "no conv the block form runs"}
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.poisson(torch.full((batch, width), 2.0, device=device), generator=gen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    timed, grads = {}, {}
+    for form in ("taps", "block"):
+        _chosen["wgrad"] = form
+        first = _train_step_ms(model, x, dtype)  # compiles this form's kernels for these shapes
+        grads[form] = [torch.zeros_like(p) if p.grad is None else p.grad.detach().float().clone() for p in params]
+        timed[form] = sorted(_train_step_ms(model, x, dtype) for _ in range(reps))[reps // 2]
+        log.debug("weight gradient, %s form: first step %.1f ms, then %.1f ms", form, first, timed[form])
+    model.zero_grad(set_to_none=True)
+    worst = max(
+        float((a - b).abs().max() / a.abs().max().clamp_min(1e-12)) for a, b in zip(grads["taps"], grads["block"])
+    )
+    agree = worst <= 5e-2  # bf16 operands, float32 sums in another order: ~1e-3 apart
+    faster = timed["block"] <= WGRAD_MARGIN * timed["taps"]
+    _chosen["wgrad"] = "block" if faster and agree else "taps"
+    if not agree:
+        log.warning(
+            "the block form's weight gradients differ from the taps form's by %.3g (relative): taps form used; "
+            'please report it (ATACDENOISE_TRITON_CONFIG=\'{"wgrad": "taps"}\' skips the check)',
+            worst,
+        )
+    return {
+        "form": _chosen["wgrad"],
+        "how": "timed",
+        "taps_ms": timed["taps"],
+        "block_ms": timed["block"],
+        "batch": batch,
+        "grad_difference": worst,
+    }
 
 
 class _ConvReLU(torch.autograd.Function):

@@ -940,6 +940,27 @@ def _broadcast_flag(flag: bool, dist_info: Dist, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def _choose_weight_grad(model: nn.Module, s: dict, dtype: torch.dtype | None, dist_info: Dist, dev) -> dict:
+    """Time both weight-gradient forms on a batch of this run's shape (rank 0's choice for every rank); log it."""
+    from atacdenoise.model import gpuconv
+
+    info = gpuconv.choose_weight_grad(model, s["batch_size"], s["interval"] + 2 * s["pad"], dtype)
+    form = "block" if _broadcast_flag(info["form"] == "block", dist_info, dev) else "taps"
+    gpuconv.use_weight_grad(form)
+    if info["how"] == "timed":
+        log.info(
+            "weight gradient: taps form %.1f ms, block form %.1f ms a step of %d windows (median of 3): the %s form "
+            '(ATACDENOISE_TRITON_CONFIG=\'{"wgrad": "taps"}\' or "block" fixes it)',
+            info["taps_ms"],
+            info["block_ms"],
+            info["batch"],
+            form,
+        )
+    else:
+        log.info("weight gradient: the %s form (%s)", form, info["how"])
+    return {**info, "form": form}
+
+
 # --------------------------------------------------------------------------- the loop
 @dataclass
 class TrainResult:
@@ -951,6 +972,8 @@ class TrainResult:
     best_epoch: int | None = None
     best_metrics: dict = field(default_factory=dict)
     best_state: dict | None = None
+    #: what the run chose on its GPU (e.g. ``weight_gradient``: the form and the timings it was chosen by)
+    gpu_choices: dict = field(default_factory=dict)
 
 
 def _loader(windows: WindowSet, batch_size: int, num_workers: int, device: torch.device):
@@ -1104,6 +1127,7 @@ def _train(
             (raw_settings or {}).get("preset", DEFAULT_PRESET),
         )
     model = model.to(dev)
+    gpu_choices: dict = {}
     if dev.type == "cuda" and gpu_conv_requested(dev):
         model.conv_impl = "triton"
 
@@ -1115,6 +1139,7 @@ def _train(
 
         if gpu_kernels_work(probe, "training"):
             log.info("the convolutions on the Triton kernel, forward and backward (ATACDENOISE_GPU_CONV=torch: cuDNN)")
+            gpu_choices["weight_gradient"] = _choose_weight_grad(model, s, dtype, dist_info, dev)
         else:
             model.conv_impl = "torch"
     # fused: one kernel for the whole step on a GPU (issue 23); the CPU keeps the default implementation
@@ -1329,7 +1354,7 @@ def _train(
         import torch.distributed as dist
 
         dist.barrier()
-    return TrainResult(net, optimizer, history, best["epoch"], best["metrics"], best["state_dict"])
+    return TrainResult(net, optimizer, history, best["epoch"], best["metrics"], best["state_dict"], gpu_choices)
 
 
 def chosen_threshold(setting: float | str, best_metrics: dict) -> float:
