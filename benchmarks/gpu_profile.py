@@ -94,7 +94,7 @@ def main() -> None:
     p.add_argument("--preset", default="atacworks")
     p.add_argument("--config", default=None, help="Triton kernel configuration (JSON; default: the kernel's own)")
     p.add_argument("--infer-batch", type=int, default=128)
-    p.add_argument("--train-batch", type=int, default=32)
+    p.add_argument("--train-batch", type=int, default=128, help="windows a step (stage D's batch for the target)")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a CPU smoke test")
     args = p.parse_args()
