@@ -306,13 +306,23 @@ def _compile_weight_grad_for(arch: int) -> str:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    sig = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*fp32", "L": "i32", "tiles_per_row": "i32"}
+    sig = {
+        "x_ptr": "*bf16",
+        "g_ptr": "*bf16",
+        "out_ptr": "*fp32",
+        "db_ptr": "*fp32",
+        "L": "i32",
+        "tiles_per_row": "i32",
+    }
     sig.update({"n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
     cfg = gpuconv.WGRAD_CONFIG
     const = dict(C=16, TAPS=51, DIL=8, TILES=cfg["tiles"], IEEE=False, UPCAST=False, BLOCK_L=cfg["BLOCK_L"])
     names = [*sig, *const]
     sig.update(dict.fromkeys(const, "constexpr"))
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in ("x_ptr", "g_ptr", "out_ptr", "x_batch", "g_batch")}
+    attrs = {
+        (names.index(n),): [["tt.divisibility", 16]]
+        for n in ("x_ptr", "g_ptr", "out_ptr", "db_ptr", "x_batch", "g_batch")
+    }
     kernel = triton.compile(
         ASTSource(fn=gpuconv._wgrad_kernel, signature=sig, constexprs=const, attrs=attrs),
         target=GPUTarget("cuda", arch, 32),
@@ -328,14 +338,24 @@ def _compile_block_weight_grad_for(arch: int) -> str:
     from triton.compiler import ASTSource
 
     cfg = gpuconv.DEFAULT_CONFIG
-    sig = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*fp32", "L": "i32", "tiles_per_row": "i32"}
+    sig = {
+        "x_ptr": "*bf16",
+        "g_ptr": "*bf16",
+        "out_ptr": "*fp32",
+        "db_ptr": "*fp32",
+        "L": "i32",
+        "tiles_per_row": "i32",
+    }
     sig.update({"n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
     d = -(-25 // cfg["S"])
     const = dict(C=16, S=cfg["S"], ND=2 * d + 1, D0=-d, DIL=8, TILES=gpuconv.WGRAD_CONFIG["block_tiles"])
     const.update(IEEE=False, UPCAST=False, BLOCK_Q=cfg["BLOCK_Q"])
     names = [*sig, *const]
     sig.update(dict.fromkeys(const, "constexpr"))
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in ("x_ptr", "g_ptr", "out_ptr", "x_batch", "g_batch")}
+    attrs = {
+        (names.index(n),): [["tt.divisibility", 16]]
+        for n in ("x_ptr", "g_ptr", "out_ptr", "db_ptr", "x_batch", "g_batch")
+    }
     kernel = triton.compile(
         ASTSource(fn=gpuconv._block_wgrad_kernel, signature=sig, constexprs=const, attrs=attrs),
         target=GPUTarget("cuda", arch, 32),

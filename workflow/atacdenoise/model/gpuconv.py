@@ -222,6 +222,7 @@ if triton is not None:
         x_ptr,
         g_ptr,
         out_ptr,
+        db_ptr,
         L,
         tiles_per_row,
         n_tiles,
@@ -235,12 +236,17 @@ if triton is not None:
         UPCAST: tl.constexpr,
         BLOCK_L: tl.constexpr,
     ):
-        """out[chunk, t] = sum over the chunk's positions p of x[p + (t - TAPS // 2) * DIL, :]^T @ g[p, :]."""
+        """out[chunk, t] = sum over the chunk's positions p of x[p + (t - TAPS // 2) * DIL, :]^T @ g[p, :].
+
+        The bias gradient comes with it: db[chunk] = sum of g over the chunk's positions (stored by tap 0's
+        programs), so that g is not read once more for it.
+        """
         t = tl.program_id(0)
         chunk = tl.program_id(1)
         c = tl.arange(0, C)
         half = (TAPS - 1) // 2
         acc = tl.zeros((C, C), dtype=tl.float32)
+        db = tl.zeros((C,), dtype=tl.float32)
         for i in range(TILES):  # TILES tiles of BLOCK_L positions, along the windows of the batch one after another
             tile = chunk * TILES + i
             b = (tile // tiles_per_row).to(tl.int64)
@@ -251,7 +257,9 @@ if triton is not None:
             xt = tl.load(x_ptr + b * x_batch + pos[:, None] * C + c[None, :], mask=shifted, other=0.0)
             gt = tl.load(g_ptr + b * g_batch + offs[:, None] * C + c[None, :], mask=live[:, None], other=0.0)
             acc = _mma(acc, tl.trans(xt), gt, IEEE, UPCAST)
+            db += tl.sum(gt.to(tl.float32), axis=0)
         tl.store(out_ptr + (chunk * TAPS + t) * C * C + c[:, None] * C + c[None, :], acc)
+        tl.store(db_ptr + chunk * C + c, db, mask=(c * 0 + t) == 0)
 
     @triton.jit
     def _block_kernel(
@@ -310,6 +318,7 @@ if triton is not None:
         x_ptr,
         g_ptr,
         out_ptr,
+        db_ptr,
         L,
         tiles_per_row,
         n_tiles,
@@ -328,7 +337,8 @@ if triton is not None:
         """out[chunk, i] = sum over the chunk's rows of x[rows + DIL S (D0 + i)]^T @ g[rows] (``_block_kernel``'s rows).
 
         The gradient of :func:`block_toeplitz`'s matrix ``i`` (``S*C x S*C``); its taps' gradients are summed
-        from it by :func:`block_toeplitz_adjoint`.
+        from it by :func:`block_toeplitz_adjoint`. The bias gradient comes with it: db[chunk] = sum of g over the
+        chunk's positions, stored by offset 0's programs.
         """
         i = tl.program_id(0)
         chunk = tl.program_id(1)
@@ -338,6 +348,7 @@ if triton is not None:
         c = f % C
         rows = DIL * (S * (m // DIL)[:, None] + (f // C)[None, :]) + (m % DIL)[:, None]
         acc = tl.zeros((F, F), dtype=tl.float32)
+        db = tl.zeros((F,), dtype=tl.float32)
         for k in range(TILES):  # TILES tiles of BLOCK_Q x DIL rows, along the windows of the batch
             tile = chunk * TILES + k
             b = (tile // tiles_per_row).to(tl.int64)
@@ -347,7 +358,13 @@ if triton is not None:
             src = pos + DIL * S * (D0 + i)  # an input element's mask is its own position's, not its row's output
             at = tl.load(x_ptr + b * x_batch + src * C + c[None, :], mask=real & (src >= 0) & (src < L), other=0.0)
             acc = _mma(acc, tl.trans(at), gt, IEEE, UPCAST)
+            db += tl.sum(gt.to(tl.float32), axis=0)
         tl.store(out_ptr + (chunk * ND + i) * F * F + f[:, None] * F + f[None, :], acc)
+        tl.store(
+            db_ptr + chunk * C + tl.arange(0, C),
+            tl.sum(tl.reshape(db, (S, C)), axis=0),
+            mask=(tl.arange(0, C) * 0 + i) == 0,
+        )
 
 
 @functools.cache
@@ -665,11 +682,14 @@ def _square_conv(
     return conv_cl(x, weights, relu, identity if skip is not None else None, skip, ieee, cfg)
 
 
-def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool) -> torch.Tensor:
-    """``[taps, C, C]`` float32: for each tap, the shifted input's channels against the output gradient's.
+def _weight_grad(
+    x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the weight gradient ``[taps, C, C]`` and the bias gradient ``[C]`` (float32) from the same reads.
 
-    ``wgrad: block`` in the configuration (where the block form runs the conv): through the block form's
-    matrices (:func:`_block_weight_grad`); else one ``C x C`` product per tap.
+    For each tap, the shifted input's channels against the output gradient's; the bias's is the sum of ``g``.
+    The block form (:func:`weight_grad_form`, where it runs the conv): through the block form's matrices
+    (:func:`_block_weight_grad`); else one ``C x C`` product per tap.
     """
     train = _train_config()
     if weight_grad_form(train) == "block" and block_eligible(x.shape[-1], dil, train):
@@ -680,10 +700,12 @@ def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bo
     tiles = wgrad_tiles(B * per_row, taps, cfg["tiles"], _sm_count(x.device))
     chunks = triton.cdiv(B * per_row, tiles)
     partial = torch.empty((chunks, taps, C, C), dtype=torch.float32, device=x.device)
+    db = torch.empty((chunks, C), dtype=torch.float32, device=x.device)
     _wgrad_kernel[(taps, chunks)](
         x,
         g,
         partial,
+        db,
         L,
         per_row,
         B * per_row,
@@ -698,10 +720,12 @@ def _weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bo
         BLOCK_L=cfg["BLOCK_L"],
         num_warps=cfg["num_warps"],
     )
-    return partial.sum(0)  # a fixed order: the same gradients every run (no atomics)
+    return partial.sum(0), db.sum(0)  # a fixed order: the same gradients every run (no atomics)
 
 
-def _block_weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool, cfg: dict) -> torch.Tensor:
+def _block_weight_grad(
+    x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ieee: bool, cfg: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_weight_grad` as the gradients of :func:`block_toeplitz`'s matrices (``_block_wgrad_kernel``) summed.
 
     One ``S*C x S*C`` product per offset and row tile (9 offsets at S = 8 for the reference shape's 51 taps)
@@ -715,10 +739,12 @@ def _block_weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ie
     tiles = wgrad_tiles(B * per_row, nd, WGRAD_CONFIG["block_tiles"], _sm_count(x.device))
     chunks = triton.cdiv(B * per_row, tiles)
     partial = torch.empty((chunks, nd, S * C, S * C), dtype=torch.float32, device=x.device)
+    db = torch.empty((chunks, C), dtype=torch.float32, device=x.device)
     _block_wgrad_kernel[(nd, chunks)](
         x,
         g,
         partial,
+        db,
         L,
         per_row,
         B * per_row,
@@ -736,7 +762,7 @@ def _block_weight_grad(x: torch.Tensor, g: torch.Tensor, taps: int, dil: int, ie
         num_warps=cfg["num_warps"],
         num_stages=cfg["num_stages"],
     )
-    return block_toeplitz_adjoint(partial.sum(0), taps, C)  # a fixed order: the same gradients every run
+    return block_toeplitz_adjoint(partial.sum(0), taps, C), db.sum(0)  # a fixed order: the same every run
 
 
 #: the form "auto" stands for in this process (:func:`choose_weight_grad`); "taps" until it has chosen
@@ -833,7 +859,7 @@ class _ConvReLU(torch.autograd.Function):
     """``relu(conv(x) + bias [+ skip])`` on the kernel, channels-last, and its gradients on the kernel too.
 
     The input gradient is the same convolution with the taps reversed and the weights transposed; the weight
-    gradient one small product per tap summed over every position (:func:`_weight_grad`).
+    and bias gradients come from one more kernel over the input and the gradient (:func:`_weight_grad`).
     """
 
     @staticmethod
@@ -851,9 +877,8 @@ class _ConvReLU(torch.autograd.Function):
         reverse = w.flip(0).transpose(1, 2).contiguous()
         zero = torch.zeros(w.shape[2], dtype=torch.float32, device=w.device)
         dx = _square_conv(g, reverse, zero, ctx.dil, False, None, ctx.ieee)
-        dw = _weight_grad(x, g, w.shape[0], ctx.dil, ctx.ieee).to(w.dtype)
-        db = g.sum((0, 1), dtype=torch.float32)  # float32 sums, no float32 copy of g
-        return dx, dw, db, (g if ctx.skip else None), None, None
+        dw, db = _weight_grad(x, g, w.shape[0], ctx.dil, ctx.ieee)  # db: float32 sums of g, from the same reads
+        return dx, dw.to(w.dtype), db, (g if ctx.skip else None), None, None
 
 
 def _pad_last(t: torch.Tensor, size: int) -> torch.Tensor:
