@@ -202,6 +202,14 @@ CHOOSE = textwrap.dedent(
     gpuconv.block_toeplitz_adjoint = lambda dm, taps, C: adjoint(dm, taps, C) * 3  # a wrong block form
     gpuconv._train_step_ms = timings(100, 100, 50, 50, run=(0, 2))  # each form's first step: its gradients
     out["wrong"] = gpuconv.choose_weight_grad(model, 2, width, None, reps=1)
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such instruction on this card")
+
+    gpuconv._block_weight_grad, block_grad = broken, gpuconv._block_weight_grad  # a block form that cannot run
+    gpuconv._train_step_ms = step
+    out["failed"] = gpuconv.choose_weight_grad(model, 2, width, None, reps=1)
+    out["failed_form_now"] = gpuconv.weight_grad_form(gpuconv._train_config())
+    gpuconv._block_weight_grad = block_grad
     os.environ["ATACDENOISE_TRITON_CONFIG"] = '{"BLOCK_Q": 2, "wgrad": "taps"}'
     gpuconv._train_config.cache_clear()
     out["configured"] = gpuconv.choose_weight_grad(model, 2, width, None, reps=1)
@@ -225,6 +233,8 @@ def test_auto_weight_gradient_takes_the_faster_form_only_when_its_gradients_agre
     assert out["tie"]["form"] == "taps" and out["faster"]["form"] == "block"  # 5 % faster: not enough; 2x: taken
     assert out["wrong"]["form"] == "taps" and out["wrong"]["grad_difference"] > 0.5
     assert "differ from the taps form's" in res.stderr
+    assert out["failed"] == {"form": "taps", "how": "block form failed (RuntimeError)"}
+    assert out["failed_form_now"] == "taps" and "failed on this card" in res.stderr
     assert out["configured"] == {"form": "taps", "how": "configured"}
 
 

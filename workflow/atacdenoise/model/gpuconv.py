@@ -828,7 +828,19 @@ def choose_weight_grad(model: DenoiseResNet, batch: int, width: int, dtype: torc
     timed, grads = {}, {}
     for form in ("taps", "block"):
         _chosen["wgrad"] = form
-        first = _train_step_ms(model, x, dtype)  # compiles this form's kernels for these shapes
+        try:
+            first = _train_step_ms(model, x, dtype)  # compiles this form's kernels for these shapes
+        except Exception as exc:  # the block form only: the taps form already ran in the start-up probe
+            if form == "taps":
+                raise
+            _chosen["wgrad"] = "taps"
+            model.zero_grad(set_to_none=True)
+            log.warning(
+                "the block form's weight gradient failed on this card (%s: %s): taps form used",
+                type(exc).__name__,
+                str(exc)[:300],
+            )
+            return {"form": "taps", "how": f"block form failed ({type(exc).__name__})"}
         grads[form] = [torch.zeros_like(p) if p.grad is None else p.grad.detach().float().clone() for p in params]
         timed[form] = sorted(_train_step_ms(model, x, dtype) for _ in range(reps))[reps // 2]
         log.debug("weight gradient, %s form: first step %.1f ms, then %.1f ms", form, first, timed[form])

@@ -439,7 +439,7 @@ def forward_batch(model: nn.Module, batch: dict[str, Tensor], s: dict, device: t
     """Forward one batch; returns (track, logits, central targets), all float32, central ``interval`` bases.
 
     The batch comes as stored (:func:`~atacdenoise.model.dataset.read_window_stored`) and is decoded to float32
-    after the copy, on the device: a quarter of the bytes through the copy.
+    after the copy, on the device: 4-5 bytes a base through the copy instead of 16.
     """
     batch = decode_batch({k: v.to(device, non_blocking=True) for k, v in batch.items()})
     x = transform_input(batch["noisy"], s["input_transform"])
