@@ -310,29 +310,24 @@ def _compile_block_for(arch: int, S: int = 4, BLOCK_Q: int = 8, num_warps: int =
     return kernel.asm["ptx"]
 
 
+#: both weight-gradient kernels' arguments before their constants, and those a launch marks 16-aligned
+WGRAD_SIGNATURE = {"x_ptr": "*bf16", "g_ptr": "*bf16", "out_ptr": "*fp32", "db_ptr": "*fp32", "L": "i32"}
+WGRAD_SIGNATURE.update({"tiles_per_row": "i32", "n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
+WGRAD_ALIGNED = ("x_ptr", "g_ptr", "out_ptr", "db_ptr", "x_batch", "g_batch")
+
+
 def _compile_weight_grad_for(arch: int) -> str:
     """PTX of the weight-gradient kernel (training) for a ``sm_<arch>`` card, as :func:`_compile_for`."""
     triton = pytest.importorskip("triton", reason="Triton is part of the test install (pyproject: test extra)")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    sig = {
-        "x_ptr": "*bf16",
-        "g_ptr": "*bf16",
-        "out_ptr": "*fp32",
-        "db_ptr": "*fp32",
-        "L": "i32",
-        "tiles_per_row": "i32",
-    }
-    sig.update({"n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
+    sig = dict(WGRAD_SIGNATURE)
     cfg = gpuconv.WGRAD_CONFIG
     const = dict(C=16, TAPS=51, DIL=8, TILES=cfg["tiles"], IEEE=False, UPCAST=False, BLOCK_L=cfg["BLOCK_L"])
     names = [*sig, *const]
     sig.update(dict.fromkeys(const, "constexpr"))
-    attrs = {
-        (names.index(n),): [["tt.divisibility", 16]]
-        for n in ("x_ptr", "g_ptr", "out_ptr", "db_ptr", "x_batch", "g_batch")
-    }
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in WGRAD_ALIGNED}
     kernel = triton.compile(
         ASTSource(fn=gpuconv._wgrad_kernel, signature=sig, constexprs=const, attrs=attrs),
         target=GPUTarget("cuda", arch, 32),
@@ -348,24 +343,13 @@ def _compile_block_weight_grad_for(arch: int) -> str:
     from triton.compiler import ASTSource
 
     cfg = gpuconv.DEFAULT_CONFIG
-    sig = {
-        "x_ptr": "*bf16",
-        "g_ptr": "*bf16",
-        "out_ptr": "*fp32",
-        "db_ptr": "*fp32",
-        "L": "i32",
-        "tiles_per_row": "i32",
-    }
-    sig.update({"n_tiles": "i32", "x_batch": "i32", "g_batch": "i32"})
+    sig = dict(WGRAD_SIGNATURE)
     d = -(-25 // cfg["S"])
     const = dict(C=16, S=cfg["S"], ND=2 * d + 1, D0=-d, DIL=8, TILES=gpuconv.WGRAD_CONFIG["block_tiles"])
     const.update(IEEE=False, UPCAST=False, BLOCK_Q=cfg["BLOCK_Q"])
     names = [*sig, *const]
     sig.update(dict.fromkeys(const, "constexpr"))
-    attrs = {
-        (names.index(n),): [["tt.divisibility", 16]]
-        for n in ("x_ptr", "g_ptr", "out_ptr", "db_ptr", "x_batch", "g_batch")
-    }
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in WGRAD_ALIGNED}
     kernel = triton.compile(
         ASTSource(fn=gpuconv._block_wgrad_kernel, signature=sig, constexprs=const, attrs=attrs),
         target=GPUTarget("cuda", arch, 32),
