@@ -238,8 +238,9 @@ if triton is not None:
     ):
         """out[chunk, t] = sum over the chunk's positions p of x[p + (t - TAPS // 2) * DIL, :]^T @ g[p, :].
 
-        The bias gradient comes with it: db[chunk] = sum of g over the chunk's positions (stored by tap 0's
-        programs), so that g is not read once more for it.
+        The bias gradient comes with it: db[chunk] = sum of g over the chunk's positions, summed and stored by
+        tap 0's programs only (a branch on the program id, uniform within a program), so that g is not read once
+        more for it and the other taps' programs do no reduction for nothing.
         """
         t = tl.program_id(0)
         chunk = tl.program_id(1)
@@ -257,9 +258,11 @@ if triton is not None:
             xt = tl.load(x_ptr + b * x_batch + pos[:, None] * C + c[None, :], mask=shifted, other=0.0)
             gt = tl.load(g_ptr + b * g_batch + offs[:, None] * C + c[None, :], mask=live[:, None], other=0.0)
             acc = _mma(acc, tl.trans(xt), gt, IEEE, UPCAST)
-            db += tl.sum(gt.to(tl.float32), axis=0)
+            if t == 0:  # the same for the whole program: only tap 0's programs sum the bias gradient
+                db += tl.sum(gt.to(tl.float32), axis=0)
         tl.store(out_ptr + (chunk * TAPS + t) * C * C + c[:, None] * C + c[None, :], acc)
-        tl.store(db_ptr + chunk * C + c, db, mask=(c * 0 + t) == 0)
+        if t == 0:
+            tl.store(db_ptr + chunk * C + c, db)
 
     @triton.jit
     def _block_kernel(
@@ -338,7 +341,7 @@ if triton is not None:
 
         The gradient of :func:`block_toeplitz`'s matrix ``i`` (``S*C x S*C``); its taps' gradients are summed
         from it by :func:`block_toeplitz_adjoint`. The bias gradient comes with it: db[chunk] = sum of g over the
-        chunk's positions, stored by offset 0's programs.
+        chunk's positions, summed and stored by offset 0's programs only.
         """
         i = tl.program_id(0)
         chunk = tl.program_id(1)
@@ -358,13 +361,11 @@ if triton is not None:
             src = pos + DIL * S * (D0 + i)  # an input element's mask is its own position's, not its row's output
             at = tl.load(x_ptr + b * x_batch + src * C + c[None, :], mask=real & (src >= 0) & (src < L), other=0.0)
             acc = _mma(acc, tl.trans(at), gt, IEEE, UPCAST)
-            db += tl.sum(gt.to(tl.float32), axis=0)
+            if i == 0:  # the same for the whole program: only offset 0's programs sum the bias gradient
+                db += tl.sum(gt.to(tl.float32), axis=0)
         tl.store(out_ptr + (chunk * ND + i) * F * F + f[:, None] * F + f[None, :], acc)
-        tl.store(
-            db_ptr + chunk * C + tl.arange(0, C),
-            tl.sum(tl.reshape(db, (S, C)), axis=0),
-            mask=(tl.arange(0, C) * 0 + i) == 0,
-        )
+        if i == 0:
+            tl.store(db_ptr + chunk * C + tl.arange(0, C), tl.sum(tl.reshape(db, (S, C)), axis=0))
 
 
 @functools.cache
