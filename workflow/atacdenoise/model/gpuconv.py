@@ -871,8 +871,9 @@ def choose_weight_grad(model: DenoiseResNet, batch: int, width: int, dtype: torc
 class _ConvReLU(torch.autograd.Function):
     """``relu(conv(x) + bias [+ skip])`` on the kernel, channels-last, and its gradients on the kernel too.
 
-    The input gradient is the same convolution with the taps reversed and the weights transposed; the weight
-    and bias gradients come from one more kernel over the input and the gradient (:func:`_weight_grad`).
+    The input gradient is the same convolution with the taps reversed and the weights transposed (skipped where
+    the input needs none: the network's first conv); the weight and bias gradients come from one more kernel
+    over the input and the gradient (:func:`_weight_grad`).
     """
 
     @staticmethod
@@ -887,9 +888,11 @@ class _ConvReLU(torch.autograd.Function):
         x, w, y = ctx.saved_tensors
         # through the ReLU in one pass (ReLU's own backward: no mask written and read back)
         g = torch.ops.aten.threshold_backward(grad, y, 0).to(x.dtype).contiguous()
-        reverse = w.flip(0).transpose(1, 2).contiguous()
-        zero = torch.zeros(w.shape[2], dtype=torch.float32, device=w.device)
-        dx = _square_conv(g, reverse, zero, ctx.dil, False, None, ctx.ieee)
+        dx = None
+        if ctx.needs_input_grad[0]:  # not for the network's first conv: its input is the data
+            reverse = w.flip(0).transpose(1, 2).contiguous()
+            zero = torch.zeros(w.shape[2], dtype=torch.float32, device=w.device)
+            dx = _square_conv(g, reverse, zero, ctx.dil, False, None, ctx.ieee)
         dw, db = _weight_grad(x, g, w.shape[0], ctx.dil, ctx.ieee)  # db: float32 sums of g, from the same reads
         return dx, dw.to(w.dtype), db, (g if ctx.skip else None), None, None
 
@@ -937,7 +940,7 @@ def train_forward(model: DenoiseResNet, x: torch.Tensor) -> tuple[torch.Tensor, 
     C = padded(f + 1 if hp["cls_sees_features"] else f)
     with torch.autocast(kind, enabled=False):  # the heads and projections in float32, as the kernel's sums
         xf = x.float()
-        h = _pad_last(xf.unsqueeze(-1), C).to(dtype).contiguous()
+        h = _pad_last(xf.unsqueeze(-1).to(dtype), C).contiguous()  # cast, then pad: 1 channel cast, not 16
         for block in model.reg_blocks:
             h = _block(block, h, dtype, ieee)
         r = h[..., :f].float() @ model.reg_out.weight[0, :, 0] + model.reg_out.bias[0]
