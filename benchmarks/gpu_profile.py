@@ -48,6 +48,21 @@ def train_step(model, opt, batch: dict, s: dict, dtype) -> None:
     opt.step()
 
 
+def train_inputs(batch: int, interval: int, pad: int, device) -> tuple[dict, dict]:
+    """Return a training batch of random windows on ``device`` and the loss settings :func:`train_step` takes."""
+    import torch
+
+    width = interval + 2 * pad
+    windows = {
+        "noisy": (torch.rand(batch, width, device=device) * 8).floor(),
+        "clean": torch.rand(batch, interval, device=device) * 8,
+        "labels": (torch.rand(batch, interval, device=device) > 0.9).float(),
+        "mask": torch.ones(batch, interval, device=device),
+    }
+    s = {"pad": pad, "interval": interval, "w_mse": 1.0, "w_pearson": 1.0, "w_bce": 1.0, "pearson": "window"}
+    return windows, s
+
+
 def kernel_table(prof, rows: int) -> list[dict]:
     """Return the costliest device kernels of a profile: name, calls, total ms, share of the device time."""
     events = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0]
@@ -145,13 +160,7 @@ def main() -> None:
         )
         log.info("inference %s: %.1f ms per batch of %d", route, s * 1e3, args.infer_batch)
     b = args.train_batch
-    batch = {
-        "noisy": (torch.rand(b, width, device=device) * 8).floor(),
-        "clean": torch.rand(b, interval, device=device) * 8,
-        "labels": (torch.rand(b, interval, device=device) > 0.9).float(),
-        "mask": torch.ones(b, interval, device=device),
-    }
-    s = {"pad": pad, "interval": interval, "w_mse": 1.0, "w_pearson": 1.0, "w_bce": 1.0, "pearson": "window"}
+    batch, s = train_inputs(b, interval, pad, device)
     # the Triton route's weight gradient both ways (training's "auto" times the same two at its start and takes the
     # faster): per tap and through the block form's matrices
     cases = [("torch", None)] + ([("triton", "taps"), ("triton", "block")] if "triton" in routes else [])

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 import common
+from gpu_profile import train_inputs, train_step
 
 #: operators that allocate without moving bytes
 ALLOCATIONS = {"aten::empty", "aten::empty_like", "aten::empty_strided", "aten::new_empty", "aten::new_empty_strided"}
@@ -44,11 +45,16 @@ def count_step(form: str, batch: int, interval: int, pad: int, sms: int, preset:
 
     from atacdenoise.model import gpuconv
     from atacdenoise.model.network import build_model
-    from atacdenoise.model.train import loss_terms
 
     os.environ["ATACDENOISE_TRITON_CONFIG"] = json.dumps({"wgrad": form})
     gpuconv._train_config.cache_clear()
-    state = {"phase": "forward", "paused": 0}
+    state = {"stepping": False}
+
+    def phase() -> str:  # autograd's engine runs the backward pass's operators under a node of its graph
+        if state["stepping"]:
+            return "optimizer"
+        return "backward" if torch._C._current_autograd_node() is not None else "forward"
+
     ops: dict = collections.defaultdict(lambda: {"bytes": 0, "calls": 0})
     kernels: dict = collections.defaultdict(lambda: {"bytes": 0, "calls": 0})
 
@@ -57,7 +63,7 @@ def count_step(form: str, batch: int, interval: int, pad: int, sms: int, preset:
             out = func(*args, **(kwargs or {}))
             name = func._schema.name
             view = any(r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
-            if state["paused"] or view or name in ALLOCATIONS:
+            if view or name in ALLOCATIONS:
                 return out
             ins, seen = [], set()
             for t in tree_flatten((args, kwargs))[0]:
@@ -66,7 +72,7 @@ def count_step(form: str, batch: int, interval: int, pad: int, sms: int, preset:
                     seen.add(key)
                     ins.append(t)
             outs = [t for t in tree_flatten(out)[0] if torch.is_tensor(t)]
-            row = ops[(state["phase"], name.removeprefix("aten::"), f"{_describe(ins[:3])} -> {_describe(outs[:1])}")]
+            row = ops[(phase(), name.removeprefix("aten::"), f"{_describe(ins[:3])} -> {_describe(outs[:1])}")]
             row["bytes"] += sum(t.numel() * t.element_size() for t in ins + outs)
             row["calls"] += 1
             return out
@@ -77,7 +83,7 @@ def count_step(form: str, batch: int, interval: int, pad: int, sms: int, preset:
 
         def __getitem__(self, grid):
             def launch(*args, **kwargs) -> None:
-                row = kernels[(state["phase"], self.name)]
+                row = kernels[(phase(), self.name)]
                 row["bytes"] += sum(a.numel() * a.element_size() for a in args if torch.is_tensor(a))
                 row["calls"] += 1
 
@@ -92,28 +98,19 @@ def count_step(form: str, batch: int, interval: int, pad: int, sms: int, preset:
         model = build_model({"preset": preset}).train()
         model.conv_impl = "triton"
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        width = interval + 2 * pad
-        noisy = (torch.rand(batch, width) * 8).floor()
-        clean, labels = torch.rand(batch, interval) * 8, (torch.rand(batch, interval) > 0.9).float()
-        mask = torch.ones(batch, interval)
-        s = {"pad": pad, "interval": interval, "w_mse": 1.0, "w_pearson": 1.0, "w_bce": 1.0, "pearson": "window"}
-        sl = slice(pad, pad + interval)
-        with Count():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                track, logits = model(noisy)
-            terms = loss_terms(track[:, sl].float(), logits[:, sl].float(), clean, labels, mask, s)
-            opt.zero_grad(set_to_none=True)
-            state["phase"] = "backward"
-            terms["loss"].backward()
-            state["phase"] = "optimizer"
-            opt.step()
+        opt.register_step_pre_hook(lambda *_: state.update(stepping=True))
+        windows, s = train_inputs(batch, interval, pad, torch.device("cpu"))
+        with Count():  # the step gpu_profile.py times on a card
+            train_step(model, opt, windows, s, torch.bfloat16)
     finally:
         for n, f in saved.items():
             setattr(gpuconv, n, f)
         os.environ.pop("ATACDENOISE_TRITON_CONFIG", None)
         gpuconv._train_config.cache_clear()
     convs = sum(len(b.convs) for b in [*model.reg_blocks, *model.cls_blocks])
-    activation = batch * width * gpuconv.padded(model.hparams["filters"]) * 2  # one bf16 activation, all channels
+    activation = (
+        batch * (interval + 2 * pad) * gpuconv.padded(model.hparams["filters"]) * 2
+    )  # one bf16 activation, all channels
     return {"ops": dict(ops), "kernels": dict(kernels), "convs": convs, "activation_bytes": activation}
 
 
